@@ -1,0 +1,79 @@
+# keda-otel-scaler — every target bootstraps what it needs (venv, Debian tools) by itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-tools
+REPORT ?= demo-report
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help venv system-tools demo serve test lint typecheck layers proto proto-check unit bench image image-test clean
+
+help:
+	@echo "make demo        simulate a PD fleet; prefill and decode scale independently (report in $(REPORT)/)"
+	@echo "make test        lint, type-check, layering, stub freshness, the whole test suite"
+	@echo "make serve       run the scaler on 4317/4318/9090"
+	@echo "make bench       benchmarks -> bench/RESULTS.md"
+	@echo "make image       build the container image;  make image-test  build, run and probe it"
+
+$(STAMP): pyproject.toml requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+venv: $(STAMP)
+
+# promtool (PromQL differential tests, Prometheus for the benchmarks) and shellcheck (manifests).
+$(SYSTEM_STAMP): | $(STAMP)
+	@if ! command -v promtool >/dev/null || ! command -v shellcheck >/dev/null; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus shellcheck >/dev/null; \
+	fi
+	@touch $@
+
+system-tools: $(SYSTEM_STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/keda-otel-scaler demo --report $(REPORT)
+	@echo "Report: $(REPORT)/summary.md, $(REPORT)/report.json, $(REPORT)/replicas.png"
+
+serve: $(STAMP)
+	$(VENV)/bin/keda-otel-scaler serve
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check scaler tests bench
+	$(VENV)/bin/ruff format --check scaler tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy scaler tests bench
+
+layers: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+proto: $(STAMP)
+	PYTHON=$(PY) bash scripts/gen_proto.sh scaler/_gen
+
+proto-check: $(STAMP)
+	@tmp=$$(mktemp -d) && PYTHON=$(PY) bash scripts/gen_proto.sh $$tmp && \
+		for f in $$tmp/*; do cmp -s $$f scaler/_gen/$$(basename $$f) || { echo "stale generated stub: scaler/_gen/$$(basename $$f) (run make proto)"; rm -rf $$tmp; exit 1; }; done; \
+		rm -rf $$tmp; echo "generated stubs are current"
+
+unit: $(STAMP) $(SYSTEM_STAMP)
+	$(PY) -m pytest -q
+
+test: lint typecheck layers proto-check unit
+
+bench: $(STAMP) $(SYSTEM_STAMP)
+	$(PY) -m bench
+
+image:
+	bash scripts/image.sh build
+
+image-test: $(STAMP)
+	bash scripts/image.sh test
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(REPORT)

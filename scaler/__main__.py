@@ -1,0 +1,3 @@
+from scaler import cli
+
+cli.main()

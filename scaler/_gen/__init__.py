@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC code. Never edit by hand: run `make proto`."""

@@ -1,0 +1,224 @@
+"""The HTTP API on port 9090: the Go reference's REST memstore API, health, info, metrics,
+OpenAPI and offline docs. OTLP/HTTP and the Prometheus API are mounted by the app."""
+
+from __future__ import annotations
+
+import hmac
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from scaler import __version__, query
+from scaler.model import METRIC_NAME, Matcher, MatchOp, is_stale
+from scaler.selfmetrics import SelfMetrics
+from scaler.store import Series, Store
+from scaler.triggerquery import NotFound, TriggerQuery, WideResult, parse_duration
+
+_DATA_AGGREGATES = ("last_one", "rate", "count", "avg", "min", "max")
+
+
+class QueryBody(BaseModel):
+    """``POST /memstore/query``: the compat form (``query``) or PromQL (``promql``)."""
+
+    operationOverTime: str = Field("last_one", description="last_one, rate, count, avg, min, max, sum, increase")  # noqa: N815
+    query: str | None = Field(None, description='compat query, e.g. vllm:num_requests_waiting{deployment=x}')
+    window: str | None = Field(None, description="window for operationOverTime, e.g. 30s (default: retention)")
+    promql: str | None = Field(None, description="a PromQL instant query instead of the compat form")
+    aggregate: str | None = Field(None, description="sum|avg|max|min to reduce a multi-series PromQL result")
+
+
+class QueryReply(BaseModel):
+    ok: bool
+    operation: str
+    error: str
+    value: float
+
+
+class ApiContext:
+    """What the HTTP handlers need from the running service."""
+
+    def __init__(
+        self,
+        store: Store,
+        engine: query.Engine,
+        metrics: SelfMetrics,
+        admin_token: str,
+        info: Callable[[], dict[str, Any]],
+        ready: Callable[[], bool],
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.metrics = metrics
+        self.admin_token = admin_token
+        self.info = info
+        self.ready = ready
+
+
+def create_app(ctx: ApiContext, routers: list[APIRouter]) -> FastAPI:
+    app = FastAPI(
+        title="keda-otel-scaler",
+        version=__version__,
+        description="OTLP metrics in, KEDA scaling decisions out. Prefill and decode scale independently.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    static = Path(swagger_ui_bundle.swagger_ui_path)
+    app.mount("/docs/static", StaticFiles(directory=static), name="docs-static")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        ctx.metrics.http_rejected.labels(request.url.path, "invalid_body").inc()
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
+        )
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="keda-otel-scaler API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
+
+    app.include_router(_memstore(ctx))
+    app.include_router(_operations(ctx))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def _memstore(ctx: ApiContext) -> APIRouter:
+    router = APIRouter(prefix="/memstore", tags=["memstore"])
+
+    @router.get("/names", summary="Metric names in the store")
+    async def names() -> list[str]:
+        return ctx.store.names()
+
+    @router.get("/data", summary="Every series with its samples and aggregates over the retention")
+    async def data(name: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        now = ctx.store.now_ms()
+        lo = now - ctx.store.retention_ms
+        if name:
+            series_list = ctx.store.select([Matcher.of(METRIC_NAME, MatchOp.EQ, name)])
+        else:
+            series_list = list(ctx.store.series())
+        out: dict[str, list[dict[str, Any]]] = {}
+        for series in series_list:
+            ts, vals = series.window(lo, now)
+            if not len(ts):
+                continue
+            out.setdefault(series.name, []).append(_series_json(ctx, series, ts.tolist(), vals.tolist(), now))
+        return out
+
+    @router.post("/query", summary="Evaluate a compat (or PromQL) query to one number", response_model=QueryReply)
+    async def run_query(body: QueryBody) -> JSONResponse:
+        try:
+            if body.promql is not None:
+                compiled = TriggerQuery.promql(body.promql, body.aggregate)
+            elif body.query is not None:
+                window = parse_duration(body.window) if body.window else ctx.store.limits.retention_seconds
+                if window > ctx.store.limits.retention_seconds:
+                    raise ValueError(
+                        f"window {body.window} is longer than the retention "
+                        f"({ctx.store.limits.retention_seconds:g}s)"
+                    )
+                compiled = TriggerQuery.compat(body.query, body.operationOverTime, window)
+            else:
+                raise ValueError("the body needs 'query' (compat form) or 'promql'")
+        except (ValueError, query.QueryError) as exc:
+            ctx.metrics.queries.labels("rest", "bad_query").inc()
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        try:
+            value = compiled.evaluate(ctx.engine, ctx.store.now_ms())
+        except NotFound:
+            ctx.metrics.queries.labels("rest", "not_found").inc()
+            return JSONResponse({"ok": True, "operation": "query", "error": "Metric not found", "value": -1})
+        except (WideResult, query.QueryError) as exc:
+            ctx.metrics.queries.labels("rest", "error").inc()
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        ctx.metrics.queries.labels("rest", "ok").inc()
+        return JSONResponse({"ok": True, "operation": "query", "error": "", "value": _json_number(value)})
+
+    @router.post("/reset", summary="Delete all data (needs ADMIN_TOKEN)")
+    async def reset(request: Request) -> dict[str, Any]:
+        if not ctx.admin_token:
+            raise HTTPException(403, "reset is disabled: start the server with ADMIN_TOKEN to enable it")
+        supplied = request.headers.get("authorization", "")
+        expected = f"Bearer {ctx.admin_token}"
+        if not hmac.compare_digest(supplied.encode(), expected.encode()):
+            ctx.metrics.http_rejected.labels("/memstore/reset", "unauthorized").inc()
+            raise HTTPException(401, "missing or wrong 'Authorization: Bearer <ADMIN_TOKEN>'")
+        ctx.store.reset()
+        return {"ok": True, "operation": "reset", "error": ""}
+
+    return router
+
+
+def _series_json(ctx: ApiContext, series: Series, ts: list[int], vals: list[float], now: int) -> dict[str, Any]:
+    labels = {k: v for k, v in series.labels if k != METRIC_NAME}
+    points = [
+        {"value": _json_number(v), "time": t / 1000} for t, v in zip(ts, vals, strict=True) if not is_stale(v)
+    ]
+    window_s = ctx.store.limits.retention_seconds
+    aggregates: dict[str, Any] = {}
+    for op in _DATA_AGGREGATES:
+        try:
+            expr = query.compat_to_expr(query.parse_compat(_compat_text(series)), op, int(window_s * 1000))
+            result = ctx.engine.instant(expr, now)
+            samples = result.samples if isinstance(result, query.Vector) else []
+            aggregates[op] = _json_number(samples[0].value) if samples else None
+        except query.QueryError:
+            aggregates[op] = None
+    return {"labels": labels, "data": points, "aggregatesOverTime": aggregates, "lastUpdate": series.last_ts / 1000}
+
+
+def _compat_text(series: Series) -> str:
+    pairs = ", ".join(
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in series.labels
+        if k != METRIC_NAME
+    )
+    return f"{series.name}{{{pairs}}}" if pairs else series.name
+
+
+def _json_number(value: float) -> float | str:
+    """JSON has no NaN/Inf: send them as strings, as Prometheus does."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+
+
+def _operations(ctx: ApiContext) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: every listener is bound")
+    async def readyz() -> JSONResponse:
+        if ctx.ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "starting"}, status_code=503)
+
+    @router.get("/info", summary="Version, effective configuration, bound ports, store statistics")
+    async def info() -> dict[str, Any]:
+        return ctx.info()
+
+    @router.get("/metrics", summary="Self-metrics in Prometheus text format", response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return router

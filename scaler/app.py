@@ -1,0 +1,268 @@
+"""Composition root: one asyncio loop hosting the OTLP gRPC server, the KEDA gRPC server,
+uvicorn, and the retention/TLS housekeeping task.
+
+``Service`` is usable in-process (tests, the demo): ``async with Service(settings) as svc``
+binds every listener (ports may be 0) and exposes the bound ports; ``run`` is the CLI's
+blocking entry point with SIGTERM/SIGINT → graceful stop → exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Generator
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import Any
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+
+from scaler import __version__, api, api_prom, query, receiver
+from scaler._gen import externalscaler_pb2, externalscaler_pb2_grpc
+from scaler.config import Settings, TLSFiles
+from scaler.keda import ExternalScaler
+from scaler.model import Clock
+from scaler.selfmetrics import SelfMetrics
+from scaler.store import Store
+from scaler.tls import ReloadingSSLContext, grpc_credentials
+from scaler.trigger import Defaults, TriggerCache
+
+logger = logging.getLogger(__name__)
+
+_HOUSEKEEPING_SECONDS = 1.0
+_GC_SLICE = 5000
+
+
+@dataclass(frozen=True)
+class Ports:
+    otlp: int
+    keda: int
+    http: int
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the app owns signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Service:
+    """The running scaler. See the module docstring."""
+
+    def __init__(self, settings: Settings, clock: Clock = time.time) -> None:
+        self.settings = settings
+        self.store = Store(settings.limits, clock)
+        self.engine = query.Engine(self.store)
+        self.metrics = SelfMetrics(lambda: self.store.series_count)
+        self.ingestor = receiver.Ingestor(self.store, settings.promotions, self.metrics)
+        self.triggers = TriggerCache(
+            Defaults(settings.retention_seconds, settings.value_if_not_found, settings.error_if_not_found)
+        )
+        self.scaler = ExternalScaler(self.store, self.engine, self.triggers, self.metrics)
+        self.ports: Ports | None = None
+        self.started_at = time.time()
+        self._grpc: list[grpc.aio.Server] = []
+        self._health: list[health.aio.HealthServicer] = []
+        self._http: _Uvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._http_socket: socket.socket | None = None
+        self._ssl: ReloadingSSLContext | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> Ports:
+        s = self.settings
+        max_bytes = s.max_otlp_message_bytes
+        options = [("grpc.max_receive_message_length", max_bytes), ("grpc.so_reuseport", 0)]
+
+        otlp_server = grpc.aio.server(options=options)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
+            receiver.MetricsService(self.ingestor), otlp_server
+        )
+        otlp_port = await self._bind_grpc(
+            otlp_server, s.otlp_receiver_port, s.otlp_tls, "OTLP",
+            metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
+        )
+        keda_server = grpc.aio.server(options=options)
+        externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(self.scaler, keda_server)
+        keda_port = await self._bind_grpc(
+            keda_server, s.keda_external_scaler_port, s.keda_tls, "KEDA",
+            externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"].full_name,
+        )
+        http_port = await self._start_http()
+        self.ports = Ports(otlp_port, keda_port, http_port)
+        for servicer in self._health:
+            await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
+        logger.info(
+            "keda-otel-scaler %s ready: otlp-grpc=%d keda-grpc=%d http=%d (bound to %s)",
+            __version__, otlp_port, keda_port, http_port, s.listen_address,
+        )
+        return self.ports
+
+    async def _bind_grpc(
+        self, server: grpc.aio.Server, port: int, tls: TLSFiles, listener: str, service_name: str
+    ) -> int:
+        health_servicer = health.aio.HealthServicer()
+        await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (service_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        address = f"{_grpc_host(self.settings.listen_address)}:{port}"
+        if tls.enabled:
+            bound = server.add_secure_port(address, grpc_credentials(tls, listener))
+        else:
+            bound = server.add_insecure_port(address)
+        if bound == 0:
+            raise OSError(f"{listener} gRPC server could not bind {address}")
+        await server.start()
+        self._grpc.append(server)
+        self._health.append(health_servicer)
+        return bound
+
+    async def _start_http(self) -> int:
+        s = self.settings
+        routers = [
+            receiver.http_router(self.ingestor, s.max_otlp_message_bytes),
+            api_prom.create_router(self.store),
+        ]
+        ctx = api.ApiContext(self.store, self.engine, self.metrics, s.admin_token, self.info, self.ready)
+        app = api.create_app(ctx, routers)
+        family = socket.AF_INET6 if ":" in s.listen_address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((s.listen_address, s.rest_api_port))
+        sock.listen(2048)
+        sock.setblocking(False)
+        self._http_socket = sock
+        if s.rest_tls.enabled:
+            self._ssl = ReloadingSSLContext(s.rest_tls)
+        reloading = self._ssl
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=max(1, int(s.shutdown_grace_seconds)),
+            lifespan="off",
+            server_header=False,
+            ssl_context_factory=None if reloading is None else (lambda _config, _default: reloading.context),
+        )
+        self._http = _Uvicorn(config)
+        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]), name="http")
+        while not self._http.started:
+            if self._http_task.done():
+                self._http_task.result()
+                raise OSError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        return int(sock.getsockname()[1])
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        logger.info("stopping: finishing in-flight calls (grace %.1fs)", grace)
+        for servicer in self._health:
+            await servicer.enter_graceful_shutdown()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        stops = [server.stop(grace) for server in self._grpc]
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            stops.append(self._http_task)
+        await asyncio.gather(*stops, return_exceptions=True)
+        self._grpc.clear()
+        logger.info("stopped")
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop(grace=1.0)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _housekeep(self) -> None:
+        """Retention (in slices, so the loop never stalls) and HTTP certificate reloads."""
+        while True:
+            await asyncio.sleep(_HOUSEKEEPING_SECONDS)
+            try:
+                remaining = self.store.series_count
+                while remaining > 0:
+                    self.store.collect(_GC_SLICE)
+                    remaining -= _GC_SLICE
+                    await asyncio.sleep(0)
+                if self._ssl is not None:
+                    self._ssl.maybe_reload()
+            except Exception:  # a housekeeping bug must not kill the service
+                logger.exception("housekeeping failed")
+
+    # ------------------------------------------------------------------ introspection
+
+    def ready(self) -> bool:
+        return self.ports is not None and self._http is not None and self._http.started
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "startedAt": self.started_at,
+            "ports": asdict(self.ports) if self.ports else None,
+            "config": self.settings.public(),
+            "store": {
+                "series": self.store.series_count,
+                "samples": self.store.sample_count(),
+                "metricNames": len(self.store.names()),
+            },
+        }
+
+
+def _grpc_host(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set, then stop gracefully."""
+    service = Service(settings)
+    await service.start()
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+
+
+def run(settings: Settings) -> int:
+    """Blocking entry point for ``keda-otel-scaler serve``; returns the exit code."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _on_signal, stop, sig)
+        await serve(settings, stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        logger.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    logger.info("received %s", sig.name)
+    stop.set()

@@ -1,0 +1,118 @@
+"""Command line: ``serve``, ``query`` and ``demo``. Parses flags, configures logging, delegates."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from scaler import __version__, config, logs
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run the scaler (OTLP receiver, KEDA external scaler, HTTP API)",
+        description="Run the scaler. Every flag also reads the environment variable shown; "
+        "flag > env > default.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    defaults = config.Settings()
+    for f in config.FIELDS:
+        default = getattr(defaults, f.name)
+        if f.name == "admin_token":
+            default = "(unset)"
+        serve.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            metavar=f.env,
+            default=None,
+            help=f"{f.help} [env {f.env}; default {default!r}]",
+        )
+
+
+def _query_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    q = sub.add_parser(
+        "query",
+        help="evaluate a query against a running server",
+        description="Evaluate a compat query (default) or PromQL (--promql) on a running scaler.",
+    )
+    q.add_argument("query", help="compat query, e.g. 'sum(vllm:num_requests_waiting{deployment=x})'")
+    q.add_argument("--url", default="http://127.0.0.1:9090", help="the scaler's HTTP address")
+    q.add_argument("--op", default="last_one", help="operationOverTime for the compat form")
+    q.add_argument("--window", default=None, help="window for --op, e.g. 30s")
+    q.add_argument("--promql", action="store_true", help="treat QUERY as PromQL")
+
+
+def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    d = sub.add_parser("demo", help="simulate a PD fleet and watch prefill and decode scale independently")
+    d.add_argument("--duration", type=float, default=None, help="wall-clock seconds (default: the scenario's)")
+    d.add_argument("--scenario", default=None, help="scenario YAML file (default: the built-in PD scenario)")
+    d.add_argument("--report", default=None, help="directory for report.json, plot.png and summary.md")
+    d.add_argument("--seed", type=int, default=1, help="random seed")
+    d.add_argument("--quiet", action="store_true", help="no live terminal view")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keda-otel-scaler", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve_parser(sub)
+    _query_parser(sub)
+    _demo_parser(sub)
+    return parser
+
+
+def _run_query(args: argparse.Namespace) -> int:
+    body: dict[str, str] = {"operationOverTime": args.op}
+    if args.promql:
+        body["promql"] = args.query
+    else:
+        body["query"] = args.query
+    if args.window:
+        body["window"] = args.window
+    request = urllib.request.Request(
+        args.url.rstrip("/") + "/memstore/query",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            reply = json.load(response)
+    except urllib.error.HTTPError as exc:
+        print(f"error: {json.load(exc).get('error', exc.reason)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if reply.get("error"):
+        print(f"{reply['error']} (value {reply['value']})")
+        return 3
+    print(reply["value"])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        flags = {f.name: getattr(args, f.name) for f in config.FIELDS}
+        try:
+            settings = config.load(flags, os.environ)
+        except config.SettingsError as exc:
+            print(f"keda-otel-scaler serve: invalid configuration: {exc}", file=sys.stderr)
+            sys.exit(2)
+        logs.configure(settings.log_level, settings.log_format)
+        from scaler import app  # noqa: PLC0415 - keep `--help` fast
+
+        sys.exit(app.run(settings))
+    if args.command == "query":
+        sys.exit(_run_query(args))
+    if args.command == "demo":
+        logs.configure(os.environ.get("LOG_LEVEL", "warning").lower(), os.environ.get("LOG_FORMAT", "text"))
+        from scaler.sim import demo  # noqa: PLC0415 - heavy imports only for the demo
+
+        sys.exit(demo.main(args))

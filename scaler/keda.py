@@ -1,0 +1,182 @@
+"""KEDA ``externalscaler.ExternalScaler`` servicer: a thin adapter over triggers and queries.
+
+* ``GetMetricSpec`` reads only the (cached) metadata.
+* ``GetMetrics`` evaluates the trigger's query and clamps; ``IsActive`` decides on the
+  unclamped value (value > activationThreshold).
+* ``StreamIsActive`` sends the current state, then re-evaluates only when the store ingests
+  samples of a metric the query reads (plus a slow recheck so windows that age out without
+  new data still flip), and sends a message only when the state changes.
+* ``StreamMetricSpec`` sends the spec once (it changes only with the metadata, and KEDA opens
+  a new stream when the ScaledObject changes) and holds the stream open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc
+
+from scaler import query
+from scaler._gen import externalscaler_pb2 as pb
+from scaler._gen import externalscaler_pb2_grpc as pb_grpc
+from scaler.model import escape_name
+from scaler.selfmetrics import SelfMetrics
+from scaler.store import Store
+from scaler.trigger import Trigger, TriggerCache, TriggerError
+from scaler.triggerquery import NotFound, WideResult
+
+logger = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class ExternalScaler(pb_grpc.ExternalScalerServicer):
+    def __init__(
+        self,
+        store: Store,
+        engine: query.Engine,
+        triggers: TriggerCache,
+        metrics: SelfMetrics,
+        recheck_seconds: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.triggers = triggers
+        self.metrics = metrics
+        self.recheck_seconds = recheck_seconds
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _fail(self, context: Context, method: str, code: grpc.StatusCode, message: str) -> NoReturn:
+        self.metrics.keda_errors.labels(method, code.name).inc()
+        await context.abort(code, message)
+        raise AssertionError("unreachable")  # pragma: no cover - abort raises
+
+    async def _trigger(self, ref: pb.ScaledObjectRef, context: Context, method: str) -> Trigger:
+        try:
+            return self.triggers.get(ref.scalerMetadata)
+        except TriggerError as exc:
+            await self._fail(context, method, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: {exc}")
+
+    def _value(self, trigger: Trigger) -> tuple[float, bool]:
+        """The raw (unclamped) value and whether it was found; raises on query errors."""
+        try:
+            return trigger.query.evaluate(self.engine, self.store.now_ms()), True
+        except NotFound:
+            return trigger.value_if_not_found, False
+
+    async def _evaluate(self, ref: pb.ScaledObjectRef, trigger: Trigger, context: Context, method: str) -> float:
+        try:
+            value, found = self._value(trigger)
+        except (WideResult, query.QueryError) as exc:
+            await self._fail(context, method, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: metadata key 'query': {exc}")
+        if not found and trigger.error_if_not_found:
+            await self._fail(
+                context,
+                method,
+                grpc.StatusCode.NOT_FOUND,
+                f"{_who(ref)}: no series matches {trigger.query.text!r} (errIfNotFound is set)",
+            )
+        return value
+
+    def _record(self, ref: pb.ScaledObjectRef, trigger: Trigger, value: float | None, active: bool | None) -> None:
+        labels = (ref.namespace, ref.name, trigger.metric_name)
+        if value is not None:
+            self.metrics.trigger_value.labels(*labels).set(value)
+        if active is not None:
+            self.metrics.trigger_active.labels(*labels).set(1.0 if active else 0.0)
+
+    # ------------------------------------------------------------------ RPCs
+
+    async def IsActive(self, request: pb.ScaledObjectRef, context: Context) -> pb.IsActiveResponse:  # noqa: N802
+        with self.metrics.keda_latency.labels("IsActive").time():
+            trigger = await self._trigger(request, context, "IsActive")
+            value = await self._evaluate(request, trigger, context, "IsActive")
+            active = value > trigger.activation
+            self._record(request, trigger, None, active)
+            return pb.IsActiveResponse(result=active)
+
+    async def GetMetricSpec(self, request: pb.ScaledObjectRef, context: Context) -> pb.GetMetricSpecResponse:  # noqa: N802
+        with self.metrics.keda_latency.labels("GetMetricSpec").time():
+            trigger = await self._trigger(request, context, "GetMetricSpec")
+            return _spec(trigger)
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest, context: Context) -> pb.GetMetricsResponse:  # noqa: N802
+        with self.metrics.keda_latency.labels("GetMetrics").time():
+            ref = request.scaledObjectRef
+            trigger = await self._trigger(ref, context, "GetMetrics")
+            value = trigger.clamp(await self._evaluate(ref, trigger, context, "GetMetrics"))
+            self._record(ref, trigger, value, None)
+            return pb.GetMetricsResponse(
+                metricValues=[
+                    pb.MetricValue(
+                        metricName=request.metricName or trigger.metric_name,
+                        metricValue=math.ceil(value),
+                        metricValueFloat=value,
+                    )
+                ]
+            )
+
+    async def StreamIsActive(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: Context
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        trigger = await self._trigger(request, context, "StreamIsActive")
+        wake = asyncio.Event()
+        names = trigger.query.names
+        watched = None if names is None else names | {escape_name(n) for n in names}
+
+        def on_append(touched: frozenset[str]) -> None:
+            if watched is None or not watched.isdisjoint(touched) or any(
+                escape_name(n) in watched for n in touched
+            ):
+                wake.set()
+
+        unsubscribe = self.store.subscribe(on_append)
+        self.metrics.streams.inc()
+        try:
+            last: bool | None = None
+            while True:
+                wake.clear()
+                started = time.perf_counter()
+                value = await self._evaluate(request, trigger, context, "StreamIsActive")
+                active = value > trigger.activation
+                if active != last:
+                    self._record(request, trigger, None, active)
+                    self.metrics.keda_latency.labels("StreamIsActive").observe(time.perf_counter() - started)
+                    yield pb.IsActiveResponse(result=active)
+                    last = active
+                try:
+                    await asyncio.wait_for(wake.wait(), self.recheck_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            unsubscribe()
+            self.metrics.streams.dec()
+
+    async def StreamMetricSpec(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: Context
+    ) -> AsyncIterator[pb.GetMetricSpecResponse]:
+        trigger = await self._trigger(request, context, "StreamMetricSpec")
+        yield _spec(trigger)
+        await asyncio.Event().wait()  # the spec only changes with the metadata: hold until cancelled
+
+
+def _spec(trigger: Trigger) -> pb.GetMetricSpecResponse:
+    return pb.GetMetricSpecResponse(
+        metricSpecs=[
+            pb.MetricSpec(
+                metricName=trigger.metric_name,
+                targetSize=math.ceil(trigger.target),
+                targetSizeFloat=trigger.target,
+            )
+        ]
+    )
+
+
+def _who(ref: pb.ScaledObjectRef) -> str:
+    return f"ScaledObject {ref.namespace}/{ref.name}" if ref.name else "ScaledObject"

@@ -1,0 +1,254 @@
+"""OTLP metrics → store samples: a pure translation with Prometheus naming conventions.
+
+* Gauge and Sum points become one sample; cumulative sums are counters, delta sums are
+  flagged so the store accumulates them into a cumulative counter per series.
+* Histogram and ExponentialHistogram points become ``<name>_bucket{le=…}`` (cumulative,
+  ending with ``le="+Inf"``), ``<name>_count`` and ``<name>_sum``.
+* Summary points become ``<name>_count``, ``<name>_sum`` and ``<name>{quantile=…}``.
+* Resource attributes are promoted to labels by a configurable mapping; a data-point
+  attribute wins over a promoted one of the same name.
+* A point flagged "no recorded value" yields staleness markers for all its series.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+from scaler.model import METRIC_NAME, STALE_NAN, LabelPairs, RejectReason
+from scaler.store import Sample
+
+_NO_RECORDED_VALUE = metrics_pb2.DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+_DELTA = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+
+
+@dataclass(slots=True)
+class Translation:
+    """The samples of one Export request, and the data points that could not be used."""
+
+    samples: list[Sample] = field(default_factory=list)
+    rejected: Counter[RejectReason] = field(default_factory=Counter)
+    data_points: int = 0
+
+
+def format_float(value: float) -> str:
+    """Render a bound or attribute like Go's ``FormatFloat(v, 'f', -1, 64)`` (``1``, ``0.005``,
+    ``+Inf``), which is how the collector and Prometheus spell ``le`` and ``quantile``."""
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    return np.format_float_positional(value, trim="-")
+
+
+def any_value_str(value: AnyValue) -> str:
+    """The string form of an attribute value (``7``, ``true``, ``0.5``)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return format_float(value.double_value)
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind == "array_value":
+        return json.dumps([any_value_str(v) for v in value.array_value.values])
+    if kind == "kvlist_value":
+        return json.dumps({kv.key: any_value_str(kv.value) for kv in value.kvlist_value.values})
+    return ""
+
+
+def _attrs(attributes: Iterable[KeyValue]) -> dict[str, str]:
+    return {kv.key: any_value_str(kv.value) for kv in attributes}
+
+
+def translate(
+    request: ExportMetricsServiceRequest, promotions: Mapping[str, str], now_ms: int
+) -> Translation:
+    """Translate one Export request. ``now_ms`` stamps points that carry no timestamp."""
+    out = Translation()
+    for resource_metrics in request.resource_metrics:
+        promoted: dict[str, str] = {}
+        for kv in resource_metrics.resource.attributes:
+            label = promotions.get(kv.key)
+            if label is not None:
+                promoted[label] = any_value_str(kv.value)
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                _translate_metric(metric, promoted, now_ms, out)
+    return out
+
+
+def _translate_metric(
+    metric: metrics_pb2.Metric, promoted: dict[str, str], now_ms: int, out: Translation
+) -> None:
+    kind = metric.WhichOneof("data")
+    name = metric.name
+    if kind is None:
+        return
+    points = getattr(metric, kind).data_points
+    out.data_points += len(points)
+    if not name:
+        out.rejected[RejectReason.INVALID_NAME] += len(points)
+        return
+    if kind in ("gauge", "sum"):
+        delta = kind == "sum" and metric.sum.aggregation_temporality == _DELTA
+        for p in points:
+            value = p.as_double if p.WhichOneof("value") == "as_double" else float(p.as_int)
+            _emit_number(out, name, promoted, p, value, delta, now_ms)
+    elif kind == "histogram":
+        delta = metric.histogram.aggregation_temporality == _DELTA
+        for p in points:
+            bounds = list(p.explicit_bounds)
+            counts = list(p.bucket_counts)
+            if counts and len(counts) != len(bounds) + 1:
+                out.rejected[RejectReason.UNSUPPORTED] += 1
+                continue
+            buckets = list(zip([*bounds, math.inf], counts, strict=False)) if counts else []
+            _emit_histogram(out, name, promoted, p, buckets, p.count, p.sum, delta, now_ms)
+    elif kind == "exponential_histogram":
+        delta = metric.exponential_histogram.aggregation_temporality == _DELTA
+        for p in points:
+            _emit_histogram(
+                out, name, promoted, p, exponential_buckets(p), p.count, p.sum, delta, now_ms
+            )
+    elif kind == "summary":
+        for p in points:
+            _emit_summary(out, name, promoted, p, now_ms)
+    else:  # pragma: no cover - a future OTLP point type
+        out.rejected[RejectReason.UNSUPPORTED] += len(points)
+
+
+def _base(promoted: dict[str, str], point_attributes: Iterable[KeyValue]) -> dict[str, str]:
+    labels = dict(promoted)
+    labels.update(_attrs(point_attributes))
+    labels.pop(METRIC_NAME, None)
+    return labels
+
+
+def _labels(name: str, base: dict[str, str], extra: tuple[str, str] | None = None) -> LabelPairs:
+    items = list(base.items())
+    items.append((METRIC_NAME, name))
+    if extra is not None:
+        items.append(extra)
+    items.sort()
+    return tuple(items)
+
+
+def _ts(point: metrics_pb2.NumberDataPoint | metrics_pb2.HistogramDataPoint, now_ms: int) -> int:
+    return point.time_unix_nano // 1_000_000 if point.time_unix_nano else now_ms
+
+
+def _emit_number(
+    out: Translation,
+    name: str,
+    promoted: dict[str, str],
+    p: metrics_pb2.NumberDataPoint,
+    value: float,
+    delta: bool,
+    now_ms: int,
+) -> None:
+    labels = _labels(name, _base(promoted, p.attributes))
+    if p.flags & _NO_RECORDED_VALUE:
+        out.samples.append((labels, _ts(p, now_ms), STALE_NAN, False))
+    else:
+        out.samples.append((labels, _ts(p, now_ms), value, delta))
+
+
+def _emit_histogram(
+    out: Translation,
+    name: str,
+    promoted: dict[str, str],
+    p: metrics_pb2.HistogramDataPoint | metrics_pb2.ExponentialHistogramDataPoint,
+    buckets: list[tuple[float, int]],
+    count: int,
+    total: float,
+    delta: bool,
+    now_ms: int,
+) -> None:
+    base = _base(promoted, p.attributes)
+    ts = p.time_unix_nano // 1_000_000 if p.time_unix_nano else now_ms
+    stale = bool(p.flags & _NO_RECORDED_VALUE)
+    samples = out.samples
+    cumulative = 0
+    seen_inf = False
+    for bound, bucket_count in buckets:
+        cumulative += bucket_count
+        seen_inf = seen_inf or math.isinf(bound)
+        value = STALE_NAN if stale else float(cumulative)
+        samples.append(
+            (_labels(name + "_bucket", base, ("le", format_float(bound))), ts, value, delta and not stale)
+        )
+    if buckets and not seen_inf:
+        value = STALE_NAN if stale else float(count)
+        samples.append(
+            (_labels(name + "_bucket", base, ("le", "+Inf")), ts, value, delta and not stale)
+        )
+    has_sum = p.HasField("sum") if isinstance(p, metrics_pb2.HistogramDataPoint) else True
+    samples.append(
+        (_labels(name + "_count", base), ts, STALE_NAN if stale else float(count), delta and not stale)
+    )
+    if has_sum:
+        samples.append(
+            (_labels(name + "_sum", base), ts, STALE_NAN if stale else total, delta and not stale)
+        )
+
+
+def exponential_buckets(p: metrics_pb2.ExponentialHistogramDataPoint) -> list[tuple[float, int]]:
+    """Exponential buckets as ``(upper_bound, count)`` pairs in ascending bound order.
+
+    Bucket ``i`` of scale ``s`` covers ``(base**i, base**(i+1)]`` with ``base = 2**2**-s``;
+    negative buckets mirror that below zero and the zero bucket ends at ``zero_threshold``.
+    The last pair is always the ``+Inf`` bucket.
+    """
+    base = 2.0 ** (2.0**-p.scale)
+    out: list[tuple[float, int]] = []
+    negative = list(p.negative.bucket_counts)
+    offset = p.negative.offset
+    for i in range(len(negative) - 1, -1, -1):
+        # bucket index offset+i covers [-base**(idx+1), -base**idx): its upper bound is -base**idx
+        out.append((-(base ** (offset + i)), negative[i]))
+    out.append((p.zero_threshold, p.zero_count))
+    positive = list(p.positive.bucket_counts)
+    offset = p.positive.offset
+    for i, bucket_count in enumerate(positive):
+        out.append((base ** (offset + i + 1), bucket_count))
+    out.append((math.inf, 0))
+    return out
+
+
+def _emit_summary(
+    out: Translation,
+    name: str,
+    promoted: dict[str, str],
+    p: metrics_pb2.SummaryDataPoint,
+    now_ms: int,
+) -> None:
+    base = _base(promoted, p.attributes)
+    ts = p.time_unix_nano // 1_000_000 if p.time_unix_nano else now_ms
+    stale = bool(p.flags & _NO_RECORDED_VALUE)
+    for q in p.quantile_values:
+        out.samples.append(
+            (
+                _labels(name, base, ("quantile", format_float(q.quantile))),
+                ts,
+                STALE_NAN if stale else q.value,
+                False,
+            )
+        )
+    out.samples.append((_labels(name + "_count", base), ts, STALE_NAN if stale else float(p.count), False))
+    out.samples.append((_labels(name + "_sum", base), ts, STALE_NAN if stale else p.sum, False))

@@ -1,0 +1,74 @@
+"""The service's own metrics, exposed on ``GET /metrics`` in Prometheus text format.
+
+One registry per running service (never the global default), so tests and embedded
+instances do not share counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+
+
+class SelfMetrics:
+    """Counters, gauges and histograms of the running service."""
+
+    def __init__(self, series_count: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "otlp_requests",
+            "OTLP export requests by transport and outcome.",
+            ["transport", "outcome"],
+            registry=r,
+        )
+        self.points_received = Counter(
+            "otlp_points_received",
+            "Samples accepted into the store (one OTLP histogram point yields several).",
+            ["transport"],
+            registry=r,
+        )
+        self.points_rejected = Counter(
+            "otlp_points_rejected",
+            "Samples or requests rejected, by reason.",
+            ["transport", "reason"],
+            registry=r,
+        )
+        self.series = Gauge("store_series", "Active series in the store.", registry=r)
+        self.series.set_function(lambda: float(series_count()))
+        self.queries = Counter(
+            "queries", "Queries evaluated, by surface and outcome.", ["surface", "outcome"], registry=r
+        )
+        self.keda_latency = Histogram(
+            "keda_request_duration_seconds",
+            "Latency of KEDA external-scaler calls.",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.keda_errors = Counter(
+            "keda_errors", "KEDA calls answered with an error, by gRPC code.", ["method", "code"], registry=r
+        )
+        self.trigger_value = Gauge(
+            "keda_trigger_value",
+            "Last value returned to KEDA per ScaledObject trigger.",
+            ["namespace", "scaled_object", "metric"],
+            registry=r,
+        )
+        self.trigger_active = Gauge(
+            "keda_trigger_active",
+            "Last activity decision per ScaledObject trigger (1 active, 0 inactive).",
+            ["namespace", "scaled_object", "metric"],
+            registry=r,
+        )
+        self.streams = Gauge("keda_streams_open", "Open StreamIsActive streams.", registry=r)
+        self.http_rejected = Counter(
+            "http_requests_rejected", "HTTP requests rejected, by path and reason.", ["path", "reason"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,385 @@
+"""The in-memory time-series store.
+
+* Series are found through an inverted index (label name → value → series ids), so a query
+  touches only the series it selects, never the whole store.
+* Each series keeps its samples in two parallel numpy arrays (timestamps in integer
+  milliseconds, values as float64) that grow by doubling and are trimmed to the retention
+  window when they would grow, so an active series holds about one window of samples.
+* Samples arrive in any order: an append at or after the newest timestamp is O(1), an older
+  one is inserted in place, and a repeated timestamp overwrites.
+* Series with no sample left in the retention window are deleted by :meth:`Store.collect`,
+  which the application runs in small slices so the event loop never stalls.
+
+The store is single-threaded by design: the application calls it only from its event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from scaler.model import (
+    METRIC_NAME,
+    Clock,
+    LabelPairs,
+    Limits,
+    Matcher,
+    MatchOp,
+    RejectReason,
+    escape_name,
+)
+
+logger = logging.getLogger(__name__)
+
+Int64Array = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+_INITIAL_CAPACITY = 8
+
+Listener = Callable[[frozenset[str]], None]
+"""Called after an append with the metric names that received samples."""
+
+
+class Series:
+    """One metric name + label set and its samples, oldest first."""
+
+    __slots__ = ("delta_total", "id", "labels", "label_map", "n", "name", "ts", "vals")
+
+    def __init__(self, series_id: int, labels: LabelPairs) -> None:
+        self.id = series_id
+        self.labels = labels
+        self.label_map = dict(labels)
+        self.name = self.label_map.get(METRIC_NAME, "")
+        self.ts: Int64Array = np.empty(_INITIAL_CAPACITY, dtype=np.int64)
+        self.vals: FloatArray = np.empty(_INITIAL_CAPACITY, dtype=np.float64)
+        self.n = 0
+        self.delta_total = 0.0
+
+    def __repr__(self) -> str:
+        return f"Series({self.id}, {dict(self.labels)!r}, n={self.n})"
+
+    @property
+    def first_ts(self) -> int:
+        return int(self.ts[0]) if self.n else 0
+
+    @property
+    def last_ts(self) -> int:
+        return int(self.ts[self.n - 1]) if self.n else 0
+
+    @property
+    def last_value(self) -> float:
+        return float(self.vals[self.n - 1]) if self.n else float("nan")
+
+    def window(self, lo_exclusive: int, hi_inclusive: int) -> tuple[Int64Array, FloatArray]:
+        """Views of the samples with ``lo_exclusive < ts <= hi_inclusive``."""
+        ts = self.ts[: self.n]
+        start = int(np.searchsorted(ts, lo_exclusive, side="right"))
+        end = int(np.searchsorted(ts, hi_inclusive, side="right"))
+        return ts[start:end], self.vals[start:end]
+
+    def append(self, ts_ms: int, value: float, cutoff_ms: int) -> None:
+        """Store one sample; ``cutoff_ms`` is the oldest timestamp still retained."""
+        n = self.n
+        if n == 0 or ts_ms > self.ts[n - 1]:
+            if n == len(self.ts):
+                self._make_room(cutoff_ms)
+                n = self.n
+            self.ts[n] = ts_ms
+            self.vals[n] = value
+            self.n = n + 1
+            return
+        pos = int(np.searchsorted(self.ts[:n], ts_ms, side="left"))
+        if self.ts[pos] == ts_ms:
+            self.vals[pos] = value
+            return
+        if n == len(self.ts):
+            self._make_room(cutoff_ms)
+            n = self.n
+            pos = int(np.searchsorted(self.ts[:n], ts_ms, side="left"))
+        self.ts[pos + 1 : n + 1] = self.ts[pos:n].copy()
+        self.vals[pos + 1 : n + 1] = self.vals[pos:n].copy()
+        self.ts[pos] = ts_ms
+        self.vals[pos] = value
+        self.n = n + 1
+
+    def trim(self, cutoff_ms: int) -> int:
+        """Drop samples older than ``cutoff_ms``; returns how many were dropped."""
+        drop = int(np.searchsorted(self.ts[: self.n], cutoff_ms, side="left"))
+        if drop:
+            keep = self.n - drop
+            self.ts[:keep] = self.ts[drop : self.n]
+            self.vals[:keep] = self.vals[drop : self.n]
+            self.n = keep
+            capacity = len(self.ts)
+            if capacity > _INITIAL_CAPACITY and keep < capacity // 4:
+                self._resize(max(_INITIAL_CAPACITY, capacity // 2))
+        return drop
+
+    def _make_room(self, cutoff_ms: int) -> None:
+        if self.trim(cutoff_ms) == 0 or self.n == len(self.ts):
+            self._resize(len(self.ts) * 2)
+
+    def _resize(self, capacity: int) -> None:
+        ts = np.empty(capacity, dtype=np.int64)
+        vals = np.empty(capacity, dtype=np.float64)
+        ts[: self.n] = self.ts[: self.n]
+        vals[: self.n] = self.vals[: self.n]
+        self.ts, self.vals = ts, vals
+
+
+@dataclass(slots=True)
+class AppendResult:
+    """What happened to the samples of one append call."""
+
+    accepted: int = 0
+    rejected: Counter[RejectReason] = field(default_factory=Counter)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def merge(self, other: AppendResult) -> None:
+        self.accepted += other.accepted
+        self.rejected.update(other.rejected)
+
+
+Sample = tuple[LabelPairs, int, float, bool]
+"""``(labels, timestamp_ms, value, is_delta)``: one translated OTLP data point."""
+
+
+class Store:
+    """In-memory TSDB with an inverted label index. See the module docstring."""
+
+    def __init__(self, limits: Limits | None = None, clock: Clock = time.time) -> None:
+        self.limits = limits or Limits()
+        self.clock = clock
+        self._series: dict[int, Series] = {}
+        self._by_labels: dict[LabelPairs, Series] = {}
+        self._postings: dict[str, dict[str, set[int]]] = {}
+        self._escaped_names: dict[str, set[str]] = {}
+        self._next_id = 1
+        self._listeners: list[Listener] = []
+        self._gc_queue: list[int] = []
+
+    # ----------------------------------------------------------------- ingestion
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.limits.retention_seconds * 1000)
+
+    def append(self, samples: Iterable[Sample]) -> AppendResult:
+        """Store translated samples, enforcing retention, skew and the series limits."""
+        result = AppendResult()
+        now = self.now_ms()
+        cutoff = now - self.retention_ms
+        horizon = now + int(self.limits.max_future_skew_seconds * 1000)
+        touched: set[str] = set()
+        by_labels = self._by_labels
+        rejected = result.rejected
+        accepted = 0
+        for labels, ts_ms, value, is_delta in samples:
+            if ts_ms < cutoff:
+                rejected[RejectReason.TOO_OLD] += 1
+                continue
+            if ts_ms > horizon:
+                rejected[RejectReason.TOO_FAR_IN_FUTURE] += 1
+                continue
+            series = by_labels.get(labels)
+            if series is None:
+                reason = self._admit(labels)
+                if reason is not None:
+                    rejected[reason] += 1
+                    continue
+                series = self._create(labels)
+            if is_delta:
+                series.delta_total += value
+                value = series.delta_total
+            series.append(ts_ms, value, cutoff)
+            touched.add(series.name)
+            accepted += 1
+        result.accepted = accepted
+        if touched:
+            names = frozenset(touched)
+            for listener in list(self._listeners):
+                listener(names)
+        return result
+
+    def _admit(self, labels: LabelPairs) -> RejectReason | None:
+        limits = self.limits
+        if len(self._series) >= limits.max_series:
+            return RejectReason.SERIES_LIMIT
+        if len(labels) > limits.max_labels_per_series + 1:  # + __name__
+            return RejectReason.TOO_MANY_LABELS
+        for key, value in labels:
+            if len(key) > limits.max_label_name_length:
+                return RejectReason.LABEL_NAME_TOO_LONG
+            if len(value) > limits.max_label_value_length:
+                return RejectReason.LABEL_VALUE_TOO_LONG
+        return None
+
+    def _create(self, labels: LabelPairs) -> Series:
+        labels = tuple((sys.intern(k), sys.intern(v)) for k, v in labels)
+        series = Series(self._next_id, labels)
+        self._next_id += 1
+        self._series[series.id] = series
+        self._by_labels[labels] = series
+        for key, value in labels:
+            self._postings.setdefault(key, {}).setdefault(value, set()).add(series.id)
+        escaped = escape_name(series.name)
+        if escaped != series.name:
+            self._escaped_names.setdefault(escaped, set()).add(series.name)
+        return series
+
+    def _delete(self, series: Series) -> None:
+        del self._series[series.id]
+        del self._by_labels[series.labels]
+        for key, value in series.labels:
+            values = self._postings[key]
+            ids = values[value]
+            ids.discard(series.id)
+            if not ids:
+                del values[value]
+                if not values:
+                    del self._postings[key]
+                    continue
+            if key == METRIC_NAME and value not in values:
+                self._forget_escaped(value)
+
+    def _forget_escaped(self, name: str) -> None:
+        escaped = escape_name(name)
+        real = self._escaped_names.get(escaped)
+        if real is not None:
+            real.discard(name)
+            if not real:
+                del self._escaped_names[escaped]
+
+    # ----------------------------------------------------------------- retention
+
+    def collect(self, budget: int | None = None) -> int:
+        """Trim expired samples and delete empty series, visiting at most ``budget`` series.
+
+        Successive calls walk the whole store round-robin; returns the series deleted.
+        """
+        if not self._gc_queue:
+            self._gc_queue = list(self._series)
+        cutoff = self.now_ms() - self.retention_ms
+        take = len(self._gc_queue) if budget is None else min(budget, len(self._gc_queue))
+        batch = self._gc_queue[-take:]
+        del self._gc_queue[-take:]
+        deleted = 0
+        for series_id in batch:
+            series = self._series.get(series_id)
+            if series is None:
+                continue
+            if series.n == 0 or series.last_ts < cutoff:
+                self._delete(series)
+                deleted += 1
+            elif series.first_ts < cutoff:
+                series.trim(cutoff)
+        return deleted
+
+    def reset(self) -> None:
+        """Delete every series (``POST /memstore/reset``)."""
+        self._series.clear()
+        self._by_labels.clear()
+        self._postings.clear()
+        self._escaped_names.clear()
+        self._gc_queue.clear()
+
+    # ----------------------------------------------------------------- selection
+
+    def select(self, matchers: Sequence[Matcher]) -> list[Series]:
+        """Series whose labels satisfy every matcher (Prometheus semantics: an absent label
+        reads as ``""``). Candidates come from the index; the full store is scanned only when
+        no matcher can use it."""
+        candidates: set[int] | None = None
+        rest: list[Matcher] = []
+        for matcher in sorted(matchers, key=_selectivity):
+            if matcher.matches_empty:
+                rest.append(matcher)
+                continue
+            ids = self._ids_for(matcher)
+            candidates = ids if candidates is None else candidates & ids
+            if not candidates:
+                return []
+        if candidates is None:
+            pool: Iterable[Series] = self._series.values()
+        else:
+            pool = (self._series[i] for i in candidates)
+        out: list[Series] = []
+        for series in pool:
+            label_map = series.label_map
+            if all(m.matches(label_map.get(m.name, "")) for m in rest):
+                out.append(series)
+        out.sort(key=lambda s: s.labels)
+        return out
+
+    def _ids_for(self, matcher: Matcher) -> set[int]:
+        values = self._postings.get(matcher.name, {})
+        if matcher.op is MatchOp.EQ:
+            ids = values.get(matcher.value)
+            if ids is None and matcher.name == METRIC_NAME:
+                return self._escaped_ids(matcher.value)
+            return set(ids) if ids else set()
+        out: set[int] = set()
+        for value, ids in values.items():
+            if matcher.matches(value):
+                out |= ids
+        return out
+
+    def _escaped_ids(self, name: str) -> set[int]:
+        """Series whose real name escapes to ``name`` (a query in the Go reference's form)."""
+        out: set[int] = set()
+        names = self._postings.get(METRIC_NAME, {})
+        for real in self._escaped_names.get(name, ()):
+            out |= names.get(real, set())
+        return out
+
+    def series(self) -> Iterator[Series]:
+        return iter(list(self._series.values()))
+
+    def get(self, labels: LabelPairs) -> Series | None:
+        return self._by_labels.get(labels)
+
+    def names(self) -> list[str]:
+        return sorted(self._postings.get(METRIC_NAME, {}))
+
+    def label_names(self) -> list[str]:
+        return sorted(self._postings)
+
+    def label_values(self, name: str) -> list[str]:
+        return sorted(self._postings.get(name, {}))
+
+    # ----------------------------------------------------------------- observation
+
+    @property
+    def series_count(self) -> int:
+        return len(self._series)
+
+    def sample_count(self) -> int:
+        return sum(s.n for s in self._series.values())
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` after every append that stored samples; returns an unsubscribe."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+
+def _selectivity(matcher: Matcher) -> int:
+    """Evaluate cheap, selective matchers first: equality before regex."""
+    return 0 if matcher.op is MatchOp.EQ else 1

@@ -1,0 +1,112 @@
+"""A query compiled once and evaluated to one number: what KEDA and ``/memstore/query`` need.
+
+Both query forms compile to the same PromQL AST and run through the same engine, so they
+can never disagree. ``evaluate`` reduces the engine's answer to one float or raises
+:class:`NotFound` (no series, only stale series, or a NaN result) — never a silent 0.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from scaler import query
+from scaler.model import METRIC_NAME
+
+AGGREGATES = ("sum", "avg", "max", "min")
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
+
+
+class NotFound(LookupError):
+    """The query matched no (non-stale) series."""
+
+
+class WideResult(ValueError):
+    """A PromQL query returned several series and the trigger did not say how to reduce them."""
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``2m``, ``1h30m``, ``500ms`` or plain seconds (``45``, ``2.5``) → seconds."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        match = _DURATION.match(text)
+        if not text or match is None:
+            raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 2m, 1h30m)") from None
+        h, m, s, ms = match.groups()
+        seconds = int(h or 0) * 3600 + int(m or 0) * 60 + float(s or 0) + int(ms or 0) / 1000
+    if not seconds > 0 or math.isinf(seconds):
+        raise ValueError(f"duration {text!r} must be positive")
+    return seconds
+
+
+@dataclass(frozen=True)
+class TriggerQuery:
+    """A parsed, ready-to-run query and how to reduce its result to one number."""
+
+    expr: query.Expr
+    text: str
+    """The PromQL form of the query (what actually runs)."""
+    names: frozenset[str] | None
+    """Metric names the query reads (None: it may read any series)."""
+    aggregate: str | None = None
+
+    @staticmethod
+    def compat(metric_query: str, operation: str, window_seconds: float) -> TriggerQuery:
+        parsed = query.parse_compat(metric_query)
+        expr = query.compat_to_expr(parsed, operation, int(window_seconds * 1000))
+        return TriggerQuery(expr, str(expr), _names(expr))
+
+    @staticmethod
+    def promql(text: str, aggregate: str | None = None) -> TriggerQuery:
+        if aggregate is not None and aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}")
+        expr = query.parse_promql(text)
+        return TriggerQuery(expr, text, _names(expr), aggregate)
+
+    def evaluate(self, engine: query.Engine, t_ms: int) -> float:
+        """Evaluate at ``t_ms``; raises NotFound, WideResult or query.QueryError."""
+        result = engine.instant(self.expr, t_ms)
+        if isinstance(result, query.Scalar):
+            value = result.value
+        elif isinstance(result, query.Vector):
+            values = [s.value for s in result.samples]
+            if not values:
+                raise NotFound("Metric not found")
+            if len(values) == 1:
+                value = values[0]
+            elif self.aggregate is None:
+                raise WideResult(
+                    f"query returned {len(values)} series; wrap it in sum(...)/max(...) or set "
+                    "the trigger's aggregate: sum|avg|max|min"
+                )
+            else:
+                value = _reduce(self.aggregate, values)
+        else:
+            raise query.QueryError(f"query must return a scalar or an instant vector, got {result.kind}")
+        if math.isnan(value):
+            raise NotFound("query result is NaN (no data in the window)")
+        return value
+
+
+def _reduce(aggregate: str, values: list[float]) -> float:
+    if aggregate == "sum":
+        return math.fsum(values)
+    if aggregate == "avg":
+        return math.fsum(values) / len(values)
+    if aggregate == "max":
+        return max(values)
+    return min(values)
+
+
+def _names(expr: query.Expr) -> frozenset[str] | None:
+    names: set[str] = set()
+    for matchers in query.selectors(expr):
+        exact = [m.value for m in matchers if m.name == METRIC_NAME and m.op.value == "="]
+        if not exact:
+            return None
+        names.add(exact[0])
+    return frozenset(names)
