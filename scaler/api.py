@@ -30,7 +30,7 @@ class QueryBody(BaseModel):
     """``POST /memstore/query``: the compat form (``query``) or PromQL (``promql``)."""
 
     operationOverTime: str = Field("last_one", description="last_one, rate, count, avg, min, max, sum, increase")  # noqa: N815
-    query: str | None = Field(None, description='compat query, e.g. vllm:num_requests_waiting{deployment=x}')
+    query: str | None = Field(None, description="compat query, e.g. vllm:num_requests_waiting{deployment=x}")
     window: str | None = Field(None, description="window for operationOverTime, e.g. 30s (default: retention)")
     promql: str | None = Field(None, description="a PromQL instant query instead of the compat form")
     aggregate: str | None = Field(None, description="sum|avg|max|min to reduce a multi-series PromQL result")
@@ -77,9 +77,7 @@ def create_app(ctx: ApiContext, routers: list[APIRouter]) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
         ctx.metrics.http_rejected.labels(request.url.path, "invalid_body").inc()
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors())
         return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
 
     @app.get("/docs", include_in_schema=False)
@@ -131,8 +129,7 @@ def _memstore(ctx: ApiContext) -> APIRouter:
                 window = parse_duration(body.window) if body.window else ctx.store.limits.retention_seconds
                 if window > ctx.store.limits.retention_seconds:
                     raise ValueError(
-                        f"window {body.window} is longer than the retention "
-                        f"({ctx.store.limits.retention_seconds:g}s)"
+                        f"window {body.window} is longer than the retention ({ctx.store.limits.retention_seconds:g}s)"
                     )
                 compiled = TriggerQuery.compat(body.query, body.operationOverTime, window)
             else:
@@ -168,9 +165,7 @@ def _memstore(ctx: ApiContext) -> APIRouter:
 
 def _series_json(ctx: ApiContext, series: Series, ts: list[int], vals: list[float], now: int) -> dict[str, Any]:
     labels = {k: v for k, v in series.labels if k != METRIC_NAME}
-    points = [
-        {"value": _json_number(v), "time": t / 1000} for t, v in zip(ts, vals, strict=True) if not is_stale(v)
-    ]
+    points = [{"value": _json_number(v), "time": t / 1000} for t, v in zip(ts, vals, strict=True) if not is_stale(v)]
     window_s = ctx.store.limits.retention_seconds
     aggregates: dict[str, Any] = {}
     for op in _DATA_AGGREGATES:

@@ -91,13 +91,19 @@ class Service:
             receiver.MetricsService(self.ingestor), otlp_server
         )
         otlp_port = await self._bind_grpc(
-            otlp_server, s.otlp_receiver_port, s.otlp_tls, "OTLP",
+            otlp_server,
+            s.otlp_receiver_port,
+            s.otlp_tls,
+            "OTLP",
             metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
         )
         keda_server = grpc.aio.server(options=options)
         externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(self.scaler, keda_server)
         keda_port = await self._bind_grpc(
-            keda_server, s.keda_external_scaler_port, s.keda_tls, "KEDA",
+            keda_server,
+            s.keda_external_scaler_port,
+            s.keda_tls,
+            "KEDA",
             externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"].full_name,
         )
         http_port = await self._start_http()
@@ -107,7 +113,11 @@ class Service:
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         logger.info(
             "keda-otel-scaler %s ready: otlp-grpc=%d keda-grpc=%d http=%d (bound to %s)",
-            __version__, otlp_port, keda_port, http_port, s.listen_address,
+            __version__,
+            otlp_port,
+            keda_port,
+            http_port,
+            s.listen_address,
         )
         return self.ports
 

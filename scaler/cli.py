@@ -17,8 +17,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve = sub.add_parser(
         "serve",
         help="run the scaler (OTLP receiver, KEDA external scaler, HTTP API)",
-        description="Run the scaler. Every flag also reads the environment variable shown; "
-        "flag > env > default.",
+        description="Run the scaler. Every flag also reads the environment variable shown; flag > env > default.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     defaults = config.Settings()
@@ -106,13 +105,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"keda-otel-scaler serve: invalid configuration: {exc}", file=sys.stderr)
             sys.exit(2)
         logs.configure(settings.log_level, settings.log_format)
-        from scaler import app  # noqa: PLC0415 - keep `--help` fast
+        from scaler import app
 
         sys.exit(app.run(settings))
     if args.command == "query":
         sys.exit(_run_query(args))
     if args.command == "demo":
         logs.configure(os.environ.get("LOG_LEVEL", "warning").lower(), os.environ.get("LOG_FORMAT", "text"))
-        from scaler.sim import demo  # noqa: PLC0415 - heavy imports only for the demo
+        from scaler.sim import demo
 
         sys.exit(demo.main(args))

@@ -212,9 +212,7 @@ FIELDS: tuple[Field, ...] = (
     Field("keda_external_scaler_port", "KEDA_EXTERNAL_SCALER_PORT", _port, "KEDA gRPC port"),
     Field("rest_api_port", "REST_API_PORT", _port, "HTTP port (REST, Prometheus API, OTLP/HTTP)"),
     Field("resource_labels", "RESOURCE_LABELS", _resource_labels, "promoted resource attributes"),
-    Field(
-        "retention_seconds", "METRIC_STORE_RETENTION_SECONDS", _positive_float, "sample retention"
-    ),
+    Field("retention_seconds", "METRIC_STORE_RETENTION_SECONDS", _positive_float, "sample retention"),
     Field(
         "value_if_not_found",
         "METRIC_STORE_VALUE_IF_NOT_FOUND",
@@ -230,9 +228,7 @@ FIELDS: tuple[Field, ...] = (
     Field("max_series", "MAX_SERIES", _positive_int, "max active series"),
     Field("max_labels_per_series", "MAX_LABELS_PER_SERIES", _positive_int, "max labels per series"),
     Field("max_label_name_length", "MAX_LABEL_NAME_LENGTH", _positive_int, "max label name length"),
-    Field(
-        "max_label_value_length", "MAX_LABEL_VALUE_LENGTH", _positive_int, "max label value length"
-    ),
+    Field("max_label_value_length", "MAX_LABEL_VALUE_LENGTH", _positive_int, "max label value length"),
     Field(
         "max_otlp_message_bytes",
         "MAX_OTLP_MESSAGE_BYTES",

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -74,7 +75,9 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         try:
             value, found = self._value(trigger)
         except (WideResult, query.QueryError) as exc:
-            await self._fail(context, method, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: metadata key 'query': {exc}")
+            await self._fail(
+                context, method, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: metadata key 'query': {exc}"
+            )
         if not found and trigger.error_if_not_found:
             await self._fail(
                 context,
@@ -131,9 +134,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         watched = None if names is None else names | {escape_name(n) for n in names}
 
         def on_append(touched: frozenset[str]) -> None:
-            if watched is None or not watched.isdisjoint(touched) or any(
-                escape_name(n) in watched for n in touched
-            ):
+            if watched is None or not watched.isdisjoint(touched) or any(escape_name(n) in watched for n in touched):
                 wake.set()
 
         unsubscribe = self.store.subscribe(on_append)
@@ -150,10 +151,8 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
                     self.metrics.keda_latency.labels("StreamIsActive").observe(time.perf_counter() - started)
                     yield pb.IsActiveResponse(result=active)
                     last = active
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), self.recheck_seconds)
-                except TimeoutError:
-                    pass
         finally:
             unsubscribe()
             self.metrics.streams.dec()

@@ -76,9 +76,7 @@ def _attrs(attributes: Iterable[KeyValue]) -> dict[str, str]:
     return {kv.key: any_value_str(kv.value) for kv in attributes}
 
 
-def translate(
-    request: ExportMetricsServiceRequest, promotions: Mapping[str, str], now_ms: int
-) -> Translation:
+def translate(request: ExportMetricsServiceRequest, promotions: Mapping[str, str], now_ms: int) -> Translation:
     """Translate one Export request. ``now_ms`` stamps points that carry no timestamp."""
     out = Translation()
     for resource_metrics in request.resource_metrics:
@@ -93,9 +91,7 @@ def translate(
     return out
 
 
-def _translate_metric(
-    metric: metrics_pb2.Metric, promoted: dict[str, str], now_ms: int, out: Translation
-) -> None:
+def _translate_metric(metric: metrics_pb2.Metric, promoted: dict[str, str], now_ms: int, out: Translation) -> None:
     kind = metric.WhichOneof("data")
     name = metric.name
     if kind is None:
@@ -123,9 +119,7 @@ def _translate_metric(
     elif kind == "exponential_histogram":
         delta = metric.exponential_histogram.aggregation_temporality == _DELTA
         for p in points:
-            _emit_histogram(
-                out, name, promoted, p, exponential_buckets(p), p.count, p.sum, delta, now_ms
-            )
+            _emit_histogram(out, name, promoted, p, exponential_buckets(p), p.count, p.sum, delta, now_ms)
     elif kind == "summary":
         for p in points:
             _emit_summary(out, name, promoted, p, now_ms)
@@ -190,22 +184,14 @@ def _emit_histogram(
         cumulative += bucket_count
         seen_inf = seen_inf or math.isinf(bound)
         value = STALE_NAN if stale else float(cumulative)
-        samples.append(
-            (_labels(name + "_bucket", base, ("le", format_float(bound))), ts, value, delta and not stale)
-        )
+        samples.append((_labels(name + "_bucket", base, ("le", format_float(bound))), ts, value, delta and not stale))
     if buckets and not seen_inf:
         value = STALE_NAN if stale else float(count)
-        samples.append(
-            (_labels(name + "_bucket", base, ("le", "+Inf")), ts, value, delta and not stale)
-        )
+        samples.append((_labels(name + "_bucket", base, ("le", "+Inf")), ts, value, delta and not stale))
     has_sum = p.HasField("sum") if isinstance(p, metrics_pb2.HistogramDataPoint) else True
-    samples.append(
-        (_labels(name + "_count", base), ts, STALE_NAN if stale else float(count), delta and not stale)
-    )
+    samples.append((_labels(name + "_count", base), ts, STALE_NAN if stale else float(count), delta and not stale))
     if has_sum:
-        samples.append(
-            (_labels(name + "_sum", base), ts, STALE_NAN if stale else total, delta and not stale)
-        )
+        samples.append((_labels(name + "_sum", base), ts, STALE_NAN if stale else total, delta and not stale))
 
 
 def exponential_buckets(p: metrics_pb2.ExponentialHistogramDataPoint) -> list[tuple[float, int]]:

@@ -39,15 +39,14 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def warning(self, key: str, message: str, *args: object) -> None:
+    def emit(self, key: str, message: str, *args: object) -> None:
         now = time.monotonic()
         if now - self._last.get(key, -1e9) < self.interval:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return
         suppressed = self._suppressed.pop(key, 0)
         self._last[key] = now
-        suffix = f" ({suppressed} similar suppressed)" if suppressed else ""
-        logger.warning(message + suffix, *args)
+        logger.warning("%s%s", message % args, f" ({suppressed} similar suppressed)" if suppressed else "")
 
 
 class Ingestor:
@@ -71,14 +70,14 @@ class Ingestor:
             summary = ", ".join(f"{count} {reason.value}" for reason, count in result.rejected.items())
             response.partial_success.rejected_data_points = result.rejected_total
             response.partial_success.error_message = f"rejected samples: {summary}"
-            self.log.warning("partial", "OTLP %s: rejected samples: %s", transport, summary)
+            self.log.emit("partial", "OTLP %s: rejected samples: %s", transport, summary)
         self.metrics.requests.labels(transport, "partial" if result.rejected else "ok").inc()
         return response
 
     def reject(self, transport: str, reason: str, detail: str) -> None:
         self.metrics.requests.labels(transport, "error").inc()
         self.metrics.points_rejected.labels(transport, reason).inc()
-        self.log.warning(reason, "OTLP %s request rejected (%s): %s", transport, reason, detail)
+        self.log.emit(reason, "OTLP %s request rejected (%s): %s", transport, reason, detail)
 
 
 class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
@@ -149,7 +148,7 @@ def _hex_ids_to_base64(node: Any) -> Any:
 
 def decode(body: bytes, content_type: str) -> tuple[ExportRequest, bool]:
     """Decode an OTLP/HTTP body; returns the request and whether it was JSON."""
-    media = content_type.split(";")[0].strip().lower()
+    media = content_type.split(";", maxsplit=1)[0].strip().lower()
     request = ExportRequest()
     if media == "application/x-protobuf":
         try:
@@ -176,7 +175,7 @@ def _reply(message: ExportResponse | None, as_json: bool, status: int = 200, err
         # OTLP/HTTP failures carry a google.rpc.Status; we send its code-less message form.
         if as_json:
             return Response(json.dumps({"message": error}), status, media_type="application/json")
-        from google.rpc import status_pb2  # noqa: PLC0415 - only on the error path
+        from google.rpc import status_pb2
 
         return Response(
             status_pb2.Status(message=error).SerializeToString(),

@@ -50,7 +50,7 @@ Listener = Callable[[frozenset[str]], None]
 class Series:
     """One metric name + label set and its samples, oldest first."""
 
-    __slots__ = ("delta_total", "id", "labels", "label_map", "n", "name", "ts", "vals")
+    __slots__ = ("delta_total", "id", "label_map", "labels", "n", "name", "ts", "vals")
 
     def __init__(self, series_id: int, labels: LabelPairs) -> None:
         self.id = series_id
@@ -221,7 +221,7 @@ class Store:
         if len(labels) > limits.max_labels_per_series + 1:  # + __name__
             return RejectReason.TOO_MANY_LABELS
         for key, value in labels:
-            if len(key) > limits.max_label_name_length:
+            if len(key) > limits.max_label_name_length and key != METRIC_NAME:
                 return RejectReason.LABEL_NAME_TOO_LONG
             if len(value) > limits.max_label_value_length:
                 return RejectReason.LABEL_VALUE_TOO_LONG

@@ -177,7 +177,9 @@ def _query(metadata: Mapping[str, str], defaults: Defaults) -> TriggerQuery:
             )
     operation = metadata.get("operationOverTime", "last_one").strip() or "last_one"
     if operation not in query.OPERATIONS:
-        raise TriggerError("operationOverTime", f"unknown operation {operation!r}; use one of {', '.join(query.OPERATIONS)}")
+        raise TriggerError(
+            "operationOverTime", f"unknown operation {operation!r}; use one of {', '.join(query.OPERATIONS)}"
+        )
     try:
         return TriggerQuery.compat(compat, operation, window)
     except query.QueryError as exc:

@@ -1,0 +1,99 @@
+"""Shared fixtures: a real service on free ports, run on its own event loop in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import pytest
+
+from scaler.app import Ports, Service
+from scaler.config import Settings
+
+T = TypeVar("T")
+
+BASE_SETTINGS = Settings(
+    listen_address="127.0.0.1",
+    otlp_receiver_port=0,
+    keda_external_scaler_port=0,
+    rest_api_port=0,
+    shutdown_grace_seconds=2.0,
+)
+
+
+class RunningService:
+    """A Service started on a private event loop thread; tests talk to it over sockets."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.service: Service | None = None
+        self._started: Future[Ports] = Future()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="service", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            self.service = Service(self.settings)
+            ports = await self.service.start()
+        except BaseException as exc:
+            self._started.set_exception(exc)
+            return
+        self._started.set_result(ports)
+        await self._stop.wait()
+        await self.service.stop(grace=1.0)
+
+    def start(self) -> Ports:
+        self._thread.start()
+        return self._started.result(timeout=30)
+
+    @property
+    def ports(self) -> Ports:
+        return self._started.result(timeout=30)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.ports.http}"
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the service's loop (the store is single-threaded by design)."""
+
+        async def wrapper() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout=10)
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=15)
+        self.loop.close()
+
+
+@pytest.fixture
+def service_factory() -> Iterator[Callable[..., RunningService]]:
+    started: list[RunningService] = []
+
+    def make(**overrides: Any) -> RunningService:
+        svc = RunningService(replace(BASE_SETTINGS, **overrides))
+        svc.start()
+        started.append(svc)
+        return svc
+
+    yield make
+    for svc in started:
+        svc.stop()
+
+
+@pytest.fixture
+def service(service_factory: Callable[..., RunningService]) -> RunningService:
+    return service_factory()

@@ -1,0 +1,71 @@
+"""The real process: configuration errors, ports 0 in /info, readiness, SIGTERM → exit 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "scaler", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_invalid_configuration_fails_fast_naming_the_variable() -> None:
+    proc = start(env={"MAX_SERIES": "lots"})
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "MAX_SERIES='lots'" in err
+    proc = start("--otlp-receiver-port", "70000")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "--otlp-receiver-port" in err
+
+
+def test_serve_on_free_ports_then_sigterm_exits_cleanly() -> None:
+    proc = start(
+        "--listen-address",
+        "127.0.0.1",
+        "--otlp-receiver-port",
+        "0",
+        "--keda-external-scaler-port",
+        "0",
+        "--rest-api-port",
+        "0",
+        "--log-format",
+        "json",
+        env={"METRIC_STORE_RETENTION_SECONDS": "60"},
+    )
+    try:
+        assert proc.stderr is not None
+        ports = None
+        deadline = time.monotonic() + 30
+        while ports is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            entry = json.loads(line) if line.startswith("{") else {}
+            match = re.search(r"otlp-grpc=(\d+) keda-grpc=(\d+) http=(\d+)", entry.get("msg", ""))
+            if match:
+                ports = [int(p) for p in match.groups()]
+        assert ports, "no ready line with the bound ports"
+        info = httpx.get(f"http://127.0.0.1:{ports[2]}/info").json()
+        assert info["ports"] == {"otlp": ports[0], "keda": ports[1], "http": ports[2]}
+        assert info["config"]["retention_seconds"] == 60
+        assert httpx.get(f"http://127.0.0.1:{ports[2]}/readyz").json() == {"status": "ready"}
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert '"msg": "stopped"' in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()

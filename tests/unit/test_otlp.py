@@ -1,0 +1,211 @@
+"""OTLP → samples: every point type, temporality, promotion, staleness, exponential buckets."""
+
+from __future__ import annotations
+
+import math
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
+
+from scaler import otlp
+from scaler.config import parse_resource_labels
+from scaler.model import METRIC_NAME, is_stale
+
+PROMOTE = parse_resource_labels(
+    "k8s.namespace.name=namespace,k8s.pod.name=pod,k8s.deployment.name=deployment,service.name=job"
+)
+T_NS = 1_800_000_000_000_000_000
+T_MS = T_NS // 1_000_000
+DEFAULT_RESOURCE: dict[str, object] = {"k8s.deployment.name": "decode", "k8s.pod.name": "d-1"}
+
+
+def kv(key: str, value: object) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    if isinstance(value, float):
+        return KeyValue(key=key, value=AnyValue(double_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+
+
+def request(*metrics: m.Metric, resource: dict[str, object] | None = None) -> ExportMetricsServiceRequest:
+    attrs = [kv(k, v) for k, v in (DEFAULT_RESOURCE if resource is None else resource).items()]
+    rm = m.ResourceMetrics(resource={"attributes": attrs}, scope_metrics=[m.ScopeMetrics(metrics=list(metrics))])
+    return ExportMetricsServiceRequest(resource_metrics=[rm])
+
+
+def as_dict(req: ExportMetricsServiceRequest) -> dict[tuple[tuple[str, str], ...], tuple[int, float, bool]]:
+    out = otlp.translate(req, PROMOTE, now_ms=42)
+    return {labels: (ts, value, delta) for labels, ts, value, delta in out.samples}
+
+
+def lbl(name: str, **kv: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted({**kv, METRIC_NAME: name}.items()))
+
+
+def test_gauge_int_and_double_with_promotion_and_point_attribute_precedence() -> None:
+    g = m.Metric(
+        name="vllm:num_requests_waiting",
+        gauge=m.Gauge(
+            data_points=[
+                m.NumberDataPoint(time_unix_nano=T_NS, as_int=3, attributes=[kv("model_name", "opt")]),
+                m.NumberDataPoint(time_unix_nano=T_NS, as_double=-0.5, attributes=[kv("deployment", "override")]),
+            ]
+        ),
+    )
+    got = as_dict(request(g))
+    assert got[lbl("vllm:num_requests_waiting", deployment="decode", pod="d-1", model_name="opt")] == (T_MS, 3.0, False)
+    assert got[lbl("vllm:num_requests_waiting", deployment="override", pod="d-1")] == (T_MS, -0.5, False)
+
+
+def test_non_string_attributes_use_their_string_form() -> None:
+    g = m.Metric(
+        name="x",
+        gauge=m.Gauge(
+            data_points=[
+                m.NumberDataPoint(
+                    time_unix_nano=T_NS, as_int=1, attributes=[kv("i", 7), kv("b", True), kv("d", 0.5), kv("f", 2.0)]
+                )
+            ]
+        ),
+    )
+    (labels,) = as_dict(request(g, resource={}))
+    assert dict(labels) == {METRIC_NAME: "x", "i": "7", "b": "true", "d": "0.5", "f": "2"}
+
+
+def test_cumulative_and_delta_sums() -> None:
+    cumulative = m.Metric(
+        name="vllm:prompt_tokens_total",
+        sum=m.Sum(
+            aggregation_temporality=m.AGGREGATION_TEMPORALITY_CUMULATIVE,
+            is_monotonic=True,
+            data_points=[m.NumberDataPoint(time_unix_nano=T_NS, as_double=100.0)],
+        ),
+    )
+    delta = m.Metric(
+        name="requests_total",
+        sum=m.Sum(
+            aggregation_temporality=m.AGGREGATION_TEMPORALITY_DELTA,
+            is_monotonic=True,
+            data_points=[m.NumberDataPoint(time_unix_nano=T_NS, as_int=4)],
+        ),
+    )
+    got = as_dict(request(cumulative, delta, resource={}))
+    assert got[lbl("vllm:prompt_tokens_total")] == (T_MS, 100.0, False)
+    assert got[lbl("requests_total")] == (T_MS, 4.0, True)
+
+
+def test_histogram_becomes_cumulative_buckets_count_and_sum() -> None:
+    h = m.Metric(
+        name="vllm:time_to_first_token_seconds",
+        histogram=m.Histogram(
+            aggregation_temporality=m.AGGREGATION_TEMPORALITY_CUMULATIVE,
+            data_points=[
+                m.HistogramDataPoint(
+                    time_unix_nano=T_NS, count=6, sum=1.25, explicit_bounds=[0.1, 0.5, 1.0], bucket_counts=[1, 2, 3, 0]
+                )
+            ],
+        ),
+    )
+    got = as_dict(request(h, resource={}))
+    name = "vllm:time_to_first_token_seconds"
+    assert {dict(k)["le"]: v[1] for k, v in got.items() if "le" in dict(k)} == {
+        "0.1": 1.0,
+        "0.5": 3.0,
+        "1": 6.0,
+        "+Inf": 6.0,
+    }
+    assert got[lbl(name + "_count")][1] == 6.0
+    assert got[lbl(name + "_sum")][1] == 1.25
+
+
+def test_histogram_with_inconsistent_buckets_is_rejected() -> None:
+    h = m.Metric(
+        name="bad",
+        histogram=m.Histogram(
+            data_points=[m.HistogramDataPoint(time_unix_nano=T_NS, count=1, explicit_bounds=[1.0], bucket_counts=[1])]
+        ),
+    )
+    out = otlp.translate(request(h), PROMOTE, 0)
+    assert out.samples == [] and sum(out.rejected.values()) == 1
+
+
+def test_exponential_histogram_buckets() -> None:
+    # scale 0: base 2. positive offset 0 → buckets (1,2], (2,4]; negative offset 0 → [-2,-1)
+    p = m.ExponentialHistogramDataPoint(
+        time_unix_nano=T_NS,
+        count=8,
+        sum=7.0,
+        scale=0,
+        zero_count=1,
+        zero_threshold=0.0,
+        positive=m.ExponentialHistogramDataPoint.Buckets(offset=0, bucket_counts=[3, 2]),
+        negative=m.ExponentialHistogramDataPoint.Buckets(offset=0, bucket_counts=[2]),
+    )
+    buckets = otlp.exponential_buckets(p)
+    assert buckets == [(-1.0, 2), (0.0, 1), (2.0, 3), (4.0, 2), (math.inf, 0)]
+    metric = m.Metric(name="lat", exponential_histogram=m.ExponentialHistogram(data_points=[p]))
+    got = as_dict(request(metric, resource={}))
+    cumulative = {dict(k)["le"]: v[1] for k, v in got.items() if "le" in dict(k)}
+    assert cumulative == {"-1": 2.0, "0": 3.0, "2": 6.0, "4": 8.0, "+Inf": 8.0}
+
+
+def test_summary_becomes_quantiles_count_and_sum() -> None:
+    s = m.Metric(
+        name="rpc_latency",
+        summary=m.Summary(
+            data_points=[
+                m.SummaryDataPoint(
+                    time_unix_nano=T_NS,
+                    count=10,
+                    sum=5.0,
+                    quantile_values=[
+                        m.SummaryDataPoint.ValueAtQuantile(quantile=0.5, value=0.4),
+                        m.SummaryDataPoint.ValueAtQuantile(quantile=0.99, value=0.9),
+                    ],
+                )
+            ]
+        ),
+    )
+    got = as_dict(request(s, resource={}))
+    assert got[lbl("rpc_latency", quantile="0.5")][1] == 0.4
+    assert got[lbl("rpc_latency", quantile="0.99")][1] == 0.9
+    assert got[lbl("rpc_latency_count")][1] == 10.0
+    assert got[lbl("rpc_latency_sum")][1] == 5.0
+
+
+def test_no_recorded_value_points_become_staleness_markers() -> None:
+    flag = m.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+    g = m.Metric(name="g", gauge=m.Gauge(data_points=[m.NumberDataPoint(time_unix_nano=T_NS, flags=flag)]))
+    h = m.Metric(
+        name="h",
+        histogram=m.Histogram(
+            aggregation_temporality=m.AGGREGATION_TEMPORALITY_DELTA,
+            data_points=[
+                m.HistogramDataPoint(time_unix_nano=T_NS, flags=flag, explicit_bounds=[1.0], bucket_counts=[0, 0])
+            ],
+        ),
+    )
+    got = as_dict(request(g, h, resource={}))
+    assert got and all(is_stale(v) and not delta for _, v, delta in got.values())
+
+
+def test_missing_timestamp_uses_receive_time_and_empty_name_is_rejected() -> None:
+    g = m.Metric(name="g", gauge=m.Gauge(data_points=[m.NumberDataPoint(as_int=1)]))
+    nameless = m.Metric(name="", gauge=m.Gauge(data_points=[m.NumberDataPoint(as_int=1)]))
+    out = otlp.translate(request(g, nameless, resource={}), PROMOTE, now_ms=42)
+    assert [(ts, v) for _, ts, v, _ in out.samples] == [(42, 1.0)]
+    assert out.data_points == 2 and sum(out.rejected.values()) == 1
+
+
+def test_format_float_matches_go() -> None:
+    assert [otlp.format_float(x) for x in (1.0, 0.005, 2560.0, 1e-9, math.inf, 0.1 + 0.2)] == [
+        "1",
+        "0.005",
+        "2560",
+        "0.000000001",
+        "+Inf",
+        "0.30000000000000004",
+    ]
