@@ -49,8 +49,7 @@ def push_with_sdk(exporter: MetricExporter, deployment: str, pod: str) -> None:
     ttft = meter.create_histogram("vllm.time_to_first_token_seconds", unit="s")
     for v in (0.003, 0.03, 0.3, 3.0):
         ttft.record(v)
-    provider.force_flush()
-    provider.shutdown()
+    provider.shutdown()  # collects and exports exactly once
 
 
 def data(svc: RunningService) -> dict[str, list[dict[str, Any]]]:
@@ -85,6 +84,8 @@ def test_sdk_exporter_metrics_arrive_value_by_value(service: RunningService, tra
     } <= set(names)
     stored = data(service)
     (waiting,) = stored["vllm.num_requests_waiting"]
+    instance = waiting["labels"].pop("instance")  # the SDK's service.instance.id, promoted
+    assert instance
     assert waiting["labels"] == {
         "deployment": DECODE,
         "pod": "decode-0",
@@ -127,9 +128,11 @@ def test_seed_walkthrough_count_and_rate(service: RunningService) -> None:
     _seed_walkthrough(service)
     count = query(service, f"vllm:request_success_total{{deployment={DECODE}}}", "count")
     assert count == {"ok": True, "operation": "query", "error": "", "value": 3}
-    # rate = per-second increase (Prometheus extrapolation within the window): 10 per 5 s = 2/s
-    decode_rate = query(service, f"vllm:request_success_total{{deployment={DECODE}}}", "rate", window="60s")
-    prefill_rate = query(service, f'vllm:request_success_total{{deployment="{PREFILL}"}}', "rate", window="60s")
+    # rate = per-second increase with Prometheus' extrapolation: samples span 10 s of a 12 s window,
+    # both gaps are shorter than 1.1 sample intervals, so the increase extrapolates to the window:
+    # 10 per 5 s = 2/s
+    decode_rate = query(service, f"vllm:request_success_total{{deployment={DECODE}}}", "rate", window="12s")
+    prefill_rate = query(service, f'vllm:request_success_total{{deployment="{PREFILL}"}}', "rate", window="12s")
     assert decode_rate["value"] == pytest.approx(2.0)
     assert prefill_rate["value"] == pytest.approx(0.4)
     assert query(service, f"max(vllm:num_requests_waiting{{deployment={DECODE}}})", "max")["value"] == 2

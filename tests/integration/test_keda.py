@@ -68,8 +68,11 @@ WAITING_DECODE = f"vllm:num_requests_waiting{{deployment={DECODE}}}"
 def test_get_metric_spec_reads_metadata_only(keda: Keda) -> None:
     spec = keda.spec(metricQuery="vllm:nothing_stored_yet", targetValue="2.5", metricName="Decode Waiting!")
     assert (spec.metricName, spec.targetSizeFloat, spec.targetSize) == ("decode-waiting", 2.5, 3)
-    derived = keda.spec(metricQuery=WAITING_DECODE, threshold="4")
-    assert derived.metricName == "vllm-num-requests-waiting-deployment-pd-llm-d-modelservice-decode"
+    derived = keda.spec(metricQuery=f"vllm:num_requests_waiting{{deployment={PREFILL}}}", threshold="4")
+    assert derived.metricName.startswith("vllm-num-requests-waiting-deployment-pd-llm-d-modelse")
+    assert len(derived.metricName) == 63  # truncated with a hash suffix, so two long queries differ
+    assert derived.metricName != keda.spec(metricQuery=WAITING_DECODE, threshold="4").metricName
+    assert keda.spec(metricQuery="vllm:num_requests_waiting", threshold="4").metricName == "vllm-num-requests-waiting"
     long = keda.spec(query="sum(" + "x" * 200 + ")", targetValue="1")
     assert len(long.metricName) <= 63
 
@@ -102,19 +105,22 @@ def test_operation_and_window_keys(keda: Keda, pusher: Pusher) -> None:
     assert keda.metrics(**q, operationOverTime="avg").metricValueFloat == 3
     assert keda.metrics(**q, operationOverTime="sum").metricValueFloat == 9
     assert keda.metrics(**q, operationOverTime="last_one").metricValueFloat == 3
-    assert keda.metrics(**q, operationOverTime="count", window="25s").metricValueFloat == 2
-    assert keda.metrics(**q, operationOverTime="max", window="25s").metricValueFloat == 5
+    assert keda.metrics(**q, operationOverTime="count", window="35s").metricValueFloat == 2
+    assert keda.metrics(**q, operationOverTime="max", window="35s").metricValueFloat == 5
+    assert keda.metrics(**q, operationOverTime="max", window="25s").metricValueFloat == 3
     assert keda.metrics(**q, operationOverTime="max", window="15s").metricValueFloat == 0  # not found → default 0
 
 
 def test_promql_trigger_sum_rate(keda: Keda, service: RunningService) -> None:
     stub = metrics_service_pb2_grpc.MetricsServiceStub(grpc.insecure_channel(f"127.0.0.1:{service.ports.otlp}"))
-    t = now_ns() - 30 * 10**9
-    for i in range(4):  # every 10 s: +1000 tokens on p0, +3000 on p1 → 400 tokens/s fleet-wide
+    # every 10 s from -55 s to -5 s: +1000 tokens on p0, +3000 on p1 → 400 tokens/s fleet-wide; the
+    # 5 s gaps at both ends of the 1 m window are under 1.1 intervals, so rate extrapolates exactly
+    t = now_ns() - 55 * 10**9
+    for i in range(6):
         ts = t + i * 10 * 10**9
         stub.Export(request(PREFILL, "p0", counter("vllm:prompt_tokens_total", 5000 + 1000 * i, ts)))
         stub.Export(request(PREFILL, "p1", counter("vllm:prompt_tokens_total", 9000 + 3000 * i, ts)))
-        stub.Export(request(DECODE, "d0", counter("vllm:prompt_tokens_total", 77777 * i, ts)))
+        stub.Export(request(DECODE, "d0", counter("vllm:prompt_tokens_total", 77777 * (i + 1), ts)))
     value = keda.metrics(query=f'sum(rate(vllm:prompt_tokens_total{{deployment="{PREFILL}"}}[1m]))', targetValue="100")
     assert value.metricValueFloat == pytest.approx(400.0)
     assert value.metricValue == math.ceil(value.metricValueFloat)
