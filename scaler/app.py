@@ -14,7 +14,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any
@@ -87,7 +87,7 @@ class Service:
         options = [("grpc.max_receive_message_length", max_bytes), ("grpc.so_reuseport", 0)]
 
         otlp_server = grpc.aio.server(options=options)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(  # type: ignore[no-untyped-call]
             receiver.MetricsService(self.ingestor), otlp_server
         )
         otlp_port = await self._bind_grpc(
@@ -188,7 +188,7 @@ class Service:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
-        stops = [server.stop(grace) for server in self._grpc]
+        stops: list[Awaitable[Any]] = [server.stop(grace) for server in self._grpc]
         if self._http is not None and self._http_task is not None:
             self._http.should_exit = True
             stops.append(self._http_task)

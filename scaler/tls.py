@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import grpc
 
@@ -57,8 +59,10 @@ def grpc_credentials(tls: TLSFiles, listener: str) -> grpc.ServerCredentials:
         logger.info("%s TLS: certificates reloaded", listener)
         return config
 
+    # grpc's stubs say the fetcher must return a configuration; None ("unchanged") is documented.
+    fetcher = cast(Callable[[], grpc.ServerCertificateConfiguration], fetch)
     return grpc.dynamic_ssl_server_credentials(
-        _grpc_config(tls), fetch, require_client_authentication=bool(tls.ca_file)
+        _grpc_config(tls), fetcher, require_client_authentication=bool(tls.ca_file)
     )
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import grpc
 import httpx
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 
 from tests.conftest import RunningService
-from tests.otlpdata import DECODE, PREFILL, gauge, now_ns, request
+from tests.otlpdata import DECODE, PREFILL, gauge, now_ns, otlp_stub, request
 
 
 def push(svc: RunningService, deployment: str, value: float, offset_s: float = 0.0) -> None:
-    stub = metrics_service_pb2_grpc.MetricsServiceStub(grpc.insecure_channel(f"127.0.0.1:{svc.ports.otlp}"))
+    stub = otlp_stub(svc.ports.otlp)
     t = now_ns() - int(offset_s * 1e9)
     stub.Export(request(deployment, deployment[-6:], gauge("vllm:kv_cache_usage_perc", value, t)))
 

@@ -17,14 +17,14 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
 from tests.conftest import RunningService
-from tests.otlpdata import DECODE, PREFILL, counter, gauge, now_ns, request
+from tests.otlpdata import DECODE, PREFILL, counter, gauge, now_ns, otlp_stub, request
 
 TTFT_BOUNDS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
 
@@ -109,7 +109,7 @@ def test_sdk_exporter_metrics_arrive_value_by_value(service: RunningService, tra
 
 def _seed_walkthrough(svc: RunningService) -> None:
     """Three exports 5 s apart of vLLM counters for a prefill and a decode pod."""
-    stub = metrics_service_pb2_grpc.MetricsServiceStub(grpc.insecure_channel(f"127.0.0.1:{svc.ports.otlp}"))
+    stub = otlp_stub(svc.ports.otlp)
     base = now_ns() - 10_000_000_000
     for i in range(3):
         t = base + i * 5_000_000_000
@@ -234,7 +234,7 @@ def test_http_errors_and_partial_success(service_factory: Any) -> None:
 
 def test_grpc_partial_success_and_size_limit(service_factory: Any) -> None:
     svc = service_factory(max_otlp_message_bytes=4096, max_series=1)
-    stub = metrics_service_pb2_grpc.MetricsServiceStub(grpc.insecure_channel(f"127.0.0.1:{svc.ports.otlp}"))
+    stub = otlp_stub(svc.ports.otlp)
     t = now_ns()
     reply = stub.Export(request(DECODE, "d", gauge("a", 1.0, t), gauge("b", 1.0, t)))
     assert reply.partial_success.rejected_data_points == 1

@@ -13,12 +13,11 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 
 from scaler._gen import externalscaler_pb2 as pb
 from scaler._gen import externalscaler_pb2_grpc as pb_grpc
 from tests.conftest import RunningService
-from tests.otlpdata import DECODE, PREFILL, counter, gauge, now_ns, request
+from tests.otlpdata import DECODE, PREFILL, counter, gauge, now_ns, otlp_stub, request
 
 
 class Keda:
@@ -46,7 +45,7 @@ class Keda:
 
 class Pusher:
     def __init__(self, svc: RunningService) -> None:
-        self.stub = metrics_service_pb2_grpc.MetricsServiceStub(grpc.insecure_channel(f"127.0.0.1:{svc.ports.otlp}"))
+        self.stub = otlp_stub(svc.ports.otlp)
 
     def waiting(self, deployment: str, pod: str, value: float, t_ns: int | None = None) -> None:
         self.stub.Export(request(deployment, pod, gauge("vllm:num_requests_waiting", value, t_ns or now_ns())))
@@ -112,7 +111,7 @@ def test_operation_and_window_keys(keda: Keda, pusher: Pusher) -> None:
 
 
 def test_promql_trigger_sum_rate(keda: Keda, service: RunningService) -> None:
-    stub = metrics_service_pb2_grpc.MetricsServiceStub(grpc.insecure_channel(f"127.0.0.1:{service.ports.otlp}"))
+    stub = otlp_stub(service.ports.otlp)
     # every 10 s from -55 s to -5 s: +1000 tokens on p0, +3000 on p1 → 400 tokens/s fleet-wide; the
     # 5 s gaps at both ends of the 1 m window are under 1.1 intervals, so rate extrapolates exactly
     t = now_ns() - 55 * 10**9
@@ -205,7 +204,7 @@ def test_keda_own_keys_are_ignored(keda: Keda, pusher: Pusher) -> None:
     assert value.metricValueFloat == 4
 
 
-def _stream(keda: Keda, **metadata: str) -> tuple[grpc.Future[Any], list[tuple[float, bool]], threading.Event]:
+def _stream(keda: Keda, **metadata: str) -> tuple[Any, list[tuple[float, bool]], threading.Event]:
     call = keda.stub.StreamIsActive(keda.ref(**metadata))
     received: list[tuple[float, bool]] = []
     first = threading.Event()

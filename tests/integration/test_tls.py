@@ -17,11 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 
 from scaler._gen import externalscaler_pb2 as pb
 from scaler._gen import externalscaler_pb2_grpc as pb_grpc
-from tests.otlpdata import DECODE, gauge, now_ns, request
+from tests.otlpdata import DECODE, gauge, now_ns, otlp_stub, request
 
 
 @dataclass
@@ -159,7 +158,7 @@ def test_keda_mtls_refuses_clients_without_a_certificate_and_rotates(service_fac
 def test_otlp_grpc_tls(service_factory: Any, pki: Pki) -> None:
     svc = service_factory(**tls_settings("otlp", pki))
     creds = grpc.ssl_channel_credentials(pki.ca.cert, pki.client.key, pki.client.cert)
-    stub = metrics_service_pb2_grpc.MetricsServiceStub(grpc.secure_channel(f"localhost:{svc.ports.otlp}", creds))
+    stub = otlp_stub(svc.ports.otlp, creds)
     stub.Export(request(DECODE, "d0", gauge("vllm:num_requests_waiting", 3, now_ns())), timeout=5)
     reply = httpx.post(svc.http + "/memstore/query", json={"query": "vllm:num_requests_waiting"})
     assert reply.json()["value"] == 3

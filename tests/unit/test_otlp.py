@@ -7,6 +7,7 @@ import math
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from scaler import otlp
 from scaler.config import parse_resource_labels
@@ -32,7 +33,7 @@ def kv(key: str, value: object) -> KeyValue:
 
 def request(*metrics: m.Metric, resource: dict[str, object] | None = None) -> ExportMetricsServiceRequest:
     attrs = [kv(k, v) for k, v in (DEFAULT_RESOURCE if resource is None else resource).items()]
-    rm = m.ResourceMetrics(resource={"attributes": attrs}, scope_metrics=[m.ScopeMetrics(metrics=list(metrics))])
+    rm = m.ResourceMetrics(resource=Resource(attributes=attrs), scope_metrics=[m.ScopeMetrics(metrics=list(metrics))])
     return ExportMetricsServiceRequest(resource_metrics=[rm])
 
 
