@@ -168,24 +168,16 @@ def _series_json(ctx: ApiContext, series: Series, ts: list[int], vals: list[floa
     points = [{"value": _json_number(v), "time": t / 1000} for t, v in zip(ts, vals, strict=True) if not is_stale(v)]
     window_s = ctx.store.limits.retention_seconds
     aggregates: dict[str, Any] = {}
+    exact = query.CompatQuery(series.name, tuple((k, v) for k, v in series.labels if k != METRIC_NAME))
     for op in _DATA_AGGREGATES:
         try:
-            expr = query.compat_to_expr(query.parse_compat(_compat_text(series)), op, int(window_s * 1000))
+            expr = query.compat_to_expr(exact, op, int(window_s * 1000))
             result = ctx.engine.instant(expr, now)
             samples = result.samples if isinstance(result, query.Vector) else []
             aggregates[op] = _json_number(samples[0].value) if samples else None
         except query.QueryError:
             aggregates[op] = None
     return {"labels": labels, "data": points, "aggregatesOverTime": aggregates, "lastUpdate": series.last_ts / 1000}
-
-
-def _compat_text(series: Series) -> str:
-    pairs = ", ".join(
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in series.labels
-        if k != METRIC_NAME
-    )
-    return f"{series.name}{{{pairs}}}" if pairs else series.name
 
 
 def _json_number(value: float) -> float | str:

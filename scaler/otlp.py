@@ -131,6 +131,8 @@ def _base(promoted: dict[str, str], point_attributes: Iterable[KeyValue]) -> dic
     labels = dict(promoted)
     labels.update(_attrs(point_attributes))
     labels.pop(METRIC_NAME, None)
+    if "" in labels.values():  # an empty label value means "no such label", as in Prometheus
+        labels = {k: v for k, v in labels.items() if v}
     return labels
 
 

@@ -210,3 +210,12 @@ def test_format_float_matches_go() -> None:
         "+Inf",
         "0.30000000000000004",
     ]
+
+
+def test_empty_attribute_values_are_dropped_like_prometheus() -> None:
+    g = m.Metric(
+        name="g",
+        gauge=m.Gauge(data_points=[m.NumberDataPoint(time_unix_nano=T_NS, as_int=1, attributes=[kv("model", "")])]),
+    )
+    (labels,) = as_dict(request(g, resource={"k8s.pod.name": ""}))
+    assert labels == lbl("g")
