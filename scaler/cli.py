@@ -51,7 +51,13 @@ def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     d = sub.add_parser("demo", help="simulate a PD fleet and watch prefill and decode scale independently")
     d.add_argument("--duration", type=float, default=None, help="wall-clock seconds (default: the scenario's)")
     d.add_argument("--scenario", default=None, help="scenario YAML file (default: the built-in PD scenario)")
-    d.add_argument("--report", default=None, help="directory for report.json, plot.png and summary.md")
+    d.add_argument("--report", default=None, help="directory for report.json, replicas.png and summary.md")
+    d.add_argument(
+        "--manifests",
+        default=None,
+        metavar="DIR",
+        help="directory with the ScaledObjects (default: <repo>/manifests/keda; env KEDA_OTEL_SCALER_MANIFESTS)",
+    )
     d.add_argument("--seed", type=int, default=1, help="random seed")
     d.add_argument("--quiet", action="store_true", help="no live terminal view")
 

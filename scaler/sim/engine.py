@@ -1,0 +1,358 @@
+"""vLLM engine mechanics of one prefill or decode pod, in simulated continuous time.
+
+Each engine keeps its own clock and runs whole scheduler steps (``advance(until)`` may end
+a little past ``until``; the next call continues from there). The cost model is the one
+of capacity-profiles.md §1.1, multiplied by the scenario's ``slowdown``:
+
+* prefill step: ``a + b·T + c·Σ((done+chunk)² − done²)`` for ``T`` ≤ ``max_num_batched_tokens``
+  tokens drawn FIFO from the running prompts (chunked prefill; the ``c`` term is per prompt);
+* decode step: ``d + e·B + f·S`` for ``B`` running sequences of total context ``S``, plus
+  ``b·T (+ c…)`` when the step also carries local prefill chunks (aggregated mode);
+* KV pull from a prefill pod: ``t0 + ISL·kv_bytes_per_token / link`` (NIXL over TCP).
+
+Simplifications (vs vLLM): KV is counted in tokens, not 16-token blocks; a decode pod
+admits a request only if its prompt plus *all* its output tokens fit (so there is no
+preemption; with the opt125m-l4 profile 256 × 2048 tokens < 570k, overflow cannot happen
+anyway); prompt blocks are shared between running requests with the same prefix (as with
+vLLM's prefix caching) and stay in an LRU prefix cache after the requests finish.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable
+
+from scaler.sim.request import PrefixCache, Request
+from scaler.sim.scenario import Profile
+from scaler.sim.vllm_metrics import VllmMetrics
+
+Callback = Callable[[Request, float], None]
+ItlSink = Callable[[float, float, int], None]
+"""(time, inter-token latency, number of tokens) for the recorder."""
+
+
+def _nothing(_req: Request, _t: float) -> None:
+    return None
+
+
+class Engine:
+    """What prefill and decode engines share: a clock, a FIFO waiting queue, KV accounting."""
+
+    def __init__(self, profile: Profile, slowdown: float, metrics: VllmMetrics, now: float) -> None:
+        self.profile = profile
+        self.slowdown = slowdown
+        self.metrics = metrics
+        self.t = now
+        self.waiting: deque[tuple[float, Request]] = deque()
+        self.cache = PrefixCache(profile.kv_capacity_tokens)
+        self.on_abort: Callback = _nothing
+
+    def enqueue(self, req: Request, at: float) -> None:
+        if self.idle:
+            self.t = max(self.t, at)
+        self.waiting.append((at, req))
+
+    @property
+    def idle(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def in_flight(self) -> int:
+        raise NotImplementedError
+
+    def _next_arrival(self, limit: float) -> float:
+        if self.waiting and self.waiting[0][0] > self.t:
+            return min(limit, self.waiting[0][0])
+        return limit
+
+    def _chunks(self, queue: list[Request], budget: int) -> tuple[list[tuple[Request, int]], int, float]:
+        chunks, total, quad = [], 0, 0.0
+        for req in queue:
+            if budget <= 0:
+                break
+            n = min(budget, req.todo - req.done)
+            if n <= 0:
+                continue
+            chunks.append((req, n))
+            total += n
+            quad += (req.done + n) ** 2 - req.done**2
+            budget -= n
+        return chunks, total, quad
+
+    def _abort(self, req: Request, t: float) -> None:
+        req.aborted = True
+        req.finished = t
+        self.metrics.success("abort")
+        self.on_abort(req, t)
+
+
+class PrefillEngine(Engine):
+    """A P/D prefill pod: every request has ``max_tokens=1`` and ends with ``length``.
+
+    Its KV blocks stay allocated after the prefill until the decode pod has pulled them
+    (``release``), so a slow decode side fills the prefill KV cache.
+    """
+
+    def __init__(self, profile: Profile, slowdown: float, metrics: VllmMetrics, now: float) -> None:
+        super().__init__(profile, slowdown, metrics, now)
+        self.running: list[Request] = []
+        self.held: dict[int, int] = {}
+        self.kv_used = 0
+        self.on_complete: Callback = _nothing
+
+    @property
+    def idle(self) -> bool:
+        return not self.running and not self.waiting
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.running) + len(self.waiting) + len(self.held)
+
+    def release(self, req: Request) -> None:
+        self.kv_used -= self.held.pop(req.rid, 0)
+
+    def _admit(self, budget: int) -> None:
+        p = self.profile
+        while self.waiting and self.waiting[0][0] <= self.t and len(self.running) < p.max_num_seqs and budget > 0:
+            _, req = self.waiting[0]
+            if self.kv_used + req.isl > p.kv_capacity_tokens:
+                break
+            self.waiting.popleft()
+            self.kv_used += req.isl
+            req.prefill_scheduled = self.t
+            req.todo = max(1, req.isl - self.cache.match(req.segments))
+            req.done = 0
+            assert req.prefill_arrival is not None
+            self.metrics.queue.observe(self.t - req.prefill_arrival)
+            self.running.append(req)
+            budget -= req.todo
+
+    def advance(self, until: float) -> None:
+        p = self.profile
+        while self.t < until:
+            in_progress = sum(r.todo - r.done for r in self.running)
+            self._admit(p.max_num_batched_tokens - in_progress)
+            chunks, total, quad = self._chunks(self.running, p.max_num_batched_tokens)
+            if not chunks:
+                self.t = self._next_arrival(until)
+                continue
+            self.t += self.slowdown * p.prefill_ms(total, quad) / 1000.0
+            for req, n in chunks:
+                req.done += n
+                if req.done >= req.todo:
+                    self._complete(req)
+
+    def _complete(self, req: Request) -> None:
+        t, m = self.t, self.metrics
+        assert req.prefill_arrival is not None
+        self.running.remove(req)
+        self.held[req.rid] = req.isl
+        self.cache.insert(req.segments)
+        req.prefill_done = t
+        m.ttft.observe(t - req.prefill_arrival)
+        m.e2e.observe(t - req.prefill_arrival)
+        m.prompt_tokens.inc(req.isl)
+        m.generation_tokens.inc(1)
+        m.success("length")
+        self.on_complete(req, t)
+
+    def abort_all(self) -> None:
+        for _, req in self.waiting:
+            self._abort(req, self.t)
+        for req in self.running:
+            self._abort(req, self.t)
+        self.waiting.clear()
+        self.running.clear()
+        self.held.clear()
+        self.kv_used = 0
+
+    def gauges(self) -> tuple[int, int, float]:
+        return len(self.running), len(self.waiting), self.kv_used / self.profile.kv_capacity_tokens
+
+
+class DecodeEngine(Engine):
+    """A decode pod: decodes every request; prefills decode-only ones locally."""
+
+    def __init__(self, profile: Profile, slowdown: float, metrics: VllmMetrics, now: float) -> None:
+        super().__init__(profile, slowdown, metrics, now)
+        self.transfers: list[tuple[float, int, Request]] = []
+        self.prefilling: list[Request] = []
+        self.decoding: dict[int, Request] = {}
+        self._finish_heap: list[tuple[int, int, Request]] = []
+        self._seq = itertools.count()
+        self.steps = 0
+        self.ctx_sum = 0
+        self.isl_sum = 0
+        self.refs: dict[str, int] = {}
+        self.segment_tokens = 0
+        self.committed = 0
+        self.on_first_token: Callback = _nothing
+        self.on_finish: Callback = _nothing
+        self.on_transfer_done: Callback = _nothing
+        self.on_itl: ItlSink = lambda _t, _v, _n: None
+
+    @property
+    def idle(self) -> bool:
+        return not (self.waiting or self.transfers or self.prefilling or self.decoding)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.waiting) + len(self.transfers) + len(self.prefilling) + len(self.decoding)
+
+    @property
+    def kv_used(self) -> int:
+        return self.segment_tokens + self.ctx_sum - self.isl_sum
+
+    def _new_segment_tokens(self, req: Request) -> int:
+        return sum(tokens for key, tokens in req.segments if key not in self.refs)
+
+    def _ref(self, req: Request, delta: int) -> None:
+        for key, tokens in req.segments:
+            count = self.refs.get(key, 0) + delta
+            if count <= 0:
+                self.refs.pop(key, None)
+                self.segment_tokens -= tokens
+                self.committed -= tokens
+            else:
+                if count == 1 and delta > 0:
+                    self.segment_tokens += tokens
+                    self.committed += tokens
+                self.refs[key] = count
+
+    def _admit(self) -> None:
+        p = self.profile
+        while self.waiting and self.waiting[0][0] <= self.t:
+            if len(self.decoding) + len(self.prefilling) + len(self.transfers) >= p.max_num_seqs:
+                return
+            _, req = self.waiting[0]
+            if self.committed + self._new_segment_tokens(req) + req.osl > p.kv_capacity_tokens:
+                return  # FCFS: the head blocks the queue, as in vLLM's scheduler
+            self.waiting.popleft()
+            self._ref(req, +1)
+            self.committed += req.osl
+            req.decode_scheduled = self.t
+            assert req.decode_arrival is not None
+            self.metrics.queue.observe(self.t - req.decode_arrival)
+            if req.remote_prefill:
+                done = self.t + self.slowdown * p.kv_transfer_s(req.isl)
+                heapq.heappush(self.transfers, (done, next(self._seq), req))
+            else:
+                req.todo = max(1, req.isl - self.cache.match(req.segments))
+                req.done = 0
+                self.prefilling.append(req)
+
+    def _join(self, req: Request, generated: int) -> None:
+        """Start decoding ``req`` at this step; ``generated`` tokens exist already."""
+        req.join_step = self.steps
+        req.ctx_base = req.isl + generated - self.steps
+        self.ctx_sum += req.isl + generated
+        self.isl_sum += req.isl
+        self.decoding[req.rid] = req
+        req.finish_step = self.steps + req.osl - generated
+        heapq.heappush(self._finish_heap, (req.finish_step, next(self._seq), req))
+
+    def advance(self, until: float) -> None:
+        p = self.profile
+        while self.t < until:
+            self._admit()
+            first: list[Request] = []
+            while self.transfers and self.transfers[0][0] <= self.t:
+                _, _, req = heapq.heappop(self.transfers)
+                self.cache.insert(req.segments)
+                self.on_transfer_done(req, self.t)
+                self._join(req, 0)
+                first.append(req)
+            batch = len(self.decoding)
+            chunks, total, quad = self._chunks(self.prefilling, p.max_num_batched_tokens - batch)
+            if batch == 0 and not chunks:
+                limit = self._next_arrival(until)
+                if self.transfers:
+                    limit = min(limit, self.transfers[0][0])
+                self.t = limit
+                continue
+            if batch:
+                ms = p.decode_ms(batch + len(chunks), self.ctx_sum)
+                ms += p.prefill_b_ms_per_tok * total + p.prefill_c_ms_per_tok2 * quad
+            else:
+                ms = p.prefill_ms(total, quad)
+            step = self.slowdown * ms / 1000.0
+            self.t += step
+            self._decode_step(batch, step, first)
+            for req, n in chunks:
+                req.done += n
+                if req.done >= req.todo:
+                    self._local_prefill_done(req)
+
+    def _decode_step(self, batch: int, step: float, first: list[Request]) -> None:
+        if batch == 0:
+            return
+        m, t = self.metrics, self.t
+        self.steps += 1
+        self.ctx_sum += batch
+        m.generation_tokens.inc(batch)
+        for req in first:
+            self._first_token(req)
+        m.itl.observe(step, batch - len(first))
+        self.on_itl(t, step, batch - len(first))
+        heap = self._finish_heap
+        while heap and heap[0][0] <= self.steps:
+            _, _, req = heapq.heappop(heap)
+            if self.decoding.pop(req.rid, None) is not None:
+                self._finish(req)
+
+    def _first_token(self, req: Request) -> None:
+        assert req.decode_arrival is not None
+        req.first_token = self.t
+        self.metrics.ttft.observe(self.t - req.decode_arrival)
+        self.metrics.prompt_tokens.inc(req.isl)
+        self.on_first_token(req, self.t)
+
+    def _local_prefill_done(self, req: Request) -> None:
+        self.prefilling.remove(req)
+        self.cache.insert(req.segments)
+        self.metrics.generation_tokens.inc(1)
+        self._first_token(req)
+        if req.osl <= 1:
+            self._release(req)
+            self._finished_metrics(req)
+        else:
+            self._join(req, 1)
+
+    def _finish(self, req: Request) -> None:
+        self.ctx_sum -= req.ctx_base + self.steps
+        self.isl_sum -= req.isl
+        self._release(req)
+        self._finished_metrics(req)
+
+    def _release(self, req: Request) -> None:
+        self._ref(req, -1)
+        self.committed -= req.osl
+
+    def _finished_metrics(self, req: Request) -> None:
+        assert req.decode_arrival is not None
+        req.finished = self.t
+        self.metrics.e2e.observe(self.t - req.decode_arrival)
+        self.metrics.success("stop")
+        self.on_finish(req, self.t)
+
+    def abort_all(self) -> None:
+        victims = [r for _, r in self.waiting] + [r for _, _, r in self.transfers]
+        victims += self.prefilling + list(self.decoding.values())
+        for req in victims:
+            if req.decode_scheduled is not None:
+                self._ref(req, -1)
+                self.committed -= req.osl
+            self._abort(req, self.t)
+        self.waiting.clear()
+        self.transfers.clear()
+        self.prefilling.clear()
+        self.decoding.clear()
+        self._finish_heap.clear()
+        self.ctx_sum = self.isl_sum = 0
+
+    def gauges(self) -> tuple[int, int, float]:
+        running = len(self.decoding) + len(self.prefilling)
+        waiting = len(self.waiting) + len(self.transfers)
+        return running, waiting, self.kv_used / self.profile.kv_capacity_tokens

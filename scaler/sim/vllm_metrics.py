@@ -1,0 +1,129 @@
+"""One simulated pod's vLLM metrics, kept in a ``prometheus_client`` registry as vLLM does.
+
+Names, types, labels and histogram buckets are vLLM v1's (``vllm/v1/metrics/loggers.py``;
+see pd-serving-facts.md §5): gauges ``vllm:num_requests_running``,
+``vllm:num_requests_waiting``, ``vllm:kv_cache_usage_perc``; counters (exposed with
+``_total``) ``vllm:request_success{finished_reason}``, ``vllm:prompt_tokens``,
+``vllm:generation_tokens``; histograms ``vllm:time_to_first_token_seconds``,
+``vllm:inter_token_latency_seconds``, ``vllm:e2e_request_latency_seconds``,
+``vllm:request_queue_time_seconds``. Exactly the set the repository's collectors keep
+(``manifests/collectors``, ``filter/vllm-scaling``).
+
+The histograms are a small custom collector with ``observe(value, count)``: a decode step
+yields one inter-token latency per running sequence, and observing them one by one would
+cost the simulator more CPU than everything else. The exposition is identical.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+
+# vLLM v1 bucket boundaries.
+# fmt: off
+TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)
+ITL_BUCKETS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+)
+REQUEST_LATENCY_BUCKETS = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
+)
+# fmt: on
+
+LABEL_NAMES = ("model_name", "engine")
+
+
+class WeightedHistogram:
+    """A one-child Prometheus histogram with ``observe(value, count)``; a registry collector."""
+
+    def __init__(
+        self, name: str, doc: str, buckets: Sequence[float], labels: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = doc
+        self.bounds = tuple(buckets)
+        self.labels = list(labels)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+        registry.register(self)
+
+    def observe(self, value: float, count: int = 1) -> None:
+        if count <= 0:
+            return
+        self.counts[bisect.bisect_left(self.bounds, value)] += count
+        self.sum += value * count
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=list(LABEL_NAMES))
+        cumulative, buckets = 0, []
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(cumulative)))
+        family.add_metric(self.labels, buckets, self.sum)
+        yield family
+
+    def describe(self) -> list[Metric]:
+        return []
+
+
+class VllmMetrics:
+    """The metrics of one vLLM engine (``engine="0"``), in their own registry."""
+
+    def __init__(self, model_name: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        labels = (model_name, "0")
+        r = self.registry
+        self.running = Gauge(
+            "vllm:num_requests_running", "Number of requests in model execution batches.", LABEL_NAMES, registry=r
+        ).labels(*labels)
+        self.waiting = Gauge(
+            "vllm:num_requests_waiting", "Number of requests waiting to be processed.", LABEL_NAMES, registry=r
+        ).labels(*labels)
+        self.kv_usage = Gauge(
+            "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", LABEL_NAMES, registry=r
+        ).labels(*labels)
+        self._success = Counter(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            (*LABEL_NAMES, "finished_reason"),
+            registry=r,
+        )
+        self._labels = labels
+        for reason in ("stop", "length", "abort"):
+            self._success.labels(*labels, reason)
+        self.prompt_tokens = Counter(
+            "vllm:prompt_tokens", "Number of prefill tokens processed.", LABEL_NAMES, registry=r
+        ).labels(*labels)
+        self.generation_tokens = Counter(
+            "vllm:generation_tokens", "Number of generation tokens processed.", LABEL_NAMES, registry=r
+        ).labels(*labels)
+        self.ttft = WeightedHistogram(
+            "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TTFT_BUCKETS, labels, r
+        )
+        self.itl = WeightedHistogram(
+            "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", ITL_BUCKETS, labels, r
+        )
+        self.e2e = WeightedHistogram(
+            "vllm:e2e_request_latency_seconds",
+            "Histogram of e2e request latency in seconds.",
+            REQUEST_LATENCY_BUCKETS,
+            labels,
+            r,
+        )
+        self.queue = WeightedHistogram(
+            "vllm:request_queue_time_seconds",
+            "Histogram of time spent in WAITING phase for request.",
+            REQUEST_LATENCY_BUCKETS,
+            labels,
+            r,
+        )
+
+    def success(self, reason: str) -> None:
+        self._success.labels(*self._labels, reason).inc()
