@@ -79,9 +79,10 @@ class Series:
 
     def window(self, lo_exclusive: int, hi_inclusive: int) -> tuple[Int64Array, FloatArray]:
         """Views of the samples with ``lo_exclusive < ts <= hi_inclusive``."""
-        ts = self.ts[: self.n]
-        start = int(np.searchsorted(ts, lo_exclusive, side="right"))
-        end = int(np.searchsorted(ts, hi_inclusive, side="right"))
+        n = self.n
+        ts = self.ts[:n]
+        end = n if n and hi_inclusive >= ts[n - 1] else int(ts.searchsorted(hi_inclusive, side="right"))
+        start = int(ts.searchsorted(lo_exclusive, side="right"))
         return ts[start:end], self.vals[start:end]
 
     def append(self, ts_ms: int, value: float, cutoff_ms: int) -> None:
@@ -302,20 +303,26 @@ class Store:
         """Series whose labels satisfy every matcher (Prometheus semantics: an absent label
         reads as ``""``). Candidates come from the index; the full store is scanned only when
         no matcher can use it."""
-        candidates: set[int] | None = None
+        postings: list[set[int]] = []
         rest: list[Matcher] = []
         for matcher in sorted(matchers, key=_selectivity):
             if matcher.matches_empty:
                 rest.append(matcher)
                 continue
             ids = self._ids_for(matcher)
-            candidates = ids if candidates is None else candidates & ids
-            if not candidates:
+            if not ids:
                 return []
-        if candidates is None:
-            pool: Iterable[Series] = self._series.values()
+            postings.append(ids)
+        if postings:
+            postings.sort(key=len)  # intersect from the smallest posting list
+            candidates = set(postings[0])  # the only copy, of the smallest set
+            for ids in postings[1:]:
+                candidates &= ids
+                if not candidates:
+                    return []
+            pool: Iterable[Series] = (self._series[i] for i in candidates)
         else:
-            pool = (self._series[i] for i in candidates)
+            pool = self._series.values()
         out: list[Series] = []
         for series in pool:
             label_map = series.label_map
@@ -330,7 +337,7 @@ class Store:
             ids = values.get(matcher.value)
             if ids is None and matcher.name == METRIC_NAME:
                 return self._escaped_ids(matcher.value)
-            return set(ids) if ids else set()
+            return ids if ids is not None else set()  # read-only: select() never mutates it
         out: set[int] = set()
         for value, ids in values.items():
             if matcher.matches(value):

@@ -10,10 +10,12 @@ Values are small integers or halves so sums are exact in any summation order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 INTERVAL_MS = 15_000
 
 
-def _seq(values: list[object]) -> str:
+def _seq(values: Sequence[object]) -> str:
     return " ".join(str(v) for v in values)
 
 
@@ -73,8 +75,14 @@ SERIES: list[tuple[str, str]] = [
 
 _S = 1000
 _M = 60_000
-EVAL_TIMES = [1 * _M + 52 * _S, 4 * _M + 22 * _S, 7 * _M + 37 * _S, 10 * _M + 52 * _S,
-              14 * _M + 37 * _S, 16 * _M + 7 * _S]
+EVAL_TIMES = [
+    1 * _M + 52 * _S,
+    4 * _M + 22 * _S,
+    7 * _M + 37 * _S,
+    10 * _M + 52 * _S,
+    14 * _M + 37 * _S,
+    16 * _M + 7 * _S,
+]
 
 EXPRESSIONS: list[str] = [
     # selectors
@@ -243,7 +251,7 @@ EXPRESSIONS: list[str] = [
     "topk(100, score)",
     "topk(2.9, score)",
     "bottomk(-1, score)",
-    "topk(scalar(score{id=\"1\"}) / 5, score)",
+    'topk(scalar(score{id="1"}) / 5, score)',
     'count_values("value", queue_depth)',
     'count_values by (deployment) ("v", queue_depth)',
     "sum(nonexistent)",
@@ -337,13 +345,13 @@ PARSE_ERRORS: list[str] = [
     "sum(rate(x[5m]) [5m])",
     "-x[5m]",
     "x @",
-    "foo{__name__=\"bar\"}",
+    'foo{__name__="bar"}',
     "x offset 1m offset 2m",
     "rate(x[5m],)",
     "x == on (a) group_left y and on (a) group_left z",
     "'unterminated",
     "a !b",
     "count_values(1, x)",
-    "label_replace(x, \"a\")",
+    'label_replace(x, "a")',
     "round(x, 1, 2)",
 ]

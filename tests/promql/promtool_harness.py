@@ -116,8 +116,7 @@ def checks_for(engine: Engine, case: Case) -> list[Check]:
             continue
         if isinstance(result, Scalar):
             if math.isnan(result.value):
-                out.append(Check(f"({case.expr}) != bool ({case.expr})", t, [("{}", 1.0)],
-                                 origin=case.expr))
+                out.append(Check(f"({case.expr}) != bool ({case.expr})", t, [("{}", 1.0)], origin=case.expr))
             else:
                 out.append(Check(case.expr, t, [("{}", result.value)], origin=case.expr))
             continue
@@ -131,8 +130,9 @@ def checks_for(engine: Engine, case: Case) -> list[Check]:
         on = "on(" + ", ".join(sorted({k for s in result for k, _ in s.labels})) + ")"
         out.append(Check(f"({e}) unless {on} (({e}) != {on} ({e}))", t, plain, origin=e))
         by = ", ".join(sorted({k for labels in nans for k, _ in labels}))
-        out.append(Check(f"count by ({by}) (({e}) != {on} ({e}))", t,
-                         [(promql_labels(lb), 1.0) for lb in nans], origin=e))
+        out.append(
+            Check(f"count by ({by}) (({e}) != {on} ({e}))", t, [(promql_labels(lb), 1.0) for lb in nans], origin=e)
+        )
     return out
 
 
@@ -144,11 +144,13 @@ def promtool_file(series: list[tuple[str, str]], interval_ms: int, checks: list[
         tests.append(entry)
     doc = {
         "evaluation_interval": "1m",
-        "tests": [{
-            "interval": format_duration(interval_ms),
-            "input_series": [{"series": s, "values": v} for s, v in series],
-            "promql_expr_test": tests,
-        }],
+        "tests": [
+            {
+                "interval": format_duration(interval_ms),
+                "input_series": [{"series": s, "values": v} for s, v in series],
+                "promql_expr_test": tests,
+            }
+        ],
     }
     return yaml.safe_dump(doc, sort_keys=False, width=1000)
 
@@ -179,8 +181,7 @@ def run(path: Path) -> tuple[int, str, dict[tuple[str, str], str]]:
     (a file it could not load would otherwise look like "no failures")."""
     exe = promtool()
     assert exe is not None, INSTALL_HINT
-    proc = subprocess.run([exe, "test", "rules", str(path)], capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run([exe, "test", "rules", str(path)], capture_output=True, text=True, timeout=300, check=False)
     output = proc.stdout + proc.stderr
     failures: dict[tuple[str, str], str] = {}
     current: tuple[str, str] | None = None

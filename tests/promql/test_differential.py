@@ -44,8 +44,9 @@ class Outcome:
                 if failure is None:
                     out.append(f"at {c.key[1]}: we fail with {c.error!r}, Prometheus does not")
                 elif normalize_error(failure) != normalize_error(c.error):
-                    out.append(f"at {c.key[1]}: error differs\n  ours:       {c.error}\n"
-                               f"  Prometheus: {failure.strip()}")
+                    out.append(
+                        f"at {c.key[1]}: error differs\n  ours:       {c.error}\n  Prometheus: {failure.strip()}"
+                    )
             elif failure is not None:
                 out.append(f"at {c.key[1]}: {c.expr}\n  ours: {c.samples}\n{failure}")
         return out

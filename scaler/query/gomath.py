@@ -1,0 +1,173 @@
+"""Float arithmetic with Go's (IEEE 754) results instead of Python exceptions.
+
+PromQL is specified by its Go implementation: ``1/0`` is ``+Inf``, ``ln(-1)`` is ``NaN``,
+``math.Max(NaN, +Inf)`` is ``+Inf``. Python raises on several of these, so every operation
+the evaluator applies to sample values goes through here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+INF = math.inf
+NAN = math.nan
+_LOG2E = 1.44269504088896340735992468100189214  # 1/Ln2 as Go's exact constant
+_LOG10_2 = 0.301029995663981195213738894724493027  # Ln2/Ln10
+
+
+def div(x: float, y: float) -> float:
+    try:
+        return x / y
+    except ZeroDivisionError:
+        if math.isnan(x) or x == 0:
+            return NAN
+        return math.copysign(INF, x) * math.copysign(1.0, y)
+
+
+def mod(x: float, y: float) -> float:
+    if y == 0 or math.isinf(x) or math.isnan(x) or math.isnan(y):
+        return NAN
+    return math.fmod(x, y)
+
+
+def _is_odd_int(y: float) -> bool:
+    return math.isfinite(y) and y == math.floor(y) and abs(y) < 2**53 and int(y) % 2 == 1
+
+
+def pow_(x: float, y: float) -> float:
+    try:
+        return math.pow(x, y)
+    except OverflowError:
+        return -INF if x < 0 and _is_odd_int(y) else INF
+    except ValueError:
+        if x == 0:  # 0 ** negative
+            return math.copysign(INF, x) if _is_odd_int(y) else INF
+        return NAN
+
+
+def atan2(y: float, x: float) -> float:
+    return math.atan2(y, x)
+
+
+def go_max(x: float, y: float) -> float:
+    if INF in (x, y):
+        return INF
+    if math.isnan(x) or math.isnan(y):
+        return NAN
+    if x == 0 and y == 0:
+        return y if math.copysign(1.0, x) < 0 else x
+    return x if x > y else y
+
+
+def go_min(x: float, y: float) -> float:
+    if -INF in (x, y):
+        return -INF
+    if math.isnan(x) or math.isnan(y):
+        return NAN
+    if x == 0 and y == 0:
+        return x if math.copysign(1.0, x) < 0 else y
+    return x if x < y else y
+
+
+def ln(x: float) -> float:
+    if x > 0:
+        return math.log(x)
+    if x == 0:
+        return -INF
+    return NAN
+
+
+def log2(x: float) -> float:
+    """Go's ``math.Log2`` (exact for powers of two)."""
+    if math.isnan(x) or x < 0:
+        return NAN
+    if x == 0:
+        return -INF
+    if math.isinf(x):
+        return INF
+    frac, exp = math.frexp(x)
+    if frac == 0.5:
+        return float(exp - 1)
+    return math.log(frac) * _LOG2E + float(exp)
+
+
+def log10(x: float) -> float:
+    """Go's ``math.Log10`` = ``Log2(x) * (Ln2/Ln10)``."""
+    return log2(x) * _LOG10_2
+
+
+def sqrt(x: float) -> float:
+    if x < 0:
+        return NAN
+    return math.sqrt(x)
+
+
+def exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return INF
+
+
+def _domain(fn: Callable[[float], float], overflow: Callable[[float], float]) -> Callable[[float], float]:
+    def wrapped(x: float) -> float:
+        try:
+            return fn(x)
+        except OverflowError:
+            return overflow(x)
+        except ValueError:
+            return NAN
+
+    return wrapped
+
+
+def _atanh(x: float) -> float:
+    if abs(x) == 1:
+        return math.copysign(INF, x)
+    return math.atanh(x) if abs(x) < 1 else NAN
+
+
+TRIG: dict[str, Callable[[float], float]] = {
+    "sin": _domain(math.sin, lambda x: NAN),
+    "cos": _domain(math.cos, lambda x: NAN),
+    "tan": _domain(math.tan, lambda x: NAN),
+    "asin": _domain(math.asin, lambda x: NAN),
+    "acos": _domain(math.acos, lambda x: NAN),
+    "atan": _domain(math.atan, lambda x: NAN),
+    "sinh": _domain(math.sinh, lambda x: math.copysign(INF, x)),
+    "cosh": _domain(math.cosh, lambda x: INF),
+    "tanh": _domain(math.tanh, lambda x: NAN),
+    "asinh": _domain(math.asinh, lambda x: NAN),
+    "acosh": _domain(math.acosh, lambda x: NAN),
+    "atanh": _atanh,
+}
+
+
+def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
+    """One step of Prometheus' Kahan–Neumaier summation."""
+    t = total + inc
+    if math.isinf(t):
+        c = 0.0
+    elif abs(total) >= abs(inc):
+        c += (total - t) + inc
+    else:
+        c += (inc - t) + total
+    return t, c
+
+
+def quantile(q: float, values: list[float]) -> float:
+    """Prometheus' ``quantile``: linear interpolation between closest ranks; NaNs sort first."""
+    if not values or math.isnan(q):
+        return NAN
+    if q < 0:
+        return -INF
+    if q > 1:
+        return INF
+    ordered = sorted(values, key=lambda v: (0, 0.0) if math.isnan(v) else (1, v))
+    n = float(len(ordered))
+    rank = q * (n - 1)
+    lower = max(0.0, math.floor(rank))
+    upper = min(n - 1, lower + 1)
+    weight = rank - math.floor(rank)
+    return ordered[int(lower)] * (1 - weight) + ordered[int(upper)] * weight

@@ -1,0 +1,133 @@
+"""Internal value representations used during evaluation, and label-set helpers.
+
+* :class:`Vec` — an instant vector as two parallel lists (label sets, float values).
+* :class:`RangeData` — a range vector: every selected series' window concatenated into two
+  numpy arrays with segment offsets, so range functions can work on all series at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import numpy.typing as npt
+
+from scaler.model import METRIC_NAME, STALE_NAN_BITS, LabelPairs
+from scaler.query.errors import QueryError
+from scaler.query.tokens import go_quote
+
+Int64Array = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+class Vec:
+    """An instant vector during evaluation."""
+
+    __slots__ = ("labels", "values")
+
+    def __init__(self, labels: list[LabelPairs] | None = None,
+                 values: list[float] | None = None) -> None:
+        self.labels: list[LabelPairs] = labels if labels is not None else []
+        self.values: list[float] = values if values is not None else []
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def append(self, labels: LabelPairs, value: float) -> None:
+        self.labels.append(labels)
+        self.values.append(value)
+
+    def __repr__(self) -> str:
+        return f"Vec({list(zip(self.labels, self.values, strict=True))!r})"
+
+
+class RangeData:
+    """Samples of a range selector: series ``i`` owns ``ts[offs[i]:offs[i+1]]`` (never empty;
+    staleness markers already removed). ``start``/``end`` bound the window ``(start, end]``."""
+
+    __slots__ = ("end", "labels", "offs", "range_ms", "start", "ts", "vals")
+
+    def __init__(self, labels: list[LabelPairs], ts: Int64Array, vals: FloatArray,
+                 offs: Int64Array, start: int, end: int, range_ms: int) -> None:
+        self.labels = labels
+        self.ts = ts
+        self.vals = vals
+        self.offs = offs
+        self.start = start
+        self.end = end
+        self.range_ms = range_ms
+
+    @classmethod
+    def build(cls, labels: list[LabelPairs], ts_parts: list[Int64Array],
+              val_parts: list[FloatArray], start: int, end: int, range_ms: int) -> RangeData:
+        if not ts_parts:
+            empty_i = np.zeros(0, dtype=np.int64)
+            return cls([], empty_i, np.zeros(0), np.zeros(1, dtype=np.int64), start, end, range_ms)
+        offs = np.array([0, *itertools.accumulate(p.shape[0] for p in ts_parts)], dtype=np.int64)
+        ts = np.concatenate(ts_parts)
+        vals = np.concatenate(val_parts)
+        stale = vals.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+        if stale.any():
+            keep = ~stale
+            kept = np.zeros(len(vals) + 1, dtype=np.int64)
+            np.cumsum(keep, out=kept[1:])
+            offs = kept[offs]
+            ts, vals = ts[keep], vals[keep]
+            lengths = np.diff(offs)
+            if not lengths.all():
+                nonempty = lengths > 0
+                labels = [lb for lb, ok in zip(labels, nonempty.tolist(), strict=True) if ok]
+                offs = np.zeros(len(labels) + 1, dtype=np.int64)
+                np.cumsum(lengths[nonempty], out=offs[1:])
+        return cls(labels, ts, vals, offs, start, end, range_ms)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+_DROPPED: dict[LabelPairs, LabelPairs] = {}
+_DROPPED_MAX = 1 << 16
+
+
+def drop_name(labels: LabelPairs) -> LabelPairs:
+    """The label set without ``__name__`` (memoised: the same series recur every query)."""
+    out = _DROPPED.get(labels)
+    if out is not None:
+        return out
+    out = labels
+    for i, (name, _) in enumerate(labels):
+        if name == METRIC_NAME:
+            out = labels[:i] + labels[i + 1 :]
+            break
+    if len(_DROPPED) >= _DROPPED_MAX:
+        _DROPPED.clear()
+    _DROPPED[labels] = out
+    return out
+
+
+def without(labels: LabelPairs, names: frozenset[str]) -> LabelPairs:
+    return tuple(p for p in labels if p[0] not in names)
+
+
+def keep_only(labels: LabelPairs, names: frozenset[str]) -> LabelPairs:
+    return tuple(p for p in labels if p[0] in names)
+
+
+def set_label(labels: LabelPairs, name: str, value: str) -> LabelPairs:
+    """Set (or, with an empty value, delete) one label; keeps the pairs sorted."""
+    rest = [p for p in labels if p[0] != name]
+    if value:
+        rest.append((name, value))
+        rest.sort()
+    return tuple(rest)
+
+
+def format_labels(labels: LabelPairs) -> str:
+    """Prometheus' ``labels.String()``: ``{__name__="x", a="b"}``."""
+    return "{" + ", ".join(f"{k}={go_quote(v)}" for k, v in labels) + "}"
+
+
+def check_unique(vec: Vec) -> Vec:
+    if len(set(vec.labels)) != len(vec.labels):
+        raise QueryError.execution("vector cannot contain metrics with the same labelset")
+    return vec
