@@ -195,19 +195,27 @@ def render(value: query.Value) -> str:
     elif isinstance(value, query.Vector):
         t = value.t_ms
         kind = "vector"
-        result = "[" + ",".join(f'{{"metric":{_metric(s.labels)},"value":{_point(t, s.value)}}}'
-                                for s in value.samples) + "]"
+        result = (
+            "["
+            + ",".join(f'{{"metric":{_metric(s.labels)},"value":{_point(t, s.value)}}}' for s in value.samples)
+            + "]"
+        )
     else:
         kind = "matrix"
-        result = "[" + ",".join(
-            f'{{"metric":{_metric(s.labels)},"values":['
-            + ",".join(_point(t, v) for t, v in zip(s.timestamps, s.values, strict=True)) + "]}"
-            for s in value.series) + "]"
+        result = (
+            "["
+            + ",".join(
+                f'{{"metric":{_metric(s.labels)},"values":['
+                + ",".join(_point(t, v) for t, v in zip(s.timestamps, s.values, strict=True))
+                + "]}"
+                for s in value.series
+            )
+            + "]"
+        )
     return f'{{"resultType":"{kind}","result":{result}}}'
 
 
-def _selected(store: Store, sets: list[tuple[Matcher, ...]], start: int | None,
-              end: int | None) -> list[Series]:
+def _selected(store: Store, sets: list[tuple[Matcher, ...]], start: int | None, end: int | None) -> list[Series]:
     seen: dict[LabelPairs, Series] = {}
     for matchers in sets:
         for s in store.select(matchers):
@@ -235,8 +243,13 @@ def create_router(store: Store, engine: query.Engine | None = None) -> APIRouter
 
         def register(handler: Handler) -> Handler:
             for method in ("GET", "POST"):
-                router.add_api_route(path, handler, methods=[method], summary=summary,
-                                     operation_id=f"prometheus_{handler.__name__}_{method.lower()}")
+                router.add_api_route(
+                    path,
+                    handler,
+                    methods=[method],
+                    summary=summary,
+                    operation_id=f"prometheus_{handler.__name__}_{method.lower()}",
+                )
             return handler
 
         return register
@@ -268,16 +281,19 @@ def create_router(store: Store, engine: query.Engine | None = None) -> APIRouter
             except ValueError as exc:
                 raise _invalid("step", exc) from None
             if step <= 0:
-                raise BadParam("zero or negative query resolution step widths are not accepted. "
-                               "Try a positive integer")
+                raise BadParam("zero or negative query resolution step widths are not accepted. Try a positive integer")
             if (end - start) // step > MAX_POINTS_PER_SERIES:
-                raise BadParam("exceeded maximum resolution of 11,000 points per timeseries. "
-                               "Try decreasing the query resolution (?step=XX)")
+                raise BadParam(
+                    "exceeded maximum resolution of 11,000 points per timeseries. "
+                    "Try decreasing the query resolution (?step=XX)"
+                )
             expr = _expr(params)
             eng = _engine(store, engine, params)
             if expr.type.value not in ("scalar", "instant vector"):
-                raise _invalid("query", f'invalid expression type "{expr.type.value}" for range '
-                               "query, must be Scalar or instant Vector")
+                raise _invalid(
+                    "query",
+                    f'invalid expression type "{expr.type.value}" for range query, must be Scalar or instant Vector',
+                )
         except BadParam as exc:
             return _error("bad_data", str(exc), 400)
         try:
@@ -326,8 +342,7 @@ def create_router(store: Store, engine: query.Engine | None = None) -> APIRouter
         except BadParam as exc:
             return _error("bad_data", str(exc), 400)
         if sets:
-            values = sorted({v for s in _selected(store, sets, None, None)
-                             for k, v in s.labels if k == name})
+            values = sorted({v for s in _selected(store, sets, None, None) for k, v in s.labels if k == name})
         else:
             values = store.label_values(name)
         values, warnings = _truncate(values, limit)
@@ -335,8 +350,18 @@ def create_router(store: Store, engine: query.Engine | None = None) -> APIRouter
 
     @router.get("/status/buildinfo", summary="Version information (read by Grafana)")
     async def buildinfo() -> Response:
-        return _ok(json.dumps({"version": __version__, "revision": "", "branch": "",
-                               "buildUser": "", "buildDate": "", "goVersion": ""}))
+        return _ok(
+            json.dumps(
+                {
+                    "version": __version__,
+                    "revision": "",
+                    "branch": "",
+                    "buildUser": "",
+                    "buildDate": "",
+                    "goVersion": "",
+                }
+            )
+        )
 
     @router.get("/metadata", summary="Metric metadata (types are not tracked: unknown)")
     async def metadata(request: Request) -> Response:

@@ -58,7 +58,7 @@ class TriggerQuery:
     def compat(metric_query: str, operation: str, window_seconds: float) -> TriggerQuery:
         parsed = query.parse_compat(metric_query)
         expr = query.compat_to_expr(parsed, operation, int(window_seconds * 1000))
-        return TriggerQuery(expr, str(expr), _names(expr))
+        return TriggerQuery(expr, query.format_expr(expr), _names(expr))
 
     @staticmethod
     def promql(text: str, aggregate: str | None = None) -> TriggerQuery:

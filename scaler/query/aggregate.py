@@ -110,8 +110,7 @@ _SIMPLE: dict[str, Callable[[list[float]], float]] = {
 }
 
 
-def aggregate(op: str, vec: Vec, grouping: tuple[str, ...], drop: bool,
-              param: float | str | None) -> Vec:
+def aggregate(op: str, vec: Vec, grouping: tuple[str, ...], drop: bool, param: float | str | None) -> Vec:
     """Apply aggregation ``op``; ``drop`` means ``without (grouping)``."""
     key = _grouper(grouping, drop)
     if op in ("topk", "bottomk"):
@@ -147,8 +146,7 @@ def _count_values(vec: Vec, grouping: tuple[str, ...], drop: bool, label: str) -
     return Vec(list(counts), [float(n) for n in counts.values()])
 
 
-def _select_k(vec: Vec, key: Callable[[LabelPairs], LabelPairs] | None, param: float,
-              top: bool) -> Vec:
+def _select_k(vec: Vec, key: Callable[[LabelPairs], LabelPairs] | None, param: float, top: bool) -> Vec:
     if not param >= 1:
         if math.isnan(param):
             raise QueryError.execution("Parameter value is NaN")
@@ -158,9 +156,11 @@ def _select_k(vec: Vec, key: Callable[[LabelPairs], LabelPairs] | None, param: f
     k = min(int(param), len(vec))
     values = vec.values
     if top:
+
         def less(a: int, b: int) -> bool:
             return math.isnan(values[a]) or values[a] < values[b]
     else:
+
         def less(a: int, b: int) -> bool:
             return math.isnan(values[a]) or values[a] > values[b]
 

@@ -176,8 +176,7 @@ ARITHMETIC_OPS = frozenset({"+", "-", "*", "/", "%", "^", "atan2"})
 COMPARISON_OPS = frozenset({"==", "!=", ">", "<", ">=", "<="})
 SET_OPS = frozenset({"and", "or", "unless"})
 AGGREGATE_OPS = frozenset(
-    {"sum", "avg", "count", "min", "max", "group", "stddev", "stdvar", "topk", "bottomk",
-     "count_values", "quantile"}
+    {"sum", "avg", "count", "min", "max", "group", "stddev", "stdvar", "topk", "bottomk", "count_values", "quantile"}
 )
 PARAM_AGGREGATE_OPS = frozenset({"topk", "bottomk", "count_values", "quantile"})
 
@@ -197,18 +196,65 @@ _S, _V, _M, _STR = ValueType.SCALAR, ValueType.VECTOR, ValueType.MATRIX, ValueTy
 
 
 def _catalogue() -> dict[str, FunctionSpec]:
-    specs = [FunctionSpec(n, (_V,), _V) for n in (
-        "abs", "absent", "ceil", "exp", "floor", "ln", "log2", "log10", "sqrt", "sgn", "sort",
-        "sort_desc", "timestamp", "acos", "acosh", "asin", "asinh", "atan", "atanh", "cos",
-        "cosh", "sin", "sinh", "tan", "tanh", "deg", "rad")]
-    specs += [FunctionSpec(n, (_M,), _V) for n in (
-        "rate", "irate", "increase", "delta", "idelta", "deriv", "resets", "changes",
-        "avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time",
-        "last_over_time", "stddev_over_time", "stdvar_over_time", "present_over_time",
-        "absent_over_time")]
-    specs += [FunctionSpec(n, (_V,), _V, variadic=1) for n in (
-        "day_of_month", "day_of_week", "day_of_year", "days_in_month", "hour", "minute",
-        "month", "year")]
+    specs = [
+        FunctionSpec(n, (_V,), _V)
+        for n in (
+            "abs",
+            "absent",
+            "ceil",
+            "exp",
+            "floor",
+            "ln",
+            "log2",
+            "log10",
+            "sqrt",
+            "sgn",
+            "sort",
+            "sort_desc",
+            "timestamp",
+            "acos",
+            "acosh",
+            "asin",
+            "asinh",
+            "atan",
+            "atanh",
+            "cos",
+            "cosh",
+            "sin",
+            "sinh",
+            "tan",
+            "tanh",
+            "deg",
+            "rad",
+        )
+    ]
+    specs += [
+        FunctionSpec(n, (_M,), _V)
+        for n in (
+            "rate",
+            "irate",
+            "increase",
+            "delta",
+            "idelta",
+            "deriv",
+            "resets",
+            "changes",
+            "avg_over_time",
+            "min_over_time",
+            "max_over_time",
+            "sum_over_time",
+            "count_over_time",
+            "last_over_time",
+            "stddev_over_time",
+            "stdvar_over_time",
+            "present_over_time",
+            "absent_over_time",
+        )
+    ]
+    specs += [
+        FunctionSpec(n, (_V,), _V, variadic=1)
+        for n in ("day_of_month", "day_of_week", "day_of_year", "days_in_month", "hour", "minute", "month", "year")
+    ]
     specs += [
         FunctionSpec("quantile_over_time", (_S, _M), _V),
         FunctionSpec("predict_linear", (_M, _S), _V),
@@ -231,13 +277,33 @@ FUNCTIONS: dict[str, FunctionSpec] = _catalogue()
 """Every function this engine evaluates."""
 
 UNSUPPORTED_FUNCTIONS: dict[str, str] = {
-    **{n: "native histograms" for n in (
-        "histogram_avg", "histogram_count", "histogram_sum", "histogram_stddev",
-        "histogram_stdvar", "histogram_fraction", "histogram_quantiles")},
-    **{n: "experimental function" for n in (
-        "double_exponential_smoothing", "mad_over_time", "first_over_time",
-        "ts_of_first_over_time", "ts_of_last_over_time", "ts_of_max_over_time",
-        "ts_of_min_over_time", "sort_by_label", "sort_by_label_desc", "info")},
+    **{
+        n: "native histograms"
+        for n in (
+            "histogram_avg",
+            "histogram_count",
+            "histogram_sum",
+            "histogram_stddev",
+            "histogram_stdvar",
+            "histogram_fraction",
+            "histogram_quantiles",
+        )
+    },
+    **{
+        n: "experimental function"
+        for n in (
+            "double_exponential_smoothing",
+            "mad_over_time",
+            "first_over_time",
+            "ts_of_first_over_time",
+            "ts_of_last_over_time",
+            "ts_of_max_over_time",
+            "ts_of_min_over_time",
+            "sort_by_label",
+            "sort_by_label_desc",
+            "info",
+        )
+    },
 }
 """Prometheus functions that are deliberately not implemented, with the reason."""
 
@@ -253,9 +319,15 @@ def format_duration(ms: int) -> str:
         return "0s"
     out = "-" if ms < 0 else ""
     ms = abs(ms)
-    for unit, mult, exact in (("y", 31_536_000_000, True), ("w", 604_800_000, True),
-                              ("d", 86_400_000, False), ("h", 3_600_000, False),
-                              ("m", 60_000, False), ("s", 1000, False), ("ms", 1, False)):
+    for unit, mult, exact in (
+        ("y", 31_536_000_000, True),
+        ("w", 604_800_000, True),
+        ("d", 86_400_000, False),
+        ("h", 3_600_000, False),
+        ("m", 60_000, False),
+        ("s", 1000, False),
+        ("ms", 1, False),
+    ):
         if exact and ms % mult:
             continue
         if ms >= mult:
@@ -295,12 +367,13 @@ def _format_selector(vs: VectorSelector) -> str:
     matchers = list(vs.matchers)
     name = vs.name
     if name:
-        matchers = [m for m in matchers
-                    if not (m.name == METRIC_NAME and m.op is MatchOp.EQ and m.value == name)]
+        matchers = [m for m in matchers if not (m.name == METRIC_NAME and m.op is MatchOp.EQ and m.value == name)]
     inner = ", ".join(
-        go_quote(m.value) if (not name and m.name == METRIC_NAME and m.op is MatchOp.EQ
-                              and not _LEGACY_NAME.match(m.value)) else format_matcher(m)
-        for m in matchers)
+        go_quote(m.value)
+        if (not name and m.name == METRIC_NAME and m.op is MatchOp.EQ and not _LEGACY_NAME.match(m.value))
+        else format_matcher(m)
+        for m in matchers
+    )
     if name and not _LEGACY_NAME.match(name):
         return "{" + ", ".join([go_quote(name), *([inner] if inner else [])]) + "}"
     return f"{name}{{{inner}}}" if inner or not name else name

@@ -116,7 +116,8 @@ def vector_binop(op: str, lhs: Vec, rhs: Vec, matching: VectorMatching, return_b
                 f"found duplicate series for the match group {format_labels(matched)} on the "
                 f"{side} hand-side of the operation: [{format_labels(labels)}, "
                 f"{format_labels(rhs.labels[right[s]])}];many-to-many matching not allowed: "
-                "matching labels must be unique on one side")
+                "matching labels must be unique on one side"
+            )
         right[s] = j
     arithmetic = op in ARITHMETIC_OPS
     fn = ARITHMETIC.get(op)
@@ -156,16 +157,16 @@ def vector_binop(op: str, lhs: Vec, rhs: Vec, matching: VectorMatching, return_b
             metric = drop_name(metric)
         if one_to_one:
             if s in matched_sigs:
-                raise QueryError.execution("multiple matches for labels: many-to-one matching "
-                                           "must be explicit (group_left/group_right)")
+                raise QueryError.execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                )
             matched_sigs[s] = None
         else:
             seen = matched_sigs.get(s)
             if seen is None:
                 seen = matched_sigs[s] = set()
             elif metric in seen:
-                raise QueryError.execution("multiple matches for labels: grouping labels must "
-                                           "ensure unique matches")
+                raise QueryError.execution("multiple matches for labels: grouping labels must ensure unique matches")
             seen.add(metric)
         if keep_sample:
             out.append(metric, value)

@@ -45,9 +45,13 @@ class Checker:
 
     def check(self, e: Expr) -> ValueType:
         handler: Callable[[Expr], None] | None = {
-            AggregateExpr: self._aggregate, BinaryExpr: self._binary, Call: self._call,
-            ParenExpr: self._paren, UnaryExpr: self._unary,
-            MatrixSelector: self._matrix, VectorSelector: self._selector,
+            AggregateExpr: self._aggregate,
+            BinaryExpr: self._binary,
+            Call: self._call,
+            ParenExpr: self._paren,
+            UnaryExpr: self._unary,
+            MatrixSelector: self._matrix,
+            VectorSelector: self._selector,
         }.get(type(e))
         if handler is not None:
             handler(e)
@@ -74,27 +78,23 @@ class Checker:
         op_start = self.op_pos.get(id(e), (_start(e), 0))[0]
         if e.return_bool and e.op not in COMPARISON_OPS:
             raise self.fail(op_start, "bool modifier can only be used on comparison operators")
-        if (e.op in COMPARISON_OPS and not e.return_bool and lt is ValueType.SCALAR
-                and rt is ValueType.SCALAR):
+        if e.op in COMPARISON_OPS and not e.return_bool and lt is ValueType.SCALAR and rt is ValueType.SCALAR:
             raise self.fail(op_start, "comparisons between scalars must use BOOL modifier")
         mt = e.matching
         if mt is not None and mt.on:
             for label in mt.include:
                 if label in mt.labels:
-                    raise self.fail(op_start, f"label {go_quote(label)} must not occur in ON "
-                                    "and GROUP clause at once")
+                    raise self.fail(op_start, f"label {go_quote(label)} must not occur in ON and GROUP clause at once")
         for side, t in ((e.lhs, lt), (e.rhs, rt)):
             if t not in (ValueType.SCALAR, ValueType.VECTOR):
-                raise self.fail(_start(side), "binary expression must contain only scalar and "
-                                "instant vector types")
+                raise self.fail(_start(side), "binary expression must contain only scalar and instant vector types")
         if (lt is not ValueType.VECTOR or rt is not ValueType.VECTOR) and mt is not None:
             if mt.labels:
                 raise self.fail(_start(e), "vector matching only allowed between instant vectors")
         elif e.op in SET_OPS and mt is not None and mt.card in ("many-to-one", "one-to-many"):
             raise self.fail(_start(e), f"no grouping allowed for {go_quote(e.op)} operation")
         if ValueType.SCALAR in (lt, rt) and e.op in SET_OPS:
-            raise self.fail(_start(e), f"set operator {go_quote(e.op)} not allowed in binary "
-                            "scalar expression")
+            raise self.fail(_start(e), f"set operator {go_quote(e.op)} not allowed in binary scalar expression")
 
     def _call(self, e: Expr) -> None:
         assert isinstance(e, Call)
@@ -103,39 +103,38 @@ class Checker:
         name = go_quote(e.func)
         if spec.variadic == 0:
             if nargs != got:
-                raise self.fail(_start(e), f"expected {nargs} argument(s) in call to {name}, "
-                                f"got {got}")
+                raise self.fail(_start(e), f"expected {nargs} argument(s) in call to {name}, got {got}")
         else:
             least = nargs - 1
             if least > got:
-                raise self.fail(_start(e), f"expected at least {least} argument(s) in call to "
-                                f"{name}, got {got}")
+                raise self.fail(_start(e), f"expected at least {least} argument(s) in call to {name}, got {got}")
             most = least + spec.variadic
             if spec.variadic > 0 and most < got:
-                raise self.fail(_start(e), f"expected at most {most} argument(s) in call to "
-                                f"{name}, got {got}")
+                raise self.fail(_start(e), f"expected at most {most} argument(s) in call to {name}, got {got}")
         for i, arg in enumerate(e.args):
             want = spec.arg_types[min(i, nargs - 1)]
             t = self.check(arg)
             if t is not want:
-                raise self.fail(_start(arg), f"expected type {want.value} in call to function "
-                                f"{name}, got {t.value}")
+                raise self.fail(_start(arg), f"expected type {want.value} in call to function {name}, got {t.value}")
 
     def _unary(self, e: Expr) -> None:
         assert isinstance(e, UnaryExpr)
         t = self.check(e.expr)
         if t not in (ValueType.SCALAR, ValueType.VECTOR):
-            raise self.fail(_start(e), "unary expression only allowed on expressions of type "
-                            f"scalar or instant vector, got {go_quote(t.value)}")
+            raise self.fail(
+                _start(e),
+                "unary expression only allowed on expressions of type "
+                f"scalar or instant vector, got {go_quote(t.value)}",
+            )
 
     def _selector(self, e: Expr) -> None:
         assert isinstance(e, VectorSelector)
         if e.name:
             for m in e.matchers[:-1]:
                 if m.name == METRIC_NAME:
-                    raise self.fail(_start(e), "metric name must not be set twice: "
-                                    f"{go_quote(e.name)} or {go_quote(m.value)}")
+                    raise self.fail(
+                        _start(e), f"metric name must not be set twice: {go_quote(e.name)} or {go_quote(m.value)}"
+                    )
             return
         if not any(not m.matches_empty for m in e.matchers):
-            raise self.fail(_start(e), "vector selector must contain at least one non-empty "
-                            "matcher")
+            raise self.fail(_start(e), "vector selector must contain at least one non-empty matcher")

@@ -161,8 +161,11 @@ def _labels(r: _Reader) -> list[tuple[str, str]]:
         value_at = r.i
         value = r.quoted() if r.peek() in ('"', "'") else r.run(_VALUE_STOP)
         if not value:
-            raise r.error(f"empty value for label {go_quote(key)}: a series without the label "
-                          "would match it; give a non-empty value or drop the label", value_at)
+            raise r.error(
+                f"empty value for label {go_quote(key)}: a series without the label "
+                "would match it; give a non-empty value or drop the label",
+                value_at,
+            )
         if key in seen:
             raise r.error(f"label {go_quote(key)} given twice", key_at)
         seen.add(key)
@@ -174,20 +177,17 @@ def _labels(r: _Reader) -> list[tuple[str, str]]:
             raise r.error(f'{r.found()}, expected "," or "}}"')
 
 
-def compat_to_expr(q: CompatQuery | str, operation: str = "last_one",
-                   window_ms: int = 120_000) -> Expr:
+def compat_to_expr(q: CompatQuery | str, operation: str = "last_one", window_ms: int = 120_000) -> Expr:
     """The PromQL tree equivalent to a compat query with ``operationOverTime``."""
     if isinstance(q, str):
         q = parse_compat(q)
     function = _FUNCTION_OF.get(operation or "last_one")
     if function is None:
-        raise QueryError(f"unknown operationOverTime {go_quote(operation)}: must be one of "
-                         + ", ".join(OPERATIONS))
+        raise QueryError(f"unknown operationOverTime {go_quote(operation)}: must be one of " + ", ".join(OPERATIONS))
     if window_ms <= 0:
         raise QueryError(f"window must be positive, got {window_ms}ms")
     if q.aggregation not in AGGREGATIONS:
-        raise QueryError(f"unknown aggregation {go_quote(q.aggregation)}: must be one of "
-                         + ", ".join(AGGREGATIONS))
+        raise QueryError(f"unknown aggregation {go_quote(q.aggregation)}: must be one of " + ", ".join(AGGREGATIONS))
     matchers = tuple(Matcher.of(k, "=", v) for k, v in q.labels)
     selector = VectorSelector(q.name, (*matchers, Matcher.of(METRIC_NAME, "=", q.name)))
     call = Call(function, (MatrixSelector(selector, window_ms),))
@@ -197,7 +197,6 @@ def compat_to_expr(q: CompatQuery | str, operation: str = "last_one",
     return AggregateExpr(q.aggregation, live)
 
 
-def compat_to_promql_text(q: CompatQuery | str, operation: str = "last_one",
-                          window_ms: int = 120_000) -> str:
+def compat_to_promql_text(q: CompatQuery | str, operation: str = "last_one", window_ms: int = 120_000) -> str:
     """The PromQL text of :func:`compat_to_expr` (for docs and logs)."""
     return format_expr(compat_to_expr(q, operation, window_ms))

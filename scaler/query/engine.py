@@ -118,23 +118,25 @@ class Engine:
         if isinstance(result, str):
             return String(t_ms, result)
         if isinstance(result, Vec):
-            return Vector(t_ms, tuple(
-                Sample(lb, v) for lb, v in zip(result.labels, result.values, strict=True)))
+            return Vector(t_ms, tuple(Sample(lb, v) for lb, v in zip(result.labels, result.values, strict=True)))
         bounds = result.offs.tolist()
         ts, vals = result.ts.tolist(), result.vals.tolist()
-        return Matrix(tuple(
-            TimeSeries(lb, tuple(ts[a:b]), tuple(vals[a:b]))
-            for lb, (a, b) in zip(result.labels, itertools.pairwise(bounds), strict=True)))
+        return Matrix(
+            tuple(
+                TimeSeries(lb, tuple(ts[a:b]), tuple(vals[a:b]))
+                for lb, (a, b) in zip(result.labels, itertools.pairwise(bounds), strict=True)
+            )
+        )
 
     def range_query(self, expr: Expr | str, start_ms: int, end_ms: int, step_ms: int) -> Matrix:
         """Evaluate ``expr`` at ``start, start+step, ... <= end``; series sorted by labels."""
         tree = _parse_cached(expr) if isinstance(expr, str) else expr
         if tree.type not in (ValueType.SCALAR, ValueType.VECTOR):
-            raise QueryError(f'invalid expression type "{tree.type.value}" for range query, '
-                             "must be Scalar or instant Vector")
+            raise QueryError(
+                f'invalid expression type "{tree.type.value}" for range query, must be Scalar or instant Vector'
+            )
         if step_ms <= 0:
-            raise QueryError("zero or negative query resolution step widths are not accepted. "
-                             "Try a positive integer")
+            raise QueryError("zero or negative query resolution step widths are not accepted. Try a positive integer")
         ctx = _Ctx(start_ms, start_ms, end_ms)
         points: dict[tuple[tuple[str, str], ...], tuple[list[int], list[float]]] = {}
         for t in range(start_ms, end_ms + 1, step_ms):
@@ -150,8 +152,7 @@ class Engine:
                 series = points.setdefault(labels, ([], []))
                 series[0].append(t)
                 series[1].append(v)
-        return Matrix(tuple(TimeSeries(lb, tuple(ts), tuple(vs))
-                            for lb, (ts, vs) in sorted(points.items())))
+        return Matrix(tuple(TimeSeries(lb, tuple(ts), tuple(vs)) for lb, (ts, vs) in sorted(points.items())))
 
     # ------------------------------------------------------------------ evaluation
 

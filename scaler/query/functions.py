@@ -23,7 +23,6 @@ InstantFunction = Callable[[list[Arg], int], "Vec | float"]
 """``(evaluated_args, eval_time_ms) -> vector or scalar``."""
 
 
-
 def _valid_label_name(name: str) -> bool:
     """Prometheus 3 (UTF-8 names): any non-empty string."""
     return bool(name)
@@ -146,8 +145,7 @@ def _date(part: Callable[[int], float]) -> InstantFunction:
     def apply(args: list[Arg], t: int) -> Vec:
         if not args:
             return Vec([()], [part(t // 1000 if t >= 0 else -((-t) // 1000))])
-        return _map(_vec_arg(args, 0),
-                    lambda f: part(math.trunc(f)) if math.isfinite(f) else gomath.NAN)
+        return _map(_vec_arg(args, 0), lambda f: part(math.trunc(f)) if math.isfinite(f) else gomath.NAN)
 
     return apply
 
@@ -177,8 +175,7 @@ def _label_replace(args: list[Arg], _t: int) -> Vec:
     try:
         pattern = re.compile(f"(?s:{regex})")
     except re.error:
-        raise QueryError.execution(
-            f"invalid regular expression in label_replace(): {regex}") from None
+        raise QueryError.execution(f"invalid regular expression in label_replace(): {regex}") from None
     if not _valid_label_name(dst):
         raise QueryError.execution(f"invalid destination label name in label_replace(): {dst}")
     out = Vec()

@@ -21,7 +21,9 @@ from scaler.query.vec import Vec, without
 
 _FLOAT_RE = re.compile(
     r"[+-]?(?:inf|infinity|nan|(?:\d+(?:_\d+)*(?:\.(?:\d+(?:_\d+)*)?)?|\.\d+(?:_\d+)*)"
-    r"(?:e[+-]?\d+)?)\Z", re.IGNORECASE)
+    r"(?:e[+-]?\d+)?)\Z",
+    re.IGNORECASE,
+)
 _HEX_FLOAT_RE = re.compile(r"[+-]?0x[0-9a-f_]*(?:\.[0-9a-f_]*)?p[+-]?\d+\Z", re.IGNORECASE)
 _MIN_NORMAL = sys.float_info.min
 _SMALL_DELTA = 1e-12

@@ -65,8 +65,7 @@ class Lexer:
         c = text[start]
         self.pos += 1
         two = text[start : start + 2]
-        simple = {",": T.COMMA, "*": T.MUL, "/": T.DIV, "%": T.MOD, "+": T.ADD, "-": T.SUB,
-                  "^": T.POW, "@": T.AT}
+        simple = {",": T.COMMA, "*": T.MUL, "/": T.DIV, "%": T.MOD, "+": T.ADD, "-": T.SUB, "^": T.POW, "@": T.AT}
         if c in simple:
             return Token(simple[c], c, start)
         if c == "=":
@@ -142,9 +141,7 @@ class Lexer:
             if nxt == "=":
                 self.pos += 1
                 return Token(T.NEQ, "!=", start)
-            raise self.error(
-                start, f"unexpected character after '!' inside braces: {go_quote_rune(nxt)}"
-            )
+            raise self.error(start, f"unexpected character after '!' inside braces: {go_quote_rune(nxt)}")
         if c == "{":
             raise self.error(start, "unexpected left brace '{'")
         if c == "}":
@@ -166,8 +163,7 @@ class Lexer:
         if c in _DIGITS or (c == "." and self._peek() in tuple(_DIGITS)):
             self.pos = start
             return self._number_or_duration(start)
-        ops = {"+": T.ADD, "-": T.SUB, "*": T.MUL, "/": T.DIV, "%": T.MOD, "^": T.POW,
-               ",": T.COMMA}
+        ops = {"+": T.ADD, "-": T.SUB, "*": T.MUL, "/": T.DIV, "%": T.MOD, "^": T.POW, ",": T.COMMA}
         if c in ops:
             return Token(ops[c], c, start)
         if c == "(":
@@ -290,9 +286,7 @@ class Lexer:
             if digit >= base:
                 if c == "":
                     raise self.error(start, "escape sequence not terminated")
-                raise self.error(
-                    start, f"illegal character U+{ord(c):04X} {go_quote_rune(c)} in escape sequence"
-                )
+                raise self.error(start, f"illegal character U+{ord(c):04X} {go_quote_rune(c)} in escape sequence")
             value = value * base + digit
             if n == 0:
                 break

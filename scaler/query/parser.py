@@ -70,16 +70,41 @@ from scaler.query.tokens import (
 )
 
 _BINARY_PREC: dict[T, int] = {
-    T.LOR: 1, T.LAND: 2, T.LUNLESS: 2,
-    T.EQLC: 3, T.NEQ: 3, T.LTE: 3, T.LSS: 3, T.GTE: 3, T.GTR: 3,
-    T.ADD: 4, T.SUB: 4, T.MUL: 5, T.DIV: 5, T.MOD: 5, T.ATAN2: 5, T.POW: 6,
+    T.LOR: 1,
+    T.LAND: 2,
+    T.LUNLESS: 2,
+    T.EQLC: 3,
+    T.NEQ: 3,
+    T.LTE: 3,
+    T.LSS: 3,
+    T.GTE: 3,
+    T.GTR: 3,
+    T.ADD: 4,
+    T.SUB: 4,
+    T.MUL: 5,
+    T.DIV: 5,
+    T.MOD: 5,
+    T.ATAN2: 5,
+    T.POW: 6,
 }
 _UNARY_OPERAND_PREC = 6  # the operand of unary +/- only absorbs "^"
 _MATCH_OPS = {T.EQL: "=", T.NEQ: "!=", T.EQL_REGEX: "=~", T.NEQ_REGEX: "!~"}
-_METRIC_WORDS = AGGREGATORS | {T.IDENTIFIER, T.METRIC_IDENTIFIER, T.BY, T.WITHOUT, T.OFFSET,
-                               T.LAND, T.LOR, T.LUNLESS, T.START, T.END}
+_METRIC_WORDS = AGGREGATORS | {
+    T.IDENTIFIER,
+    T.METRIC_IDENTIFIER,
+    T.BY,
+    T.WITHOUT,
+    T.OFFSET,
+    T.LAND,
+    T.LOR,
+    T.LUNLESS,
+    T.START,
+    T.END,
+}
 _LABEL_WORDS = _METRIC_WORDS | {T.BOOL, T.ON, T.IGNORING, T.GROUP_LEFT, T.GROUP_RIGHT, T.ATAN2}
 _LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+
+
 class Parser:
     """One parse of one query text (use :func:`parse_promql`)."""
 
@@ -151,9 +176,14 @@ class Parser:
             vector_op = left.type is ValueType.VECTOR and right.type is ValueType.VECTOR
             if op in SET_OPS and matching.card == "one-to-one":
                 matching = replace(matching, card="many-to-many")
-            left = BinaryExpr(op, left, right,
-                              matching if vector_op or matching.labels else None, return_bool,
-                              pos=(_start(left), _end(right)))
+            left = BinaryExpr(
+                op,
+                left,
+                right,
+                matching if vector_op or matching.labels else None,
+                return_bool,
+                pos=(_start(left), _end(right)),
+            )
             self.op_pos[id(left)] = (op_tok.pos, op_tok.end)
 
     def bin_modifiers(self) -> tuple[bool, VectorMatching]:
@@ -231,14 +261,17 @@ class Parser:
             return parse_number(tok.text)
         except ValueError:
             raise self.error(
-                tok.pos, f"error parsing number: strconv.ParseFloat: parsing {go_quote(tok.text)}:"
-                " invalid syntax") from None
+                tok.pos, f"error parsing number: strconv.ParseFloat: parsing {go_quote(tok.text)}: invalid syntax"
+            ) from None
 
     def _selector_of(self, expr: Expr, what: str) -> VectorSelector:
         vs = expr.selector if isinstance(expr, MatrixSelector) else expr
         if not isinstance(vs, VectorSelector):
-            raise self.error(_start(expr), f"{what} modifier must be preceded by an instant vector"
-                             " selector or range vector selector or a subquery")
+            raise self.error(
+                _start(expr),
+                f"{what} modifier must be preceded by an instant vector"
+                " selector or range vector selector or a subquery",
+            )
         return vs
 
     def _rebuild(self, expr: Expr, vs: VectorSelector) -> Expr:
@@ -275,13 +308,11 @@ class Parser:
             if self.kind() not in (T.NUMBER, T.DURATION):
                 raise self.unexpected("@", "timestamp")
             tok = self.tok
-            seconds = (self.number(tok) if tok.type is T.NUMBER
-                       else self.duration_literal() / 1000) * sign
+            seconds = (self.number(tok) if tok.type is T.NUMBER else self.duration_literal() / 1000) * sign
             if tok.type is T.NUMBER:
                 self.advance()
             if not math.isfinite(seconds) or abs(seconds) >= 2**63:
-                raise self.error(_start(expr), "timestamp out of bounds for @ modifier: "
-                                 f"{seconds:f}")
+                raise self.error(_start(expr), f"timestamp out of bounds for @ modifier: {seconds:f}")
             at = At("time", round(seconds * 1000))
         vs = self._selector_of(expr, "@")
         if vs.at is not None:
@@ -395,8 +426,7 @@ class Parser:
         args = self.call_args("")
         name = name_tok.text
         if name in UNSUPPORTED_FUNCTIONS:
-            raise self.error(name_tok.pos,
-                             f"unsupported: function {go_quote(name)} ({UNSUPPORTED_FUNCTIONS[name]})")
+            raise self.error(name_tok.pos, f"unsupported: function {go_quote(name)} ({UNSUPPORTED_FUNCTIONS[name]})")
         if name not in FUNCTIONS:
             raise self.error(name_tok.pos, f"unknown function with name {go_quote(name)}")
         return Call(name, tuple(args), pos=(name_tok.pos, self.last_end))
@@ -424,8 +454,10 @@ class Parser:
             raise self.error(op_tok.pos, "no arguments for aggregate expression provided")
         want = 2 if op in PARAM_AGGREGATE_OPS else 1
         if len(args) != want:
-            raise self.error(op_tok.pos, "wrong number of arguments for aggregate expression "
-                             f"provided, expected {want}, got {len(args)}")
+            raise self.error(
+                op_tok.pos,
+                f"wrong number of arguments for aggregate expression provided, expected {want}, got {len(args)}",
+            )
         param = args[0] if want == 2 else None
         return AggregateExpr(op, args[-1], param, grouping, without, pos=pos)
 

@@ -22,8 +22,9 @@ RangeFunction = Callable[[RangeData, list[float], int], Vec]
 """``(data, scalar_args, eval_time_ms) -> vector``."""
 
 
-def _vec(rd: RangeData, index: Int64Array | list[int] | None, values: FloatArray | list[float],
-         keep_name: bool = False) -> Vec:
+def _vec(
+    rd: RangeData, index: Int64Array | list[int] | None, values: FloatArray | list[float], keep_name: bool = False
+) -> Vec:
     labels = rd.labels if index is None else [rd.labels[i] for i in index]
     if not keep_name:
         labels = [drop_name(lb) for lb in labels]

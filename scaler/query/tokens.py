@@ -78,21 +78,67 @@ class T(enum.Enum):
 
 
 OPERATORS = frozenset(
-    {T.ADD, T.SUB, T.MUL, T.DIV, T.MOD, T.POW, T.EQLC, T.NEQ, T.LTE, T.LSS, T.GTE, T.GTR,
-     T.EQL_REGEX, T.NEQ_REGEX, T.LAND, T.LOR, T.LUNLESS, T.ATAN2, T.AT}
+    {
+        T.ADD,
+        T.SUB,
+        T.MUL,
+        T.DIV,
+        T.MOD,
+        T.POW,
+        T.EQLC,
+        T.NEQ,
+        T.LTE,
+        T.LSS,
+        T.GTE,
+        T.GTR,
+        T.EQL_REGEX,
+        T.NEQ_REGEX,
+        T.LAND,
+        T.LOR,
+        T.LUNLESS,
+        T.ATAN2,
+        T.AT,
+    }
 )
 AGGREGATORS = frozenset(
-    {T.SUM, T.AVG, T.COUNT, T.MIN, T.MAX, T.GROUP, T.STDDEV, T.STDVAR, T.TOPK, T.BOTTOMK,
-     T.COUNT_VALUES, T.QUANTILE, T.LIMITK, T.LIMIT_RATIO}
+    {
+        T.SUM,
+        T.AVG,
+        T.COUNT,
+        T.MIN,
+        T.MAX,
+        T.GROUP,
+        T.STDDEV,
+        T.STDVAR,
+        T.TOPK,
+        T.BOTTOMK,
+        T.COUNT_VALUES,
+        T.QUANTILE,
+        T.LIMITK,
+        T.LIMIT_RATIO,
+    }
 )
-KEYWORDS = frozenset(
-    {T.OFFSET, T.BY, T.WITHOUT, T.ON, T.IGNORING, T.GROUP_LEFT, T.GROUP_RIGHT, T.BOOL}
-)
+KEYWORDS = frozenset({T.OFFSET, T.BY, T.WITHOUT, T.ON, T.IGNORING, T.GROUP_LEFT, T.GROUP_RIGHT, T.BOOL})
 WORDS: dict[str, T] = {
     t.value: t for t in (*OPERATORS, *AGGREGATORS, *KEYWORDS, T.START, T.END) if t.value[0].isalpha()
 }
-PUNCT = frozenset({T.LEFT_PAREN, T.RIGHT_PAREN, T.LEFT_BRACE, T.RIGHT_BRACE, T.LEFT_BRACKET,
-                    T.RIGHT_BRACKET, T.COMMA, T.EQL, T.COLON, T.START, T.END})
+PUNCT = frozenset(
+    {
+        T.LEFT_PAREN,
+        T.RIGHT_PAREN,
+        T.LEFT_BRACE,
+        T.RIGHT_BRACE,
+        T.LEFT_BRACKET,
+        T.RIGHT_BRACKET,
+        T.COMMA,
+        T.EQL,
+        T.COLON,
+        T.START,
+        T.END,
+    }
+)
+
+
 def go_quote(text: str) -> str:
     """Go's ``%q`` of a string (close enough for messages)."""
     return json.dumps(text, ensure_ascii=False)
@@ -140,8 +186,18 @@ class Token:
         return f"{t.value} {quoted}"
 
 
-_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
-                   "\\": "\\", "'": "'", '"': '"'}
+_SIMPLE_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+}
 
 
 def unquote(literal: str) -> str:
@@ -174,9 +230,7 @@ def unquote(literal: str) -> str:
     return "".join(out)
 
 
-_DURATION_RE = re.compile(
-    r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?\Z"
-)
+_DURATION_RE = re.compile(r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?\Z")
 _DURATION_UNITS_MS = (31_536_000_000, 604_800_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
 
 

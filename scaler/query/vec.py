@@ -25,8 +25,7 @@ class Vec:
 
     __slots__ = ("labels", "values")
 
-    def __init__(self, labels: list[LabelPairs] | None = None,
-                 values: list[float] | None = None) -> None:
+    def __init__(self, labels: list[LabelPairs] | None = None, values: list[float] | None = None) -> None:
         self.labels: list[LabelPairs] = labels if labels is not None else []
         self.values: list[float] = values if values is not None else []
 
@@ -47,8 +46,16 @@ class RangeData:
 
     __slots__ = ("end", "labels", "offs", "range_ms", "start", "ts", "vals")
 
-    def __init__(self, labels: list[LabelPairs], ts: Int64Array, vals: FloatArray,
-                 offs: Int64Array, start: int, end: int, range_ms: int) -> None:
+    def __init__(
+        self,
+        labels: list[LabelPairs],
+        ts: Int64Array,
+        vals: FloatArray,
+        offs: Int64Array,
+        start: int,
+        end: int,
+        range_ms: int,
+    ) -> None:
         self.labels = labels
         self.ts = ts
         self.vals = vals
@@ -58,8 +65,15 @@ class RangeData:
         self.range_ms = range_ms
 
     @classmethod
-    def build(cls, labels: list[LabelPairs], ts_parts: list[Int64Array],
-              val_parts: list[FloatArray], start: int, end: int, range_ms: int) -> RangeData:
+    def build(
+        cls,
+        labels: list[LabelPairs],
+        ts_parts: list[Int64Array],
+        val_parts: list[FloatArray],
+        start: int,
+        end: int,
+        range_ms: int,
+    ) -> RangeData:
         if not ts_parts:
             empty_i = np.zeros(0, dtype=np.int64)
             return cls([], empty_i, np.zeros(0), np.zeros(1, dtype=np.int64), start, end, range_ms)

@@ -48,23 +48,27 @@ def get(client: TestClient, path: str, **params: Any) -> tuple[int, dict[str, An
 def test_grafana_health_check_query(client: TestClient) -> None:
     response = client.get("/api/v1/query", params={"query": "1+1", "time": "1700000000.123"})
     assert response.status_code == 200
-    assert response.text == ('{"status":"success","data":{"resultType":"scalar",'
-                             '"result":[1700000000.123,"2"]}}')
+    assert response.text == ('{"status":"success","data":{"resultType":"scalar","result":[1700000000.123,"2"]}}')
 
 
 def test_instant_vector_default_time_is_now(client: TestClient) -> None:
     status, body = get(client, "/api/v1/query", query='up{job="api"}')
     assert status == 200
-    assert body == {"status": "success", "data": {"resultType": "vector", "result": [
-        {"metric": {"__name__": "up", "instance": "a", "job": "api"}, "value": [3600, "1"]},
-        {"metric": {"__name__": "up", "instance": "b", "job": "api"}, "value": [3600, "0"]},
-    ]}}
+    assert body == {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [
+                {"metric": {"__name__": "up", "instance": "a", "job": "api"}, "value": [3600, "1"]},
+                {"metric": {"__name__": "up", "instance": "b", "job": "api"}, "value": [3600, "0"]},
+            ],
+        },
+    }
 
 
 def test_values_are_strings_with_special_floats(client: TestClient) -> None:
     _, body = get(client, "/api/v1/query", query="ratio or (queue / 0) or -ratio * 0")
-    result = {r["metric"].get("__name__", "") + r["metric"]["pod"]: r["value"][1]
-              for r in body["data"]["result"]}
+    result = {r["metric"].get("__name__", "") + r["metric"]["pod"]: r["value"][1] for r in body["data"]["result"]}
     assert result == {"ratiop1": "+Inf"}
     _, body = get(client, "/api/v1/query", query="0/0")
     assert body["data"] == {"resultType": "scalar", "result": [3600, "NaN"]}
@@ -85,27 +89,44 @@ def test_string_and_matrix_results(client: TestClient) -> None:
     _, body = get(client, "/api/v1/query", query='"hello"', time="10")
     assert body["data"] == {"resultType": "string", "result": [10, "hello"]}
     _, body = get(client, "/api/v1/query", query="queue[20s]")
-    assert body["data"] == {"resultType": "matrix", "result": [
-        {"metric": {"__name__": "queue", "pod": "p1"}, "values": [[3585, "4.5"], [3599.999, "6"]]},
-    ]}
+    assert body["data"] == {
+        "resultType": "matrix",
+        "result": [
+            {"metric": {"__name__": "queue", "pod": "p1"}, "values": [[3585, "4.5"], [3599.999, "6"]]},
+        ],
+    }
     _, body = get(client, "/api/v1/query", query="gone")
     assert body["data"]["result"] == []
 
 
-@pytest.mark.parametrize(("params", "status", "kind", "error"), [
-    ({}, 400, "bad_data", 'invalid parameter "query": 1:1: parse error: no expression found in input'),
-    ({"query": "sum("}, 400, "bad_data", 'invalid parameter "query": 1:5: parse error: unclosed left parenthesis'),
-    ({"query": "up", "time": "soon"}, 400, "bad_data",
-     'invalid parameter "time": cannot parse "soon" to a valid timestamp'),
-    ({"query": "up + on(job) up"}, 422, "execution",
-     "found duplicate series for the match group {job=\"api\"} on the right hand-side of the operation: "
-     '[{__name__="up", instance="b", job="api"}, {__name__="up", instance="a", job="api"}];'
-     "many-to-many matching not allowed: matching labels must be unique on one side"),
-    ({"query": "up", "lookback_delta": "x"}, 400, "bad_data",
-     'invalid parameter "lookback_delta": cannot parse "x" to a valid duration'),
-])
-def test_query_errors(client: TestClient, params: dict[str, str], status: int, kind: str,
-                      error: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "status", "kind", "error"),
+    [
+        ({}, 400, "bad_data", 'invalid parameter "query": 1:1: parse error: no expression found in input'),
+        ({"query": "sum("}, 400, "bad_data", 'invalid parameter "query": 1:5: parse error: unclosed left parenthesis'),
+        (
+            {"query": "up", "time": "soon"},
+            400,
+            "bad_data",
+            'invalid parameter "time": cannot parse "soon" to a valid timestamp',
+        ),
+        (
+            {"query": "up + on(job) up"},
+            422,
+            "execution",
+            'found duplicate series for the match group {job="api"} on the right hand-side of the operation: '
+            '[{__name__="up", instance="b", job="api"}, {__name__="up", instance="a", job="api"}];'
+            "many-to-many matching not allowed: matching labels must be unique on one side",
+        ),
+        (
+            {"query": "up", "lookback_delta": "x"},
+            400,
+            "bad_data",
+            'invalid parameter "lookback_delta": cannot parse "x" to a valid duration',
+        ),
+    ],
+)
+def test_query_errors(client: TestClient, params: dict[str, str], status: int, kind: str, error: str) -> None:
     code, body = get(client, "/api/v1/query", **params)
     assert code == status
     assert body == {"status": "error", "errorType": kind, "error": error}
@@ -119,42 +140,55 @@ def test_lookback_delta_parameter(client: TestClient) -> None:
 
 
 def test_post_form_body_like_grafana(client: TestClient) -> None:
-    response = client.post("/api/v1/query?query=ignored&time=1",
-                           content="query=sum(up)&time=3600",
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = client.post(
+        "/api/v1/query?query=ignored&time=1",
+        content="query=sum(up)&time=3600",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 200
-    assert response.json()["data"] == {"resultType": "vector", "result": [
-        {"metric": {}, "value": [3600, "1"]}]}
-    response = client.post("/api/v1/query_range", data={
-        "query": "queue", "start": "3570", "end": "3600", "step": "15"})
+    assert response.json()["data"] == {"resultType": "vector", "result": [{"metric": {}, "value": [3600, "1"]}]}
+    response = client.post("/api/v1/query_range", data={"query": "queue", "start": "3570", "end": "3600", "step": "15"})
     assert response.json()["data"]["result"][0]["values"] == [[3570, "3"], [3585, "4.5"], [3600, "6"]]
 
 
 def test_range_query(client: TestClient) -> None:
-    code, body = get(client, "/api/v1/query_range", query="sum by (job) (up)", start="3590",
-                     end="3600", step="5s")
+    code, body = get(client, "/api/v1/query_range", query="sum by (job) (up)", start="3590", end="3600", step="5s")
     assert code == 200
-    assert body["data"] == {"resultType": "matrix", "result": [
-        {"metric": {"job": "api"}, "values": [[3590, "1"], [3595, "1"], [3600, "1"]]},
-    ]}
+    assert body["data"] == {
+        "resultType": "matrix",
+        "result": [
+            {"metric": {"job": "api"}, "values": [[3590, "1"], [3595, "1"], [3600, "1"]]},
+        ],
+    }
     _, body = get(client, "/api/v1/query_range", query="2", start="0", end="1", step="0.5")
     assert body["data"]["result"] == [{"metric": {}, "values": [[0, "2"], [0.5, "2"], [1, "2"]]}]
 
 
-@pytest.mark.parametrize(("params", "error"), [
-    ({"query": "up", "end": "10", "step": "1"}, 'invalid parameter "start": cannot parse "" to a valid timestamp'),
-    ({"query": "up", "start": "10", "end": "5", "step": "1"}, "end timestamp must not be before start time"),
-    ({"query": "up", "start": "0", "end": "10", "step": "soon"},
-     'invalid parameter "step": cannot parse "soon" to a valid duration'),
-    ({"query": "up", "start": "0", "end": "10", "step": "0"},
-     "zero or negative query resolution step widths are not accepted. Try a positive integer"),
-    ({"query": "up", "start": "0", "end": "11001", "step": "1"},
-     "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query "
-     "resolution (?step=XX)"),
-    ({"query": "up[5m]", "start": "0", "end": "10", "step": "1"},
-     'invalid parameter "query": invalid expression type "range vector" for range query, must be '
-     "Scalar or instant Vector"),
-])
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"query": "up", "end": "10", "step": "1"}, 'invalid parameter "start": cannot parse "" to a valid timestamp'),
+        ({"query": "up", "start": "10", "end": "5", "step": "1"}, "end timestamp must not be before start time"),
+        (
+            {"query": "up", "start": "0", "end": "10", "step": "soon"},
+            'invalid parameter "step": cannot parse "soon" to a valid duration',
+        ),
+        (
+            {"query": "up", "start": "0", "end": "10", "step": "0"},
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ),
+        (
+            {"query": "up", "start": "0", "end": "11001", "step": "1"},
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query "
+            "resolution (?step=XX)",
+        ),
+        (
+            {"query": "up[5m]", "start": "0", "end": "10", "step": "1"},
+            'invalid parameter "query": invalid expression type "range vector" for range query, must be '
+            "Scalar or instant Vector",
+        ),
+    ],
+)
 def test_range_query_errors(client: TestClient, params: dict[str, str], error: str) -> None:
     code, body = get(client, "/api/v1/query_range", **params)
     assert (code, body) == (400, {"status": "error", "errorType": "bad_data", "error": error})
@@ -168,8 +202,10 @@ def test_range_query_at_the_resolution_limit(client: TestClient) -> None:
 def test_series(client: TestClient) -> None:
     code, body = get(client, "/api/v1/series", **{"match[]": 'up{job="api"}'})
     assert (code, body["status"]) == (200, "success")
-    assert body["data"] == [{"__name__": "up", "instance": "a", "job": "api"},
-                            {"__name__": "up", "instance": "b", "job": "api"}]
+    assert body["data"] == [
+        {"__name__": "up", "instance": "a", "job": "api"},
+        {"__name__": "up", "instance": "b", "job": "api"},
+    ]
     response = client.get("/api/v1/series", params=[("match[]", "queue"), ("match[]", 'up{job="db"}')])
     assert [s["__name__"] for s in response.json()["data"]] == ["queue", "up"]
     _, body = get(client, "/api/v1/series", **{"match[]": "up", "start": "3590", "end": "3600"})
@@ -178,12 +214,15 @@ def test_series(client: TestClient) -> None:
     assert len(body["data"]) == 1 and body["warnings"] == ["results truncated due to limit"]
 
 
-@pytest.mark.parametrize(("params", "error"), [
-    ({}, "no match[] parameter provided"),
-    ({"match[]": '{job=""}'}, 'invalid parameter "match[]": match[] must contain at least one non-empty matcher'),
-    ({"match[]": "rate(up[5m])"}, 'invalid parameter "match[]": 1:5: parse error: unexpected "("'),
-    ({"match[]": "up", "limit": "-1"}, 'invalid parameter "limit": limit must be non-negative'),
-])
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({}, "no match[] parameter provided"),
+        ({"match[]": '{job=""}'}, 'invalid parameter "match[]": match[] must contain at least one non-empty matcher'),
+        ({"match[]": "rate(up[5m])"}, 'invalid parameter "match[]": 1:5: parse error: unexpected "("'),
+        ({"match[]": "up", "limit": "-1"}, 'invalid parameter "limit": limit must be non-negative'),
+    ],
+)
 def test_series_errors(client: TestClient, params: dict[str, str], error: str) -> None:
     code, body = get(client, "/api/v1/series", **params)
     assert (code, body) == (400, {"status": "error", "errorType": "bad_data", "error": error})
@@ -220,16 +259,25 @@ def test_buildinfo_and_grafana_probes(client: TestClient) -> None:
 
 def test_json_is_compact_and_exact(client: TestClient) -> None:
     text = client.get("/api/v1/query", params={"query": "queue", "time": "3600.000"}).text
-    assert text == ('{"status":"success","data":{"resultType":"vector","result":[{"metric":'
-                    '{"__name__":"queue","pod":"p1"},"value":[3600,"6"]}]}}')
+    assert text == (
+        '{"status":"success","data":{"resultType":"vector","result":[{"metric":'
+        '{"__name__":"queue","pod":"p1"},"value":[3600,"6"]}]}}'
+    )
     json.loads(text)
 
 
-@pytest.mark.parametrize(("text", "ms"), [
-    ("1700000000", 1_700_000_000_000), ("1700000000.1234", 1_700_000_000_123),
-    ("1700000000.0005", 1_700_000_000_000), ("0.0015", 2), ("-1.5", -1500),
-    ("2023-11-14T22:13:20Z", 1_700_000_000_000), ("2023-11-14T22:13:20.5+00:00", 1_700_000_000_500),
-])
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("1700000000", 1_700_000_000_000),
+        ("1700000000.1234", 1_700_000_000_123),
+        ("1700000000.0005", 1_700_000_000_000),
+        ("0.0015", 2),
+        ("-1.5", -1500),
+        ("2023-11-14T22:13:20Z", 1_700_000_000_000),
+        ("2023-11-14T22:13:20.5+00:00", 1_700_000_000_500),
+    ],
+)
 def test_parse_time(text: str, ms: int) -> None:
     assert parse_time_ms(text) == ms
 

@@ -21,39 +21,47 @@ from tests.query.helpers import engine_with, values
 S = 1000
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("vllm:num_requests_waiting", CompatQuery("vllm:num_requests_waiting")),
-    ("sum(vllm:num_requests_waiting)", CompatQuery("vllm:num_requests_waiting")),
-    ('avg(x{model="llama", role=prefill})', CompatQuery("x", (("model", "llama"), ("role", "prefill")), "avg")),
-    ("  max ( http.server/duration { a = b , c=\"d e\" , } )  ",
-     CompatQuery("http.server/duration", (("a", "b"), ("c", "d e")), "max")),
-    ("count(x{})", CompatQuery("x", (), "count")),
-    ("MIN(x)", CompatQuery("x", (), "min")),
-    ('x{a="q\\"uote", b=\'single\'}', CompatQuery("x", (("a", 'q"uote'), ("b", "single")))),
-    ("sum", CompatQuery("sum")),
-    ("x{k8s.pod.name=p-1}", CompatQuery("x", (("k8s.pod.name", "p-1"),))),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("vllm:num_requests_waiting", CompatQuery("vllm:num_requests_waiting")),
+        ("sum(vllm:num_requests_waiting)", CompatQuery("vllm:num_requests_waiting")),
+        ('avg(x{model="llama", role=prefill})', CompatQuery("x", (("model", "llama"), ("role", "prefill")), "avg")),
+        (
+            '  max ( http.server/duration { a = b , c="d e" , } )  ',
+            CompatQuery("http.server/duration", (("a", "b"), ("c", "d e")), "max"),
+        ),
+        ("count(x{})", CompatQuery("x", (), "count")),
+        ("MIN(x)", CompatQuery("x", (), "min")),
+        ('x{a="q\\"uote", b=\'single\'}', CompatQuery("x", (("a", 'q"uote'), ("b", "single")))),
+        ("sum", CompatQuery("sum")),
+        ("x{k8s.pod.name=p-1}", CompatQuery("x", (("k8s.pod.name", "p-1"),))),
+    ],
+)
 def test_grammar(text: str, expected: CompatQuery) -> None:
     assert parse_compat(text) == expected
 
 
-@pytest.mark.parametrize(("text", "col", "message"), [
-    ("", 1, "unexpected end of input, expected metric name"),
-    ("sum()", 5, 'unexpected ")", expected metric name'),
-    ("sum(x", 6, 'unexpected end of input, expected ")"'),
-    ("x)", 2, 'unexpected ")", expected end of query'),
-    ("x y", 3, 'unexpected "y", expected end of query'),
-    ("x{a}", 4, 'unexpected "}", expected "=" after label "a"'),
-    ("x{a!=b}", 4, 'unexpected "!", expected "=" after label "a"'),
-    ("x{a=~b}", 4, 'unexpected "=", expected "=" after label "a"'),
-    ("x{a=}", 5, 'empty value for label "a"'),
-    ('x{a=""}', 5, 'empty value for label "a"'),
-    ("x{a=b", 6, 'unexpected end of input, expected "," or "}"'),
-    ("x{a=b c=d}", 7, 'unexpected "c", expected "," or "}"'),
-    ("x{a=b, a=c}", 8, 'label "a" given twice'),
-    ('x{a="b}', 5, "unterminated quoted string"),
-    ("x{,}", 3, 'unexpected ",", expected label name or "}"'),
-])
+@pytest.mark.parametrize(
+    ("text", "col", "message"),
+    [
+        ("", 1, "unexpected end of input, expected metric name"),
+        ("sum()", 5, 'unexpected ")", expected metric name'),
+        ("sum(x", 6, 'unexpected end of input, expected ")"'),
+        ("x)", 2, 'unexpected ")", expected end of query'),
+        ("x y", 3, 'unexpected "y", expected end of query'),
+        ("x{a}", 4, 'unexpected "}", expected "=" after label "a"'),
+        ("x{a!=b}", 4, 'unexpected "!", expected "=" after label "a"'),
+        ("x{a=~b}", 4, 'unexpected "=", expected "=" after label "a"'),
+        ("x{a=}", 5, 'empty value for label "a"'),
+        ('x{a=""}', 5, 'empty value for label "a"'),
+        ("x{a=b", 6, 'unexpected end of input, expected "," or "}"'),
+        ("x{a=b c=d}", 7, 'unexpected "c", expected "," or "}"'),
+        ("x{a=b, a=c}", 8, 'label "a" given twice'),
+        ('x{a="b}', 5, "unterminated quoted string"),
+        ("x{,}", 3, 'unexpected ",", expected label name or "}"'),
+    ],
+)
 def test_errors_point_at_the_problem(text: str, col: int, message: str) -> None:
     with pytest.raises(QueryError) as info:
         parse_compat(text)
@@ -62,9 +70,14 @@ def test_errors_point_at_the_problem(text: str, col: int, message: str) -> None:
 
 
 FUNCTIONS = {
-    "last_one": "last_over_time", "rate": "rate", "count": "count_over_time",
-    "avg": "avg_over_time", "min": "min_over_time", "max": "max_over_time",
-    "sum": "sum_over_time", "increase": "increase",
+    "last_one": "last_over_time",
+    "rate": "rate",
+    "count": "count_over_time",
+    "avg": "avg_over_time",
+    "min": "min_over_time",
+    "max": "max_over_time",
+    "sum": "sum_over_time",
+    "increase": "increase",
 }
 
 
@@ -77,16 +90,19 @@ def test_each_operation_translates_to_promql(operation: str) -> None:
 
 def test_defaults_and_odd_names() -> None:
     assert compat_to_promql_text("x") == "sum(last_over_time(x[2m]) and x)"
-    assert compat_to_promql_text("http.server.duration{k8s.pod=a}", "rate", 30_000) == \
-        'sum(rate({"http.server.duration", "k8s.pod"="a"}[30s]) and {"http.server.duration", "k8s.pod"="a"})'
+    assert (
+        compat_to_promql_text("http.server.duration{k8s.pod=a}", "rate", 30_000)
+        == 'sum(rate({"http.server.duration", "k8s.pod"="a"}[30s]) and {"http.server.duration", "k8s.pod"="a"})'
+    )
     assert OPERATIONS[0] == "last_one" and len(OPERATIONS) == 8
 
 
 def test_unknown_operation_names_the_allowed_ones() -> None:
     with pytest.raises(QueryError) as info:
         compat_to_expr(parse_compat("x"), "median", 60_000)
-    assert str(info.value) == ('unknown operationOverTime "median": must be one of last_one, '
-                               "rate, count, avg, min, max, sum, increase")
+    assert str(info.value) == (
+        'unknown operationOverTime "median": must be one of last_one, rate, count, avg, min, max, sum, increase'
+    )
     with pytest.raises(QueryError, match="window must be positive"):
         compat_to_expr("x", "rate", 0)
 
@@ -111,10 +127,17 @@ def test_selection_requires_every_label() -> None:
     assert run("nope") == {}
 
 
-@pytest.mark.parametrize(("operation", "expected"), [
-    ("last_one", 45.0), ("count", 6.0), ("sum", 79.0), ("min", 11.0), ("max", 45.0),
-    ("avg", 3.0 + 70.0 / 3),
-])
+@pytest.mark.parametrize(
+    ("operation", "expected"),
+    [
+        ("last_one", 45.0),
+        ("count", 6.0),
+        ("sum", 79.0),
+        ("min", 11.0),
+        ("max", 45.0),
+        ("avg", 3.0 + 70.0 / 3),
+    ],
+)
 def test_operations_over_time(operation: str, expected: float) -> None:
     assert run("vllm:num_requests_waiting{role=prefill}", operation) == pytest.approx({"{}": expected})
 
@@ -123,14 +146,20 @@ def test_rate_and_increase_match_promql() -> None:
     engine = engine_with(SERIES)
     for op, fn in (("rate", "rate"), ("increase", "increase")):
         via_compat = run("vllm:num_requests_waiting{role=prefill}", op)
-        via_promql = values(engine.instant(
-            f'sum({fn}(vllm:num_requests_waiting{{role="prefill"}}[1m]))', 35 * S))
+        via_promql = values(engine.instant(f'sum({fn}(vllm:num_requests_waiting{{role="prefill"}}[1m]))', 35 * S))
         assert via_compat == via_promql != {}
 
 
-@pytest.mark.parametrize(("agg", "expected"), [
-    ("sum", 45.0), ("avg", 22.5), ("min", 5.0), ("max", 40.0), ("count", 2.0),
-])
+@pytest.mark.parametrize(
+    ("agg", "expected"),
+    [
+        ("sum", 45.0),
+        ("avg", 22.5),
+        ("min", 5.0),
+        ("max", 40.0),
+        ("count", 2.0),
+    ],
+)
 def test_outer_aggregations(agg: str, expected: float) -> None:
     assert run(f"{agg}(vllm:num_requests_waiting{{role=prefill}})") == {"{}": expected}
 

@@ -175,12 +175,16 @@ def test_bucket_counts_are_made_monotonic() -> None:
 
 
 def test_histogram_quantile_groups_by_name_too() -> None:
-    e = engine_with({
-        'a_bucket{le="1"}': [(0, 1.0)], 'a_bucket{le="+Inf"}': [(0, 2.0)],
-        'b_bucket{le="1"}': [(0, 1.0)], 'b_bucket{le="+Inf"}': [(0, 2.0)],
-        'a_bucket{le="bogus"}': [(0, 9.0)],
-    })
-    assert at(e, 'histogram_quantile(0.5, a_bucket)', S) == {"{}": 1.0}
+    e = engine_with(
+        {
+            'a_bucket{le="1"}': [(0, 1.0)],
+            'a_bucket{le="+Inf"}': [(0, 2.0)],
+            'b_bucket{le="1"}': [(0, 1.0)],
+            'b_bucket{le="+Inf"}': [(0, 2.0)],
+            'a_bucket{le="bogus"}': [(0, 9.0)],
+        }
+    )
+    assert at(e, "histogram_quantile(0.5, a_bucket)", S) == {"{}": 1.0}
     with pytest.raises(QueryError, match="same labelset"):
         e.instant('histogram_quantile(0.5, {__name__=~"[ab]_bucket"})', S)
 
@@ -189,14 +193,16 @@ def test_histogram_quantile_groups_by_name_too() -> None:
 
 
 def test_evaluation_errors_have_no_position() -> None:
-    e = engine_with({'m{a="1",b="x"}': [(0, 1.0)], 'm{a="1",b="y"}': [(0, 2.0)],
-                     'n{a="1"}': [(0, 3.0)], 'n2{a="1"}': [(0, 4.0)]})
+    e = engine_with(
+        {'m{a="1",b="x"}': [(0, 1.0)], 'm{a="1",b="y"}': [(0, 2.0)], 'n{a="1"}': [(0, 3.0)], 'n2{a="1"}': [(0, 4.0)]}
+    )
     with pytest.raises(QueryError) as info:
         e.instant("n + on(a) m", S)
     assert str(info.value) == (
         'found duplicate series for the match group {a="1"} on the right hand-side of the '
         'operation: [{__name__="m", a="1", b="y"}, {__name__="m", a="1", b="x"}];many-to-many '
-        "matching not allowed: matching labels must be unique on one side")
+        "matching not allowed: matching labels must be unique on one side"
+    )
     assert info.value.kind == "execution" and info.value.line is None
     with pytest.raises(QueryError, match="many-to-one matching must be explicit"):
         e.instant("m + on(a) n", S)
@@ -267,8 +273,12 @@ def test_value_kinds() -> None:
 
 
 def test_range_query_equals_instant_queries_at_each_step() -> None:
-    e = engine_with({'c{k="a"}': [(i * 15 * S, 10.0 * i) for i in range(20)],
-                     'c{k="b"}': [(i * 15 * S, 5.0 * i) for i in range(10)]})
+    e = engine_with(
+        {
+            'c{k="a"}': [(i * 15 * S, 10.0 * i) for i in range(20)],
+            'c{k="b"}': [(i * 15 * S, 5.0 * i) for i in range(10)],
+        }
+    )
     q = "rate(c[1m])"
     m = e.range_query(q, 60 * S, 240 * S, 30 * S)
     assert [dict(s.labels)["k"] for s in m] == ["a", "b"]
@@ -288,11 +298,14 @@ def test_range_query_of_scalars_and_at_modifiers() -> None:
     assert m[0].values == (3.0, 3.0, 3.0)
 
 
-@pytest.mark.parametrize(("query", "step", "message"), [
-    ("x[1m]", 1000, 'invalid expression type "range vector" for range query'),
-    ('"s"', 1000, 'invalid expression type "string" for range query'),
-    ("x", 0, "zero or negative query resolution step widths are not accepted"),
-])
+@pytest.mark.parametrize(
+    ("query", "step", "message"),
+    [
+        ("x[1m]", 1000, 'invalid expression type "range vector" for range query'),
+        ('"s"', 1000, 'invalid expression type "string" for range query'),
+        ("x", 0, "zero or negative query resolution step widths are not accepted"),
+    ],
+)
 def test_range_query_rejects(query: str, step: int, message: str) -> None:
     with pytest.raises(QueryError, match=message):
         engine_with(LINE).range_query(query, 0, 10 * S, step)
@@ -304,8 +317,7 @@ def test_range_query_rejects(query: str, step: int, message: str) -> None:
 def test_selectors_and_metric_names() -> None:
     expr = parse_promql('sum(rate(a{x="1"}[5m])) / on() b + {__name__=~"c.*"}')
     sels = selectors(expr)
-    assert [[str(m) for m in s] for s in sels] == [
-        ['x="1"', '__name__="a"'], ['__name__="b"'], ['__name__=~"c.*"']]
+    assert [[str(m) for m in s] for s in sels] == [['x="1"', '__name__="a"'], ['__name__="b"'], ['__name__=~"c.*"']]
     assert metric_names(expr) == {"a", "b"}
     assert selectors("vllm:x") == selectors(parse_promql("vllm:x"))
 

@@ -17,8 +17,7 @@ from tests.query.helpers import engine_with, values
 S = 1000
 
 
-def at(query: str, series: dict[str, list[tuple[int, float]]] | None = None,
-       t: int = S) -> dict[str, float]:
+def at(query: str, series: dict[str, list[tuple[int, float]]] | None = None, t: int = S) -> dict[str, float]:
     return values(engine_with(series or {}).instant(query, t))
 
 
@@ -68,19 +67,36 @@ def test_quantile() -> None:
     assert math.isnan(g.quantile(0.0, [math.nan, 1.0]))  # NaN sorts first
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    (1.0, "1"), (1.5, "1.5"), (-0.25, "-0.25"), (1e21, "1000000000000000000000"),
-    (1e-7, "0.0000001"), (123456789.123, "123456789.123"), (math.nan, "NaN"),
-    (math.inf, "+Inf"), (-math.inf, "-Inf"), (0.1 + 0.2, "0.30000000000000004"), (-0.0, "-0"),
-])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1.0, "1"),
+        (1.5, "1.5"),
+        (-0.25, "-0.25"),
+        (1e21, "1000000000000000000000"),
+        (1e-7, "0.0000001"),
+        (123456789.123, "123456789.123"),
+        (math.nan, "NaN"),
+        (math.inf, "+Inf"),
+        (-math.inf, "-Inf"),
+        (0.1 + 0.2, "0.30000000000000004"),
+        (-0.0, "-0"),
+    ],
+)
 def test_format_value_is_gos_formatfloat_f(value: float, text: str) -> None:
     assert format_value(value) == text
 
 
-@pytest.mark.parametrize(("t_ms", "text"), [
-    (1_700_000_000_123, "1700000000.123"), (1_700_000_000_000, "1700000000"),
-    (1_700_000_000_050, "1700000000.050"), (5, "0.005"), (-1500, "-1.500"),
-])
+@pytest.mark.parametrize(
+    ("t_ms", "text"),
+    [
+        (1_700_000_000_123, "1700000000.123"),
+        (1_700_000_000_000, "1700000000"),
+        (1_700_000_000_050, "1700000000.050"),
+        (5, "0.005"),
+        (-1500, "-1.500"),
+    ],
+)
 def test_format_timestamp(t_ms: int, text: str) -> None:
     assert format_timestamp(t_ms) == text
 
@@ -110,17 +126,19 @@ def test_math_functions_drop_the_name() -> None:
 def test_label_replace_and_join() -> None:
     m = {'m{src="abc-123",other="x"}': [(0, 1.0)]}
     assert at('label_replace(m, "dst", "$2/$1", "src", "(.*)-(.*)")', m) == {
-        '{__name__="m",dst="123/abc",other="x",src="abc-123"}': 1.0}
+        '{__name__="m",dst="123/abc",other="x",src="abc-123"}': 1.0
+    }
     assert at('label_replace(m, "dst", "$1x", "src", "(.*)-.*")', m) == {  # $1x means ${1x}
-        '{__name__="m",other="x",src="abc-123"}': 1.0}
+        '{__name__="m",other="x",src="abc-123"}': 1.0
+    }
     assert at('label_replace(m, "dst", "${1}x", "src", "(.*)-.*")', m) == {
-        '{__name__="m",dst="abcx",other="x",src="abc-123"}': 1.0}
-    assert at('label_replace(m, "other", "", "src", ".*")', m) == {
-        '{__name__="m",src="abc-123"}': 1.0}
-    assert at('label_replace(m, "dst", "y", "src", "nomatch")', m) == {
-        '{__name__="m",other="x",src="abc-123"}': 1.0}
+        '{__name__="m",dst="abcx",other="x",src="abc-123"}': 1.0
+    }
+    assert at('label_replace(m, "other", "", "src", ".*")', m) == {'{__name__="m",src="abc-123"}': 1.0}
+    assert at('label_replace(m, "dst", "y", "src", "nomatch")', m) == {'{__name__="m",other="x",src="abc-123"}': 1.0}
     assert at('label_join(m, "j", "+", "other", "missing", "src")', m) == {
-        '{__name__="m",j="x++abc-123",other="x",src="abc-123"}': 1.0}
+        '{__name__="m",j="x++abc-123",other="x",src="abc-123"}': 1.0
+    }
 
 
 def test_expand_template() -> None:
@@ -131,20 +149,23 @@ def test_expand_template() -> None:
     assert expand_template("$1-$2-$word-${2}c-$$-$9", match) == "a-b-a-bc-$-"
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    ("year(vector(1000000000))", 2001.0),
-    ("month(vector(1000000000))", 9.0),
-    ("day_of_month(vector(1000000000))", 9.0),
-    ("day_of_year(vector(1000000000))", 252.0),
-    ("day_of_week(vector(1000000000))", 0.0),
-    ("hour(vector(1000000000))", 1.0),
-    ("minute(vector(1000000000))", 46.0),
-    ("days_in_month(vector(1000000000))", 30.0),
-    ("days_in_month(vector(1706745600))", 29.0),  # 2024-02-01
-    ("days_in_month(vector(4105123200))", 28.0),  # 2100-02-01
-    ("day_of_year(vector(1735603200))", 366.0),  # 2024-12-31
-    ("year(vector(-1))", 1969.0),
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("year(vector(1000000000))", 2001.0),
+        ("month(vector(1000000000))", 9.0),
+        ("day_of_month(vector(1000000000))", 9.0),
+        ("day_of_year(vector(1000000000))", 252.0),
+        ("day_of_week(vector(1000000000))", 0.0),
+        ("hour(vector(1000000000))", 1.0),
+        ("minute(vector(1000000000))", 46.0),
+        ("days_in_month(vector(1000000000))", 30.0),
+        ("days_in_month(vector(1706745600))", 29.0),  # 2024-02-01
+        ("days_in_month(vector(4105123200))", 28.0),  # 2100-02-01
+        ("day_of_year(vector(1735603200))", 366.0),  # 2024-12-31
+        ("year(vector(-1))", 1969.0),
+    ],
+)
 def test_calendar_functions(query: str, expected: float) -> None:
     assert at(query) == {"{}": expected}
 
@@ -158,8 +179,11 @@ def vec(*pairs: tuple[dict[str, str], float]) -> Vec:
 
 
 def test_aggregations() -> None:
-    v = vec(({"__name__": "m", "a": "x", "b": "1"}, 1.0), ({"__name__": "m", "a": "x", "b": "2"}, 3.0),
-            ({"__name__": "m", "a": "y", "b": "1"}, 10.0))
+    v = vec(
+        ({"__name__": "m", "a": "x", "b": "1"}, 1.0),
+        ({"__name__": "m", "a": "x", "b": "2"}, 3.0),
+        ({"__name__": "m", "a": "y", "b": "1"}, 10.0),
+    )
     assert aggregate("sum", v, ("a",), False, None).values == [4.0, 10.0]
     assert aggregate("sum", v, ("a",), False, None).labels == [(("a", "x"),), (("a", "y"),)]
     assert aggregate("avg", v, (), False, None).values == [14.0 / 3]
@@ -180,7 +204,17 @@ def test_min_max_ignore_nan_unless_all_nan() -> None:
     v = vec(({"i": "1"}, math.nan), ({"i": "2"}, 2.0), ({"i": "3"}, 1.0))
     assert aggregate("max", v, (), False, None).values == [2.0]
     assert aggregate("min", v, (), False, None).values == [1.0]
-    assert math.isnan(aggregate("max", vec(({"i": "1"}, math.nan),), (), False, None).values[0])
+    assert math.isnan(
+        aggregate(
+            "max",
+            vec(
+                ({"i": "1"}, math.nan),
+            ),
+            (),
+            False,
+            None,
+        ).values[0]
+    )
     assert aggregate("topk", v, (), False, 1.0).values == [2.0]
 
 
@@ -197,8 +231,7 @@ def test_over_time_functions_by_hand() -> None:
     assert values(engine_with(m).instant("min_over_time(g[25s])", 20 * S)) == {"{}": 1.0}
     assert values(engine_with(m).instant("avg_over_time(g[25s])", 20 * S)) == {"{}": 3.0}
     assert values(engine_with(m).instant("quantile_over_time(0.5, g[25s])", 20 * S)) == {"{}": 3.0}
-    assert values(engine_with(m).instant("stddev_over_time(g[25s])", 20 * S)) == \
-        pytest.approx({"{}": math.sqrt(8 / 3)})
+    assert values(engine_with(m).instant("stddev_over_time(g[25s])", 20 * S)) == pytest.approx({"{}": math.sqrt(8 / 3)})
     assert values(engine_with(m).instant("changes(g[1m])", t)) == {"{}": 3.0}
     assert values(engine_with(m).instant("present_over_time(g[1m])", t)) == {"{}": 1.0}
     result = engine_with(m).instant("sum_over_time(g[1m])", t)
