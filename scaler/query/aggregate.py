@@ -14,7 +14,7 @@ from collections.abc import Callable
 from scaler.model import METRIC_NAME, LabelPairs
 from scaler.query.ast import format_number
 from scaler.query.errors import QueryError
-from scaler.query.gomath import NAN, kahan_inc, quantile
+from scaler.query.gomath import NAN, kahan_avg, quantile
 from scaler.query.values import format_value
 from scaler.query.vec import Vec, keep_only, set_label, without
 
@@ -57,24 +57,6 @@ def _sum(values: list[float]) -> float:
     return total + c
 
 
-def _avg(values: list[float]) -> float:
-    total = mean = values[0]
-    c, count, incremental = 0.0, 1.0, False
-    for f in values[1:]:
-        count += 1
-        if not incremental:
-            new_total, new_c = kahan_inc(f, total, c)
-            if not math.isinf(new_total):
-                total, c = new_total, new_c
-                continue
-            incremental = True
-            mean = total / (count - 1)
-            c /= count - 1
-        q = (count - 1) / count
-        mean, c = kahan_inc(f / count, q * mean, q * c)
-    return mean + c if incremental else total / count + c / count
-
-
 def _variance(values: list[float]) -> float:
     first = values[0]
     value = NAN if math.isnan(first) or math.isinf(first) else 0.0
@@ -100,7 +82,7 @@ def _extreme(better: Callable[[float, float], bool]) -> Callable[[list[float]], 
 
 _SIMPLE: dict[str, Callable[[list[float]], float]] = {
     "sum": _sum,
-    "avg": _avg,
+    "avg": kahan_avg,
     "count": lambda v: float(len(v)),
     "group": lambda _v: 1.0,
     "max": _extreme(lambda best, f: best < f),

@@ -156,6 +156,25 @@ def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
     return t, c
 
 
+def kahan_avg(values: list[float]) -> float:
+    """Prometheus' mean: a Kahan sum, switching to an incremental mean if the sum overflows."""
+    total = mean = values[0]
+    c, count, incremental = 0.0, 1.0, False
+    for f in values[1:]:
+        count += 1
+        if not incremental:
+            new_total, new_c = kahan_inc(f, total, c)
+            if not math.isinf(new_total):
+                total, c = new_total, new_c
+                continue
+            incremental = True
+            mean = total / (count - 1)
+            c /= count - 1
+        q = (count - 1) / count
+        mean, c = kahan_inc(f / count, q * mean, q * c)
+    return mean + c if incremental else total / count + c / count
+
+
 def quantile(q: float, values: list[float]) -> float:
     """Prometheus' ``quantile``: linear interpolation between closest ranks; NaNs sort first."""
     if not values or math.isnan(q):

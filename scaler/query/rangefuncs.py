@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scaler.query.gomath import NAN, div, kahan_inc, quantile, sqrt
+from scaler.query.gomath import NAN, div, kahan_avg, kahan_inc, quantile, sqrt
 from scaler.query.vec import FloatArray, Int64Array, RangeData, Vec, drop_name
 
 RangeFunction = Callable[[RangeData, list[float], int], Vec]
@@ -132,23 +132,6 @@ def _sum(values: list[float]) -> float:
     return total if math.isinf(total) else total + c
 
 
-def _avg(values: list[float]) -> float:
-    total, count, mean, c, incremental = values[0], 1.0, 0.0, 0.0, False
-    for i, f in enumerate(values[1:]):
-        count = float(i + 2)
-        if not incremental:
-            new_total, new_c = kahan_inc(f, total, c)
-            if not math.isinf(new_total):
-                total, c = new_total, new_c
-                continue
-            incremental = True
-            mean = total / (count - 1)
-            c /= count - 1
-        q = (count - 1) / count
-        mean, c = kahan_inc(f / count, q * mean, q * c)
-    return mean + c if incremental else total / count + c / count
-
-
 def _variance(values: list[float]) -> float:
     count = mean = c_mean = aux = c_aux = 0.0
     for f in values:
@@ -248,7 +231,7 @@ RANGE_FUNCTIONS: dict[str, RangeFunction] = {
     "last_over_time": _last,
     "present_over_time": _present,
     "sum_over_time": _per_series(_sum),
-    "avg_over_time": _per_series(_avg),
+    "avg_over_time": _per_series(kahan_avg),
     "min_over_time": _per_series(_extreme(lambda cur, best: cur < best)),
     "max_over_time": _per_series(_extreme(lambda cur, best: cur > best)),
     "stdvar_over_time": _per_series(_variance),
