@@ -4,6 +4,7 @@ OpenAPI and offline docs. OTLP/HTTP and the Prometheus API are mounted by the ap
 from __future__ import annotations
 
 import hmac
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scaler import __version__, query
 from scaler.model import METRIC_NAME, Matcher, MatchOp, is_stale
@@ -63,6 +65,66 @@ class ApiContext:
         self.ready = ready
 
 
+MAX_API_BODY_BYTES = 1024 * 1024
+"""Largest body accepted by the query/admin endpoints (OTLP/HTTP has its own, larger limit)."""
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 once a request body outgrows its limit, chunked or not,
+    so no endpoint ever buffers an unbounded body. Paths whose limit is None (OTLP/HTTP, which
+    enforces and counts its own limit after decompression) pass through."""
+
+    def __init__(self, app: ASGIApp, limits: Callable[[str], int | None], metrics: SelfMetrics) -> None:
+        self.app = app
+        self.limits = limits
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        limit = self.limits(path)
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(path, limit, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._reject(path, limit, send)
+
+    async def _reject(self, path: str, limit: int, send: Send) -> None:
+        self.metrics.http_rejected.labels(path, "too_large").inc()
+        body = json.dumps({"error": f"request body exceeds {limit} bytes"}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def create_app(ctx: ApiContext, routers: list[APIRouter]) -> FastAPI:
     app = FastAPI(
         title="keda-otel-scaler",
@@ -70,6 +132,11 @@ def create_app(ctx: ApiContext, routers: list[APIRouter]) -> FastAPI:
         description="OTLP metrics in, KEDA scaling decisions out. Prefill and decode scale independently.",
         docs_url=None,
         redoc_url=None,
+    )
+    app.add_middleware(
+        BodyLimit,
+        limits=lambda path: None if path == "/v1/metrics" else MAX_API_BODY_BYTES,
+        metrics=ctx.metrics,
     )
     static = Path(swagger_ui_bundle.swagger_ui_path)
     app.mount("/docs/static", StaticFiles(directory=static), name="docs-static")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -75,3 +76,21 @@ def test_openapi_and_docs_work_offline(service: RunningService) -> None:
     assert assets and all(a.startswith("/") for a in assets), assets  # no CDN
     for asset in assets:
         assert httpx.get(service.http + asset).status_code == 200, asset
+
+
+def test_query_bodies_are_bounded_even_when_chunked(service: RunningService) -> None:
+    huge = b'{"query": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    reply = httpx.post(service.http + "/memstore/query", content=huge, headers={"Content-Type": "application/json"})
+    assert reply.status_code == 413 and "exceeds" in reply.json()["error"]
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(huge), 65536):
+            yield huge[i : i + 65536]
+
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    reply = httpx.post(service.http + "/api/v1/query", content=chunks(), headers=form)
+    assert reply.status_code == 413
+    assert (
+        'http_requests_rejected_total{path="/api/v1/query",reason="too_large"} 1.0'
+        in httpx.get(service.http + "/metrics").text
+    )
