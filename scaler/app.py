@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -38,7 +39,13 @@ from scaler.trigger import Defaults, TriggerCache
 logger = logging.getLogger(__name__)
 
 _HOUSEKEEPING_SECONDS = 1.0
-_GC_SLICE = 5000
+_GC_SLICE = 1000
+"""Series per ``Store.collect`` call between yields to the loop (~1-5 ms of work)."""
+_GC_SWEEP_SECONDS = 10.0
+"""Visit every series once per this period rather than every tick: with 100k series a full
+sweep every second cost ~40% of the loop and stalled it for tens of ms per slice
+(bench/RESULTS.md, reaction phase). Expired series still go within this period, and queries
+never read samples outside their window."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,10 @@ class Service:
         ctx = api.ApiContext(self.store, self.engine, self.metrics, s.admin_token, self.info, self.ready)
         app = api.create_app(ctx, routers)
         family = socket.AF_INET6 if ":" in s.listen_address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio turns Nagle off
+        # (TCP_NODELAY) only for proto == IPPROTO_TCP. With proto 0 every keep-alive response
+        # after the first waits ~40 ms for the client's delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((s.listen_address, s.rest_api_port))
         sock.listen(2048)
@@ -212,9 +222,10 @@ class Service:
         while True:
             await asyncio.sleep(_HOUSEKEEPING_SECONDS)
             try:
-                remaining = self.store.series_count
-                while remaining > 0:
-                    self.store.collect(_GC_SLICE)
+                count = self.store.series_count
+                remaining = max(_GC_SLICE, int(count * _HOUSEKEEPING_SECONDS / _GC_SWEEP_SECONDS))
+                while remaining > 0 and count:
+                    self.store.collect(min(_GC_SLICE, remaining))
                     remaining -= _GC_SLICE
                     await asyncio.sleep(0)
                 if self._ssl is not None:
@@ -255,8 +266,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await service.stop()
 
 
+_GC_THRESHOLDS = (50_000, 50, 100)
+"""The store keeps every series in GC-tracked objects that never form cycles, while each OTLP
+request allocates thousands of short-lived tuples; with CPython's default (700, 10, 10) the
+cyclic GC walks the whole store every few requests (bench/RESULTS.md: ``gc_collect_main``)."""
+
+
 def run(settings: Settings) -> int:
     """Blocking entry point for ``keda-otel-scaler serve``; returns the exit code."""
+    gc.set_threshold(*_GC_THRESHOLDS)
 
     async def main() -> None:
         stop = asyncio.Event()

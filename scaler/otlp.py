@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import base64
+import bisect
+import functools
 import json
 import math
 from collections import Counter
@@ -42,6 +44,7 @@ class Translation:
     data_points: int = 0
 
 
+@functools.lru_cache(maxsize=4096)
 def format_float(value: float) -> str:
     """Render a bound or attribute like Go's ``FormatFloat(v, 'f', -1, 64)`` (``1``, ``0.005``,
     ``+Inf``), which is how the collector and Prometheus spell ``le`` and ``quantile``."""
@@ -127,21 +130,23 @@ def _translate_metric(metric: metrics_pb2.Metric, promoted: dict[str, str], now_
         out.rejected[RejectReason.UNSUPPORTED] += len(points)
 
 
-def _base(promoted: dict[str, str], point_attributes: Iterable[KeyValue]) -> dict[str, str]:
+def _base(promoted: dict[str, str], point_attributes: Iterable[KeyValue]) -> list[tuple[str, str]]:
+    """The sorted label pairs shared by every series of one data point (no ``__name__``)."""
     labels = dict(promoted)
-    labels.update(_attrs(point_attributes))
+    for kv in point_attributes:
+        labels[kv.key] = any_value_str(kv.value)
     labels.pop(METRIC_NAME, None)
     if "" in labels.values():  # an empty label value means "no such label", as in Prometheus
         labels = {k: v for k, v in labels.items() if v}
-    return labels
+    return sorted(labels.items())
 
 
-def _labels(name: str, base: dict[str, str], extra: tuple[str, str] | None = None) -> LabelPairs:
-    items = list(base.items())
-    items.append((METRIC_NAME, name))
+def _labels(name: str, base: list[tuple[str, str]], extra: tuple[str, str] | None = None) -> LabelPairs:
+    """``base`` plus ``__name__`` (and ``extra``), still sorted: an insertion, not a re-sort."""
+    items = base.copy()
+    bisect.insort(items, (METRIC_NAME, name))
     if extra is not None:
-        items.append(extra)
-    items.sort()
+        bisect.insort(items, extra)
     return tuple(items)
 
 
@@ -182,14 +187,20 @@ def _emit_histogram(
     samples = out.samples
     cumulative = 0
     seen_inf = False
+    bucket_base = base.copy()
+    bisect.insort(bucket_base, (METRIC_NAME, name + "_bucket"))
     for bound, bucket_count in buckets:
         cumulative += bucket_count
         seen_inf = seen_inf or math.isinf(bound)
         value = STALE_NAN if stale else float(cumulative)
-        samples.append((_labels(name + "_bucket", base, ("le", format_float(bound))), ts, value, delta and not stale))
+        items = bucket_base.copy()
+        bisect.insort(items, ("le", format_float(bound)))
+        samples.append((tuple(items), ts, value, delta and not stale))
     if buckets and not seen_inf:
         value = STALE_NAN if stale else float(count)
-        samples.append((_labels(name + "_bucket", base, ("le", "+Inf")), ts, value, delta and not stale))
+        items = bucket_base.copy()
+        bisect.insort(items, ("le", "+Inf"))
+        samples.append((tuple(items), ts, value, delta and not stale))
     has_sum = p.HasField("sum") if isinstance(p, metrics_pb2.HistogramDataPoint) else True
     samples.append((_labels(name + "_count", base), ts, STALE_NAN if stale else float(count), delta and not stale))
     if has_sum:

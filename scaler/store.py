@@ -50,13 +50,12 @@ Listener = Callable[[frozenset[str]], None]
 class Series:
     """One metric name + label set and its samples, oldest first."""
 
-    __slots__ = ("delta_total", "id", "label_map", "labels", "n", "name", "ts", "vals")
+    __slots__ = ("delta_total", "id", "labels", "n", "name", "ts", "vals")
 
     def __init__(self, series_id: int, labels: LabelPairs) -> None:
         self.id = series_id
         self.labels = labels
-        self.label_map = dict(labels)
-        self.name = self.label_map.get(METRIC_NAME, "")
+        self.name = self.label(METRIC_NAME)
         self.ts: Int64Array = np.empty(_INITIAL_CAPACITY, dtype=np.int64)
         self.vals: FloatArray = np.empty(_INITIAL_CAPACITY, dtype=np.float64)
         self.n = 0
@@ -64,6 +63,14 @@ class Series:
 
     def __repr__(self) -> str:
         return f"Series({self.id}, {dict(self.labels)!r}, n={self.n})"
+
+    def label(self, name: str) -> str:
+        """The value of label ``name`` ("" when absent). A scan of ~10 pairs: cheaper than a
+        per-series dict, which would cost ~0.4 KB of every series' memory."""
+        for key, value in self.labels:
+            if key == name:
+                return value
+        return ""
 
     @property
     def first_ts(self) -> int:
@@ -164,6 +171,10 @@ class Store:
         self._series: dict[int, Series] = {}
         self._by_labels: dict[LabelPairs, Series] = {}
         self._postings: dict[str, dict[str, set[int]]] = {}
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
+        """One shared ``(name, value)`` tuple per distinct label pair, alive as long as its
+        postings entry: most pairs (``namespace``, ``job``, ``pod``, ``__name__``, ``le``…) are
+        common to many series, so a series costs one tuple of references, not ~10 tuples."""
         self._escaped_names: dict[str, set[str]] = {}
         self._next_id = 1
         self._listeners: list[Listener] = []
@@ -229,7 +240,14 @@ class Store:
         return None
 
     def _create(self, labels: LabelPairs) -> Series:
-        labels = tuple((sys.intern(k), sys.intern(v)) for k, v in labels)
+        pairs = self._pairs
+        shared = []
+        for pair in labels:
+            canonical = pairs.get(pair)
+            if canonical is None:
+                canonical = pairs[pair] = (sys.intern(pair[0]), sys.intern(pair[1]))
+            shared.append(canonical)
+        labels = tuple(shared)
         series = Series(self._next_id, labels)
         self._next_id += 1
         self._series[series.id] = series
@@ -250,6 +268,7 @@ class Store:
             ids.discard(series.id)
             if not ids:
                 del values[value]
+                self._pairs.pop((key, value), None)
                 if not values:
                     del self._postings[key]
                     continue
@@ -294,6 +313,7 @@ class Store:
         self._series.clear()
         self._by_labels.clear()
         self._postings.clear()
+        self._pairs.clear()
         self._escaped_names.clear()
         self._gc_queue.clear()
 
@@ -325,8 +345,7 @@ class Store:
             pool = self._series.values()
         out: list[Series] = []
         for series in pool:
-            label_map = series.label_map
-            if all(m.matches(label_map.get(m.name, "")) for m in rest):
+            if all(m.matches(series.label(m.name)) for m in rest):
                 out.append(series)
         out.sort(key=lambda s: s.labels)
         return out
