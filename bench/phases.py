@@ -1,0 +1,309 @@
+"""The benchmark phases, each turning measurements into report rows.
+
+* :func:`ingest_phase` — a server with 1k/10k series: OTLP gRPC (batched and per pod) and OTLP/HTTP
+  against the decode limit; then a py-spy profile of more ingest.
+* :func:`store_phase` — a server filled with 100k series × 24 samples (5 s apart, 120 s): ingest of the
+  fill, RSS per series, GetMetrics latency, the Prometheus comparison, a query profile, reaction.
+* :func:`engine_phase` — the query engine in-process on the same 100k-series fleet.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from bench import ingest, latency, prom, reaction, workload
+from bench.ingest import SECOND_NS, Client
+from bench.profiling import Recorder, hotspots, inclusive, markdown, py_spy
+from bench.report import Report, Row
+from bench.server import ServerProcess
+
+BATCH = 25
+"""Pods per request when batched like a collector's batch processor (1000 series)."""
+INGEST_TARGET = 0.5
+QUERY_TARGET_MS = 1.0
+MEMORY_TARGET_MIB = 300.0
+REACTION_TARGET_MS = 50.0
+INGEST_SHARES = ["Ingestor.ingest (", "translate (", "Store.append (", "_labels (", "gc_collect_main", "Handle._run ("]
+REACTION_SHARES = ["Store.collect (", "gc_collect_main", "Ingestor.ingest (", "StreamIsActive (", "GetMetrics ("]
+QUERY_SHARES = ["GetMetrics (", "Engine.instant (", "Store.select (", "gc_collect_main", "MetricWrapperBase.labels ("]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    small_series: int
+    ingest_series: int
+    big_series: int
+    ingest_rounds: int
+    latency_calls: int
+    prom_calls: int
+    flips: int
+    background_series: int = 10_000
+    workers: int = 4
+
+    @staticmethod
+    def of(quick: bool) -> Sizes:
+        if quick:
+            return Sizes(1_000, 2_000, 10_000, 8, 300, 60, 30)
+        return Sizes(1_000, 10_000, 100_000, 30, 2000, 300, 200)
+
+
+def _k(rate: float) -> str:
+    return f"{rate / 1000:.0f}k samples/s"
+
+
+def _ingest_row(report: Report, label: str, result: ingest.IngestResult, limit: float) -> None:
+    ratio = result.rate / limit
+    report.add(
+        Row(label, _k(result.rate), f"decode limit {_k(limit)}", ratio, f"≥ {INGEST_TARGET}×", ratio >= INGEST_TARGET)
+    )
+    report.note(f"{label}: {result}")
+
+
+def ingest_phase(report: Report, sizes: Sizes, profile: bool) -> None:
+    with ServerProcess() as server:
+        t0 = time.time_ns() - 100 * SECOND_NS  # 1 s apart: up to 130 rounds stay within retention + skew
+        cursor = {"round": 0}
+
+        def rounds(pods: list[workload.PodPayload], n: int, per_request: int) -> list[list[bytes]]:
+            out = ingest.render_rounds(pods, t0 + cursor["round"] * SECOND_NS, 1.0, n, per_request, cursor["round"])
+            cursor["round"] += n
+            return out
+
+        for series, per_request, transport in (
+            (sizes.small_series, BATCH, "grpc"),
+            (sizes.ingest_series, BATCH, "grpc"),
+            (sizes.ingest_series, 1, "grpc"),
+            (sizes.ingest_series, BATCH, "http"),
+        ):
+            pods = workload.payloads(series, prefix="s" if series == sizes.small_series else "m")
+            client = Client(server, transport, sizes.workers)
+            try:
+                client.send(rounds(pods, 1, per_request))  # creates the series; not timed
+                timed = rounds(pods, sizes.ingest_rounds, per_request)
+                limit = ingest.decode_limit([r for batch in timed[:3] for r in batch])
+                result = client.send(timed)
+            finally:
+                client.close()
+            shape = f"{per_request} pod{'s' if per_request > 1 else ''}/request"
+            name = "gRPC" if transport == "grpc" else "HTTP"
+            _ingest_row(
+                report,
+                f"1 ingest OTLP {name}, {series // 1000}k series, {shape}, {sizes.workers} clients",
+                result,
+                limit,
+            )
+        if profile and py_spy():
+            pods = workload.payloads(sizes.ingest_series)
+            client = Client(server, "grpc", sizes.workers)
+            try:
+                recorder = Recorder(server.pid, "ingest")
+                time.sleep(0.5)
+                deadline = time.monotonic() + 6.0
+                while time.monotonic() < deadline and cursor["round"] < 380:
+                    client.send(rounds(pods, 4, BATCH))
+                path = recorder.stop()
+            finally:
+                client.close()
+            shares = inclusive(path, INGEST_SHARES)
+            report.hotspots += markdown("Ingest (server, OTLP gRPC, 25 pods/request)", hotspots(path), shares)
+
+
+def store_phase(report: Report, sizes: Sizes, figures: set[str]) -> None:
+    pods = workload.payloads(sizes.big_series)
+    prom_skip = prom.available() if "prometheus" in figures else "not selected"
+    if prom_skip and "prometheus" in figures:
+        report.skipped.append(f"5 Prometheus comparison: {prom_skip}")
+    prometheus = prom.PrometheusProcess().start() if not prom_skip else None
+    try:
+        with ServerProcess() as server:
+            time.sleep(1.0)
+            rss_empty = server.rss_mib()
+            # 24 samples 5 s apart ending 60 s from now: the windows stay full while we measure.
+            t_end_ns = time.time_ns() + 60 * SECOND_NS
+            first_ns = t_end_ns - 23 * 5 * SECOND_NS
+            timestamps_ms = [(first_ns + r * 5 * SECOND_NS) // 1_000_000 for r in range(24)]
+            if prometheus is not None:
+                series = prom.fleet_series(pods, timestamps_ms)
+                seconds = prometheus.push(series)
+                report.note(f"Prometheus remote write: {len(series)} series × 24 samples in {seconds:.1f} s")
+                del series
+            fill = ingest.render_rounds(pods, first_ns, 5.0, 24, BATCH)
+            client = Client(server, "grpc", sizes.workers)
+            try:
+                creation = client.send(fill[:1])
+                steady = client.send(fill[1:])
+            finally:
+                client.close()
+            limit = ingest.decode_limit([r for batch in fill[1:3] for r in batch])
+            del fill
+            report.note(f"fill, round 0 (creates {sizes.big_series} series): {creation}")
+            if "ingest" in figures:
+                label = f"1 ingest OTLP gRPC into a {sizes.big_series // 1000}k-series store, {BATCH} pods/request"
+                _ingest_row(report, label, steady, limit)
+            time.sleep(2.0)
+            rss_full = server.rss_mib()
+            if "memory" in figures:
+                _memory_rows(report, sizes.big_series, rss_empty, rss_full)
+            if "query" in figures:
+                _query_rows(report, server, sizes)
+            if prometheus is not None:
+                _prometheus_rows(report, server, prometheus, sizes, rss_full)
+            if "profile" in figures and py_spy():
+                _query_profile(report, server, sizes)
+            if "reaction" in figures:
+                _reaction_rows(report, server, sizes, profile="profile" in figures and py_spy() is not None)
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+
+
+def _memory_rows(report: Report, series: int, rss_empty: float, rss_full: float) -> None:
+    raw_mib = series * 24 * 16 / 2**20
+    per_series = (rss_full - rss_empty) * 2**20 / series
+    holds = rss_full <= MEMORY_TARGET_MIB if series >= 100_000 else None
+    report.add(
+        Row(
+            f"3 memory: server RSS, {series // 1000}k series × 24 samples",
+            f"{rss_full:.0f} MiB",
+            f"empty process {rss_empty:.0f} MiB",
+            rss_full / rss_empty,
+            f"≤ {MEMORY_TARGET_MIB:.0f} MiB at 100k",
+            holds,
+        )
+    )
+    report.add(
+        Row(
+            "3 memory: RSS growth per active series",
+            f"{per_series:.0f} B",
+            "raw samples 384 B (24 × 16 B)",
+            per_series / 384,
+            "—",
+            None,
+        )
+    )
+    report.note(f"RSS empty {rss_empty:.1f} MiB, full {rss_full:.1f} MiB, raw sample bytes {raw_mib:.1f} MiB")
+
+
+def _query_rows(report: Report, server: ServerProcess, sizes: Sizes) -> None:
+    result = latency.measure_grpc(server, sizes.latency_calls)
+    base = result.health
+    for name, lat in result.queries.items():
+        p50_s, p99_s = result.server_side[name]
+        report.add(
+            Row(
+                f"2 GetMetrics {name}, end to end over gRPC (p99)",
+                f"{lat.p99:.3f} ms (p50 {lat.p50:.3f})",
+                f"health Check {base.p99:.3f} ms (p50 {base.p50:.3f})",
+                lat.p99 / base.p99,
+                "— (target is server side)",
+                None,
+            )
+        )
+        report.add(
+            Row(
+                f"2 GetMetrics {name}, server side (histogram p99)",
+                f"{p99_s:.3f} ms (p50 {p50_s:.3f})",
+                f"health Check {base.p99:.3f} ms",
+                p99_s / base.p99,
+                f"p99 ≤ {QUERY_TARGET_MS} ms",
+                p99_s <= QUERY_TARGET_MS,
+            )
+        )
+        report.note(f"GetMetrics {name}: value {result.values[name]:g}; {lat}; health {base}")
+
+
+def _prometheus_rows(
+    report: Report, server: ServerProcess, prometheus: prom.PrometheusProcess, sizes: Sizes, rss_ours: float
+) -> None:
+    t_s = time.time()
+    for name, expr in latency.promql_forms().items():
+        ours, ours_value = prom.query_latency(server.url(""), expr, t_s, sizes.prom_calls)
+        theirs, their_value = prom.query_latency(prometheus.url(""), expr, t_s, sizes.prom_calls)
+        report.add(
+            Row(
+                f"5 /api/v1/query {name} vs Prometheus 2.42 (p50)",
+                f"{ours.p50:.3f} ms (p99 {ours.p99:.3f})",
+                f"Prometheus {theirs.p50:.3f} ms (p99 {theirs.p99:.3f})",
+                ours.p50 / theirs.p50,
+                "< 1× (ours lower)",
+                ours.p50 < theirs.p50,
+            )
+        )
+        agree = abs(ours_value - their_value) <= 1e-9 * max(1.0, abs(their_value))
+        report.note(
+            f"`{expr}` at t={t_s:.3f}: ours {ours_value:g}, Prometheus {their_value:g} "
+            f"({'agree' if agree else 'DISAGREE'})"
+        )
+    theirs_rss = prometheus.rss_mib()
+    report.add(
+        Row(
+            f"5 server RSS at {sizes.big_series // 1000}k series vs Prometheus 2.42",
+            f"{rss_ours:.0f} MiB",
+            f"Prometheus {theirs_rss:.0f} MiB",
+            rss_ours / theirs_rss,
+            "< 1× (ours lower)",
+            rss_ours < theirs_rss,
+        )
+    )
+
+
+def _query_profile(report: Report, server: ServerProcess, sizes: Sizes) -> None:
+    recorder = Recorder(server.pid, "query")
+    time.sleep(0.5)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        latency.measure_grpc(server, 200)
+    path = recorder.stop()
+    shares = inclusive(path, QUERY_SHARES)
+    title = f"GetMetrics (server, compat + PromQL, {sizes.big_series // 1000}k-series store)"
+    report.hotspots += markdown(title, hotspots(path), shares)
+
+
+def _reaction_rows(report: Report, server: ServerProcess, sizes: Sizes, profile: bool) -> None:
+    recorder = Recorder(server.pid, "reaction") if profile else None
+    result = reaction.measure(server, sizes.flips, sizes.background_series)
+    if recorder is not None:
+        path = recorder.stop()
+        store = f"{sizes.big_series // 1000}k store"
+        title = f"Reaction phase (server: flips + 10k series / 5 s background + housekeeping, {store})"
+        report.hotspots += markdown(title, hotspots(path), inclusive(path, REACTION_SHARES))
+    base = result.baseline
+    for label, lat in (("StreamIsActive message", result.stream), ("changed GetMetrics value", result.get_metrics)):
+        report.add(
+            Row(
+                f"4 reaction: Export → {label} (p99)",
+                f"{lat.p99:.2f} ms (p50 {lat.p50:.2f})",
+                f"gRPC round trip {base.p99:.2f} ms (p50 {base.p50:.2f})",
+                lat.p99 / base.p99,
+                f"p99 ≤ {REACTION_TARGET_MS:.0f} ms",
+                lat.p99 <= REACTION_TARGET_MS,
+            )
+        )
+    bg = result.background
+    samples, seconds = bg.get("samples", 0.0), max(bg.get("seconds", 0.0), 1e-9)
+    report.note(
+        f"reaction: {result.stream.n} flips, {result.missed} missed; Export round trip {result.export_rtt}; "
+        f"background {samples:.0f} samples in {seconds:.0f} s ({samples / seconds / 1000:.1f}k/s), "
+        f"{bg.get('rejected', 0):.0f} rejected, max lateness {bg.get('max_late_s', 0) * 1000:.0f} ms"
+    )
+
+
+def engine_phase(report: Report, sizes: Sizes) -> None:
+    pods = workload.payloads(sizes.big_series)
+    result = latency.measure_engine(pods, sizes.latency_calls)
+    for name, lat in result.queries.items():
+        quiet = result.without_gc[name]
+        report.add(
+            Row(
+                f"2 GetMetrics {name}, engine in-process (p99)",
+                f"{lat.p99:.3f} ms (p50 {lat.p50:.3f})",
+                f"same calls, GC paused: p99 {quiet.p99:.3f} ms",
+                lat.p99 / quiet.p99,
+                f"p99 ≤ {QUERY_TARGET_MS} ms",
+                lat.p99 <= QUERY_TARGET_MS,
+            )
+        )
+    report.note(
+        f"engine in-process: {result.series} series (filled in {result.fill_seconds:.1f} s), selected {result.selected}"
+    )

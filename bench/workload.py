@@ -1,0 +1,230 @@
+"""A vLLM-like fleet as pre-serialized OTLP requests, so the benchmark client is never the bottleneck.
+
+Each pod exports 40 series, as a collector's Prometheus receiver would send a vLLM ``/metrics`` page:
+
+* 4 gauges: ``vllm:num_requests_running``, ``vllm:num_requests_waiting``, ``vllm:kv_cache_usage_perc``,
+  ``vllm:gpu_cache_usage_perc``;
+* 12 counters: ``vllm:request_success_total{finished_reason=stop|length|abort|error}`` and eight token /
+  cache / preemption counters;
+* 1 histogram (22 buckets incl. ``+Inf`` → 24 series): ``vllm:time_to_first_token_seconds`` on prefill
+  pods, ``vllm:inter_token_latency_seconds`` on decode pods.
+
+Resource attributes are what a collector attaches (``k8s.deployment.name``, ``k8s.pod.name``,
+``k8s.namespace.name``, ``service.name``, ``service.instance.id``, …); data points carry vLLM's
+``model_name`` and ``engine``. Pods are grouped 50 to a deployment, alternating prefill/decode,
+so ``{deployment="…"}`` on a one-series-per-pod metric selects 50 series.
+
+A pod's request is serialized once with placeholder bytes for the timestamp (``fixed64``) and for
+the counter value (``double``); :meth:`PodPayload.render` patches them with ``bytes.replace``.
+Serialized ``ExportMetricsServiceRequest`` messages concatenate into one valid request (repeated
+field), which is how :func:`batch` builds a collector-style batch of several pods.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+SERIES_PER_POD = 40
+PODS_PER_DEPLOYMENT = 50
+NAMESPACE = "llm-d"
+HISTOGRAM_BOUNDS = [
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+    1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0,
+]  # fmt: skip
+"""21 explicit bounds → 22 buckets with ``+Inf`` → 24 series with ``_count`` and ``_sum``."""
+
+GAUGES = (
+    "vllm:num_requests_running",
+    "vllm:num_requests_waiting",
+    "vllm:kv_cache_usage_perc",
+    "vllm:gpu_cache_usage_perc",
+)
+COUNTERS = (
+    "vllm:prompt_tokens_total",
+    "vllm:generation_tokens_total",
+    "vllm:num_preemptions_total",
+    "vllm:prefix_cache_queries_total",
+    "vllm:prefix_cache_hits_total",
+    "vllm:external_prefix_cache_queries_total",
+    "vllm:external_prefix_cache_hits_total",
+    "vllm:corrupted_requests_total",
+)
+FINISHED_REASONS = ("stop", "length", "abort", "error")
+
+TS_MARK = 0x1BADC0FFEE0DD00D
+"""Placeholder ``time_unix_nano`` (fixed64), replaced per round."""
+COUNTER_MARK = 987654321.123456
+"""Placeholder counter value (double), replaced per round so counters increase."""
+_TS_BYTES = struct.pack("<Q", TS_MARK)
+_COUNTER_BYTES = struct.pack("<d", COUNTER_MARK)
+START_NS = 1_700_000_000_000_000_000
+"""``start_time_unix_nano`` of every cumulative point (a fixed process start)."""
+
+
+@dataclass(frozen=True)
+class Pod:
+    index: int
+    deployment: str
+    role: str
+    name: str
+
+
+def deployment_name(index: int, prefix: str = "m") -> str:
+    role = "prefill" if index % 2 == 0 else "decode"
+    return f"{prefix}{index // 2:02d}-llm-d-modelservice-{role}"
+
+
+def fleet(series: int, prefix: str = "m") -> list[Pod]:
+    """Pods for about ``series`` series (40 per pod); ``prefix`` keeps fleets apart."""
+    pods = []
+    for i in range(max(1, series // SERIES_PER_POD)):
+        dep = i // PODS_PER_DEPLOYMENT
+        name = deployment_name(dep, prefix)
+        pods.append(Pod(i, name, "prefill" if dep % 2 == 0 else "decode", f"{name}-{i:05d}-x7k2q"))
+    return pods
+
+
+def _kv(key: str, value: str) -> KeyValue:
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def _number(value: float, attrs: list[KeyValue]) -> m.NumberDataPoint:
+    return m.NumberDataPoint(start_time_unix_nano=START_NS, time_unix_nano=TS_MARK, as_double=value, attributes=attrs)
+
+
+def pod_request(pod: Pod) -> ExportMetricsServiceRequest:
+    """The pod's request with placeholder timestamps and counter values."""
+    point_attrs = [_kv("model_name", f"model-{pod.index // (2 * PODS_PER_DEPLOYMENT):02d}"), _kv("engine", "0")]
+    metrics: list[m.Metric] = []
+    gauge_values = (float(pod.index % 5), float(pod.index % 7), 0.1 + (pod.index % 9) / 10, 0.1 + (pod.index % 9) / 10)
+    for name, value in zip(GAUGES, gauge_values, strict=True):
+        metrics.append(m.Metric(name=name, gauge=m.Gauge(data_points=[_number(value, point_attrs)])))
+    cumulative = m.AGGREGATION_TEMPORALITY_CUMULATIVE
+    success = [_number(COUNTER_MARK, [*point_attrs, _kv("finished_reason", r)]) for r in FINISHED_REASONS]
+    metrics.append(
+        m.Metric(
+            name="vllm:request_success_total",
+            sum=m.Sum(aggregation_temporality=cumulative, is_monotonic=True, data_points=success),
+        )
+    )
+    for name in COUNTERS:
+        sums = m.Sum(
+            aggregation_temporality=cumulative, is_monotonic=True, data_points=[_number(COUNTER_MARK, point_attrs)]
+        )
+        metrics.append(m.Metric(name=name, sum=sums))
+    counts = [1 + (i * 7 + pod.index) % 13 for i in range(len(HISTOGRAM_BOUNDS) + 1)]
+    point = m.HistogramDataPoint(
+        start_time_unix_nano=START_NS,
+        time_unix_nano=TS_MARK,
+        count=sum(counts),
+        sum=0.25 * sum(counts),
+        explicit_bounds=HISTOGRAM_BOUNDS,
+        bucket_counts=counts,
+        attributes=point_attrs,
+    )
+    hist = "vllm:time_to_first_token_seconds" if pod.role == "prefill" else "vllm:inter_token_latency_seconds"
+    metrics.append(m.Metric(name=hist, histogram=m.Histogram(aggregation_temporality=cumulative, data_points=[point])))
+    resource = Resource(
+        attributes=[
+            _kv("service.name", "vllm"),
+            _kv("service.instance.id", f"{pod.name}:8200"),
+            _kv("server.address", pod.name),
+            _kv("server.port", "8200"),
+            _kv("url.scheme", "http"),
+            _kv("k8s.namespace.name", NAMESPACE),
+            _kv("k8s.pod.name", pod.name),
+            _kv("k8s.deployment.name", pod.deployment),
+        ]
+    )
+    scope = InstrumentationScope(
+        name="github.com/open-telemetry/opentelemetry-collector-contrib/receiver/prometheusreceiver", version="0.120.0"
+    )
+    return ExportMetricsServiceRequest(
+        resource_metrics=[
+            m.ResourceMetrics(resource=resource, scope_metrics=[m.ScopeMetrics(scope=scope, metrics=metrics)])
+        ]
+    )
+
+
+POINTS_PER_POD = len(GAUGES) + len(FINISHED_REASONS) + len(COUNTERS) + 1
+"""OTLP data points per pod (the histogram is one point)."""
+COUNTER_POINTS_PER_POD = len(FINISHED_REASONS) + len(COUNTERS)
+
+
+@dataclass(frozen=True)
+class PodPayload:
+    """A pod's serialized request with patchable placeholders."""
+
+    pod: Pod
+    template: bytes
+
+    @staticmethod
+    def of(pod: Pod) -> PodPayload:
+        data = pod_request(pod).SerializeToString()
+        if data.count(_TS_BYTES) != POINTS_PER_POD or data.count(_COUNTER_BYTES) != COUNTER_POINTS_PER_POD:
+            raise AssertionError("placeholder bytes are not unique in the serialized pod request")
+        return PodPayload(pod, data)
+
+    def render(self, t_ns: int, counter: float) -> bytes:
+        return self.template.replace(_TS_BYTES, struct.pack("<Q", t_ns)).replace(
+            _COUNTER_BYTES, struct.pack("<d", counter)
+        )
+
+
+def payloads(series: int, prefix: str = "m") -> list[PodPayload]:
+    return [PodPayload.of(pod) for pod in fleet(series, prefix)]
+
+
+def counter_value(round_index: int) -> float:
+    """Counters grow by 50 per round (10/s at 5 s spacing)."""
+    return 1000.0 + 50.0 * round_index
+
+
+def render_round(pods: Sequence[PodPayload], t_ns: int, round_index: int, pods_per_request: int) -> list[bytes]:
+    """One scrape of every pod at ``t_ns``, batched ``pods_per_request`` pods to a request."""
+    counter = counter_value(round_index)
+    rendered = [p.render(t_ns, counter) for p in pods]
+    return batch(rendered, pods_per_request)
+
+
+def batch(rendered: Sequence[bytes], pods_per_request: int) -> list[bytes]:
+    """Concatenate serialized requests: a repeated field, so the result is one valid request."""
+    return [b"".join(rendered[i : i + pods_per_request]) for i in range(0, len(rendered), pods_per_request)]
+
+
+def decode_walk(data: bytes) -> int:
+    """The "decode limit": parse and touch every attribute and value; returns the samples (a
+    histogram point counts as its bucket series plus ``_count`` and ``_sum``, as the store does)."""
+    request = ExportMetricsServiceRequest()
+    request.ParseFromString(data)
+    samples = 0
+    touched = 0
+    for rm in request.resource_metrics:
+        for kv in rm.resource.attributes:
+            touched += len(kv.key) + len(kv.value.string_value)
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data")
+                touched += len(metric.name)
+                if kind == "histogram":
+                    for hp in metric.histogram.data_points:
+                        for kv in hp.attributes:
+                            touched += len(kv.key) + len(kv.value.string_value)
+                        touched += hp.time_unix_nano + hp.count + int(hp.sum)
+                        touched += sum(hp.bucket_counts) + len(hp.explicit_bounds)
+                        samples += len(hp.bucket_counts) + 2
+                elif kind in {"gauge", "sum"}:
+                    points = metric.gauge.data_points if kind == "gauge" else metric.sum.data_points
+                    for p in points:
+                        for kv in p.attributes:
+                            touched += len(kv.key) + len(kv.value.string_value)
+                        touched += p.time_unix_nano + int(p.as_double)
+                        samples += 1
+    return samples if touched else 0
