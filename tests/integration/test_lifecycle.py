@@ -12,6 +12,9 @@ import time
 
 import httpx
 
+from tests.conftest import RunningService
+from tests.otlpdata import DECODE, gauge, now_ns, otlp_stub, request
+
 
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
@@ -69,3 +72,27 @@ def test_serve_on_free_ports_then_sigterm_exits_cleanly() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_query_command_against_a_running_server(service: RunningService) -> None:
+    otlp_stub(service.ports.otlp).Export(request(DECODE, "d0", gauge("vllm:num_requests_waiting", 4.0, now_ns())))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "scaler", "query", "--url", service.http, *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    ok = run(f"vllm:num_requests_waiting{{deployment={DECODE}}}")
+    assert (ok.returncode, ok.stdout.strip()) == (0, "4.0")
+    promql = run("--promql", 'sum(vllm:num_requests_waiting{deployment="x"} or vector(2))')
+    assert (promql.returncode, promql.stdout.strip()) == (0, "2.0")
+    missing = run("vllm:absent")
+    assert missing.returncode == 3 and "Metric not found" in missing.stdout
+    bad = run("--op", "median", "vllm:x")
+    assert bad.returncode == 2 and "median" in bad.stderr
+    down = run("--url", "http://127.0.0.1:1", "x")
+    assert down.returncode == 1 and "cannot reach" in down.stderr
