@@ -631,7 +631,8 @@ def test_values_pd_runs_opt125m_on_one_l4_per_pod() -> None:
     decode_args = next(c for c in values["decode"]["containers"] if c["name"] == "vllm")["args"]
     # decode-running's target (200) is sized against max-num-seqs 256.
     assert decode_args[decode_args.index("--max-num-seqs") + 1] == "256"
-    running = next(t for t in scaled_objects()["decode"]["spec"]["triggers"] if "metricQuery" in t["metadata"])
+    running = next(t for t in scaled_objects()["decode"]["spec"]["triggers"] if t["name"] == "decode-running")
+    assert "vllm:num_requests_running" in running["metadata"]["query"]
     assert float(running["metadata"]["targetValue"]) < 256
 
 
