@@ -18,7 +18,7 @@ import functools
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,6 +81,15 @@ def _attrs(attributes: Iterable[KeyValue]) -> dict[str, str]:
 
 def translate(request: ExportMetricsServiceRequest, promotions: Mapping[str, str], now_ms: int) -> Translation:
     """Translate one Export request. ``now_ms`` stamps points that carry no timestamp."""
+    (out,) = translate_in_parts(request, promotions, now_ms, part_samples=None)
+    return out
+
+
+def translate_in_parts(
+    request: ExportMetricsServiceRequest, promotions: Mapping[str, str], now_ms: int, part_samples: int | None
+) -> Iterator[Translation]:
+    """Translate one Export request in parts of about ``part_samples`` samples (whole metrics;
+    None: one part), so a caller on an event loop can store and yield between parts."""
     out = Translation()
     for resource_metrics in request.resource_metrics:
         promoted: dict[str, str] = {}
@@ -91,7 +100,10 @@ def translate(request: ExportMetricsServiceRequest, promotions: Mapping[str, str
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 _translate_metric(metric, promoted, now_ms, out)
-    return out
+                if part_samples is not None and len(out.samples) >= part_samples:
+                    yield out
+                    out = Translation()
+    yield out
 
 
 def _translate_metric(metric: metrics_pb2.Metric, promoted: dict[str, str], now_ms: int, out: Translation) -> None:

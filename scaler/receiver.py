@@ -6,6 +6,7 @@ count, and answer with ``partial_success`` when points were rejected.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -23,12 +24,16 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 
 from scaler import otlp
 from scaler.selfmetrics import SelfMetrics
-from scaler.store import Store
+from scaler.store import AppendResult, Store
 
 logger = logging.getLogger(__name__)
 
 ExportRequest = metrics_service_pb2.ExportMetricsServiceRequest
 ExportResponse = metrics_service_pb2.ExportMetricsServiceResponse
+
+
+_PART_SAMPLES = 2000
+"""Samples stored between yields to the event loop (~10 ms of work) while ingesting."""
 
 
 class RateLimitedLog:
@@ -58,10 +63,16 @@ class Ingestor:
         self.metrics = metrics
         self.log = RateLimitedLog()
 
-    def ingest(self, request: ExportRequest, transport: str) -> ExportResponse:
-        translation = otlp.translate(request, self.promotions, self.store.now_ms())
-        result = self.store.append(translation.samples)
-        result.rejected.update(translation.rejected)
+    async def ingest(self, request: ExportRequest, transport: str) -> ExportResponse:
+        """Store a request part by part, yielding to the loop between parts, so a large
+        request never stalls KEDA calls or StreamIsActive pushes for long."""
+        result = AppendResult()
+        parts = otlp.translate_in_parts(request, self.promotions, self.store.now_ms(), _PART_SAMPLES)
+        for i, part in enumerate(parts):
+            if i:
+                await asyncio.sleep(0)
+            result.merge(self.store.append(part.samples))
+            result.rejected.update(part.rejected)
         self.metrics.points_received.labels(transport).inc(result.accepted)
         response = ExportResponse()
         if result.rejected:
@@ -89,7 +100,7 @@ class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
     async def Export(  # noqa: N802 - the gRPC method name
         self, request: ExportRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ExportResponse:
-        return self.ingestor.ingest(request, "grpc")
+        return await self.ingestor.ingest(request, "grpc")
 
 
 class BodyError(Exception):
@@ -207,6 +218,6 @@ def http_router(ingestor: Ingestor, max_bytes: int) -> APIRouter:
         except BodyError as exc:
             ingestor.reject("http", exc.reason, str(exc))
             return _reply(None, as_json, exc.status, str(exc))
-        return _reply(ingestor.ingest(message, "http"), as_json)
+        return _reply(await ingestor.ingest(message, "http"), as_json)
 
     return router

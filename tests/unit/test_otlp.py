@@ -219,3 +219,16 @@ def test_empty_attribute_values_are_dropped_like_prometheus() -> None:
     )
     (labels,) = as_dict(request(g, resource={"k8s.pod.name": ""}))
     assert labels == lbl("g")
+
+
+def test_translation_in_parts_splits_at_metric_boundaries_and_loses_nothing() -> None:
+    metrics = [
+        m.Metric(name=f"g{i}", gauge=m.Gauge(data_points=[m.NumberDataPoint(time_unix_nano=T_NS, as_int=i)]))
+        for i in range(10)
+    ]
+    req = request(*metrics)
+    whole = otlp.translate(req, PROMOTE, 0)
+    parts = list(otlp.translate_in_parts(req, PROMOTE, 0, part_samples=3))
+    assert [len(p.samples) for p in parts] == [3, 3, 3, 1]
+    assert [s for p in parts for s in p.samples] == whole.samples
+    assert sum(p.data_points for p in parts) == whole.data_points == 10
