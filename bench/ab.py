@@ -2,7 +2,7 @@
 ``python -m bench.ab [--series N] [--reaction] VARIANT [VARIANT ...]``.
 
 A variant is a comma-separated list of patches (``git diff`` of scaler/, e.g.
-``bench/proposals/03-translate-sorted-insert.diff``) applied in order to a copy of the package in
+``my-change.diff``) applied in order to a copy of the package in
 a temporary directory. One server runs per variant plus one unpatched, all at once (each started
 in its copy's directory, which ``python -m`` puts first on sys.path), and the same pre-rendered
 rounds go to each in turn, round by round, so machine noise hits every variant alike. Reports
