@@ -89,6 +89,14 @@ class Service:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> Ports:
+        """Bind and start every listener; on failure, stop what was started and re-raise."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+
+    async def _start(self) -> Ports:
         s = self.settings
         max_bytes = s.max_otlp_message_bytes
         options = [("grpc.max_receive_message_length", max_bytes), ("grpc.so_reuseport", 0)]
@@ -139,12 +147,15 @@ class Service:
             server,
         )
         address = f"{_grpc_host(self.settings.listen_address)}:{port}"
-        if tls.enabled:
-            bound = server.add_secure_port(address, grpc_credentials(tls, listener))
-        else:
-            bound = server.add_insecure_port(address)
+        try:
+            if tls.enabled:
+                bound = server.add_secure_port(address, grpc_credentials(tls, listener))
+            else:
+                bound = server.add_insecure_port(address)
+        except RuntimeError:  # grpc's way of saying the port is taken or the address is bad
+            bound = 0
         if bound == 0:
-            raise OSError(f"{listener} gRPC server could not bind {address}")
+            raise OSError(f"{listener} gRPC server cannot bind {address} (port in use or address invalid)")
         await server.start()
         self._grpc.append(server)
         self._health.append(health_servicer)
@@ -164,7 +175,11 @@ class Service:
         # after the first waits ~40 ms for the client's delayed ACK.
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((s.listen_address, s.rest_api_port))
+        try:
+            sock.bind((s.listen_address, s.rest_api_port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"HTTP server cannot bind {s.listen_address}:{s.rest_api_port}: {exc.strerror}") from None
         sock.listen(2048)
         sock.setblocking(False)
         self._http_socket = sock

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,3 +97,21 @@ def test_query_command_against_a_running_server(service: RunningService) -> None
     assert bad.returncode == 2 and "median" in bad.stderr
     down = run("--url", "http://127.0.0.1:1", "x")
     assert down.returncode == 1 and "cannot reach" in down.stderr
+
+
+def test_a_taken_port_stops_start_up_with_a_message_and_exit_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for flag, listener in (("--otlp-receiver-port", "OTLP gRPC"), ("--rest-api-port", "HTTP")):
+            ports = {
+                "--otlp-receiver-port": "0",
+                "--keda-external-scaler-port": "0",
+                "--rest-api-port": "0",
+                flag: port,
+            }
+            proc = start("--listen-address", "127.0.0.1", *[x for kv in ports.items() for x in kv])
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 1, err
+            assert f"cannot start: {listener} server cannot bind 127.0.0.1:{port}" in err
