@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,13 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scaler import __version__, query
+from scaler.logs import RateLimitedLog
 from scaler.model import METRIC_NAME, Matcher, MatchOp, is_stale
 from scaler.selfmetrics import SelfMetrics
 from scaler.store import Series, Store
 from scaler.triggerquery import NotFound, TriggerQuery, WideResult, parse_duration
+
+logger = logging.getLogger(__name__)
 
 _DATA_AGGREGATES = ("last_one", "rate", "count", "avg", "min", "max")
 
@@ -69,47 +73,76 @@ MAX_API_BODY_BYTES = 1024 * 1024
 """Largest body accepted by the query/admin endpoints (OTLP/HTTP has its own, larger limit)."""
 
 
-class BodyLimit:
-    """ASGI middleware: answer 413 once a request body outgrows its limit, chunked or not,
-    so no endpoint ever buffers an unbounded body. Paths whose limit is None (OTLP/HTTP, which
-    enforces and counts its own limit after decompression) pass through."""
+class Guard:
+    """ASGI middleware for bad input on the HTTP API.
 
-    def __init__(self, app: ASGIApp, limits: Callable[[str], int | None], metrics: SelfMetrics) -> None:
+    * Answers 413 once a request body outgrows its limit, chunked or not, so no endpoint ever
+      buffers an unbounded body. Paths whose limit is None (OTLP/HTTP, which enforces and counts
+      its own limit after decompression) pass through.
+    * Counts every 4xx answer in ``http_requests_rejected_total{path, reason}`` (path = the
+      route template, so unknown paths cannot grow the label set) with a rate-limited log line.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: Callable[[str], int | None],
+        metrics: SelfMetrics,
+        documented_paths: Callable[[], Iterable[str]],
+    ) -> None:
         self.app = app
+        self.documented_paths = documented_paths
+        self._fixed_paths: frozenset[str] | None = None
         self.limits = limits
         self.metrics = metrics
+        self.log = RateLimitedLog(logger)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        limit = self.limits(path)
-        if limit is None:
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._reject(path, limit, send)
-            return
+        limit = self.limits(scope["path"])
+        if limit is not None:
+            # Checked before routing: FastAPI turns errors while reading a body into a 400.
+            declared = dict(scope["headers"]).get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                await self._reject(self._route(scope), limit, send)
+                return
         seen = 0
 
         async def limited() -> Message:
             nonlocal seen
             message = await receive()
-            if message["type"] == "http.request":
+            if limit is not None and message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     raise _TooLarge
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._reject(path, limit, send)
+        async def observed(message: Message) -> None:
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+                route = self._route(scope)
+                self.metrics.http_rejected.labels(route, str(message["status"])).inc()
+                self.log.emit(route, "HTTP %s %s answered %d", scope["method"], route, message["status"])
+            await send(message)
 
-    async def _reject(self, path: str, limit: int, send: Send) -> None:
-        self.metrics.http_rejected.labels(path, "too_large").inc()
+        try:
+            await self.app(scope, limited, observed)
+        except _TooLarge:
+            await self._reject(self._route(scope), limit or 0, send)
+
+    def _route(self, scope: Scope) -> str:
+        """The matched route's template (``/api/v1/label/{name}/values``); before routing, the
+        path if it is a fixed route; else ``other``."""
+        path = getattr(scope.get("route"), "path", None)
+        if isinstance(path, str):
+            return path
+        if self._fixed_paths is None:
+            self._fixed_paths = frozenset(p for p in self.documented_paths() if "{" not in p)
+        return scope["path"] if scope["path"] in self._fixed_paths else "other"
+
+    async def _reject(self, route: str, limit: int, send: Send) -> None:
+        self.metrics.http_rejected.labels(route, "too_large").inc()
         body = json.dumps({"error": f"request body exceeds {limit} bytes"}).encode()
         await send(
             {
@@ -134,9 +167,10 @@ def create_app(ctx: ApiContext, routers: list[APIRouter]) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(
-        BodyLimit,
+        Guard,
         limits=lambda path: None if path == "/v1/metrics" else MAX_API_BODY_BYTES,
         metrics=ctx.metrics,
+        documented_paths=lambda: app.openapi()["paths"],
     )
     static = Path(swagger_ui_bundle.swagger_ui_path)
     app.mount("/docs/static", StaticFiles(directory=static), name="docs-static")

@@ -35,3 +35,22 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+class RateLimitedLog:
+    """Logs at most one line per ``interval`` seconds per key, counting what it swallowed."""
+
+    def __init__(self, log: logging.Logger, interval: float = 10.0) -> None:
+        self.logger = log
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def emit(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) < self.interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        suppressed = self._suppressed.pop(key, 0)
+        self._last[key] = now
+        self.logger.warning("%s%s", message % args, f" ({suppressed} similar suppressed)" if suppressed else "")

@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 import logging
-import time
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
 from scaler import otlp
+from scaler.logs import RateLimitedLog
 from scaler.selfmetrics import SelfMetrics
 from scaler.store import AppendResult, Store
 
@@ -36,24 +36,6 @@ _PART_SAMPLES = 2000
 """Samples stored between yields to the event loop (~10 ms of work) while ingesting."""
 
 
-class RateLimitedLog:
-    """Logs at most one line per ``interval`` seconds per key, counting what it swallowed."""
-
-    def __init__(self, interval: float = 10.0) -> None:
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def emit(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) < self.interval:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        suppressed = self._suppressed.pop(key, 0)
-        self._last[key] = now
-        logger.warning("%s%s", message % args, f" ({suppressed} similar suppressed)" if suppressed else "")
-
-
 class Ingestor:
     """Translate and store one Export request; shared by both transports."""
 
@@ -61,7 +43,7 @@ class Ingestor:
         self.store = store
         self.promotions = dict(promotions)
         self.metrics = metrics
-        self.log = RateLimitedLog()
+        self.log = RateLimitedLog(logger)
 
     async def ingest(self, request: ExportRequest, transport: str) -> ExportResponse:
         """Store a request part by part, yielding to the loop between parts, so a large

@@ -90,7 +90,23 @@ def test_query_bodies_are_bounded_even_when_chunked(service: RunningService) -> 
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     reply = httpx.post(service.http + "/api/v1/query", content=chunks(), headers=form)
     assert reply.status_code == 413
-    assert (
-        'http_requests_rejected_total{path="/api/v1/query",reason="too_large"} 1.0'
-        in httpx.get(service.http + "/metrics").text
-    )
+    metrics = httpx.get(service.http + "/metrics").text
+    assert 'http_requests_rejected_total{path="/api/v1/query",reason="too_large"} 1.0' in metrics
+    assert 'http_requests_rejected_total{path="/memstore/query",reason="too_large"} 1.0' in metrics
+
+
+def test_every_4xx_is_counted_by_route_template(service: RunningService) -> None:
+    assert httpx.get(service.http + "/api/v1/query", params={"query": "sum("}).status_code == 400
+    assert httpx.get(service.http + "/api/v1/query_range", params={"query": "up"}).status_code == 400
+    for label in ("job", "pod"):
+        assert httpx.get(service.http + f"/api/v1/label/{label}/values", params={"match[]": "{"}).status_code == 400
+    bad_op = {"query": "x", "operationOverTime": "?"}
+    assert httpx.post(service.http + "/memstore/query", json=bad_op).status_code == 400
+    for i in range(3):
+        assert httpx.get(service.http + f"/no/such/path/{i}").status_code == 404
+    metrics = httpx.get(service.http + "/metrics").text
+    assert 'http_requests_rejected_total{path="/api/v1/query",reason="400"} 1.0' in metrics
+    assert 'http_requests_rejected_total{path="/api/v1/query_range",reason="400"} 1.0' in metrics
+    assert 'http_requests_rejected_total{path="/api/v1/label/{name}/values",reason="400"} 2.0' in metrics
+    assert 'http_requests_rejected_total{path="/memstore/query",reason="400"} 1.0' in metrics
+    assert 'http_requests_rejected_total{path="other",reason="404"} 3.0' in metrics
