@@ -10,7 +10,7 @@
 Errors of either form are :class:`QueryError` (with ``line``/``col`` for syntax errors).
 """
 
-from scaler.query.ast import Expr, format_expr
+from scaler.query.ast import Expr
 from scaler.query.compat import (
     OPERATIONS,
     CompatQuery,
@@ -21,6 +21,7 @@ from scaler.query.compat import (
 from scaler.query.engine import Engine, metric_names, selectors
 from scaler.query.errors import QueryError
 from scaler.query.parser import parse_metric_selector, parse_promql
+from scaler.query.printer import format_expr
 from scaler.query.values import (
     Matrix,
     Sample,

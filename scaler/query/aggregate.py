@@ -12,9 +12,9 @@ import math
 from collections.abc import Callable
 
 from scaler.model import METRIC_NAME, LabelPairs
-from scaler.query.ast import format_number
 from scaler.query.errors import QueryError
 from scaler.query.gomath import NAN, kahan_avg, quantile
+from scaler.query.printer import format_number
 from scaler.query.values import format_value
 from scaler.query.vec import Vec, keep_only, set_label, without
 

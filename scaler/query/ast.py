@@ -1,5 +1,5 @@
-"""The PromQL syntax tree: immutable nodes, their value types, the function catalogue, and a
-printer that turns a tree back into PromQL text (Prometheus' canonical spelling).
+"""The PromQL syntax tree: immutable nodes, their value types and the function catalogue.
+``str(node)`` prints PromQL text through :mod:`scaler.query.printer`.
 
 Nodes compare by structure; source positions are kept for error messages but ignored by
 ``==``. Parse once, keep the tree, evaluate it many times.
@@ -7,15 +7,11 @@ Nodes compare by structure; source positions are kept for error messages but ign
 
 from __future__ import annotations
 
-import decimal
 import enum
-import math
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from scaler.model import METRIC_NAME, Matcher, MatchOp
-from scaler.query.tokens import go_quote
+from scaler.model import Matcher
 
 Pos = tuple[int, int]
 """``(start, end)`` character offsets of a node in the query text."""
@@ -41,6 +37,8 @@ class Expr:
         raise NotImplementedError
 
     def __str__(self) -> str:
+        from scaler.query.printer import format_expr  # the printer imports the node classes
+
         return format_expr(self)
 
 
@@ -306,128 +304,6 @@ UNSUPPORTED_FUNCTIONS: dict[str, str] = {
     },
 }
 """Prometheus functions that are deliberately not implemented, with the reason."""
-
-# ----------------------------------------------------------------------- printing
-
-_LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
-_LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
-
-
-def format_duration(ms: int) -> str:
-    """Prometheus' duration spelling: ``1h30m``, ``500ms``, ``0s``."""
-    if ms == 0:
-        return "0s"
-    out = "-" if ms < 0 else ""
-    ms = abs(ms)
-    for unit, mult, exact in (
-        ("y", 31_536_000_000, True),
-        ("w", 604_800_000, True),
-        ("d", 86_400_000, False),
-        ("h", 3_600_000, False),
-        ("m", 60_000, False),
-        ("s", 1000, False),
-        ("ms", 1, False),
-    ):
-        if exact and ms % mult:
-            continue
-        if ms >= mult:
-            out += f"{ms // mult}{unit}"
-            ms %= mult
-    return out
-
-
-def format_number(value: float) -> str:
-    """Go's ``%v`` of a float64 (shortest digits; exponent form below 1e-4 and from 1e6)."""
-    if math.isnan(value):
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == 0:
-        return "-0" if str(value).startswith("-") else "0"
-    digits = decimal.Decimal(repr(value))
-    sign, dig, exp = digits.normalize().as_tuple()
-    assert isinstance(exp, int)
-    exponent = len(dig) + exp - 1
-    if exponent < -4 or exponent >= 6:
-        mantissa = "".join(map(str, dig))
-        m = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else "")
-        return f"{'-' if sign else ''}{m}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
-    return format(digits.normalize(), "f")
-
-
-def format_label_name(name: str) -> str:
-    return name if _LEGACY_LABEL.match(name) else go_quote(name)
-
-
-def format_matcher(m: Matcher) -> str:
-    return f"{format_label_name(m.name)}{m.op.value}{go_quote(m.value)}"
-
-
-def _format_selector(vs: VectorSelector) -> str:
-    matchers = list(vs.matchers)
-    name = vs.name
-    if name:
-        matchers = [m for m in matchers if not (m.name == METRIC_NAME and m.op is MatchOp.EQ and m.value == name)]
-    inner = ", ".join(
-        go_quote(m.value)
-        if (not name and m.name == METRIC_NAME and m.op is MatchOp.EQ and not _LEGACY_NAME.match(m.value))
-        else format_matcher(m)
-        for m in matchers
-    )
-    if name and not _LEGACY_NAME.match(name):
-        return "{" + ", ".join([go_quote(name), *([inner] if inner else [])]) + "}"
-    return f"{name}{{{inner}}}" if inner or not name else name
-
-
-def _modifiers(vs: VectorSelector) -> str:
-    out = ""
-    if vs.offset_ms:
-        out += f" offset {format_duration(vs.offset_ms)}"
-    if vs.at is not None:
-        at = vs.at
-        out += f" @ {at.kind}()" if at.kind != "time" else f" @ {at.t_ms / 1000:.3f}"
-    return out
-
-
-def _grouping(labels: tuple[str, ...]) -> str:
-    return "(" + ", ".join(format_label_name(x) for x in labels) + ")"
-
-
-def format_expr(e: Expr) -> str:
-    """PromQL text for a tree, as Prometheus' ``String()`` spells it."""
-    if isinstance(e, NumberLiteral):
-        return format_number(e.value)
-    if isinstance(e, StringLiteral):
-        return go_quote(e.value)
-    if isinstance(e, VectorSelector):
-        return _format_selector(e) + _modifiers(e)
-    if isinstance(e, MatrixSelector):
-        vs = e.selector
-        return f"{_format_selector(vs)}[{format_duration(e.range_ms)}]{_modifiers(vs)}"
-    if isinstance(e, Call):
-        return f"{e.func}({', '.join(format_expr(a) for a in e.args)})"
-    if isinstance(e, ParenExpr):
-        return f"({format_expr(e.expr)})"
-    if isinstance(e, UnaryExpr):
-        return f"{e.op}{format_expr(e.expr)}"
-    if isinstance(e, AggregateExpr):
-        head = e.op
-        if e.without or e.grouping:
-            head += f" {'without' if e.without else 'by'} {_grouping(e.grouping)} "
-        args = format_expr(e.expr)
-        if e.param is not None:
-            args = f"{format_expr(e.param)}, {args}"
-        return f"{head}({args})"
-    if isinstance(e, BinaryExpr):
-        mods = " bool" if e.return_bool else ""
-        mt = e.matching
-        if mt is not None and (mt.on or mt.labels or mt.card in ("many-to-one", "one-to-many")):
-            mods += f" {'on' if mt.on else 'ignoring'}{_grouping(mt.labels)}"
-            if mt.card in ("many-to-one", "one-to-many"):
-                side = "group_left" if mt.card == "many-to-one" else "group_right"
-                mods += f" {side}{_grouping(mt.include)}"
-        return f"{format_expr(e.lhs)} {e.op}{mods} {format_expr(e.rhs)}"
-    raise TypeError(f"not a PromQL node: {e!r}")
 
 
 def walk(e: Expr) -> list[Expr]:

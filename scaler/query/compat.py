@@ -29,9 +29,9 @@ from scaler.query.ast import (
     MatrixSelector,
     VectorMatching,
     VectorSelector,
-    format_expr,
 )
 from scaler.query.errors import QueryError
+from scaler.query.printer import format_expr
 from scaler.query.tokens import go_quote
 
 OPERATIONS: tuple[str, ...] = ("last_one", "rate", "count", "avg", "min", "max", "sum", "increase")

@@ -25,7 +25,7 @@ import yaml
 
 from scaler.model import STALE_NAN, Limits, make_labels
 from scaler.query import Engine, QueryError, Scalar, Vector, parse_metric_selector
-from scaler.query.ast import format_duration
+from scaler.query.printer import format_duration
 from scaler.store import Store
 
 INSTALL_HINT = (
