@@ -97,16 +97,17 @@ def translate_in_parts(
             label = promotions.get(kv.key)
             if label is not None:
                 promoted[label] = any_value_str(kv.value)
+        resource = _Resource(promoted)
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
-                _translate_metric(metric, promoted, now_ms, out)
+                _translate_metric(metric, resource, now_ms, out)
                 if part_samples is not None and len(out.samples) >= part_samples:
                     yield out
                     out = Translation()
     yield out
 
 
-def _translate_metric(metric: metrics_pb2.Metric, promoted: dict[str, str], now_ms: int, out: Translation) -> None:
+def _translate_metric(metric: metrics_pb2.Metric, resource: _Resource, now_ms: int, out: Translation) -> None:
     kind = metric.WhichOneof("data")
     name = metric.name
     if kind is None:
@@ -120,7 +121,7 @@ def _translate_metric(metric: metrics_pb2.Metric, promoted: dict[str, str], now_
         delta = kind == "sum" and metric.sum.aggregation_temporality == _DELTA
         for p in points:
             value = p.as_double if p.WhichOneof("value") == "as_double" else float(p.as_int)
-            _emit_number(out, name, promoted, p, value, delta, now_ms)
+            _emit_number(out, name, resource, p, value, delta, now_ms)
     elif kind == "histogram":
         delta = metric.histogram.aggregation_temporality == _DELTA
         for p in points:
@@ -130,27 +131,40 @@ def _translate_metric(metric: metrics_pb2.Metric, promoted: dict[str, str], now_
                 out.rejected[RejectReason.UNSUPPORTED] += 1
                 continue
             buckets = list(zip([*bounds, math.inf], counts, strict=False)) if counts else []
-            _emit_histogram(out, name, promoted, p, buckets, p.count, p.sum, delta, now_ms)
+            _emit_histogram(out, name, resource, p, buckets, p.count, p.sum, delta, now_ms)
     elif kind == "exponential_histogram":
         delta = metric.exponential_histogram.aggregation_temporality == _DELTA
         for p in points:
-            _emit_histogram(out, name, promoted, p, exponential_buckets(p), p.count, p.sum, delta, now_ms)
+            _emit_histogram(out, name, resource, p, exponential_buckets(p), p.count, p.sum, delta, now_ms)
     elif kind == "summary":
         for p in points:
-            _emit_summary(out, name, promoted, p, now_ms)
+            _emit_summary(out, name, resource, p, now_ms)
     else:  # pragma: no cover - a future OTLP point type
         out.rejected[RejectReason.UNSUPPORTED] += len(points)
 
 
-def _base(promoted: dict[str, str], point_attributes: Iterable[KeyValue]) -> list[tuple[str, str]]:
-    """The sorted label pairs shared by every series of one data point (no ``__name__``)."""
-    labels = dict(promoted)
-    for kv in point_attributes:
-        labels[kv.key] = any_value_str(kv.value)
-    labels.pop(METRIC_NAME, None)
-    if "" in labels.values():  # an empty label value means "no such label", as in Prometheus
-        labels = {k: v for k, v in labels.items() if v}
-    return sorted(labels.items())
+class _Resource:
+    """The promoted labels of one ResourceMetrics, and the label bases built from them so far
+    (the points of one resource mostly repeat a few attribute sets)."""
+
+    __slots__ = ("bases", "promoted")
+
+    def __init__(self, promoted: dict[str, str]) -> None:
+        self.promoted = promoted
+        self.bases: dict[tuple[tuple[str, str], ...], list[tuple[str, str]]] = {}
+
+    def base(self, point_attributes: Iterable[KeyValue]) -> list[tuple[str, str]]:
+        """The sorted label pairs shared by every series of one data point (no ``__name__``)."""
+        attrs = tuple([(kv.key, any_value_str(kv.value)) for kv in point_attributes])
+        found = self.bases.get(attrs)
+        if found is None:
+            labels = dict(self.promoted)
+            labels.update(attrs)
+            labels.pop(METRIC_NAME, None)
+            if "" in labels.values():  # an empty label value means "no such label", as in Prometheus
+                labels = {k: v for k, v in labels.items() if v}
+            found = self.bases[attrs] = sorted(labels.items())
+        return found
 
 
 def _labels(name: str, base: list[tuple[str, str]], extra: tuple[str, str] | None = None) -> LabelPairs:
@@ -169,13 +183,13 @@ def _ts(point: metrics_pb2.NumberDataPoint | metrics_pb2.HistogramDataPoint, now
 def _emit_number(
     out: Translation,
     name: str,
-    promoted: dict[str, str],
+    resource: _Resource,
     p: metrics_pb2.NumberDataPoint,
     value: float,
     delta: bool,
     now_ms: int,
 ) -> None:
-    labels = _labels(name, _base(promoted, p.attributes))
+    labels = _labels(name, resource.base(p.attributes))
     if p.flags & _NO_RECORDED_VALUE:
         out.samples.append((labels, _ts(p, now_ms), STALE_NAN, False))
     else:
@@ -185,7 +199,7 @@ def _emit_number(
 def _emit_histogram(
     out: Translation,
     name: str,
-    promoted: dict[str, str],
+    resource: _Resource,
     p: metrics_pb2.HistogramDataPoint | metrics_pb2.ExponentialHistogramDataPoint,
     buckets: list[tuple[float, int]],
     count: int,
@@ -193,7 +207,7 @@ def _emit_histogram(
     delta: bool,
     now_ms: int,
 ) -> None:
-    base = _base(promoted, p.attributes)
+    base = resource.base(p.attributes)
     ts = p.time_unix_nano // 1_000_000 if p.time_unix_nano else now_ms
     stale = bool(p.flags & _NO_RECORDED_VALUE)
     samples = out.samples
@@ -245,11 +259,11 @@ def exponential_buckets(p: metrics_pb2.ExponentialHistogramDataPoint) -> list[tu
 def _emit_summary(
     out: Translation,
     name: str,
-    promoted: dict[str, str],
+    resource: _Resource,
     p: metrics_pb2.SummaryDataPoint,
     now_ms: int,
 ) -> None:
-    base = _base(promoted, p.attributes)
+    base = resource.base(p.attributes)
     ts = p.time_unix_nano // 1_000_000 if p.time_unix_nano else now_ms
     stale = bool(p.flags & _NO_RECORDED_VALUE)
     for q in p.quantile_values:
