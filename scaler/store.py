@@ -42,6 +42,7 @@ Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 _INITIAL_CAPACITY = 8
+_NO_SAMPLE = -(2**62)
 
 Listener = Callable[[frozenset[str]], None]
 """Called after an append with the metric names that received samples."""
@@ -50,7 +51,7 @@ Listener = Callable[[frozenset[str]], None]
 class Series:
     """One metric name + label set and its samples, oldest first."""
 
-    __slots__ = ("delta_total", "id", "labels", "n", "name", "ts", "vals")
+    __slots__ = ("delta_total", "id", "labels", "last", "n", "name", "ts", "vals")
 
     def __init__(self, series_id: int, labels: LabelPairs) -> None:
         self.id = series_id
@@ -59,6 +60,8 @@ class Series:
         self.ts: Int64Array = np.empty(_INITIAL_CAPACITY, dtype=np.int64)
         self.vals: FloatArray = np.empty(_INITIAL_CAPACITY, dtype=np.float64)
         self.n = 0
+        self.last = _NO_SAMPLE
+        """The newest timestamp as a Python int (no numpy scalar on the append fast path)."""
         self.delta_total = 0.0
 
     def __repr__(self) -> str:
@@ -78,7 +81,7 @@ class Series:
 
     @property
     def last_ts(self) -> int:
-        return int(self.ts[self.n - 1]) if self.n else 0
+        return self.last if self.n else 0
 
     @property
     def last_value(self) -> float:
@@ -95,13 +98,14 @@ class Series:
     def append(self, ts_ms: int, value: float, cutoff_ms: int) -> None:
         """Store one sample; ``cutoff_ms`` is the oldest timestamp still retained."""
         n = self.n
-        if n == 0 or ts_ms > self.ts[n - 1]:
+        if ts_ms > self.last:
             if n == len(self.ts):
                 self._make_room(cutoff_ms)
                 n = self.n
             self.ts[n] = ts_ms
             self.vals[n] = value
             self.n = n + 1
+            self.last = ts_ms
             return
         pos = int(np.searchsorted(self.ts[:n], ts_ms, side="left"))
         if self.ts[pos] == ts_ms:
@@ -125,6 +129,8 @@ class Series:
             self.ts[:keep] = self.ts[drop : self.n]
             self.vals[:keep] = self.vals[drop : self.n]
             self.n = keep
+            if not keep:
+                self.last = _NO_SAMPLE
             capacity = len(self.ts)
             if capacity > _INITIAL_CAPACITY and keep < capacity // 4:
                 self._resize(max(_INITIAL_CAPACITY, capacity // 2))
@@ -216,7 +222,14 @@ class Store:
             if is_delta:
                 series.delta_total += value
                 value = series.delta_total
-            series.append(ts_ms, value, cutoff)
+            n = series.n
+            if ts_ms > series.last and n < len(series.ts):  # the common case, inlined
+                series.ts[n] = ts_ms
+                series.vals[n] = value
+                series.n = n + 1
+                series.last = ts_ms
+            else:
+                series.append(ts_ms, value, cutoff)
             touched.add(series.name)
             accepted += 1
         result.accepted = accepted
