@@ -8,15 +8,13 @@ can never disagree. ``evaluate`` reduces the engine's answer to one float or rai
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 from scaler import query
 from scaler.model import METRIC_NAME
+from scaler.query.tokens import parse_duration_ms
 
 AGGREGATES = ("sum", "avg", "max", "min")
-
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 
 
 class NotFound(LookupError):
@@ -28,16 +26,16 @@ class WideResult(ValueError):
 
 
 def parse_duration(text: str) -> float:
-    """``30s``, ``2m``, ``1h30m``, ``500ms`` or plain seconds (``45``, ``2.5``) → seconds."""
+    """A PromQL duration (``30s``, ``2m``, ``1h30m``, ``500ms``) or plain seconds (``45``,
+    ``2.5``) → seconds."""
     text = text.strip()
     try:
         seconds = float(text)
     except ValueError:
-        match = _DURATION.match(text)
-        if not text or match is None:
+        ms = parse_duration_ms(text)
+        if ms is None:
             raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 2m, 1h30m)") from None
-        h, m, s, ms = match.groups()
-        seconds = int(h or 0) * 3600 + int(m or 0) * 60 + float(s or 0) + int(ms or 0) / 1000
+        seconds = ms / 1000
     if not seconds > 0 or math.isinf(seconds):
         raise ValueError(f"duration {text!r} must be positive")
     return seconds
