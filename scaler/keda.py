@@ -131,10 +131,10 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         trigger = await self._trigger(request, context, "StreamIsActive")
         wake = asyncio.Event()
         names = trigger.query.names
-        watched = None if names is None else names | {escape_name(n) for n in names}
 
         def on_append(touched: frozenset[str]) -> None:
-            if watched is None or not watched.isdisjoint(touched) or any(escape_name(n) in watched for n in touched):
+            # a query may name a metric in the Go reference's escaped form (`.`/`/` -> `_`)
+            if names is None or not names.isdisjoint(touched) or any(escape_name(n) in names for n in touched):
                 wake.set()
 
         unsubscribe = self.store.subscribe(on_append)
