@@ -3,6 +3,7 @@ OpenAPI and offline docs. OTLP/HTTP and the Prometheus API are mounted by the ap
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -60,6 +61,7 @@ class ApiContext:
         admin_token: str,
         info: Callable[[], dict[str, Any]],
         ready: Callable[[], bool],
+        body_timeout: float = 30.0,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -67,6 +69,7 @@ class ApiContext:
         self.admin_token = admin_token
         self.info = info
         self.ready = ready
+        self.body_timeout = body_timeout
 
 
 MAX_API_BODY_BYTES = 1024 * 1024
@@ -79,8 +82,12 @@ class Guard:
     * Answers 413 once a request body outgrows its limit, chunked or not, so no endpoint ever
       buffers an unbounded body. Paths whose limit is None (OTLP/HTTP, which enforces and counts
       its own limit after decompression) pass through.
+    * Answers 408 and closes the connection when a request body stalls for ``body_timeout``.
     * Counts every 4xx answer in ``http_requests_rejected_total{path, reason}`` (path = the
       route template, so unknown paths cannot grow the label set) with a rate-limited log line.
+
+    Its own 408/413 answers are sent directly; the application then reads a disconnect and
+    whatever it still tries to send is dropped, so the client sees exactly one response.
     """
 
     def __init__(
@@ -89,12 +96,14 @@ class Guard:
         limits: Callable[[str], int | None],
         metrics: SelfMetrics,
         documented_paths: Callable[[], Iterable[str]],
+        body_timeout: float = 30.0,
     ) -> None:
         self.app = app
         self.documented_paths = documented_paths
         self._fixed_paths: frozenset[str] | None = None
         self.limits = limits
         self.metrics = metrics
+        self.body_timeout = body_timeout
         self.log = RateLimitedLog(logger)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,23 +112,38 @@ class Guard:
             return
         limit = self.limits(scope["path"])
         if limit is not None:
-            # Checked before routing: FastAPI turns errors while reading a body into a 400.
             declared = dict(scope["headers"]).get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
-                await self._reject(self._route(scope), limit, send)
+                await self._refuse(scope, send, 413, "too_large", f"request body exceeds {limit} bytes")
                 return
         seen = 0
+        body_done = False
+        refused = False
 
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if limit is not None and message["type"] == "http.request":
+        async def guarded() -> Message:
+            nonlocal seen, body_done, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            if body_done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                refused = True
+                await self._refuse(scope, send, 408, "body_timeout", f"request body stalled for {self.body_timeout:g}s")
+                return {"type": "http.disconnect"}
+            if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge
+                if limit is not None and seen > limit:
+                    refused = True
+                    await self._refuse(scope, send, 413, "too_large", f"request body exceeds {limit} bytes")
+                    return {"type": "http.disconnect"}
             return message
 
         async def observed(message: Message) -> None:
+            if refused:
+                return
             if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
                 route = self._route(scope)
                 self.metrics.http_rejected.labels(route, str(message["status"])).inc()
@@ -127,9 +151,11 @@ class Guard:
             await send(message)
 
         try:
-            await self.app(scope, limited, observed)
-        except _TooLarge:
-            await self._reject(self._route(scope), limit or 0, send)
+            await self.app(scope, guarded, observed)
+        except Exception:
+            if not refused:
+                raise
+            # the application failed on the disconnect it read after our answer: nothing to do
 
     def _route(self, scope: Scope) -> str:
         """The matched route's template (``/api/v1/label/{name}/values``); before routing, the
@@ -141,21 +167,16 @@ class Guard:
             self._fixed_paths = frozenset(p for p in self.documented_paths() if "{" not in p)
         return scope["path"] if scope["path"] in self._fixed_paths else "other"
 
-    async def _reject(self, route: str, limit: int, send: Send) -> None:
-        self.metrics.http_rejected.labels(route, "too_large").inc()
-        body = json.dumps({"error": f"request body exceeds {limit} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
+    async def _refuse(self, scope: Scope, send: Send, status: int, reason: str, message: str) -> None:
+        route = self._route(scope)
+        self.metrics.http_rejected.labels(route, reason).inc()
+        self.log.emit(reason, "HTTP %s %s answered %d: %s", scope["method"], route, status, message)
+        body = json.dumps({"error": message}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status == 408:
+            headers.append((b"connection", b"close"))  # the rest of the body may still arrive
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def create_app(ctx: ApiContext, routers: list[APIRouter]) -> FastAPI:
@@ -171,9 +192,16 @@ def create_app(ctx: ApiContext, routers: list[APIRouter]) -> FastAPI:
         limits=lambda path: None if path == "/v1/metrics" else MAX_API_BODY_BYTES,
         metrics=ctx.metrics,
         documented_paths=lambda: app.openapi()["paths"],
+        body_timeout=ctx.body_timeout,
     )
     static = Path(swagger_ui_bundle.swagger_ui_path)
     app.mount("/docs/static", StaticFiles(directory=static), name="docs-static")
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with its traceback by the server; the client gets no internals.
+        ctx.metrics.http_internal_errors.inc()
+        return JSONResponse({"error": "internal error; see the server log"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:

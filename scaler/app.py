@@ -15,22 +15,22 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any
 
 import grpc
-import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
-from scaler import __version__, api, api_prom, query, receiver
+from scaler import __version__, api, api_prom, httpserver, query, receiver
 from scaler._gen import externalscaler_pb2, externalscaler_pb2_grpc
 from scaler.config import Settings, TLSFiles
 from scaler.keda import ExternalScaler
 from scaler.model import Clock
+from scaler.persistence import Persistence
 from scaler.selfmetrics import SelfMetrics
 from scaler.store import Store
 from scaler.tls import ReloadingSSLContext, grpc_credentials
@@ -38,6 +38,8 @@ from scaler.trigger import Defaults, TriggerCache
 
 logger = logging.getLogger(__name__)
 
+_KEDA_MAX_MESSAGE_BYTES = 1 << 20
+"""KEDA sends a ScaledObjectRef with its trigger metadata: a few KB."""
 _HOUSEKEEPING_SECONDS = 1.0
 _GC_SLICE = 1000
 """Series per ``Store.collect`` call between yields to the loop (~1-5 ms of work)."""
@@ -55,14 +57,6 @@ class Ports:
     http: int
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: the app owns signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 class Service:
     """The running scaler. See the module docstring."""
 
@@ -75,12 +69,15 @@ class Service:
         self.triggers = TriggerCache(
             Defaults(settings.retention_seconds, settings.value_if_not_found, settings.error_if_not_found)
         )
-        self.scaler = ExternalScaler(self.store, self.engine, self.triggers, self.metrics)
+        self._warm_until = time.monotonic() + settings.warmup_seconds
+        self.scaler = ExternalScaler(self.store, self.engine, self.triggers, self.metrics, warming=self.warming)
         self.ports: Ports | None = None
         self.started_at = time.time()
+        self.persistence = Persistence(settings.snapshot_path, self.store, self.metrics)
+        self._last_save = time.monotonic()
         self._grpc: list[grpc.aio.Server] = []
         self._health: list[health.aio.HealthServicer] = []
-        self._http: _Uvicorn | None = None
+        self._http: httpserver.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._http_socket: socket.socket | None = None
         self._ssl: ReloadingSSLContext | None = None
@@ -98,24 +95,31 @@ class Service:
 
     async def _start(self) -> Ports:
         s = self.settings
-        max_bytes = s.max_otlp_message_bytes
-        options = [("grpc.max_receive_message_length", max_bytes), ("grpc.so_reuseport", 0)]
-
-        otlp_server = grpc.aio.server(options=options)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            receiver.MetricsService(self.ingestor), otlp_server
+        self.persistence.load()
+        # gRPC reads messages up to twice the limit (after decompression) and the receiver
+        # rejects and counts those over it; gRPC itself cuts larger ones while reading.
+        read_limit = min(2 * s.max_otlp_message_bytes, 2**31 - 1)
+        otlp_server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", read_limit), ("grpc.so_reuseport", 0)]
+        )
+        otlp_server.add_generic_rpc_handlers(
+            (receiver.MetricsService(self.ingestor, s.max_otlp_message_bytes).handler(),)
         )
         otlp_port = await self._bind_grpc(
             otlp_server,
+            s.otlp_address,
             s.otlp_receiver_port,
             s.otlp_tls,
             "OTLP",
             metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
         )
-        keda_server = grpc.aio.server(options=options)
+        keda_server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", _KEDA_MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)]
+        )
         externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(self.scaler, keda_server)
         keda_port = await self._bind_grpc(
             keda_server,
+            s.keda_address,
             s.keda_external_scaler_port,
             s.keda_tls,
             "KEDA",
@@ -127,17 +131,19 @@ class Service:
             await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         logger.info(
-            "keda-otel-scaler %s ready: otlp-grpc=%d keda-grpc=%d http=%d (bound to %s)",
+            "keda-otel-scaler %s ready: otlp-grpc=%d keda-grpc=%d http=%d (bound to %s, %s, %s)",
             __version__,
             otlp_port,
             keda_port,
             http_port,
-            s.listen_address,
+            s.otlp_address,
+            s.keda_address,
+            s.rest_address,
         )
         return self.ports
 
     async def _bind_grpc(
-        self, server: grpc.aio.Server, port: int, tls: TLSFiles, listener: str, service_name: str
+        self, server: grpc.aio.Server, host: str, port: int, tls: TLSFiles, listener: str, service_name: str
     ) -> int:
         health_servicer = health.aio.HealthServicer()
         await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
@@ -146,7 +152,7 @@ class Service:
             (service_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
-        address = f"{_grpc_host(self.settings.listen_address)}:{port}"
+        address = f"{_grpc_host(host)}:{port}"
         try:
             if tls.enabled:
                 bound = server.add_secure_port(address, grpc_credentials(tls, listener))
@@ -167,35 +173,23 @@ class Service:
             receiver.http_router(self.ingestor, s.max_otlp_message_bytes),
             api_prom.create_router(self.store),
         ]
-        ctx = api.ApiContext(self.store, self.engine, self.metrics, s.admin_token, self.info, self.ready)
-        app = api.create_app(ctx, routers)
-        family = socket.AF_INET6 if ":" in s.listen_address else socket.AF_INET
-        # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio turns Nagle off
-        # (TCP_NODELAY) only for proto == IPPROTO_TCP. With proto 0 every keep-alive response
-        # after the first waits ~40 ms for the client's delayed ACK.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((s.listen_address, s.rest_api_port))
-        except OSError as exc:
-            sock.close()
-            raise OSError(f"HTTP server cannot bind {s.listen_address}:{s.rest_api_port}: {exc.strerror}") from None
-        sock.listen(2048)
-        sock.setblocking(False)
+        ctx = api.ApiContext(
+            self.store, self.engine, self.metrics, s.admin_token, self.info, self.ready, s.http_body_timeout_seconds
+        )
+        sock = httpserver.bind(s.rest_address, s.rest_api_port)
         self._http_socket = sock
         if s.rest_tls.enabled:
             self._ssl = ReloadingSSLContext(s.rest_tls)
         reloading = self._ssl
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=max(1, int(s.shutdown_grace_seconds)),
-            lifespan="off",
-            server_header=False,
+        config = httpserver.config(
+            api.create_app(ctx, routers),
+            httpserver.Limits(s.http_header_timeout_seconds, s.http_max_header_bytes),
+            self.metrics,
+            s.http_max_connections,
+            s.shutdown_grace_seconds,
             ssl_context_factory=None if reloading is None else (lambda _config, _default: reloading.context),
         )
-        self._http = _Uvicorn(config)
+        self._http = httpserver.Server(config)
         self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]), name="http")
         while not self._http.started:
             if self._http_task.done():
@@ -219,6 +213,8 @@ class Service:
             stops.append(self._http_task)
         await asyncio.gather(*stops, return_exceptions=True)
         self._grpc.clear()
+        if self.ports is not None:  # never overwrite a snapshot when start-up failed
+            await self.persistence.save()
         logger.info("stopped")
 
     async def __aenter__(self) -> Service:
@@ -245,6 +241,10 @@ class Service:
                     await asyncio.sleep(0)
                 if self._ssl is not None:
                     self._ssl.maybe_reload()
+                interval = self.settings.snapshot_interval_seconds
+                if interval and time.monotonic() - self._last_save >= interval:
+                    self._last_save = time.monotonic()
+                    await self.persistence.save()
             except Exception:  # a housekeeping bug must not kill the service
                 logger.exception("housekeeping failed")
 
@@ -252,6 +252,10 @@ class Service:
 
     def ready(self) -> bool:
         return self.ports is not None and self._http is not None and self._http.started
+
+    def warming(self) -> bool:
+        """Within WARMUP_SECONDS of start: "no data" means "not yet", not "zero"."""
+        return time.monotonic() < self._warm_until
 
     def info(self) -> dict[str, Any]:
         return {
@@ -264,6 +268,8 @@ class Service:
                 "samples": self.store.sample_count(),
                 "metricNames": len(self.store.names()),
             },
+            "warmupRemainingSeconds": round(max(0.0, self._warm_until - time.monotonic()), 3),
+            "snapshot": self.persistence.status,
         }
 
 

@@ -43,7 +43,13 @@ class Settings:
     """The effective configuration of ``keda-otel-scaler serve``."""
 
     listen_address: str = "0.0.0.0"
-    """Address every listener binds to."""
+    """Address every listener binds to unless its own address is set."""
+    otlp_receiver_address: str = ""
+    """Address of the OTLP gRPC listener (default: listen_address)."""
+    keda_external_scaler_address: str = ""
+    """Address of the KEDA gRPC listener (default: listen_address)."""
+    rest_api_address: str = ""
+    """Address of the HTTP listener (default: listen_address)."""
     otlp_receiver_port: int = 4317
     """OTLP/gRPC MetricsService port (0 = pick a free port)."""
     keda_external_scaler_port: int = 4318
@@ -83,6 +89,20 @@ class Settings:
     rest_tls_ca_file: str = ""
     shutdown_grace_seconds: float = 10.0
     """How long in-flight calls may finish after SIGTERM."""
+    snapshot_path: str = ""
+    """File the store is saved to on shutdown and loaded from on start ("" = no snapshot)."""
+    snapshot_interval_seconds: float = 0.0
+    """Also save the snapshot this often while running (0 = only on shutdown)."""
+    warmup_seconds: float = 60.0
+    """After start, a trigger whose query finds no data answers UNAVAILABLE, not "not found"."""
+    http_header_timeout_seconds: float = 10.0
+    """Close an HTTP connection whose request headers take longer than this."""
+    http_body_timeout_seconds: float = 30.0
+    """Answer 408 and close when a request body stalls for this long."""
+    http_max_header_bytes: int = 65536
+    """Largest request line + headers; larger requests get 431."""
+    http_max_connections: int = 1024
+    """Concurrent HTTP connections; past it requests get 503."""
     log_level: str = "info"
     """debug, info, warning or error."""
     log_format: str = "text"
@@ -98,6 +118,18 @@ class Settings:
             max_label_value_length=self.max_label_value_length,
             max_future_skew_seconds=self.max_future_skew_seconds,
         )
+
+    @property
+    def otlp_address(self) -> str:
+        return self.otlp_receiver_address or self.listen_address
+
+    @property
+    def keda_address(self) -> str:
+        return self.keda_external_scaler_address or self.listen_address
+
+    @property
+    def rest_address(self) -> str:
+        return self.rest_api_address or self.listen_address
 
     @property
     def promotions(self) -> dict[str, str]:
@@ -145,6 +177,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or math.isinf(value):
+        raise ValueError("must be a non-negative number")
     return value
 
 
@@ -208,6 +247,14 @@ def _str(text: str) -> str:
 
 FIELDS: tuple[Field, ...] = (
     Field("listen_address", "LISTEN_ADDRESS", _str, "address every listener binds to"),
+    Field("otlp_receiver_address", "OTLP_RECEIVER_ADDRESS", _str, "OTLP gRPC address (default: listen address)"),
+    Field(
+        "keda_external_scaler_address",
+        "KEDA_EXTERNAL_SCALER_ADDRESS",
+        _str,
+        "KEDA gRPC address (default: listen address)",
+    ),
+    Field("rest_api_address", "REST_API_ADDRESS", _str, "HTTP address (default: listen address)"),
     Field("otlp_receiver_port", "OTLP_RECEIVER_PORT", _port, "OTLP gRPC port (0 = any free)"),
     Field("keda_external_scaler_port", "KEDA_EXTERNAL_SCALER_PORT", _port, "KEDA gRPC port"),
     Field("rest_api_port", "REST_API_PORT", _port, "HTTP port (REST, Prometheus API, OTLP/HTTP)"),
@@ -257,6 +304,33 @@ FIELDS: tuple[Field, ...] = (
         _positive_float,
         "grace period for in-flight calls on SIGTERM",
     ),
+    Field("snapshot_path", "SNAPSHOT_PATH", _str, "store snapshot file, saved on SIGTERM, loaded on start"),
+    Field(
+        "snapshot_interval_seconds",
+        "SNAPSHOT_INTERVAL_SECONDS",
+        _non_negative_float,
+        "also save the snapshot this often (0 = on shutdown only)",
+    ),
+    Field(
+        "warmup_seconds",
+        "WARMUP_SECONDS",
+        _non_negative_float,
+        "after start, no data yet -> UNAVAILABLE instead of not found (0 = off)",
+    ),
+    Field(
+        "http_header_timeout_seconds",
+        "HTTP_HEADER_TIMEOUT_SECONDS",
+        _positive_float,
+        "close HTTP connections whose headers take longer",
+    ),
+    Field(
+        "http_body_timeout_seconds",
+        "HTTP_BODY_TIMEOUT_SECONDS",
+        _positive_float,
+        "408 when a request body stalls this long",
+    ),
+    Field("http_max_header_bytes", "HTTP_MAX_HEADER_BYTES", _positive_int, "largest request head (431 past it)"),
+    Field("http_max_connections", "HTTP_MAX_CONNECTIONS", _positive_int, "concurrent HTTP connections (503 past it)"),
     Field("log_level", "LOG_LEVEL", _choice("debug", "info", "warning", "error"), "log level"),
     Field("log_format", "LOG_FORMAT", _choice("text", "json"), "log format"),
 )

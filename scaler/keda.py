@@ -3,6 +3,10 @@
 * ``GetMetricSpec`` reads only the (cached) metadata.
 * ``GetMetrics`` evaluates the trigger's query and clamps; ``IsActive`` decides on the
   unclamped value (value > activationThreshold).
+* During the warm-up after start (``WARMUP_SECONDS``), a query that finds no data answers
+  ``UNAVAILABLE`` instead of "not found": the collectors have not pushed yet, and a 0 would
+  make the HPA scale down. KEDA/HPA hold the current replicas on an error. StreamIsActive
+  sends nothing for such a trigger until data arrives or the warm-up ends.
 * ``StreamIsActive`` sends the current state, then re-evaluates only when the store ingests
   samples of a metric the query reads (plus a slow recheck so windows that age out without
   new data still flip), and sends a message only when the state changes.
@@ -17,7 +21,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn
 
 import grpc
@@ -44,12 +48,14 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         triggers: TriggerCache,
         metrics: SelfMetrics,
         recheck_seconds: float = 5.0,
+        warming: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.engine = engine
         self.triggers = triggers
         self.metrics = metrics
         self.recheck_seconds = recheck_seconds
+        self.warming = warming
 
     # ------------------------------------------------------------------ helpers
 
@@ -72,12 +78,30 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             return trigger.value_if_not_found, False
 
     async def _evaluate(self, ref: pb.ScaledObjectRef, trigger: Trigger, context: Context, method: str) -> float:
+        """The raw value, or the call fails with the gRPC status that says why there is none."""
+        value = await self._evaluate_or_hold(ref, trigger, context, method)
+        if value is None:
+            await self._fail(
+                context,
+                method,
+                grpc.StatusCode.UNAVAILABLE,
+                f"{_who(ref)}: no data yet for {trigger.query.text!r}: the scaler is warming up after a start "
+                "(WARMUP_SECONDS), so it does not answer 'not found'; KEDA keeps the current replicas",
+            )
+        return value
+
+    async def _evaluate_or_hold(
+        self, ref: pb.ScaledObjectRef, trigger: Trigger, context: Context, method: str
+    ) -> float | None:
+        """The raw value; None while warming up and the query finds no data."""
         try:
             value, found = self._value(trigger)
         except (WideResult, query.QueryError) as exc:
             await self._fail(
                 context, method, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: metadata key 'query': {exc}"
             )
+        if not found and self.warming():
+            return None
         if not found and trigger.error_if_not_found:
             await self._fail(
                 context,
@@ -144,9 +168,9 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             while True:
                 wake.clear()
                 started = time.perf_counter()
-                value = await self._evaluate(request, trigger, context, "StreamIsActive")
-                active = value > trigger.activation
-                if active != last:
+                value = await self._evaluate_or_hold(request, trigger, context, "StreamIsActive")
+                active = value is not None and value > trigger.activation
+                if value is not None and active != last:
                     self._record(request, trigger, None, active)
                     self.metrics.keda_latency.labels("StreamIsActive").observe(time.perf_counter() - started)
                     yield pb.IsActiveResponse(result=active)

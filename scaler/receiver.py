@@ -1,7 +1,15 @@
 """OTLP receivers: the gRPC MetricsService and the OTLP/HTTP ``POST /v1/metrics`` handler.
 
 Both are thin: decode the request, call :func:`scaler.otlp.translate`, append to the store,
-count, and answer with ``partial_success`` when points were rejected.
+count, and answer as OTLP clients expect:
+
+* some samples rejected → success with ``partial_success`` (rejected count and reasons); not
+  retryable, since a retry would add delta sums twice;
+* nothing stored because the store is full (the series limit) → gRPC ``RESOURCE_EXHAUSTED`` /
+  HTTP 429 with a retry hint (``RetryInfo`` / ``Retry-After``): nothing was stored, so a retry
+  is safe, and well-behaved exporters back off;
+* an undecodable or oversized request → ``INVALID_ARGUMENT`` / 400, ``RESOURCE_EXHAUSTED`` /
+  413, 415 for an unknown content type or encoding; never a 5xx.
 """
 
 from __future__ import annotations
@@ -13,16 +21,19 @@ import json
 import logging
 import zlib
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from fastapi import APIRouter, Request, Response
-from google.protobuf import json_format
+from google.protobuf import any_pb2, duration_pb2, json_format
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 from scaler import otlp
 from scaler.logs import RateLimitedLog
+from scaler.model import RejectReason
 from scaler.selfmetrics import SelfMetrics
 from scaler.store import AppendResult, Store
 
@@ -35,6 +46,25 @@ ExportResponse = metrics_service_pb2.ExportMetricsServiceResponse
 _PART_SAMPLES = 2000
 """Samples stored between yields to the event loop (~10 ms of work) while ingesting."""
 
+RETRY_AFTER_SECONDS = 10
+"""The retry hint sent when the store is full: the retention sweep visits every series once
+per 10 s, so that is when room can appear at the earliest."""
+
+EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one Export request came to."""
+
+    response: ExportResponse
+    full: bool
+    """Nothing was stored and the series limit turned samples away: answer "retry later"."""
+
+    @property
+    def message(self) -> str:
+        return self.response.partial_success.error_message
+
 
 class Ingestor:
     """Translate and store one Export request; shared by both transports."""
@@ -45,7 +75,7 @@ class Ingestor:
         self.metrics = metrics
         self.log = RateLimitedLog(logger)
 
-    async def ingest(self, request: ExportRequest, transport: str) -> ExportResponse:
+    async def ingest(self, request: ExportRequest, transport: str) -> Outcome:
         """Store a request part by part, yielding to the loop between parts, so a large
         request never stalls KEDA calls or StreamIsActive pushes for long."""
         result = AppendResult()
@@ -57,15 +87,23 @@ class Ingestor:
             result.rejected.update(part.rejected)
         self.metrics.points_received.labels(transport).inc(result.accepted)
         response = ExportResponse()
+        full = not result.accepted and result.rejected[RejectReason.SERIES_LIMIT] > 0
         if result.rejected:
             for reason, count in result.rejected.items():
                 self.metrics.points_rejected.labels(transport, reason.value).inc(count)
             summary = ", ".join(f"{count} {reason.value}" for reason, count in result.rejected.items())
             response.partial_success.rejected_data_points = result.rejected_total
-            response.partial_success.error_message = f"rejected samples: {summary}"
-            self.log.emit("partial", "OTLP %s: rejected samples: %s", transport, summary)
-        self.metrics.requests.labels(transport, "partial" if result.rejected else "ok").inc()
-        return response
+            if full:
+                response.partial_success.error_message = (
+                    f"the store is full ({self.store.limits.max_series} series, MAX_SERIES): nothing stored "
+                    f"({summary}); retry in {RETRY_AFTER_SECONDS}s"
+                )
+            else:
+                response.partial_success.error_message = f"rejected samples: {summary}"
+            self.log.emit("full" if full else "partial", "OTLP %s: rejected samples: %s", transport, summary)
+        outcome = "throttled" if full else "partial" if result.rejected else "ok"
+        self.metrics.requests.labels(transport, outcome).inc()
+        return Outcome(response, full)
 
     def reject(self, transport: str, reason: str, detail: str) -> None:
         self.metrics.requests.labels(transport, "error").inc()
@@ -73,51 +111,116 @@ class Ingestor:
         self.log.emit(reason, "OTLP %s request rejected (%s): %s", transport, reason, detail)
 
 
-class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
-    """``opentelemetry.proto.collector.metrics.v1.MetricsService`` over gRPC."""
+class MetricsService:
+    """``opentelemetry.proto.collector.metrics.v1.MetricsService`` over gRPC.
 
-    def __init__(self, ingestor: Ingestor) -> None:
+    Registered with a raw-bytes deserializer so that an undecodable request is answered
+    ``INVALID_ARGUMENT`` with the reason and counted, instead of grpc's uncounted
+    ``INTERNAL: Exception deserializing request``.
+    """
+
+    def __init__(self, ingestor: Ingestor, max_bytes: int) -> None:
         self.ingestor = ingestor
+        self.max_bytes = max_bytes
 
-    async def Export(  # noqa: N802 - the gRPC method name
-        self, request: ExportRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> ExportResponse:
-        return await self.ingestor.ingest(request, "grpc")
+    def handler(self) -> grpc.GenericRpcHandler:
+        export: grpc.RpcMethodHandler[bytes, ExportResponse] = grpc.unary_unary_rpc_method_handler(
+            self.export, request_deserializer=None, response_serializer=ExportResponse.SerializeToString
+        )
+        service = EXPORT_METHOD.split("/")[1]
+        return grpc.method_handlers_generic_handler(service, {"Export": export})
+
+    async def export(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> ExportResponse:
+        if len(data) > self.max_bytes:
+            message = f"request of {len(data)} bytes exceeds MAX_OTLP_MESSAGE_BYTES ({self.max_bytes})"
+            self.ingestor.reject("grpc", "too_large", message)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        try:
+            request = ExportRequest.FromString(data)
+        except DecodeError as exc:
+            self.ingestor.reject("grpc", "bad_protobuf", str(exc))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable ExportMetricsServiceRequest: {exc}")
+        outcome = await self.ingestor.ingest(request, "grpc")
+        if outcome.full:
+            status = retry_status(code_pb2.RESOURCE_EXHAUSTED, outcome.message)
+            # The standard status details (read by the collector's Go exporter) and the bare
+            # RetryInfo the OpenTelemetry Python/Java SDKs read.
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                outcome.message,
+                trailing_metadata=(
+                    ("grpc-status-details-bin", status.SerializeToString()),
+                    ("google.rpc.retryinfo-bin", status.details[0].value),
+                ),
+            )
+        return outcome.response
+
+
+def retry_status(code: int, message: str) -> status_pb2.Status:
+    """A ``google.rpc.Status`` carrying ``RetryInfo`` (how OTLP servers ask for a later retry)."""
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=RETRY_AFTER_SECONDS)))
+    return status_pb2.Status(code=code, message=message, details=[detail])
 
 
 class BodyError(Exception):
+    """An OTLP/HTTP request that cannot be accepted: HTTP status, counter reason, message."""
+
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
 
 
+class _Gunzip:
+    """Streaming gzip decoder that stops at a size limit and reads every member of a
+    multi-member body (as gzip(1) and Go's reader do), so no concatenated data is lost."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        while data:
+            try:
+                chunk = self._d.decompress(data, self.limit + 1 - self.size)
+            except zlib.error as exc:
+                raise BodyError(400, "bad_gzip", f"invalid gzip body: {exc}") from None
+            self.size += len(chunk)
+            out.append(chunk)
+            if self.size > self.limit or self._d.unconsumed_tail:
+                raise BodyError(413, "too_large", f"body exceeds {self.limit} bytes after decompression")
+            data = self._d.unused_data if self._d.eof else b""
+            if data:
+                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return b"".join(out)
+
+    @property
+    def complete(self) -> bool:
+        return self._d.eof
+
+
 async def _read_body(chunks: AsyncIterator[bytes], encoding: str, limit: int) -> bytes:
     """Read a possibly chunked, possibly gzipped body, never holding more than ``limit``
-    decompressed bytes (plus one chunk)."""
+    decompressed bytes (plus one chunk): a gzip bomb costs at most ``limit`` of memory."""
     if encoding not in ("", "identity", "gzip"):
         raise BodyError(415, "unsupported_encoding", f"unsupported Content-Encoding {encoding!r}")
-    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+    gunzip = _Gunzip(limit) if encoding == "gzip" else None
     parts: list[bytes] = []
     size = 0
     raw_size = 0
-    for_limit = limit + 1
     async for chunk in chunks:
         raw_size += len(chunk)
-        if decompressor is None:
-            data = chunk
-        else:
-            try:
-                data = decompressor.decompress(chunk, for_limit - size)
-            except zlib.error as exc:
-                raise BodyError(400, "bad_gzip", f"invalid gzip body: {exc}") from None
-            if decompressor.unconsumed_tail:
-                raise BodyError(413, "too_large", f"body exceeds {limit} bytes after decompression")
+        if raw_size > limit:
+            raise BodyError(413, "too_large", f"body exceeds {limit} bytes")
+        data = chunk if gunzip is None else gunzip.feed(chunk)
         size += len(data)
-        if size > limit or raw_size > limit:
+        if size > limit:
             raise BodyError(413, "too_large", f"body exceeds {limit} bytes")
         parts.append(data)
-    if decompressor is not None and not decompressor.eof and raw_size:
+    if gunzip is not None and raw_size and not gunzip.complete:
         raise BodyError(400, "bad_gzip", "truncated gzip body")
     return b"".join(parts)
 
@@ -153,7 +256,10 @@ def decode(body: bytes, content_type: str) -> tuple[ExportRequest, bool]:
         try:
             document = json.loads(body)
             json_format.ParseDict(_hex_ids_to_base64(document), request, ignore_unknown_fields=True)
+        except RecursionError:
+            raise BodyError(400, "bad_json", "undecodable JSON body: nested too deeply") from None
         except (ValueError, json_format.ParseError, binascii.Error) as exc:
+            # ParseError also covers unpaired surrogates (\ud800) in names and labels
             raise BodyError(400, "bad_json", f"undecodable JSON body: {exc}") from None
         return request, True
     raise BodyError(
@@ -163,18 +269,21 @@ def decode(body: bytes, content_type: str) -> tuple[ExportRequest, bool]:
     )
 
 
+_STATUS_CODES = {413: code_pb2.RESOURCE_EXHAUSTED, 429: code_pb2.RESOURCE_EXHAUSTED}
+
+
+def _failure(as_json: bool, status: int, body: status_pb2.Status, headers: Mapping[str, str] | None = None) -> Response:
+    """An OTLP/HTTP failure: a ``google.rpc.Status`` in the request's encoding."""
+    if as_json:
+        payload = json_format.MessageToJson(body, indent=None)
+        return Response(payload, status, headers=headers, media_type="application/json")
+    return Response(body.SerializeToString(), status, headers=headers, media_type="application/x-protobuf")
+
+
 def _reply(message: ExportResponse | None, as_json: bool, status: int = 200, error: str = "") -> Response:
     if message is None:
-        # OTLP/HTTP failures carry a google.rpc.Status; we send its code-less message form.
-        if as_json:
-            return Response(json.dumps({"message": error}), status, media_type="application/json")
-        from google.rpc import status_pb2
-
-        return Response(
-            status_pb2.Status(message=error).SerializeToString(),
-            status,
-            media_type="application/x-protobuf",
-        )
+        code = _STATUS_CODES.get(status, code_pb2.INVALID_ARGUMENT)
+        return _failure(as_json, status, status_pb2.Status(code=code, message=error))
     if as_json:
         payload = json_format.MessageToJson(message, indent=None)
         return Response(payload, status, media_type="application/json")
@@ -200,6 +309,10 @@ def http_router(ingestor: Ingestor, max_bytes: int) -> APIRouter:
         except BodyError as exc:
             ingestor.reject("http", exc.reason, str(exc))
             return _reply(None, as_json, exc.status, str(exc))
-        return _reply(await ingestor.ingest(message, "http"), as_json)
+        outcome = await ingestor.ingest(message, "http")
+        if outcome.full:
+            status = retry_status(code_pb2.RESOURCE_EXHAUSTED, outcome.message)
+            return _failure(as_json, 429, status, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return _reply(outcome.response, as_json)
 
     return router

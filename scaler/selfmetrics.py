@@ -70,5 +70,15 @@ class SelfMetrics:
             "http_requests_rejected", "HTTP requests rejected, by path and reason.", ["path", "reason"], registry=r
         )
 
+        self.http_internal_errors = Counter(
+            "http_internal_errors", "HTTP requests that failed with an internal error (500).", registry=r
+        )
+        self.snapshot_writes = Counter(
+            "snapshot_writes", "Store snapshots written, by outcome.", ["outcome"], registry=r
+        )
+        self.snapshot_loaded_series = Gauge(
+            "snapshot_loaded_series", "Series restored from the snapshot at start.", registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,11 +2,8 @@
 
 * Series are found through an inverted index (label name → value → series ids), so a query
   touches only the series it selects, never the whole store.
-* Each series keeps its samples in two parallel numpy arrays (timestamps in integer
-  milliseconds, values as float64) that grow by doubling and are trimmed to the retention
-  window when they would grow, so an active series holds about one window of samples.
-* Samples arrive in any order: an append at or after the newest timestamp is O(1), an older
-  one is inserted in place, and a repeated timestamp overwrites.
+* Each series keeps its samples in two parallel numpy arrays (:mod:`scaler.series`), about
+  one retention window of them; samples arrive in any order.
 * Series with no sample left in the retention window are deleted by :meth:`Store.collect`,
   which the application runs in small slices so the event loop never stalls.
 
@@ -23,7 +20,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
 from scaler.model import (
     METRIC_NAME,
@@ -35,117 +31,14 @@ from scaler.model import (
     RejectReason,
     escape_name,
 )
+from scaler.series import FloatArray, Int64Array, Series
+
+__all__ = ["AppendResult", "FloatArray", "Int64Array", "Sample", "Series", "Store"]
 
 logger = logging.getLogger(__name__)
 
-Int64Array = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
-
-_INITIAL_CAPACITY = 8
-_NO_SAMPLE = -(2**62)
-
 Listener = Callable[[frozenset[str]], None]
 """Called after an append with the metric names that received samples."""
-
-
-class Series:
-    """One metric name + label set and its samples, oldest first."""
-
-    __slots__ = ("delta_total", "id", "labels", "last", "n", "name", "ts", "vals")
-
-    def __init__(self, series_id: int, labels: LabelPairs) -> None:
-        self.id = series_id
-        self.labels = labels
-        self.name = self.label(METRIC_NAME)
-        self.ts: Int64Array = np.empty(_INITIAL_CAPACITY, dtype=np.int64)
-        self.vals: FloatArray = np.empty(_INITIAL_CAPACITY, dtype=np.float64)
-        self.n = 0
-        self.last = _NO_SAMPLE
-        """The newest timestamp as a Python int (no numpy scalar on the append fast path)."""
-        self.delta_total = 0.0
-
-    def __repr__(self) -> str:
-        return f"Series({self.id}, {dict(self.labels)!r}, n={self.n})"
-
-    def label(self, name: str) -> str:
-        """The value of label ``name`` ("" when absent). A scan of ~10 pairs: cheaper than a
-        per-series dict, which would cost ~0.4 KB of every series' memory."""
-        for key, value in self.labels:
-            if key == name:
-                return value
-        return ""
-
-    @property
-    def first_ts(self) -> int:
-        return int(self.ts[0]) if self.n else 0
-
-    @property
-    def last_ts(self) -> int:
-        return self.last if self.n else 0
-
-    @property
-    def last_value(self) -> float:
-        return float(self.vals[self.n - 1]) if self.n else float("nan")
-
-    def window(self, lo_exclusive: int, hi_inclusive: int) -> tuple[Int64Array, FloatArray]:
-        """Views of the samples with ``lo_exclusive < ts <= hi_inclusive``."""
-        n = self.n
-        ts = self.ts[:n]
-        end = n if n and hi_inclusive >= ts[n - 1] else int(ts.searchsorted(hi_inclusive, side="right"))
-        start = int(ts.searchsorted(lo_exclusive, side="right"))
-        return ts[start:end], self.vals[start:end]
-
-    def append(self, ts_ms: int, value: float, cutoff_ms: int) -> None:
-        """Store one sample; ``cutoff_ms`` is the oldest timestamp still retained."""
-        n = self.n
-        if ts_ms > self.last:
-            if n == len(self.ts):
-                self._make_room(cutoff_ms)
-                n = self.n
-            self.ts[n] = ts_ms
-            self.vals[n] = value
-            self.n = n + 1
-            self.last = ts_ms
-            return
-        pos = int(np.searchsorted(self.ts[:n], ts_ms, side="left"))
-        if self.ts[pos] == ts_ms:
-            self.vals[pos] = value
-            return
-        if n == len(self.ts):
-            self._make_room(cutoff_ms)
-            n = self.n
-            pos = int(np.searchsorted(self.ts[:n], ts_ms, side="left"))
-        self.ts[pos + 1 : n + 1] = self.ts[pos:n].copy()
-        self.vals[pos + 1 : n + 1] = self.vals[pos:n].copy()
-        self.ts[pos] = ts_ms
-        self.vals[pos] = value
-        self.n = n + 1
-
-    def trim(self, cutoff_ms: int) -> int:
-        """Drop samples older than ``cutoff_ms``; returns how many were dropped."""
-        drop = int(np.searchsorted(self.ts[: self.n], cutoff_ms, side="left"))
-        if drop:
-            keep = self.n - drop
-            self.ts[:keep] = self.ts[drop : self.n]
-            self.vals[:keep] = self.vals[drop : self.n]
-            self.n = keep
-            if not keep:
-                self.last = _NO_SAMPLE
-            capacity = len(self.ts)
-            if capacity > _INITIAL_CAPACITY and keep < capacity // 4:
-                self._resize(max(_INITIAL_CAPACITY, capacity // 2))
-        return drop
-
-    def _make_room(self, cutoff_ms: int) -> None:
-        if self.trim(cutoff_ms) == 0 or self.n == len(self.ts):
-            self._resize(len(self.ts) * 2)
-
-    def _resize(self, capacity: int) -> None:
-        ts = np.empty(capacity, dtype=np.int64)
-        vals = np.empty(capacity, dtype=np.float64)
-        ts[: self.n] = self.ts[: self.n]
-        vals[: self.n] = self.vals[: self.n]
-        self.ts, self.vals = ts, vals
 
 
 @dataclass(slots=True)
@@ -238,6 +131,24 @@ class Store:
             for listener in list(self._listeners):
                 listener(names)
         return result
+
+    def restore(self, labels: LabelPairs, ts: Int64Array, vals: FloatArray, delta_total: float) -> int:
+        """Re-create a series from a snapshot with its samples inside the retention window and
+        the skew horizon; limits apply as to ingested data. Returns the samples restored."""
+        now = self.now_ms()
+        keep = (ts >= now - self.retention_ms) & (ts <= now + int(self.limits.max_future_skew_seconds * 1000))
+        ts, vals = ts[keep], vals[keep]
+        if not len(ts) or labels in self._by_labels or self._admit(labels) is not None:
+            return 0
+        order = np.argsort(ts, kind="stable")
+        ts, vals = ts[order], vals[order]
+        unique = np.ones(len(ts), dtype=bool)
+        unique[:-1] = ts[1:] != ts[:-1]  # on a repeated timestamp the later sample wins, as in append
+        ts, vals = ts[unique], vals[unique]
+        series = self._create(labels)
+        series.load(ts, vals)
+        series.delta_total = float(delta_total)
+        return len(ts)
 
     def _admit(self, labels: LabelPairs) -> RejectReason | None:
         limits = self.limits

@@ -22,6 +22,7 @@ BASE_SETTINGS = Settings(
     keda_external_scaler_port=0,
     rest_api_port=0,
     shutdown_grace_seconds=2.0,
+    warmup_seconds=0.0,
 )
 
 
@@ -73,6 +74,8 @@ class RunningService:
         return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout=10)
 
     def stop(self) -> None:
+        if self.loop.is_closed():
+            return
         if self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=15)

@@ -23,8 +23,9 @@ from tests.otlpdata import DECODE, PREFILL, counter, gauge, now_ns, otlp_stub, r
 class Keda:
     """What KEDA's external scaler client does, with a ScaledObject name/namespace."""
 
-    def __init__(self, svc: RunningService) -> None:
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{svc.ports.keda}")
+    def __init__(self, svc: RunningService | int) -> None:
+        port = svc if isinstance(svc, int) else svc.ports.keda
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.stub = pb_grpc.ExternalScalerStub(self.channel)
 
     def ref(self, **metadata: str) -> pb.ScaledObjectRef:

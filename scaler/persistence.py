@@ -1,0 +1,113 @@
+"""Warm restarts: load the store's snapshot on start, save it on shutdown (and, optionally,
+periodically), logging and counting every outcome. The file format is :mod:`scaler.snapshot`.
+
+A damaged or unreadable snapshot never stops the service: it is logged, moved aside to
+``<path>.corrupt`` (so the next save does not silently destroy the evidence) and the service
+starts empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from scaler import snapshot
+from scaler.selfmetrics import SelfMetrics
+from scaler.store import Store
+
+logger = logging.getLogger(__name__)
+
+_CAPTURE_SLICE = 2000
+"""Series copied between yields to the event loop while a running service saves."""
+
+
+class Persistence:
+    def __init__(self, path: str, store: Store, metrics: SelfMetrics) -> None:
+        self.path = Path(path) if path else None
+        self.store = store
+        self.metrics = metrics
+        self.status: dict[str, Any] = {"path": path or None}
+        self._saving = asyncio.Lock()
+
+    def load(self) -> None:
+        """Restore the snapshot, if any, into the (empty) store."""
+        if self.path is None:
+            return
+        started = time.perf_counter()
+        try:
+            loaded = snapshot.read(self.path)
+        except FileNotFoundError:
+            logger.info("no snapshot at %s: starting empty", self.path)
+            self.status["loaded"] = {"outcome": "absent"}
+            return
+        except snapshot.SnapshotError as exc:
+            aside = self.path.with_name(self.path.name + ".corrupt")
+            try:
+                self.path.replace(aside)
+            except OSError:
+                aside = self.path
+            logger.error("snapshot %s is unusable (%s): starting empty; the file is kept at %s", self.path, exc, aside)
+            self.status["loaded"] = {"outcome": "unusable", "error": str(exc)}
+            return
+        result = snapshot.restore(self.store, loaded)
+        seconds = time.perf_counter() - started
+        age = max(0.0, (self.store.now_ms() - loaded.created_ms) / 1000)
+        self.metrics.snapshot_loaded_series.set(result.series)
+        self.status["loaded"] = {
+            "outcome": "restored",
+            "series": result.series,
+            "samples": result.samples,
+            "skippedSeries": result.skipped_series,
+            "ageSeconds": round(age, 3),
+            "seconds": round(seconds, 3),
+        }
+        logger.info(
+            "snapshot %s restored: %d series, %d samples (%d series expired or over limits), taken %.1fs ago, in %.2fs",
+            self.path,
+            result.series,
+            result.samples,
+            result.skipped_series,
+            age,
+            seconds,
+        )
+
+    async def save(self) -> None:
+        """Copy the store in slices (the loop keeps serving), then write the file off the loop."""
+        if self.path is None:
+            return
+        async with self._saving:
+            started = time.perf_counter()
+            capture = snapshot.Capture()
+            for i, series in enumerate(self.store.series()):
+                capture.add(series)
+                if i % _CAPTURE_SLICE == _CAPTURE_SLICE - 1:
+                    await asyncio.sleep(0)
+            taken = capture.finish(self.store.now_ms())
+            try:
+                size = await asyncio.to_thread(snapshot.write, self.path, taken)
+            except OSError as exc:
+                self.metrics.snapshot_writes.labels("error").inc()
+                self.status["saved"] = {"outcome": "error", "error": str(exc)}
+                logger.error("cannot write snapshot %s: %s", self.path, exc)
+                return
+            seconds = time.perf_counter() - started
+            self.metrics.snapshot_writes.labels("ok").inc()
+            self.status["saved"] = {
+                "outcome": "ok",
+                "at": taken.created_ms / 1000,
+                "series": len(taken.labels),
+                "samples": taken.samples,
+                "bytes": size,
+                "seconds": round(seconds, 3),
+            }
+            logger.info(
+                "snapshot %s saved: %d series, %d samples, %d bytes in %.2fs",
+                self.path,
+                len(taken.labels),
+                taken.samples,
+                size,
+                seconds,
+            )
