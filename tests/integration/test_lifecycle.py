@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -115,3 +116,21 @@ def test_a_taken_port_stops_start_up_with_a_message_and_exit_1() -> None:
             _, err = proc.communicate(timeout=30)
             assert proc.returncode == 1, err
             assert f"cannot start: {listener} server cannot bind 127.0.0.1:{port}" in err
+
+
+def test_each_listener_binds_its_own_address(service_factory: Callable[..., RunningService]) -> None:
+    svc = service_factory(otlp_receiver_address="127.0.0.2", rest_api_address="127.0.0.3")
+    ports = svc.ports
+    reachable = {}
+    for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+        for name, port in (("otlp", ports.otlp), ("keda", ports.keda), ("http", ports.http)):
+            with socket.socket() as sock:
+                sock.settimeout(2)
+                reachable[name, host] = sock.connect_ex((host, port)) == 0
+    assert {key for key, ok in reachable.items() if ok} == {
+        ("otlp", "127.0.0.2"),
+        ("keda", "127.0.0.1"),
+        ("http", "127.0.0.3"),
+    }
+    config = httpx.get(f"http://127.0.0.3:{ports.http}/info").json()["config"]
+    assert (config["otlp_receiver_address"], config["rest_api_address"]) == ("127.0.0.2", "127.0.0.3")

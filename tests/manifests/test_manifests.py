@@ -26,7 +26,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -498,6 +498,12 @@ def test_scaler_deployment_hardening() -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert mounts["tmp"] == "/tmp"
     assert "emptyDir" in volumes["tmp"]
+    # the snapshot lives on a writable volume (the root filesystem is read-only)
+    snapshot = PurePosixPath(scaler_env()["SNAPSHOT_PATH"])
+    assert str(snapshot.parent) == mounts["state"] and "emptyDir" in volumes["state"]
+    assert float(scaler_env()["SNAPSHOT_INTERVAL_SECONDS"]) > 0
+    # the warm-up outlasts a few export intervals of the collectors
+    assert float(scaler_env()["WARMUP_SECONDS"]) >= 3 * 5
     assert scaler_env()["LOG_FORMAT"] == "json"
     assert pod["automountServiceAccountToken"] is False
     assert pod["serviceAccountName"] == one(render("scaler"), "ServiceAccount")["metadata"]["name"]
