@@ -75,12 +75,12 @@ def test_grpc_full_store_status_carries_retry_info(service_factory: Callable[...
         otlp_stub(svc.ports.otlp).Export(request(DECODE, "d9", gauge("vllm:num_requests_waiting", 1.0, now_ns())))
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "MAX_SERIES" in (err.value.details() or "")
-    trailers = dict(err.value.trailing_metadata() or ())
-    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    trailers = {item.key: item.value for item in err.value.trailing_metadata() or ()}
+    status = status_pb2.Status.FromString(bytes(trailers["grpc-status-details-bin"]))
     info = error_details_pb2.RetryInfo()
     assert status.code == 8 and status.details[0].Unpack(info)
     assert info.retry_delay.seconds == receiver.RETRY_AFTER_SECONDS
-    assert error_details_pb2.RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"]) == info
+    assert error_details_pb2.RetryInfo.FromString(bytes(trailers["google.rpc.retryinfo-bin"])) == info
 
 
 def test_http_full_store_is_429_with_retry_after_and_a_partly_stored_request_is_partial_success(
