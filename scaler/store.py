@@ -135,16 +135,20 @@ class Store:
     def restore(self, labels: LabelPairs, ts: Int64Array, vals: FloatArray, delta_total: float) -> int:
         """Re-create a series from a snapshot with its samples inside the retention window and
         the skew horizon; limits apply as to ingested data. Returns the samples restored."""
-        now = self.now_ms()
-        keep = (ts >= now - self.retention_ms) & (ts <= now + int(self.limits.max_future_skew_seconds * 1000))
-        ts, vals = ts[keep], vals[keep]
         if not len(ts) or labels in self._by_labels or self._admit(labels) is not None:
             return 0
-        order = np.argsort(ts, kind="stable")
-        ts, vals = ts[order], vals[order]
-        unique = np.ones(len(ts), dtype=bool)
-        unique[:-1] = ts[1:] != ts[:-1]  # on a repeated timestamp the later sample wins, as in append
-        ts, vals = ts[unique], vals[unique]
+        if len(ts) > 1 and not bool((ts[1:] > ts[:-1]).all()):  # never from our own writer
+            order = np.argsort(ts, kind="stable")
+            ts, vals = ts[order], vals[order]
+            unique = np.ones(len(ts), dtype=bool)
+            unique[:-1] = ts[1:] != ts[:-1]  # on a repeated timestamp the later sample wins, as in append
+            ts, vals = ts[unique], vals[unique]
+        now = self.now_ms()
+        start = int(ts.searchsorted(now - self.retention_ms, side="left"))
+        end = int(ts.searchsorted(now + int(self.limits.max_future_skew_seconds * 1000), side="right"))
+        if start >= end:
+            return 0
+        ts, vals = ts[start:end], vals[start:end]
         series = self._create(labels)
         series.load(ts, vals)
         series.delta_total = float(delta_total)

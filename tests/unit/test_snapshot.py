@@ -166,3 +166,18 @@ def test_a_path_under_a_regular_file_raises_oserror(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(OSError):
         snapshot.write(tmp_path / "file" / "snap.bin", snapshot.capture(Store(clock=Clock())))
+
+
+def test_restore_sorts_unsorted_samples_and_the_later_duplicate_wins() -> None:
+    store = Store(clock=Clock())
+    lbl = make_labels("g", {"pod": "a"})
+    ts = np.array([NOW_MS - 1000, NOW_MS - 3000, NOW_MS - 1000, NOW_MS - 500_000], dtype=np.int64)
+    vals = np.array([1.0, 2.0, 3.0, 4.0])
+    assert store.restore(lbl, ts, vals, 0.0) == 2
+    series = store.get(lbl)
+    assert series is not None
+    assert (series.ts[: series.n].tolist(), series.vals[: series.n].tolist()) == (
+        [NOW_MS - 3000, NOW_MS - 1000],
+        [2.0, 3.0],
+    )
+    assert store.restore(lbl, ts, vals, 0.0) == 0  # an existing series is never overwritten
