@@ -255,6 +255,8 @@ def decode(body: bytes, content_type: str) -> tuple[ExportRequest, bool]:
     if media == "application/json":
         try:
             document = json.loads(body)
+            if not isinstance(document, dict):
+                raise BodyError(400, "bad_json", f"the JSON body must be an object, not {type(document).__name__}")
             json_format.ParseDict(_hex_ids_to_base64(document), request, ignore_unknown_fields=True)
         except RecursionError:
             raise BodyError(400, "bad_json", "undecodable JSON body: nested too deeply") from None

@@ -41,6 +41,9 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+COMPAT_MIN_LOOKBACK_MS = 300_000
+
+
 @dataclass(frozen=True)
 class TriggerQuery:
     """A parsed, ready-to-run query and how to reduce its result to one number."""
@@ -51,12 +54,17 @@ class TriggerQuery:
     names: frozenset[str] | None
     """Metric names the query reads (None: it may read any series)."""
     aggregate: str | None = None
+    lookback_ms: int | None = None
+    """Instant-selector lookback, when the engine's (Prometheus' 5 m) is not right."""
 
     @staticmethod
     def compat(metric_query: str, operation: str, window_seconds: float) -> TriggerQuery:
         parsed = query.parse_compat(metric_query)
-        expr = query.compat_to_expr(parsed, operation, int(window_seconds * 1000))
-        return TriggerQuery(expr, query.format_expr(expr), _names(expr))
+        window_ms = int(window_seconds * 1000)
+        expr = query.compat_to_expr(parsed, operation, window_ms)
+        # The compat form's `and selector` (drop series whose newest sample is a staleness
+        # marker) must see as far back as the window, or a window over 5 m would miss series.
+        return TriggerQuery(expr, query.format_expr(expr), _names(expr), None, max(COMPAT_MIN_LOOKBACK_MS, window_ms))
 
     @staticmethod
     def promql(text: str, aggregate: str | None = None) -> TriggerQuery:
@@ -67,7 +75,7 @@ class TriggerQuery:
 
     def evaluate(self, engine: query.Engine, t_ms: int) -> float:
         """Evaluate at ``t_ms``; raises NotFound, WideResult or query.QueryError."""
-        result = engine.instant(self.expr, t_ms)
+        result = engine.instant(self.expr, t_ms, self.lookback_ms)
         if isinstance(result, query.Scalar):
             value = result.value
         elif isinstance(result, query.Vector):

@@ -59,6 +59,7 @@ class _Ctx:
     t: int
     start: int
     end: int
+    lookback: int
     cache: dict[tuple[Matcher, ...], list[Series]] = field(default_factory=dict)
 
 
@@ -109,10 +110,11 @@ class Engine:
 
     # ------------------------------------------------------------------ public API
 
-    def instant(self, expr: Expr | str, t_ms: int) -> Value:
-        """Evaluate ``expr`` at ``t_ms``; raises :class:`QueryError`."""
+    def instant(self, expr: Expr | str, t_ms: int, lookback_ms: int | None = None) -> Value:
+        """Evaluate ``expr`` at ``t_ms`` (instant selectors look back ``lookback_ms``, by default
+        the engine's); raises :class:`QueryError`."""
         tree = _parse_cached(expr) if isinstance(expr, str) else expr
-        result = self._eval(tree, _Ctx(t_ms, t_ms, t_ms))
+        result = self._eval(tree, _Ctx(t_ms, t_ms, t_ms, self.lookback_ms if lookback_ms is None else lookback_ms))
         if isinstance(result, float):
             return Scalar(t_ms, result)
         if isinstance(result, str):
@@ -137,7 +139,7 @@ class Engine:
             )
         if step_ms <= 0:
             raise QueryError("zero or negative query resolution step widths are not accepted. Try a positive integer")
-        ctx = _Ctx(start_ms, start_ms, end_ms)
+        ctx = _Ctx(start_ms, start_ms, end_ms, self.lookback_ms)
         points: dict[tuple[tuple[str, str], ...], tuple[list[int], list[float]]] = {}
         for t in range(start_ms, end_ms + 1, step_ms):
             ctx.t = t
@@ -185,7 +187,7 @@ class Engine:
     def _latest(self, vs: VectorSelector, ctx: _Ctx) -> tuple[list[Series], list[int], list[float]]:
         """Per selected series, the sample an instant selector sees: (series, ts, value)."""
         ref = self._ref_time(vs, ctx)
-        lo = ref - self.lookback_ms
+        lo = ref - ctx.lookback
         found: list[Series] = []
         times: list[int] = []
         values: list[float] = []
