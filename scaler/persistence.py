@@ -31,6 +31,9 @@ class Persistence:
         self.metrics = metrics
         self.status: dict[str, Any] = {"path": path or None}
         self._saving = asyncio.Lock()
+        self._writing: asyncio.Future[int] | None = None
+        """The file write in its thread: it outlives a cancelled periodic save, and the next
+        save waits for it, so an older snapshot can never replace a newer one."""
 
     def load(self) -> None:
         """Restore the snapshot, if any, into the (empty) store."""
@@ -79,6 +82,8 @@ class Persistence:
         if self.path is None:
             return
         async with self._saving:
+            if self._writing is not None and not self._writing.done():
+                await asyncio.wait([self._writing])
             started = time.perf_counter()
             capture = snapshot.Capture()
             for i, series in enumerate(self.store.series()):
@@ -86,8 +91,10 @@ class Persistence:
                 if i % _CAPTURE_SLICE == _CAPTURE_SLICE - 1:
                     await asyncio.sleep(0)
             taken = capture.finish(self.store.now_ms())
+            self._writing = asyncio.ensure_future(asyncio.to_thread(snapshot.write, self.path, taken))
+            self._writing.add_done_callback(_retrieve)
             try:
-                size = await asyncio.to_thread(snapshot.write, self.path, taken)
+                size = await asyncio.shield(self._writing)
             except OSError as exc:
                 self.metrics.snapshot_writes.labels("error").inc()
                 self.status["saved"] = {"outcome": "error", "error": str(exc)}
@@ -111,3 +118,10 @@ class Persistence:
                 size,
                 seconds,
             )
+
+
+def _retrieve(future: asyncio.Future[int]) -> None:
+    """Mark a write's exception as seen when nobody awaits it any more (a cancelled save):
+    the awaiting save logs and counts it; otherwise asyncio would warn at garbage collection."""
+    if not future.cancelled():
+        future.exception()
