@@ -8,13 +8,15 @@ SYSTEM_STAMP := $(VENV)/.system-tools
 REPORT ?= demo-report
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv system-tools demo serve test lint typecheck layers proto unit bench image image-test clean
+.PHONY: help venv system-tools demo serve test lint typecheck layers proto unit bench soak fuzz image image-test clean
 
 help:
 	@echo "make demo        simulate a PD fleet; prefill and decode scale independently (report in $(REPORT)/)"
 	@echo "make test        lint, type-check, layering, stub freshness, the whole test suite"
 	@echo "make serve       run the scaler on 4317/4318/9090"
 	@echo "make bench       benchmarks -> bench/RESULTS.md"
+	@echo "make soak        10 minutes at 10x a 1000-pod fleet's rate, RSS must stay flat -> bench/SOAK.md"
+	@echo "make fuzz        atheris fuzzers, FUZZ_SECONDS (default 1800) per target; crashes in .fuzz-artifacts/"
 	@echo "make image       build the container image;  make image-test  build, run and probe it"
 
 $(STAMP): pyproject.toml requirements-dev.txt
@@ -63,6 +65,13 @@ test: lint typecheck layers unit
 
 bench: $(STAMP) $(SYSTEM_STAMP)
 	$(PY) -m bench
+
+soak: $(STAMP)
+	$(PY) -m bench.soak
+
+FUZZ_SECONDS ?= 1800
+fuzz: $(STAMP)
+	$(PY) -m tests.fuzz all --seconds $(FUZZ_SECONDS)
 
 image:
 	bash scripts/image.sh build
