@@ -18,7 +18,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "serve",
         help="run the scaler (OTLP receiver, KEDA external scaler, HTTP API)",
         description="Run the scaler. Every flag also reads the environment variable shown; flag > env > default.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     defaults = config.Settings()
     for f in config.FIELDS:
