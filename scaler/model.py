@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import enum
 import math
-import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from scaler.regex import Pattern, compile_anchored
 
 LabelPairs = tuple[tuple[str, str], ...]
 """A series identity: ``(name, value)`` pairs sorted by name, including ``__name__``."""
@@ -66,17 +67,14 @@ class Matcher:
     name: str
     op: MatchOp
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _regex: Pattern | None = field(default=None, compare=False, repr=False)
 
     @staticmethod
     def of(name: str, op: MatchOp | str, value: str) -> Matcher:
         mop = MatchOp(op)
         regex = None
         if mop in (MatchOp.RE, MatchOp.NRE):
-            try:
-                regex = re.compile(f"(?s:{value})")
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+            regex = compile_anchored(value)  # RegexError is a ValueError naming the problem
         return Matcher(name, mop, value, regex)
 
     def matches(self, value: str) -> bool:
@@ -119,4 +117,6 @@ class RejectReason(enum.StrEnum):
     LABEL_NAME_TOO_LONG = "label_name_too_long"
     LABEL_VALUE_TOO_LONG = "label_value_too_long"
     INVALID_NAME = "invalid_metric_name"
+    INVALID_VALUE = "invalid_value"
+    """A delta sum point that is NaN or ±Inf: it cannot be added to the running total."""
     UNSUPPORTED = "unsupported_point"

@@ -68,15 +68,21 @@ def any_value_str(value: AnyValue) -> str:
         return format_float(value.double_value)
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
-    if kind == "array_value":
-        return json.dumps([any_value_str(v) for v in value.array_value.values])
-    if kind == "kvlist_value":
-        return json.dumps({kv.key: any_value_str(kv.value) for kv in value.kvlist_value.values})
+    if kind in ("array_value", "kvlist_value"):
+        return json.dumps(_nested(value))
     return ""
 
 
-def _attrs(attributes: Iterable[KeyValue]) -> dict[str, str]:
-    return {kv.key: any_value_str(kv.value) for kv in attributes}
+def _nested(value: AnyValue) -> object:
+    """An array or kvlist as a JSON structure (scalars in their string form). Nested values
+    are nested, not JSON strings inside JSON: escaping every level would double the size per
+    level, 2**40 bytes for a 40-level attribute that protobuf accepts."""
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_nested(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _nested(kv.value) for kv in value.kvlist_value.values}
+    return any_value_str(value)
 
 
 def translate(request: ExportMetricsServiceRequest, promotions: Mapping[str, str], now_ms: int) -> Translation:
@@ -161,6 +167,7 @@ class _Resource:
             labels = dict(self.promoted)
             labels.update(attrs)
             labels.pop(METRIC_NAME, None)
+            labels.pop("", None)  # an attribute without a key cannot be a label (Prometheus rejects it)
             if "" in labels.values():  # an empty label value means "no such label", as in Prometheus
                 labels = {k: v for k, v in labels.items() if v}
             found = self.bases[attrs] = sorted(labels.items())
@@ -172,8 +179,18 @@ def _labels(name: str, base: list[tuple[str, str]], extra: tuple[str, str] | Non
     items = base.copy()
     bisect.insort(items, (METRIC_NAME, name))
     if extra is not None:
-        bisect.insort(items, extra)
+        _put(items, extra)
     return tuple(items)
+
+
+def _put(items: list[tuple[str, str]], pair: tuple[str, str]) -> None:
+    """Insert ``pair`` into the sorted ``items``, replacing an attribute of the same name: the
+    ``quantile`` the translation generates wins over an attribute (as in Prometheus)."""
+    i = bisect.bisect_left(items, (pair[0],))  # (name,) sorts before every (name, value)
+    if i < len(items) and items[i][0] == pair[0]:
+        items[i] = pair
+    else:
+        items.insert(i, pair)
 
 
 def _ts(point: metrics_pb2.NumberDataPoint | metrics_pb2.HistogramDataPoint, now_ms: int) -> int:
@@ -211,22 +228,25 @@ def _emit_histogram(
     ts = p.time_unix_nano // 1_000_000 if p.time_unix_nano else now_ms
     stale = bool(p.flags & _NO_RECORDED_VALUE)
     samples = out.samples
-    cumulative = 0
-    seen_inf = False
     bucket_base = base.copy()
     bisect.insort(bucket_base, (METRIC_NAME, name + "_bucket"))
+    i = bisect.bisect_left(bucket_base, ("le",))
+    if i < len(bucket_base) and bucket_base[i][0] == "le":
+        del bucket_base[i]  # the generated le wins over an attribute of that name (as in Prometheus)
+    # One sample per distinct `le`: a malformed point that repeats a bound (or lists +Inf among
+    # its explicit bounds) must not give one series two samples at one timestamp, which a delta
+    # histogram would add up twice. The later (larger) cumulative count wins.
+    cumulative = 0
+    by_le: dict[str, float] = {}
     for bound, bucket_count in buckets:
         cumulative += bucket_count
-        seen_inf = seen_inf or math.isinf(bound)
-        value = STALE_NAN if stale else float(cumulative)
+        by_le[format_float(bound)] = float(cumulative)
+    if buckets and "+Inf" not in by_le:
+        by_le["+Inf"] = float(count)
+    for le, value in by_le.items():
         items = bucket_base.copy()
-        bisect.insort(items, ("le", format_float(bound)))
-        samples.append((tuple(items), ts, value, delta and not stale))
-    if buckets and not seen_inf:
-        value = STALE_NAN if stale else float(count)
-        items = bucket_base.copy()
-        bisect.insort(items, ("le", "+Inf"))
-        samples.append((tuple(items), ts, value, delta and not stale))
+        bisect.insort(items, ("le", le))
+        samples.append((tuple(items), ts, STALE_NAN if stale else value, delta and not stale))
     has_sum = p.HasField("sum") if isinstance(p, metrics_pb2.HistogramDataPoint) else True
     samples.append((_labels(name + "_count", base), ts, STALE_NAN if stale else float(count), delta and not stale))
     if has_sum:
@@ -238,22 +258,37 @@ def exponential_buckets(p: metrics_pb2.ExponentialHistogramDataPoint) -> list[tu
 
     Bucket ``i`` of scale ``s`` covers ``(base**i, base**(i+1)]`` with ``base = 2**2**-s``;
     negative buckets mirror that below zero and the zero bucket ends at ``zero_threshold``.
-    The last pair is always the ``+Inf`` bucket.
+    The last pair is always the ``+Inf`` bucket. Bounds beyond the float range (extreme scales
+    or offsets) are ±Inf, and buckets that end up with the same bound are merged.
     """
-    base = 2.0 ** (2.0**-p.scale)
+    base = _power(2.0, _power(2.0, -p.scale))
     out: list[tuple[float, int]] = []
     negative = list(p.negative.bucket_counts)
     offset = p.negative.offset
     for i in range(len(negative) - 1, -1, -1):
         # bucket index offset+i covers [-base**(idx+1), -base**idx): its upper bound is -base**idx
-        out.append((-(base ** (offset + i)), negative[i]))
+        out.append((-_power(base, offset + i), negative[i]))
     out.append((p.zero_threshold, p.zero_count))
     positive = list(p.positive.bucket_counts)
     offset = p.positive.offset
     for i, bucket_count in enumerate(positive):
-        out.append((base ** (offset + i + 1), bucket_count))
+        out.append((_power(base, offset + i + 1), bucket_count))
     out.append((math.inf, 0))
-    return out
+    merged = out[:1]
+    for bound, bucket_count in out[1:]:
+        if bound == merged[-1][0]:
+            merged[-1] = (bound, merged[-1][1] + bucket_count)
+        else:
+            merged.append((bound, bucket_count))
+    return merged
+
+
+def _power(x: float, y: float) -> float:
+    """``x ** y``, +Inf where that overflows the float range (Python raises instead)."""
+    try:
+        return math.pow(x, y)
+    except OverflowError:
+        return math.inf
 
 
 def _emit_summary(

@@ -13,6 +13,7 @@ The store is single-threaded by design: the application calls it only from its e
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections import Counter
@@ -113,6 +114,9 @@ class Store:
                     continue
                 series = self._create(labels)
             if is_delta:
+                if not math.isfinite(value):  # it would poison the running total for good
+                    rejected[RejectReason.INVALID_VALUE] += 1
+                    continue
                 series.delta_total += value
                 value = series.delta_total
             n = series.n
@@ -272,9 +276,21 @@ class Store:
         else:
             pool = self._series.values()
         out: list[Series] = []
-        for series in pool:
-            if all(m.matches(series.label(m.name)) for m in rest):
-                out.append(series)
+        if rest:
+            # one RE2 match per distinct label value (~4 us each), not per series
+            memos: list[tuple[Matcher, dict[str, bool]]] = [(m, {}) for m in rest]
+            for series in pool:
+                for matcher, memo in memos:
+                    value = series.label(matcher.name)
+                    hit = memo.get(value)
+                    if hit is None:
+                        hit = memo[value] = matcher.matches(value)
+                    if not hit:
+                        break
+                else:
+                    out.append(series)
+        else:
+            out = list(pool)
         out.sort(key=lambda s: s.labels)
         return out
 

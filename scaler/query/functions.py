@@ -17,6 +17,7 @@ from scaler.query import gomath
 from scaler.query.errors import QueryError
 from scaler.query.histogram import histogram_quantile
 from scaler.query.vec import Vec, drop_name, set_label
+from scaler.regex import Match, RegexError, compile_anchored
 
 Arg = float | str | Vec
 InstantFunction = Callable[[list[Arg], int], "Vec | float"]
@@ -153,7 +154,7 @@ def _date(part: Callable[[int], float]) -> InstantFunction:
 _TEMPLATE = re.compile(r"\$(?:\{([a-zA-Z0-9_]+)\}|([a-zA-Z0-9_]+)|(\$))")
 
 
-def expand_template(template: str, match: re.Match[str]) -> str:
+def expand_template(template: str, match: Match) -> str:
     """Go's ``Regexp.ExpandString``: ``$1``, ``${1}``, ``$name``; ``$1x`` means ``${1x}``."""
 
     def repl(m: re.Match[str]) -> str:
@@ -173,8 +174,8 @@ def _label_replace(args: list[Arg], _t: int) -> Vec:
     vec = _vec_arg(args, 0)
     dst, repl, src, regex = (_str_arg(args, i) for i in range(1, 5))
     try:
-        pattern = re.compile(f"(?s:{regex})")
-    except re.error:
+        pattern = compile_anchored(regex)
+    except RegexError:
         raise QueryError.execution(f"invalid regular expression in label_replace(): {regex}") from None
     if not _valid_label_name(dst):
         raise QueryError.execution(f"invalid destination label name in label_replace(): {dst}")

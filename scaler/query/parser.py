@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import replace
+from typing import TypeVar
 
 from scaler.model import METRIC_NAME, Matcher
 from scaler.query.ast import (
@@ -68,6 +69,9 @@ from scaler.query.tokens import (
     parse_number,
     unquote,
 )
+from scaler.regex import RegexError
+
+E = TypeVar("E", bound=Expr)
 
 _BINARY_PREC: dict[T, int] = {
     T.LOR: 1,
@@ -103,6 +107,14 @@ _METRIC_WORDS = AGGREGATORS | {
 }
 _LABEL_WORDS = _METRIC_WORDS | {T.BOOL, T.ON, T.IGNORING, T.GROUP_LEFT, T.GROUP_RIGHT, T.ATAN2}
 _LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+MAX_DEPTH = 128
+"""How deeply expressions may nest (parentheses, calls, operands): Python recurses once or a
+few times per level in every pass over the tree, and must stay well inside its recursion
+limit. Prometheus has no such limit; no real query comes near it."""
+_TOO_DEEP = f"expression nests too deeply (more than {MAX_DEPTH} levels)"
+_MAX_DURATION_MS = (2**63 - 1) // 1_000_000
+"""The longest duration Prometheus parses (a Go ``time.Duration``, ~292 years); longer is
+``duration out of range`` there, and would overflow the store's int64 timestamps here."""
 
 
 class Parser:
@@ -115,6 +127,10 @@ class Parser:
         self._ahead: Token | None = None
         self.last_end = 0
         self.op_pos: dict[int, tuple[int, int]] = {}
+        self.nesting = 0
+        """How many :meth:`expression` calls are active (bounds the parser's own recursion)."""
+        self.depths: dict[int, int] = {}
+        """Tree depth of each inner node built so far, by ``id`` (leaves are 1)."""
 
     # ------------------------------------------------------------------ plumbing
 
@@ -163,11 +179,24 @@ class Parser:
         Checker(self.text, self.op_pos).check(expr)
         return expr
 
+    def nested(self, node: E, *children: Expr) -> E:
+        """Record ``node``'s tree depth; a tree deeper than MAX_DEPTH is a QueryError, because
+        every later pass (type checks, printing, evaluation) recurses once per level."""
+        depth = 1 + max((self.depths.get(id(c), 1) for c in children), default=0)
+        if depth > MAX_DEPTH:
+            raise self.error(_start(node), _TOO_DEEP)
+        self.depths[id(node)] = depth
+        return node
+
     def expression(self, min_prec: int) -> Expr:
+        self.nesting += 1
+        if self.nesting > MAX_DEPTH:
+            raise self.error(self.tok.pos, _TOO_DEEP)
         left = self.unary()
         while True:
             prec = _BINARY_PREC.get(self.kind())
             if prec is None or prec < min_prec:
+                self.nesting -= 1
                 return left
             op_tok = self.advance()
             op = op_tok.text.lower()
@@ -176,7 +205,7 @@ class Parser:
             vector_op = left.type is ValueType.VECTOR and right.type is ValueType.VECTOR
             if op in SET_OPS and matching.card == "one-to-one":
                 matching = replace(matching, card="many-to-many")
-            left = BinaryExpr(
+            node = BinaryExpr(
                 op,
                 left,
                 right,
@@ -184,6 +213,7 @@ class Parser:
                 return_bool,
                 pos=(_start(left), _end(right)),
             )
+            left = self.nested(node, left, right)
             self.op_pos[id(left)] = (op_tok.pos, op_tok.end)
 
     def bin_modifiers(self) -> tuple[bool, VectorMatching]:
@@ -210,7 +240,7 @@ class Parser:
             if isinstance(operand, NumberLiteral):
                 value = -operand.value if op_tok.type is T.SUB else operand.value
                 return NumberLiteral(value, pos=(op_tok.pos, _end(operand)))
-            return UnaryExpr(op_tok.text, operand, pos=(op_tok.pos, _end(operand)))
+            return self.nested(UnaryExpr(op_tok.text, operand, pos=(op_tok.pos, _end(operand))), operand)
         return self.postfix(self.primary())
 
     def postfix(self, expr: Expr) -> Expr:
@@ -250,10 +280,15 @@ class Parser:
     def duration_literal(self) -> int:
         tok = self.advance()
         if tok.type is T.NUMBER:
-            return int(self.number(tok) * 1000)
+            seconds = self.number(tok)
+            if not abs(seconds) * 1000 <= _MAX_DURATION_MS:  # also NaN
+                raise self.error(tok.pos, "duration out of range")
+            return int(seconds * 1000)
         ms = parse_duration_ms(tok.text)
         if ms is None:
             raise self.error(tok.pos, f"not a valid duration string: {go_quote(tok.text)}")
+        if ms > _MAX_DURATION_MS:
+            raise self.error(tok.pos, "duration out of range")
         return ms
 
     def number(self, tok: Token) -> float:
@@ -336,7 +371,7 @@ class Parser:
             self.advance()
             inner = self.expression(0)
             close = self.expect(T.RIGHT_PAREN)
-            return ParenExpr(inner, pos=(tok.pos, close.end))
+            return self.nested(ParenExpr(inner, pos=(tok.pos, close.end)), inner)
         if t is T.LEFT_BRACE:
             return self.selector("", tok.pos)
         nxt = self.peek().type
@@ -383,10 +418,8 @@ class Parser:
         value = unquote(value_tok.text)
         try:
             return Matcher.of(label, op, value)
-        except ValueError as exc:
-            cause = exc.__cause__
-            detail = getattr(cause, "msg", str(exc))
-            raise self.error(tok.pos, f"error parsing regexp: {detail}: `{value}`") from None
+        except RegexError as exc:
+            raise self.error(tok.pos, f"error parsing regexp: {exc.msg}: `{value}`") from None
 
     def grouping_labels(self) -> tuple[str, ...]:
         self.expect(T.LEFT_PAREN, "grouping opts", '"("')
@@ -429,7 +462,7 @@ class Parser:
             raise self.error(name_tok.pos, f"unsupported: function {go_quote(name)} ({UNSUPPORTED_FUNCTIONS[name]})")
         if name not in FUNCTIONS:
             raise self.error(name_tok.pos, f"unknown function with name {go_quote(name)}")
-        return Call(name, tuple(args), pos=(name_tok.pos, self.last_end))
+        return self.nested(Call(name, tuple(args), pos=(name_tok.pos, self.last_end)), *args)
 
     def aggregate(self) -> Expr:
         op_tok = self.advance()
@@ -459,7 +492,7 @@ class Parser:
                 f"wrong number of arguments for aggregate expression provided, expected {want}, got {len(args)}",
             )
         param = args[0] if want == 2 else None
-        return AggregateExpr(op, args[-1], param, grouping, without, pos=pos)
+        return self.nested(AggregateExpr(op, args[-1], param, grouping, without, pos=pos), *args)
 
 
 def _start(e: Expr) -> int:

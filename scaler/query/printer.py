@@ -24,6 +24,10 @@ from scaler.query.tokens import go_quote
 
 _LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_NUMBER_WORDS = frozenset({"inf", "nan"})
+"""Legacy names the lexer reads as numbers (in any case) wherever a name could stand."""
+_NOT_METRIC_NAMES = _NUMBER_WORDS | {"bool", "on", "ignoring", "group_left", "group_right", "atan2"}
+"""Legacy names the parser does not accept as a bare metric name: they must be quoted."""
 
 
 def format_duration(ms: int) -> str:
@@ -72,6 +76,10 @@ def format_label_name(name: str) -> str:
     return name if _LEGACY_LABEL.match(name) else go_quote(name)
 
 
+def _bare_metric_name(name: str) -> bool:
+    return _LEGACY_NAME.match(name) is not None and name.lower() not in _NOT_METRIC_NAMES
+
+
 def format_matcher(m: Matcher) -> str:
     return f"{format_label_name(m.name)}{m.op.value}{go_quote(m.value)}"
 
@@ -83,11 +91,11 @@ def _format_selector(vs: VectorSelector) -> str:
         matchers = [m for m in matchers if not (m.name == METRIC_NAME and m.op is MatchOp.EQ and m.value == name)]
     inner = ", ".join(
         go_quote(m.value)
-        if (not name and m.name == METRIC_NAME and m.op is MatchOp.EQ and not _LEGACY_NAME.match(m.value))
+        if (not name and m.name == METRIC_NAME and m.op is MatchOp.EQ and not _bare_metric_name(m.value))
         else format_matcher(m)
         for m in matchers
     )
-    if name and not _LEGACY_NAME.match(name):
+    if name and not _bare_metric_name(name):
         return "{" + ", ".join([go_quote(name), *([inner] if inner else [])]) + "}"
     return f"{name}{{{inner}}}" if inner or not name else name
 
@@ -103,7 +111,7 @@ def _modifiers(vs: VectorSelector) -> str:
 
 
 def _grouping(labels: tuple[str, ...]) -> str:
-    return "(" + ", ".join(format_label_name(x) for x in labels) + ")"
+    return "(" + ", ".join(go_quote(x) if x.lower() in _NUMBER_WORDS else format_label_name(x) for x in labels) + ")"
 
 
 def format_expr(e: Expr) -> str:
@@ -139,5 +147,8 @@ def format_expr(e: Expr) -> str:
             if mt.card in ("many-to-one", "one-to-many"):
                 side = "group_left" if mt.card == "many-to-one" else "group_right"
                 mods += f" {side}{_grouping(mt.include)}"
-        return f"{format_expr(e.lhs)} {e.op}{mods} {format_expr(e.rhs)}"
+        lhs = format_expr(e.lhs)
+        if e.op == "^" and lhs == "+Inf":
+            lhs = "Inf"  # "+Inf ^ x" would parse back as "+(Inf ^ x)": "^" binds tighter than unary +
+        return f"{lhs} {e.op}{mods} {format_expr(e.rhs)}"
     raise TypeError(f"not a PromQL node: {e!r}")

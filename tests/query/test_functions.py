@@ -142,9 +142,9 @@ def test_label_replace_and_join() -> None:
 
 
 def test_expand_template() -> None:
-    import re
+    from scaler.regex import compile_anchored
 
-    match = re.fullmatch(r"(?P<word>a)(b)", "ab")
+    match = compile_anchored(r"(?P<word>a)(b)").fullmatch("ab")
     assert match is not None
     assert expand_template("$1-$2-$word-${2}c-$$-$9", match) == "a-b-a-bc-$-"
 

@@ -257,7 +257,7 @@ ERRORS = [
     ("sum(x[5m])", 1, 5, "expected type instant vector in aggregation expression, got range vector"),
     ("x + y[5m]", 1, 5, "binary expression must contain only scalar and instant vector types"),
     ("1 + on(a) x", 1, 1, "vector matching only allowed between instant vectors"),
-    ('x{a=~"("}', 1, 3, "error parsing regexp: missing ), unterminated subpattern: `(`"),
+    ('x{a=~"("}', 1, 3, "error parsing regexp: missing closing ): `(`"),
     ("x[5mx]", 1, 3, 'bad number or duration syntax: "5mx"'),
     ("x[1.5m]", 1, 3, 'not a valid duration string: "1.5m"'),
     ('"a\\q"', 1, 1, "unknown escape sequence U+0071 'q'"),

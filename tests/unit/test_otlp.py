@@ -232,3 +232,28 @@ def test_translation_in_parts_splits_at_metric_boundaries_and_loses_nothing() ->
     assert [len(p.samples) for p in parts] == [3, 3, 3, 1]
     assert [s for p in parts for s in p.samples] == whole.samples
     assert sum(p.data_points for p in parts) == whole.data_points == 10
+
+
+def _delta_histogram(bounds: list[float], counts: list[int]) -> m.Metric:
+    point = m.HistogramDataPoint(
+        time_unix_nano=T_NS, count=sum(counts), sum=1.0, explicit_bounds=bounds, bucket_counts=counts
+    )
+    return m.Metric(
+        name="h", histogram=m.Histogram(aggregation_temporality=m.AGGREGATION_TEMPORALITY_DELTA, data_points=[point])
+    )
+
+
+def test_a_repeated_or_explicit_infinite_bound_gives_one_sample_per_bucket_series() -> None:
+    """Two samples of one series at one timestamp would be added twice by a delta histogram."""
+    out = otlp.translate(request(_delta_histogram([1.0, 1.0, math.inf], [1, 2, 3, 4])), PROMOTE, now_ms=42)
+    buckets = [
+        (dict(labels)["le"], value) for labels, _, value, _ in out.samples if dict(labels)[METRIC_NAME] == "h_bucket"
+    ]
+    assert buckets == [("1", 3.0), ("+Inf", 10.0)]
+    assert len({labels for labels, *_ in out.samples}) == len(out.samples)
+
+
+def test_an_attribute_without_a_key_is_not_a_label() -> None:
+    point = m.NumberDataPoint(time_unix_nano=T_NS, as_double=1.0, attributes=[kv("", "x"), kv("ok", "y")])
+    (labels,) = as_dict(request(m.Metric(name="g", gauge=m.Gauge(data_points=[point]))))
+    assert "" not in dict(labels) and dict(labels)["ok"] == "y"

@@ -200,3 +200,18 @@ def test_reset_forgets_everything() -> None:
 def test_invalid_regex_is_a_value_error(op: str) -> None:
     with pytest.raises(ValueError, match="invalid regular expression"):
         Matcher.of("x", op, "(")
+
+
+def test_a_non_finite_delta_is_rejected_and_the_running_total_survives() -> None:
+    store = Store(clock=FakeClock())
+    lbl = labels("vllm:prompt_tokens_total")
+    result = store.append(
+        [
+            (lbl, NOW_MS - 3000, 5.0, True),
+            (lbl, NOW_MS - 2000, float("nan"), True),
+            (lbl, NOW_MS - 1500, float("inf"), True),
+            (lbl, NOW_MS - 1000, 2.0, True),
+        ]
+    )
+    assert result.accepted == 2 and result.rejected[RejectReason.INVALID_VALUE] == 2
+    assert samples_of(store, lbl) == ([NOW_MS - 3000, NOW_MS - 1000], [5.0, 7.0])

@@ -1,0 +1,46 @@
+"""Fuzz target ``otlp_protobuf``: protobuf bytes → ExportMetricsServiceRequest → translation → store.
+
+An undecodable body is an expected outcome (the receivers answer 400). Anything that decodes
+must translate without raising, into canonical samples (see :func:`common.check_samples`),
+and the store must stay sorted and within its series limit whatever it is fed.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from tests.fuzz import common, protomutate
+from tests.fuzz.common import atheris
+
+with atheris.instrument_imports(include=["scaler"]):
+    from scaler import otlp
+    from scaler.config import Settings
+
+PROMOTIONS = Settings().promotions
+custom_mutator = protomutate.mutator(ExportMetricsServiceRequest)
+
+
+def translate_and_store(request: ExportMetricsServiceRequest) -> None:
+    """The checks shared with ``otlp_json``: whole and in parts, the same samples, all canonical;
+    then into a fresh store with a fixed clock."""
+    whole = otlp.translate(request, PROMOTIONS, common.NOW_MS)
+    parts = list(otlp.translate_in_parts(request, PROMOTIONS, common.NOW_MS, part_samples=3))
+    if not common.same_samples([s for p in parts for s in p.samples], whole.samples):
+        common.fail("translate_in_parts disagrees with translate")
+    if sum(p.data_points for p in parts) != whole.data_points:
+        common.fail("translate_in_parts counts other data points than translate")
+    common.check_samples(whole.samples)
+    if any(n < 0 for n in whole.rejected.values()) or whole.rejected.total() > whole.data_points:
+        common.fail("more points rejected than received", whole.rejected, whole.data_points)
+    clock = common.Clock()
+    common.append_and_check(common.new_store(clock), whole.samples, clock)
+
+
+def test_one_input(data: bytes) -> None:
+    request = ExportMetricsServiceRequest()
+    try:
+        request.ParseFromString(data)
+    except DecodeError:
+        return
+    translate_and_store(request)
