@@ -23,19 +23,21 @@ Grammar (lowest precedence first; ``^`` is right-associative, the others left)::
     duration    = 1h30m | 5m | 500ms | ... | number (seconds)
 
 Syntax errors are raised at once, with Prometheus' wording (``unexpected "}" in label
-matching, expected string``); type errors are found afterwards by :func:`_Checker`, in the
+matching, expected string``); type errors are found afterwards by :class:`~scaler.query.checker.Checker`, in the
 order Prometheus' ``checkAST`` finds them. Subqueries (``x[5m:1m]``) are rejected with
 ``unsupported: subquery``.
+
+Layers: :class:`~scaler.query.stream.TokenStream` (lookahead, positioned errors) ←
+:class:`~scaler.query.terms.TermParser` (selectors, matchers, labels, durations, suffixes) ←
+:class:`Parser` (expressions, operators, calls, aggregations, nesting depth).
 """
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import replace
 from typing import TypeVar
 
-from scaler.model import METRIC_NAME, Matcher
+from scaler.model import Matcher
 from scaler.query.ast import (
     AGGREGATE_OPS,
     FUNCTIONS,
@@ -43,33 +45,25 @@ from scaler.query.ast import (
     SET_OPS,
     UNSUPPORTED_FUNCTIONS,
     AggregateExpr,
-    At,
     BinaryExpr,
     Call,
     Card,
     Expr,
-    MatrixSelector,
     NumberLiteral,
     ParenExpr,
     StringLiteral,
     UnaryExpr,
     ValueType,
     VectorMatching,
-    VectorSelector,
 )
 from scaler.query.checker import Checker
-from scaler.query.errors import QueryError
-from scaler.query.lexer import Lexer
+from scaler.query.terms import METRIC_WORDS, TermParser, end_of, start_of
 from scaler.query.tokens import (
     AGGREGATORS,
     T,
-    Token,
     go_quote,
-    parse_duration_ms,
-    parse_number,
     unquote,
 )
-from scaler.regex import RegexError
 
 E = TypeVar("E", bound=Expr)
 
@@ -92,81 +86,23 @@ _BINARY_PREC: dict[T, int] = {
     T.POW: 6,
 }
 _UNARY_OPERAND_PREC = 6  # the operand of unary +/- only absorbs "^"
-_MATCH_OPS = {T.EQL: "=", T.NEQ: "!=", T.EQL_REGEX: "=~", T.NEQ_REGEX: "!~"}
-_METRIC_WORDS = AGGREGATORS | {
-    T.IDENTIFIER,
-    T.METRIC_IDENTIFIER,
-    T.BY,
-    T.WITHOUT,
-    T.OFFSET,
-    T.LAND,
-    T.LOR,
-    T.LUNLESS,
-    T.START,
-    T.END,
-}
-_LABEL_WORDS = _METRIC_WORDS | {T.BOOL, T.ON, T.IGNORING, T.GROUP_LEFT, T.GROUP_RIGHT, T.ATAN2}
-_LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 MAX_DEPTH = 128
 """How deeply expressions may nest (parentheses, calls, operands): Python recurses once or a
 few times per level in every pass over the tree, and must stay well inside its recursion
 limit. Prometheus has no such limit; no real query comes near it."""
 _TOO_DEEP = f"expression nests too deeply (more than {MAX_DEPTH} levels)"
-_MAX_DURATION_MS = (2**63 - 1) // 1_000_000
-"""The longest duration Prometheus parses (a Go ``time.Duration``, ~292 years); longer is
-``duration out of range`` there, and would overflow the store's int64 timestamps here."""
 
 
-class Parser:
+class Parser(TermParser):
     """One parse of one query text (use :func:`parse_promql`)."""
 
     def __init__(self, text: str) -> None:
-        self.text = text
-        self.lexer = Lexer(text)
-        self.tok = self.lexer.next_token()
-        self._ahead: Token | None = None
-        self.last_end = 0
+        super().__init__(text)
         self.op_pos: dict[int, tuple[int, int]] = {}
         self.nesting = 0
         """How many :meth:`expression` calls are active (bounds the parser's own recursion)."""
         self.depths: dict[int, int] = {}
         """Tree depth of each inner node built so far, by ``id`` (leaves are 1)."""
-
-    # ------------------------------------------------------------------ plumbing
-
-    def error(self, pos: int, message: str) -> QueryError:
-        return QueryError.at(self.text, pos, message)
-
-    def unexpected(self, context: str = "", expected: str = "") -> QueryError:
-        msg = f"unexpected {self.tok.desc()}"
-        if context:
-            msg += f" in {context}"
-        if expected:
-            msg += f", expected {expected}"
-        return self.error(self.tok.pos, msg)
-
-    def kind(self) -> T:
-        """The current token's type (a call, so type checkers re-read it after ``advance``)."""
-        return self.tok.type
-
-    def peek(self) -> Token:
-        if self._ahead is None:
-            self._ahead = self.lexer.next_token()
-        return self._ahead
-
-    def advance(self) -> Token:
-        tok = self.tok
-        self.last_end = tok.end
-        if self._ahead is not None:
-            self.tok, self._ahead = self._ahead, None
-        else:
-            self.tok = self.lexer.next_token()
-        return tok
-
-    def expect(self, t: T, context: str = "", expected: str = "") -> Token:
-        if self.kind() is not t:
-            raise self.unexpected(context, expected)
-        return self.advance()
 
     # ------------------------------------------------------------------ expressions
 
@@ -184,7 +120,7 @@ class Parser:
         every later pass (type checks, printing, evaluation) recurses once per level."""
         depth = 1 + max((self.depths.get(id(c), 1) for c in children), default=0)
         if depth > MAX_DEPTH:
-            raise self.error(_start(node), _TOO_DEEP)
+            raise self.error(start_of(node), _TOO_DEEP)
         self.depths[id(node)] = depth
         return node
 
@@ -211,7 +147,7 @@ class Parser:
                 right,
                 matching if vector_op or matching.labels else None,
                 return_bool,
-                pos=(_start(left), _end(right)),
+                pos=(start_of(left), end_of(right)),
             )
             left = self.nested(node, left, right)
             self.op_pos[id(left)] = (op_tok.pos, op_tok.end)
@@ -239,8 +175,8 @@ class Parser:
             operand = self.expression(_UNARY_OPERAND_PREC)
             if isinstance(operand, NumberLiteral):
                 value = -operand.value if op_tok.type is T.SUB else operand.value
-                return NumberLiteral(value, pos=(op_tok.pos, _end(operand)))
-            return self.nested(UnaryExpr(op_tok.text, operand, pos=(op_tok.pos, _end(operand))), operand)
+                return NumberLiteral(value, pos=(op_tok.pos, end_of(operand)))
+            return self.nested(UnaryExpr(op_tok.text, operand, pos=(op_tok.pos, end_of(operand))), operand)
         return self.postfix(self.primary())
 
     def postfix(self, expr: Expr) -> Expr:
@@ -254,106 +190,6 @@ class Parser:
                 expr = self.at_suffix(expr)
             else:
                 return expr
-
-    def range_suffix(self, expr: Expr) -> Expr:
-        open_tok = self.advance()
-        if self.kind() not in (T.NUMBER, T.DURATION):
-            raise self.unexpected("subquery selector", "number or duration")
-        range_ms = self.duration_literal()
-        if self.kind() is T.COLON:
-            raise self.error(open_tok.pos, "unsupported: subquery")
-        if self.kind() is not T.RIGHT_BRACKET:
-            raise self.unexpected("subquery or range", '":" or "]"')
-        close_tok = self.advance()
-        message = ""
-        if not isinstance(expr, VectorSelector):
-            message = "ranges only allowed for vector selectors"
-        elif expr.offset_ms:
-            message = "no offset modifiers allowed before range"
-        elif expr.at is not None:
-            message = "no @ modifiers allowed before range"
-        if message:
-            raise self.error(open_tok.pos, message)
-        assert isinstance(expr, VectorSelector)
-        return MatrixSelector(expr, range_ms, pos=(_start(expr), close_tok.end))
-
-    def duration_literal(self) -> int:
-        tok = self.advance()
-        if tok.type is T.NUMBER:
-            seconds = self.number(tok)
-            if not abs(seconds) * 1000 <= _MAX_DURATION_MS:  # also NaN
-                raise self.error(tok.pos, "duration out of range")
-            return int(seconds * 1000)
-        ms = parse_duration_ms(tok.text)
-        if ms is None:
-            raise self.error(tok.pos, f"not a valid duration string: {go_quote(tok.text)}")
-        if ms > _MAX_DURATION_MS:
-            raise self.error(tok.pos, "duration out of range")
-        return ms
-
-    def number(self, tok: Token) -> float:
-        try:
-            return parse_number(tok.text)
-        except ValueError:
-            raise self.error(
-                tok.pos, f"error parsing number: strconv.ParseFloat: parsing {go_quote(tok.text)}: invalid syntax"
-            ) from None
-
-    def _selector_of(self, expr: Expr, what: str) -> VectorSelector:
-        vs = expr.selector if isinstance(expr, MatrixSelector) else expr
-        if not isinstance(vs, VectorSelector):
-            raise self.error(
-                _start(expr),
-                f"{what} modifier must be preceded by an instant vector"
-                " selector or range vector selector or a subquery",
-            )
-        return vs
-
-    def _rebuild(self, expr: Expr, vs: VectorSelector) -> Expr:
-        if isinstance(expr, MatrixSelector):
-            return MatrixSelector(vs, expr.range_ms, pos=(_start(expr), self.last_end))
-        return vs
-
-    def offset_suffix(self, expr: Expr) -> Expr:
-        self.advance()
-        sign = 1
-        if self.kind() is T.SUB:
-            self.advance()
-            sign = -1
-        if self.kind() not in (T.NUMBER, T.DURATION):
-            raise self.unexpected("offset", "number or duration")
-        offset = sign * self.duration_literal()
-        vs = self._selector_of(expr, "offset")
-        if vs.offset_ms:
-            raise self.error(_start(expr), "offset may not be set multiple times")
-        new = VectorSelector(vs.name, vs.matchers, offset, vs.at, pos=(_start(vs), self.last_end))
-        return self._rebuild(expr, new)
-
-    def at_suffix(self, expr: Expr) -> Expr:
-        self.advance()
-        at: At
-        if self.kind() in (T.START, T.END) and self.peek().type is T.LEFT_PAREN:
-            at = At("start" if self.advance().type is T.START else "end")
-            self.advance()
-            self.expect(T.RIGHT_PAREN, "@", "timestamp")
-        else:
-            sign = 1.0
-            if self.kind() in (T.ADD, T.SUB):
-                sign = -1.0 if self.advance().type is T.SUB else 1.0
-            if self.kind() not in (T.NUMBER, T.DURATION):
-                raise self.unexpected("@", "timestamp")
-            tok = self.tok
-            seconds = (self.number(tok) if tok.type is T.NUMBER else self.duration_literal() / 1000) * sign
-            if tok.type is T.NUMBER:
-                self.advance()
-            if not math.isfinite(seconds) or abs(seconds) >= 2**63:
-                raise self.error(_start(expr), f"timestamp out of bounds for @ modifier: {seconds:f}")
-            at = At("time", round(seconds * 1000))
-        vs = self._selector_of(expr, "@")
-        if vs.at is not None:
-            raise self.error(_start(expr), "@ <timestamp> may not be set multiple times")
-        new = VectorSelector(vs.name, vs.matchers, vs.offset_ms, at, pos=(_start(vs), self.last_end))
-        return self._rebuild(expr, new)
 
     def primary(self) -> Expr:
         tok = self.tok
@@ -379,66 +215,10 @@ class Parser:
             return self.aggregate()
         if t is T.IDENTIFIER and nxt is T.LEFT_PAREN:
             return self.call()
-        if t in _METRIC_WORDS:
+        if t in METRIC_WORDS:
             self.advance()
             return self.selector(tok.text, tok.pos)
         raise self.unexpected()
-
-    def selector(self, name: str, start: int) -> VectorSelector:
-        matchers: list[Matcher] = []
-        if self.kind() is T.LEFT_BRACE:
-            self.advance()
-            while self.kind() is not T.RIGHT_BRACE:
-                matchers.append(self.label_matcher())
-                if self.kind() is T.COMMA:
-                    self.advance()
-                elif self.kind() is not T.RIGHT_BRACE:
-                    raise self.unexpected("label matching", '"," or "}"')
-            self.advance()
-        if name:
-            matchers.append(Matcher.of(METRIC_NAME, "=", name))
-        return VectorSelector(name, tuple(matchers), pos=(start, self.last_end))
-
-    def label_matcher(self) -> Matcher:
-        tok = self.tok
-        if tok.type is T.STRING:
-            self.advance()
-            if self.kind() not in _MATCH_OPS:
-                return Matcher.of(METRIC_NAME, "=", unquote(tok.text))
-            label = unquote(tok.text)
-        elif tok.type is T.IDENTIFIER:
-            self.advance()
-            if self.kind() not in _MATCH_OPS:
-                raise self.unexpected("label matching", "label matching operator")
-            label = tok.text
-        else:
-            raise self.unexpected("label matching", 'identifier or "}"')
-        op = _MATCH_OPS[self.advance().type]
-        value_tok = self.expect(T.STRING, "label matching", "string")
-        value = unquote(value_tok.text)
-        try:
-            return Matcher.of(label, op, value)
-        except RegexError as exc:
-            raise self.error(tok.pos, f"error parsing regexp: {exc.msg}: `{value}`") from None
-
-    def grouping_labels(self) -> tuple[str, ...]:
-        self.expect(T.LEFT_PAREN, "grouping opts", '"("')
-        labels: list[str] = []
-        while self.kind() is not T.RIGHT_PAREN:
-            tok = self.tok
-            if tok.type is T.STRING:
-                labels.append(unquote(tok.text))
-            elif tok.type in _LABEL_WORDS and _LABEL_RE.match(tok.text):
-                labels.append(tok.text)
-            else:
-                raise self.unexpected("grouping opts", "label")
-            self.advance()
-            if self.kind() is T.COMMA:
-                self.advance()
-            elif self.kind() is not T.RIGHT_PAREN:
-                raise self.unexpected("grouping opts", '"," or ")"')
-        self.advance()
-        return tuple(labels)
 
     def call_args(self, context: str) -> list[Expr]:
         self.expect(T.LEFT_PAREN, context)
@@ -495,14 +275,6 @@ class Parser:
         return self.nested(AggregateExpr(op, args[-1], param, grouping, without, pos=pos), *args)
 
 
-def _start(e: Expr) -> int:
-    return e.pos[0]
-
-
-def _end(e: Expr) -> int:
-    return e.pos[1]
-
-
 def parse_promql(text: str) -> Expr:
     """Parse a PromQL expression; raises :class:`QueryError` with the position on errors."""
     return Parser(text).parse()
@@ -516,7 +288,7 @@ def parse_metric_selector(text: str) -> tuple[Matcher, ...]:
     tok = p.tok
     if tok.type is T.LEFT_BRACE:
         vs = p.selector("", tok.pos)
-    elif tok.type in _METRIC_WORDS:
+    elif tok.type in METRIC_WORDS:
         p.advance()
         vs = p.selector(tok.text, tok.pos)
     else:
