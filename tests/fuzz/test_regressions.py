@@ -14,6 +14,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 
 from scaler import otlp
+from scaler.model import STALE_NAN
 from scaler.query import QueryError, compat_to_promql_text, format_expr, parse_promql
 from scaler.query.parser import MAX_DEPTH
 from scaler.receiver import BodyError, decode
@@ -227,3 +228,18 @@ def test_label_regex_is_linear_time() -> None:
     """Minutes with Python's backtracking re; RE2 (as in Prometheus) is linear."""
     with common.cpu_budget(1.0):
         promql.check_query('{__name__=~"(.*)*(.*)*(.*)*(.*)*(.*)*x"}')
+
+
+def test_a_delta_sum_carrying_the_stale_nan_bit_pattern_leaves_running_totals_finite() -> None:
+    """A client sent the staleness marker's bit pattern as a delta histogram's sum: translated
+    as a delta, it is rejected by the store (invalid_value) instead of making the total NaN."""
+    point = m.HistogramDataPoint(
+        time_unix_nano=1_800_000_000_000_000_000, count=2, sum=STALE_NAN, explicit_bounds=[1.0], bucket_counts=[1, 1]
+    )
+    metric = m.Metric(
+        name="le", histogram=m.Histogram(aggregation_temporality=m.AGGREGATION_TEMPORALITY_DELTA, data_points=[point])
+    )
+    request = ExportMetricsServiceRequest(
+        resource_metrics=[m.ResourceMetrics(scope_metrics=[m.ScopeMetrics(metrics=[metric])])]
+    )
+    otlp_protobuf.test_one_input(request.SerializeToString())
