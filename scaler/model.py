@@ -118,5 +118,5 @@ class RejectReason(enum.StrEnum):
     LABEL_VALUE_TOO_LONG = "label_value_too_long"
     INVALID_NAME = "invalid_metric_name"
     INVALID_VALUE = "invalid_value"
-    """A delta sum point that is NaN or ±Inf: it cannot be added to the running total."""
+    """A delta sum point that is NaN or ±Inf, or would overflow the running total."""
     UNSUPPORTED = "unsupported_point"

@@ -114,11 +114,11 @@ class Store:
                     continue
                 series = self._create(labels)
             if is_delta:
-                if not math.isfinite(value):  # it would poison the running total for good
+                total = series.delta_total + value
+                if not math.isfinite(total):  # a NaN/±Inf delta, or an overflow: poison for good
                     rejected[RejectReason.INVALID_VALUE] += 1
                     continue
-                series.delta_total += value
-                value = series.delta_total
+                series.delta_total = value = total
             n = series.n
             if ts_ms > series.last and n < len(series.ts):  # the common case, inlined
                 series.ts[n] = ts_ms

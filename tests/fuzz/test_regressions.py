@@ -243,3 +243,12 @@ def test_a_delta_sum_carrying_the_stale_nan_bit_pattern_leaves_running_totals_fi
         resource_metrics=[m.ResourceMetrics(scope_metrics=[m.ScopeMetrics(metrics=[metric])])]
     )
     otlp_protobuf.test_one_input(request.SerializeToString())
+
+
+def test_delta_sums_that_overflow_the_running_total_are_rejected() -> None:
+    """Two deltas of ~1.8e308 (a histogram sum, appended twice by the harness) made the running
+    total +Inf for good; the overflowing sample is now rejected."""
+    otlp_protobuf.test_one_input(
+        b"\n5\n\x00\x121\x12\x00\x12-\n\x01xR(\n$)\xa0\xc8\xeb\x85\xf3\xcc\xe1\x7f0\x02J\x17\x08\x02\x12\x07\n\x05llamZ"
+        b"\n\nmodel_name\x10\x01"
+    )

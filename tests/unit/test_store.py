@@ -211,7 +211,9 @@ def test_a_non_finite_delta_is_rejected_and_the_running_total_survives() -> None
             (lbl, NOW_MS - 2000, float("nan"), True),
             (lbl, NOW_MS - 1500, float("inf"), True),
             (lbl, NOW_MS - 1000, 2.0, True),
+            (lbl, NOW_MS - 900, 1.7e308, True),
+            (lbl, NOW_MS - 800, 1.7e308, True),  # the total would overflow to +Inf
         ]
     )
-    assert result.accepted == 2 and result.rejected[RejectReason.INVALID_VALUE] == 2
-    assert samples_of(store, lbl) == ([NOW_MS - 3000, NOW_MS - 1000], [5.0, 7.0])
+    assert result.accepted == 3 and result.rejected[RejectReason.INVALID_VALUE] == 3
+    assert samples_of(store, lbl) == ([NOW_MS - 3000, NOW_MS - 1000, NOW_MS - 900], [5.0, 7.0, 7.0 + 1.7e308])
