@@ -271,25 +271,18 @@ def decode(body: bytes, content_type: str) -> tuple[ExportRequest, bool]:
     )
 
 
-_STATUS_CODES = {413: code_pb2.RESOURCE_EXHAUSTED, 429: code_pb2.RESOURCE_EXHAUSTED}
-
-
-def _failure(as_json: bool, status: int, body: status_pb2.Status, headers: Mapping[str, str] | None = None) -> Response:
-    """An OTLP/HTTP failure: a ``google.rpc.Status`` in the request's encoding."""
-    if as_json:
-        payload = json_format.MessageToJson(body, indent=None)
-        return Response(payload, status, headers=headers, media_type="application/json")
-    return Response(body.SerializeToString(), status, headers=headers, media_type="application/x-protobuf")
-
-
-def _reply(message: ExportResponse | None, as_json: bool, status: int = 200, error: str = "") -> Response:
-    if message is None:
-        code = _STATUS_CODES.get(status, code_pb2.INVALID_ARGUMENT)
-        return _failure(as_json, status, status_pb2.Status(code=code, message=error))
+def _reply(
+    message: ExportResponse | status_pb2.Status,
+    as_json: bool,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """An OTLP/HTTP answer in the request's encoding: the ExportMetricsServiceResponse, or on
+    failure a ``google.rpc.Status``."""
     if as_json:
         payload = json_format.MessageToJson(message, indent=None)
-        return Response(payload, status, media_type="application/json")
-    return Response(message.SerializeToString(), status, media_type="application/x-protobuf")
+        return Response(payload, status, headers=headers, media_type="application/json")
+    return Response(message.SerializeToString(), status, headers=headers, media_type="application/x-protobuf")
 
 
 def http_router(ingestor: Ingestor, max_bytes: int) -> APIRouter:
@@ -310,11 +303,12 @@ def http_router(ingestor: Ingestor, max_bytes: int) -> APIRouter:
             message, as_json = decode(body, content_type)
         except BodyError as exc:
             ingestor.reject("http", exc.reason, str(exc))
-            return _reply(None, as_json, exc.status, str(exc))
+            code = code_pb2.RESOURCE_EXHAUSTED if exc.status == 413 else code_pb2.INVALID_ARGUMENT
+            return _reply(status_pb2.Status(code=code, message=str(exc)), as_json, exc.status)
         outcome = await ingestor.ingest(message, "http")
         if outcome.full:
             status = retry_status(code_pb2.RESOURCE_EXHAUSTED, outcome.message)
-            return _failure(as_json, 429, status, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            return _reply(status, as_json, 429, {"Retry-After": str(RETRY_AFTER_SECONDS)})
         return _reply(outcome.response, as_json)
 
     return router
