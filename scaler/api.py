@@ -26,7 +26,7 @@ from scaler.logs import RateLimitedLog
 from scaler.model import METRIC_NAME, Matcher, MatchOp, is_stale
 from scaler.selfmetrics import SelfMetrics
 from scaler.store import Series, Store
-from scaler.triggerquery import COMPAT_MIN_LOOKBACK_MS, NotFound, TriggerQuery, WideResult, parse_duration
+from scaler.triggerquery import NotFound, TriggerQuery, WideResult, parse_duration
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +302,7 @@ def _series_json(ctx: ApiContext, series: Series, ts: list[int], vals: list[floa
         try:
             window_ms = int(window_s * 1000)
             expr = query.compat_to_expr(exact, op, window_ms)
-            result = ctx.engine.instant(expr, now, max(COMPAT_MIN_LOOKBACK_MS, window_ms))
+            result = ctx.engine.instant(expr, now, query.compat_lookback_ms(window_ms))
             samples = result.samples if isinstance(result, query.Vector) else []
             aggregates[op] = _json_number(samples[0].value) if samples else None
         except query.QueryError:

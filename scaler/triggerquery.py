@@ -41,9 +41,6 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-COMPAT_MIN_LOOKBACK_MS = 300_000
-
-
 @dataclass(frozen=True)
 class TriggerQuery:
     """A parsed, ready-to-run query and how to reduce its result to one number."""
@@ -62,9 +59,7 @@ class TriggerQuery:
         parsed = query.parse_compat(metric_query)
         window_ms = int(window_seconds * 1000)
         expr = query.compat_to_expr(parsed, operation, window_ms)
-        # The compat form's `and selector` (drop series whose newest sample is a staleness
-        # marker) must see as far back as the window, or a window over 5 m would miss series.
-        return TriggerQuery(expr, query.format_expr(expr), _names(expr), None, max(COMPAT_MIN_LOOKBACK_MS, window_ms))
+        return TriggerQuery(expr, query.format_expr(expr), _names(expr), None, query.compat_lookback_ms(window_ms))
 
     @staticmethod
     def promql(text: str, aggregate: str | None = None) -> TriggerQuery:

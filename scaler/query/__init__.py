@@ -14,6 +14,7 @@ from scaler.query.ast import Expr
 from scaler.query.compat import (
     OPERATIONS,
     CompatQuery,
+    compat_lookback_ms,
     compat_to_expr,
     compat_to_promql_text,
     parse_compat,
@@ -47,6 +48,7 @@ __all__ = [
     "TimeSeries",
     "Value",
     "Vector",
+    "compat_lookback_ms",
     "compat_to_expr",
     "compat_to_promql_text",
     "format_expr",

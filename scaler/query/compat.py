@@ -197,6 +197,13 @@ def compat_to_expr(q: CompatQuery | str, operation: str = "last_one", window_ms:
     return AggregateExpr(q.aggregation, live)
 
 
+def compat_lookback_ms(window_ms: int) -> int:
+    """The instant-selector lookback to evaluate :func:`compat_to_expr` with: its ``and
+    selector`` must see as far back as the window (at least Prometheus' 5 m), or a window over
+    5 m would miss series last seen more than 5 m ago."""
+    return max(300_000, window_ms)
+
+
 def compat_to_promql_text(q: CompatQuery | str, operation: str = "last_one", window_ms: int = 120_000) -> str:
     """The PromQL text of :func:`compat_to_expr` (for docs and logs)."""
     return format_expr(compat_to_expr(q, operation, window_ms))
