@@ -13,7 +13,6 @@ import contextlib
 import gc
 import logging
 import signal
-import socket
 import time
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
@@ -79,7 +78,6 @@ class Service:
         self._health: list[health.aio.HealthServicer] = []
         self._http: httpserver.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
-        self._http_socket: socket.socket | None = None
         self._ssl: ReloadingSSLContext | None = None
         self._housekeeping: asyncio.Task[None] | None = None
 
@@ -177,7 +175,6 @@ class Service:
             self.store, self.engine, self.metrics, s.admin_token, self.info, self.ready, s.http_body_timeout_seconds
         )
         sock = httpserver.bind(s.rest_address, s.rest_api_port)
-        self._http_socket = sock
         if s.rest_tls.enabled:
             self._ssl = ReloadingSSLContext(s.rest_tls)
         reloading = self._ssl
