@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter
 
 from scaler import receiver
 from tests.conftest import RunningService
+from tests.hostile.support import Counters
 from tests.integration.test_ingest import push_with_sdk
 from tests.otlpdata import DECODE, PREFILL, gauge, now_ns, otlp_stub, request
 
@@ -32,11 +33,10 @@ def fill(svc: RunningService, limit: int) -> None:
     assert svc.call(lambda: svc.service.store.series_count if svc.service else 0) == limit
 
 
-def counter_value(svc: RunningService, sample: str) -> float:
-    for line in httpx.get(f"{svc.http}/metrics").text.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.split()[-1])
-    return 0.0
+def throttled(svc: RunningService, transport: str) -> float:
+    return Counters(httpx.get(f"{svc.http}/metrics").text).value(
+        "otlp_requests_total", outcome="throttled", transport=transport
+    )
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
@@ -53,8 +53,7 @@ def test_sdk_exporters_back_off_on_a_full_store_and_their_retry_lands(
     pushed = threading.Thread(target=push_with_sdk, args=(exporter, DECODE, "decode-0"))
     started = time.monotonic()
     pushed.start()
-    throttled = f'otlp_requests_total{{outcome="throttled",transport="{transport}"}}'
-    while counter_value(svc, throttled) < 1:
+    while throttled(svc, transport) < 1:
         assert time.monotonic() - started < 10, "the first export was not throttled"
         time.sleep(0.05)
     reset = httpx.post(f"{svc.http}/memstore/reset", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -65,7 +64,7 @@ def test_sdk_exporters_back_off_on_a_full_store_and_their_retry_lands(
     assert waited >= 0.8  # it waited for the hint (1 s with the SDK's jitter), not its own 1 s+ backoff
     names = httpx.get(f"{svc.http}/memstore/names").json()
     assert "vllm.num_requests_waiting" in names and "vllm.time_to_first_token_seconds_bucket" in names
-    assert counter_value(svc, throttled) == 1
+    assert throttled(svc, transport) == 1
 
 
 def test_grpc_full_store_status_carries_retry_info(service_factory: Callable[..., RunningService]) -> None:

@@ -14,17 +14,8 @@ import pytest
 from scaler import snapshot
 from scaler.model import STALE_NAN, LabelPairs, Limits, is_stale, make_labels
 from scaler.store import Store
-
-NOW = 1_800_000_000.0
-NOW_MS = int(NOW * 1000)
-
-
-class Clock:
-    def __init__(self, t: float = NOW) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.unit.test_store import NOW, NOW_MS
+from tests.unit.test_store import FakeClock as Clock
 
 
 def contents(store: Store) -> dict[LabelPairs, tuple[list[int], list[float], float]]:
