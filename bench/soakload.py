@@ -31,7 +31,6 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
@@ -56,10 +55,6 @@ COUNTER_PER_S = 10.0
 """Counters grow by this much per second (so ``rate()`` is 10/s per series)."""
 
 
-def _kv(key: str, value: str) -> KeyValue:
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
 def pod_request(pod: workload.Pod, series: int) -> ExportMetricsServiceRequest:
     """The pod's request with exactly ``series`` samples: up to 16 one-sample gauges/counters
     (``workload`` order), the rest one histogram (buckets + ``_count`` + ``_sum``)."""
@@ -68,10 +63,10 @@ def pod_request(pod: workload.Pod, series: int) -> ExportMetricsServiceRequest:
     singles = SINGLES[: min(len(SINGLES), series - 3)]
     buckets = series - len(singles) - 2
     bounds = [*workload.HISTOGRAM_BOUNDS, *(1000.0 * 2**i for i in range(buckets))][: buckets - 1]
-    attrs = [_kv("model_name", f"model-{pod.index // (2 * workload.PODS_PER_DEPLOYMENT):02d}"), _kv("engine", "0")]
+    attrs = workload.point_attributes(pod)
     metrics: dict[str, m.Metric] = {}
     for kind, name, reason in singles:
-        point_attrs = [*attrs, _kv("finished_reason", reason)] if reason else attrs
+        point_attrs = [*attrs, workload.kv("finished_reason", reason)] if reason else attrs
         value = workload.COUNTER_MARK if kind == "sum" else float(pod.index % 7)
         point = m.NumberDataPoint(
             start_time_unix_nano=workload.START_NS, time_unix_nano=workload.TS_MARK, as_double=value
@@ -84,26 +79,15 @@ def pod_request(pod: workload.Pod, series: int) -> ExportMetricsServiceRequest:
             metric.sum.data_points.append(point)
         else:
             metric.gauge.data_points.append(point)
-    counts = [1 + (i * 7 + pod.index) % 13 for i in range(buckets)]
-    hist = m.HistogramDataPoint(
-        start_time_unix_nano=workload.START_NS,
-        time_unix_nano=workload.TS_MARK,
-        count=sum(counts),
-        sum=0.25 * sum(counts),
-        explicit_bounds=bounds,
-        bucket_counts=counts,
-        attributes=attrs,
-    )
-    name = "vllm:time_to_first_token_seconds" if pod.role == "prefill" else "vllm:inter_token_latency_seconds"
-    histogram = m.Histogram(aggregation_temporality=m.AGGREGATION_TEMPORALITY_CUMULATIVE, data_points=[hist])
-    metrics[name] = m.Metric(name=name, histogram=histogram)
+    histogram = workload.pod_histogram(pod, bounds, attrs)
+    metrics[histogram.name] = histogram
     resource = Resource(
         attributes=[
-            _kv("service.name", "vllm"),
-            _kv("service.instance.id", f"{pod.name}:8200"),
-            _kv("k8s.namespace.name", workload.NAMESPACE),
-            _kv("k8s.pod.name", pod.name),
-            _kv("k8s.deployment.name", pod.deployment),
+            workload.kv("service.name", "vllm"),
+            workload.kv("service.instance.id", f"{pod.name}:8200"),
+            workload.kv("k8s.namespace.name", workload.NAMESPACE),
+            workload.kv("k8s.pod.name", pod.name),
+            workload.kv("k8s.deployment.name", pod.deployment),
         ]
     )
     scope = m.ScopeMetrics(metrics=list(metrics.values()))

@@ -91,7 +91,7 @@ def fleet(series: int, prefix: str = "m") -> list[Pod]:
     return pods
 
 
-def _kv(key: str, value: str) -> KeyValue:
+def kv(key: str, value: str) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
@@ -99,15 +99,37 @@ def _number(value: float, attrs: list[KeyValue]) -> m.NumberDataPoint:
     return m.NumberDataPoint(start_time_unix_nano=START_NS, time_unix_nano=TS_MARK, as_double=value, attributes=attrs)
 
 
+def point_attributes(pod: Pod) -> list[KeyValue]:
+    """The data-point attributes every metric of ``pod`` carries."""
+    return [kv("model_name", f"model-{pod.index // (2 * PODS_PER_DEPLOYMENT):02d}"), kv("engine", "0")]
+
+
+def pod_histogram(pod: Pod, bounds: list[float], attrs: list[KeyValue]) -> m.Metric:
+    """The pod's latency histogram (TTFT for prefill, ITL for decode) with placeholder time."""
+    counts = [1 + (i * 7 + pod.index) % 13 for i in range(len(bounds) + 1)]
+    point = m.HistogramDataPoint(
+        start_time_unix_nano=START_NS,
+        time_unix_nano=TS_MARK,
+        count=sum(counts),
+        sum=0.25 * sum(counts),
+        explicit_bounds=bounds,
+        bucket_counts=counts,
+        attributes=attrs,
+    )
+    name = "vllm:time_to_first_token_seconds" if pod.role == "prefill" else "vllm:inter_token_latency_seconds"
+    histogram = m.Histogram(aggregation_temporality=m.AGGREGATION_TEMPORALITY_CUMULATIVE, data_points=[point])
+    return m.Metric(name=name, histogram=histogram)
+
+
 def pod_request(pod: Pod) -> ExportMetricsServiceRequest:
     """The pod's request with placeholder timestamps and counter values."""
-    point_attrs = [_kv("model_name", f"model-{pod.index // (2 * PODS_PER_DEPLOYMENT):02d}"), _kv("engine", "0")]
+    point_attrs = point_attributes(pod)
     metrics: list[m.Metric] = []
     gauge_values = (float(pod.index % 5), float(pod.index % 7), 0.1 + (pod.index % 9) / 10, 0.1 + (pod.index % 9) / 10)
     for name, value in zip(GAUGES, gauge_values, strict=True):
         metrics.append(m.Metric(name=name, gauge=m.Gauge(data_points=[_number(value, point_attrs)])))
     cumulative = m.AGGREGATION_TEMPORALITY_CUMULATIVE
-    success = [_number(COUNTER_MARK, [*point_attrs, _kv("finished_reason", r)]) for r in FINISHED_REASONS]
+    success = [_number(COUNTER_MARK, [*point_attrs, kv("finished_reason", r)]) for r in FINISHED_REASONS]
     metrics.append(
         m.Metric(
             name="vllm:request_success_total",
@@ -119,28 +141,17 @@ def pod_request(pod: Pod) -> ExportMetricsServiceRequest:
             aggregation_temporality=cumulative, is_monotonic=True, data_points=[_number(COUNTER_MARK, point_attrs)]
         )
         metrics.append(m.Metric(name=name, sum=sums))
-    counts = [1 + (i * 7 + pod.index) % 13 for i in range(len(HISTOGRAM_BOUNDS) + 1)]
-    point = m.HistogramDataPoint(
-        start_time_unix_nano=START_NS,
-        time_unix_nano=TS_MARK,
-        count=sum(counts),
-        sum=0.25 * sum(counts),
-        explicit_bounds=HISTOGRAM_BOUNDS,
-        bucket_counts=counts,
-        attributes=point_attrs,
-    )
-    hist = "vllm:time_to_first_token_seconds" if pod.role == "prefill" else "vllm:inter_token_latency_seconds"
-    metrics.append(m.Metric(name=hist, histogram=m.Histogram(aggregation_temporality=cumulative, data_points=[point])))
+    metrics.append(pod_histogram(pod, HISTOGRAM_BOUNDS, point_attrs))
     resource = Resource(
         attributes=[
-            _kv("service.name", "vllm"),
-            _kv("service.instance.id", f"{pod.name}:8200"),
-            _kv("server.address", pod.name),
-            _kv("server.port", "8200"),
-            _kv("url.scheme", "http"),
-            _kv("k8s.namespace.name", NAMESPACE),
-            _kv("k8s.pod.name", pod.name),
-            _kv("k8s.deployment.name", pod.deployment),
+            kv("service.name", "vllm"),
+            kv("service.instance.id", f"{pod.name}:8200"),
+            kv("server.address", pod.name),
+            kv("server.port", "8200"),
+            kv("url.scheme", "http"),
+            kv("k8s.namespace.name", NAMESPACE),
+            kv("k8s.pod.name", pod.name),
+            kv("k8s.deployment.name", pod.deployment),
         ]
     )
     scope = InstrumentationScope(
