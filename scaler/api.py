@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib.resources
 import json
 import logging
 import math
@@ -12,7 +13,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -31,6 +31,8 @@ from scaler.triggerquery import NotFound, TriggerQuery, WideResult, parse_durati
 logger = logging.getLogger(__name__)
 
 _DATA_AGGREGATES = ("last_one", "rate", "count", "avg", "min", "max")
+_DOCS_ASSETS = importlib.resources.files("fastapi_offline") / "static"
+"""Swagger UI 5.32.6 (renders OpenAPI 3.1, which FastAPI emits) from PyPI ``fastapi-offline``: no CDN."""
 
 
 class QueryBody(BaseModel):
@@ -194,8 +196,7 @@ def create_app(ctx: ApiContext, routers: list[APIRouter]) -> FastAPI:
         documented_paths=lambda: app.openapi()["paths"],
         body_timeout=ctx.body_timeout,
     )
-    static = Path(swagger_ui_bundle.swagger_ui_path)
-    app.mount("/docs/static", StaticFiles(directory=static), name="docs-static")
+    app.mount("/docs/static", StaticFiles(directory=Path(str(_DOCS_ASSETS))), name="docs-static")
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -216,7 +217,7 @@ def create_app(ctx: ApiContext, routers: list[APIRouter]) -> FastAPI:
             title="keda-otel-scaler API",
             swagger_js_url="/docs/static/swagger-ui-bundle.js",
             swagger_css_url="/docs/static/swagger-ui.css",
-            swagger_favicon_url="/docs/static/favicon-32x32.png",
+            swagger_favicon_url="/docs/static/favicon.png",
         )
 
     app.include_router(_memstore(ctx))

@@ -3,10 +3,9 @@
 No cluster is needed. What runs where:
 
 * rendering needs ``kubectl`` (its built-in kustomize);
-* schema validation needs ``../shared/tools/validate-manifests`` (present in CI and in
-  the developers' checkouts, absent from a user's fresh clone: those tests skip);
-* shellcheck tests skip when ``shellcheck`` is not installed; the script tests that
-  send requests need ``curl``.
+* schema validation runs in-process with the vendored validator and schemas in
+  ``tests/manifests/`` (nothing outside this repository is needed);
+* the script tests need ``shellcheck`` and ``curl`` (installed by ``make test``).
 
 Everything else is plain Python over the rendered YAML: the cross-file contracts
 (ScaledObject -> Deployment names, scalerAddress -> Service port, collector exporter ->
@@ -32,10 +31,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.manifests import k8svalidate
+
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
-SHARED = REPO.parent / "shared"
-VALIDATE = SHARED / "tools" / "validate-manifests"
 
 KEDA_NAMESPACE = "keda"
 SCALER_HOST = f"keda-otel-scaler.{KEDA_NAMESPACE}.svc"
@@ -194,12 +193,6 @@ def all_triggers() -> Iterator[tuple[str, str, Doc]]:
             yield role, f"alternative {name}", trig
 
 
-def run_validator(*args: str) -> subprocess.CompletedProcess[str]:
-    if not VALIDATE.exists():
-        pytest.skip(f"{VALIDATE} not found: the shared tools are not checked out next to this repo")
-    return subprocess.run([str(VALIDATE), *args], capture_output=True, text=True, timeout=300, check=False, cwd=REPO)
-
-
 # --------------------------------------------------------------------------- rendering
 
 
@@ -227,38 +220,72 @@ def test_no_resource_hard_codes_a_namespace(rel_dir: str) -> None:
 # ---------------------------------------------------------------- schema validation
 
 
+# Kinds the vendored schemas do not cover (see tests/manifests/schemas/README.md).
+UNSCHEMED_GROUPS = ("cert-manager.io/",)
+
+
+def assert_valid(results: list[k8svalidate.Result], docs: list[Doc], allowed_skips: tuple[str, ...]) -> None:
+    """No FAIL, and a SKIP only for a document of an allowed API group."""
+    assert len(results) == len(docs)
+    fails = [str(r) for r in results if r.status == "FAIL"]
+    assert not fails, "\n".join(fails)
+    for result, doc in zip(results, docs, strict=True):
+        if result.status == "SKIP":
+            assert doc["apiVersion"].startswith(allowed_skips), str(result)
+
+
 @pytest.mark.parametrize("rel_dir", sorted(EXPECTED_KUSTOMIZATIONS))
 def test_rendered_documents_validate(rel_dir: str) -> None:
-    proc = run_validator(f"manifests/{rel_dir}")
-    out = proc.stdout
-    assert proc.returncode == 0, out + proc.stderr
-    assert not [line for line in out.splitlines() if line.startswith("FAIL")], out
-    # Only cert-manager kinds may lack a schema (--strict-kinds would fail them).
-    skips = [line for line in out.splitlines() if line.startswith("SKIP")]
-    assert all("cert-manager.io/" in line for line in skips), skips
-    oks = [line for line in out.splitlines() if line.startswith("OK")]
+    results = k8svalidate.validate_text(_render_text(rel_dir))
+    assert_valid(results, render(rel_dir), UNSCHEMED_GROUPS)
+    skipped = [r for r in results if r.status == "SKIP"]
     cert_manager_docs = [d for d in render(rel_dir) if d["apiVersion"].startswith("cert-manager.io/")]
-    assert len(oks) + len(skips) == len(render(rel_dir))
-    assert len(skips) == len(cert_manager_docs)
+    assert len(skipped) == len(cert_manager_docs)
 
 
 def test_values_pd_matches_the_chart_values_schema() -> None:
-    proc = run_validator("--helm-values-schema", "llm-d-modelservice", "manifests/llm-d/values-pd.yaml")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("OK"), proc.stdout
+    (values,) = k8svalidate.load_documents((MANIFESTS / "llm-d" / "values-pd.yaml").read_text())
+    assert k8svalidate.validate_values(values, "llm-d-modelservice-values.schema.json") == ""
 
 
-def test_alternative_triggers_validate_inside_their_scaled_object(tmp_path: Path) -> None:
+def test_alternative_triggers_validate_inside_their_scaled_object() -> None:
     # Uncommenting an ALTERNATIVE block must give a schema-valid ScaledObject.
     for role, so in scaled_objects().items():
         alternatives = list(alternative_triggers(SCALED_OBJECT_FILES[role]).values())
         assert alternatives, f"{role}: no ALTERNATIVE block"
         extended = json.loads(json.dumps(so))
         extended["spec"]["triggers"].extend(alternatives)
-        path = tmp_path / f"{role}.yaml"
-        path.write_text(yaml.safe_dump(extended))
-        proc = run_validator("--strict-kinds", str(path))
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        result = k8svalidate.validate(extended)
+        assert result.status == "OK", str(result)
+
+
+BROKEN = {
+    "unknown container field": (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {a: b}}\n"
+        "  template:\n    metadata: {labels: {a: b}}\n"
+        "    spec:\n      containers: [{name: c, image: i, imagePullPolicyy: Always}]\n",
+        '$.spec.template.spec.containers[0].imagePullPolicyy: unknown field "imagePullPolicyy"',
+    ),
+    "integer trigger metadata": (
+        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: s}\nspec:\n  scaleTargetRef: {name: d}\n"
+        "  triggers: [{type: external, metadata: {targetValue: 40}}]\n",
+        "$.spec.triggers[0].metadata.targetValue: 40 is not of type 'string'",
+    ),
+    "misspelled ScaledObject field": (
+        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: s}\nspec:\n  scaleTargetRef: {name: d}\n"
+        "  minReplicaCnt: 1\n  triggers: [{type: external, metadata: {}}]\n",
+        '$.spec.minReplicaCnt: unknown field "minReplicaCnt"',
+    ),
+    "duplicate key": ("apiVersion: v1\nkind: Service\nmetadata: {name: a, name: b}\n", "found duplicate key 'name'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_the_validator_rejects_what_the_api_server_would(case: str) -> None:
+    text, reason = BROKEN[case]
+    (result,) = k8svalidate.validate_text(text)
+    assert result.status == "FAIL"
+    assert reason in result.reason, result.reason
 
 
 # ------------------------------------------------------------------ ScaledObjects
