@@ -29,10 +29,14 @@ $(STAMP): pyproject.toml requirements-dev.txt
 
 venv: $(STAMP)
 
-# promtool (PromQL differential tests, Prometheus for the benchmarks) and shellcheck (manifests).
+# Debian packages the tests use: promtool (PromQL differential tests, Prometheus for the
+# benchmarks), shellcheck (manifests), chromium + chromium-driver (headless browser tests of
+# /docs and the web pages, driven by selenium; nothing is downloaded at run time).
+SYSTEM_PACKAGES := prometheus shellcheck chromium chromium-driver
 $(SYSTEM_STAMP): | $(STAMP)
-	@if ! command -v promtool >/dev/null || ! command -v shellcheck >/dev/null; then \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus shellcheck >/dev/null; \
+	@if ! command -v promtool >/dev/null || ! command -v shellcheck >/dev/null \
+		|| ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
 	fi
 	@touch $@
 
