@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from scaler import __version__, config, logs
+from scaler import __version__, config, extras, logs
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -117,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "query":
         sys.exit(_run_query(args))
     if args.command == "demo":
+        if problem := extras.demo_problem(report=args.report is not None):
+            print(f"keda-otel-scaler demo: {problem}", file=sys.stderr)
+            sys.exit(2)
         logs.configure(os.environ.get("LOG_LEVEL", "warning").lower(), os.environ.get("LOG_FORMAT", "text"))
         from scaler.sim import demo
 
