@@ -115,6 +115,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         labels = (ref.namespace, ref.name, trigger.metric_name)
         if value is not None:
             self.metrics.trigger_value.labels(*labels).set(value)
+            self.metrics.trigger_target.labels(*labels).set(trigger.target)
         if active is not None:
             self.metrics.trigger_active.labels(*labels).set(1.0 if active else 0.0)
 

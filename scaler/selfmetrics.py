@@ -59,6 +59,12 @@ class SelfMetrics:
             ["namespace", "scaled_object", "metric"],
             registry=r,
         )
+        self.trigger_target = Gauge(
+            "keda_trigger_target",
+            "targetValue per ScaledObject trigger, set with each value returned to KEDA.",
+            ["namespace", "scaled_object", "metric"],
+            registry=r,
+        )
         self.trigger_active = Gauge(
             "keda_trigger_active",
             "Last activity decision per ScaledObject trigger (1 active, 0 inactive).",

@@ -330,5 +330,6 @@ def test_self_metrics_report_trigger_values_latency_and_errors(
     text = httpx.get(service.http + "/metrics").text
     assert 'keda_trigger_value{metric="decode-waiting",namespace="llm-d",scaled_object="pd-decode"} 6.0' in text
     assert 'keda_trigger_active{metric="decode-waiting",namespace="llm-d",scaled_object="pd-decode"} 1.0' in text
+    assert 'keda_trigger_target{metric="decode-waiting",namespace="llm-d",scaled_object="pd-decode"} 1.0' in text
     assert 'keda_request_duration_seconds_count{method="GetMetrics"} 2.0' in text
     assert 'keda_errors_total{code="INVALID_ARGUMENT",method="GetMetrics"} 1.0' in text
