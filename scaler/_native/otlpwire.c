@@ -37,6 +37,7 @@ enum {
 /* Plan codes: where a sample's value comes from. >= 0: an index (cumulative bucket, quantile). */
 enum { SRC_VALUE = -1, SRC_COUNT = -2, SRC_SUM = -3 };
 #define MAX_GROUP_DEPTH 100
+#define MISS_WEIGHT 32 /* a point resolved in Python costs about as much as this many cached samples */
 #define DELTA_TEMPORALITY 1u
 #define NO_RECORDED_VALUE 1u
 static const uint64_t STALE_NAN_BITS = 0x7FF0000000000002ull;
@@ -500,7 +501,7 @@ static int exponential_values(Ingest *self, const Point *pt) {
 /* (plan, targets) for the point from the cache, or from Python on a miss (cached when every
  * sample has a series). Returns a new reference to the entry, or NULL with an exception. */
 static PyObject *entry_for(Ingest *self, PyObject *key, PyObject *context, int kind, PyObject *name,
-                           const uint8_t *p, size_t len, int want_series) {
+                           const uint8_t *p, size_t len, int want_series, int *missed) {
     PyObject *entry = PyDict_GetItemWithError(self->points, key);
     if (entry) {
         if (!want_series) return Py_NewRef(entry);
@@ -516,6 +517,7 @@ static PyObject *entry_for(Ingest *self, PyObject *key, PyObject *context, int k
     } else if (PyErr_Occurred()) {
         return NULL;
     }
+    *missed = 1;
     PyObject *point = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)len);
     if (!point) return NULL;
     entry = PyObject_CallFunction(self->resolve, "OiOOO", context, kind, name, point, want_series ? Py_True : Py_False);
@@ -560,12 +562,13 @@ static int point_samples(Ingest *self, Run *run, PyObject *context, uint64_t res
     int in_range = ts >= run->cutoff && ts <= run->horizon;
     PyObject *key = PyBytes_FromStringAndSize((const char *)self->key.data, (Py_ssize_t)self->key.len);
     if (!key) return -1;
-    PyObject *entry = entry_for(self, key, context, kind, name, p, len, in_range);
+    int missed = 0;
+    PyObject *entry = entry_for(self, key, context, kind, name, p, len, in_range, &missed);
     Py_DECREF(key);
     if (!entry) return -1;
     PyObject *plan = PyTuple_GET_ITEM(entry, 0);
     Py_ssize_t n = PyBytes_GET_SIZE(plan) / 4;
-    run->done += n;
+    run->done += missed ? MISS_WEIGHT * (n ? n : 1) : n;
     if (!in_range) {
         run->rejected[ts < run->cutoff ? R_TOO_OLD : R_TOO_FAR_IN_FUTURE] += n;
         Py_DECREF(entry);
