@@ -248,7 +248,9 @@ def _emit_histogram(
         values.append(total)
     is_delta = delta and not stale
     labels = histogram_series(name, resource.base(p.attributes), sources, has_sum)
-    out.samples.extend((series, ts, STALE_NAN if stale else value, is_delta) for series, value in zip(labels, values, strict=True))
+    out.samples.extend(
+        (series, ts, STALE_NAN if stale else value, is_delta) for series, value in zip(labels, values, strict=True)
+    )
 
 
 def bucket_sources(bounds: Sequence[float]) -> dict[str, int]:
@@ -350,7 +352,9 @@ def _emit_summary(
     stale = bool(p.flags & _NO_RECORDED_VALUE)
     labels = summary_series(name, resource.base(p.attributes), [q.quantile for q in p.quantile_values])
     values = [*(q.value for q in p.quantile_values), float(p.count), p.sum]
-    out.samples.extend((series, ts, STALE_NAN if stale else value, False) for series, value in zip(labels, values, strict=True))
+    out.samples.extend(
+        (series, ts, STALE_NAN if stale else value, False) for series, value in zip(labels, values, strict=True)
+    )
 
 
 def summary_series(name: str, base: list[tuple[str, str]], quantiles: Iterable[float]) -> list[LabelPairs]:

@@ -77,16 +77,12 @@ class Outcome:
 class Ingestor:
     """Translate and store one Export request; shared by both transports."""
 
-    def __init__(
-        self, store: Store, promotions: Mapping[str, str], metrics: SelfMetrics, native: bool = True
-    ) -> None:
+    def __init__(self, store: Store, promotions: Mapping[str, str], metrics: SelfMetrics, native: bool = True) -> None:
         self.store = store
         self.promotions = dict(promotions)
         self.metrics = metrics
         self.log = RateLimitedLog(logger)
-        self.native = (
-            nativeingest.NativeIngest(store, promotions) if native and nativeingest.AVAILABLE else None
-        )
+        self.native = nativeingest.NativeIngest(store, promotions) if native and nativeingest.AVAILABLE else None
 
     @property
     def path(self) -> str:

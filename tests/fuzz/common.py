@@ -172,7 +172,9 @@ def native_ingest(native: nativeingest.NativeIngest, data: bytes, budget: int) -
     return result, data_points
 
 
-def compare_native(data: bytes, request: ExportMetricsServiceRequest, now_s: float, max_series: int, budget: int) -> None:
+def compare_native(
+    data: bytes, request: ExportMetricsServiceRequest, now_s: float, max_series: int, budget: int
+) -> None:
     """Ingest one valid request into twin stores by the reference and the native path: once, again
     (from the native cache: overwrites), and after the store deleted every series (the cache holds
     dead series). The stores, accepted counts, rejections by reason and data points must agree."""

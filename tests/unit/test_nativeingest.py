@@ -55,7 +55,7 @@ def test_native_path_stores_what_the_reference_stores(name: str, clock: str, max
 
 
 def test_the_corpus_covers_every_point_type_and_outcome() -> None:
-    kinds = set()
+    kinds: set[str | None] = set()
     for data in CORPUS.values():
         for rm in ExportMetricsServiceRequest.FromString(data).resource_metrics:
             for sm in rm.scope_metrics:
