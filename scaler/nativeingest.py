@@ -21,6 +21,7 @@ which path is active.
 
 from __future__ import annotations
 
+import itertools
 import math
 from array import array
 from collections import Counter
@@ -90,6 +91,14 @@ class NativeIngest:
         self.promotions = dict(promotions)
         self._ingest: _Ingest = otlpwire.Ingest(self._new_resource, self._resolve)
         self._deletions_seen = store.deletions
+
+    @staticmethod
+    def pieces(data: bytes, chunk: int) -> list[tuple[int, int]]:
+        """``(start, end)`` of consecutive pieces of a request, about ``chunk`` bytes each, cut at
+        top-level fields: each piece is itself an ``ExportMetricsServiceRequest``, so protobuf
+        validates the request piece by piece exactly as whole (ValueError: malformed top level)."""
+        offsets = otlpwire.chunks(data, chunk)
+        return list(itertools.pairwise(offsets))
 
     def prune(self) -> None:
         """Drop the cache when it outgrows the store or the store deleted many series since it was

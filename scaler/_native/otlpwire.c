@@ -945,9 +945,54 @@ static PyTypeObject IngestType = {
     .tp_getset = Ingest_getset,
 };
 
+/* Offsets of top-level field boundaries, about `chunk` bytes apart, from 0 to len(data): each
+ * piece is itself a message of the same type (fields concatenate), so protobuf can validate a
+ * large request piece by piece. Raises ValueError when the top level is malformed. */
+static PyObject *chunks(PyObject *Py_UNUSED(module), PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t chunk;
+    if (!PyArg_ParseTuple(args, "y*n:chunks", &view, &chunk)) return NULL;
+    PyObject *out = PyList_New(0);
+    const uint8_t *base = view.buf;
+    Rd r = {base, base + view.len};
+    const uint8_t *last = base;
+    int rc = out ? 0 : -1;
+    if (rc == 0) {
+        PyObject *zero = PyLong_FromLong(0);
+        rc = zero ? PyList_Append(out, zero) : -1;
+        Py_XDECREF(zero);
+    }
+    while (rc == 0 && r.p < r.end) {
+        const uint8_t *at = r.p;
+        uint32_t f;
+        int wt;
+        if (rd_tag(&r, &f, &wt) < 0 || rd_skip(&r, f, wt) < 0) {
+            PyErr_Format(PyExc_ValueError, "malformed OTLP protobuf near byte %zd", (Py_ssize_t)(at - base));
+            rc = -1;
+        } else if (r.p - last >= chunk || r.p == r.end) {
+            PyObject *offset = PyLong_FromSsize_t(r.p - base);
+            rc = offset ? PyList_Append(out, offset) : -1;
+            Py_XDECREF(offset);
+            last = r.p;
+        }
+    }
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        Py_XDECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"chunks", chunks, METH_VARARGS,
+     "chunks(data, chunk) -> offsets of top-level field boundaries about `chunk` bytes apart, 0 to len(data)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "scaler._native.otlpwire",
-    "Native OTLP ingest: protobuf wire bytes to store samples (see scaler.nativeingest).", -1, NULL,
+    "Native OTLP ingest: protobuf wire bytes to store samples (see scaler.nativeingest).", -1, module_methods,
 };
 
 PyMODINIT_FUNC PyInit_otlpwire(void) {

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from scaler import nativeingest
@@ -107,3 +108,22 @@ def test_a_deleted_series_is_resolved_again_not_written_to() -> None:
     after = {series.labels: series for series in store.series()}
     assert after.keys() == before.keys()
     assert all(after[labels] is not before[labels] and after[labels].n == 1 for labels in after)
+
+
+def test_a_large_request_validates_piece_by_piece_exactly_as_whole() -> None:
+    data = b"".join(CORPUS[name] for name in sorted(CORPUS) if name.startswith("seed"))
+    pieces = nativeingest.NativeIngest.pieces(data, 4096)
+    assert len(pieces) > 3 and pieces[0][0] == 0 and pieces[-1][1] == len(data)
+    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:], strict=False))
+    for start, end in pieces:
+        ExportMetricsServiceRequest.FromString(data[start:end])
+    bad = data.replace(b"vllm:num_requests_running", b"vllm:num_requests_\xffunning", 1)  # invalid UTF-8
+    with pytest.raises(DecodeError) as whole:
+        ExportMetricsServiceRequest.FromString(bad)
+    errors = []
+    for start, end in nativeingest.NativeIngest.pieces(bad, 4096):
+        try:
+            ExportMetricsServiceRequest.FromString(bad[start:end])
+        except DecodeError as exc:
+            errors.append(str(exc))
+    assert errors == [str(whole.value)]
