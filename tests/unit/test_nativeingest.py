@@ -11,6 +11,7 @@ cache, and after the store deleted the cached series.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -114,7 +115,7 @@ def test_a_large_request_validates_piece_by_piece_exactly_as_whole() -> None:
     data = b"".join(CORPUS[name] for name in sorted(CORPUS) if name.startswith("seed"))
     pieces = nativeingest.NativeIngest.pieces(data, 4096)
     assert len(pieces) > 3 and pieces[0][0] == 0 and pieces[-1][1] == len(data)
-    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
     for start, end in pieces:
         ExportMetricsServiceRequest.FromString(data[start:end])
     bad = data.replace(b"vllm:num_requests_running", b"vllm:num_requests_\xffunning", 1)  # invalid UTF-8
