@@ -3,9 +3,9 @@
 #   docker build -t keda-otel-scaler .          (or: bash scripts/image.sh build, no Docker engine needed)
 #   docker run --rm -p 4317:4317 -p 4318:4318 -p 9090:9090 keda-otel-scaler
 #
-# Two stages: the builder installs the project and its pinned runtime dependencies into a
-# virtualenv at /opt/venv; the runtime stage gets only that venv (no compilers, no pip, no
-# caches, no sources besides the installed package) and runs as the numeric non-root user
+# Two stages: the builder compiles the native OTLP ingest extension and installs the project
+# and its pinned runtime dependencies into a virtualenv at /opt/venv; the runtime stage gets
+# only that venv (no compilers, no pip, no caches, no sources besides the installed package) and runs as the numeric non-root user
 # 10001:10001. Nothing is written at run time, so a read-only root filesystem works.
 
 # ---------------------------------------------------------------- builder
@@ -16,9 +16,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 
+# A C compiler for the extension (the base image has Python's headers), in this stage only.
 # A current pip in the builder (it is removed again below): the base image's may predate
 # the wheel metadata (PEP 639 licence fields) that setuptools >= 77 writes.
-RUN python -m venv /opt/venv \
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+ && rm -rf /var/lib/apt/lists/* \
+ && python -m venv /opt/venv \
  && /opt/venv/bin/pip install -q --upgrade pip
 WORKDIR /src
 
@@ -29,17 +33,20 @@ RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml
         > runtime-requirements.txt \
  && /opt/venv/bin/pip install -r runtime-requirements.txt -c requirements-dev.txt
 
-# 2. The project itself, built as a wheel from the context and installed without dependencies.
+# 2. The project itself, built as a wheel from the context (compiling scaler/_native against
+#    numpy's headers, fetched into pip's isolated build environment) and installed without
+#    dependencies; the import check fails the build if the extension did not make it in.
 #    Then drop pip and setuptools (the runtime needs neither) and numpy's own test suites
 #    (17 MB), and byte-compile everything with unchecked-hash .pyc files, valid whatever
 #    timestamps COPY gives the sources: the runtime filesystem is read-only, so Python could
 #    never cache bytecode itself, and start-up is faster with it.
-COPY README.md ./
+COPY README.md setup.py ./
 COPY scaler/ scaler/
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
  && /opt/venv/bin/pip install --no-deps /tmp/wheels/keda_otel_scaler-*.whl \
  && /opt/venv/bin/pip check \
  && /opt/venv/bin/keda-otel-scaler --version \
+ && /opt/venv/bin/python -c 'import scaler._native.otlpwire' \
  && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools \
  && rm -rf /opt/venv/bin/pip* /tmp/wheels \
  && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/numpy/*' -exec rm -rf {} + \

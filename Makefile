@@ -8,7 +8,7 @@ SYSTEM_STAMP := $(VENV)/.system-tools
 REPORT ?= demo-report
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv system-tools demo serve test lint typecheck layers proto unit bench soak fuzz image image-test clean
+.PHONY: help venv native system-tools demo serve test lint typecheck layers proto unit bench soak fuzz image image-test clean
 
 help:
 	@echo "make demo        simulate a PD fleet; prefill and decode scale independently (report in $(REPORT)/)"
@@ -27,7 +27,16 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
 
-venv: $(STAMP)
+venv: $(STAMP) native
+
+# The native OTLP ingest extension, rebuilt in place whenever its source changes.
+NATIVE_SRC := scaler/_native/otlpwire.c
+NATIVE_STAMP := scaler/_native/.built
+$(NATIVE_STAMP): $(NATIVE_SRC) setup.py | $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+	@touch $@
+
+native: $(NATIVE_STAMP)
 
 # Debian packages the tests use: promtool (PromQL differential tests, Prometheus for the
 # benchmarks), shellcheck (manifests), chromium + chromium-driver (headless browser tests of
@@ -42,11 +51,11 @@ $(SYSTEM_STAMP): | $(STAMP)
 
 system-tools: $(SYSTEM_STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(NATIVE_STAMP)
 	$(VENV)/bin/keda-otel-scaler demo --report $(REPORT)
 	@echo "Report: $(REPORT)/summary.md, $(REPORT)/report.json, $(REPORT)/replicas.png"
 
-serve: $(STAMP)
+serve: $(STAMP) $(NATIVE_STAMP)
 	$(VENV)/bin/keda-otel-scaler serve
 
 lint: $(STAMP)
@@ -62,26 +71,26 @@ layers: $(STAMP)
 proto: $(STAMP)
 	PYTHON=$(PY) bash scripts/gen_proto.sh scaler/_gen
 
-unit: $(STAMP) $(SYSTEM_STAMP)
+unit: $(STAMP) $(SYSTEM_STAMP) $(NATIVE_STAMP)
 	$(PY) -m pytest -q
 
 test: lint typecheck layers unit
 
-bench: $(STAMP) $(SYSTEM_STAMP)
+bench: $(STAMP) $(SYSTEM_STAMP) $(NATIVE_STAMP)
 	$(PY) -m bench
 
-soak: $(STAMP)
+soak: $(STAMP) $(NATIVE_STAMP)
 	$(PY) -m bench.soak
 
 FUZZ_SECONDS ?= 1800
-fuzz: $(STAMP)
+fuzz: $(STAMP) $(NATIVE_STAMP)
 	$(PY) -m tests.fuzz all --seconds $(FUZZ_SECONDS)
 
 image:
 	bash scripts/image.sh build
 
-image-test: $(STAMP)
+image-test: $(STAMP) $(NATIVE_STAMP)
 	bash scripts/image.sh test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(REPORT)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(REPORT) build scaler/_native/*.so $(NATIVE_STAMP)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from bench import ingest, latency, prom, reaction, workload
+from bench import ingest, latency, prom, reaction, vllmload, workload
 from bench.ingest import SECOND_NS, Client
 from bench.profiling import Recorder, hotspots, inclusive, markdown, py_spy
 from bench.report import Report, Row
@@ -24,7 +24,15 @@ INGEST_TARGET = 0.5
 QUERY_TARGET_MS = 1.0
 MEMORY_TARGET_MIB = 300.0
 REACTION_TARGET_MS = 50.0
-INGEST_SHARES = ["Ingestor.ingest (", "translate (", "Store.append (", "_labels (", "gc_collect_main", "Handle._run ("]
+INGEST_SHARES = [
+    "Ingestor.ingest (",
+    "NativeIngest.run (",
+    "Store.append (",
+    "_resolve (",
+    "gc_collect_main",
+    "Handle._run (",
+]
+UNDER_LOAD_TARGET_MS = 5.0
 REACTION_SHARES = ["Store.collect (", "gc_collect_main", "Ingestor.ingest (", "StreamIsActive (", "GetMetrics ("]
 QUERY_SHARES = ["GetMetrics (", "Engine.instant (", "Store.select (", "gc_collect_main", "MetricWrapperBase.labels ("]
 
@@ -38,14 +46,16 @@ class Sizes:
     latency_calls: int
     prom_calls: int
     flips: int
+    vllm_pods: int
+    vllm_rounds: int
     background_series: int = 10_000
     workers: int = 4
 
     @staticmethod
     def of(quick: bool) -> Sizes:
         if quick:
-            return Sizes(1_000, 2_000, 10_000, 8, 300, 60, 30)
-        return Sizes(1_000, 10_000, 100_000, 30, 2000, 300, 200)
+            return Sizes(1_000, 2_000, 10_000, 8, 300, 60, 30, 100, 4)
+        return Sizes(1_000, 10_000, 100_000, 30, 2000, 300, 200, 200, 12)
 
 
 def _k(rate: float) -> str:
@@ -307,3 +317,48 @@ def engine_phase(report: Report, sizes: Sizes) -> None:
     report.note(
         f"engine in-process: {result.series} series (filled in {result.fill_seconds:.1f} s), selected {result.selected}"
     )
+
+
+def vllm_phase(report: Report, sizes: Sizes, profile: bool) -> None:
+    """Issue 20: the vLLM-shaped payload on the native and the reference path, side by side."""
+    shape = f"{vllmload.PER_REQUEST} pods/request, {vllmload.SHAPE.name}"
+    for path in vllmload.PATHS:
+        r = vllmload.measure(path, sizes.vllm_pods, sizes.vllm_rounds, sizes.latency_calls, sizes.workers, profile)
+        target = f"≥ {INGEST_TARGET}×" if path == "native" else "— (before: reference path)"
+        holds = (lambda ratio: ratio >= INGEST_TARGET) if path == "native" else (lambda ratio: None)
+        for unit, ours, limit in (
+            ("data points/s", r.points_rate, r.limit_points),
+            ("samples/s", r.ingest.rate, r.limit_samples),
+        ):
+            report.add(
+                Row(
+                    f"1 ingest vLLM-shaped OTLP gRPC, {path} path, {unit}",
+                    f"{ours / 1000:.0f}k {unit}",
+                    f"decode + walk {limit / 1000:.0f}k {unit}",
+                    ours / limit,
+                    target,
+                    holds(ours / limit),
+                )
+            )
+        loaded, idle = r.loaded, r.idle
+        report.add(
+            Row(
+                f"2 GetMetrics client p99 while ingest runs at half capacity, {path} path",
+                f"{loaded.p99:.2f} ms (p50 {loaded.p50:.2f})",
+                f"idle {idle.p99:.2f} ms (p50 {idle.p50:.2f})",
+                loaded.p99 / idle.p99,
+                f"p99 ≤ {UNDER_LOAD_TARGET_MS:.0f} ms" if path == "native" else "— (before)",
+                loaded.p99 <= UNDER_LOAD_TARGET_MS if path == "native" else None,
+            )
+        )
+        load = r.load
+        report.note(f"vLLM-shaped ingest ({shape}), {path} path: {r.ingest}")
+        report.note(
+            f"half-capacity load, {path} path: {load.get('points', 0) / max(load.get('seconds', 1), 1e-9) / 1000:.0f}k "
+            f"points/s asked {0.5 * r.points_rate / 1000:.0f}k, {load.get('requests', 0):.0f} requests, "
+            f"{load.get('rejected', 0):.0f} rejected, max lateness {load.get('max_late_s', 0) * 1000:.0f} ms; "
+            f"GetMetrics idle {idle}, loaded {loaded}"
+        )
+        if r.profile:
+            title = f"Ingest, vLLM-shaped payload, {path} path (server, OTLP gRPC, {shape})"
+            report.hotspots += markdown(title, r.profile, r.shares)

@@ -18,13 +18,16 @@ A pod's request is serialized once with placeholder bytes for the timestamp (``f
 the counter value (``double``); :meth:`PodPayload.render` patches them with ``bytes.replace``.
 Serialized ``ExportMetricsServiceRequest`` messages concatenate into one valid request (repeated
 field), which is how :func:`batch` builds a collector-style batch of several pods.
+
+:data:`VLLM16` is the fuller shape of issue 20's ingest figure: the same gauges and counters plus
+vLLM's 14 latency and token histograms with 16 buckets each (268 series, 30 data points per pod).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
@@ -57,6 +60,50 @@ COUNTERS = (
     "vllm:corrupted_requests_total",
 )
 FINISHED_REASONS = ("stop", "length", "abort", "error")
+VLLM_HISTOGRAMS = (
+    "vllm:time_to_first_token_seconds",
+    "vllm:inter_token_latency_seconds",
+    "vllm:request_time_per_output_token_seconds",
+    "vllm:e2e_request_latency_seconds",
+    "vllm:request_queue_time_seconds",
+    "vllm:request_inference_time_seconds",
+    "vllm:request_prefill_time_seconds",
+    "vllm:request_decode_time_seconds",
+    "vllm:request_prompt_tokens",
+    "vllm:request_generation_tokens",
+    "vllm:request_max_num_generation_tokens",
+    "vllm:request_params_max_tokens",
+    "vllm:request_params_n",
+    "vllm:iteration_tokens_total",
+)
+BOUNDS_16 = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 40.0]
+"""15 explicit bounds → 16 buckets with ``+Inf``."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one pod exports: the gauges and counters above plus these histograms."""
+
+    name: str
+    bounds: list[float] = field(default_factory=lambda: HISTOGRAM_BOUNDS)
+    histograms: tuple[str, ...] = ()
+    """Histogram names; empty: one, TTFT on prefill pods and ITL on decode pods."""
+
+    @property
+    def histogram_count(self) -> int:
+        return len(self.histograms) or 1
+
+    @property
+    def series_per_pod(self) -> int:
+        return len(GAUGES) + len(FINISHED_REASONS) + len(COUNTERS) + self.histogram_count * (len(self.bounds) + 3)
+
+    @property
+    def points_per_pod(self) -> int:
+        return len(GAUGES) + len(FINISHED_REASONS) + len(COUNTERS) + self.histogram_count
+
+
+DEFAULT = Shape("40 series/pod (4 gauges, 12 counters, one 22-bucket histogram)")
+VLLM16 = Shape("268 series/pod (4 gauges, 12 counters, 14 16-bucket histograms)", BOUNDS_16, VLLM_HISTOGRAMS)
 
 TS_MARK = 0x1BADC0FFEE0DD00D
 """Placeholder ``time_unix_nano`` (fixed64), replaced per round."""
@@ -104,8 +151,8 @@ def point_attributes(pod: Pod) -> list[KeyValue]:
     return [kv("model_name", f"model-{pod.index // (2 * PODS_PER_DEPLOYMENT):02d}"), kv("engine", "0")]
 
 
-def pod_histogram(pod: Pod, bounds: list[float], attrs: list[KeyValue]) -> m.Metric:
-    """The pod's latency histogram (TTFT for prefill, ITL for decode) with placeholder time."""
+def pod_histogram(pod: Pod, bounds: list[float], attrs: list[KeyValue], name: str = "") -> m.Metric:
+    """A histogram of the pod (default: TTFT for prefill, ITL for decode) with placeholder time."""
     counts = [1 + (i * 7 + pod.index) % 13 for i in range(len(bounds) + 1)]
     point = m.HistogramDataPoint(
         start_time_unix_nano=START_NS,
@@ -116,12 +163,13 @@ def pod_histogram(pod: Pod, bounds: list[float], attrs: list[KeyValue]) -> m.Met
         bucket_counts=counts,
         attributes=attrs,
     )
-    name = "vllm:time_to_first_token_seconds" if pod.role == "prefill" else "vllm:inter_token_latency_seconds"
+    if not name:
+        name = "vllm:time_to_first_token_seconds" if pod.role == "prefill" else "vllm:inter_token_latency_seconds"
     histogram = m.Histogram(aggregation_temporality=m.AGGREGATION_TEMPORALITY_CUMULATIVE, data_points=[point])
     return m.Metric(name=name, histogram=histogram)
 
 
-def pod_request(pod: Pod) -> ExportMetricsServiceRequest:
+def pod_request(pod: Pod, shape: Shape = DEFAULT) -> ExportMetricsServiceRequest:
     """The pod's request with placeholder timestamps and counter values."""
     point_attrs = point_attributes(pod)
     metrics: list[m.Metric] = []
@@ -141,7 +189,8 @@ def pod_request(pod: Pod) -> ExportMetricsServiceRequest:
             aggregation_temporality=cumulative, is_monotonic=True, data_points=[_number(COUNTER_MARK, point_attrs)]
         )
         metrics.append(m.Metric(name=name, sum=sums))
-    metrics.append(pod_histogram(pod, HISTOGRAM_BOUNDS, point_attrs))
+    for name in shape.histograms or ("",):
+        metrics.append(pod_histogram(pod, shape.bounds, point_attrs, name))
     resource = Resource(
         attributes=[
             kv("service.name", "vllm"),
@@ -177,9 +226,9 @@ class PodPayload:
     template: bytes
 
     @staticmethod
-    def of(pod: Pod) -> PodPayload:
-        data = pod_request(pod).SerializeToString()
-        if data.count(_TS_BYTES) != POINTS_PER_POD or data.count(_COUNTER_BYTES) != COUNTER_POINTS_PER_POD:
+    def of(pod: Pod, shape: Shape = DEFAULT) -> PodPayload:
+        data = pod_request(pod, shape).SerializeToString()
+        if data.count(_TS_BYTES) != shape.points_per_pod or data.count(_COUNTER_BYTES) != COUNTER_POINTS_PER_POD:
             raise AssertionError("placeholder bytes are not unique in the serialized pod request")
         return PodPayload(pod, data)
 
@@ -189,8 +238,9 @@ class PodPayload:
         )
 
 
-def payloads(series: int, prefix: str = "m") -> list[PodPayload]:
-    return [PodPayload.of(pod) for pod in fleet(series, prefix)]
+def payloads(series: int, prefix: str = "m", shape: Shape = DEFAULT) -> list[PodPayload]:
+    pods = fleet(series * SERIES_PER_POD // shape.series_per_pod, prefix)
+    return [PodPayload.of(pod, shape) for pod in pods]
 
 
 def counter_value(round_index: int) -> float:

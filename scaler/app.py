@@ -265,6 +265,7 @@ class Service:
                 "samples": self.store.sample_count(),
                 "metricNames": len(self.store.names()),
             },
+            "ingest": self.ingestor.path_info(),
             "warmupRemainingSeconds": round(max(0.0, self._warm_until - time.monotonic()), 3),
             "snapshot": self.persistence.status,
         }

@@ -15,10 +15,11 @@ from __future__ import annotations
 import base64
 import bisect
 import functools
+import itertools
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,9 @@ from scaler.store import Sample
 
 _NO_RECORDED_VALUE = metrics_pb2.DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 _DELTA = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+
+FROM_COUNT = -2
+"""In :func:`bucket_sources`: the bucket takes the point's ``count`` (a ``+Inf`` bucket the bounds lack)."""
 
 
 @dataclass(slots=True)
@@ -98,12 +102,7 @@ def translate_in_parts(
     None: one part), so a caller on an event loop can store and yield between parts."""
     out = Translation()
     for resource_metrics in request.resource_metrics:
-        promoted: dict[str, str] = {}
-        for kv in resource_metrics.resource.attributes:
-            label = promotions.get(kv.key)
-            if label is not None:
-                promoted[label] = any_value_str(kv.value)
-        resource = _Resource(promoted)
+        resource = ResourceLabels.of(resource_metrics.resource.attributes, promotions)
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 _translate_metric(metric, resource, now_ms, out)
@@ -113,7 +112,7 @@ def translate_in_parts(
     yield out
 
 
-def _translate_metric(metric: metrics_pb2.Metric, resource: _Resource, now_ms: int, out: Translation) -> None:
+def _translate_metric(metric: metrics_pb2.Metric, resource: ResourceLabels, now_ms: int, out: Translation) -> None:
     kind = metric.WhichOneof("data")
     name = metric.name
     if kind is None:
@@ -149,7 +148,7 @@ def _translate_metric(metric: metrics_pb2.Metric, resource: _Resource, now_ms: i
         out.rejected[RejectReason.UNSUPPORTED] += len(points)
 
 
-class _Resource:
+class ResourceLabels:
     """The promoted labels of one ResourceMetrics, and the label bases built from them so far
     (the points of one resource mostly repeat a few attribute sets)."""
 
@@ -158,6 +157,15 @@ class _Resource:
     def __init__(self, promoted: dict[str, str]) -> None:
         self.promoted = promoted
         self.bases: dict[tuple[tuple[str, str], ...], list[tuple[str, str]]] = {}
+
+    @staticmethod
+    def of(attributes: Iterable[KeyValue], promotions: Mapping[str, str]) -> ResourceLabels:
+        promoted: dict[str, str] = {}
+        for kv in attributes:
+            label = promotions.get(kv.key)
+            if label is not None:
+                promoted[label] = any_value_str(kv.value)
+        return ResourceLabels(promoted)
 
     def base(self, point_attributes: Iterable[KeyValue]) -> list[tuple[str, str]]:
         """The sorted label pairs shared by every series of one data point (no ``__name__``)."""
@@ -172,6 +180,11 @@ class _Resource:
                 labels = {k: v for k, v in labels.items() if v}
             found = self.bases[attrs] = sorted(labels.items())
         return found
+
+
+def number_labels(name: str, base: list[tuple[str, str]]) -> LabelPairs:
+    """The series of a Gauge or Sum point."""
+    return _labels(name, base)
 
 
 def _labels(name: str, base: list[tuple[str, str]], extra: tuple[str, str] | None = None) -> LabelPairs:
@@ -200,13 +213,13 @@ def _ts(point: metrics_pb2.NumberDataPoint | metrics_pb2.HistogramDataPoint, now
 def _emit_number(
     out: Translation,
     name: str,
-    resource: _Resource,
+    resource: ResourceLabels,
     p: metrics_pb2.NumberDataPoint,
     value: float,
     delta: bool,
     now_ms: int,
 ) -> None:
-    labels = _labels(name, resource.base(p.attributes))
+    labels = number_labels(name, resource.base(p.attributes))
     if p.flags & _NO_RECORDED_VALUE:
         out.samples.append((labels, _ts(p, now_ms), STALE_NAN, False))
     else:
@@ -216,7 +229,7 @@ def _emit_number(
 def _emit_histogram(
     out: Translation,
     name: str,
-    resource: _Resource,
+    resource: ResourceLabels,
     p: metrics_pb2.HistogramDataPoint | metrics_pb2.ExponentialHistogramDataPoint,
     buckets: list[tuple[float, int]],
     count: int,
@@ -224,33 +237,55 @@ def _emit_histogram(
     delta: bool,
     now_ms: int,
 ) -> None:
-    base = resource.base(p.attributes)
     ts = p.time_unix_nano // 1_000_000 if p.time_unix_nano else now_ms
     stale = bool(p.flags & _NO_RECORDED_VALUE)
-    samples = out.samples
+    sources = bucket_sources([bound for bound, _ in buckets])
+    has_sum = p.HasField("sum") if isinstance(p, metrics_pb2.HistogramDataPoint) else True
+    cumulative = list(itertools.accumulate(bucket_count for _, bucket_count in buckets))
+    values = [float(count) if i == FROM_COUNT else float(cumulative[i]) for i in sources.values()]
+    values.append(float(count))
+    if has_sum:
+        values.append(total)
+    is_delta = delta and not stale
+    labels = histogram_series(name, resource.base(p.attributes), sources, has_sum)
+    out.samples.extend(
+        (series, ts, STALE_NAN if stale else value, is_delta) for series, value in zip(labels, values, strict=True)
+    )
+
+
+def bucket_sources(bounds: Sequence[float]) -> dict[str, int]:
+    """The ``le`` of each bucket series of a histogram with these upper bounds, in output order,
+    with the index of the bucket whose cumulative count it takes (:data:`FROM_COUNT`: the
+    point's count, for a ``+Inf`` bucket the bounds lack).
+
+    One sample per distinct ``le``: a malformed point that repeats a bound (or lists +Inf among
+    its explicit bounds) must not give one series two samples at one timestamp, which a delta
+    histogram would add up twice. The later (larger) cumulative count wins.
+    """
+    by_le: dict[str, int] = {}
+    for i, bound in enumerate(bounds):
+        by_le[format_float(bound)] = i
+    if bounds and "+Inf" not in by_le:
+        by_le["+Inf"] = FROM_COUNT
+    return by_le
+
+
+def histogram_series(name: str, base: list[tuple[str, str]], les: Iterable[str], has_sum: bool) -> list[LabelPairs]:
+    """The series of a histogram point: ``<name>_bucket`` for each ``le``, ``_count``, ``_sum``."""
     bucket_base = base.copy()
     bisect.insort(bucket_base, (METRIC_NAME, name + "_bucket"))
     i = bisect.bisect_left(bucket_base, ("le",))
     if i < len(bucket_base) and bucket_base[i][0] == "le":
         del bucket_base[i]  # the generated le wins over an attribute of that name (as in Prometheus)
-    # One sample per distinct `le`: a malformed point that repeats a bound (or lists +Inf among
-    # its explicit bounds) must not give one series two samples at one timestamp, which a delta
-    # histogram would add up twice. The later (larger) cumulative count wins.
-    cumulative = 0
-    by_le: dict[str, float] = {}
-    for bound, bucket_count in buckets:
-        cumulative += bucket_count
-        by_le[format_float(bound)] = float(cumulative)
-    if buckets and "+Inf" not in by_le:
-        by_le["+Inf"] = float(count)
-    for le, value in by_le.items():
+    out: list[LabelPairs] = []
+    for le in les:
         items = bucket_base.copy()
         bisect.insort(items, ("le", le))
-        samples.append((tuple(items), ts, STALE_NAN if stale else value, delta and not stale))
-    has_sum = p.HasField("sum") if isinstance(p, metrics_pb2.HistogramDataPoint) else True
-    samples.append((_labels(name + "_count", base), ts, STALE_NAN if stale else float(count), delta and not stale))
+        out.append(tuple(items))
+    out.append(_labels(name + "_count", base))
     if has_sum:
-        samples.append((_labels(name + "_sum", base), ts, STALE_NAN if stale else total, delta and not stale))
+        out.append(_labels(name + "_sum", base))
+    return out
 
 
 def exponential_buckets(p: metrics_pb2.ExponentialHistogramDataPoint) -> list[tuple[float, int]]:
@@ -261,25 +296,40 @@ def exponential_buckets(p: metrics_pb2.ExponentialHistogramDataPoint) -> list[tu
     The last pair is always the ``+Inf`` bucket. Bounds beyond the float range (extreme scales
     or offsets) are ±Inf, and buckets that end up with the same bound are merged.
     """
-    base = _power(2.0, _power(2.0, -p.scale))
+    counts = exponential_counts(p)
     out: list[tuple[float, int]] = []
-    negative = list(p.negative.bucket_counts)
-    offset = p.negative.offset
-    for i in range(len(negative) - 1, -1, -1):
+    start = 0
+    for bound, end in exponential_layout(p):
+        out.append((bound, sum(counts[start : end + 1])))
+        start = end + 1
+    return out
+
+
+def exponential_counts(p: metrics_pb2.ExponentialHistogramDataPoint) -> list[int]:
+    """The bucket counts in bound order: negative buckets from the highest index down, the zero
+    bucket, positive buckets, and 0 for the ``+Inf`` bucket."""
+    return [*reversed(p.negative.bucket_counts), p.zero_count, *p.positive.bucket_counts, 0]
+
+
+def exponential_layout(p: metrics_pb2.ExponentialHistogramDataPoint) -> list[tuple[float, int]]:
+    """The merged buckets as ``(upper_bound, index of the last count of exponential_counts() it
+    covers)``: buckets with the same bound (at extreme scales or offsets) are one."""
+    base = _power(2.0, _power(2.0, -p.scale))
+    bounds: list[float] = []
+    negative, offset = len(p.negative.bucket_counts), p.negative.offset
+    for i in range(negative - 1, -1, -1):
         # bucket index offset+i covers [-base**(idx+1), -base**idx): its upper bound is -base**idx
-        out.append((-_power(base, offset + i), negative[i]))
-    out.append((p.zero_threshold, p.zero_count))
-    positive = list(p.positive.bucket_counts)
+        bounds.append(-_power(base, offset + i))
+    bounds.append(p.zero_threshold)
     offset = p.positive.offset
-    for i, bucket_count in enumerate(positive):
-        out.append((_power(base, offset + i + 1), bucket_count))
-    out.append((math.inf, 0))
-    merged = out[:1]
-    for bound, bucket_count in out[1:]:
-        if bound == merged[-1][0]:
-            merged[-1] = (bound, merged[-1][1] + bucket_count)
+    bounds.extend(_power(base, offset + i + 1) for i in range(len(p.positive.bucket_counts)))
+    bounds.append(math.inf)
+    merged: list[tuple[float, int]] = []
+    for i, bound in enumerate(bounds):
+        if merged and bound == merged[-1][0]:
+            merged[-1] = (bound, i)
         else:
-            merged.append((bound, bucket_count))
+            merged.append((bound, i))
     return merged
 
 
@@ -294,21 +344,22 @@ def _power(x: float, y: float) -> float:
 def _emit_summary(
     out: Translation,
     name: str,
-    resource: _Resource,
+    resource: ResourceLabels,
     p: metrics_pb2.SummaryDataPoint,
     now_ms: int,
 ) -> None:
-    base = resource.base(p.attributes)
     ts = p.time_unix_nano // 1_000_000 if p.time_unix_nano else now_ms
     stale = bool(p.flags & _NO_RECORDED_VALUE)
-    for q in p.quantile_values:
-        out.samples.append(
-            (
-                _labels(name, base, ("quantile", format_float(q.quantile))),
-                ts,
-                STALE_NAN if stale else q.value,
-                False,
-            )
-        )
-    out.samples.append((_labels(name + "_count", base), ts, STALE_NAN if stale else float(p.count), False))
-    out.samples.append((_labels(name + "_sum", base), ts, STALE_NAN if stale else p.sum, False))
+    labels = summary_series(name, resource.base(p.attributes), [q.quantile for q in p.quantile_values])
+    values = [*(q.value for q in p.quantile_values), float(p.count), p.sum]
+    out.samples.extend(
+        (series, ts, STALE_NAN if stale else value, False) for series, value in zip(labels, values, strict=True)
+    )
+
+
+def summary_series(name: str, base: list[tuple[str, str]], quantiles: Iterable[float]) -> list[LabelPairs]:
+    """The series of a summary point: ``<name>{quantile}`` for each quantile, ``_count``, ``_sum``."""
+    out = [_labels(name, base, ("quantile", format_float(q))) for q in quantiles]
+    out.append(_labels(name + "_count", base))
+    out.append(_labels(name + "_sum", base))
+    return out

@@ -23,7 +23,7 @@ NO_SAMPLE = -(2**62)
 class Series:
     """One metric name + label set and its samples, oldest first."""
 
-    __slots__ = ("delta_total", "id", "labels", "last", "n", "name", "ts", "vals")
+    __slots__ = ("alive", "delta_total", "id", "labels", "last", "n", "name", "ts", "vals")
 
     def __init__(self, series_id: int, labels: LabelPairs) -> None:
         self.id = series_id
@@ -35,6 +35,8 @@ class Series:
         self.last = NO_SAMPLE
         """The newest timestamp as a Python int (no numpy scalar on the append fast path)."""
         self.delta_total = 0.0
+        self.alive = True
+        """False once the store has deleted the series (a cache holding it must look again)."""
 
     def __repr__(self) -> str:
         return f"Series({self.id}, {dict(self.labels)!r}, n={self.n})"

@@ -79,6 +79,8 @@ class Store:
         self._next_id = 1
         self._listeners: list[Listener] = []
         self._gc_queue: list[int] = []
+        self.deletions = 0
+        """Series deleted so far (retention and reset): caches of series use it to prune."""
 
     # ----------------------------------------------------------------- ingestion
 
@@ -108,11 +110,11 @@ class Store:
                 continue
             series = by_labels.get(labels)
             if series is None:
-                reason = self._admit(labels)
-                if reason is not None:
-                    rejected[reason] += 1
+                found = self.resolve(labels)
+                if not isinstance(found, Series):
+                    rejected[found] += 1
                     continue
-                series = self._create(labels)
+                series = found
             if is_delta:
                 total = series.delta_total + value
                 if not math.isfinite(total):  # a NaN/±Inf delta, or an overflow: poison for good
@@ -130,11 +132,25 @@ class Store:
             touched.add(series.name)
             accepted += 1
         result.accepted = accepted
-        if touched:
-            names = frozenset(touched)
-            for listener in list(self._listeners):
-                listener(names)
+        self.notify(touched)
         return result
+
+    def resolve(self, labels: LabelPairs) -> Series | RejectReason:
+        """The series of ``labels``, created if the limits admit it, or why it cannot be."""
+        series = self._by_labels.get(labels)
+        if series is None:
+            reason = self._admit(labels)
+            if reason is not None:
+                return reason
+            series = self._create(labels)
+        return series
+
+    def notify(self, names: Iterable[str]) -> None:
+        """Tell the listeners that these metrics received samples (after an append)."""
+        touched = frozenset(names)
+        if touched:
+            for listener in list(self._listeners):
+                listener(touched)
 
     def restore(self, labels: LabelPairs, ts: Int64Array, vals: FloatArray, delta_total: float) -> int:
         """Re-create a series from a snapshot with its samples inside the retention window and
@@ -192,6 +208,8 @@ class Store:
         return series
 
     def _delete(self, series: Series) -> None:
+        series.alive = False
+        self.deletions += 1
         del self._series[series.id]
         del self._by_labels[series.labels]
         for key, value in series.labels:
@@ -242,6 +260,9 @@ class Store:
 
     def reset(self) -> None:
         """Delete every series (``POST /memstore/reset``)."""
+        for series in self._series.values():
+            series.alive = False
+        self.deletions += len(self._series)
         self._series.clear()
         self._by_labels.clear()
         self._postings.clear()

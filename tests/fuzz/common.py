@@ -22,8 +22,12 @@ atheris: Any = _atheris
 """The atheris module (it has no type stubs); the targets import it from here."""
 
 with atheris.instrument_imports(include=["scaler"]):
-    from scaler.model import METRIC_NAME, STALE_NAN, Limits, make_labels
-    from scaler.store import Sample, Store
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    from scaler import nativeingest, otlp
+    from scaler.config import Settings
+    from scaler.model import METRIC_NAME, STALE_NAN, LabelPairs, Limits, make_labels
+    from scaler.store import AppendResult, Sample, Store
 
 NOW_S = 1_800_000_000.0
 """The fixed 'now' of every store the harnesses build (2027-01-15)."""
@@ -129,6 +133,65 @@ def append_and_check(store: Store, samples: Sequence[Sample], clock: Clock) -> N
     store.collect()
     check_store(store)
     clock.now_s = NOW_S
+
+
+PROMOTIONS = Settings().promotions
+"""The default resource-label promotions."""
+
+StoreState = dict[LabelPairs, tuple[list[int], bytes, bytes]]
+
+
+def store_state(store: Store) -> StoreState:
+    """Every series' samples and delta running total, values as bytes (NaN == NaN, the stale NaN ≠ NaN)."""
+    return {
+        s.labels: (s.ts[: s.n].tolist(), s.vals[: s.n].tobytes(), struct.pack("<d", s.delta_total))
+        for s in store.series()
+    }
+
+
+def reference_ingest(store: Store, request: ExportMetricsServiceRequest) -> tuple[AppendResult, int]:
+    """The reference path: translate, then append; returns the outcome and the data points."""
+    translation = otlp.translate(request, PROMOTIONS, store.now_ms())
+    result = store.append(translation.samples)
+    result.rejected.update(translation.rejected)
+    return result, translation.data_points
+
+
+def native_ingest(native: nativeingest.NativeIngest, data: bytes, budget: int) -> tuple[AppendResult, int]:
+    """The native path over ``data`` in slices of ``budget`` samples, as the receivers run it."""
+    native.prune()
+    now_ms = native.store.now_ms()
+    result = AppendResult()
+    data_points = 0
+    pos: tuple[int, int, int] | None = nativeingest.START
+    while pos is not None:
+        part = native.run(data, pos, now_ms, budget)
+        result.merge(part.result)
+        data_points += part.data_points
+        pos = part.next_pos
+    return result, data_points
+
+
+def compare_native(
+    data: bytes, request: ExportMetricsServiceRequest, now_s: float, max_series: int, budget: int
+) -> None:
+    """Ingest one valid request into twin stores by the reference and the native path: once, again
+    (from the native cache: overwrites), and after the store deleted every series (the cache holds
+    dead series). The stores, accepted counts, rejections by reason and data points must agree."""
+    clock = Clock(now_s)
+    reference, twin = Store(Limits(max_series=max_series), clock), Store(Limits(max_series=max_series), clock)
+    native = nativeingest.NativeIngest(twin, PROMOTIONS)
+    for step in ("first", "again", "after deletion"):
+        if step == "after deletion":
+            clock.now_s += reference.limits.retention_seconds + 1
+            reference.collect()
+            twin.collect()
+        expected, expected_points = reference_ingest(reference, request)
+        got, got_points = native_ingest(native, data, budget)
+        if (got.accepted, +got.rejected, got_points) != (expected.accepted, +expected.rejected, expected_points):
+            fail(f"native path counts differ ({step})", (got, got_points), (expected, expected_points))
+        if store_state(twin) != store_state(reference):
+            fail(f"native path stored other samples ({step})", store_state(twin), store_state(reference))
 
 
 def new_store(clock: Clock) -> Store:

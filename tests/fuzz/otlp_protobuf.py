@@ -7,6 +7,8 @@ and the store must stay sorted and within its series limit whatever it is fed.
 
 from __future__ import annotations
 
+import contextlib
+
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
@@ -14,16 +16,17 @@ from tests.fuzz import common, protomutate
 from tests.fuzz.common import atheris
 
 with atheris.instrument_imports(include=["scaler"]):
-    from scaler import otlp
+    from scaler import nativeingest, otlp
     from scaler.config import Settings
 
 PROMOTIONS = Settings().promotions
 custom_mutator = protomutate.mutator(ExportMetricsServiceRequest)
 
 
-def translate_and_store(request: ExportMetricsServiceRequest) -> None:
+def translate_and_store(request: ExportMetricsServiceRequest, data: bytes | None = None) -> None:
     """The checks shared with ``otlp_json``: whole and in parts, the same samples, all canonical;
-    then into a fresh store with a fixed clock."""
+    then into a fresh store with a fixed clock; then the native path (over ``data``, the request's
+    wire bytes, or its serialization) against the reference, in small slices."""
     whole = otlp.translate(request, PROMOTIONS, common.NOW_MS)
     parts = list(otlp.translate_in_parts(request, PROMOTIONS, common.NOW_MS, part_samples=3))
     if not common.same_samples([s for p in parts for s in p.samples], whole.samples):
@@ -35,6 +38,8 @@ def translate_and_store(request: ExportMetricsServiceRequest) -> None:
         common.fail("more points rejected than received", whole.rejected, whole.data_points)
     clock = common.Clock()
     common.append_and_check(common.new_store(clock), whole.samples, clock)
+    wire = request.SerializeToString() if data is None else data
+    common.compare_native(wire, request, common.NOW_S, common.MAX_SERIES, budget=3)
 
 
 def test_one_input(data: bytes) -> None:
@@ -42,5 +47,17 @@ def test_one_input(data: bytes) -> None:
     try:
         request.ParseFromString(data)
     except DecodeError:
+        native_on_hostile_bytes(data)
         return
-    translate_and_store(request)
+    translate_and_store(request, data)
+
+
+def native_on_hostile_bytes(data: bytes) -> None:
+    """The native loop reads what protobuf rejected (the receivers never let it): it must stop
+    with an exception naming the problem, never crash, hang or corrupt the store."""
+    clock = common.Clock()
+    store = common.new_store(clock)
+    native = nativeingest.NativeIngest(store, PROMOTIONS)
+    with contextlib.suppress(ValueError, DecodeError):
+        common.native_ingest(native, data, budget=3)
+    common.check_store(store)

@@ -115,6 +115,8 @@ def probe_health(base: str, otlp: grpc.Channel, keda: grpc.Channel, args: argpar
         want = {"otlp": args.otlp_port, "keda": args.keda_port, "http": args.http_port}
         detail = f"HTTP {status}, ports {got}, want {want}"
         check("GET /info reports the bound ports", status == 200 and got == want, detail)
+    ingest = info.get("ingest") if isinstance(info, dict) else None
+    check("GET /info reports the native ingest path", ingest == {"path": "native"}, f"ingest {ingest}")
 
 
 def push(base: str, otlp: grpc.Channel) -> None:

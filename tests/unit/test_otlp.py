@@ -1,9 +1,15 @@
-"""OTLP → samples: every point type, temporality, promotion, staleness, exponential buckets."""
+"""OTLP → samples: every point type, temporality, promotion, staleness, exponential buckets.
+
+Every request a test builds also goes through the native ingest path afterwards, which must
+store exactly what the reference path (``otlp.translate`` + ``Store.append``) stores.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
+import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
@@ -12,6 +18,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from scaler import otlp
 from scaler.config import parse_resource_labels
 from scaler.model import METRIC_NAME, is_stale
+from tests.fuzz import common
 
 PROMOTE = parse_resource_labels(
     "k8s.namespace.name=namespace,k8s.pod.name=pod,k8s.deployment.name=deployment,service.name=job"
@@ -31,10 +38,24 @@ def kv(key: str, value: object) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
 
+BUILT: list[ExportMetricsServiceRequest] = []
+"""The requests the running test built."""
+
+
+@pytest.fixture(autouse=True)
+def _native_path_agrees() -> Iterator[None]:
+    BUILT.clear()
+    yield
+    for req in BUILT:
+        common.compare_native(req.SerializeToString(), req, T_NS / 1e9, max_series=100_000, budget=2)
+
+
 def request(*metrics: m.Metric, resource: dict[str, object] | None = None) -> ExportMetricsServiceRequest:
     attrs = [kv(k, v) for k, v in (DEFAULT_RESOURCE if resource is None else resource).items()]
     rm = m.ResourceMetrics(resource=Resource(attributes=attrs), scope_metrics=[m.ScopeMetrics(metrics=list(metrics))])
-    return ExportMetricsServiceRequest(resource_metrics=[rm])
+    built = ExportMetricsServiceRequest(resource_metrics=[rm])
+    BUILT.append(built)
+    return built
 
 
 def as_dict(req: ExportMetricsServiceRequest) -> dict[tuple[tuple[str, str], ...], tuple[int, float, bool]]:

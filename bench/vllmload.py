@@ -1,0 +1,110 @@
+"""Issue 20's figures: ingest of the vLLM-shaped payload (:data:`workload.VLLM16`, 50 pods per
+request) in data points/s and samples/s against protobuf decode + a minimal walk of the same
+requests (in-process, one thread), and KEDA ``GetMetrics`` client latency while ingest runs at
+half the measured capacity (:mod:`bench.paced`, own process) against the same calls idle.
+
+Both ingest paths run in the same run, each in its own server: the native loop and the
+reference translation (the server started with the extension hidden), so the "before" and
+"after" are measured side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import grpc
+import httpx
+
+from bench import ingest, latency, workload
+from bench.ingest import SECOND_NS, Client, IngestResult
+from bench.profiling import Profile, Recorder, hotspots, inclusive
+from bench.server import GRPC_OPTIONS, ServerProcess
+from bench.stats import Latency, time_calls
+from scaler._gen import externalscaler_pb2_grpc as pb_grpc
+
+SHAPE = workload.VLLM16
+PER_REQUEST = 50
+REFERENCE_PRELUDE = "import scaler.nativeingest as native\nnative.AVAILABLE = False"
+"""Runs before the CLI: the receivers then take the reference path (as without the extension)."""
+PATHS = {"native": "", "reference": REFERENCE_PRELUDE}
+SHARES = ["Ingestor._store_native (", "NativeIngest.run (", "Ingestor._store_reference (", "Store.append (",
+          "translate_in_parts (", "ParseFromString", "gc_collect_main"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PathResult:
+    path: str
+    ingest: IngestResult
+    limit_samples: float
+    """Decode + walk of the same requests, samples/s."""
+    idle: Latency
+    loaded: Latency
+    load: dict[str, float]
+    profile: Profile | None
+    shares: dict[str, float]
+
+    @property
+    def points_rate(self) -> float:
+        return self.ingest.rate * SHAPE.points_per_pod / SHAPE.series_per_pod
+
+    @property
+    def limit_points(self) -> float:
+        return self.limit_samples * SHAPE.points_per_pod / SHAPE.series_per_pod
+
+
+def measure(path: str, pods: int, rounds: int, calls: int, workers: int, profile: bool) -> PathResult:
+    payloads = workload.payloads(pods * SHAPE.series_per_pod, prefix="v", shape=SHAPE)
+    t0 = time.time_ns() - 100 * SECOND_NS
+    with ServerProcess(prelude=PATHS[path]) as server:
+        active = httpx.get(server.url("/info"), timeout=10).json()["ingest"]["path"]
+        if active != ("native" if path == "native" else "python"):
+            raise RuntimeError(f"the {path} server runs the {active} ingest path")
+        client = Client(server, "grpc", workers)
+        try:
+            client.send(ingest.render_rounds(payloads, t0, 1.0, 1, PER_REQUEST), SHAPE.series_per_pod)  # creates
+            timed = ingest.render_rounds(payloads, t0 + SECOND_NS, 1.0, rounds, PER_REQUEST, first_round=1)
+            limit = ingest.decode_limit([r for batch in timed[:2] for r in batch])
+            result = client.send(timed, SHAPE.series_per_pod)
+            hot: Profile | None = None
+            shares: dict[str, float] = {}
+            if profile:
+                recorder = Recorder(server.pid, f"ingest-vllm-{path}")
+                time.sleep(0.5)
+                more = ingest.render_rounds(payloads, t0 + (rounds + 1) * SECOND_NS, 1.0, rounds, PER_REQUEST)
+                client.send(more, SHAPE.series_per_pod)
+                profile_path = recorder.stop()
+                hot, shares = hotspots(profile_path), inclusive(profile_path, SHARES)
+        finally:
+            client.close()
+        rate = 0.5 * result.rate * SHAPE.points_per_pod / SHAPE.series_per_pod
+        idle, loaded, load = _latency_under_load(server, pods, rate, calls)
+    return PathResult(path, result, limit, idle, loaded, load, hot, shares)
+
+
+def _latency_under_load(
+    server: ServerProcess, pods: int, rate: float, calls: int
+) -> tuple[Latency, Latency, dict[str, float]]:
+    """GetMetrics client latency idle, then while :mod:`bench.paced` sends ``rate`` points/s."""
+    trigger = latency.triggers(workload.deployment_name(0, "v"))["compat"]
+    request = latency.metrics_request("compat", trigger)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.keda}", options=GRPC_OPTIONS)
+    stub = pb_grpc.ExternalScalerStub(channel)
+    try:
+        idle = Latency.of(time_calls(lambda: stub.GetMetrics(request), calls))
+        command = [sys.executable, "-m", "bench.paced", "--port", str(server.otlp), "--pods", str(pods)]
+        command += ["--per-request", str(PER_REQUEST), "--rate", f"{rate:.0f}", "--duration", "120"]
+        load = subprocess.Popen(command, stdout=subprocess.PIPE)
+        try:
+            time.sleep(2.0)  # the load settles
+            loaded = Latency.of(time_calls(lambda: stub.GetMetrics(request), calls))
+        finally:
+            load.terminate()
+            out, _ = load.communicate(timeout=60)
+        summary = json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else {}
+        return idle, loaded, summary
+    finally:
+        channel.close()

@@ -1,0 +1,1 @@
+"""Compiled extensions (built by ``setup.py``; see :mod:`scaler.nativeingest`)."""

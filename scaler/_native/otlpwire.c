@@ -1,0 +1,1019 @@
+/*
+ * scaler._native.otlpwire: the native OTLP ingest hot loop.
+ *
+ * Reads the protobuf wire bytes of an ExportMetricsServiceRequest directly (no upb message
+ * objects), and appends every data point's samples to the store's series. The label sets and
+ * the "plan" of a data point (which value goes to which series, in the reference's order) are
+ * computed once by Python (scaler.nativeingest, which reuses scaler.otlp) and cached under a
+ * key made of the raw bytes that determine them: the resource, the metric name and kind, the
+ * point's attribute bytes and its shape (histogram bounds, quantiles, exponential layout).
+ * A known point then costs a dict lookup and one numpy store per sample.
+ *
+ * Safety: every read is bounds-checked against the buffer; nothing recurses (unknown groups
+ * are skipped with an explicit depth limit); malformed input raises ValueError. The receivers
+ * validate requests with protobuf first, so in production that error is never seen; the fuzz
+ * target feeds hostile bytes here directly.
+ *
+ * Everything runs with the GIL held, on the event loop, in slices bounded by a sample budget.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+/* ------------------------------------------------------------------ constants */
+
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4, WT_I32 = 5 };
+enum { KIND_GAUGE = 5, KIND_SUM = 7, KIND_HISTOGRAM = 9, KIND_EXPONENTIAL = 10, KIND_SUMMARY = 11 };
+/* The order of scaler.model.RejectReason. */
+enum {
+    R_TOO_OLD, R_TOO_FAR_IN_FUTURE, R_SERIES_LIMIT, R_TOO_MANY_LABELS, R_LABEL_NAME_TOO_LONG,
+    R_LABEL_VALUE_TOO_LONG, R_INVALID_NAME, R_INVALID_VALUE, R_UNSUPPORTED, N_REASONS
+};
+/* Plan codes: where a sample's value comes from. >= 0: an index (cumulative bucket, quantile). */
+enum { SRC_VALUE = -1, SRC_COUNT = -2, SRC_SUM = -3 };
+#define MAX_GROUP_DEPTH 100
+#define MISS_WEIGHT 32 /* a point resolved in Python costs about as much as this many cached samples */
+#define DELTA_TEMPORALITY 1u
+#define NO_RECORDED_VALUE 1u
+static const uint64_t STALE_NAN_BITS = 0x7FF0000000000002ull;
+
+static PyObject *s_alive, *s_n, *s_ts, *s_vals, *s_last, *s_name, *s_delta_total, *s_append;
+
+/* ------------------------------------------------------------------ wire reader */
+
+typedef struct {
+    const uint8_t *p;
+    const uint8_t *end;
+} Rd;
+
+static int rd_varint(Rd *r, uint64_t *out) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (r->p >= r->end) return -1;
+        uint8_t b = *r->p++;
+        if (shift == 63 && b > 1) return -1; /* an 11th byte or bits past 64 */
+        v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int rd_fixed64(Rd *r, uint64_t *out) {
+    if (r->end - r->p < 8) return -1;
+    memcpy(out, r->p, 8); /* little-endian hosts only: checked at import */
+    r->p += 8;
+    return 0;
+}
+
+static int rd_tag(Rd *r, uint32_t *field, int *wt) {
+    uint64_t tag;
+    if (rd_varint(r, &tag) < 0 || tag > UINT32_MAX) return -1;
+    *field = (uint32_t)(tag >> 3);
+    *wt = (int)(tag & 7);
+    return *field == 0 ? -1 : 0;
+}
+
+static int rd_len(Rd *r, Rd *sub) {
+    uint64_t len;
+    if (rd_varint(r, &len) < 0 || len > (uint64_t)(r->end - r->p)) return -1;
+    sub->p = r->p;
+    sub->end = r->p + len;
+    r->p += len;
+    return 0;
+}
+
+/* Skip the value of a field whose tag was just read. Groups are skipped iteratively. */
+static int rd_skip(Rd *r, uint32_t field, int wt) {
+    uint64_t v;
+    Rd sub;
+    switch (wt) {
+    case WT_VARINT: return rd_varint(r, &v);
+    case WT_I64: return rd_fixed64(r, &v);
+    case WT_LEN: return rd_len(r, &sub);
+    case WT_I32:
+        if (r->end - r->p < 4) return -1;
+        r->p += 4;
+        return 0;
+    case WT_SGROUP: {
+        uint32_t stack[MAX_GROUP_DEPTH];
+        int depth = 0;
+        stack[depth++] = field;
+        while (depth) {
+            uint32_t f;
+            int w;
+            if (rd_tag(r, &f, &w) < 0) return -1;
+            if (w == WT_EGROUP) {
+                if (stack[--depth] != f) return -1;
+            } else if (w == WT_SGROUP) {
+                if (depth == MAX_GROUP_DEPTH) return -1;
+                stack[depth++] = f;
+            } else if (rd_skip(r, f, w) < 0) { /* not a group: no recursion past one level */
+                return -1;
+            }
+        }
+        return 0;
+    }
+    default: return -1; /* a stray end-group or wire types 6, 7 */
+    }
+}
+
+/* ------------------------------------------------------------------ growable buffers */
+
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+} Buf;
+
+static int buf_reserve(Buf *b, size_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra) cap *= 2;
+    uint8_t *data = PyMem_Realloc(b->data, cap);
+    if (!data) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_put(Buf *b, const void *src, size_t n) {
+    if (buf_reserve(b, n) < 0) return -1;
+    memcpy(b->data + b->len, src, n);
+    b->len += n;
+    return 0;
+}
+
+static int buf_put_u64(Buf *b, uint64_t v) { return buf_put(b, &v, 8); }
+
+/* A length-prefixed chunk, so that the key is an unambiguous concatenation. */
+static int buf_put_chunk(Buf *b, const uint8_t *p, size_t n) {
+    return buf_put_u64(b, (uint64_t)n) < 0 ? -1 : buf_put(b, p, n);
+}
+
+typedef struct {
+    uint64_t *v;
+    size_t len, cap;
+} U64s;
+
+static int u64s_push(U64s *a, uint64_t v) {
+    if (a->len == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        uint64_t *data = PyMem_Realloc(a->v, cap * sizeof(uint64_t));
+        if (!data) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        a->v = data;
+        a->cap = cap;
+    }
+    a->v[a->len++] = v;
+    return 0;
+}
+
+/* Repeated fixed64 (packed or not) or uint64 varint (packed or not) into `out`. */
+static int read_repeated(Rd *r, int wt, int fixed, U64s *out) {
+    uint64_t v;
+    if (wt == WT_LEN) {
+        Rd sub;
+        if (rd_len(r, &sub) < 0) return -1;
+        if (fixed && (sub.end - sub.p) % 8) return -1;
+        while (sub.p < sub.end) {
+            if ((fixed ? rd_fixed64(&sub, &v) : rd_varint(&sub, &v)) < 0 || u64s_push(out, v) < 0) return -1;
+        }
+        return 0;
+    }
+    if ((fixed ? rd_fixed64(r, &v) : rd_varint(r, &v)) < 0) return -1;
+    return u64s_push(out, v);
+}
+
+/* ------------------------------------------------------------------ the Ingest object */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *points;       /* key bytes -> (plan bytes, targets tuple) */
+    PyObject *resources;    /* resource bytes -> (id, context) */
+    PyObject *resolve;      /* (context, kind, name, point bytes, want_series) -> (plan, targets | None) */
+    PyObject *new_resource; /* resource bytes -> context */
+    uint64_t next_resource;
+    Buf key, resource;
+    U64s counts, negative, bounds, quantiles;
+    double *values;
+    size_t values_cap;
+} Ingest;
+
+typedef struct {
+    const uint8_t *base; /* the request's first byte, for offsets */
+    int64_t now_ms, cutoff, horizon;
+    Py_ssize_t budget, done;
+    Py_ssize_t accepted, data_points;
+    Py_ssize_t rejected[N_REASONS];
+    PyObject *touched;    /* set of metric names */
+    PyObject *last_name;  /* borrowed: the name added to `touched` last */
+} Run;
+
+/* One data point, as far as the translation needs it. */
+typedef struct {
+    uint64_t time_ns, count, zero_count, flags;
+    double value, sum, zero_threshold;
+    int has_sum;
+    int32_t scale, positive_offset, negative_offset;
+} Point;
+
+static int fail_malformed(Run *run, const uint8_t *at) {
+    PyErr_Format(PyExc_ValueError, "malformed OTLP protobuf near byte %zd", (Py_ssize_t)(at - run->base));
+    return -1;
+}
+
+static double u64_to_double(uint64_t v) { return (double)v; }
+
+/* ------------------------------------------------------------------ store append */
+
+static int64_t get_i64(PyObject *obj, PyObject *attr, int *err) {
+    PyObject *v = PyObject_GetAttr(obj, attr);
+    if (!v) {
+        *err = 1;
+        return 0;
+    }
+    int64_t out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if (out == -1 && PyErr_Occurred()) *err = 1;
+    return out;
+}
+
+static int set_i64(PyObject *obj, PyObject *attr, int64_t value) {
+    PyObject *v = PyLong_FromLongLong(value);
+    if (!v) return -1;
+    int rc = PyObject_SetAttr(obj, attr, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* A writable, aligned, contiguous 1-d array of `type` with room for index `n`, or NULL. */
+static PyArrayObject *array_with_room(PyObject *obj, int type, int64_t n) {
+    if (!PyArray_Check(obj)) return NULL;
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_NDIM(a) != 1 || PyArray_TYPE(a) != type || !PyArray_ISCARRAY(a) || n >= PyArray_DIM(a, 0))
+        return NULL;
+    return a;
+}
+
+static int touch(Run *run, PyObject *series) {
+    PyObject *name = PyObject_GetAttr(series, s_name);
+    if (!name) return -1;
+    int rc = 0;
+    if (name != run->last_name) {
+        rc = PySet_Add(run->touched, name);
+        run->last_name = name; /* kept alive by the set */
+    }
+    Py_DECREF(name);
+    return rc;
+}
+
+/* Store.append for one sample of a resolved series: the same checks in the same order. */
+static int append_sample(Run *run, PyObject *series, int64_t ts, double value, int is_delta) {
+    if (is_delta) {
+        PyObject *t = PyObject_GetAttr(series, s_delta_total);
+        if (!t) return -1;
+        double total = PyFloat_AsDouble(t) + value;
+        Py_DECREF(t);
+        if (PyErr_Occurred()) return -1;
+        if (!isfinite(total)) { /* a NaN/±Inf delta, or an overflow: poison for good */
+            run->rejected[R_INVALID_VALUE]++;
+            return 0;
+        }
+        PyObject *f = PyFloat_FromDouble(total);
+        if (!f) return -1;
+        int rc = PyObject_SetAttr(series, s_delta_total, f);
+        Py_DECREF(f);
+        if (rc < 0) return -1;
+        value = total;
+    }
+    int err = 0;
+    int64_t n = get_i64(series, s_n, &err);
+    int64_t last = err ? 0 : get_i64(series, s_last, &err);
+    if (err) return -1;
+    int fast = 0;
+    if (ts > last) {
+        PyObject *ts_obj = PyObject_GetAttr(series, s_ts);
+        PyObject *vals_obj = ts_obj ? PyObject_GetAttr(series, s_vals) : NULL;
+        if (!vals_obj) {
+            Py_XDECREF(ts_obj);
+            return -1;
+        }
+        PyArrayObject *ts_arr = array_with_room(ts_obj, NPY_INT64, n);
+        PyArrayObject *vals_arr = array_with_room(vals_obj, NPY_FLOAT64, n);
+        if (ts_arr && vals_arr) {
+            ((int64_t *)PyArray_DATA(ts_arr))[n] = ts;
+            ((double *)PyArray_DATA(vals_arr))[n] = value;
+            fast = 1;
+        }
+        Py_DECREF(ts_obj);
+        Py_DECREF(vals_obj);
+        if (fast && (set_i64(series, s_n, n + 1) < 0 || set_i64(series, s_last, ts) < 0)) return -1;
+    }
+    if (!fast) { /* out of order, a repeated timestamp, or a full buffer: Series.append */
+        PyObject *t = PyLong_FromLongLong(ts), *v = PyFloat_FromDouble(value), *c = PyLong_FromLongLong(run->cutoff);
+        PyObject *r = t && v && c ? PyObject_CallMethodObjArgs(series, s_append, t, v, c, NULL) : NULL;
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(c);
+        if (!r) return -1;
+        Py_DECREF(r);
+    }
+    run->accepted++;
+    return touch(run, series);
+}
+
+/* ------------------------------------------------------------------ one data point */
+
+static int ensure_values(Ingest *self, size_t n) {
+    if (n <= self->values_cap) return 0;
+    size_t cap = self->values_cap ? self->values_cap : 64;
+    while (cap < n) cap *= 2;
+    double *v = PyMem_Realloc(self->values, cap * sizeof(double));
+    if (!v) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->values = v;
+    self->values_cap = cap;
+    return 0;
+}
+
+/* Cumulative counts as the reference computes them (exact integer sums, then one rounding). */
+static int cumulate(Ingest *self, const uint64_t *counts, size_t n) {
+    if (ensure_values(self, n) < 0) return -1;
+    unsigned __int128 total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += counts[i];
+        self->values[i] = (double)total;
+    }
+    return 0;
+}
+
+/* Parse the fields of one data point into `pt`, the key's attribute and shape parts into
+ * self->key, and the counts / bounds / quantiles into the scratch arrays. */
+static int parse_point(Ingest *self, Run *run, int kind, Rd r, Point *pt) {
+    const uint32_t f_attrs = kind == KIND_HISTOGRAM ? 9 : kind == KIND_EXPONENTIAL ? 1 : 7;
+    const uint32_t f_flags = (kind == KIND_HISTOGRAM || kind == KIND_EXPONENTIAL) ? 10 : 8;
+    memset(pt, 0, sizeof *pt);
+    self->counts.len = self->negative.len = self->bounds.len = self->quantiles.len = 0;
+    while (r.p < r.end) {
+        const uint8_t *at = r.p;
+        uint32_t f;
+        int wt;
+        uint64_t v;
+        if (rd_tag(&r, &f, &wt) < 0) return fail_malformed(run, at);
+        if (f == f_attrs && wt == WT_LEN) {
+            Rd kv;
+            if (rd_len(&r, &kv) < 0) return fail_malformed(run, at);
+            if (buf_put_chunk(&self->key, kv.p, (size_t)(kv.end - kv.p)) < 0) return -1;
+            continue;
+        }
+        if (f == f_flags && wt == WT_VARINT) {
+            if (rd_varint(&r, &v) < 0) return fail_malformed(run, at);
+            pt->flags = (uint32_t)v;
+            continue;
+        }
+        if (f == 3 && wt == WT_I64) {
+            if (rd_fixed64(&r, &pt->time_ns) < 0) return fail_malformed(run, at);
+            continue;
+        }
+        int handled = 1;
+        if (kind == KIND_GAUGE || kind == KIND_SUM) {
+            if ((f == 4 || f == 6) && wt == WT_I64) { /* as_double, as_int: the oneof, last wins */
+                if (rd_fixed64(&r, &v) < 0) return fail_malformed(run, at);
+                if (f == 4) memcpy(&pt->value, &v, 8);
+                else pt->value = (double)(int64_t)v;
+            } else {
+                handled = 0;
+            }
+        } else if (f == 4 && wt == WT_I64) { /* count */
+            if (rd_fixed64(&r, &pt->count) < 0) return fail_malformed(run, at);
+        } else if (f == 5 && wt == WT_I64) {
+            if (rd_fixed64(&r, &v) < 0) return fail_malformed(run, at);
+            memcpy(&pt->sum, &v, 8);
+            pt->has_sum = 1;
+        } else if (kind == KIND_HISTOGRAM && f == 6 && (wt == WT_LEN || wt == WT_I64)) {
+            if (read_repeated(&r, wt, 1, &self->counts) < 0) return PyErr_Occurred() ? -1 : fail_malformed(run, at);
+        } else if (kind == KIND_HISTOGRAM && f == 7 && (wt == WT_LEN || wt == WT_I64)) {
+            if (read_repeated(&r, wt, 1, &self->bounds) < 0) return PyErr_Occurred() ? -1 : fail_malformed(run, at);
+        } else if (kind == KIND_EXPONENTIAL && f == 6 && wt == WT_VARINT) {
+            if (rd_varint(&r, &v) < 0) return fail_malformed(run, at);
+            uint32_t z = (uint32_t)v;
+            pt->scale = (int32_t)((z >> 1) ^ (~(z & 1) + 1));
+        } else if (kind == KIND_EXPONENTIAL && f == 7 && wt == WT_I64) {
+            if (rd_fixed64(&r, &pt->zero_count) < 0) return fail_malformed(run, at);
+        } else if (kind == KIND_EXPONENTIAL && f == 14 && wt == WT_I64) {
+            if (rd_fixed64(&r, &v) < 0) return fail_malformed(run, at);
+            memcpy(&pt->zero_threshold, &v, 8);
+        } else if (kind == KIND_EXPONENTIAL && (f == 8 || f == 9) && wt == WT_LEN) {
+            Rd b;
+            if (rd_len(&r, &b) < 0) return fail_malformed(run, at);
+            U64s *out = f == 8 ? &self->counts : &self->negative;
+            int32_t *offset = f == 8 ? &pt->positive_offset : &pt->negative_offset;
+            while (b.p < b.end) { /* Buckets: a repeated occurrence merges (offset: last wins) */
+                const uint8_t *bat = b.p;
+                uint32_t bf;
+                int bwt;
+                if (rd_tag(&b, &bf, &bwt) < 0) return fail_malformed(run, bat);
+                if (bf == 1 && bwt == WT_VARINT) {
+                    if (rd_varint(&b, &v) < 0) return fail_malformed(run, bat);
+                    uint32_t z = (uint32_t)v;
+                    *offset = (int32_t)((z >> 1) ^ (~(z & 1) + 1));
+                } else if (bf == 2 && (bwt == WT_LEN || bwt == WT_VARINT)) {
+                    if (read_repeated(&b, bwt, 0, out) < 0) return PyErr_Occurred() ? -1 : fail_malformed(run, bat);
+                } else if (rd_skip(&b, bf, bwt) < 0) {
+                    return fail_malformed(run, bat);
+                }
+            }
+        } else if (kind == KIND_SUMMARY && f == 6 && wt == WT_LEN) {
+            Rd q;
+            if (rd_len(&r, &q) < 0) return fail_malformed(run, at);
+            uint64_t quantile = 0, value = 0;
+            while (q.p < q.end) {
+                const uint8_t *qat = q.p;
+                uint32_t qf;
+                int qwt;
+                if (rd_tag(&q, &qf, &qwt) < 0) return fail_malformed(run, qat);
+                if ((qf == 1 || qf == 2) && qwt == WT_I64) {
+                    if (rd_fixed64(&q, qf == 1 ? &quantile : &value) < 0) return fail_malformed(run, qat);
+                } else if (rd_skip(&q, qf, qwt) < 0) {
+                    return fail_malformed(run, qat);
+                }
+            }
+            if (u64s_push(&self->bounds, quantile) < 0 || u64s_push(&self->quantiles, value) < 0) return -1;
+        } else {
+            handled = 0;
+        }
+        if (!handled && rd_skip(&r, f, wt) < 0) return fail_malformed(run, at);
+    }
+    return 0;
+}
+
+/* The shape part of the key: whatever decides the number, order and labels of the samples. */
+static int put_shape(Ingest *self, int kind, const Point *pt) {
+    Buf *k = &self->key;
+    if (kind == KIND_HISTOGRAM) {
+        return buf_put_u64(k, self->counts.len) < 0 || buf_put_u64(k, (uint64_t)pt->has_sum) < 0 ||
+                       buf_put(k, self->bounds.v, self->bounds.len * 8) < 0
+                   ? -1
+                   : 0;
+    }
+    if (kind == KIND_EXPONENTIAL) {
+        uint64_t zt;
+        memcpy(&zt, &pt->zero_threshold, 8);
+        int32_t shape[3] = {pt->scale, pt->positive_offset, pt->negative_offset};
+        return buf_put(k, shape, sizeof shape) < 0 || buf_put_u64(k, zt) < 0 || buf_put_u64(k, self->counts.len) < 0 ||
+                       buf_put_u64(k, self->negative.len) < 0
+                   ? -1
+                   : 0;
+    }
+    if (kind == KIND_SUMMARY) return buf_put(k, self->bounds.v, self->bounds.len * 8);
+    return 0;
+}
+
+/* The raw bucket list of an exponential histogram in the reference's order (negative buckets
+ * from the highest index down, the zero bucket, positive buckets, the +Inf bucket's 0),
+ * cumulated into self->values. */
+static int exponential_values(Ingest *self, const Point *pt) {
+    U64s *raw = &self->bounds; /* free for exponential histograms */
+    raw->len = 0;
+    for (size_t i = self->negative.len; i-- > 0;)
+        if (u64s_push(raw, self->negative.v[i]) < 0) return -1;
+    if (u64s_push(raw, pt->zero_count) < 0) return -1;
+    for (size_t i = 0; i < self->counts.len; i++)
+        if (u64s_push(raw, self->counts.v[i]) < 0) return -1;
+    if (u64s_push(raw, 0) < 0) return -1;
+    return cumulate(self, raw->v, raw->len);
+}
+
+/* (plan, targets) for the point from the cache, or from Python on a miss (cached when every
+ * sample has a series). Returns a new reference to the entry, or NULL with an exception. */
+static PyObject *entry_for(Ingest *self, PyObject *key, PyObject *context, int kind, PyObject *name,
+                           const uint8_t *p, size_t len, int want_series, int *missed) {
+    PyObject *entry = PyDict_GetItemWithError(self->points, key);
+    if (entry) {
+        if (!want_series) return Py_NewRef(entry);
+        PyObject *targets = PyTuple_GET_ITEM(entry, 1);
+        int all_alive = 1;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets) && all_alive; i++) {
+            PyObject *alive = PyObject_GetAttr(PyTuple_GET_ITEM(targets, i), s_alive);
+            if (!alive) return NULL;
+            all_alive = alive == Py_True;
+            Py_DECREF(alive);
+        }
+        if (all_alive) return Py_NewRef(entry);
+    } else if (PyErr_Occurred()) {
+        return NULL;
+    }
+    *missed = 1;
+    PyObject *point = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)len);
+    if (!point) return NULL;
+    entry = PyObject_CallFunction(self->resolve, "OiOOO", context, kind, name, point, want_series ? Py_True : Py_False);
+    Py_DECREF(point);
+    if (!entry) return NULL;
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(entry, 0)) ||
+        PyBytes_GET_SIZE(PyTuple_GET_ITEM(entry, 0)) % 4 ||
+        (want_series && (!PyTuple_Check(PyTuple_GET_ITEM(entry, 1)) ||
+                         PyTuple_GET_SIZE(PyTuple_GET_ITEM(entry, 1)) * 4 != PyBytes_GET_SIZE(PyTuple_GET_ITEM(entry, 0))))) {
+        Py_DECREF(entry);
+        PyErr_SetString(PyExc_TypeError, "resolve() must return (plan bytes, targets tuple of one per sample)");
+        return NULL;
+    }
+    if (want_series) {
+        PyObject *targets = PyTuple_GET_ITEM(entry, 1);
+        int cacheable = 1;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets); i++)
+            if (PyLong_Check(PyTuple_GET_ITEM(targets, i))) cacheable = 0;
+        if (cacheable && PyDict_SetItem(self->points, key, entry) < 0) {
+            Py_DECREF(entry);
+            return NULL;
+        }
+    }
+    return entry;
+}
+
+static int point_samples(Ingest *self, Run *run, PyObject *context, uint64_t resource_id, int kind, PyObject *name,
+                         const uint8_t *name_p, size_t name_len, int delta_metric, Rd r) {
+    const uint8_t *p = r.p;
+    size_t len = (size_t)(r.end - r.p);
+    Point pt;
+    self->key.len = 0;
+    if (buf_put_u64(&self->key, resource_id) < 0 || buf_put(&self->key, &kind, sizeof kind) < 0 ||
+        buf_put_chunk(&self->key, name_p, name_len) < 0)
+        return -1;
+    if (parse_point(self, run, kind, r, &pt) < 0 || put_shape(self, kind, &pt) < 0) return -1;
+    if (kind == KIND_HISTOGRAM && self->counts.len && self->counts.len != self->bounds.len + 1) {
+        run->rejected[R_UNSUPPORTED]++;
+        return 0;
+    }
+    int64_t ts = pt.time_ns ? (int64_t)(pt.time_ns / 1000000u) : run->now_ms;
+    int in_range = ts >= run->cutoff && ts <= run->horizon;
+    PyObject *key = PyBytes_FromStringAndSize((const char *)self->key.data, (Py_ssize_t)self->key.len);
+    if (!key) return -1;
+    int missed = 0;
+    PyObject *entry = entry_for(self, key, context, kind, name, p, len, in_range, &missed);
+    Py_DECREF(key);
+    if (!entry) return -1;
+    PyObject *plan = PyTuple_GET_ITEM(entry, 0);
+    Py_ssize_t n = PyBytes_GET_SIZE(plan) / 4;
+    run->done += missed ? MISS_WEIGHT * (n ? n : 1) : n;
+    if (!in_range) {
+        run->rejected[ts < run->cutoff ? R_TOO_OLD : R_TOO_FAR_IN_FUTURE] += n;
+        Py_DECREF(entry);
+        return 0;
+    }
+    int rc = 0;
+    if (kind == KIND_HISTOGRAM) rc = cumulate(self, self->counts.v, self->counts.len);
+    else if (kind == KIND_EXPONENTIAL) rc = exponential_values(self, &pt);
+    const int stale = (pt.flags & NO_RECORDED_VALUE) != 0;
+    const int is_delta = delta_metric && !stale && kind != KIND_SUMMARY && kind != KIND_GAUGE;
+    double stale_nan;
+    memcpy(&stale_nan, &STALE_NAN_BITS, 8);
+    const char *codes = PyBytes_AS_STRING(plan);
+    PyObject *targets = PyTuple_GET_ITEM(entry, 1);
+    for (Py_ssize_t i = 0; i < n && rc == 0; i++) {
+        int32_t code;
+        memcpy(&code, codes + 4 * i, 4);
+        PyObject *target = PyTuple_GET_ITEM(targets, i);
+        if (PyLong_Check(target)) {
+            long reason = PyLong_AsLong(target);
+            if (reason < 0 || reason >= N_REASONS) {
+                PyErr_SetString(PyExc_ValueError, "resolve() returned an unknown reject reason");
+                rc = -1;
+            } else {
+                run->rejected[reason]++;
+            }
+            continue;
+        }
+        double value;
+        if (stale) value = stale_nan;
+        else if (code == SRC_VALUE) value = pt.value;
+        else if (code == SRC_COUNT) value = u64_to_double(pt.count);
+        else if (code == SRC_SUM) value = pt.sum;
+        else if (kind == KIND_SUMMARY && (size_t)code < self->quantiles.len) memcpy(&value, &self->quantiles.v[code], 8);
+        else if ((kind == KIND_HISTOGRAM && (size_t)code < self->counts.len) ||
+                 (kind == KIND_EXPONENTIAL && (size_t)code < self->bounds.len))
+            value = self->values[code];
+        else {
+            PyErr_SetString(PyExc_ValueError, "resolve() returned a plan that does not fit the point");
+            rc = -1;
+            break;
+        }
+        rc = append_sample(run, target, ts, value, is_delta);
+    }
+    Py_DECREF(entry);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ metrics, scopes, resources */
+
+static int metric_samples(Ingest *self, Run *run, PyObject *context, uint64_t resource_id, Rd m) {
+    /* Pass 1: the name (last wins) and the oneof `data` (last wins; occurrences of the same
+     * member merge, one of another member clears it). */
+    const uint8_t *name_p = NULL, *kind_start = NULL;
+    size_t name_len = 0;
+    int kind = 0;
+    Rd r = m;
+    while (r.p < r.end) {
+        const uint8_t *at = r.p;
+        uint32_t f;
+        int wt;
+        Rd sub;
+        if (rd_tag(&r, &f, &wt) < 0) return fail_malformed(run, at);
+        if (wt == WT_LEN && (f == 1 || f == KIND_GAUGE || f == KIND_SUM || f == KIND_HISTOGRAM ||
+                             f == KIND_EXPONENTIAL || f == KIND_SUMMARY)) {
+            if (rd_len(&r, &sub) < 0) return fail_malformed(run, at);
+            if (f == 1) {
+                name_p = sub.p;
+                name_len = (size_t)(sub.end - sub.p);
+            } else if ((int)f != kind) {
+                kind = (int)f;
+                kind_start = at;
+            }
+        } else if (rd_skip(&r, f, wt) < 0) {
+            return fail_malformed(run, at);
+        }
+    }
+    if (!kind) return 0;
+    /* Pass 2: temporality (last wins across the merged occurrences) and the point count. */
+    uint64_t temporality = 0;
+    Py_ssize_t points = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        r.p = kind_start;
+        r.end = m.end;
+        PyObject *name = NULL;
+        int delta = 0;
+        if (pass == 1) {
+            run->data_points += points;
+            if (!name_len) {
+                run->rejected[R_INVALID_NAME] += points;
+                return 0;
+            }
+            name = PyUnicode_DecodeUTF8((const char *)name_p, (Py_ssize_t)name_len, "strict");
+            if (!name) return -1;
+            delta = kind != KIND_GAUGE && kind != KIND_SUMMARY && (uint32_t)temporality == DELTA_TEMPORALITY;
+        }
+        while (r.p < r.end) {
+            const uint8_t *at = r.p;
+            uint32_t f;
+            int wt;
+            Rd data;
+            if (rd_tag(&r, &f, &wt) < 0 || (f == (uint32_t)kind && wt == WT_LEN ? rd_len(&r, &data) : rd_skip(&r, f, wt)) < 0) {
+                Py_XDECREF(name);
+                return fail_malformed(run, at);
+            }
+            if (f != (uint32_t)kind || wt != WT_LEN) continue;
+            while (data.p < data.end) {
+                const uint8_t *dat = data.p;
+                uint32_t df;
+                int dwt;
+                Rd point;
+                uint64_t v;
+                int bad = rd_tag(&data, &df, &dwt) < 0;
+                if (!bad && df == 1 && dwt == WT_LEN) {
+                    bad = rd_len(&data, &point) < 0;
+                    if (!bad && pass == 0) points++;
+                    if (!bad && pass == 1 &&
+                        point_samples(self, run, context, resource_id, kind, name, name_p, name_len, delta, point) < 0) {
+                        Py_DECREF(name);
+                        return -1;
+                    }
+                } else if (!bad && df == 2 && dwt == WT_VARINT && kind != KIND_GAUGE && kind != KIND_SUMMARY) {
+                    bad = rd_varint(&data, &v) < 0;
+                    temporality = v;
+                } else if (!bad) {
+                    bad = rd_skip(&data, df, dwt) < 0;
+                }
+                if (bad) {
+                    Py_XDECREF(name);
+                    return fail_malformed(run, dat);
+                }
+            }
+        }
+        Py_XDECREF(name);
+    }
+    return 0;
+}
+
+/* The context of a resource (its promoted labels), by the bytes of its merged occurrences. */
+static PyObject *resource_context(Ingest *self, Run *run, Rd rm, uint64_t *resource_id) {
+    self->resource.len = 0;
+    while (rm.p < rm.end) {
+        const uint8_t *at = rm.p;
+        uint32_t f;
+        int wt;
+        Rd sub;
+        if (rd_tag(&rm, &f, &wt) < 0) return fail_malformed(run, at), NULL;
+        if (f == 1 && wt == WT_LEN) {
+            if (rd_len(&rm, &sub) < 0) return fail_malformed(run, at), NULL;
+            if (buf_put(&self->resource, sub.p, (size_t)(sub.end - sub.p)) < 0) return NULL;
+        } else if (rd_skip(&rm, f, wt) < 0) {
+            return fail_malformed(run, at), NULL;
+        }
+    }
+    PyObject *raw = PyBytes_FromStringAndSize((const char *)self->resource.data, (Py_ssize_t)self->resource.len);
+    if (!raw) return NULL;
+    PyObject *found = PyDict_GetItemWithError(self->resources, raw);
+    if (!found) {
+        if (PyErr_Occurred()) {
+            Py_DECREF(raw);
+            return NULL;
+        }
+        PyObject *context = PyObject_CallOneArg(self->new_resource, raw);
+        found = context ? Py_BuildValue("(KN)", (unsigned long long)self->next_resource++, context) : NULL;
+        if (!found || PyDict_SetItem(self->resources, raw, found) < 0) {
+            Py_XDECREF(found);
+            Py_DECREF(raw);
+            return NULL;
+        }
+        Py_DECREF(found); /* the dict holds it */
+    }
+    Py_DECREF(raw);
+    *resource_id = (uint64_t)PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(found, 0));
+    return Py_NewRef(PyTuple_GET_ITEM(found, 1));
+}
+
+/* Resume point: byte offsets of the next resource_metrics, scope_metrics and metric tags. */
+typedef struct {
+    Py_ssize_t rm, sm, metric;
+} Pos;
+
+/* Process from `pos`; on return `pos` is where to resume, or rm == -1 when the request is done. */
+static int request_samples(Ingest *self, Run *run, const uint8_t *data, Py_ssize_t size, Pos *pos) {
+    Rd top = {data + pos->rm, data + size};
+    int first_rm = 1;
+    while (top.p < top.end) {
+        const uint8_t *rm_at = top.p;
+        uint32_t f;
+        int wt;
+        Rd rm;
+        if (rd_tag(&top, &f, &wt) < 0) return fail_malformed(run, rm_at);
+        if (f != 1 || wt != WT_LEN) {
+            if (rd_skip(&top, f, wt) < 0) return fail_malformed(run, rm_at);
+            continue;
+        }
+        if (rd_len(&top, &rm) < 0) return fail_malformed(run, rm_at);
+        uint64_t resource_id;
+        PyObject *context = resource_context(self, run, rm, &resource_id);
+        if (!context) return -1;
+        Rd sms = rm;
+        if (first_rm && pos->sm > rm_at - data) sms.p = data + pos->sm;
+        while (sms.p < sms.end) {
+            const uint8_t *sm_at = sms.p;
+            Rd sm;
+            if (rd_tag(&sms, &f, &wt) < 0 || (f == 2 && wt == WT_LEN ? rd_len(&sms, &sm) : rd_skip(&sms, f, wt)) < 0) {
+                Py_DECREF(context);
+                return fail_malformed(run, sm_at);
+            }
+            if (f != 2 || wt != WT_LEN) continue;
+            Rd ms = sm;
+            if (first_rm && pos->metric > sm_at - data && pos->sm == sm_at - data) ms.p = data + pos->metric;
+            first_rm = 0;
+            while (ms.p < ms.end) {
+                const uint8_t *m_at = ms.p;
+                Rd metric;
+                if (rd_tag(&ms, &f, &wt) < 0 ||
+                    (f == 2 && wt == WT_LEN ? rd_len(&ms, &metric) : rd_skip(&ms, f, wt)) < 0) {
+                    Py_DECREF(context);
+                    return fail_malformed(run, m_at);
+                }
+                if (f != 2 || wt != WT_LEN) continue;
+                if (metric_samples(self, run, context, resource_id, metric) < 0) {
+                    Py_DECREF(context);
+                    return -1;
+                }
+                if (run->done >= run->budget && (ms.p < ms.end || sms.p < sms.end || top.p < top.end)) {
+                    pos->rm = rm_at - data;
+                    pos->sm = sm_at - data;
+                    pos->metric = ms.p - data;
+                    Py_DECREF(context);
+                    return 0;
+                }
+            }
+        }
+        first_rm = 0;
+        Py_DECREF(context);
+    }
+    pos->rm = -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ Python API */
+
+static PyObject *Ingest_run(Ingest *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"data", "pos", "now_ms", "cutoff_ms", "horizon_ms", "budget", NULL};
+    Py_buffer view;
+    Pos pos;
+    long long now_ms, cutoff, horizon;
+    Py_ssize_t budget;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*(nnn)LLLn:run", names, &view, &pos.rm, &pos.sm, &pos.metric,
+                                     &now_ms, &cutoff, &horizon, &budget))
+        return NULL;
+    if (pos.rm < 0 || pos.rm > view.len || pos.sm < 0 || pos.sm > view.len || pos.metric < 0 ||
+        pos.metric > view.len || budget < 1) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "run(): position outside the request, or budget < 1");
+        return NULL;
+    }
+    Run run = {.base = view.buf, .now_ms = now_ms, .cutoff = cutoff, .horizon = horizon, .budget = budget};
+    run.touched = PySet_New(NULL);
+    if (!run.touched) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    int rc = request_samples(self, &run, view.buf, view.len, &pos);
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        Py_DECREF(run.touched);
+        return NULL;
+    }
+    PyObject *rejected = PyList_New(N_REASONS);
+    if (!rejected) {
+        Py_DECREF(run.touched);
+        return NULL;
+    }
+    for (int i = 0; i < N_REASONS; i++) {
+        PyObject *count = PyLong_FromSsize_t(run.rejected[i]);
+        if (!count) {
+            Py_DECREF(rejected);
+            Py_DECREF(run.touched);
+            return NULL;
+        }
+        PyList_SET_ITEM(rejected, i, count);
+    }
+    PyObject *next = pos.rm < 0 ? Py_NewRef(Py_None) : Py_BuildValue("(nnn)", pos.rm, pos.sm, pos.metric);
+    if (!next) {
+        Py_DECREF(rejected);
+        Py_DECREF(run.touched);
+        return NULL;
+    }
+    return Py_BuildValue("(NnnNN)", next, run.accepted, run.data_points, rejected, run.touched);
+}
+
+static PyObject *Ingest_clear(Ingest *self, PyObject *Py_UNUSED(ignored)) {
+    PyDict_Clear(self->points);
+    PyDict_Clear(self->resources);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ingest_len(Ingest *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromSsize_t(PyDict_GET_SIZE(self->points));
+}
+
+static int Ingest_init(Ingest *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"new_resource", "resolve", NULL};
+    PyObject *new_resource, *resolve;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:Ingest", names, &new_resource, &resolve)) return -1;
+    if (!PyCallable_Check(new_resource) || !PyCallable_Check(resolve)) {
+        PyErr_SetString(PyExc_TypeError, "Ingest(new_resource, resolve): both must be callable");
+        return -1;
+    }
+    Py_XSETREF(self->new_resource, Py_NewRef(new_resource));
+    Py_XSETREF(self->resolve, Py_NewRef(resolve));
+    if (!self->points && !(self->points = PyDict_New())) return -1;
+    if (!self->resources && !(self->resources = PyDict_New())) return -1;
+    return 0;
+}
+
+static int Ingest_traverse(Ingest *self, visitproc visit, void *arg) {
+    Py_VISIT(self->points);
+    Py_VISIT(self->resources);
+    Py_VISIT(self->resolve);
+    Py_VISIT(self->new_resource);
+    return 0;
+}
+
+static int Ingest_clear_refs(Ingest *self) {
+    Py_CLEAR(self->points);
+    Py_CLEAR(self->resources);
+    Py_CLEAR(self->resolve);
+    Py_CLEAR(self->new_resource);
+    return 0;
+}
+
+static void Ingest_dealloc(Ingest *self) {
+    PyObject_GC_UnTrack(self);
+    Ingest_clear_refs(self);
+    PyMem_Free(self->key.data);
+    PyMem_Free(self->resource.data);
+    PyMem_Free(self->counts.v);
+    PyMem_Free(self->negative.v);
+    PyMem_Free(self->bounds.v);
+    PyMem_Free(self->quantiles.v);
+    PyMem_Free(self->values);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Ingest_methods[] = {
+    {"run", (PyCFunction)(void (*)(void))Ingest_run, METH_VARARGS | METH_KEYWORDS,
+     "run(data, pos, now_ms, cutoff_ms, horizon_ms, budget) -> (next_pos | None, accepted, data_points, "
+     "rejected counts by reason, touched metric names)\n\n"
+     "Append the samples of the request `data` from `pos` ((0, 0, 0) at first) until about `budget` samples "
+     "have been handled, stopping at a metric boundary."},
+    {"clear", (PyCFunction)Ingest_clear, METH_NOARGS, "Forget every cached point and resource."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Ingest_getset[] = {
+    {"cached_points", (getter)Ingest_len, NULL, "Points in the cache.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject IngestType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "scaler._native.otlpwire.Ingest",
+    .tp_basicsize = sizeof(Ingest),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Ingest(new_resource, resolve): the native OTLP translate + append loop and its point cache.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Ingest_init,
+    .tp_dealloc = (destructor)Ingest_dealloc,
+    .tp_traverse = (traverseproc)Ingest_traverse,
+    .tp_clear = (inquiry)Ingest_clear_refs,
+    .tp_methods = Ingest_methods,
+    .tp_getset = Ingest_getset,
+};
+
+/* Offsets of top-level field boundaries, about `chunk` bytes apart, from 0 to len(data): each
+ * piece is itself a message of the same type (fields concatenate), so protobuf can validate a
+ * large request piece by piece. Raises ValueError when the top level is malformed. */
+static PyObject *chunks(PyObject *Py_UNUSED(module), PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t chunk;
+    if (!PyArg_ParseTuple(args, "y*n:chunks", &view, &chunk)) return NULL;
+    PyObject *out = PyList_New(0);
+    const uint8_t *base = view.buf;
+    Rd r = {base, base + view.len};
+    const uint8_t *last = base;
+    int rc = out ? 0 : -1;
+    if (rc == 0) {
+        PyObject *zero = PyLong_FromLong(0);
+        rc = zero ? PyList_Append(out, zero) : -1;
+        Py_XDECREF(zero);
+    }
+    while (rc == 0 && r.p < r.end) {
+        const uint8_t *at = r.p;
+        uint32_t f;
+        int wt;
+        if (rd_tag(&r, &f, &wt) < 0 || rd_skip(&r, f, wt) < 0) {
+            PyErr_Format(PyExc_ValueError, "malformed OTLP protobuf near byte %zd", (Py_ssize_t)(at - base));
+            rc = -1;
+        } else if (r.p - last >= chunk || r.p == r.end) {
+            PyObject *offset = PyLong_FromSsize_t(r.p - base);
+            rc = offset ? PyList_Append(out, offset) : -1;
+            Py_XDECREF(offset);
+            last = r.p;
+        }
+    }
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        Py_XDECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"chunks", chunks, METH_VARARGS,
+     "chunks(data, chunk) -> offsets of top-level field boundaries about `chunk` bytes apart, 0 to len(data)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "scaler._native.otlpwire",
+    "Native OTLP ingest: protobuf wire bytes to store samples (see scaler.nativeingest).", -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit_otlpwire(void) {
+    const uint16_t probe = 1;
+    if (*(const uint8_t *)&probe != 1) {
+        PyErr_SetString(PyExc_ImportError, "scaler._native.otlpwire supports little-endian hosts only");
+        return NULL;
+    }
+    import_array();
+    if (PyType_Ready(&IngestType) < 0) return NULL;
+    struct { PyObject **slot; const char *text; } interned[] = {
+        {&s_alive, "alive"}, {&s_n, "n"}, {&s_ts, "ts"}, {&s_vals, "vals"}, {&s_last, "last"},
+        {&s_name, "name"}, {&s_delta_total, "delta_total"}, {&s_append, "append"},
+    };
+    for (size_t i = 0; i < sizeof interned / sizeof interned[0]; i++)
+        if (!*interned[i].slot && !(*interned[i].slot = PyUnicode_InternFromString(interned[i].text))) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    if (PyModule_AddObjectRef(m, "Ingest", (PyObject *)&IngestType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,14 @@
+from collections.abc import Callable
+
+class Ingest:
+    """The native OTLP translate + append loop and its point cache (scaler/_native/otlpwire.c)."""
+
+    cached_points: int
+
+    def __init__(self, new_resource: Callable[[bytes], object], resolve: Callable[..., object]) -> None: ...
+    def run(
+        self, data: bytes, pos: tuple[int, int, int], now_ms: int, cutoff_ms: int, horizon_ms: int, budget: int
+    ) -> tuple[tuple[int, int, int] | None, int, int, list[int], set[str]]: ...
+    def clear(self) -> None: ...
+
+def chunks(data: bytes, chunk: int) -> list[int]: ...

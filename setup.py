@@ -1,0 +1,19 @@
+"""Build script for the native OTLP ingest extension; everything else is in pyproject.toml.
+
+setuptools reads the project metadata from pyproject.toml; this file only adds the C extension,
+which needs numpy's headers at build time (``build-system.requires``).
+"""
+
+import numpy
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "scaler._native.otlpwire",
+            ["scaler/_native/otlpwire.c"],
+            include_dirs=[numpy.get_include()],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+        )
+    ]
+)
