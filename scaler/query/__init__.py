@@ -19,7 +19,7 @@ from scaler.query.compat import (
     compat_to_promql_text,
     parse_compat,
 )
-from scaler.query.engine import Engine, metric_names, selectors
+from scaler.query.engine import Engine, QueryLimits, Result, metric_names, selectors
 from scaler.query.errors import QueryError
 from scaler.query.parser import parse_metric_selector, parse_promql
 from scaler.query.printer import format_expr
@@ -42,6 +42,8 @@ __all__ = [
     "Expr",
     "Matrix",
     "QueryError",
+    "QueryLimits",
+    "Result",
     "Sample",
     "Scalar",
     "String",

@@ -98,21 +98,33 @@ class RangeData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def slice(self, a: int, b: int) -> RangeData:
+        """Series ``a`` to ``b`` (exclusive) only, sharing this one's arrays."""
+        if a == 0 and b >= len(self.labels):
+            return self
+        offs = self.offs[a : b + 1]
+        lo, hi = int(offs[0]), int(offs[-1])
+        return RangeData(
+            self.labels[a:b], self.ts[lo:hi], self.vals[lo:hi], offs - lo, self.start, self.end, self.range_ms
+        )
+
 
 _DROPPED: dict[LabelPairs, LabelPairs] = {}
 _DROPPED_MAX = 1 << 16
 
 
+_RESERVED = frozenset({METRIC_NAME, "__type__", "__unit__"})
+
+
 def drop_name(labels: LabelPairs) -> LabelPairs:
-    """The label set without ``__name__`` (memoised: the same series recur every query)."""
+    """The label set without ``__name__`` and the other names Prometheus 3 drops with it
+    (``__type__``, ``__unit__``); memoised: the same series recur every query."""
     out = _DROPPED.get(labels)
     if out is not None:
         return out
     out = labels
-    for i, (name, _) in enumerate(labels):
-        if name == METRIC_NAME:
-            out = labels[:i] + labels[i + 1 :]
-            break
+    if any(name in _RESERVED for name, _ in labels):
+        out = tuple(p for p in labels if p[0] not in _RESERVED)
     if len(_DROPPED) >= _DROPPED_MAX:
         _DROPPED.clear()
     _DROPPED[labels] = out
