@@ -62,7 +62,14 @@ class Service:
     def __init__(self, settings: Settings, clock: Clock = time.time) -> None:
         self.settings = settings
         self.store = Store(settings.limits, clock)
-        self.engine = query.Engine(self.store)
+        self.engine = query.Engine(
+            self.store,
+            limits=query.QueryLimits(
+                timeout_s=settings.query_timeout_seconds,
+                max_samples=settings.query_max_samples,
+                evaluation_interval_ms=round(settings.evaluation_interval_seconds * 1000),
+            ),
+        )
         self.metrics = SelfMetrics(lambda: self.store.series_count)
         self.ingestor = receiver.Ingestor(self.store, settings.promotions, self.metrics)
         self.triggers = TriggerCache(

@@ -21,6 +21,7 @@ from scaler.query.compat import (
 )
 from scaler.query.engine import Engine, QueryLimits, Result, metric_names, selectors
 from scaler.query.errors import QueryError
+from scaler.query.jsonast import translate_ast
 from scaler.query.parser import parse_metric_selector, parse_promql
 from scaler.query.printer import format_expr
 from scaler.query.values import (
@@ -61,4 +62,5 @@ __all__ = [
     "parse_metric_selector",
     "parse_promql",
     "selectors",
+    "translate_ast",
 ]
