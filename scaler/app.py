@@ -176,7 +176,7 @@ class Service:
         s = self.settings
         routers = [
             receiver.http_router(self.ingestor, s.max_otlp_message_bytes),
-            api_prom.create_router(self.store),
+            api_prom.create_router(self.store, self.engine),
         ]
         ctx = api.ApiContext(
             self.store, self.engine, self.metrics, s.admin_token, self.info, self.ready, s.http_body_timeout_seconds
