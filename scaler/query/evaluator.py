@@ -216,22 +216,27 @@ class Evaluator:
         ref = _ref_time(vs.at, vs.offset_ms, ctx)
         lo = ref - ms.range_ms
         labels: list[LabelPairs] = []
+        lengths: list[int] = []
         ts_parts: list[Any] = []
         val_parts: list[Any] = []
         chunk_ts: list[Any] = []
         chunk_vals: list[Any] = []
         for i, s in enumerate(self._select(vs.matchers, ctx)):
-            if i % CHECKPOINT_SERIES == CHECKPOINT_SERIES - 1 and chunk_ts:
-                ts_parts.append(np.concatenate(chunk_ts))  # copy before pausing: the store may change
-                val_parts.append(np.concatenate(chunk_vals))
-                chunk_ts, chunk_vals = [], []
+            if i % CHECKPOINT_SERIES == CHECKPOINT_SERIES - 1:
+                if chunk_ts:  # copy what was read before pausing: the store may change meanwhile
+                    ts_parts.append(np.concatenate(chunk_ts))
+                    val_parts.append(np.concatenate(chunk_vals))
+                    chunk_ts, chunk_vals = [], []
                 yield
             ts, vals = s.window(lo, ref)
             if ts.shape[0]:
                 labels.append(s.labels)
+                lengths.append(ts.shape[0])
                 chunk_ts.append(ts)
                 chunk_vals.append(vals)
-        rd = RangeData.build(labels, [*ts_parts, *chunk_ts], [*val_parts, *chunk_vals], lo, ref, ms.range_ms)
+        ts_parts += chunk_ts
+        val_parts += chunk_vals
+        rd = RangeData.build(labels, ts_parts, val_parts, lo, ref, ms.range_ms, lengths)
         ctx.count(len(rd.ts))
         return rd
 
