@@ -270,7 +270,9 @@ def _memstore(ctx: ApiContext) -> APIRouter:
             return JSONResponse({"error": str(exc)}, status_code=400)
         notes: dict[str, list[str]] = {}
         try:
-            result = await ctx.engine.evaluate_async(compiled.text, ctx.store.now_ms(), lookback_ms=compiled.lookback_ms)
+            result = await ctx.engine.evaluate_async(
+                compiled.text, ctx.store.now_ms(), lookback_ms=compiled.lookback_ms
+            )
             notes = {k: list(v) for k, v in (("warnings", result.warnings), ("infos", result.infos)) if v}
             value = compiled.reduce(result.value)
         except NotFound:

@@ -160,9 +160,7 @@ class Engine:
 
     # ------------------------------------------------------------------ internals
 
-    def _run(
-        self, expr: Expr | str, start: int, end: int | None, step: int, lookback_ms: int | None
-    ) -> _Run:
+    def _run(self, expr: Expr | str, start: int, end: int | None, step: int, lookback_ms: int | None) -> _Run:
         text = expr if isinstance(expr, str) else ""
         tree = _parse_cached(expr) if isinstance(expr, str) else expr
         end = start if end is None else end
@@ -203,4 +201,3 @@ class Engine:
     def _range(self, tree: Expr, start: int, end: int, step: int, ctx: Context) -> Generator[None, None, Value]:
         points = yield from self._evaluator.eval_range(tree, start, end, step, ctx)
         return Matrix(tuple(TimeSeries(lb, ts, vs) for lb, ts, vs in points_to_series(points)))
-

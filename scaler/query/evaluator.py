@@ -392,6 +392,5 @@ def matrix_rows(rd: RangeData) -> list[tuple[LabelPairs, tuple[int, ...], tuple[
     bounds = rd.offs.tolist()
     ts, vals = rd.ts.tolist(), rd.vals.tolist()
     return [
-        (lb, tuple(ts[a:b]), tuple(vals[a:b]))
-        for lb, (a, b) in zip(rd.labels, itertools.pairwise(bounds), strict=True)
+        (lb, tuple(ts[a:b]), tuple(vals[a:b])) for lb, (a, b) in zip(rd.labels, itertools.pairwise(bounds), strict=True)
     ]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import re
 import sys
-
 from collections.abc import Callable
 
 from scaler.model import METRIC_NAME, LabelPairs
@@ -150,10 +149,12 @@ def bucket_fraction(lower: float, upper: float, buckets: list[tuple[float, float
         if i > 0:
             lower_bound = bounds[i - 1]
 
-        def interpolate(v: float, lo: float = lower_bound, hi: float = upper_bound, c: float = bucket_count) -> float:
+        def interpolate(
+            v: float, lo: float = lower_bound, hi: float = upper_bound, c: float = bucket_count, below: float = rank
+        ) -> float:
             if lo == -INF:
                 return c
-            return rank + (c - rank) * (v - lo) / (hi - lo)
+            return below + (c - below) * (v - lo) / (hi - lo)
 
         if not lower_set and lower_bound >= lower:
             lower_rank, lower_set = rank, True

@@ -25,7 +25,12 @@ from scaler.query.ast import (
 )
 from scaler.query.values import format_value
 
-_TYPE_NAMES = {ValueType.SCALAR: "scalar", ValueType.VECTOR: "vector", ValueType.MATRIX: "matrix", ValueType.STRING: "string"}
+_TYPE_NAMES = {
+    ValueType.SCALAR: "scalar",
+    ValueType.VECTOR: "vector",
+    ValueType.MATRIX: "matrix",
+    ValueType.STRING: "string",
+}
 _MATCH_TYPES = {"=": "=", "!=": "!=", "=~": "=~", "!~": "!~"}
 
 
@@ -55,7 +60,7 @@ def _selector(vs: VectorSelector) -> dict[str, Any]:
     }
 
 
-def translate_ast(e: Expr) -> dict[str, Any]:  # noqa: PLR0911 - one branch per node type
+def translate_ast(e: Expr) -> dict[str, Any]:
     """The JSON form of ``e``."""
     if isinstance(e, AggregateExpr):
         return {
@@ -69,9 +74,7 @@ def translate_ast(e: Expr) -> dict[str, Any]:  # noqa: PLR0911 - one branch per 
     if isinstance(e, BinaryExpr):
         m = e.matching
         matching = (
-            None
-            if m is None
-            else {"card": m.card, "labels": list(m.labels), "on": m.on, "include": list(m.include)}
+            None if m is None else {"card": m.card, "labels": list(m.labels), "on": m.on, "include": list(m.include)}
         )
         return {
             "type": "binaryExpr",

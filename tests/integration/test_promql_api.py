@@ -35,15 +35,14 @@ def test_annotations_travel_in_warnings_and_infos(service: RunningService) -> No
         data={"query": "quantile_over_time(1.5, requests[1m])", "start": str(now - 30), "end": str(now), "step": "15"},
     ).json()
     assert body["warnings"] == ["PromQL warning: quantile value should be between 0 and 1, got 1.5 (1:20)"]
-    reply = httpx.post(
-        f"{service.http}/memstore/query", json={"promql": "sum(rate(requests[1m]))"}
-    ).json()
+    reply = httpx.post(f"{service.http}/memstore/query", json={"promql": "sum(rate(requests[1m]))"}).json()
     assert reply["ok"] and reply["infos"][0].startswith("PromQL info: metric might not be a counter")
 
 
 def test_format_and_parse_query(service: RunningService) -> None:
     body = httpx.get(
-        f"{service.http}/api/v1/format_query", params={"query": "max_over_time( sum(rate(x[1m]))[5m:30s] offset (1m+1m))"}
+        f"{service.http}/api/v1/format_query",
+        params={"query": "max_over_time( sum(rate(x[1m]))[5m:30s] offset (1m+1m))"},
     ).json()
     assert body == {"status": "success", "data": "max_over_time(sum(rate(x[1m]))[5m:30s] offset 2m)"}
     body = httpx.get(f"{service.http}/api/v1/parse_query", params={"query": 'x{a="b"}[5m:]'}).json()

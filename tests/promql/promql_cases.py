@@ -421,7 +421,7 @@ SUBQUERY_EXPRESSIONS: list[str] = [
     "max_over_time(abs(temperature)[3m:15s])",
     "min_over_time(clamp(temperature, -1, 10)[2m:20s])",
     'histogram_quantile(0.9, max_over_time(sum by (le) (rate(ttft_seconds_bucket{role="prefill"}[1m1s]))[3m:30s]))',
-    'absent_over_time(nonexistent[1m:15s])',
+    "absent_over_time(nonexistent[1m:15s])",
     'absent_over_time(queue_depth{pod="p1"}[1m:15s])',
     "max_over_time(queue_depth[45s:5s])",
     "rate(vllm:num_requests_waiting[2m:10s])",

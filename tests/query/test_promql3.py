@@ -82,7 +82,10 @@ def test_subquery_aligns_steps_to_absolute_time_and_defaults_to_the_evaluation_i
 # classic-histogram functions (histograms.test of Prometheus 3: testhistogram2/3, at 50m)
 BUCKETS = engine_with(
     {
-        **{f'h2_bucket{{le="{le}"}}': [(50 * M, v)] for le, v in (("0", 0), ("2", 10), ("4", 20), ("6", 30), ("+Inf", 30))},
+        **{
+            f'h2_bucket{{le="{le}"}}': [(50 * M, v)]
+            for le, v in (("0", 0), ("2", 10), ("4", 20), ("6", 30), ("+Inf", 30))
+        },
         **{
             f'h3_bucket{{le="{le}",start="positive"}}': [(50 * M, v)]
             for le, v in (("0", 0), ("0.1", 50), (".2", 70), ("1e0", 110), ("+Inf", 110))
@@ -91,7 +94,10 @@ BUCKETS = engine_with(
             f'h3_bucket{{le="{le}",start="negative"}}': [(50 * M, v)]
             for le, v in (("-.25", 0), ("-.2", 10), ("-0.1", 20), ("0.3", 20), ("+Inf", 20))
         },
-        **{f'nonmono_bucket{{le="{le}"}}': [(50 * M, v)] for le, v in (("0.1", 20), ("1", 10), ("10", 50), ("+Inf", 80))},
+        **{
+            f'nonmono_bucket{{le="{le}"}}': [(50 * M, v)]
+            for le, v in (("0.1", 20), ("1", 10), ("10", 50), ("+Inf", 80))
+        },
         'bad_bucket{le="x"}': [(50 * M, 1.0)],
     }
 )
@@ -103,7 +109,10 @@ BUCKETS = engine_with(
         ("histogram_fraction(0, 4, h2_bucket)", {"{}": 0.6666666666666666}),
         ("histogram_fraction(0, 6, h2_bucket)", {"{}": 1.0}),
         ("histogram_fraction(0, 3.5, h2_bucket)", {"{}": 0.5833333333333334}),
-        ("histogram_fraction(0, 0.2, h3_bucket)", {'{start="negative"}': 0.0, '{start="positive"}': 0.6363636363636364}),
+        (
+            "histogram_fraction(0, 0.2, h3_bucket)",
+            {'{start="negative"}': 0.0, '{start="positive"}': 0.6363636363636364},
+        ),
         ("histogram_fraction(-Inf, +Inf, h2_bucket)", {"{}": 1.0}),
         ("histogram_fraction(4, 0, h2_bucket)", {"{}": 0.0}),
     ],
@@ -142,11 +151,18 @@ ANNOTATED = engine_with(
         (
             "rate(requests[1m])",
             [],
-            ['PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: "requests" (1:6)'],
+            [
+                "PromQL info: metric might not be a counter, name does not end in "
+                '_total/_sum/_count/_bucket: "requests" (1:6)'
+            ],
         ),
         ("rate(requests_total[1m])", [], []),
         ("rate(requests[1m:15s])", [], []),
-        ("quantile_over_time(2, requests[1m])", ["PromQL warning: quantile value should be between 0 and 1, got 2 (1:20)"], []),
+        (
+            "quantile_over_time(2, requests[1m])",
+            ["PromQL warning: quantile value should be between 0 and 1, got 2 (1:20)"],
+            [],
+        ),
         ("quantile(-0.5, requests)", ["PromQL warning: quantile value should be between 0 and 1, got -0.5 (1:10)"], []),
         (
             "histogram_quantile(NaN, h2_bucket)",
@@ -170,7 +186,8 @@ def test_histogram_annotations() -> None:
     ]
     result = BUCKETS.evaluate("histogram_quantile(0.5, bad_bucket)", 50 * M)
     assert list(result.warnings) == [
-        'PromQL warning: bucket label "le" is missing or has a malformed value of "x" for metric name "bad_bucket" (1:25)'
+        'PromQL warning: bucket label "le" is missing or has a malformed value of "x" '
+        'for metric name "bad_bucket" (1:25)'
     ]
 
 
@@ -192,7 +209,9 @@ def test_sample_limit_and_timeout() -> None:
 
 def test_range_functions_over_more_series_than_one_checkpoint_chunk() -> None:
     """Selectors read and range functions compute in chunks of series between checkpoints."""
-    engine = engine_with({f'wide{{i="{i}"}}': [(NOW_MS - k * 15_000, float(i + k)) for k in range(4)] for i in range(1000)})
+    engine = engine_with(
+        {f'wide{{i="{i}"}}': [(NOW_MS - k * 15_000, float(i + k)) for k in range(4)] for i in range(1000)}
+    )
     result = engine.instant("sum(sum_over_time(wide[1m])) + sum(count_over_time(wide[1m]))", NOW_MS)
     assert values(result) == {"{}": float(sum(4 * i + 6 for i in range(1000)) + 4000)}
     assert values(engine.instant("count(wide)", NOW_MS)) == {"{}": 1000.0}
