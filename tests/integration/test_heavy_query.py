@@ -80,3 +80,13 @@ def test_a_query_past_the_sample_limit_gets_prometheus_error(
     }
     small = httpx.get(f"{svc.http}/api/v1/query", params={"query": 'heavy_1{pod="p1"}'}, timeout=60)
     assert small.status_code == 200 and len(small.json()["data"]["result"]) == 1
+
+
+def test_large_results_are_rendered_in_slices_and_whole(service_factory: Callable[..., RunningService]) -> None:
+    svc = service_factory()
+    svc.call(lambda: _load(svc))
+    body = httpx.get(f"{svc.http}/api/v1/query", params={"query": "heavy_1 * 2"}, timeout=60).json()
+    result = body["data"]["result"]
+    assert body["data"]["resultType"] == "vector" and len(result) == SERIES // 10
+    assert {r["metric"]["pod"] for r in result} == {f"p{i}" for i in range(1, SERIES, 10)}
+    assert all(float(r["value"][1]) == 2 * int(r["metric"]["pod"][1:]) for r in result)
