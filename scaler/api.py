@@ -50,6 +50,8 @@ class QueryReply(BaseModel):
     operation: str
     error: str
     value: float
+    warnings: list[str] = Field([], description="Prometheus' warning annotations (only when there are some)")
+    infos: list[str] = Field([], description="Prometheus' info annotations (only when there are some)")
 
 
 class ApiContext:
@@ -267,16 +269,21 @@ def _memstore(ctx: ApiContext) -> APIRouter:
         except (ValueError, query.QueryError) as exc:
             ctx.metrics.queries.labels("rest", "bad_query").inc()
             return JSONResponse({"error": str(exc)}, status_code=400)
+        notes: dict[str, list[str]] = {}
         try:
-            value = compiled.evaluate(ctx.engine, ctx.store.now_ms())
+            result = await ctx.engine.evaluate_async(
+                compiled.text, ctx.store.now_ms(), lookback_ms=compiled.lookback_ms
+            )
+            notes = {k: list(v) for k, v in (("warnings", result.warnings), ("infos", result.infos)) if v}
+            value = compiled.reduce(result.value)
         except NotFound:
             ctx.metrics.queries.labels("rest", "not_found").inc()
-            return JSONResponse({"ok": True, "operation": "query", "error": "Metric not found", "value": -1})
+            return JSONResponse({"ok": True, "operation": "query", "error": "Metric not found", "value": -1, **notes})
         except (WideResult, query.QueryError) as exc:
             ctx.metrics.queries.labels("rest", "error").inc()
             return JSONResponse({"error": str(exc)}, status_code=400)
         ctx.metrics.queries.labels("rest", "ok").inc()
-        return JSONResponse({"ok": True, "operation": "query", "error": "", "value": _json_number(value)})
+        return JSONResponse({"ok": True, "operation": "query", "error": "", "value": _json_number(value), **notes})
 
     @router.post("/reset", summary="Delete all data (needs ADMIN_TOKEN)")
     async def reset(request: Request) -> dict[str, Any]:

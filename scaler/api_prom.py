@@ -11,6 +11,7 @@ from a worker thread.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import math
@@ -144,7 +145,21 @@ def _engine(store: Store, engine: query.Engine, params: Params) -> query.Engine:
         ms = parse_step_ms(text)
     except ValueError as exc:
         raise _invalid("lookback_delta", exc) from None
-    return query.Engine(store, ms) if ms > 0 else engine
+    return query.Engine(store, ms, engine.limits) if ms > 0 else engine
+
+
+def _timeout(params: Params, engine: query.Engine) -> float:
+    """Prometheus' ``timeout`` parameter, capped by the server's query timeout."""
+    text = _first(params, "timeout")
+    if not text:
+        return engine.limits.timeout_s
+    try:
+        ms = parse_step_ms(text)
+    except ValueError as exc:
+        raise _invalid("timeout", exc) from None
+    if ms <= 0:
+        raise _invalid("timeout", "timeout must be positive")
+    return min(ms / 1000, engine.limits.timeout_s)
 
 
 def _matchers(params: Params) -> list[tuple[Matcher, ...]]:
@@ -160,11 +175,11 @@ def _matchers(params: Params) -> list[tuple[Matcher, ...]]:
     return sets
 
 
-def _ok(data_json: str, warnings: Iterable[str] = ()) -> Response:
+def _ok(data_json: str, warnings: Iterable[str] = (), infos: Iterable[str] = ()) -> Response:
     body = '{"status":"success","data":' + data_json
-    warns = list(warnings)
-    if warns:
-        body += ',"warnings":' + json.dumps(warns)
+    for key, items in (("warnings", list(warnings)), ("infos", list(infos))):
+        if items:
+            body += f',"{key}":' + json.dumps(items, ensure_ascii=False)
     return Response(body + "}", media_type="application/json")
 
 
@@ -175,7 +190,32 @@ def _error(kind: str, message: str, status: int) -> JSONResponse:
 def _query_error(exc: query.QueryError) -> JSONResponse:
     if exc.kind == "execution":
         return _error("execution", str(exc), 422)
+    if exc.kind == "timeout":
+        return _error("timeout", str(exc), 503)
     return _error("bad_data", str(exc), 400)
+
+
+_RENDER_SLICE = 1000
+
+
+async def _result(result: query.Result) -> Response:
+    """The JSON answer, rendered in slices of series with the event loop's turn between them:
+    rendering 40k series takes ~0.3 s, which would hold up every KEDA call meanwhile. (A worker
+    thread would contend for the GIL with the loop and slow every call instead.)"""
+    value = result.value
+    if isinstance(value, (query.Vector, query.Matrix)) and len(value) > _RENDER_SLICE:
+        parts: list[str] = []
+        items = value.samples if isinstance(value, query.Vector) else value.series
+        for a in range(0, len(items), _RENDER_SLICE):
+            chunk = items[a : a + _RENDER_SLICE]
+            part = render(query.Vector(value.t_ms, chunk) if isinstance(value, query.Vector) else query.Matrix(chunk))  # type: ignore[arg-type]
+            parts.append(part[part.index('"result":[') + 10 : -2])
+            await asyncio.sleep(0)
+        kind = "vector" if isinstance(value, query.Vector) else "matrix"
+        data = f'{{"resultType":"{kind}","result":[' + ",".join(p for p in parts if p) + "]}"
+    else:
+        data = render(value)
+    return _ok(data, result.warnings, result.infos)
 
 
 def _metric(labels: LabelPairs) -> str:
@@ -259,12 +299,13 @@ def create_router(store: Store, engine: query.Engine | None = None) -> APIRouter
         params = await _params(request)
         try:
             t = _time(params, "time", store.now_ms())
-            expr = _expr(params)
+            _expr(params)
             eng = _engine(store, engine, params)
+            timeout = _timeout(params, engine)
         except BadParam as exc:
             return _error("bad_data", str(exc), 400)
         try:
-            return _ok(render(eng.instant(expr, t)))
+            return await _result(await eng.evaluate_async(_first(params, "query"), t, timeout_s=timeout))
         except query.QueryError as exc:
             return _query_error(exc)
 
@@ -289,6 +330,7 @@ def create_router(store: Store, engine: query.Engine | None = None) -> APIRouter
                 )
             expr = _expr(params)
             eng = _engine(store, engine, params)
+            timeout = _timeout(params, engine)
             if expr.type.value not in ("scalar", "instant vector"):
                 raise _invalid(
                     "query",
@@ -297,9 +339,27 @@ def create_router(store: Store, engine: query.Engine | None = None) -> APIRouter
         except BadParam as exc:
             return _error("bad_data", str(exc), 400)
         try:
-            return _ok(render(eng.range_query(expr, start, end, step)))
+            return await _result(await eng.evaluate_async(_first(params, "query"), start, end, step, timeout_s=timeout))
         except query.QueryError as exc:
             return _query_error(exc)
+
+    @get_and_post("/format_query", "PromQL text in Prometheus' canonical formatting")
+    async def format_query(request: Request) -> Response:
+        params = await _params(request)
+        try:
+            expr = _expr(params)
+        except BadParam as exc:
+            return _error("bad_data", str(exc), 400)
+        return _ok(json.dumps(query.format_expr(expr), ensure_ascii=False))
+
+    @get_and_post("/parse_query", "PromQL syntax tree as JSON (Prometheus' shape)")
+    async def parse_query(request: Request) -> Response:
+        params = await _params(request)
+        try:
+            expr = _expr(params)
+        except BadParam as exc:
+            return _error("bad_data", str(exc), 400)
+        return _ok(json.dumps(query.translate_ast(expr), ensure_ascii=False))
 
     @get_and_post("/series", "Series matching selectors")
     async def series(request: Request) -> Response:

@@ -62,7 +62,14 @@ class Service:
     def __init__(self, settings: Settings, clock: Clock = time.time) -> None:
         self.settings = settings
         self.store = Store(settings.limits, clock)
-        self.engine = query.Engine(self.store)
+        self.engine = query.Engine(
+            self.store,
+            limits=query.QueryLimits(
+                timeout_s=settings.query_timeout_seconds,
+                max_samples=settings.query_max_samples,
+                evaluation_interval_ms=round(settings.evaluation_interval_seconds * 1000),
+            ),
+        )
         self.metrics = SelfMetrics(lambda: self.store.series_count)
         self.ingestor = receiver.Ingestor(self.store, settings.promotions, self.metrics)
         self.triggers = TriggerCache(
@@ -169,7 +176,7 @@ class Service:
         s = self.settings
         routers = [
             receiver.http_router(self.ingestor, s.max_otlp_message_bytes),
-            api_prom.create_router(self.store),
+            api_prom.create_router(self.store, self.engine),
         ]
         ctx = api.ApiContext(
             self.store, self.engine, self.metrics, s.admin_token, self.info, self.ready, s.http_body_timeout_seconds

@@ -94,6 +94,9 @@ def _run_query(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1
+    for kind in ("warnings", "infos"):
+        for text in reply.get(kind, []):
+            print(text, file=sys.stderr)
     if reply.get("error"):
         print(f"{reply['error']} (value {reply['value']})")
         return 3

@@ -76,6 +76,12 @@ class Settings:
     """Largest OTLP request (gRPC or HTTP), measured after decompression."""
     max_future_skew_seconds: float = 300.0
     """How far ahead of the server clock a sample may be."""
+    evaluation_interval_seconds: float = 60.0
+    """Step of a PromQL subquery that names none (``x[5m:]``), as Prometheus' evaluation interval."""
+    query_timeout_seconds: float = 120.0
+    """A PromQL query running longer than this fails (Prometheus' ``query.timeout``)."""
+    query_max_samples: int = 50_000_000
+    """A PromQL query may hold at most this many samples (Prometheus' ``query.max-samples``)."""
     admin_token: str = ""
     """Bearer token that enables ``POST /memstore/reset`` (disabled when empty)."""
     otlp_tls_cert_file: str = ""
@@ -288,6 +294,14 @@ FIELDS: tuple[Field, ...] = (
         _positive_float,
         "max sample time ahead of now",
     ),
+    Field(
+        "evaluation_interval_seconds",
+        "EVALUATION_INTERVAL_SECONDS",
+        _positive_float,
+        "default PromQL subquery step",
+    ),
+    Field("query_timeout_seconds", "QUERY_TIMEOUT_SECONDS", _positive_float, "PromQL query timeout"),
+    Field("query_max_samples", "QUERY_MAX_SAMPLES", _positive_int, "max samples one PromQL query may hold"),
     Field("admin_token", "ADMIN_TOKEN", _str, "bearer token enabling /memstore/reset"),
     Field("otlp_tls_cert_file", "OTLP_TLS_CERT_FILE", _str, "OTLP listener certificate"),
     Field("otlp_tls_key_file", "OTLP_TLS_KEY_FILE", _str, "OTLP listener key"),

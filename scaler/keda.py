@@ -70,10 +70,10 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         except TriggerError as exc:
             await self._fail(context, method, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: {exc}")
 
-    def _value(self, trigger: Trigger) -> tuple[float, bool]:
+    async def _value(self, trigger: Trigger) -> tuple[float, bool]:
         """The raw (unclamped) value and whether it was found; raises on query errors."""
         try:
-            return trigger.query.evaluate(self.engine, self.store.now_ms()), True
+            return await trigger.query.evaluate_async(self.engine, self.store.now_ms()), True
         except NotFound:
             return trigger.value_if_not_found, False
 
@@ -95,7 +95,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     ) -> float | None:
         """The raw value; None while warming up and the query finds no data."""
         try:
-            value, found = self._value(trigger)
+            value, found = await self._value(trigger)
         except (WideResult, query.QueryError) as exc:
             await self._fail(
                 context, method, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: metadata key 'query': {exc}"

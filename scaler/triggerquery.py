@@ -7,14 +7,16 @@ can never disagree. ``evaluate`` reduces the engine's answer to one float or rai
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scaler import query
 from scaler.model import METRIC_NAME
 from scaler.query.tokens import parse_duration_ms
 
 AGGREGATES = ("sum", "avg", "max", "min")
+logger = logging.getLogger(__name__)
 
 
 class NotFound(LookupError):
@@ -53,6 +55,8 @@ class TriggerQuery:
     aggregate: str | None = None
     lookback_ms: int | None = None
     """Instant-selector lookback, when the engine's (Prometheus' 5 m) is not right."""
+    logged: set[str] = field(default_factory=set, compare=False, hash=False, repr=False)
+    """Annotations already logged for this query: each distinct one is logged once."""
 
     @staticmethod
     def compat(metric_query: str, operation: str, window_seconds: float) -> TriggerQuery:
@@ -70,7 +74,22 @@ class TriggerQuery:
 
     def evaluate(self, engine: query.Engine, t_ms: int) -> float:
         """Evaluate at ``t_ms``; raises NotFound, WideResult or query.QueryError."""
-        result = engine.instant(self.expr, t_ms, self.lookback_ms)
+        return self.reduce(self._noted(engine.evaluate(self.text, t_ms, lookback_ms=self.lookback_ms)))
+
+    async def evaluate_async(self, engine: query.Engine, t_ms: int) -> float:
+        """:meth:`evaluate` in slices that leave the event loop to other calls between them."""
+        result = await engine.evaluate_async(self.text, t_ms, lookback_ms=self.lookback_ms)
+        return self.reduce(self._noted(result))
+
+    def _noted(self, result: query.Result) -> query.Value:
+        for text in (*result.warnings, *result.infos):
+            if text not in self.logged:
+                self.logged.add(text)
+                logger.warning("query %r: %s", self.text, text)
+        return result.value
+
+    def reduce(self, result: query.Value) -> float:
+        """The engine's answer as one number; raises NotFound or WideResult."""
         if isinstance(result, query.Scalar):
             value = result.value
         elif isinstance(result, query.Vector):

@@ -19,8 +19,9 @@ from scaler.query.compat import (
     compat_to_promql_text,
     parse_compat,
 )
-from scaler.query.engine import Engine, metric_names, selectors
+from scaler.query.engine import Engine, QueryLimits, Result, metric_names, selectors
 from scaler.query.errors import QueryError
+from scaler.query.jsonast import translate_ast
 from scaler.query.parser import parse_metric_selector, parse_promql
 from scaler.query.printer import format_expr
 from scaler.query.values import (
@@ -42,6 +43,8 @@ __all__ = [
     "Expr",
     "Matrix",
     "QueryError",
+    "QueryLimits",
+    "Result",
     "Sample",
     "Scalar",
     "String",
@@ -59,4 +62,5 @@ __all__ = [
     "parse_metric_selector",
     "parse_promql",
     "selectors",
+    "translate_ast",
 ]

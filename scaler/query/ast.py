@@ -98,6 +98,22 @@ class MatrixSelector(Expr):
 
 
 @dataclass(frozen=True, slots=True)
+class SubqueryExpr(Expr):
+    """``expr[range:step] offset d @ t``; ``step_ms`` 0 means the engine's evaluation interval."""
+
+    expr: Expr
+    range_ms: int
+    step_ms: int = 0
+    offset_ms: int = 0
+    at: At | None = None
+    pos: Pos = field(default=(0, 0), compare=False, repr=False)
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.MATRIX
+
+
+@dataclass(frozen=True, slots=True)
 class Call(Expr):
     func: str
     args: tuple[Expr, ...]
@@ -257,6 +273,7 @@ def _catalogue() -> dict[str, FunctionSpec]:
         FunctionSpec("quantile_over_time", (_S, _M), _V),
         FunctionSpec("predict_linear", (_M, _S), _V),
         FunctionSpec("histogram_quantile", (_S, _V), _V),
+        FunctionSpec("histogram_fraction", (_S, _S, _V), _V),
         FunctionSpec("clamp", (_V, _S, _S), _V),
         FunctionSpec("clamp_min", (_V, _S), _V),
         FunctionSpec("clamp_max", (_V, _S), _V),
@@ -274,36 +291,39 @@ def _catalogue() -> dict[str, FunctionSpec]:
 FUNCTIONS: dict[str, FunctionSpec] = _catalogue()
 """Every function this engine evaluates."""
 
+NATIVE_HISTOGRAM_FUNCTIONS = frozenset(
+    {"histogram_avg", "histogram_count", "histogram_sum", "histogram_stddev", "histogram_stdvar"}
+)
+"""Prometheus 3 accepts these by default but they read only native histograms: over the float
+samples this store holds (classic ``_bucket`` series included) they return nothing."""
+for _name in NATIVE_HISTOGRAM_FUNCTIONS:
+    FUNCTIONS[_name] = FunctionSpec(_name, (_V,), _V)
+
+_EXPERIMENTAL = "experimental: Prometheus enables it only with --enable-feature=promql-experimental-functions"
 UNSUPPORTED_FUNCTIONS: dict[str, str] = {
-    **{
-        n: "native histograms"
-        for n in (
-            "histogram_avg",
-            "histogram_count",
-            "histogram_sum",
-            "histogram_stddev",
-            "histogram_stdvar",
-            "histogram_fraction",
-            "histogram_quantiles",
-        )
-    },
-    **{
-        n: "experimental function"
-        for n in (
-            "double_exponential_smoothing",
-            "mad_over_time",
-            "first_over_time",
-            "ts_of_first_over_time",
-            "ts_of_last_over_time",
-            "ts_of_max_over_time",
-            "ts_of_min_over_time",
-            "sort_by_label",
-            "sort_by_label_desc",
-            "info",
-        )
-    },
+    n: _EXPERIMENTAL
+    for n in (
+        "double_exponential_smoothing",
+        "end",
+        "first_over_time",
+        "histogram_quantiles",
+        "info",
+        "integral",
+        "mad_over_time",
+        "range",
+        "sort_by_label",
+        "sort_by_label_desc",
+        "start",
+        "step",
+        "ts_of_first_over_time",
+        "ts_of_last_over_time",
+        "ts_of_max_over_time",
+        "ts_of_min_over_time",
+    )
 }
-"""Prometheus functions that are deliberately not implemented, with the reason."""
+"""Prometheus functions kept behind a feature flag there, and so not offered here, with why."""
+DURATION_FUNCTIONS = frozenset({"step", "range", "min", "max"})
+"""Functions Prometheus allows inside duration expressions only behind the same flag."""
 
 
 def walk(e: Expr) -> list[Expr]:
@@ -315,6 +335,8 @@ def walk(e: Expr) -> list[Expr]:
         out.append(node)
         if isinstance(node, MatrixSelector):
             stack.append(node.selector)
+        elif isinstance(node, SubqueryExpr):
+            stack.append(node.expr)
         elif isinstance(node, Call):
             stack.extend(reversed(node.args))
         elif isinstance(node, (ParenExpr, UnaryExpr)):

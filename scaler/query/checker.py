@@ -16,6 +16,7 @@ from scaler.query.ast import (
     Expr,
     MatrixSelector,
     ParenExpr,
+    SubqueryExpr,
     UnaryExpr,
     ValueType,
     VectorSelector,
@@ -51,6 +52,7 @@ class Checker:
             ParenExpr: self._paren,
             UnaryExpr: self._unary,
             MatrixSelector: self._matrix,
+            SubqueryExpr: self._subquery,
             VectorSelector: self._selector,
         }.get(type(e))
         if handler is not None:
@@ -64,6 +66,12 @@ class Checker:
     def _matrix(self, e: Expr) -> None:
         assert isinstance(e, MatrixSelector)
         self.check(e.selector)
+
+    def _subquery(self, e: Expr) -> None:
+        assert isinstance(e, SubqueryExpr)
+        got = self.check(e.expr)
+        if got is not ValueType.VECTOR:
+            raise self.fail(_start(e), f"subquery is only allowed on instant vector, got {got.value} instead")
 
     def _aggregate(self, e: Expr) -> None:
         assert isinstance(e, AggregateExpr)

@@ -2,15 +2,15 @@
 
 A :class:`QueryError` is either a *parse* error, which knows where in the query text it
 happened (``line``/``col``, 1-based, as Prometheus reports them), or an *evaluation* error,
-which has no position. ``kind`` tells the two apart for the HTTP API (``bad_data`` → 400,
-``execution`` → 422, as Prometheus maps them).
+which has no position. ``kind`` tells them apart for the HTTP API as Prometheus maps them:
+``bad_data`` → 400, ``execution`` → 422, ``timeout`` → 503.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-ErrorKind = Literal["bad_data", "execution"]
+ErrorKind = Literal["bad_data", "execution", "timeout"]
 
 
 class QueryError(Exception):
@@ -45,6 +45,11 @@ class QueryError(Exception):
     @classmethod
     def execution(cls, message: str) -> QueryError:
         return cls(message, kind="execution")
+
+    @classmethod
+    def timeout(cls) -> QueryError:
+        """Prometheus' text for a query past its deadline."""
+        return cls("query timed out in expression evaluation", kind="timeout")
 
     def __str__(self) -> str:
         if self.line is None:

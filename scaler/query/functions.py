@@ -1,7 +1,9 @@
 """Functions over instant vectors and scalars (``abs``, ``clamp``, ``histogram_quantile``,
 ``label_replace``, ``time``, ...). Range-vector functions live in :mod:`rangefuncs`; the few
-that need the syntax tree (``absent``, ``absent_over_time``, ``timestamp`` of a selector) are
-in the engine.
+that need the syntax tree or raise annotations (``absent``, ``absent_over_time``, ``timestamp``
+of a selector, ``histogram_quantile``, ``histogram_fraction``) are in the evaluator.
+``histogram_count/sum/avg/stddev/stdvar`` read only native histograms, which this store does not
+hold: as in Prometheus over float samples, they return nothing.
 
 Names follow Prometheus 3 without delayed name removal: every function that changes values
 drops ``__name__``; ``sort``, ``sort_desc``, ``label_replace`` and ``label_join`` keep it.
@@ -14,8 +16,9 @@ import re
 from collections.abc import Callable
 
 from scaler.query import gomath
+from scaler.query.ast import NATIVE_HISTOGRAM_FUNCTIONS
 from scaler.query.errors import QueryError
-from scaler.query.histogram import histogram_quantile
+from scaler.query.tokens import is_valid_utf8
 from scaler.query.vec import Vec, drop_name, set_label
 from scaler.regex import Match, RegexError, compile_anchored
 
@@ -25,8 +28,8 @@ InstantFunction = Callable[[list[Arg], int], "Vec | float"]
 
 
 def _valid_label_name(name: str) -> bool:
-    """Prometheus 3 (UTF-8 names): any non-empty string."""
-    return bool(name)
+    """Prometheus 3 (UTF-8 names): any non-empty string of valid UTF-8."""
+    return bool(name) and is_valid_utf8(name)
 
 
 def _vec_arg(args: list[Arg], i: int) -> Vec:
@@ -228,7 +231,7 @@ INSTANT_FUNCTIONS: dict[str, InstantFunction] = {
     "vector": lambda a, _t: Vec([()], [_float_arg(a, 0)]),
     "time": lambda _a, t: t / 1000,
     "pi": lambda _a, _t: math.pi,
-    "histogram_quantile": lambda a, _t: histogram_quantile(_float_arg(a, 0), _vec_arg(a, 1)),
+    **{name: lambda _a, _t: Vec() for name in NATIVE_HISTOGRAM_FUNCTIONS},
     "label_replace": _label_replace,
     "label_join": _label_join,
     **{name: _date(part) for name, part in _DATE_PARTS.items()},

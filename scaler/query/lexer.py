@@ -172,6 +172,10 @@ class Lexer:
         if c == ")":
             self.paren_depth -= 1
             return Token(T.RIGHT_PAREN, c, start)
+        if _is_alpha(c):
+            while self.pos < len(text) and _is_alnum(text[self.pos]):
+                self.pos += 1
+            return Token(T.IDENTIFIER, text[start : self.pos], start)
         raise self.error(start, f"unexpected character in duration expression: {go_quote_rune(c)}")
 
     def _word(self, start: int) -> Token:

@@ -17,6 +17,7 @@ from scaler.query.ast import (
     NumberLiteral,
     ParenExpr,
     StringLiteral,
+    SubqueryExpr,
     UnaryExpr,
     VectorSelector,
 )
@@ -100,7 +101,7 @@ def _format_selector(vs: VectorSelector) -> str:
     return f"{name}{{{inner}}}" if inner or not name else name
 
 
-def _modifiers(vs: VectorSelector) -> str:
+def _modifiers(vs: VectorSelector | SubqueryExpr) -> str:
     out = ""
     if vs.offset_ms:
         out += f" offset {format_duration(vs.offset_ms)}"
@@ -125,6 +126,9 @@ def format_expr(e: Expr) -> str:
     if isinstance(e, MatrixSelector):
         vs = e.selector
         return f"{_format_selector(vs)}[{format_duration(e.range_ms)}]{_modifiers(vs)}"
+    if isinstance(e, SubqueryExpr):
+        step = format_duration(e.step_ms) if e.step_ms else ""
+        return f"{format_expr(e.expr)}[{format_duration(e.range_ms)}:{step}]{_modifiers(e)}"
     if isinstance(e, Call):
         return f"{e.func}({', '.join(format_expr(a) for a in e.args)})"
     if isinstance(e, ParenExpr):

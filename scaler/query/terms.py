@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 from scaler.model import METRIC_NAME, Matcher
-from scaler.query.ast import At, Expr, MatrixSelector, VectorSelector
+from scaler.query.ast import DURATION_FUNCTIONS, At, Expr, MatrixSelector, SubqueryExpr, VectorSelector
 from scaler.query.stream import TokenStream
 from scaler.query.tokens import AGGREGATORS, T, Token, go_quote, parse_duration_ms, parse_number, unquote
 from scaler.regex import RegexError
@@ -28,6 +29,8 @@ METRIC_WORDS = AGGREGATORS | {
 }
 _LABEL_WORDS = METRIC_WORDS | {T.BOOL, T.ON, T.IGNORING, T.GROUP_LEFT, T.GROUP_RIGHT, T.ATAN2}
 _LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_DURATION_START = frozenset({T.NUMBER, T.DURATION, T.LEFT_PAREN, T.ADD, T.SUB, T.IDENTIFIER})
+_DURATION_PREC = {T.ADD: 1, T.SUB: 1, T.MUL: 2, T.DIV: 2, T.MOD: 2, T.POW: 3}
 _MAX_DURATION_MS = (2**63 - 1) // 1_000_000
 """The longest duration Prometheus parses (a Go ``time.Duration``, ~292 years); longer is
 ``duration out of range`` there, and would overflow the store's int64 timestamps here."""
@@ -44,11 +47,20 @@ def end_of(e: Expr) -> int:
 class TermParser(TokenStream):
     def range_suffix(self, expr: Expr) -> Expr:
         open_tok = self.advance()
-        if self.kind() not in (T.NUMBER, T.DURATION):
+        if self.kind() not in _DURATION_START:
             raise self.unexpected("subquery selector", "number or duration")
-        range_ms = self.duration_literal()
+        range_ms = self.duration_expr()
         if self.kind() is T.COLON:
-            raise self.error(open_tok.pos, "unsupported: subquery")
+            self.advance()
+            step_ms = 0
+            if self.kind() is not T.RIGHT_BRACKET:
+                step_ms = self.duration_expr()
+                if step_ms <= 0:
+                    raise self.error(open_tok.pos, "step must be greater than 0")
+            close_tok = self.expect(T.RIGHT_BRACKET, "subquery selector", '"]"')
+            if range_ms <= 0:
+                raise self.error(open_tok.pos, "range must be greater than 0")
+            return SubqueryExpr(expr, range_ms, step_ms, pos=(start_of(expr), close_tok.end))
         if self.kind() is not T.RIGHT_BRACKET:
             raise self.unexpected("subquery or range", '":" or "]"')
         close_tok = self.advance()
@@ -63,6 +75,64 @@ class TermParser(TokenStream):
             raise self.error(open_tok.pos, message)
         assert isinstance(expr, VectorSelector)
         return MatrixSelector(expr, range_ms, pos=(start_of(expr), close_tok.end))
+
+    def duration_expr(self) -> int:
+        """A duration expression (``5m``, ``26m+4m``, ``2m*(10+5)``, ``30``) in milliseconds."""
+        start = self.tok.pos
+        seconds = self._duration_binary(0)
+        if not abs(seconds) * 1000 <= _MAX_DURATION_MS:  # also NaN
+            raise self.error(start, "duration out of range")
+        return round(seconds * 1000)
+
+    def _duration_binary(self, min_prec: int) -> float:
+        left = self._duration_unary()
+        while True:
+            op = self.kind()
+            prec = _DURATION_PREC.get(op)
+            if prec is None or prec < min_prec:
+                return left
+            op_tok = self.advance()
+            right = self._duration_binary(prec if op is T.POW else prec + 1)
+            left = self._duration_apply(op_tok, left, right)
+
+    def _duration_apply(self, op_tok: Token, left: float, right: float) -> float:
+        op = op_tok.type
+        if op in (T.DIV, T.MOD) and right == 0:
+            raise self.error(op_tok.pos, "division by zero")
+        if op is T.ADD:
+            return left + right
+        if op is T.SUB:
+            return left - right
+        if op is T.MUL:
+            return left * right
+        if op is T.DIV:
+            return left / right
+        if op is T.MOD:
+            return math.fmod(left, right)
+        try:
+            return math.pow(left, right)
+        except (OverflowError, ValueError):
+            raise self.error(op_tok.pos, "duration out of range") from None
+
+    def _duration_unary(self) -> float:
+        if self.kind() in (T.ADD, T.SUB):
+            sign = -1.0 if self.advance().type is T.SUB else 1.0
+            return sign * self._duration_binary(_DURATION_PREC[T.POW])
+        tok = self.tok
+        if tok.type is T.LEFT_PAREN:
+            self.advance()
+            value = self._duration_binary(0)
+            self.expect(T.RIGHT_PAREN, "duration expression", '")"')
+            return value
+        if tok.type in (T.NUMBER, T.DURATION):
+            return self.duration_literal() / 1000
+        if tok.type in METRIC_WORDS and tok.text.lower() in DURATION_FUNCTIONS:
+            raise self.error(
+                tok.pos,
+                f"unsupported: {tok.text.lower()}() in a duration expression "
+                "(experimental: Prometheus enables it only with --enable-feature=promql-duration-expr)",
+            )
+        raise self.unexpected("duration expression", "number or duration")
 
     def duration_literal(self) -> int:
         tok = self.advance()
@@ -86,7 +156,10 @@ class TermParser(TokenStream):
                 tok.pos, f"error parsing number: strconv.ParseFloat: parsing {go_quote(tok.text)}: invalid syntax"
             ) from None
 
-    def _selector_of(self, expr: Expr, what: str) -> VectorSelector:
+    def _modified(self, expr: Expr, what: str) -> VectorSelector | SubqueryExpr:
+        """The node an ``offset``/``@`` applies to (a selector, inside a range, or a subquery)."""
+        if isinstance(expr, SubqueryExpr):
+            return expr
         vs = expr.selector if isinstance(expr, MatrixSelector) else expr
         if not isinstance(vs, VectorSelector):
             raise self.error(
@@ -96,7 +169,10 @@ class TermParser(TokenStream):
             )
         return vs
 
-    def _rebuild(self, expr: Expr, vs: VectorSelector) -> Expr:
+    def _rebuild(self, expr: Expr, node: VectorSelector | SubqueryExpr, offset_ms: int, at: At | None) -> Expr:
+        if isinstance(node, SubqueryExpr):
+            return replace(node, offset_ms=offset_ms, at=at, pos=(start_of(node), self.last_end))
+        vs = VectorSelector(node.name, node.matchers, offset_ms, at, pos=(start_of(node), self.last_end))
         if isinstance(expr, MatrixSelector):
             return MatrixSelector(vs, expr.range_ms, pos=(start_of(expr), self.last_end))
         return vs
@@ -104,17 +180,21 @@ class TermParser(TokenStream):
     def offset_suffix(self, expr: Expr) -> Expr:
         self.advance()
         sign = 1
-        if self.kind() is T.SUB:
+        if self.kind() in (T.ADD, T.SUB) and self.peek().type is T.LEFT_PAREN:
+            sign = -1 if self.advance().type is T.SUB else 1
+        elif self.kind() is T.SUB:
             self.advance()
             sign = -1
-        if self.kind() not in (T.NUMBER, T.DURATION):
+        if self.kind() is T.LEFT_PAREN:
+            offset = sign * self.duration_expr()
+        elif self.kind() in (T.NUMBER, T.DURATION):
+            offset = sign * self.duration_literal()
+        else:
             raise self.unexpected("offset", "number or duration")
-        offset = sign * self.duration_literal()
-        vs = self._selector_of(expr, "offset")
-        if vs.offset_ms:
+        node = self._modified(expr, "offset")
+        if node.offset_ms:
             raise self.error(start_of(expr), "offset may not be set multiple times")
-        new = VectorSelector(vs.name, vs.matchers, offset, vs.at, pos=(start_of(vs), self.last_end))
-        return self._rebuild(expr, new)
+        return self._rebuild(expr, node, offset, node.at)
 
     def at_suffix(self, expr: Expr) -> Expr:
         self.advance()
@@ -136,11 +216,10 @@ class TermParser(TokenStream):
             if not math.isfinite(seconds) or abs(seconds) >= 2**63:
                 raise self.error(start_of(expr), f"timestamp out of bounds for @ modifier: {seconds:f}")
             at = At("time", round(seconds * 1000))
-        vs = self._selector_of(expr, "@")
-        if vs.at is not None:
+        node = self._modified(expr, "@")
+        if node.at is not None:
             raise self.error(start_of(expr), "@ <timestamp> may not be set multiple times")
-        new = VectorSelector(vs.name, vs.matchers, vs.offset_ms, at, pos=(start_of(vs), self.last_end))
-        return self._rebuild(expr, new)
+        return self._rebuild(expr, node, node.offset_ms, at)
 
     def selector(self, name: str, start: int) -> VectorSelector:
         matchers: list[Matcher] = []

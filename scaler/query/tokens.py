@@ -201,33 +201,52 @@ _SIMPLE_ESCAPES = {
 
 
 def unquote(literal: str) -> str:
-    """The value of a lexed STRING token (Go escapes; the lexer already validated them)."""
+    """The value of a lexed STRING token, with Go's semantics (the lexer validated it).
+
+    As in Go, ``\\x..`` and octal escapes are *bytes* and ``\\u``/``\\U`` are code points,
+    encoded as UTF-8: ``"\\xc3\\xa9"`` is ``é``. Bytes that do not form UTF-8 are kept as
+    lone surrogates (``surrogateescape``), so they never match a label value (always valid
+    UTF-8) and :func:`is_valid_utf8` tells them apart.
+    """
     if literal.startswith("`"):
         return literal[1:-1]
     body = literal[1:-1]
     if "\\" not in body:
         return body
-    out: list[str] = []
+    out = bytearray()
     i = 0
     while i < len(body):
         c = body[i]
         if c != "\\":
-            out.append(c)
-            i += 1
+            j = body.find("\\", i)
+            j = len(body) if j < 0 else j
+            out += body[i:j].encode("utf-8", "surrogateescape")
+            i = j
             continue
         e = body[i + 1]
         if e in _SIMPLE_ESCAPES:
-            out.append(_SIMPLE_ESCAPES[e])
+            out += _SIMPLE_ESCAPES[e].encode()
             i += 2
         elif e in "01234567":
-            out.append(chr(int(body[i + 1 : i + 4], 8)))
+            out.append(int(body[i + 1 : i + 4], 8))
+            i += 4
+        elif e == "x":
+            out.append(int(body[i + 2 : i + 4], 16))
             i += 4
         else:
-            width = {"x": 2, "u": 4, "U": 8}[e]
-            code = int(body[i + 2 : i + 2 + width], 16)
-            out.append(chr(code) if e != "x" else bytes([code]).decode("latin-1"))
+            width = 4 if e == "u" else 8
+            out += chr(int(body[i + 2 : i + 2 + width], 16)).encode("utf-8")
             i += 2 + width
-    return "".join(out)
+    return out.decode("utf-8", "surrogateescape")
+
+
+def is_valid_utf8(text: str) -> bool:
+    """False for strings holding bytes that are not UTF-8 (see :func:`unquote`)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _DURATION_RE = re.compile(r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?\Z")

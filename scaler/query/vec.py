@@ -73,11 +73,15 @@ class RangeData:
         start: int,
         end: int,
         range_ms: int,
+        lengths: list[int] | None = None,
     ) -> RangeData:
-        if not ts_parts:
+        """One series per part; or, with ``lengths``, parts that each hold several series
+        back to back (``lengths[i]`` samples of series ``i``)."""
+        if not ts_parts or not labels:
             empty_i = np.zeros(0, dtype=np.int64)
             return cls([], empty_i, np.zeros(0), np.zeros(1, dtype=np.int64), start, end, range_ms)
-        offs = np.array([0, *itertools.accumulate(p.shape[0] for p in ts_parts)], dtype=np.int64)
+        sizes = lengths if lengths is not None else [p.shape[0] for p in ts_parts]
+        offs = np.array([0, *itertools.accumulate(sizes)], dtype=np.int64)
         ts = np.concatenate(ts_parts)
         vals = np.concatenate(val_parts)
         stale = vals.view(np.uint64) == np.uint64(STALE_NAN_BITS)
@@ -87,32 +91,44 @@ class RangeData:
             np.cumsum(keep, out=kept[1:])
             offs = kept[offs]
             ts, vals = ts[keep], vals[keep]
-            lengths = np.diff(offs)
-            if not lengths.all():
-                nonempty = lengths > 0
+            lengths_after = np.diff(offs)
+            if not lengths_after.all():
+                nonempty = lengths_after > 0
                 labels = [lb for lb, ok in zip(labels, nonempty.tolist(), strict=True) if ok]
                 offs = np.zeros(len(labels) + 1, dtype=np.int64)
-                np.cumsum(lengths[nonempty], out=offs[1:])
+                np.cumsum(lengths_after[nonempty], out=offs[1:])
         return cls(labels, ts, vals, offs, start, end, range_ms)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def slice(self, a: int, b: int) -> RangeData:
+        """Series ``a`` to ``b`` (exclusive) only, sharing this one's arrays."""
+        if a == 0 and b >= len(self.labels):
+            return self
+        offs = self.offs[a : b + 1]
+        lo, hi = int(offs[0]), int(offs[-1])
+        return RangeData(
+            self.labels[a:b], self.ts[lo:hi], self.vals[lo:hi], offs - lo, self.start, self.end, self.range_ms
+        )
 
 
 _DROPPED: dict[LabelPairs, LabelPairs] = {}
 _DROPPED_MAX = 1 << 16
 
 
+_RESERVED = frozenset({METRIC_NAME, "__type__", "__unit__"})
+
+
 def drop_name(labels: LabelPairs) -> LabelPairs:
-    """The label set without ``__name__`` (memoised: the same series recur every query)."""
+    """The label set without ``__name__`` and the other names Prometheus 3 drops with it
+    (``__type__``, ``__unit__``); memoised: the same series recur every query."""
     out = _DROPPED.get(labels)
     if out is not None:
         return out
     out = labels
-    for i, (name, _) in enumerate(labels):
-        if name == METRIC_NAME:
-            out = labels[:i] + labels[i + 1 :]
-            break
+    if any(name in _RESERVED for name, _ in labels):
+        out = tuple(p for p in labels if p[0] not in _RESERVED)
     if len(_DROPPED) >= _DROPPED_MAX:
         _DROPPED.clear()
     _DROPPED[labels] = out

@@ -20,7 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, Instr
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from tests.promql.promql_cases import EXPRESSIONS, PARSE_ERRORS
+from tests.promql.promql_cases import EXPRESSIONS, PARSE_ERRORS, SUBQUERY_EXPRESSIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW_NS = 1_800_000_000 * 10**9
@@ -397,7 +397,7 @@ def _query_like(text: str) -> bool:
 
 
 def promql_texts() -> list[str]:
-    texts = [*EXPRESSIONS, *PARSE_ERRORS]
+    texts = [*EXPRESSIONS, *SUBQUERY_EXPRESSIONS, *PARSE_ERRORS]
     for path in sorted((ROOT / "tests" / "query").glob("test_*.py")):
         if path.name != "test_compat.py":
             texts.extend(_test_strings(path, _query_like))
@@ -418,6 +418,12 @@ def promql_texts() -> list[str]:
         '{"http.server.duration", "http.method"="GET"}',
         'sum by ("k8s.pod.name") ({__name__=~"http.server.*"})',
         "day_of_week() + days_in_month(vector(time())) + hour(timestamp(up))",
+        "max_over_time(sum(rate(vllm:prompt_tokens_total[1m]))[5m:30s] offset (1m+30s) @ end())",
+        "rate(sum_over_time(weird_values[30s:10s])[1m:])[5m:1m]",
+        "vllm:num_requests_waiting[2m*(10+5) % 7m:((8 - 2) / 3) * 7s] offset -(2 ^ 3)",
+        'vllm:num_requests_waiting{model_name="\\xc3\\xa9\\303\\251\\u00e9\\U0001F600\\xff"}',
+        "histogram_fraction(0, 0.5, vllm:time_to_first_token_seconds_bucket) + histogram_count(up)",
+        "vllm:num_requests_waiting[1000000y:1ms]",
         "1 + 2 * 3 ^ -4 ^ 5 % atan2(6, 7) - -8 == bool 9",
         "0x1F + 010 + 1_000 + .5e-3 + Inf + -NaN",
         "x{a=~'\\\\d+\\x41\\u00e9\\U0001F600\\101'}",
@@ -504,6 +510,8 @@ _PROMQL_WORDS = [
     *_words("clamp_max round scalar vector time pi label_replace label_join day_of_month day_of_week"),
     *_words("day_of_year days_in_month hour minute month year acos acosh asin asinh atan atanh cos cosh"),
     *_words("sin sinh tan tanh deg rad histogram_avg info subquery Inf NaN 0x 1e 1_0"),
+    *_words("histogram_fraction histogram_count histogram_sum histogram_stddev first_over_time step() min("),
+    *_words("[5m:30s] [1m:] [30:10] [26m+4m] [2m*(10+5)] offset (100 + 2) offset -(1m) % ^ \\303 \\xff"),
     *_words("vllm:num_requests_waiting vllm:prompt_tokens_total vllm:time_to_first_token_seconds_bucket"),
     *_words("weird_values stale_gauge http.server.duration __name__ le role pod model_name"),
     *_words("( ) { } [ ] , = != =~ !~ == <= >= < > + - * / % ^ @ : # \" ' ` \\"),

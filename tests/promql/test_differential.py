@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from scaler.query import Engine
-from tests.promql.promql_cases import EVAL_TIMES, EXPRESSIONS, INTERVAL_MS, PARSE_ERRORS, SERIES
+from tests.promql.promql_cases import (
+    EVAL_TIMES,
+    EXPRESSIONS,
+    INTERVAL_MS,
+    PARSE_ERRORS,
+    SERIES,
+    SUBQUERY_EXPRESSIONS,
+)
 from tests.promql.promtool_harness import (
     INSTALL_HINT,
     Case,
@@ -58,7 +65,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
         pytest.fail(INSTALL_HINT)
     engine = Engine(load_store(SERIES, INTERVAL_MS, _NOW_MS))
     checks: list[Check] = [_CANARY]
-    for expr in EXPRESSIONS:
+    for expr in EXPRESSIONS + SUBQUERY_EXPRESSIONS:
         checks += checks_for(engine, Case(expr, EVAL_TIMES))
     for expr in PARSE_ERRORS:
         checks += checks_for(engine, Case(expr, [60_000]))
@@ -70,6 +77,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
 
 def test_suite_is_large_enough() -> None:
     assert len(set(EXPRESSIONS)) == len(EXPRESSIONS) >= 150
+    assert len(set(SUBQUERY_EXPRESSIONS)) == len(SUBQUERY_EXPRESSIONS) >= 60
     assert len(EVAL_TIMES) >= 5
 
 
@@ -80,6 +88,12 @@ def test_promtool_really_checks_our_answers(outcome: Outcome) -> None:
 
 @pytest.mark.parametrize("expr", EXPRESSIONS)
 def test_expression_matches_prometheus(outcome: Outcome, expr: str) -> None:
+    problems = outcome.problems(expr)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("expr", SUBQUERY_EXPRESSIONS)
+def test_subquery_matches_prometheus(outcome: Outcome, expr: str) -> None:
     problems = outcome.problems(expr)
     assert not problems, "\n".join(problems)
 

@@ -268,11 +268,25 @@ ERRORS = [
     ("sum by (a b) (x)", 1, 11, 'unexpected identifier "b" in grouping opts, expected "," or ")"'),
     ("sum by (1) (x)", 1, 9, 'unexpected number "1" in grouping opts, expected label'),
     ("x\n  + on(a) group_left(a) y", 2, 3, 'label "a" must not occur in ON and GROUP clause at once'),
-    ("x[5m:1m]", 1, 2, "unsupported: subquery"),
-    ("rate(x[5m:])", 1, 7, "unsupported: subquery"),
-    ("histogram_count(x)", 1, 1, 'unsupported: function "histogram_count" (native histograms)'),
+    ("x[5m:0s]", 1, 2, "step must be greater than 0"),
+    ("rate(x[0s:])", 1, 7, "range must be greater than 0"),
+    ("x[1m][5m:1m]", 1, 1, "subquery is only allowed on instant vector, got range vector instead"),
+    ("x[2m/0]", 1, 5, "division by zero"),
+    (
+        "x[step()]",
+        1,
+        3,
+        "unsupported: step() in a duration expression "
+        "(experimental: Prometheus enables it only with --enable-feature=promql-duration-expr)",
+    ),
     ("limitk(2, x)", 1, 1, "unsupported: limitk() (experimental aggregation)"),
-    ("mad_over_time(x[5m])", 1, 1, 'unsupported: function "mad_over_time" (experimental function)'),
+    (
+        "first_over_time(x[5m])",
+        1,
+        1,
+        'unsupported: function "first_over_time" '
+        "(experimental: Prometheus enables it only with --enable-feature=promql-experimental-functions)",
+    ),
 ]
 
 

@@ -1,0 +1,396 @@
+"""The PromQL evaluator: one query's evaluation as a generator, so it can run in slices.
+
+Every ``_eval`` step is a generator that yields (``None``) at checkpoints — every few hundred
+series read, every chunk of series a range function works on, every step of a range query or a
+subquery — and returns its value. A driver (:mod:`scaler.query.engine`) runs it to the end,
+and between checkpoints may hand the event loop to other work, check the deadline, or both.
+
+Data is read consistently across those pauses: a selector copies what it reads (``RangeData``
+concatenates windows into new arrays, instant selectors read plain numbers) before the next
+checkpoint, and the series it selected are kept for the rest of the query, so samples appended
+or trimmed while the query is paused never change what it already read.
+
+Semantics are Prometheus 3's:
+
+* an instant selector takes, per series, the newest sample in ``(t - lookback, t]``, and
+  nothing if that sample is a staleness marker;
+* a range selector ``x[r]`` takes the samples in ``(t - r, t]`` minus staleness markers;
+* a subquery ``e[r:s]`` evaluates ``e`` at the multiples of ``s`` (absolute time) in
+  ``(t - r, t]``; ``s`` defaults to the evaluation interval;
+* ``offset d`` shifts all of these back by ``d``; ``@ t`` pins them to ``t``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from scaler.model import METRIC_NAME, LabelPairs, Matcher, MatchOp, is_stale
+from scaler.query.aggregate import aggregate
+from scaler.query.annotations import COUNTER_SUFFIXES, Annotations
+from scaler.query.ast import (
+    SET_OPS,
+    AggregateExpr,
+    At,
+    BinaryExpr,
+    Call,
+    Expr,
+    MatrixSelector,
+    NumberLiteral,
+    ParenExpr,
+    StringLiteral,
+    SubqueryExpr,
+    UnaryExpr,
+    VectorMatching,
+    VectorSelector,
+)
+from scaler.query.binary import scalar_binop, set_binop, vector_binop, vector_scalar_binop
+from scaler.query.errors import QueryError
+from scaler.query.functions import INSTANT_FUNCTIONS, Arg
+from scaler.query.histogram import histogram_fraction, histogram_quantile
+from scaler.query.rangefuncs import RANGE_FUNCTIONS
+from scaler.query.vec import RangeData, Vec, check_unique, drop_name
+from scaler.store import Series, Store
+
+Internal = float | str | Vec | RangeData
+T = TypeVar("T")
+Gen = Generator[None, None, T]
+Points = dict[LabelPairs, tuple[list[int], list[float]]]
+
+CHECKPOINT_SERIES = 256
+"""Series read or computed between two checkpoints (each costs well under a millisecond)."""
+_DEFAULT_MATCHING = VectorMatching()
+TOO_MANY_SAMPLES = "query processing would load too many samples into memory in query execution"
+
+
+@dataclass(slots=True)
+class Context:
+    """One query's evaluation state."""
+
+    t: int
+    start: int
+    end: int
+    lookback: int
+    interval: int
+    """Step of a subquery that names none (Prometheus' global evaluation interval)."""
+    max_samples: int
+    annotations: Annotations
+    samples: int = 0
+    """Samples held by the evaluation now (loaded by selectors, or kept as results)."""
+    cache: dict[tuple[Matcher, ...], list[Series]] = field(default_factory=dict)
+
+    def count(self, n: int) -> None:
+        self.samples += n
+        if self.samples > self.max_samples:
+            raise QueryError.execution(TOO_MANY_SAMPLES)
+
+
+def _unparen(e: Expr) -> Expr:
+    while isinstance(e, ParenExpr):
+        e = e.expr
+    return e
+
+
+def go_div(a: int, b: int) -> int:
+    """Go's integer division (truncates toward zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def _ref_time(at: At | None, offset_ms: int, ctx: Context) -> int:
+    if at is None:
+        return ctx.t - offset_ms
+    base = at.t_ms if at.kind == "time" else (ctx.start if at.kind == "start" else ctx.end)
+    return base - offset_ms
+
+
+class Evaluator:
+    """Evaluates trees over one store; stateless between queries."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._dispatch: dict[type, Callable[[Any, Context], Gen[Internal]]] = {
+            NumberLiteral: self._literal,
+            StringLiteral: self._literal,
+            ParenExpr: lambda e, c: self.eval(e.expr, c),
+            VectorSelector: self._vector_selector,
+            MatrixSelector: self._matrix_selector,
+            SubqueryExpr: self._subquery,
+            Call: self._call,
+            AggregateExpr: self._aggregate,
+            BinaryExpr: self._binary,
+            UnaryExpr: self._unary,
+        }
+
+    def eval(self, e: Expr, ctx: Context) -> Gen[Internal]:
+        return self._dispatch[type(e)](e, ctx)
+
+    def eval_range(self, e: Expr, start: int, end: int, step: int, ctx: Context) -> Gen[Points]:
+        """``e`` at ``start, start+step, ... <= end``: per output series, its points."""
+        points: Points = {}
+        saved_t, base = ctx.t, ctx.samples
+        held = 0
+        for t in range(start, end + 1, step):
+            ctx.t = t
+            ctx.samples = base + held
+            result = yield from self.eval(e, ctx)
+            if isinstance(result, float):
+                result = Vec([()], [result])
+            assert isinstance(result, Vec)
+            for labels, v in zip(result.labels, result.values, strict=True):
+                series = points.get(labels)
+                if series is None:
+                    series = points[labels] = ([], [])
+                series[0].append(t)
+                series[1].append(v)
+            held += len(result)
+            yield
+        ctx.t = saved_t
+        ctx.samples = base
+        ctx.count(held)
+        return points
+
+    # ------------------------------------------------------------------ leaves
+
+    def _literal(self, e: NumberLiteral | StringLiteral, _ctx: Context) -> Gen[Internal]:
+        return e.value
+        yield  # a generator like every other step
+
+    def _vector(self, e: Expr, ctx: Context) -> Gen[Vec]:
+        v = yield from self.eval(e, ctx)
+        assert isinstance(v, Vec)
+        return v
+
+    def _scalar(self, e: Expr, ctx: Context) -> Gen[float]:
+        v = yield from self.eval(e, ctx)
+        assert isinstance(v, float)
+        return v
+
+    def _select(self, matchers: tuple[Matcher, ...], ctx: Context) -> list[Series]:
+        found = ctx.cache.get(matchers)
+        if found is None:
+            found = ctx.cache[matchers] = self.store.select(matchers)
+        return found
+
+    def _latest(self, vs: VectorSelector, ctx: Context) -> Gen[tuple[list[Series], list[int], list[float]]]:
+        """Per selected series, the sample an instant selector sees: (series, ts, value)."""
+        ref = _ref_time(vs.at, vs.offset_ms, ctx)
+        lo = ref - ctx.lookback
+        found: list[Series] = []
+        times: list[int] = []
+        values: list[float] = []
+        for i, s in enumerate(self._select(vs.matchers, ctx)):
+            if i % CHECKPOINT_SERIES == CHECKPOINT_SERIES - 1:
+                yield
+            if not s.n:
+                continue
+            t = s.last_ts
+            if t <= ref:
+                if t <= lo:
+                    continue
+                v = s.last_value
+            else:
+                ts, vals = s.window(lo, ref)
+                if not len(ts):
+                    continue
+                t, v = int(ts[-1]), float(vals[-1])
+            if math.isnan(v) and is_stale(v):
+                continue
+            found.append(s)
+            times.append(t)
+            values.append(v)
+        ctx.count(len(found))
+        return found, times, values
+
+    def _vector_selector(self, vs: VectorSelector, ctx: Context) -> Gen[Internal]:
+        found, _, values = yield from self._latest(vs, ctx)
+        return Vec([s.labels for s in found], values)
+
+    def _matrix_selector(self, ms: MatrixSelector, ctx: Context) -> Gen[Internal]:
+        vs = ms.selector
+        ref = _ref_time(vs.at, vs.offset_ms, ctx)
+        lo = ref - ms.range_ms
+        labels: list[LabelPairs] = []
+        lengths: list[int] = []
+        ts_parts: list[Any] = []
+        val_parts: list[Any] = []
+        chunk_ts: list[Any] = []
+        chunk_vals: list[Any] = []
+        for i, s in enumerate(self._select(vs.matchers, ctx)):
+            if i % CHECKPOINT_SERIES == CHECKPOINT_SERIES - 1:
+                if chunk_ts:  # copy what was read before pausing: the store may change meanwhile
+                    ts_parts.append(np.concatenate(chunk_ts))
+                    val_parts.append(np.concatenate(chunk_vals))
+                    chunk_ts, chunk_vals = [], []
+                yield
+            ts, vals = s.window(lo, ref)
+            if ts.shape[0]:
+                labels.append(s.labels)
+                lengths.append(ts.shape[0])
+                chunk_ts.append(ts)
+                chunk_vals.append(vals)
+        ts_parts += chunk_ts
+        val_parts += chunk_vals
+        rd = RangeData.build(labels, ts_parts, val_parts, lo, ref, ms.range_ms, lengths)
+        ctx.count(len(rd.ts))
+        return rd
+
+    def _subquery(self, sq: SubqueryExpr, ctx: Context) -> Gen[Internal]:
+        ref = _ref_time(sq.at, sq.offset_ms, ctx)
+        step = sq.step_ms or ctx.interval
+        lo = ref - sq.range_ms
+        first = step * go_div(lo, step)
+        if first <= lo:
+            first += step
+        points = yield from self.eval_range(sq.expr, first, ref, step, ctx)
+        labels = list(points)
+        ts_parts = [np.array(points[lb][0], dtype=np.int64) for lb in labels]
+        val_parts = [np.array(points[lb][1], dtype=np.float64) for lb in labels]
+        return RangeData.build(labels, ts_parts, val_parts, lo, ref, sq.range_ms)
+
+    # ------------------------------------------------------------------ functions
+
+    def _range_arg(self, e: Expr, ctx: Context) -> Gen[RangeData]:
+        data = yield from self.eval(e, ctx)
+        assert isinstance(data, RangeData)
+        return data
+
+    def _call(self, e: Call, ctx: Context) -> Gen[Internal]:
+        name = e.func
+        args = [_unparen(a) for a in e.args]
+        if name == "timestamp" and isinstance(args[0], VectorSelector):
+            found, times, _ = yield from self._latest(args[0], ctx)
+            return check_unique(Vec([drop_name(s.labels) for s in found], [t / 1000 for t in times]))
+        if name == "absent":
+            present = yield from self._vector(args[0], ctx)
+            return Vec() if len(present) else Vec([_absent_labels(args[0])], [1.0])
+        if name == "absent_over_time":
+            data = yield from self._range_arg(args[0], ctx)
+            return Vec() if len(data) else Vec([_absent_labels(args[0])], [1.0])
+        if name in ("histogram_quantile", "histogram_fraction"):
+            return (yield from self._histogram(e, args, ctx))
+        if name in RANGE_FUNCTIONS:
+            return (yield from self._range_call(e, args, ctx))
+        values: list[Arg] = []
+        for arg in args:
+            value = yield from self.eval(arg, ctx)
+            assert not isinstance(value, RangeData)
+            values.append(value)
+        result = INSTANT_FUNCTIONS[name](values, ctx.t)
+        return check_unique(result) if isinstance(result, Vec) else result
+
+    def _histogram(self, e: Call, args: list[Expr], ctx: Context) -> Gen[Internal]:
+        scalars = []
+        for arg in args[:-1]:
+            scalars.append((yield from self._scalar(arg, ctx)))
+        vec = yield from self._vector(args[-1], ctx)
+        pos = e.args[-1].pos
+        if e.func == "histogram_quantile":
+            return check_unique(histogram_quantile(scalars[0], vec, ctx.annotations, e.args[0].pos, pos))
+        return check_unique(histogram_fraction(scalars[0], scalars[1], vec, ctx.annotations, pos))
+
+    def _range_call(self, e: Call, args: list[Expr], ctx: Context) -> Gen[Internal]:
+        fn = RANGE_FUNCTIONS[e.func]
+        window: RangeData | None = None
+        window_arg = 0
+        scalars: list[float] = []
+        for i, arg in enumerate(args):
+            if isinstance(arg, (MatrixSelector, SubqueryExpr)):
+                window = yield from self._range_arg(arg, ctx)
+                window_arg = i
+            else:
+                scalars.append((yield from self._scalar(arg, ctx)))
+        assert window is not None
+        if e.func in ("rate", "increase") and isinstance(args[window_arg], MatrixSelector):
+            self._check_counter_names(window, e.args[window_arg], ctx)
+        if e.func == "quantile_over_time" and len(window):
+            q = scalars[0]
+            if math.isnan(q) or q < 0 or q > 1:
+                ctx.annotations.invalid_quantile(q, e.args[0].pos)
+        out = Vec()
+        for a in range(0, len(window), CHECKPOINT_SERIES):
+            part = fn(window.slice(a, a + CHECKPOINT_SERIES), scalars, ctx.t)
+            out.labels += part.labels
+            out.values += part.values
+            yield
+        return check_unique(out)
+
+    def _check_counter_names(self, window: RangeData, arg: Expr, ctx: Context) -> None:
+        names = {next((v for k, v in lb if k == METRIC_NAME), "") for lb in window.labels}
+        for name in sorted(names):
+            if name and not name.endswith(COUNTER_SUFFIXES):
+                ctx.annotations.possible_non_counter(name, arg.pos)
+
+    # ------------------------------------------------------------------ operators
+
+    def _aggregate(self, e: AggregateExpr, ctx: Context) -> Gen[Internal]:
+        param: float | str | None = None
+        if e.param is not None:
+            p = yield from self.eval(_unparen(e.param), ctx)
+            assert isinstance(p, (float, str))
+            param = p
+            if e.op == "quantile" and isinstance(p, float) and (math.isnan(p) or p < 0 or p > 1):
+                ctx.annotations.invalid_quantile(p, e.param.pos)
+        vec = yield from self._vector(e.expr, ctx)
+        return aggregate(e.op, vec, e.grouping, e.without, param)
+
+    def _binary(self, e: BinaryExpr, ctx: Context) -> Gen[Internal]:
+        lhs = yield from self.eval(e.lhs, ctx)
+        rhs = yield from self.eval(e.rhs, ctx)
+        if isinstance(lhs, float) and isinstance(rhs, float):
+            return scalar_binop(e.op, lhs, rhs)
+        if isinstance(lhs, Vec) and isinstance(rhs, float):
+            return check_unique(vector_scalar_binop(e.op, lhs, rhs, False, e.return_bool))
+        if isinstance(lhs, float) and isinstance(rhs, Vec):
+            return check_unique(vector_scalar_binop(e.op, rhs, lhs, True, e.return_bool))
+        assert isinstance(lhs, Vec) and isinstance(rhs, Vec)
+        matching = e.matching or _DEFAULT_MATCHING
+        if e.op in SET_OPS:
+            return check_unique(set_binop(e.op, lhs, rhs, matching))
+        return check_unique(vector_binop(e.op, lhs, rhs, matching, e.return_bool))
+
+    def _unary(self, e: UnaryExpr, ctx: Context) -> Gen[Internal]:
+        value = yield from self.eval(e.expr, ctx)
+        if e.op == "+":
+            return value
+        if isinstance(value, float):
+            return -value
+        assert isinstance(value, Vec)
+        return check_unique(Vec([drop_name(lb) for lb in value.labels], [-v for v in value.values]))
+
+
+def _absent_labels(arg: Expr) -> LabelPairs:
+    """Labels of ``absent(sel)``'s sample: the selector's equality matchers, except names
+    matched more than once (Prometheus' historic behaviour)."""
+    vs = arg.selector if isinstance(arg, MatrixSelector) else arg
+    if not isinstance(vs, VectorSelector):
+        return ()
+    out: dict[str, str] = {}
+    seen: set[str] = set()
+    for m in vs.matchers:
+        if m.name == METRIC_NAME:
+            continue
+        if m.op is MatchOp.EQ and m.name not in seen:
+            out[m.name] = m.value
+            seen.add(m.name)
+        else:
+            out.pop(m.name, None)
+    return tuple(sorted((k, v) for k, v in out.items() if v))
+
+
+def points_to_series(points: Points) -> list[tuple[LabelPairs, tuple[int, ...], tuple[float, ...]]]:
+    """A range evaluation's points as sorted ``(labels, timestamps, values)``."""
+    return [(lb, tuple(ts), tuple(vs)) for lb, (ts, vs) in sorted(points.items())]
+
+
+def matrix_rows(rd: RangeData) -> list[tuple[LabelPairs, tuple[int, ...], tuple[float, ...]]]:
+    bounds = rd.offs.tolist()
+    ts, vals = rd.ts.tolist(), rd.vals.tolist()
+    return [
+        (lb, tuple(ts[a:b]), tuple(vals[a:b])) for lb, (a, b) in zip(rd.labels, itertools.pairwise(bounds), strict=True)
+    ]
