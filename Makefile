@@ -8,11 +8,13 @@ SYSTEM_STAMP := $(VENV)/.system-tools
 REPORT ?= demo-report
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv native system-tools demo serve test lint typecheck layers proto unit bench soak fuzz image image-test clean
+.PHONY: help venv native system-tools demo serve test lint typecheck layers proto unit settings-table hooks bench soak fuzz image image-test clean
 
 help:
 	@echo "make demo        simulate a PD fleet; prefill and decode scale independently (report in $(REPORT)/)"
-	@echo "make test        lint, type-check, layering, stub freshness, the whole test suite"
+	@echo "make test        lint, type-check, layering, stub freshness, the whole test suite (coverage floor)"
+	@echo "make hooks       install the git pre-commit hook (ruff, format check, mypy, lint-imports)"
+	@echo "make settings-table  rewrite README.md's configuration table from scaler/config.py"
 	@echo "make serve       run the scaler on 4317/4318/9090"
 	@echo "make bench       benchmarks -> bench/RESULTS.md"
 	@echo "make soak        10 minutes at 10x a 1000-pod fleet's rate, RSS must stay flat -> bench/SOAK.md"
@@ -58,12 +60,14 @@ demo: $(STAMP) $(NATIVE_STAMP)
 serve: $(STAMP) $(NATIVE_STAMP)
 	$(VENV)/bin/keda-otel-scaler serve
 
+CODE := scaler tests bench scripts
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check scaler tests bench
-	$(VENV)/bin/ruff format --check scaler tests bench
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy scaler tests bench
+	$(VENV)/bin/mypy $(CODE)
 
 layers: $(STAMP)
 	$(VENV)/bin/lint-imports
@@ -71,8 +75,18 @@ layers: $(STAMP)
 proto: $(STAMP)
 	PYTHON=$(PY) bash scripts/gen_proto.sh scaler/_gen
 
+# Coverage of scaler/ by the in-process tests (child processes are not measured): the floor is
+# the total measured before issue 13 (93.25 %, rounded down); raise it, never lower it.
+COVERAGE_FLOOR := 93
+
 unit: $(STAMP) $(SYSTEM_STAMP) $(NATIVE_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+
+settings-table: $(STAMP)
+	$(PY) scripts/settings_table.py
+
+hooks: $(STAMP)
+	$(VENV)/bin/pre-commit install
 
 test: lint typecheck layers unit
 
@@ -93,4 +107,4 @@ image-test: $(STAMP) $(NATIVE_STAMP)
 	bash scripts/image.sh test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(REPORT) build scaler/_native/*.so $(NATIVE_STAMP)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage $(REPORT) build scaler/_native/*.so $(NATIVE_STAMP)

@@ -42,7 +42,7 @@ def patched_copy(patches: Sequence[Path], into: Path) -> Path:
 
 def start_variant(path: Path | None) -> ServerProcess:
     """A server running the patched copy at ``path`` (its directory comes first on sys.path)."""
-    server = ServerProcess(cwd=path or ROOT).start()
+    server = ServerProcess(cwd=path or ROOT).started()
     expected = (path or ROOT) / "scaler"
     probe = subprocess.run(
         [sys.executable, "-c", "import scaler, sys; sys.stdout.write(scaler.__file__)"],

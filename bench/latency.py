@@ -128,13 +128,13 @@ def measure_engine(pods: Sequence[workload.PodPayload], n: int) -> EngineLatency
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
     from scaler import otlp, query
-    from scaler.config import Settings
-    from scaler.model import Limits
+    from scaler.config import Settings, StoreLimits
     from scaler.store import Store
-    from scaler.trigger import Defaults, TriggerCache
+    from scaler.trigger import TriggerCache, read
 
-    store = Store(Limits(max_series=2_000_000))
-    promotions = Settings().promotions
+    store = Store(StoreLimits(max_series=2_000_000))
+    settings = Settings()
+    promotions = settings.otlp.promotions
     t_end_ns = time.time_ns()
     selected = [p for p in pods if p.pod.deployment == SELECTED]
     start = time.perf_counter()
@@ -153,15 +153,15 @@ def measure_engine(pods: Sequence[workload.PodPayload], n: int) -> EngineLatency
         ingest(payload, 23)
     fill = time.perf_counter() - start
     engine = query.Engine(store)
-    cache = TriggerCache(Defaults())
+    cache = TriggerCache(settings.triggers, settings.store.retention_seconds)
     t_ms = t_end_ns // 1_000_000
     out: dict[str, Latency] = {}
     no_gc: dict[str, Latency] = {}
     matched: dict[str, int] = {}
     for name, metadata in triggers().items():
 
-        def call(m: Mapping[str, str] = metadata) -> float:
-            return cache.get(m).query.evaluate(engine, t_ms)
+        def call(m: Mapping[str, str] = metadata) -> float | None:
+            return read(cache.get(m), engine, t_ms, warming=False).number
 
         out[name] = Latency.of(time_calls(call, n))
         gc.disable()

@@ -73,7 +73,7 @@ def fleet_series(pods: Sequence[workload.PodPayload], timestamps_ms: Sequence[in
     from scaler import otlp
     from scaler.config import Settings
 
-    promotions = Settings().promotions
+    promotions = Settings().otlp.promotions
     marker = workload.counter_value(0)
     counters = [(t, workload.counter_value(r)) for r, t in enumerate(timestamps_ms)]
     out: list[SeriesSamples] = []

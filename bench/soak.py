@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> tuple[list[str], bool]:
     code = git_state()  # before the server starts: others may commit during a run
     if args.pods * args.series > MAX_SERIES:
         raise SystemExit(f"{args.pods * args.series} series exceed the default --max-series {MAX_SERIES}")
-    server = ServerProcess(["--retention-seconds", str(args.retention)], max_series=MAX_SERIES).start()
+    server = ServerProcess(["--retention-seconds", str(args.retention)], max_series=MAX_SERIES).started()
     senders: Senders | None = None
     queries: QueryLoad | None = None
     points: list[Point] = []

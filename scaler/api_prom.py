@@ -6,12 +6,11 @@ millisecond precision. GET takes query-string parameters; POST also accepts an
 ``application/x-www-form-urlencoded`` body (what Grafana sends), whose values win.
 
 Handlers are ``async`` on purpose: the store belongs to the event loop and is never touched
-from a worker thread.
+from a worker thread. They use the service's one :class:`~scaler.query.Engine` (``need``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import math
@@ -21,11 +20,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
 from scaler import __version__, query
+from scaler.httpserver import need
 from scaler.model import LabelPairs, Matcher
-from scaler.query.tokens import parse_duration_ms
+from scaler.promjson import error, metric_json, ok, query_error, result_response
 from scaler.store import Series, Store
 
 MAX_POINTS_PER_SERIES = 11_000
@@ -76,7 +75,7 @@ def parse_step_ms(text: str) -> int:
     try:
         seconds = float(text)
     except ValueError:
-        ms = parse_duration_ms(text)
+        ms = query.parse_duration_ms(text)
         if ms is None:
             raise ValueError(f"cannot parse {json.dumps(text)} to a valid duration") from None
         return ms
@@ -137,15 +136,16 @@ def _expr(params: Params) -> query.Expr:
         raise _invalid("query", exc) from None
 
 
-def _engine(store: Store, engine: query.Engine, params: Params) -> query.Engine:
+def _lookback_ms(params: Params) -> int | None:
+    """The ``lookback_delta`` parameter in ms; None (the engine's) when absent or not positive."""
     text = _first(params, "lookback_delta")
     if not text:
-        return engine
+        return None
     try:
         ms = parse_step_ms(text)
     except ValueError as exc:
         raise _invalid("lookback_delta", exc) from None
-    return query.Engine(store, ms, engine.limits) if ms > 0 else engine
+    return ms if ms > 0 else None
 
 
 def _timeout(params: Params, engine: query.Engine) -> float:
@@ -175,86 +175,6 @@ def _matchers(params: Params) -> list[tuple[Matcher, ...]]:
     return sets
 
 
-def _ok(data_json: str, warnings: Iterable[str] = (), infos: Iterable[str] = ()) -> Response:
-    body = '{"status":"success","data":' + data_json
-    for key, items in (("warnings", list(warnings)), ("infos", list(infos))):
-        if items:
-            body += f',"{key}":' + json.dumps(items, ensure_ascii=False)
-    return Response(body + "}", media_type="application/json")
-
-
-def _error(kind: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse({"status": "error", "errorType": kind, "error": message}, status_code=status)
-
-
-def _query_error(exc: query.QueryError) -> JSONResponse:
-    if exc.kind == "execution":
-        return _error("execution", str(exc), 422)
-    if exc.kind == "timeout":
-        return _error("timeout", str(exc), 503)
-    return _error("bad_data", str(exc), 400)
-
-
-_RENDER_SLICE = 1000
-
-
-async def _result(result: query.Result) -> Response:
-    """The JSON answer, rendered in slices of series with the event loop's turn between them:
-    rendering 40k series takes ~0.3 s, which would hold up every KEDA call meanwhile. (A worker
-    thread would contend for the GIL with the loop and slow every call instead.)"""
-    value = result.value
-    if isinstance(value, (query.Vector, query.Matrix)) and len(value) > _RENDER_SLICE:
-        parts: list[str] = []
-        items = value.samples if isinstance(value, query.Vector) else value.series
-        for a in range(0, len(items), _RENDER_SLICE):
-            chunk = items[a : a + _RENDER_SLICE]
-            part = render(query.Vector(value.t_ms, chunk) if isinstance(value, query.Vector) else query.Matrix(chunk))  # type: ignore[arg-type]
-            parts.append(part[part.index('"result":[') + 10 : -2])
-            await asyncio.sleep(0)
-        kind = "vector" if isinstance(value, query.Vector) else "matrix"
-        data = f'{{"resultType":"{kind}","result":[' + ",".join(p for p in parts if p) + "]}"
-    else:
-        data = render(value)
-    return _ok(data, result.warnings, result.infos)
-
-
-def _metric(labels: LabelPairs) -> str:
-    return json.dumps(dict(labels), ensure_ascii=False, separators=(",", ":"))
-
-
-def _point(t_ms: int, value: float) -> str:
-    return f'[{query.format_timestamp(t_ms)},"{query.format_value(value)}"]'
-
-
-def render(value: query.Value) -> str:
-    """``{"resultType": ..., "result": ...}`` exactly as Prometheus writes it."""
-    if isinstance(value, query.Scalar):
-        kind, result = "scalar", _point(value.t_ms, value.value)
-    elif isinstance(value, query.String):
-        kind, result = "string", f"[{query.format_timestamp(value.t_ms)},{json.dumps(value.value)}]"
-    elif isinstance(value, query.Vector):
-        t = value.t_ms
-        kind = "vector"
-        result = (
-            "["
-            + ",".join(f'{{"metric":{_metric(s.labels)},"value":{_point(t, s.value)}}}' for s in value.samples)
-            + "]"
-        )
-    else:
-        kind = "matrix"
-        result = (
-            "["
-            + ",".join(
-                f'{{"metric":{_metric(s.labels)},"values":['
-                + ",".join(_point(t, v) for t, v in zip(s.timestamps, s.values, strict=True))
-                + "]}"
-                for s in value.series
-            )
-            + "]"
-        )
-    return f'{{"resultType":"{kind}","result":{result}}}'
-
-
 def _selected(store: Store, sets: list[tuple[Matcher, ...]], start: int | None, end: int | None) -> list[Series]:
     seen: dict[LabelPairs, Series] = {}
     for matchers in sets:
@@ -273,183 +193,187 @@ def _truncate(items: list[Any], limit: int) -> tuple[list[Any], list[str]]:
     return items, []
 
 
-def create_router(store: Store, engine: query.Engine | None = None) -> APIRouter:
-    """The ``/api/v1`` routes over ``store`` (Prometheus' 5 minute lookback by default)."""
-    engine = engine or query.Engine(store)
-    router = APIRouter(prefix="/api/v1", tags=["prometheus"])
+router = APIRouter(prefix="/api/v1", tags=["prometheus"])
 
-    def get_and_post(path: str, summary: str) -> Callable[[Handler], Handler]:
-        """Register for GET and POST with distinct OpenAPI operation ids."""
 
-        def register(handler: Handler) -> Handler:
-            for method in ("GET", "POST"):
-                router.add_api_route(
-                    path,
-                    handler,
-                    methods=[method],
-                    summary=summary,
-                    operation_id=f"prometheus_{handler.__name__}_{method.lower()}",
-                )
-            return handler
+def _get_and_post(path: str, summary: str) -> Callable[[Handler], Handler]:
+    """Register for GET and POST with distinct OpenAPI operation ids."""
 
-        return register
-
-    @get_and_post("/query", "PromQL instant query")
-    async def instant_query(request: Request) -> Response:
-        params = await _params(request)
-        try:
-            t = _time(params, "time", store.now_ms())
-            _expr(params)
-            eng = _engine(store, engine, params)
-            timeout = _timeout(params, engine)
-        except BadParam as exc:
-            return _error("bad_data", str(exc), 400)
-        try:
-            return await _result(await eng.evaluate_async(_first(params, "query"), t, timeout_s=timeout))
-        except query.QueryError as exc:
-            return _query_error(exc)
-
-    @get_and_post("/query_range", "PromQL range query")
-    async def range_query(request: Request) -> Response:
-        params = await _params(request)
-        try:
-            start = _required_time(params, "start")
-            end = _required_time(params, "end")
-            if end < start:
-                raise BadParam("end timestamp must not be before start time")
-            try:
-                step = parse_step_ms(_first(params, "step"))
-            except ValueError as exc:
-                raise _invalid("step", exc) from None
-            if step <= 0:
-                raise BadParam("zero or negative query resolution step widths are not accepted. Try a positive integer")
-            if (end - start) // step > MAX_POINTS_PER_SERIES:
-                raise BadParam(
-                    "exceeded maximum resolution of 11,000 points per timeseries. "
-                    "Try decreasing the query resolution (?step=XX)"
-                )
-            expr = _expr(params)
-            eng = _engine(store, engine, params)
-            timeout = _timeout(params, engine)
-            if expr.type.value not in ("scalar", "instant vector"):
-                raise _invalid(
-                    "query",
-                    f'invalid expression type "{expr.type.value}" for range query, must be Scalar or instant Vector',
-                )
-        except BadParam as exc:
-            return _error("bad_data", str(exc), 400)
-        try:
-            return await _result(await eng.evaluate_async(_first(params, "query"), start, end, step, timeout_s=timeout))
-        except query.QueryError as exc:
-            return _query_error(exc)
-
-    @get_and_post("/format_query", "PromQL text in Prometheus' canonical formatting")
-    async def format_query(request: Request) -> Response:
-        params = await _params(request)
-        try:
-            expr = _expr(params)
-        except BadParam as exc:
-            return _error("bad_data", str(exc), 400)
-        return _ok(json.dumps(query.format_expr(expr), ensure_ascii=False))
-
-    @get_and_post("/parse_query", "PromQL syntax tree as JSON (Prometheus' shape)")
-    async def parse_query(request: Request) -> Response:
-        params = await _params(request)
-        try:
-            expr = _expr(params)
-        except BadParam as exc:
-            return _error("bad_data", str(exc), 400)
-        return _ok(json.dumps(query.translate_ast(expr), ensure_ascii=False))
-
-    @get_and_post("/series", "Series matching selectors")
-    async def series(request: Request) -> Response:
-        params = await _params(request)
-        try:
-            if not params.get("match[]"):
-                raise BadParam("no match[] parameter provided")
-            sets = _matchers(params)
-            start = _time(params, "start", -(2**62))
-            end = _time(params, "end", 2**62)
-            limit = _limit(params)
-        except BadParam as exc:
-            return _error("bad_data", str(exc), 400)
-        found, warnings = _truncate(_selected(store, sets, start, end), limit)
-        return _ok("[" + ",".join(_metric(s.labels) for s in found) + "]", warnings)
-
-    @get_and_post("/labels", "Label names")
-    async def labels(request: Request) -> Response:
-        params = await _params(request)
-        try:
-            sets = _matchers(params)
-            limit = _limit(params)
-        except BadParam as exc:
-            return _error("bad_data", str(exc), 400)
-        if sets:
-            names = sorted({k for s in _selected(store, sets, None, None) for k, _ in s.labels})
-        else:
-            names = store.label_names()
-        names, warnings = _truncate(names, limit)
-        return _ok(json.dumps(names, ensure_ascii=False), warnings)
-
-    @router.get("/label/{name}/values", summary="Values of one label")
-    async def label_values(name: str, request: Request) -> Response:
-        params = await _params(request)
-        if not name:
-            return _error("bad_data", f"invalid label name: {json.dumps(name)}", 400)
-        try:
-            sets = _matchers(params)
-            limit = _limit(params)
-        except BadParam as exc:
-            return _error("bad_data", str(exc), 400)
-        if sets:
-            values = sorted({v for s in _selected(store, sets, None, None) for k, v in s.labels if k == name})
-        else:
-            values = store.label_values(name)
-        values, warnings = _truncate(values, limit)
-        return _ok(json.dumps(values, ensure_ascii=False), warnings)
-
-    @router.get("/status/buildinfo", summary="Version information (read by Grafana)")
-    async def buildinfo() -> Response:
-        return _ok(
-            json.dumps(
-                {
-                    "version": __version__,
-                    "revision": "",
-                    "branch": "",
-                    "buildUser": "",
-                    "buildDate": "",
-                    "goVersion": "",
-                }
+    def register(handler: Handler) -> Handler:
+        for method in ("GET", "POST"):
+            router.add_api_route(
+                path,
+                handler,
+                methods=[method],
+                summary=summary,
+                operation_id=f"prometheus_{handler.__name__}_{method.lower()}",
             )
+        return handler
+
+    return register
+
+
+@_get_and_post("/query", "PromQL instant query")
+async def instant_query(request: Request) -> Response:
+    params = await _params(request)
+    engine = need(request, query.Engine)
+    try:
+        t = _time(params, "time", engine.store.now_ms())
+        _expr(params)
+        lookback = _lookback_ms(params)
+        timeout = _timeout(params, engine)
+    except BadParam as exc:
+        return error("bad_data", str(exc), 400)
+    try:
+        text = _first(params, "query")
+        return await result_response(await engine.evaluate_async(text, t, lookback_ms=lookback, timeout_s=timeout))
+    except query.QueryError as exc:
+        return query_error(exc)
+
+
+@_get_and_post("/query_range", "PromQL range query")
+async def range_query(request: Request) -> Response:
+    params = await _params(request)
+    engine = need(request, query.Engine)
+    try:
+        start, end, step = _range(params)
+        expr = _expr(params)
+        lookback = _lookback_ms(params)
+        timeout = _timeout(params, engine)
+        if expr.type.value not in ("scalar", "instant vector"):
+            raise _invalid(
+                "query",
+                f'invalid expression type "{expr.type.value}" for range query, must be Scalar or instant Vector',
+            )
+    except BadParam as exc:
+        return error("bad_data", str(exc), 400)
+    try:
+        text = _first(params, "query")
+        result = await engine.evaluate_async(text, start, end, step, lookback_ms=lookback, timeout_s=timeout)
+        return await result_response(result)
+    except query.QueryError as exc:
+        return query_error(exc)
+
+
+def _range(params: Params) -> tuple[int, int, int]:
+    start = _required_time(params, "start")
+    end = _required_time(params, "end")
+    if end < start:
+        raise BadParam("end timestamp must not be before start time")
+    try:
+        step = parse_step_ms(_first(params, "step"))
+    except ValueError as exc:
+        raise _invalid("step", exc) from None
+    if step <= 0:
+        raise BadParam("zero or negative query resolution step widths are not accepted. Try a positive integer")
+    if (end - start) // step > MAX_POINTS_PER_SERIES:
+        raise BadParam(
+            "exceeded maximum resolution of 11,000 points per timeseries. "
+            "Try decreasing the query resolution (?step=XX)"
         )
+    return start, end, step
 
-    @router.get("/metadata", summary="Metric metadata (types are not tracked: unknown)")
-    async def metadata(request: Request) -> Response:
-        params = await _params(request)
-        metric = _first(params, "metric")
-        known = store.names()
-        names = [metric] if metric in known else ([] if metric else known)
-        entries = {n: [{"type": "unknown", "help": "", "unit": ""}] for n in names}
-        return _ok(json.dumps(entries, ensure_ascii=False))
 
-    @router.get("/status/config", summary="Configuration (there is no scrape config)")
-    async def config() -> Response:
-        return _ok(json.dumps({"yaml": "global:\n  evaluation_interval: 1m\n"}))
+@_get_and_post("/format_query", "PromQL text in Prometheus' canonical formatting")
+async def format_query(request: Request) -> Response:
+    params = await _params(request)
+    try:
+        expr = _expr(params)
+    except BadParam as exc:
+        return error("bad_data", str(exc), 400)
+    return ok(json.dumps(query.format_expr(expr), ensure_ascii=False))
 
-    @router.get("/status/flags", summary="Flags (lookback only)")
-    async def flags() -> Response:
-        return _ok(json.dumps({"query.lookback-delta": f"{engine.lookback_ms // 1000}s"}))
 
-    @get_and_post("/query_exemplars", "Exemplars (none)")
-    async def exemplars() -> Response:
-        return _ok("[]")
+@_get_and_post("/parse_query", "PromQL syntax tree as JSON (Prometheus' shape)")
+async def parse_query(request: Request) -> Response:
+    params = await _params(request)
+    try:
+        expr = _expr(params)
+    except BadParam as exc:
+        return error("bad_data", str(exc), 400)
+    return ok(json.dumps(query.translate_ast(expr), ensure_ascii=False))
 
-    @router.get("/rules", summary="Recording and alerting rules (none)")
-    async def rules() -> Response:
-        return _ok('{"groups":[]}')
 
-    @router.get("/alerts", summary="Active alerts (none)")
-    async def alerts() -> Response:
-        return _ok('{"alerts":[]}')
+@_get_and_post("/series", "Series matching selectors")
+async def series(request: Request) -> Response:
+    params = await _params(request)
+    try:
+        if not params.get("match[]"):
+            raise BadParam("no match[] parameter provided")
+        sets = _matchers(params)
+        start = _time(params, "start", -(2**62))
+        end = _time(params, "end", 2**62)
+        limit = _limit(params)
+    except BadParam as exc:
+        return error("bad_data", str(exc), 400)
+    found, warnings = _truncate(_selected(need(request, Store), sets, start, end), limit)
+    return ok("[" + ",".join(metric_json(s.labels) for s in found) + "]", warnings)
 
-    return router
+
+@_get_and_post("/labels", "Label names")
+async def labels(request: Request) -> Response:
+    return await _listing(request, lambda s: (k for k, _ in s.labels), Store.label_names)
+
+
+@router.get("/label/{name}/values", summary="Values of one label")
+async def label_values(name: str, request: Request) -> Response:
+    if not name:
+        return error("bad_data", f"invalid label name: {json.dumps(name)}", 400)
+    return await _listing(request, lambda s: (v for k, v in s.labels if k == name), lambda st: st.label_values(name))
+
+
+async def _listing(
+    request: Request, of_series: Callable[[Series], Iterable[str]], everything: Callable[[Store], list[str]]
+) -> Response:
+    """``/labels`` and ``/label/<name>/values``: from the series matching ``match[]``, else all."""
+    params = await _params(request)
+    store = need(request, Store)
+    try:
+        sets = _matchers(params)
+        limit = _limit(params)
+    except BadParam as exc:
+        return error("bad_data", str(exc), 400)
+    found = sorted({x for s in _selected(store, sets, None, None) for x in of_series(s)}) if sets else everything(store)
+    items, warnings = _truncate(found, limit)
+    return ok(json.dumps(items, ensure_ascii=False), warnings)
+
+
+@router.get("/status/buildinfo", summary="Version information (read by Grafana)")
+async def buildinfo() -> Response:
+    info = {"version": __version__, "revision": "", "branch": "", "buildUser": "", "buildDate": "", "goVersion": ""}
+    return ok(json.dumps(info))
+
+
+@router.get("/metadata", summary="Metric metadata (types are not tracked: unknown)")
+async def metadata(request: Request) -> Response:
+    params = await _params(request)
+    metric = _first(params, "metric")
+    known = need(request, Store).names()
+    names = [metric] if metric in known else ([] if metric else known)
+    entries = {n: [{"type": "unknown", "help": "", "unit": ""}] for n in names}
+    return ok(json.dumps(entries, ensure_ascii=False))
+
+
+@router.get("/status/config", summary="Configuration (there is no scrape config)")
+async def config() -> Response:
+    return ok(json.dumps({"yaml": "global:\n  evaluation_interval: 1m\n"}))
+
+
+@router.get("/status/flags", summary="Flags (lookback only)")
+async def flags(request: Request) -> Response:
+    return ok(json.dumps({"query.lookback-delta": f"{need(request, query.Engine).lookback_ms // 1000}s"}))
+
+
+@_get_and_post("/query_exemplars", "Exemplars (none)")
+async def exemplars() -> Response:
+    return ok("[]")
+
+
+@router.get("/rules", summary="Recording and alerting rules (none)")
+async def rules() -> Response:
+    return ok('{"groups":[]}')
+
+
+@router.get("/alerts", summary="Active alerts (none)")
+async def alerts() -> Response:
+    return ok('{"alerts":[]}')

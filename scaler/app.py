@@ -1,9 +1,10 @@
 """Composition root: one asyncio loop hosting the OTLP gRPC server, the KEDA gRPC server,
 uvicorn, and the retention/TLS housekeeping task.
 
-``Service`` is usable in-process (tests, the demo): ``async with Service(settings) as svc``
-binds every listener (ports may be 0) and exposes the bound ports; ``run`` is the CLI's
-blocking entry point with SIGTERM/SIGINT → graceful stop → exit 0.
+``Service`` is usable in-process (tests): ``async with Service(settings) as svc`` binds every
+listener (ports may be 0) and exposes the bound ports; ``run`` is the CLI's blocking entry
+point with SIGTERM/SIGINT → graceful stop → exit 0. Every server is watched after start: a
+listener that stops by itself is logged at once and stops the service (exit 1).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from scaler.persistence import Persistence
 from scaler.selfmetrics import SelfMetrics
 from scaler.store import Store
 from scaler.tls import ReloadingSSLContext, grpc_credentials
-from scaler.trigger import Defaults, TriggerCache
+from scaler.trigger import TriggerCache
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,16 @@ never read samples outside their window."""
 
 
 @dataclass(frozen=True)
-class Ports:
+class BoundPorts:
+    """The ports the listeners got (the configured ones, or the free ones picked for 0)."""
+
     otlp: int
     keda: int
     http: int
+
+
+class ServiceFailed(RuntimeError):
+    """A listener stopped by itself after start."""
 
 
 class Service:
@@ -61,25 +68,27 @@ class Service:
 
     def __init__(self, settings: Settings, clock: Clock = time.time) -> None:
         self.settings = settings
-        self.store = Store(settings.limits, clock)
+        self.store = Store(settings.store, clock)
+        q = settings.query
         self.engine = query.Engine(
             self.store,
             limits=query.QueryLimits(
-                timeout_s=settings.query_timeout_seconds,
-                max_samples=settings.query_max_samples,
-                evaluation_interval_ms=round(settings.evaluation_interval_seconds * 1000),
+                timeout_s=q.query_timeout_seconds,
+                max_samples=q.query_max_samples,
+                evaluation_interval_ms=round(q.evaluation_interval_seconds * 1000),
             ),
         )
         self.metrics = SelfMetrics(lambda: self.store.series_count)
-        self.ingestor = receiver.Ingestor(self.store, settings.promotions, self.metrics)
-        self.triggers = TriggerCache(
-            Defaults(settings.retention_seconds, settings.value_if_not_found, settings.error_if_not_found)
-        )
-        self._warm_until = time.monotonic() + settings.warmup_seconds
+        self.ingestor = receiver.Ingestor(self.store, settings.otlp, self.metrics)
+        self.triggers = TriggerCache(settings.triggers, settings.store.retention_seconds)
+        self._warm_until = time.monotonic() + settings.triggers.warmup_seconds
         self.scaler = ExternalScaler(self.store, self.engine, self.triggers, self.metrics, warming=self.warming)
-        self.ports: Ports | None = None
+        self.ports: BoundPorts | None = None
         self.started_at = time.time()
-        self.persistence = Persistence(settings.snapshot_path, self.store, self.metrics)
+        self.persistence = Persistence(settings.snapshot.path, self.store, self.metrics)
+        self.failed = asyncio.Event()
+        """Set when a listener stops by itself after start (see :meth:`_watch`)."""
+        self._stopping = False
         self._last_save = time.monotonic()
         self._grpc: list[grpc.aio.Server] = []
         self._health: list[health.aio.HealthServicer] = []
@@ -87,10 +96,11 @@ class Service:
         self._http_task: asyncio.Task[None] | None = None
         self._ssl: ReloadingSSLContext | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._watchers: list[asyncio.Task[Any]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> Ports:
+    async def start(self) -> BoundPorts:
         """Bind and start every listener; on failure, stop what was started and re-raise."""
         try:
             return await self._start()
@@ -98,22 +108,20 @@ class Service:
             await self.stop(grace=0)
             raise
 
-    async def _start(self) -> Ports:
-        s = self.settings
+    async def _start(self) -> BoundPorts:
+        s, listen = self.settings, self.settings.listeners
         self.persistence.load()
         # gRPC reads messages up to twice the limit (after decompression) and the receiver
         # rejects and counts those over it; gRPC itself cuts larger ones while reading.
-        read_limit = min(2 * s.max_otlp_message_bytes, 2**31 - 1)
+        read_limit = min(2 * self.ingestor.max_bytes, 2**31 - 1)
         otlp_server = grpc.aio.server(
             options=[("grpc.max_receive_message_length", read_limit), ("grpc.so_reuseport", 0)]
         )
-        otlp_server.add_generic_rpc_handlers(
-            (receiver.MetricsService(self.ingestor, s.max_otlp_message_bytes).handler(),)
-        )
+        otlp_server.add_generic_rpc_handlers((receiver.MetricsService(self.ingestor).handler(),))
         otlp_port = await self._bind_grpc(
             otlp_server,
-            s.otlp_address,
-            s.otlp_receiver_port,
+            listen.otlp_address,
+            listen.otlp_receiver_port,
             s.otlp_tls,
             "OTLP",
             metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
@@ -124,14 +132,14 @@ class Service:
         externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(self.scaler, keda_server)
         keda_port = await self._bind_grpc(
             keda_server,
-            s.keda_address,
-            s.keda_external_scaler_port,
+            listen.keda_address,
+            listen.keda_external_scaler_port,
             s.keda_tls,
             "KEDA",
             externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"].full_name,
         )
         http_port = await self._start_http()
-        self.ports = Ports(otlp_port, keda_port, http_port)
+        self.ports = BoundPorts(otlp_port, keda_port, http_port)
         for servicer in self._health:
             await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
@@ -141,9 +149,9 @@ class Service:
             otlp_port,
             keda_port,
             http_port,
-            s.otlp_address,
-            s.keda_address,
-            s.rest_address,
+            listen.otlp_address,
+            listen.keda_address,
+            listen.rest_address,
         )
         return self.ports
 
@@ -170,27 +178,34 @@ class Service:
         await server.start()
         self._grpc.append(server)
         self._health.append(health_servicer)
+        watcher = asyncio.create_task(server.wait_for_termination(), name=f"{listener} gRPC")
+        watcher.add_done_callback(self._watch)
+        self._watchers.append(watcher)
         return bound
 
     async def _start_http(self) -> int:
         s = self.settings
-        routers = [
-            receiver.http_router(self.ingestor, s.max_otlp_message_bytes),
-            api_prom.create_router(self.store, self.engine),
-        ]
-        ctx = api.ApiContext(
-            self.store, self.engine, self.metrics, s.admin_token, self.info, self.ready, s.http_body_timeout_seconds
+        app = httpserver.create_app(
+            [api.memstore, api.operations, api_prom.router, receiver.router],
+            [
+                self.store,
+                self.engine,
+                self.ingestor,
+                api.Host(self.info, self.ready, s.access.admin_token.get_secret_value()),
+            ],
+            self.metrics,
+            s.http,
+            mounts=[api.docs_mount()],
         )
-        sock = httpserver.bind(s.rest_address, s.rest_api_port)
+        sock = httpserver.bind(s.listeners.rest_address, s.listeners.rest_api_port)
         if s.rest_tls.enabled:
             self._ssl = ReloadingSSLContext(s.rest_tls)
         reloading = self._ssl
         config = httpserver.config(
-            api.create_app(ctx, routers),
-            httpserver.Limits(s.http_header_timeout_seconds, s.http_max_header_bytes),
+            app,
+            s.http,
             self.metrics,
-            s.http_max_connections,
-            s.shutdown_grace_seconds,
+            s.listeners.shutdown_grace_seconds,
             ssl_context_factory=None if reloading is None else (lambda _config, _default: reloading.context),
         )
         self._http = httpserver.Server(config)
@@ -200,10 +215,21 @@ class Service:
                 self._http_task.result()
                 raise OSError("HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
+        self._http_task.add_done_callback(self._watch)
         return int(sock.getsockname()[1])
 
+    def _watch(self, task: asyncio.Task[Any]) -> None:
+        """A server task that ends while the service is not stopping has failed: log it at once
+        (with its exception) and set :attr:`failed`, which stops the service."""
+        if self._stopping:
+            return
+        error = None if task.cancelled() else task.exception()
+        logger.error("the %s server stopped unexpectedly: %s", task.get_name(), error or "no error given")
+        self.failed.set()
+
     async def stop(self, grace: float | None = None) -> None:
-        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        self._stopping = True
+        grace = self.settings.listeners.shutdown_grace_seconds if grace is None else grace
         logger.info("stopping: finishing in-flight calls (grace %.1fs)", grace)
         for servicer in self._health:
             await servicer.enter_graceful_shutdown()
@@ -217,6 +243,9 @@ class Service:
             stops.append(self._http_task)
         await asyncio.gather(*stops, return_exceptions=True)
         self._grpc.clear()
+        for watcher in self._watchers:
+            watcher.cancel()
+        self._watchers.clear()
         if self.ports is not None:  # never overwrite a snapshot when start-up failed
             await self.persistence.save()
         logger.info("stopped")
@@ -245,7 +274,7 @@ class Service:
                     await asyncio.sleep(0)
                 if self._ssl is not None:
                     self._ssl.maybe_reload()
-                interval = self.settings.snapshot_interval_seconds
+                interval = self.settings.snapshot.interval_seconds
                 if interval and time.monotonic() - self._last_save >= interval:
                     self._last_save = time.monotonic()
                     await self.persistence.save()
@@ -283,13 +312,25 @@ def _grpc_host(address: str) -> str:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set, then stop gracefully."""
-    service = Service(settings)
+    """Run until ``stop`` is set (or a listener fails: :class:`ServiceFailed`), then stop gracefully."""
+    await serve_until(Service(settings), stop)
+
+
+async def serve_until(service: Service, stop: asyncio.Event) -> None:
+    """Start ``service``, wait for ``stop`` or a failed listener, stop it; a failure raises
+    :class:`ServiceFailed` once the service has stopped."""
     await service.start()
     try:
-        await stop.wait()
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(service.failed.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
     finally:
         await service.stop()
+    if service.failed.is_set():
+        raise ServiceFailed("a listener stopped unexpectedly (see the log above)")
 
 
 _GC_THRESHOLDS = (50_000, 50, 100)
@@ -313,6 +354,9 @@ def run(settings: Settings) -> int:
         asyncio.run(main())
     except OSError as exc:
         logger.error("cannot start: %s", exc)
+        return 1
+    except ServiceFailed as exc:
+        logger.error("stopped: %s", exc)
         return 1
     return 0
 

@@ -20,18 +20,23 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Run the scaler. Every flag also reads the environment variable shown; flag > env > default.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    defaults = config.Settings()
-    for f in config.FIELDS:
-        default = getattr(defaults, f.name)
-        if f.name == "admin_token":
-            default = "(unset)"
-        serve.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            dest=f.name,
-            metavar=f.env,
-            default=None,
-            help=f"{f.help} [env {f.env}; default {default!r}]",
-        )
+    add_setting_flags(serve)
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--<name>`` flag per setting (default None: "not given"), grouped as the settings are."""
+    sections = {
+        slot: parser.add_argument_group((group.__doc__ or slot).strip().splitlines()[0].rstrip("."))
+        for slot, group, _ in config.slots()
+    }
+    for s in config.SETTINGS:
+        text = f"{s.help} [env {s.env}; default {s.default_text}]".replace("`", "").replace("%", "%%")
+        sections[s.slot].add_argument(s.flag, dest=s.name, metavar=s.env, default=None, help=text)
+
+
+def setting_flags(namespace: argparse.Namespace) -> dict[str, str | None]:
+    """The settings' flags as given (None where not given), by setting name."""
+    return {s.name: getattr(namespace, s.name, None) for s in config.SETTINGS}
 
 
 def _query_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -107,13 +112,12 @@ def _run_query(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        flags = {f.name: getattr(args, f.name) for f in config.FIELDS}
         try:
-            settings = config.load(flags, os.environ)
+            settings = config.load(setting_flags(args), os.environ)
         except config.SettingsError as exc:
             print(f"keda-otel-scaler serve: invalid configuration: {exc}", file=sys.stderr)
             sys.exit(2)
-        logs.configure(settings.log_level, settings.log_format)
+        logs.configure(settings.log.level, settings.log.format)
         from scaler import app
 
         sys.exit(app.run(settings))

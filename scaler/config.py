@@ -1,19 +1,31 @@
-"""Settings: one typed object, environment names in one place, flag > env > default.
+"""Settings: each one declared once, as a field of the group owned by the code that uses it.
 
-Every field is declared once in :data:`FIELDS` with its environment variable (the Go
-reference's names where it has one), its type, default and help text. The CLI builds its
-``serve`` flags from the same table, so ``serve --help`` always lists every setting.
-Invalid values fail fast with an error that names the variable.
+A setting's declaration is its field: the type and constraints (the parser), the default, the
+help text (``description``), and — only where it is not the field's name in capitals — the
+environment variable (``validation_alias``). A group sits in :class:`Settings` under a slot whose
+:class:`Prefix` (if any) is put before its fields' names, so one :class:`TLSFiles` class serves
+three listeners. Everything else is derived from those declarations (:data:`SETTINGS`):
+
+* the environment variable read: pydantic-settings' ``EnvSettingsSource`` over the mapping
+  :func:`load` is given (the process environment in production, a dict in tests);
+* the ``serve`` flag ``--<name>`` and its ``--help`` line (:func:`scaler.cli.add_setting_flags`);
+* the README's configuration table (:func:`markdown_table`; a test keeps the README equal to it);
+* ``GET /info``'s ``config`` (:meth:`Settings.public`, secrets shown as ``"<set>"``).
+
+Precedence is flag > environment > default; an invalid value raises :class:`SettingsError`
+naming the flag or variable. A group built in code (``StoreLimits(max_series=10)``) is a plain
+validated value: it never reads the process environment by itself.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from scaler.model import Limits
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_RESOURCE_LABELS = (
     "k8s.namespace.name=namespace,k8s.pod.name=pod,k8s.deployment.name=deployment,"
@@ -22,189 +34,7 @@ DEFAULT_RESOURCE_LABELS = (
 
 
 class SettingsError(ValueError):
-    """A setting has an invalid value; the message names the variable."""
-
-
-@dataclass(frozen=True)
-class TLSFiles:
-    """Certificate, key and optional client CA (the CA turns on mTLS) for one listener."""
-
-    cert_file: str = ""
-    key_file: str = ""
-    ca_file: str = ""
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.cert_file)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The effective configuration of ``keda-otel-scaler serve``."""
-
-    listen_address: str = "0.0.0.0"
-    """Address every listener binds to unless its own address is set."""
-    otlp_receiver_address: str = ""
-    """Address of the OTLP gRPC listener (default: listen_address)."""
-    keda_external_scaler_address: str = ""
-    """Address of the KEDA gRPC listener (default: listen_address)."""
-    rest_api_address: str = ""
-    """Address of the HTTP listener (default: listen_address)."""
-    otlp_receiver_port: int = 4317
-    """OTLP/gRPC MetricsService port (0 = pick a free port)."""
-    keda_external_scaler_port: int = 4318
-    """KEDA ExternalScaler gRPC port (0 = pick a free port)."""
-    rest_api_port: int = 9090
-    """HTTP port: REST, Prometheus API, OTLP/HTTP, health, metrics (0 = pick a free port)."""
-    resource_labels: str = DEFAULT_RESOURCE_LABELS
-    """Resource attributes promoted to labels, as ``attribute=label,...``."""
-    retention_seconds: float = 120.0
-    """How long samples are kept; the default window of ``operationOverTime``."""
-    value_if_not_found: float = 0.0
-    """Value KEDA gets when a query matches no series (unless errIfNotFound)."""
-    error_if_not_found: bool = False
-    """Answer gRPC NOT_FOUND when a query matches no series (lets KEDA ``fallback`` act)."""
-    max_series: int = 500_000
-    """Active series in the store; a new series past it is rejected."""
-    max_labels_per_series: int = 64
-    """Label pairs on one series (after promotion)."""
-    max_label_name_length: int = 256
-    """Longest accepted label name, in characters."""
-    max_label_value_length: int = 2048
-    """Longest accepted label value, in characters."""
-    max_otlp_message_bytes: int = 16 * 1024 * 1024
-    """Largest OTLP request (gRPC or HTTP), measured after decompression."""
-    max_future_skew_seconds: float = 300.0
-    """How far ahead of the server clock a sample may be."""
-    evaluation_interval_seconds: float = 60.0
-    """Step of a PromQL subquery that names none (``x[5m:]``), as Prometheus' evaluation interval."""
-    query_timeout_seconds: float = 120.0
-    """A PromQL query running longer than this fails (Prometheus' ``query.timeout``)."""
-    query_max_samples: int = 50_000_000
-    """A PromQL query may hold at most this many samples (Prometheus' ``query.max-samples``)."""
-    admin_token: str = ""
-    """Bearer token that enables ``POST /memstore/reset`` (disabled when empty)."""
-    otlp_tls_cert_file: str = ""
-    otlp_tls_key_file: str = ""
-    otlp_tls_ca_file: str = ""
-    keda_tls_cert_file: str = ""
-    keda_tls_key_file: str = ""
-    keda_tls_ca_file: str = ""
-    rest_tls_cert_file: str = ""
-    rest_tls_key_file: str = ""
-    rest_tls_ca_file: str = ""
-    shutdown_grace_seconds: float = 10.0
-    """How long in-flight calls may finish after SIGTERM."""
-    snapshot_path: str = ""
-    """File the store is saved to on shutdown and loaded from on start ("" = no snapshot)."""
-    snapshot_interval_seconds: float = 0.0
-    """Also save the snapshot this often while running (0 = only on shutdown)."""
-    warmup_seconds: float = 60.0
-    """After start, a trigger whose query finds no data answers UNAVAILABLE, not "not found"."""
-    http_header_timeout_seconds: float = 10.0
-    """Close an HTTP connection whose request headers take longer than this."""
-    http_body_timeout_seconds: float = 30.0
-    """Answer 408 and close when a request body stalls for this long."""
-    http_max_header_bytes: int = 65536
-    """Largest request line + headers; larger requests get 431."""
-    http_max_connections: int = 1024
-    """Concurrent HTTP connections; past it requests get 503."""
-    log_level: str = "info"
-    """debug, info, warning or error."""
-    log_format: str = "text"
-    """text or json."""
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(
-            retention_seconds=self.retention_seconds,
-            max_series=self.max_series,
-            max_labels_per_series=self.max_labels_per_series,
-            max_label_name_length=self.max_label_name_length,
-            max_label_value_length=self.max_label_value_length,
-            max_future_skew_seconds=self.max_future_skew_seconds,
-        )
-
-    @property
-    def otlp_address(self) -> str:
-        return self.otlp_receiver_address or self.listen_address
-
-    @property
-    def keda_address(self) -> str:
-        return self.keda_external_scaler_address or self.listen_address
-
-    @property
-    def rest_address(self) -> str:
-        return self.rest_api_address or self.listen_address
-
-    @property
-    def promotions(self) -> dict[str, str]:
-        return parse_resource_labels(self.resource_labels)
-
-    @property
-    def otlp_tls(self) -> TLSFiles:
-        return TLSFiles(self.otlp_tls_cert_file, self.otlp_tls_key_file, self.otlp_tls_ca_file)
-
-    @property
-    def keda_tls(self) -> TLSFiles:
-        return TLSFiles(self.keda_tls_cert_file, self.keda_tls_key_file, self.keda_tls_ca_file)
-
-    @property
-    def rest_tls(self) -> TLSFiles:
-        return TLSFiles(self.rest_tls_cert_file, self.rest_tls_key_file, self.rest_tls_ca_file)
-
-    def public(self) -> dict[str, Any]:
-        """The configuration without secrets (for ``GET /info`` and the start-up log)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "admin_token":
-                value = "<set>" if value else ""
-            out[f.name] = value
-        return out
-
-
-@dataclass(frozen=True)
-class Field:
-    name: str
-    env: str
-    parse: Callable[[str], Any]
-    help: str
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError("must be between 0 and 65535")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or math.isinf(value):
-        raise ValueError("must be a non-negative number")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or math.isinf(value):
-        raise ValueError("must be a positive number")
-    return value
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
+    """A setting has an invalid value; the message names the flag or variable."""
 
 
 def parse_bool(text: str) -> bool:
@@ -214,16 +44,6 @@ def parse_bool(text: str) -> bool:
     if lowered in ("0", "false", "no", "off", ""):
         return False
     raise ValueError("must be true or false")
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip().lower()
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
-        return value
-
-    return parse
 
 
 def parse_resource_labels(text: str) -> dict[str, str]:
@@ -242,141 +62,370 @@ def parse_resource_labels(text: str) -> dict[str, str]:
     return out
 
 
+def _bool(value: object) -> object:
+    return parse_bool(value) if isinstance(value, str) else value
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 def _resource_labels(text: str) -> str:
     parse_resource_labels(text)
     return text
 
 
-def _str(text: str) -> str:
-    return text
+Port = Annotated[int, Field(ge=0, le=65535)]
+Count = Annotated[int, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+SecondsOrOff = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Number = Annotated[float, Field(allow_inf_nan=False)]
+Switch = Annotated[bool, BeforeValidator(_bool)]
 
 
-FIELDS: tuple[Field, ...] = (
-    Field("listen_address", "LISTEN_ADDRESS", _str, "address every listener binds to"),
-    Field("otlp_receiver_address", "OTLP_RECEIVER_ADDRESS", _str, "OTLP gRPC address (default: listen address)"),
-    Field(
-        "keda_external_scaler_address",
-        "KEDA_EXTERNAL_SCALER_ADDRESS",
-        _str,
-        "KEDA gRPC address (default: listen address)",
-    ),
-    Field("rest_api_address", "REST_API_ADDRESS", _str, "HTTP address (default: listen address)"),
-    Field("otlp_receiver_port", "OTLP_RECEIVER_PORT", _port, "OTLP gRPC port (0 = any free)"),
-    Field("keda_external_scaler_port", "KEDA_EXTERNAL_SCALER_PORT", _port, "KEDA gRPC port"),
-    Field("rest_api_port", "REST_API_PORT", _port, "HTTP port (REST, Prometheus API, OTLP/HTTP)"),
-    Field("resource_labels", "RESOURCE_LABELS", _resource_labels, "promoted resource attributes"),
-    Field("retention_seconds", "METRIC_STORE_RETENTION_SECONDS", _positive_float, "sample retention"),
-    Field(
-        "value_if_not_found",
-        "METRIC_STORE_VALUE_IF_NOT_FOUND",
-        _finite_float,
-        "value when a query matches nothing",
-    ),
-    Field(
-        "error_if_not_found",
-        "METRIC_STORE_ERROR_IF_NOT_FOUND",
-        parse_bool,
-        "NOT_FOUND when a query matches nothing",
-    ),
-    Field("max_series", "MAX_SERIES", _positive_int, "max active series"),
-    Field("max_labels_per_series", "MAX_LABELS_PER_SERIES", _positive_int, "max labels per series"),
-    Field("max_label_name_length", "MAX_LABEL_NAME_LENGTH", _positive_int, "max label name length"),
-    Field("max_label_value_length", "MAX_LABEL_VALUE_LENGTH", _positive_int, "max label value length"),
-    Field(
-        "max_otlp_message_bytes",
-        "MAX_OTLP_MESSAGE_BYTES",
-        _positive_int,
-        "max OTLP request size after decompression",
-    ),
-    Field(
-        "max_future_skew_seconds",
-        "MAX_FUTURE_SKEW_SECONDS",
-        _positive_float,
-        "max sample time ahead of now",
-    ),
-    Field(
-        "evaluation_interval_seconds",
-        "EVALUATION_INTERVAL_SECONDS",
-        _positive_float,
-        "default PromQL subquery step",
-    ),
-    Field("query_timeout_seconds", "QUERY_TIMEOUT_SECONDS", _positive_float, "PromQL query timeout"),
-    Field("query_max_samples", "QUERY_MAX_SAMPLES", _positive_int, "max samples one PromQL query may hold"),
-    Field("admin_token", "ADMIN_TOKEN", _str, "bearer token enabling /memstore/reset"),
-    Field("otlp_tls_cert_file", "OTLP_TLS_CERT_FILE", _str, "OTLP listener certificate"),
-    Field("otlp_tls_key_file", "OTLP_TLS_KEY_FILE", _str, "OTLP listener key"),
-    Field("otlp_tls_ca_file", "OTLP_TLS_CA_FILE", _str, "OTLP client CA (enables mTLS)"),
-    Field("keda_tls_cert_file", "KEDA_TLS_CERT_FILE", _str, "KEDA listener certificate"),
-    Field("keda_tls_key_file", "KEDA_TLS_KEY_FILE", _str, "KEDA listener key"),
-    Field("keda_tls_ca_file", "KEDA_TLS_CA_FILE", _str, "KEDA client CA (enables mTLS)"),
-    Field("rest_tls_cert_file", "REST_TLS_CERT_FILE", _str, "HTTP listener certificate"),
-    Field("rest_tls_key_file", "REST_TLS_KEY_FILE", _str, "HTTP listener key"),
-    Field("rest_tls_ca_file", "REST_TLS_CA_FILE", _str, "HTTP client CA (enables mTLS)"),
-    Field(
-        "shutdown_grace_seconds",
-        "SHUTDOWN_GRACE_SECONDS",
-        _positive_float,
-        "grace period for in-flight calls on SIGTERM",
-    ),
-    Field("snapshot_path", "SNAPSHOT_PATH", _str, "store snapshot file, saved on SIGTERM, loaded on start"),
-    Field(
-        "snapshot_interval_seconds",
-        "SNAPSHOT_INTERVAL_SECONDS",
-        _non_negative_float,
-        "also save the snapshot this often (0 = on shutdown only)",
-    ),
-    Field(
-        "warmup_seconds",
-        "WARMUP_SECONDS",
-        _non_negative_float,
-        "after start, no data yet -> UNAVAILABLE instead of not found (0 = off)",
-    ),
-    Field(
-        "http_header_timeout_seconds",
-        "HTTP_HEADER_TIMEOUT_SECONDS",
-        _positive_float,
-        "close HTTP connections whose headers take longer",
-    ),
-    Field(
-        "http_body_timeout_seconds",
-        "HTTP_BODY_TIMEOUT_SECONDS",
-        _positive_float,
-        "408 when a request body stalls this long",
-    ),
-    Field("http_max_header_bytes", "HTTP_MAX_HEADER_BYTES", _positive_int, "largest request head (431 past it)"),
-    Field("http_max_connections", "HTTP_MAX_CONNECTIONS", _positive_int, "concurrent HTTP connections (503 past it)"),
-    Field("log_level", "LOG_LEVEL", _choice("debug", "info", "warning", "error"), "log level"),
-    Field("log_format", "LOG_FORMAT", _choice("text", "json"), "log format"),
-)
+class Group(BaseSettings):
+    """Settings owned by one part of the service. Field names are the flag names (after the
+    slot's prefix); the variable is the name in capitals unless ``validation_alias`` says otherwise."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        case_sensitive=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        alias_generator=str.upper,
+        env_prefix_target="all",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # only load() reads an environment: the one it is given
+
+    def check(self) -> str | None:
+        """A problem spanning several fields, naming them as ``{field}``; None when fine."""
+        return None
+
+
+class Listeners(Group):
+    """Listeners: addresses, ports and the graceful stop."""
+
+    listen_address: str = Field("0.0.0.0", description="address every listener binds to unless its own is set")
+    otlp_receiver_address: str = Field("", description="OTLP gRPC bind address (default: `LISTEN_ADDRESS`)")
+    keda_external_scaler_address: str = Field("", description="KEDA gRPC bind address (default: `LISTEN_ADDRESS`)")
+    rest_api_address: str = Field("", description="HTTP bind address, e.g. `127.0.0.1` (default: `LISTEN_ADDRESS`)")
+    otlp_receiver_port: Port = Field(
+        4317, description="OTLP gRPC port (`0` = any free port; bound ports are logged and shown by `/info`)"
+    )
+    keda_external_scaler_port: Port = Field(4318, description="KEDA external scaler gRPC port")
+    rest_api_port: Port = Field(9090, description="HTTP port: REST, Prometheus API, OTLP/HTTP, health, metrics, docs")
+    shutdown_grace_seconds: Seconds = Field(10.0, description="in-flight calls may finish this long after SIGTERM")
+
+    @property
+    def otlp_address(self) -> str:
+        return self.otlp_receiver_address or self.listen_address
+
+    @property
+    def keda_address(self) -> str:
+        return self.keda_external_scaler_address or self.listen_address
+
+    @property
+    def rest_address(self) -> str:
+        return self.rest_api_address or self.listen_address
+
+
+class StoreLimits(Group):
+    """Store limits (INTERFACE §2)."""
+
+    retention_seconds: Seconds = Field(
+        120.0,
+        validation_alias="METRIC_STORE_RETENTION_SECONDS",
+        description="sample retention; the default (and longest) `window` of `operationOverTime`",
+    )
+    max_series: Count = Field(500_000, description="active series; new series past it are rejected")
+    max_labels_per_series: Count = Field(64, description="label pairs per series after promotion")
+    max_label_name_length: Count = Field(256, description="longest label name, in characters")
+    max_label_value_length: Count = Field(2048, description="longest label value, in characters")
+    max_future_skew_seconds: Seconds = Field(300.0, description="how far ahead of the server clock a sample may be")
+
+
+class OtlpSettings(Group):
+    """OTLP ingestion (gRPC and HTTP)."""
+
+    resource_labels: Annotated[str, AfterValidator(_resource_labels)] = Field(
+        DEFAULT_RESOURCE_LABELS,
+        description="resource attributes promoted to labels, `attribute=label,…` (`-` disables)",
+    )
+    max_otlp_message_bytes: Count = Field(
+        16 * 1024 * 1024, description="one OTLP request after decompression (gRPC and HTTP)"
+    )
+
+    @property
+    def promotions(self) -> dict[str, str]:
+        return parse_resource_labels(self.resource_labels)
+
+
+class QuerySettings(Group):
+    """PromQL evaluation, as Prometheus' flags of the same meaning (scaler.query)."""
+
+    evaluation_interval_seconds: Seconds = Field(
+        60.0, description="step of a PromQL subquery that names none (`x[5m:]`), as Prometheus' evaluation interval"
+    )
+    query_timeout_seconds: Seconds = Field(
+        120.0, description="a PromQL query running longer than this fails (Prometheus' `query.timeout`)"
+    )
+    query_max_samples: Count = Field(
+        50_000_000, description="samples one PromQL query may hold (Prometheus' `query.max-samples`)"
+    )
+
+
+class TriggerDefaults(Group):
+    """What a trigger answers when its query finds nothing (each trigger may override)."""
+
+    value_if_not_found: Number = Field(
+        0.0, validation_alias="METRIC_STORE_VALUE_IF_NOT_FOUND", description="value KEDA gets when nothing matches"
+    )
+    error_if_not_found: Switch = Field(
+        False,
+        validation_alias="METRIC_STORE_ERROR_IF_NOT_FOUND",
+        description="answer gRPC `NOT_FOUND` instead, so KEDA `fallback` acts",
+    )
+    warmup_seconds: SecondsOrOff = Field(
+        60.0, description="after start, a trigger without data answers `UNAVAILABLE`, not 'not found' (0 = off)"
+    )
+
+
+class HttpLimits(Group):
+    """Bounds of the HTTP listener (scaler.httpserver)."""
+
+    header_timeout_seconds: Seconds = Field(
+        10.0, description="a connection must send its request head within this (408 + close)"
+    )
+    body_timeout_seconds: Seconds = Field(30.0, description="a request body that stalls this long gets 408 + close")
+    max_header_bytes: Count = Field(65536, description="request line + headers; larger gets 431 + close")
+    max_connections: Count = Field(1024, description="concurrent HTTP connections; past it requests get 503")
+
+
+class Access(Group):
+    """Secrets that open privileged endpoints (shown as ``"<set>"`` in ``/info``)."""
+
+    admin_token: SecretStr = Field(
+        SecretStr(""), description="enables `POST /memstore/reset` with `Authorization: Bearer <token>`"
+    )
+
+
+class TLSFiles(Group):
+    """Certificate, key and optional client CA (the CA turns on mTLS) for one listener."""
+
+    cert_file: str = Field("", description="certificate (PEM); enables TLS")
+    key_file: str = Field("", description="private key (PEM)")
+    ca_file: str = Field("", description="client CA (PEM); enables mTLS")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+    def check(self) -> str | None:
+        if bool(self.cert_file) != bool(self.key_file):
+            return "{cert_file} and {key_file} go together"
+        if self.ca_file and not self.cert_file:
+            return "{ca_file} needs {cert_file}"
+        return None
+
+
+class SnapshotSettings(Group):
+    """Warm restarts (scaler.persistence)."""
+
+    path: str = Field("", description="store snapshot: written on SIGTERM, loaded on start (unset = none)")
+    interval_seconds: SecondsOrOff = Field(0.0, description="also write the snapshot this often (0 = on SIGTERM only)")
+
+
+class LogSettings(Group):
+    """Logging (scaler.logs)."""
+
+    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = Field(
+        "info", description="`debug`, `info`, `warning` or `error`"
+    )
+    format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = Field(
+        "text", description="`text` or `json` (one line per event)"
+    )
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """Put before the names of a slot's fields: ``Annotated[TLSFiles, Prefix("keda_tls_", "KEDA")]``;
+    ``label`` (if any) starts each of their help texts."""
+
+    text: str
+    label: str = ""
+
+
+class Settings(BaseModel):
+    """The effective configuration of ``keda-otel-scaler serve``: one group per owner."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    listeners: Listeners = Field(default_factory=Listeners)
+    store: StoreLimits = Field(default_factory=StoreLimits)
+    otlp: OtlpSettings = Field(default_factory=OtlpSettings)
+    query: QuerySettings = Field(default_factory=QuerySettings)
+    triggers: TriggerDefaults = Field(default_factory=TriggerDefaults)
+    http: Annotated[HttpLimits, Prefix("http_")] = Field(default_factory=HttpLimits)
+    access: Access = Field(default_factory=Access)
+    otlp_tls: Annotated[TLSFiles, Prefix("otlp_tls_", "OTLP gRPC")] = Field(default_factory=TLSFiles)
+    keda_tls: Annotated[TLSFiles, Prefix("keda_tls_", "KEDA gRPC")] = Field(default_factory=TLSFiles)
+    rest_tls: Annotated[TLSFiles, Prefix("rest_tls_", "HTTP")] = Field(default_factory=TLSFiles)
+    snapshot: Annotated[SnapshotSettings, Prefix("snapshot_")] = Field(default_factory=SnapshotSettings)
+    log: Annotated[LogSettings, Prefix("log_")] = Field(default_factory=LogSettings)
+
+    @classmethod
+    def of(cls, **values: Any) -> Settings:
+        """Settings from flat names (the flag names: ``Settings.of(max_series=10)``), validated."""
+        return Settings().replace(**values)
+
+    def replace(self, **values: Any) -> Settings:
+        """A copy with some settings (by flat name) changed, validated."""
+        updates: dict[str, dict[str, Any]] = {}
+        for name, value in values.items():
+            setting = SETTING_BY_NAME.get(name)
+            if setting is None:
+                raise TypeError(f"unknown setting {name!r}")
+            updates.setdefault(setting.slot, {})[setting.field] = value
+        groups = {slot: getattr(self, slot) for slot in type(self).model_fields}
+        for slot, changed in updates.items():
+            group = groups[slot]
+            groups[slot] = type(group).model_validate({**dict(group), **changed})
+        return Settings(**groups)
+
+    def value(self, name: str) -> Any:
+        """A setting by flat name (``settings.value("max_series")``), a secret as its text."""
+        setting = SETTING_BY_NAME[name]
+        value = getattr(getattr(self, setting.slot), setting.field)
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+    def public(self) -> dict[str, Any]:
+        """Every setting by flat name, secrets as ``"<set>"`` (for ``GET /info`` and the logs)."""
+        out: dict[str, Any] = {}
+        for s in SETTINGS:
+            value = self.value(s.name)
+            out[s.name] = ("<set>" if value else "") if isinstance(s.info.default, SecretStr) else value
+        return out
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting as the flags, the help, the README and ``/info`` see it (derived)."""
+
+    slot: str
+    field: str
+    name: str
+    env: str
+    info: FieldInfo
+    label: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def help(self) -> str:
+        text = self.info.description or ""
+        return f"{self.label}: {text}" if self.label else text
+
+    @property
+    def default_text(self) -> str:
+        default = self.info.get_default(call_default_factory=True)
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        if isinstance(default, bool):
+            return str(default).lower()
+        if isinstance(default, float):
+            return f"{default:g}"
+        if isinstance(default, str):
+            return f"`{default}`" if default else "unset"
+        return str(default)
+
+
+def slots() -> Iterator[tuple[str, type[Group], Prefix]]:
+    """(slot, group class, prefix) of every group in :class:`Settings`."""
+    for slot, info in Settings.model_fields.items():
+        group = info.annotation
+        assert isinstance(group, type) and issubclass(group, Group)
+        yield slot, group, next((m for m in info.metadata if isinstance(m, Prefix)), Prefix(""))
+
+
+def _settings() -> Iterator[Setting]:
+    for slot, group, prefix in slots():
+        for field, info in group.model_fields.items():
+            alias = info.validation_alias
+            name = prefix.text + field
+            env = alias if isinstance(alias, str) and alias != field.upper() else name.upper()
+            yield Setting(slot, field, name, env, info, prefix.label)
+
+
+SETTINGS: tuple[Setting, ...] = tuple(_settings())
+"""Every setting, in declaration order."""
+SETTING_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+class _Environ(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of ``os.environ``."""
+
+    def __init__(self, group: type[Group], environ: Mapping[str, str], prefix: str) -> None:
+        self._environ = environ
+        super().__init__(group, case_sensitive=True, env_prefix=prefix.upper())
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return dict(self._environ)
 
 
 def load(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
-    """Build Settings with precedence flag > env > default; raise SettingsError on bad input."""
-    values: dict[str, Any] = {}
-    for f in FIELDS:
-        raw = flags.get(f.name)
-        source = f"--{f.name.replace('_', '-')}"
-        if raw is None:
-            raw = environ.get(f.env)
-            source = f.env
-        if raw is None:
-            continue
+    """Settings with precedence flag > env > default; raises SettingsError naming the culprit.
+
+    ``flags`` maps flat names (``max_series``) to the flag's text, None where not given."""
+    groups: dict[str, Group] = {}
+    for slot, group, prefix in slots():
+        mine = [s for s in SETTINGS if s.slot == slot]
+        given = {s.field: value for s in mine if (value := flags.get(s.name)) is not None}
+        field_of = {info.validation_alias or info.alias or field: field for field, info in group.model_fields.items()}
+        from_env = {field_of.get(key, key): value for key, value in _Environ(group, environ, prefix.text)().items()}
+        values = {**from_env, **given}
         try:
-            values[f.name] = f.parse(raw)
-        except ValueError as exc:
-            raise SettingsError(f"{source}={raw!r}: {exc}") from None
-    settings = Settings(**values)
-    _check_tls(settings)
-    return settings
+            built = group.model_validate(values)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc, mine, given, environ)) from None
+        problem = built.check()
+        if problem:
+            raise SettingsError(problem.format(**{s.field: _source(s, given) for s in mine}))
+        groups[slot] = built
+    return Settings(**groups)
 
 
-def _check_tls(settings: Settings) -> None:
-    for prefix, tls in (
-        ("OTLP", settings.otlp_tls),
-        ("KEDA", settings.keda_tls),
-        ("REST", settings.rest_tls),
-    ):
-        if bool(tls.cert_file) != bool(tls.key_file):
-            raise SettingsError(f"{prefix}_TLS_CERT_FILE and {prefix}_TLS_KEY_FILE go together")
-        if tls.ca_file and not tls.cert_file:
-            raise SettingsError(f"{prefix}_TLS_CA_FILE needs {prefix}_TLS_CERT_FILE")
+def _source(setting: Setting, given: Mapping[str, object]) -> str:
+    return setting.flag if setting.field in given else setting.env
+
+
+def _describe(exc: ValidationError, mine: list[Setting], given: Mapping[str, str], environ: Mapping[str, str]) -> str:
+    error = exc.errors()[0]
+    key = str(error["loc"][0]) if error["loc"] else ""
+    setting = next((s for s in mine if key in (s.field, s.env, s.info.alias, s.info.validation_alias)), None)
+    if setting is None:
+        return str(error["msg"])
+    raw = given.get(setting.field, environ.get(setting.env, ""))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{_source(setting, given)}={raw!r}: {message}"
+
+
+def markdown_table() -> str:
+    """The README's configuration table (tests/unit/test_config.py keeps the README equal to it)."""
+    lines = ["| env var | flag | default | what |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        what = s.help.replace("|", "\\|")
+        lines.append(f"| `{s.env}` | `{s.flag}` | {s.default_text} | {what} |")
+    return "\n".join(lines) + "\n"

@@ -1,15 +1,24 @@
-"""The HTTP listener: uvicorn with its httptools protocol hardened against slow and oversized
-requests, which uvicorn alone does not bound.
+"""The HTTP edge, in one room: the listener, every bound on a request, the app and its wiring.
 
-* **Header timeout**: a connection must deliver a complete request head within
-  ``header_timeout`` of connecting (or of the first byte of a keep-alive request); otherwise
-  it gets ``408`` and is closed. Without it an idle or byte-a-second client holds a socket and
-  a file descriptor forever (uvicorn arms its keep-alive timer only after a response).
+uvicorn alone does not bound slow or oversized requests; here:
+
+* **Header timeout** (:func:`protocol_class`): a connection must deliver a complete request
+  head within ``header_timeout_seconds`` of connecting (or of the first byte of a keep-alive
+  request); otherwise it gets ``408`` and is closed. Without it an idle or byte-a-second client
+  holds a socket and a file descriptor forever (uvicorn arms its keep-alive timer only after a
+  response).
 * **Header size**: request line + headers over ``max_header_bytes`` get ``431`` and a close;
   llhttp itself would accept megabytes of headers.
-* **Body timeout** is enforced where the body is read, by :class:`scaler.api.Guard`.
+* **Body size and stalls** (:class:`BodyGuard`): 413 once a body outgrows its path's limit,
+  408 + close when it stalls for ``body_timeout_seconds``; :func:`read_body` streams a
+  (gzipped) body and stops at a limit measured after decompression.
+* **Connections**: at most ``max_connections`` (uvicorn answers 503 past it).
+* **4xx counting**: every 4xx answer is counted in ``http_requests_rejected_total{path,
+  reason}`` (path = route template; ``(connection)`` before routing) with a rate-limited log.
 
-Rejections are counted in ``http_requests_rejected_total{path="(connection)", reason}``.
+Routers are wired one way (:func:`create_app`): each surface module (``api``, ``api_prom``,
+``receiver``) declares a module-level ``APIRouter`` whose handlers take what they need with
+:func:`need` from the objects the app was given.
 """
 
 from __future__ import annotations
@@ -19,13 +28,19 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import Generator
-from dataclasses import dataclass
-from typing import Any
+import zlib
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from scaler import __version__
+from scaler.config import HttpLimits
 from scaler.logs import RateLimitedLog
 from scaler.selfmetrics import SelfMetrics
 
@@ -34,11 +49,10 @@ logger = logging.getLogger(__name__)
 CONNECTION_ROUTE = "(connection)"
 """The ``path`` label of rejections that happen before a request is routed."""
 
+MAX_API_BODY_BYTES = 1024 * 1024
+"""Largest body accepted by the query/admin endpoints (OTLP/HTTP has its own, larger limit)."""
 
-@dataclass(frozen=True)
-class Limits:
-    header_timeout: float
-    max_header_bytes: int
+T = TypeVar("T")
 
 
 class Server(uvicorn.Server):
@@ -49,92 +63,99 @@ class Server(uvicorn.Server):
         yield
 
 
-def protocol_class(limits: Limits, metrics: SelfMetrics) -> type[HttpToolsProtocol]:
-    """An ``HttpToolsProtocol`` subclass bound to ``limits`` (uvicorn instantiates it)."""
-    log = RateLimitedLog(logger)
+class HardenedProtocol(HttpToolsProtocol):
+    """httptools' protocol with the head limits; :func:`protocol_class` binds it to the settings."""
 
-    class HardenedProtocol(HttpToolsProtocol):
-        _head_timer: asyncio.TimerHandle | None = None
-        _head_bytes = 0
-        _refused = False
+    limits: ClassVar[HttpLimits]
+    metrics: ClassVar[SelfMetrics]
+    log: ClassVar[RateLimitedLog]
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0
+    _refused = False
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
-        def data_received(self, data: bytes) -> None:
-            if self._refused:
-                return
-            if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
-                self._arm()  # the first byte of a keep-alive request starts its header clock
-            super().data_received(data)
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm()  # the first byte of a keep-alive request starts its header clock
+        super().data_received(data)
 
-        def on_message_begin(self) -> None:
-            self._head_bytes = 0
-            super().on_message_begin()
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
 
-        def on_url(self, url: bytes) -> None:
-            self._count(len(url))
-            super().on_url(url)
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
 
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._count(len(name) + len(value) + 4)
-            if not self._refused:
-                super().on_header(name, value)
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        if not self._refused:
+            super().on_header(name, value)
 
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            if self._refused:
-                return
-            super().on_headers_complete()
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        if self._refused:
+            return
+        super().on_headers_complete()
 
-        def on_body(self, body: bytes) -> None:
-            if not self._refused:
-                super().on_body(body)
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
 
-        def on_message_complete(self) -> None:
-            if not self._refused:
-                super().on_message_complete()
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
 
-        def _count(self, size: int) -> None:
-            self._head_bytes += size
-            if not self._refused and self._head_bytes > limits.max_header_bytes:
-                self._refuse(431, "request_header_too_large", f"request head exceeds {limits.max_header_bytes} bytes")
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if not self._refused and self._head_bytes > self.limits.max_header_bytes:
+            self._refuse(431, "request_header_too_large", f"request head exceeds {self.limits.max_header_bytes} bytes")
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._head_timer = self.loop.call_later(limits.header_timeout, self._head_timed_out)
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.limits.header_timeout_seconds, self._head_timed_out)
 
-        def _disarm(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-
-        def _head_timed_out(self) -> None:
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
             self._head_timer = None
-            if not self.transport.is_closing():
-                self._refuse(408, "header_timeout", f"request head not received within {limits.header_timeout:g}s")
 
-        def _refuse(self, status: int, reason: str, message: str) -> None:
-            self._refused = True
-            self._disarm()
-            metrics.http_rejected.labels(CONNECTION_ROUTE, reason).inc()
-            client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
-            log.emit(reason, "HTTP connection from %s refused (%d): %s", client, status, message)
-            body = json.dumps({"error": message}).encode()
-            phrase = {408: "Request Timeout", 431: "Request Header Fields Too Large"}[status]
-            head = (
-                f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
-                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self._refuse(
+                408, "header_timeout", f"request head not received within {self.limits.header_timeout_seconds:g}s"
             )
-            self.transport.write(head.encode() + body)
-            self.transport.close()
 
-    return HardenedProtocol
+    def _refuse(self, status: int, reason: str, message: str) -> None:
+        self._refused = True
+        self._disarm()
+        self.metrics.http_rejected.labels(CONNECTION_ROUTE, reason).inc()
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
+        self.log.emit(reason, "HTTP connection from %s refused (%d): %s", client, status, message)
+        body = json.dumps({"error": message}).encode()
+        phrase = {408: "Request Timeout", 431: "Request Header Fields Too Large"}[status]
+        head = (
+            f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        self.transport.close()
+
+
+def protocol_class(limits: HttpLimits, metrics: SelfMetrics) -> type[HttpToolsProtocol]:
+    """:class:`HardenedProtocol` bound to ``limits`` (uvicorn instantiates it per connection)."""
+    bound = {"limits": limits, "metrics": metrics, "log": RateLimitedLog(logger)}
+    return type("HardenedProtocol", (HardenedProtocol,), bound)
 
 
 def bind(address: str, port: int) -> socket.socket:
@@ -155,17 +176,244 @@ def bind(address: str, port: int) -> socket.socket:
     return sock
 
 
-def config(
-    app: Any, limits: Limits, metrics: SelfMetrics, max_connections: int, grace: float, **extra: Any
-) -> uvicorn.Config:
+def config(app: Any, limits: HttpLimits, metrics: SelfMetrics, grace: float, **extra: Any) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         http=protocol_class(limits, metrics),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=max(1, int(grace)),
-        limit_concurrency=max_connections,
+        limit_concurrency=limits.max_connections,
         lifespan="off",
         server_header=False,
         **extra,
     )
+
+
+# ---------------------------------------------------------------------- request bodies
+
+
+class BodyGuard:
+    """ASGI middleware for request bodies and 4xx counting.
+
+    * Answers 413 once a request body outgrows its limit, chunked or not, so no endpoint ever
+      buffers an unbounded body. Paths whose limit is None (OTLP/HTTP, which enforces and counts
+      its own limit after decompression with :func:`read_body`) pass through.
+    * Answers 408 and closes the connection when a request body stalls for ``body_timeout``.
+    * Counts every 4xx answer in ``http_requests_rejected_total{path, reason}`` (path = the
+      route template, so unknown paths cannot grow the label set) with a rate-limited log line.
+
+    Its own 408/413 answers are sent directly; the application then reads a disconnect and
+    whatever it still tries to send is dropped, so the client sees exactly one response.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: Callable[[str], int | None],
+        metrics: SelfMetrics,
+        documented_paths: Callable[[], Iterable[str]],
+        body_timeout: float = 30.0,
+    ) -> None:
+        self.app = app
+        self.documented_paths = documented_paths
+        self._fixed_paths: frozenset[str] | None = None
+        self.limits = limits
+        self.metrics = metrics
+        self.body_timeout = body_timeout
+        self.log = RateLimitedLog(logger)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limits(scope["path"])
+        if limit is not None:
+            declared = dict(scope["headers"]).get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                await self._refuse(scope, send, 413, "too_large", f"request body exceeds {limit} bytes")
+                return
+        seen = 0
+        body_done = False
+        refused = False
+
+        async def guarded() -> Message:
+            nonlocal seen, body_done, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            if body_done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                refused = True
+                await self._refuse(scope, send, 408, "body_timeout", f"request body stalled for {self.body_timeout:g}s")
+                return {"type": "http.disconnect"}
+            if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
+                seen += len(message.get("body", b""))
+                if limit is not None and seen > limit:
+                    refused = True
+                    await self._refuse(scope, send, 413, "too_large", f"request body exceeds {limit} bytes")
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def observed(message: Message) -> None:
+            if refused:
+                return
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+                route = self._route(scope)
+                self.metrics.http_rejected.labels(route, str(message["status"])).inc()
+                self.log.emit(route, "HTTP %s %s answered %d", scope["method"], route, message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, guarded, observed)
+        except Exception:
+            if not refused:
+                raise
+            # the application failed on the disconnect it read after our answer: nothing to do
+
+    def _route(self, scope: Scope) -> str:
+        """The matched route's template (``/api/v1/label/{name}/values``); before routing, the
+        path if it is a fixed route; else ``other``."""
+        path = getattr(scope.get("route"), "path", None)
+        if isinstance(path, str):
+            return path
+        if self._fixed_paths is None:
+            self._fixed_paths = frozenset(p for p in self.documented_paths() if "{" not in p)
+        return scope["path"] if scope["path"] in self._fixed_paths else "other"
+
+    async def _refuse(self, scope: Scope, send: Send, status: int, reason: str, message: str) -> None:
+        route = self._route(scope)
+        self.metrics.http_rejected.labels(route, reason).inc()
+        self.log.emit(reason, "HTTP %s %s answered %d: %s", scope["method"], route, status, message)
+        body = json.dumps({"error": message}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status == 408:
+            headers.append((b"connection", b"close"))  # the rest of the body may still arrive
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class BodyError(Exception):
+    """A request body that cannot be accepted: HTTP status, counter reason, message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class _Gunzip:
+    """Streaming gzip decoder that stops at a size limit and reads every member of a
+    multi-member body (as gzip(1) and Go's reader do), so no concatenated data is lost."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        while data:
+            try:
+                chunk = self._d.decompress(data, self.limit + 1 - self.size)
+            except zlib.error as exc:
+                raise BodyError(400, "bad_gzip", f"invalid gzip body: {exc}") from None
+            self.size += len(chunk)
+            out.append(chunk)
+            if self.size > self.limit or self._d.unconsumed_tail:
+                raise BodyError(413, "too_large", f"body exceeds {self.limit} bytes after decompression")
+            data = self._d.unused_data if self._d.eof else b""
+            if data:
+                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return b"".join(out)
+
+    @property
+    def complete(self) -> bool:
+        return self._d.eof
+
+
+async def read_body(chunks: AsyncIterator[bytes], encoding: str, limit: int) -> bytes:
+    """Read a possibly chunked, possibly gzipped body, never holding more than ``limit``
+    decompressed bytes (plus one chunk): a gzip bomb costs at most ``limit`` of memory."""
+    if encoding not in ("", "identity", "gzip"):
+        raise BodyError(415, "unsupported_encoding", f"unsupported Content-Encoding {encoding!r}")
+    gunzip = _Gunzip(limit) if encoding == "gzip" else None
+    parts: list[bytes] = []
+    size = 0
+    raw_size = 0
+    async for chunk in chunks:
+        raw_size += len(chunk)
+        if raw_size > limit:
+            raise BodyError(413, "too_large", f"body exceeds {limit} bytes")
+        data = chunk if gunzip is None else gunzip.feed(chunk)
+        size += len(data)
+        if size > limit:
+            raise BodyError(413, "too_large", f"body exceeds {limit} bytes")
+        parts.append(data)
+    if gunzip is not None and raw_size and not gunzip.complete:
+        raise BodyError(400, "bad_gzip", "truncated gzip body")
+    return b"".join(parts)
+
+
+# ---------------------------------------------------------------------- the app
+
+
+def create_app(
+    routers: Sequence[APIRouter],
+    services: Iterable[object],
+    metrics: SelfMetrics,
+    limits: HttpLimits,
+    mounts: Sequence[tuple[str, ASGIApp]] = (),
+) -> FastAPI:
+    """The FastAPI app: ``routers`` (each a module-level router), ``services`` for :func:`need`,
+    the body guard and the error handlers (a 500 never shows internals; a bad body is a counted 400)."""
+    app = FastAPI(
+        title="keda-otel-scaler",
+        version=__version__,
+        description="OTLP metrics in, KEDA scaling decisions out. Prefill and decode scale independently.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = {type(s): s for s in (*services, metrics)}
+    app.add_middleware(
+        BodyGuard,
+        limits=lambda path: None if path == "/v1/metrics" else MAX_API_BODY_BYTES,
+        metrics=metrics,
+        documented_paths=lambda: app.openapi()["paths"],
+        body_timeout=limits.body_timeout_seconds,
+    )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with its traceback by the server; the client gets no internals.
+        metrics.http_internal_errors.inc()
+        return JSONResponse({"error": "internal error; see the server log"}, status_code=500)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.http_rejected.labels(request.url.path, "invalid_body").inc()
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors())
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
+
+    for path, mounted in mounts:
+        app.mount(path, mounted)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def provide(app: FastAPI, *services: object) -> None:
+    """Make ``services`` available to :func:`need` (for an app not built by :func:`create_app`)."""
+    registry: dict[type, object] = getattr(app.state, "services", {})
+    registry.update({type(s): s for s in services})
+    app.state.services = registry
+
+
+def need(request: Request, kind: type[T]) -> T:
+    """The app's one object of type ``kind`` (what a handler depends on)."""
+    found = request.app.state.services[kind]
+    assert isinstance(found, kind)
+    return found

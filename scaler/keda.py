@@ -1,8 +1,9 @@
 """KEDA ``externalscaler.ExternalScaler`` servicer: a thin adapter over triggers and queries.
 
 * ``GetMetricSpec`` reads only the (cached) metadata.
-* ``GetMetrics`` evaluates the trigger's query and clamps; ``IsActive`` decides on the
-  unclamped value (value > activationThreshold).
+* Every RPC reads the trigger through :func:`scaler.trigger.read_async` and only maps the
+  :class:`~scaler.trigger.Reading` to a reply (:meth:`Trigger.metric_value`,
+  :meth:`Trigger.is_active`) or, through :func:`answer_of`, to a gRPC status.
 * During the warm-up after start (``WARMUP_SECONDS``), a query that finds no data answers
   ``UNAVAILABLE`` instead of "not found": the collectors have not pushed yet, and a 0 would
   make the HPA scale down. KEDA/HPA hold the current replicas on an error. StreamIsActive
@@ -22,6 +23,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
@@ -32,12 +34,31 @@ from scaler._gen import externalscaler_pb2_grpc as pb_grpc
 from scaler.model import escape_name
 from scaler.selfmetrics import SelfMetrics
 from scaler.store import Store
-from scaler.trigger import Trigger, TriggerCache, TriggerError
-from scaler.triggerquery import NotFound, WideResult
+from scaler.trigger import Reading, State, Trigger, TriggerCache, TriggerError, read_async
 
 logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A gRPC error to answer with instead of a number."""
+
+    code: grpc.StatusCode
+    message: str
+
+
+def answer_of(ref: pb.ScaledObjectRef, reading: Reading) -> float | Status:
+    """What a reading is answered with: its number (the value, or the fallback when nothing
+    was found), or the gRPC status that tells KEDA why there is none."""
+    if reading.number is not None:
+        return reading.number
+    if reading.state is State.HOLD:
+        return Status(grpc.StatusCode.UNAVAILABLE, f"{_who(ref)}: {reading.message}")
+    if reading.state is State.INVALID:
+        return Status(grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: metadata key 'query': {reading.message}")
+    return Status(grpc.StatusCode.NOT_FOUND, f"{_who(ref)}: {reading.message}")
 
 
 class ExternalScaler(pb_grpc.ExternalScalerServicer):
@@ -59,57 +80,27 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
 
     # ------------------------------------------------------------------ helpers
 
-    async def _fail(self, context: Context, method: str, code: grpc.StatusCode, message: str) -> NoReturn:
-        self.metrics.keda_errors.labels(method, code.name).inc()
-        await context.abort(code, message)
+    async def _fail(self, context: Context, method: str, status: Status) -> NoReturn:
+        self.metrics.keda_errors.labels(method, status.code.name).inc()
+        await context.abort(status.code, status.message)
         raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
     async def _trigger(self, ref: pb.ScaledObjectRef, context: Context, method: str) -> Trigger:
         try:
             return self.triggers.get(ref.scalerMetadata)
         except TriggerError as exc:
-            await self._fail(context, method, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: {exc}")
+            await self._fail(context, method, Status(grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: {exc}"))
 
-    async def _value(self, trigger: Trigger) -> tuple[float, bool]:
-        """The raw (unclamped) value and whether it was found; raises on query errors."""
-        try:
-            return await trigger.query.evaluate_async(self.engine, self.store.now_ms()), True
-        except NotFound:
-            return trigger.value_if_not_found, False
+    async def _read(self, trigger: Trigger) -> Reading:
+        """Every evaluation of a trigger goes through here (one place to observe readings)."""
+        return await read_async(trigger, self.engine, self.store.now_ms(), self.warming())
 
-    async def _evaluate(self, ref: pb.ScaledObjectRef, trigger: Trigger, context: Context, method: str) -> float:
-        """The raw value, or the call fails with the gRPC status that says why there is none."""
-        value = await self._evaluate_or_hold(ref, trigger, context, method)
-        if value is None:
-            await self._fail(
-                context,
-                method,
-                grpc.StatusCode.UNAVAILABLE,
-                f"{_who(ref)}: no data yet for {trigger.query.text!r}: the scaler is warming up after a start "
-                "(WARMUP_SECONDS), so it does not answer 'not found'; KEDA keeps the current replicas",
-            )
-        return value
-
-    async def _evaluate_or_hold(
-        self, ref: pb.ScaledObjectRef, trigger: Trigger, context: Context, method: str
-    ) -> float | None:
-        """The raw value; None while warming up and the query finds no data."""
-        try:
-            value, found = await self._value(trigger)
-        except (WideResult, query.QueryError) as exc:
-            await self._fail(
-                context, method, grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: metadata key 'query': {exc}"
-            )
-        if not found and self.warming():
-            return None
-        if not found and trigger.error_if_not_found:
-            await self._fail(
-                context,
-                method,
-                grpc.StatusCode.NOT_FOUND,
-                f"{_who(ref)}: no series matches {trigger.query.text!r} (errIfNotFound is set)",
-            )
-        return value
+    async def _number(self, ref: pb.ScaledObjectRef, trigger: Trigger, context: Context, method: str) -> float:
+        """The reading's number, or the call fails with the status that says why there is none."""
+        answer = answer_of(ref, await self._read(trigger))
+        if isinstance(answer, Status):
+            await self._fail(context, method, answer)
+        return answer
 
     def _record(self, ref: pb.ScaledObjectRef, trigger: Trigger, value: float | None, active: bool | None) -> None:
         labels = (ref.namespace, ref.name, trigger.metric_name)
@@ -124,8 +115,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     async def IsActive(self, request: pb.ScaledObjectRef, context: Context) -> pb.IsActiveResponse:  # noqa: N802
         with self.metrics.keda_latency.labels("IsActive").time():
             trigger = await self._trigger(request, context, "IsActive")
-            value = await self._evaluate(request, trigger, context, "IsActive")
-            active = value > trigger.activation
+            active = trigger.is_active(await self._number(request, trigger, context, "IsActive"))
             self._record(request, trigger, None, active)
             return pb.IsActiveResponse(result=active)
 
@@ -138,7 +128,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         with self.metrics.keda_latency.labels("GetMetrics").time():
             ref = request.scaledObjectRef
             trigger = await self._trigger(ref, context, "GetMetrics")
-            value = trigger.clamp(await self._evaluate(ref, trigger, context, "GetMetrics"))
+            value = trigger.metric_value(await self._number(ref, trigger, context, "GetMetrics"))
             self._record(ref, trigger, value, None)
             return pb.GetMetricsResponse(
                 metricValues=[
@@ -169,13 +159,16 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             while True:
                 wake.clear()
                 started = time.perf_counter()
-                value = await self._evaluate_or_hold(request, trigger, context, "StreamIsActive")
-                active = value is not None and value > trigger.activation
-                if value is not None and active != last:
-                    self._record(request, trigger, None, active)
+                reading = await self._read(trigger)
+                answer = answer_of(request, reading)
+                if isinstance(answer, Status):
+                    if reading.state is not State.HOLD:  # a hold sends nothing until data arrives
+                        await self._fail(context, "StreamIsActive", answer)
+                elif trigger.is_active(answer) != last:
+                    last = trigger.is_active(answer)
+                    self._record(request, trigger, None, last)
                     self.metrics.keda_latency.labels("StreamIsActive").observe(time.perf_counter() - started)
-                    yield pb.IsActiveResponse(result=active)
-                    last = active
+                    yield pb.IsActiveResponse(result=last)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), self.recheck_seconds)
         finally:

@@ -1,4 +1,4 @@
-"""The domain model shared by every layer: label sets, matchers, staleness, limits.
+"""The domain model shared by every layer: label sets, samples, matchers, staleness, reject reasons.
 
 No protocol code lives here (no grpc, fastapi or generated protobuf): the store, the query
 engine and the OTLP translation all speak these types.
@@ -16,6 +16,9 @@ from scaler.regex import Pattern, compile_anchored
 
 LabelPairs = tuple[tuple[str, str], ...]
 """A series identity: ``(name, value)`` pairs sorted by name, including ``__name__``."""
+
+Sample = tuple[LabelPairs, int, float, bool]
+"""``(labels, timestamp_ms, value, is_delta)``: one translated OTLP data point."""
 
 Clock = Callable[[], float]
 """Returns the current time in Unix seconds (``time.time`` in production)."""
@@ -93,18 +96,6 @@ class Matcher:
     def __str__(self) -> str:
         escaped = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         return f'{self.name}{self.op.value}"{escaped}"'
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Store limits (INTERFACE §2). Times in seconds."""
-
-    retention_seconds: float = 120.0
-    max_series: int = 500_000
-    max_labels_per_series: int = 64
-    max_label_name_length: int = 256
-    max_label_value_length: int = 2048
-    max_future_skew_seconds: float = 300.0
 
 
 class RejectReason(enum.StrEnum):

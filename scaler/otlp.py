@@ -29,8 +29,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from scaler.model import METRIC_NAME, STALE_NAN, LabelPairs, RejectReason
-from scaler.store import Sample
+from scaler.model import METRIC_NAME, STALE_NAN, LabelPairs, RejectReason, Sample
 
 _NO_RECORDED_VALUE = metrics_pb2.DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 _DELTA = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA

@@ -22,8 +22,7 @@ import base64
 import binascii
 import json
 import logging
-import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +34,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 from scaler import nativeingest, otlp
+from scaler.config import OtlpSettings
+from scaler.httpserver import BodyError, need, read_body
 from scaler.logs import RateLimitedLog
 from scaler.model import RejectReason
 from scaler.selfmetrics import SelfMetrics
@@ -81,12 +82,14 @@ class Outcome:
 class Ingestor:
     """Translate and store one Export request; shared by both transports."""
 
-    def __init__(self, store: Store, promotions: Mapping[str, str], metrics: SelfMetrics, native: bool = True) -> None:
+    def __init__(self, store: Store, settings: OtlpSettings, metrics: SelfMetrics, native: bool = True) -> None:
         self.store = store
-        self.promotions = dict(promotions)
+        self.promotions = settings.promotions
+        self.max_bytes = settings.max_otlp_message_bytes
+        """Largest request after decompression (``MAX_OTLP_MESSAGE_BYTES``)."""
         self.metrics = metrics
         self.log = RateLimitedLog(logger)
-        self.native = nativeingest.NativeIngest(store, promotions) if native and nativeingest.AVAILABLE else None
+        self.native = nativeingest.NativeIngest(store, self.promotions) if native and nativeingest.AVAILABLE else None
 
     @property
     def path(self) -> str:
@@ -187,9 +190,9 @@ class MetricsService:
     ``INTERNAL: Exception deserializing request``.
     """
 
-    def __init__(self, ingestor: Ingestor, max_bytes: int) -> None:
+    def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
-        self.max_bytes = max_bytes
+        self.max_bytes = ingestor.max_bytes
 
     def handler(self) -> grpc.GenericRpcHandler:
         export: grpc.RpcMethodHandler[bytes, ExportResponse] = grpc.unary_unary_rpc_method_handler(
@@ -229,68 +232,6 @@ def retry_status(code: int, message: str) -> status_pb2.Status:
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=RETRY_AFTER_SECONDS)))
     return status_pb2.Status(code=code, message=message, details=[detail])
-
-
-class BodyError(Exception):
-    """An OTLP/HTTP request that cannot be accepted: HTTP status, counter reason, message."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-
-
-class _Gunzip:
-    """Streaming gzip decoder that stops at a size limit and reads every member of a
-    multi-member body (as gzip(1) and Go's reader do), so no concatenated data is lost."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-
-    def feed(self, data: bytes) -> bytes:
-        out: list[bytes] = []
-        while data:
-            try:
-                chunk = self._d.decompress(data, self.limit + 1 - self.size)
-            except zlib.error as exc:
-                raise BodyError(400, "bad_gzip", f"invalid gzip body: {exc}") from None
-            self.size += len(chunk)
-            out.append(chunk)
-            if self.size > self.limit or self._d.unconsumed_tail:
-                raise BodyError(413, "too_large", f"body exceeds {self.limit} bytes after decompression")
-            data = self._d.unused_data if self._d.eof else b""
-            if data:
-                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        return b"".join(out)
-
-    @property
-    def complete(self) -> bool:
-        return self._d.eof
-
-
-async def _read_body(chunks: AsyncIterator[bytes], encoding: str, limit: int) -> bytes:
-    """Read a possibly chunked, possibly gzipped body, never holding more than ``limit``
-    decompressed bytes (plus one chunk): a gzip bomb costs at most ``limit`` of memory."""
-    if encoding not in ("", "identity", "gzip"):
-        raise BodyError(415, "unsupported_encoding", f"unsupported Content-Encoding {encoding!r}")
-    gunzip = _Gunzip(limit) if encoding == "gzip" else None
-    parts: list[bytes] = []
-    size = 0
-    raw_size = 0
-    async for chunk in chunks:
-        raw_size += len(chunk)
-        if raw_size > limit:
-            raise BodyError(413, "too_large", f"body exceeds {limit} bytes")
-        data = chunk if gunzip is None else gunzip.feed(chunk)
-        size += len(data)
-        if size > limit:
-            raise BodyError(413, "too_large", f"body exceeds {limit} bytes")
-        parts.append(data)
-    if gunzip is not None and raw_size and not gunzip.complete:
-        raise BodyError(400, "bad_gzip", "truncated gzip body")
-    return b"".join(parts)
 
 
 def _hex_ids_to_base64(node: Any) -> Any:
@@ -353,37 +294,35 @@ def _reply(
     return Response(message.SerializeToString(), status, headers=headers, media_type="application/x-protobuf")
 
 
-def http_router(ingestor: Ingestor, max_bytes: int) -> APIRouter:
-    router = APIRouter(tags=["otlp"])
+router = APIRouter(tags=["otlp"])
 
-    @router.post(
-        "/v1/metrics",
-        summary="OTLP/HTTP metrics export (protobuf or JSON, optionally gzip)",
-        response_class=Response,
-    )
-    async def export(request: Request) -> Response:
-        content_type = request.headers.get("content-type", "")
-        as_json = content_type.split(";")[0].strip().lower() == "application/json"
-        try:
-            body = await _read_body(
-                request.stream(), request.headers.get("content-encoding", "").strip().lower(), max_bytes
-            )
-            message: ExportRequest | None
-            if content_type.split(";")[0].strip().lower() == "application/x-protobuf":
-                try:
-                    message, as_json = await ingestor.decode_protobuf(body), False
-                except DecodeError as exc:
-                    raise BodyError(400, "bad_protobuf", f"undecodable protobuf body: {exc}") from None
-            else:
-                message, as_json = decode(body, content_type)
-        except BodyError as exc:
-            ingestor.reject("http", exc.reason, str(exc))
-            code = code_pb2.RESOURCE_EXHAUSTED if exc.status == 413 else code_pb2.INVALID_ARGUMENT
-            return _reply(status_pb2.Status(code=code, message=str(exc)), as_json, exc.status)
-        outcome = await ingestor.ingest(message, "http", None if as_json else body)
-        if outcome.full:
-            status = retry_status(code_pb2.RESOURCE_EXHAUSTED, outcome.message)
-            return _reply(status, as_json, 429, {"Retry-After": str(RETRY_AFTER_SECONDS)})
-        return _reply(outcome.response, as_json)
 
-    return router
+@router.post(
+    "/v1/metrics",
+    summary="OTLP/HTTP metrics export (protobuf or JSON, optionally gzip)",
+    response_class=Response,
+)
+async def export(request: Request) -> Response:
+    ingestor = need(request, Ingestor)
+    content_type = request.headers.get("content-type", "")
+    as_json = content_type.split(";")[0].strip().lower() == "application/json"
+    try:
+        encoding = request.headers.get("content-encoding", "").strip().lower()
+        body = await read_body(request.stream(), encoding, ingestor.max_bytes)
+        message: ExportRequest | None
+        if content_type.split(";")[0].strip().lower() == "application/x-protobuf":
+            try:
+                message, as_json = await ingestor.decode_protobuf(body), False
+            except DecodeError as exc:
+                raise BodyError(400, "bad_protobuf", f"undecodable protobuf body: {exc}") from None
+        else:
+            message, as_json = decode(body, content_type)
+    except BodyError as exc:
+        ingestor.reject("http", exc.reason, str(exc))
+        code = code_pb2.RESOURCE_EXHAUSTED if exc.status == 413 else code_pb2.INVALID_ARGUMENT
+        return _reply(status_pb2.Status(code=code, message=str(exc)), as_json, exc.status)
+    outcome = await ingestor.ingest(message, "http", None if as_json else body)
+    if outcome.full:
+        status = retry_status(code_pb2.RESOURCE_EXHAUSTED, outcome.message)
+        return _reply(status, as_json, 429, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return _reply(outcome.response, as_json)

@@ -22,19 +22,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scaler.config import StoreLimits
 from scaler.model import (
     METRIC_NAME,
     Clock,
     LabelPairs,
-    Limits,
     Matcher,
     MatchOp,
     RejectReason,
+    Sample,
     escape_name,
 )
 from scaler.series import FloatArray, Int64Array, Series
 
-__all__ = ["AppendResult", "FloatArray", "Int64Array", "Sample", "Series", "Store"]
+__all__ = ["AppendResult", "FloatArray", "Int64Array", "Series", "Store"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +59,11 @@ class AppendResult:
         self.rejected.update(other.rejected)
 
 
-Sample = tuple[LabelPairs, int, float, bool]
-"""``(labels, timestamp_ms, value, is_delta)``: one translated OTLP data point."""
-
-
 class Store:
     """In-memory TSDB with an inverted label index. See the module docstring."""
 
-    def __init__(self, limits: Limits | None = None, clock: Clock = time.time) -> None:
-        self.limits = limits or Limits()
+    def __init__(self, limits: StoreLimits | None = None, clock: Clock = time.time) -> None:
+        self.limits = limits or StoreLimits()
         self.clock = clock
         self._series: dict[int, Series] = {}
         self._by_labels: dict[LabelPairs, Series] = {}

@@ -1,22 +1,34 @@
-"""KEDA trigger metadata (ScaledObject ``triggers[].metadata``) → a validated Trigger.
+"""A KEDA trigger, from its metadata to the number KEDA gets: the one core every surface uses.
 
-Parsing is strict and every error names the offending key, so KEDA shows the user exactly
-what to fix. Parsed triggers are cached by their metadata, so a poll does no parsing.
+* :func:`parse` turns ScaledObject ``triggers[].metadata`` into a validated :class:`Trigger`,
+  one small parser per key; every error is a :class:`TriggerError` naming the key, so KEDA
+  shows the user exactly what to fix. :class:`TriggerCache` keeps parsed triggers, so a poll
+  does no parsing.
+* :func:`compile_compat` (compat form, with its window checked against the retention) and
+  :func:`compile_promql` build a :class:`Query`; ``POST /memstore/query`` calls them too. Both
+  forms compile to the same PromQL AST and run through the same engine, so they cannot disagree.
+* :func:`evaluate` (or :func:`evaluate_async`, which leaves the event loop to other calls
+  between slices of work) reduces a query's answer to a :class:`Reading`; :func:`read` (or
+  :func:`read_async`) adds the trigger's policy for "nothing found" (the warm-up hold,
+  ``valueIfNotFound``, ``errIfNotFound``). A Reading is a value, a hold, not found, or invalid —
+  never a sentinel — and carries Prometheus' annotations of the query.
+* :meth:`Trigger.metric_value` and :meth:`Trigger.is_active` derive KEDA's two numbers.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import math
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from scaler import query
-from scaler.config import parse_bool
-from scaler.triggerquery import TriggerQuery, parse_duration
+from scaler.config import TriggerDefaults, parse_bool
+from scaler.model import METRIC_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +39,13 @@ OUR_KEYS = frozenset(
     {
         "metricQuery",
         "operationOverTime",
+        "window",
         "query",
         "aggregate",
         "targetValue",
         "threshold",
         "activationThreshold",
         "activationTargetValue",
-        "window",
         "clampMin",
         "clampMax",
         "valueIfNotFound",
@@ -42,6 +54,7 @@ OUR_KEYS = frozenset(
     }
 )
 
+AGGREGATES = ("sum", "avg", "max", "min")
 _MAX_METRIC_NAME = 63
 
 
@@ -51,22 +64,222 @@ class TriggerError(ValueError):
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"metadata key {key!r}: {problem}")
         self.key = key
+        self.problem = problem
+
+
+# ---------------------------------------------------------------------- queries
 
 
 @dataclass(frozen=True)
-class Defaults:
-    """Service-wide defaults a trigger may override."""
+class Query:
+    """A parsed, ready-to-run query and how to reduce its result to one number."""
 
-    retention_seconds: float = 120.0
-    value_if_not_found: float = 0.0
-    error_if_not_found: bool = False
+    expr: query.Expr
+    text: str
+    """The PromQL form of the query (what actually runs)."""
+    names: frozenset[str] | None
+    """Metric names the query reads (None: it may read any series)."""
+    aggregate: str | None = None
+    lookback_ms: int | None = None
+    """Instant-selector lookback, when the engine's (Prometheus' 5 m) is not right."""
+    logged: set[str] = field(default_factory=set, compare=False, hash=False, repr=False)
+    """Annotations already logged for this query: each distinct one is logged once."""
+
+    @staticmethod
+    def of_compat(parsed: query.CompatQuery, operation: str, window_ms: int) -> Query:
+        expr = query.compat_to_expr(parsed, operation, window_ms)
+        return Query(expr, query.format_expr(expr), _names(expr), None, query.compat_lookback_ms(window_ms))
+
+
+def parse_duration(text: str) -> float:
+    """A PromQL duration (``30s``, ``2m``, ``1h30m``, ``500ms``) or plain seconds (``45``,
+    ``2.5``) → seconds."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        ms = query.parse_duration_ms(text)
+        if ms is None:
+            raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 2m, 1h30m)") from None
+        seconds = ms / 1000
+    if not seconds > 0 or math.isinf(seconds):
+        raise ValueError(f"duration {text!r} must be positive")
+    return seconds
+
+
+def compile_compat(metric_query: str, operation: str, window: str | None, retention_seconds: float) -> Query:
+    """The compat form (``metricQuery`` + ``operationOverTime`` + ``window``, default and
+    at most the retention) → a Query; raises TriggerError naming the key at fault."""
+    seconds = retention_seconds
+    if window is not None:
+        try:
+            seconds = parse_duration(window)
+        except ValueError as exc:
+            raise TriggerError("window", str(exc)) from None
+        if seconds > retention_seconds:
+            raise TriggerError("window", f"{window} is longer than the retention ({retention_seconds:g}s)")
+    operation = operation.strip() or "last_one"
+    if operation not in query.OPERATIONS:
+        raise TriggerError(
+            "operationOverTime", f"unknown operation {operation!r}; use one of {', '.join(query.OPERATIONS)}"
+        )
+    try:
+        return Query.of_compat(query.parse_compat(metric_query), operation, int(seconds * 1000))
+    except query.QueryError as exc:
+        raise TriggerError("metricQuery", str(exc)) from None
+
+
+def compile_promql(text: str, aggregate: str | None = None) -> Query:
+    """A PromQL instant query (``aggregate`` reduces a multi-series result) → a Query."""
+    if aggregate is not None and aggregate not in AGGREGATES:
+        raise TriggerError("aggregate", f"must be one of {', '.join(AGGREGATES)}")
+    try:
+        expr = query.parse_promql(text)
+    except query.QueryError as exc:
+        raise TriggerError("query", str(exc)) from None
+    return Query(expr, text, _names(expr), aggregate)
+
+
+def _names(expr: query.Expr) -> frozenset[str] | None:
+    names: set[str] = set()
+    for matchers in query.selectors(expr):
+        exact = [m.value for m in matchers if m.name == METRIC_NAME and m.op.value == "="]
+        if not exact:
+            return None
+        names.add(exact[0])
+    return frozenset(names)
+
+
+# ---------------------------------------------------------------------- readings
+
+
+class State(enum.Enum):
+    VALUE = "value"
+    """The query answered one number."""
+    HOLD = "hold"
+    """Nothing found during the warm-up: answer nothing yet, so KEDA keeps the replicas."""
+    NOT_FOUND = "not_found"
+    """Nothing found (no series, only stale ones, or NaN): the fallback, or an error without one."""
+    INVALID = "invalid"
+    """The query cannot be answered as one number (several series, an evaluation error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one evaluation of a query came to."""
+
+    state: State
+    raw: float | None = None
+    """The query's value (VALUE only)."""
+    fallback: float | None = None
+    """NOT_FOUND only: the value to answer with instead (None with errIfNotFound)."""
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+    """Prometheus' warning annotations of the query (e.g. a counter function over a gauge)."""
+    infos: tuple[str, ...] = ()
+
+    @property
+    def number(self) -> float | None:
+        """The number this reading answers with: the value or the fallback; None if there is none."""
+        return self.raw if self.state is State.VALUE else self.fallback
+
+
+def evaluate(q: Query, engine: query.Engine, now_ms: int) -> Reading:
+    """``q`` at ``now_ms`` as a VALUE, NOT_FOUND (without fallback) or INVALID reading."""
+    try:
+        result = engine.evaluate(q.text, now_ms, lookback_ms=q.lookback_ms)
+    except query.QueryError as exc:
+        return Reading(State.INVALID, message=str(exc))
+    return _noted(q, result)
+
+
+async def evaluate_async(q: Query, engine: query.Engine, now_ms: int) -> Reading:
+    """:func:`evaluate` in slices that leave the event loop to other calls between them."""
+    try:
+        result = await engine.evaluate_async(q.text, now_ms, lookback_ms=q.lookback_ms)
+    except query.QueryError as exc:
+        return Reading(State.INVALID, message=str(exc))
+    return _noted(q, result)
+
+
+def _noted(q: Query, result: query.Result) -> Reading:
+    """The reading of ``result`` with its annotations, each distinct one logged once per query."""
+    for text in (*result.warnings, *result.infos):
+        if text not in q.logged:
+            q.logged.add(text)
+            logger.warning("query %r: %s", q.text, text)
+    return replace(_reduced(q, result.value), warnings=result.warnings, infos=result.infos)
+
+
+def _reduced(q: Query, result: query.Value) -> Reading:
+    if isinstance(result, query.Scalar):
+        value = result.value
+    elif isinstance(result, query.Vector):
+        values = [s.value for s in result.samples]
+        if not values:
+            return Reading(State.NOT_FOUND, message="Metric not found")
+        if len(values) == 1:
+            value = values[0]
+        elif q.aggregate is None:
+            return Reading(
+                State.INVALID,
+                message=f"query returned {len(values)} series; wrap it in sum(...)/max(...) or set "
+                "the trigger's aggregate: sum|avg|max|min",
+            )
+        else:
+            value = _reduce(q.aggregate, values)
+    else:
+        return Reading(State.INVALID, message=f"query must return a scalar or an instant vector, got {result.kind}")
+    if math.isnan(value):
+        return Reading(State.NOT_FOUND, message="query result is NaN (no data in the window)")
+    return Reading(State.VALUE, raw=value)
+
+
+def _reduce(aggregate: str, values: list[float]) -> float:
+    if aggregate == "sum":
+        return math.fsum(values)
+    if aggregate == "avg":
+        return math.fsum(values) / len(values)
+    if aggregate == "max":
+        return max(values)
+    return min(values)
+
+
+def read(trigger: Trigger, engine: query.Engine, now_ms: int, warming: bool) -> Reading:
+    """The trigger's query at ``now_ms`` with its not-found policy applied: during the warm-up
+    (``warming``) "nothing" is "not yet" (HOLD), else the fallback or, with errIfNotFound, none."""
+    return _policy(trigger, evaluate(trigger.query, engine, now_ms), warming)
+
+
+async def read_async(trigger: Trigger, engine: query.Engine, now_ms: int, warming: bool) -> Reading:
+    """:func:`read` with :func:`evaluate_async` (what the KEDA servicer runs)."""
+    return _policy(trigger, await evaluate_async(trigger.query, engine, now_ms), warming)
+
+
+def _policy(trigger: Trigger, reading: Reading, warming: bool) -> Reading:
+    if reading.state is not State.NOT_FOUND:
+        return reading
+    text = trigger.query.text
+    if warming:
+        return replace(
+            reading,
+            state=State.HOLD,
+            message=f"no data yet for {text!r}: the scaler is warming up after a start (WARMUP_SECONDS), "
+            "so it does not answer 'not found'; KEDA keeps the current replicas",
+        )
+    if trigger.error_if_not_found:
+        return replace(reading, message=f"no series matches {text!r} (errIfNotFound is set)")
+    return replace(reading, fallback=trigger.value_if_not_found, message=f"no series matches {text!r}")
+
+
+# ---------------------------------------------------------------------- triggers
 
 
 @dataclass(frozen=True)
 class Trigger:
     """One validated trigger: what to evaluate and how to turn it into KEDA's answers."""
 
-    query: TriggerQuery
+    query: Query
     metric_name: str
     target: float
     activation: float
@@ -82,8 +295,41 @@ class Trigger:
             value = self.clamp_max
         return value
 
+    def metric_value(self, number: float) -> float:
+        """GetMetrics' value for a reading's number (value or fallback): clamped."""
+        return self.clamp(number)
 
-def _float(metadata: Mapping[str, str], *keys: str, positive: bool = False) -> float | None:
+    def is_active(self, number: float) -> bool:
+        """IsActive for a reading's number: the *unclamped* number above activationThreshold."""
+        return number > self.activation
+
+
+def parse(metadata: Mapping[str, str], defaults: TriggerDefaults, retention_seconds: float) -> Trigger:
+    """Validate trigger metadata; raises TriggerError naming the key at fault."""
+    unknown = set(metadata) - OUR_KEYS - KEDA_KEYS
+    if unknown:
+        logger.debug("ignoring unknown trigger metadata keys: %s", ", ".join(sorted(unknown)))
+    target = _number(metadata, "targetValue", "threshold", positive=True)
+    if target is None:
+        raise TriggerError("targetValue", "required (a number > 0; alias 'threshold')")
+    activation = _number(metadata, "activationThreshold", "activationTargetValue")
+    clamp_min, clamp_max = _clamps(metadata)
+    value_if_not_found = _number(metadata, "valueIfNotFound")
+    error_if_not_found = _error_if_not_found(metadata, defaults)
+    return Trigger(
+        query=_query(metadata, retention_seconds),
+        metric_name=_metric_name(metadata),
+        target=target,
+        activation=0.0 if activation is None else activation,
+        clamp_min=clamp_min,
+        clamp_max=clamp_max,
+        value_if_not_found=defaults.value_if_not_found if value_if_not_found is None else value_if_not_found,
+        error_if_not_found=error_if_not_found,
+    )
+
+
+def _number(metadata: Mapping[str, str], *keys: str, positive: bool = False) -> float | None:
+    """The first of ``keys`` (a key and its aliases) present, as a finite number."""
     for key in keys:
         raw = metadata.get(key)
         if raw is None:
@@ -100,6 +346,28 @@ def _float(metadata: Mapping[str, str], *keys: str, positive: bool = False) -> f
     return None
 
 
+def _clamps(metadata: Mapping[str, str]) -> tuple[float | None, float | None]:
+    low, high = _number(metadata, "clampMin"), _number(metadata, "clampMax")
+    if low is not None and high is not None and low > high:
+        raise TriggerError("clampMin", f"{low:g} is greater than clampMax {high:g}")
+    return low, high
+
+
+def _error_if_not_found(metadata: Mapping[str, str], defaults: TriggerDefaults) -> bool:
+    raw = metadata.get("errIfNotFound")
+    if raw is None:
+        return defaults.error_if_not_found
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise TriggerError("errIfNotFound", f"{raw!r} is not true/false") from None
+
+
+def _metric_name(metadata: Mapping[str, str]) -> str:
+    given = metadata.get("metricName", "").strip()
+    return sanitize_metric_name(given or metadata.get("metricQuery") or metadata.get("query", ""))
+
+
 def sanitize_metric_name(text: str) -> str:
     """A name KEDA/HPA accept: lowercase ``[a-z0-9-]``, at most 63 characters."""
     name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "metric"
@@ -109,88 +377,27 @@ def sanitize_metric_name(text: str) -> str:
     return name
 
 
-def parse_trigger(metadata: Mapping[str, str], defaults: Defaults) -> Trigger:
-    """Validate trigger metadata; raises TriggerError naming the key at fault."""
-    unknown = set(metadata) - OUR_KEYS - KEDA_KEYS
-    if unknown:
-        logger.debug("ignoring unknown trigger metadata keys: %s", ", ".join(sorted(unknown)))
-    target = _float(metadata, "targetValue", "threshold", positive=True)
-    if target is None:
-        raise TriggerError("targetValue", "required (a number > 0; alias 'threshold')")
-    activation = _float(metadata, "activationThreshold", "activationTargetValue")
-    clamp_min = _float(metadata, "clampMin")
-    clamp_max = _float(metadata, "clampMax")
-    if clamp_min is not None and clamp_max is not None and clamp_min > clamp_max:
-        raise TriggerError("clampMin", f"{clamp_min:g} is greater than clampMax {clamp_max:g}")
-    value_if_not_found = _float(metadata, "valueIfNotFound")
-    error_if_not_found = defaults.error_if_not_found
-    if "errIfNotFound" in metadata:
-        try:
-            error_if_not_found = parse_bool(metadata["errIfNotFound"])
-        except ValueError:
-            raise TriggerError("errIfNotFound", f"{metadata['errIfNotFound']!r} is not true/false") from None
-    compiled = _query(metadata, defaults)
-    metric_name = metadata.get("metricName", "").strip()
-    if metric_name:
-        metric_name = sanitize_metric_name(metric_name)
-    else:
-        metric_name = sanitize_metric_name(metadata.get("metricQuery") or metadata.get("query", ""))
-    return Trigger(
-        query=compiled,
-        metric_name=metric_name,
-        target=target,
-        activation=activation if activation is not None else 0.0,
-        clamp_min=clamp_min,
-        clamp_max=clamp_max,
-        value_if_not_found=value_if_not_found if value_if_not_found is not None else defaults.value_if_not_found,
-        error_if_not_found=error_if_not_found,
-    )
-
-
-def _query(metadata: Mapping[str, str], defaults: Defaults) -> TriggerQuery:
+def _query(metadata: Mapping[str, str], retention_seconds: float) -> Query:
     compat = metadata.get("metricQuery", "").strip()
     promql = metadata.get("query", "").strip()
     if compat and promql:
         raise TriggerError("query", "set exactly one of 'metricQuery' (compat form) and 'query' (PromQL)")
-    if not compat and not promql:
-        raise TriggerError("metricQuery", "required: set 'metricQuery' (compat form) or 'query' (PromQL)")
     if promql:
         for key in ("operationOverTime", "window"):
             if key in metadata:
                 raise TriggerError(key, "only applies to 'metricQuery'; in PromQL use a range selector")
-        aggregate = metadata.get("aggregate", "").strip() or None
-        try:
-            return TriggerQuery.promql(promql, aggregate)
-        except query.QueryError as exc:
-            raise TriggerError("query", str(exc)) from None
-        except ValueError as exc:
-            raise TriggerError("aggregate", str(exc)) from None
-    window = defaults.retention_seconds
-    if "window" in metadata:
-        try:
-            window = parse_duration(metadata["window"])
-        except ValueError as exc:
-            raise TriggerError("window", str(exc)) from None
-        if window > defaults.retention_seconds:
-            raise TriggerError(
-                "window", f"{metadata['window']} is longer than the retention ({defaults.retention_seconds:g}s)"
-            )
-    operation = metadata.get("operationOverTime", "last_one").strip() or "last_one"
-    if operation not in query.OPERATIONS:
-        raise TriggerError(
-            "operationOverTime", f"unknown operation {operation!r}; use one of {', '.join(query.OPERATIONS)}"
-        )
-    try:
-        return TriggerQuery.compat(compat, operation, window)
-    except query.QueryError as exc:
-        raise TriggerError("metricQuery", str(exc)) from None
+        return compile_promql(promql, metadata.get("aggregate", "").strip() or None)
+    if not compat:
+        raise TriggerError("metricQuery", "required: set 'metricQuery' (compat form) or 'query' (PromQL)")
+    return compile_compat(compat, metadata.get("operationOverTime", ""), metadata.get("window"), retention_seconds)
 
 
 class TriggerCache:
     """LRU cache of parsed triggers keyed by their metadata (bad metadata is cached too)."""
 
-    def __init__(self, defaults: Defaults, size: int = 4096) -> None:
+    def __init__(self, defaults: TriggerDefaults, retention_seconds: float, size: int = 4096) -> None:
         self.defaults = defaults
+        self.retention_seconds = retention_seconds
         self.size = size
         self._entries: OrderedDict[frozenset[tuple[str, str]], Trigger | TriggerError] = OrderedDict()
 
@@ -199,7 +406,7 @@ class TriggerCache:
         entry = self._entries.get(key)
         if entry is None:
             try:
-                entry = parse_trigger(metadata, self.defaults)
+                entry = parse(metadata, self.defaults, self.retention_seconds)
             except TriggerError as exc:
                 entry = exc
             self._entries[key] = entry

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real service on free ports, run on its own event loop in a thread."""
+"""Shared fixtures: a real service on free ports, run on its own event loop in a thread
+(``service``, ``service_factory``), or as a child process (``scaler_process``)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,17 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
 
-from scaler.app import Ports, Service
+from scaler.app import BoundPorts, Service
 from scaler.config import Settings
+from scaler.runner import ScalerProcess
 
 T = TypeVar("T")
 
-BASE_SETTINGS = Settings(
+BASE_SETTINGS = Settings.of(
     listen_address="127.0.0.1",
     otlp_receiver_port=0,
     keda_external_scaler_port=0,
@@ -33,7 +34,7 @@ class RunningService:
         self.settings = settings
         self.loop = asyncio.new_event_loop()
         self.service: Service | None = None
-        self._started: Future[Ports] = Future()
+        self._started: Future[BoundPorts] = Future()
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="service", daemon=True)
 
@@ -53,12 +54,12 @@ class RunningService:
         await self._stop.wait()
         await self.service.stop(grace=1.0)
 
-    def start(self) -> Ports:
+    def start(self) -> BoundPorts:
         self._thread.start()
         return self._started.result(timeout=30)
 
     @property
-    def ports(self) -> Ports:
+    def ports(self) -> BoundPorts:
         return self._started.result(timeout=30)
 
     @property
@@ -87,7 +88,7 @@ def service_factory() -> Iterator[Callable[..., RunningService]]:
     started: list[RunningService] = []
 
     def make(**overrides: Any) -> RunningService:
-        svc = RunningService(replace(BASE_SETTINGS, **overrides))
+        svc = RunningService(BASE_SETTINGS.replace(**overrides))
         svc.start()
         started.append(svc)
         return svc
@@ -100,3 +101,20 @@ def service_factory() -> Iterator[Callable[..., RunningService]]:
 @pytest.fixture
 def service(service_factory: Callable[..., RunningService]) -> RunningService:
     return service_factory()
+
+
+@pytest.fixture
+def scaler_process() -> Iterator[Callable[..., ScalerProcess]]:
+    """Start ``keda-otel-scaler serve`` as a child (``scaler_process(args, env=..., log_path=...)``);
+    every child still running at the end of the test is stopped."""
+    started: list[ScalerProcess] = []
+
+    def make(*args: Any, **kwargs: Any) -> ScalerProcess:
+        process = ScalerProcess(*args, **kwargs)
+        started.append(process)
+        process.start()
+        return process
+
+    yield make
+    for process in started:
+        process.stop()

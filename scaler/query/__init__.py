@@ -24,6 +24,7 @@ from scaler.query.errors import QueryError
 from scaler.query.jsonast import translate_ast
 from scaler.query.parser import parse_metric_selector, parse_promql
 from scaler.query.printer import format_expr
+from scaler.query.tokens import parse_duration_ms
 from scaler.query.values import (
     Matrix,
     Sample,
@@ -59,6 +60,7 @@ __all__ = [
     "format_value",
     "metric_names",
     "parse_compat",
+    "parse_duration_ms",
     "parse_metric_selector",
     "parse_promql",
     "selectors",

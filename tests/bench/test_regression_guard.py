@@ -17,13 +17,13 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from bench import workload
 from bench.stats import best_ratio
 from scaler import otlp, query
-from scaler.config import Settings
-from scaler.model import METRIC_NAME, LabelPairs, Limits, Matcher
+from scaler.config import Settings, StoreLimits, TriggerDefaults
+from scaler.model import METRIC_NAME, LabelPairs, Matcher
 from scaler.store import Store
-from scaler.trigger import Defaults, TriggerCache
+from scaler.trigger import TriggerCache, read
 
 SECOND_NS = 1_000_000_000
-PROMOTIONS = Settings().promotions
+PROMOTIONS = Settings().otlp.promotions
 SELECTED = workload.deployment_name(0)
 
 # about twice the typical ratio at 01bd62a; under a 3× oversubscribed CPU the ratios rose by up
@@ -59,7 +59,7 @@ def test_translate_and_append_stay_close_to_the_protobuf_decode_limit() -> None:
     pods = workload.payloads(2_000)
     start_ns = time.time_ns() - 60 * SECOND_NS
     rounds = [workload.batch([p.render(start_ns + r * SECOND_NS, float(r)) for p in pods], 25) for r in range(16)]
-    store = Store(Limits(max_series=100_000))
+    store = Store(StoreLimits(max_series=100_000))
     assert sum(_ingest(store, data) for data in rounds[0]) == 2_000  # creates the series
     pending = iter(rounds[1:])
 
@@ -75,7 +75,7 @@ def test_translate_and_append_stay_close_to_the_protobuf_decode_limit() -> None:
 @pytest.fixture(scope="module")
 def store_20k() -> Store:
     """20k series; the 50 pods of SELECTED hold 13 samples 5 s apart, the rest one."""
-    store = Store(Limits(max_series=100_000))
+    store = Store(StoreLimits(max_series=100_000))
     pods = workload.payloads(20_000)
     end_ns = time.time_ns()
     for r in range(12):
@@ -111,13 +111,13 @@ def test_trigger_evaluation_is_close_to_selection(store_20k: Store) -> None:
     """GetMetrics' work (cached trigger + evaluation) of sum(rate(x[1m])) over 50 series vs
     selecting those 50 series."""
     engine = query.Engine(store_20k)
-    cache = TriggerCache(Defaults())
+    cache = TriggerCache(TriggerDefaults(), retention_seconds=120.0)
     metadata = {"query": f'sum(rate(vllm:prompt_tokens_total{{deployment="{SELECTED}"}}[1m]))', "targetValue": "1"}
     t_ms = store_20k.now_ms()
-    value = cache.get(metadata).query.evaluate(engine, t_ms)
+    value = read(cache.get(metadata), engine, t_ms, warming=False).number
     assert value == pytest.approx(10.0 * workload.PODS_PER_DEPLOYMENT)
     matchers = [Matcher.of(METRIC_NAME, "=", "vllm:prompt_tokens_total"), Matcher.of("deployment", "=", SELECTED)]
     ratio = _per_call_ratio(
-        lambda: cache.get(metadata).query.evaluate(engine, t_ms), 20, lambda: store_20k.select(matchers), 20
+        lambda: read(cache.get(metadata), engine, t_ms, warming=False), 20, lambda: store_20k.select(matchers), 20
     )
     assert ratio <= EVALUATE_VS_SELECT, f"evaluation is {ratio:.1f}× the selection alone"

@@ -30,7 +30,7 @@ Doc = dict[str, Any]
 
 def declared_settings() -> dict[str, str]:
     """Environment variable -> Settings attribute, for every setting of ``serve``."""
-    return {f.env: f.name for f in config.FIELDS}
+    return {s.env: s.name for s in config.SETTINGS}
 
 
 def load_settings(environ: Mapping[str, str]) -> config.Settings:

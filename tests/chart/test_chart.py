@@ -149,9 +149,14 @@ def test_every_setting_renders_to_the_variable_the_server_reads() -> None:
     loaded = helm.load_settings(rendered)
     for env, attribute in declared.items():
         expected = values[helm.camel(env)]
-        assert getattr(loaded, attribute) == expected, (env, rendered[env])
+        assert loaded.value(attribute) == expected, (env, rendered[env])
     ports = {p["name"]: p["containerPort"] for p in helm.container(docs)["ports"]}
-    assert ports == {"otlp-grpc": loaded.otlp_receiver_port, "keda": loaded.keda_external_scaler_port, "http": 65535}
+    listeners = loaded.listeners
+    assert ports == {
+        "otlp-grpc": listeners.otlp_receiver_port,
+        "keda": listeners.keda_external_scaler_port,
+        "http": 65535,
+    }
 
 
 def test_default_settings_load_and_unset_ones_keep_the_servers_defaults() -> None:

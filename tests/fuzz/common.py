@@ -25,9 +25,9 @@ with atheris.instrument_imports(include=["scaler"]):
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
     from scaler import nativeingest, otlp
-    from scaler.config import Settings
-    from scaler.model import METRIC_NAME, STALE_NAN, LabelPairs, Limits, make_labels
-    from scaler.store import AppendResult, Sample, Store
+    from scaler.config import Settings, StoreLimits
+    from scaler.model import METRIC_NAME, STALE_NAN, LabelPairs, Sample, make_labels
+    from scaler.store import AppendResult, Store
 
 NOW_S = 1_800_000_000.0
 """The fixed 'now' of every store the harnesses build (2027-01-15)."""
@@ -135,7 +135,7 @@ def append_and_check(store: Store, samples: Sequence[Sample], clock: Clock) -> N
     clock.now_s = NOW_S
 
 
-PROMOTIONS = Settings().promotions
+PROMOTIONS = Settings().otlp.promotions
 """The default resource-label promotions."""
 
 StoreState = dict[LabelPairs, tuple[list[int], bytes, bytes]]
@@ -179,7 +179,7 @@ def compare_native(
     (from the native cache: overwrites), and after the store deleted every series (the cache holds
     dead series). The stores, accepted counts, rejections by reason and data points must agree."""
     clock = Clock(now_s)
-    reference, twin = Store(Limits(max_series=max_series), clock), Store(Limits(max_series=max_series), clock)
+    reference, twin = Store(StoreLimits(max_series=max_series), clock), Store(StoreLimits(max_series=max_series), clock)
     native = nativeingest.NativeIngest(twin, PROMOTIONS)
     for step in ("first", "again", "after deletion"):
         if step == "after deletion":
@@ -195,14 +195,14 @@ def compare_native(
 
 
 def new_store(clock: Clock) -> Store:
-    return Store(Limits(max_series=MAX_SERIES), clock=clock)
+    return Store(StoreLimits(max_series=MAX_SERIES), clock=clock)
 
 
 def vllm_store() -> Store:
     """A store of vLLM-shaped series, 15 s apart over the last 10 minutes before ``NOW_MS``:
     counters (one with a reset), gauges (one stale, one NaN/±Inf), classic histogram buckets,
     and names that need escaping or quoting."""
-    store = Store(Limits(retention_seconds=3600.0, max_series=1000), clock=lambda: NOW_S)
+    store = Store(StoreLimits(retention_seconds=3600.0, max_series=1000), clock=lambda: NOW_S)
     step = 15_000
     times = [NOW_MS - 600_000 + i * step for i in range(41)]
     samples: list[Sample] = []

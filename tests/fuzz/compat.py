@@ -3,10 +3,10 @@
 Input: the compat query on the first line, then ``key=value`` metadata lines (``\\n`` inside a
 value stands for a newline). Checked:
 
-* ``TriggerQuery.compat(text, operationOverTime, window)`` raises only QueryError; what it
-  compiles prints as PromQL that parses back to the same text, and evaluates raising only
-  NotFound, WideResult or QueryError;
-* ``parse_trigger`` (and the cache in front of it) turns any metadata into a Trigger or a
+* ``trigger.compile_compat(text, operationOverTime, window, retention)`` raises only
+  TriggerError; what it compiles prints as PromQL that parses back to the same text, and
+  ``trigger.evaluate`` turns it into a Reading (a VALUE holds a number, never NaN);
+* ``trigger.parse`` (and the cache in front of it) turns any metadata into a Trigger or a
   TriggerError naming a key; a Trigger's numbers are valid (target > 0, finite, clamps ordered,
   a KEDA-safe metric name).
 """
@@ -21,11 +21,22 @@ from tests.fuzz.common import atheris
 
 with atheris.instrument_imports(include=["scaler"]):
     from scaler import query
+    from scaler.config import TriggerDefaults
     from scaler.query import QueryError
-    from scaler.trigger import OUR_KEYS, Defaults, Trigger, TriggerCache, TriggerError, parse_trigger
-    from scaler.triggerquery import NotFound, TriggerQuery, WideResult, parse_duration
+    from scaler.trigger import (
+        OUR_KEYS,
+        Query,
+        State,
+        Trigger,
+        TriggerCache,
+        TriggerError,
+        compile_compat,
+        evaluate,
+        parse,
+    )
 
-DEFAULTS = Defaults()
+DEFAULTS = TriggerDefaults()
+RETENTION_S = 120.0
 ENGINE = query.Engine(common.vllm_store())
 CPU_BUDGET_S = 2.0
 _METRIC_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
@@ -40,28 +51,21 @@ def parse_input(data: bytes) -> tuple[str, dict[str, str]]:
     return lines[0].replace("\\n", "\n"), metadata
 
 
-def evaluate(compiled: TriggerQuery) -> None:
-    try:
-        value = compiled.evaluate(ENGINE, common.NOW_MS)
-    except (QueryError, NotFound, WideResult):
-        return
-    if type(value) is not float or math.isnan(value):
-        common.fail("evaluate returned no number", value)
+def check_reading(compiled: Query) -> None:
+    reading = evaluate(compiled, ENGINE, common.NOW_MS)
+    if reading.state is State.VALUE and (type(reading.raw) is not float or math.isnan(reading.raw)):
+        common.fail("evaluate returned a value that is no number", reading)
+    if reading.state not in (State.VALUE, State.NOT_FOUND, State.INVALID) or reading.fallback is not None:
+        common.fail("evaluate returned a reading only a trigger's policy makes", reading)
 
 
 def check_compat(text: str, metadata: dict[str, str]) -> None:
     operation = metadata.get("operationOverTime", "last_one")
-    window = DEFAULTS.retention_seconds
-    if "window" in metadata:
-        try:
-            window = parse_duration(metadata["window"])
-        except ValueError:
-            return
-        if not 0 < window <= DEFAULTS.retention_seconds:
-            return  # the callers (trigger, REST) reject a window beyond the retention
     try:
-        compiled = TriggerQuery.compat(text, operation, window)
-    except QueryError:
+        compiled = compile_compat(text, operation, metadata.get("window"), RETENTION_S)
+    except TriggerError as exc:
+        if exc.key not in ("metricQuery", "operationOverTime", "window"):
+            common.fail("compile_compat blames a key it does not read", exc.key, exc)
         return
     try:
         reparsed = query.parse_promql(compiled.text)
@@ -72,7 +76,7 @@ def check_compat(text: str, metadata: dict[str, str]) -> None:
         common.fail("the PromQL form of a compat query does not print back", compiled.text, reparsed)
     if compiled.names is None or len(compiled.names) != 1:
         common.fail("a compat query reads exactly one metric name", compiled.names)
-    evaluate(compiled)
+    check_reading(compiled)
 
 
 def check_trigger(trigger: Trigger) -> None:
@@ -83,7 +87,7 @@ def check_trigger(trigger: Trigger) -> None:
         common.fail("trigger with clampMin > clampMax", trigger)
     if not _METRIC_NAME.match(trigger.metric_name):
         common.fail("metric name KEDA would reject", trigger.metric_name)
-    evaluate(trigger.query)
+    check_reading(trigger.query)
 
 
 def test_one_input(data: bytes) -> None:
@@ -100,7 +104,7 @@ def check_input(data: bytes) -> None:
     if text and "metricQuery" not in metadata and "query" not in metadata:
         metadata["metricQuery"] = text
     try:
-        trigger = parse_trigger(metadata, DEFAULTS)
+        trigger = parse(metadata, DEFAULTS, RETENTION_S)
     except TriggerError as exc:
         if exc.key not in OUR_KEYS:
             common.fail("TriggerError names a key that is not a trigger key", exc.key, exc)
@@ -108,11 +112,11 @@ def check_input(data: bytes) -> None:
     else:
         check_trigger(trigger)
         cached = trigger
-    cache = TriggerCache(DEFAULTS, size=1)
+    cache = TriggerCache(DEFAULTS, RETENTION_S, size=1)
     for _ in range(2):
         try:
             got: Trigger | TriggerError = cache.get(metadata)
         except TriggerError as exc:
             got = exc
         if type(got) is not type(cached) or str(got) != str(cached):
-            common.fail("TriggerCache disagrees with parse_trigger", got, cached)
+            common.fail("TriggerCache disagrees with trigger.parse", got, cached)

@@ -10,7 +10,8 @@ from tests.fuzz.common import atheris
 from tests.fuzz.otlp_protobuf import translate_and_store
 
 with atheris.instrument_imports(include=["scaler"]):
-    from scaler.receiver import BodyError, decode
+    from scaler.httpserver import BodyError
+    from scaler.receiver import decode
 
 
 def test_one_input(data: bytes) -> None:

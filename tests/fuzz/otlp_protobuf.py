@@ -19,7 +19,7 @@ with atheris.instrument_imports(include=["scaler"]):
     from scaler import nativeingest, otlp
     from scaler.config import Settings
 
-PROMOTIONS = Settings().promotions
+PROMOTIONS = Settings().otlp.promotions
 custom_mutator = protomutate.mutator(ExportMetricsServiceRequest)
 
 

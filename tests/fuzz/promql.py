@@ -18,8 +18,8 @@ is tolerated.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
+import math
 
 from tests.fuzz import common
 from tests.fuzz.common import atheris
@@ -27,7 +27,7 @@ from tests.fuzz.common import atheris
 with atheris.instrument_imports(include=["scaler"]):
     from scaler import query
     from scaler.query import QueryError
-    from scaler.triggerquery import NotFound, TriggerQuery, WideResult
+    from scaler.trigger import Query, State, evaluate
 
 ENGINE = query.Engine(common.vllm_store(), limits=query.QueryLimits(timeout_s=0.5, max_samples=1_000_000))
 """Limits well inside the CPU budget: ``x[1000000y:1ms]`` must end in Prometheus' timeout."""
@@ -102,5 +102,6 @@ def check_query(text: str) -> None:
         check_value(ENGINE.range_query(expr, RANGE_START_MS, common.NOW_MS, STEP_MS))
     except QueryError as exc:
         check_error(exc, text)
-    with contextlib.suppress(QueryError, NotFound, WideResult):
-        TriggerQuery(expr, text, None, "avg").evaluate(ENGINE, common.NOW_MS)
+    reading = evaluate(Query(expr, text, None, "avg"), ENGINE, common.NOW_MS)
+    if reading.state is State.VALUE and (reading.raw is None or math.isnan(reading.raw)):
+        common.fail("a trigger reading of a VALUE without a number", text, reading)

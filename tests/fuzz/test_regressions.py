@@ -14,10 +14,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 
 from scaler import otlp
+from scaler.httpserver import BodyError
 from scaler.model import STALE_NAN
 from scaler.query import QueryError, compat_to_promql_text, format_expr, parse_promql
 from scaler.query.parser import MAX_DEPTH
-from scaler.receiver import BodyError, decode
+from scaler.receiver import decode
 from tests.fuzz import common, compat, otlp_json, otlp_protobuf, promql
 
 PROMOTIONS: dict[str, str] = {}

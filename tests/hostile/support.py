@@ -1,6 +1,6 @@
 """Machinery of the hostile-input suite (issue 9).
 
-* :class:`Hostile` runs ``python -m scaler serve`` in a subprocess (``bench.server.ServerProcess``)
+* :class:`Hostile` runs ``python -m scaler serve`` in a subprocess (:class:`scaler.runner.ScalerProcess`)
   with a few *sentinel* series ingested at start, and :meth:`Hostile.check` asserts the invariants
   every hostile case must leave intact: ``/readyz`` answers 200, the process is alive, its RSS
   grew by at most :data:`RSS_GROWTH_BOUND_MIB` over the baseline taken after the sentinel, and
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import select
 import socket
 import time
@@ -24,7 +23,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from unittest import mock
 
 import grpc
 import httpx
@@ -35,7 +33,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.server import GRPC_OPTIONS, ServerProcess, otlp_export
+from scaler.runner import ScalerProcess
 from tests.otlpdata import counter, gauge, histogram, now_ns, request
 
 RSS_GROWTH_BOUND_MIB = 64.0
@@ -54,6 +52,10 @@ MAX_MESSAGE_BYTES = 4 << 20
 
 RETENTION_SECONDS = 600
 """``--retention-seconds``: the sentinel lives far longer than a module runs."""
+
+_EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+_LARGE_MESSAGES = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+"""gRPC client options: the suite sends requests far over the server's limit on purpose."""
 
 REQUEST_TIMEOUT = 15.0
 """Client-side bound on every request: a hang fails the case instead of the whole run."""
@@ -150,14 +152,16 @@ class Hostile:
     live: ClassVar[list[Hostile]] = []
     """Started and not yet stopped: the conftest checks each after every test."""
 
-    def __init__(self, server: ServerProcess, max_series: int) -> None:
+    def __init__(self, server: ScalerProcess, max_series: int) -> None:
         self.server = server
         self.max_series = max_series
         self.http = httpx.Client(
             base_url=server.url(""), timeout=REQUEST_TIMEOUT, event_hooks={"response": [_no_leak_hook]}
         )
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{server.otlp}", options=GRPC_OPTIONS)
-        self._export = otlp_export(self.channel)
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{server.ports.otlp}", options=_LARGE_MESSAGES)
+        self._export: grpc.UnaryUnaryMultiCallable[bytes, ExportMetricsServiceResponse] = self.channel.unary_unary(
+            _EXPORT, request_serializer=None, response_deserializer=ExportMetricsServiceResponse.FromString
+        )
         self.sentinels: list[SentinelSeries] = []
         self.baseline_rss = 0.0
 
@@ -173,11 +177,10 @@ class Hostile:
             str(MAX_MESSAGE_BYTES),
             *extra_args,
         ]
-        server = ServerProcess(args, max_series=max_series)
-        with mock.patch.dict(os.environ):  # the child inherits exactly this environment
-            os.environ.pop("ADMIN_TOKEN", None)
-            os.environ.update(env or {})
-            server.start()
+        server = ScalerProcess(
+            ["--max-series", str(max_series), "--log-level", "info", *args], env={"ADMIN_TOKEN": None, **(env or {})}
+        )
+        server.start()
         hostile = Hostile(server, max_series)
         try:
             hostile.seed_sentinel()
@@ -189,7 +192,6 @@ class Hostile:
             hostile.http.close()
             hostile.channel.close()
             server.stop()
-            server.log_path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ sentinel, invariants
 
@@ -203,7 +205,7 @@ class Hostile:
 
     def check(self) -> None:
         """The invariants every hostile case must leave intact."""
-        proc = self.server.proc
+        proc = self.server.process
         assert proc is not None and proc.poll() is None, f"the server died (exit {proc and proc.returncode})"
         ready = self.http.get("/readyz")
         assert ready.status_code == 200, ready.text

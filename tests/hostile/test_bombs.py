@@ -96,7 +96,7 @@ def test_gzip_bomb_with_small_content_length_streamed_chunked(hostile: Hostile) 
         b"Content-Encoding: gzip\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
     names = hostile.names()
-    result = raw_exchange(hostile.server.http, head + chunks + b"0\r\n\r\n", wait=QUICKLY)
+    result = raw_exchange(hostile.server.ports.http, head + chunks + b"0\r\n\r\n", wait=QUICKLY)
     assert result.status in (400, 413), result.response[:300]
     assert hostile.names() == names
 

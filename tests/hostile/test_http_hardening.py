@@ -49,17 +49,19 @@ def test_many_headers_totalling_200_kib_are_431(hostile: Hostile) -> None:
     line = b"X-Hostile-%04d: " + b"v" * 180 + b"\r\n"  # 198 bytes
     headers = b"".join(line % i for i in range(1 + HEAD_BYTES // 198))
     assert len(headers) >= HEAD_BYTES
-    assert_refused_without_5xx(raw_exchange(hostile.server.http, get_with_head(headers), wait=CUT_OFF_WITHIN), 431)
+    assert_refused_without_5xx(
+        raw_exchange(hostile.server.ports.http, get_with_head(headers), wait=CUT_OFF_WITHIN), 431
+    )
 
 
 def test_one_200_kib_header_is_431(hostile: Hostile) -> None:
     header = b"X-Hostile: " + b"v" * HEAD_BYTES + b"\r\n"
-    assert_refused_without_5xx(raw_exchange(hostile.server.http, get_with_head(header), wait=CUT_OFF_WITHIN), 431)
+    assert_refused_without_5xx(raw_exchange(hostile.server.ports.http, get_with_head(header), wait=CUT_OFF_WITHIN), 431)
 
 
 def test_a_200_kib_request_line_is_refused(hostile: Hostile) -> None:
     line = b"GET /readyz?" + b"q" * HEAD_BYTES + b" HTTP/1.1\r\nHost: hostile\r\nConnection: close\r\n\r\n"
-    result = raw_exchange(hostile.server.http, line, wait=CUT_OFF_WITHIN)
+    result = raw_exchange(hostile.server.ports.http, line, wait=CUT_OFF_WITHIN)
     assert result.closed or result.status is not None
     assert result.status is None or result.status in (400, 414, 431), result.response[:300]
 
@@ -86,7 +88,7 @@ def test_slowloris_headers_are_cut_off_after_the_header_timeout(hostile: Hostile
     worker.start()
     try:
         result = trickle(
-            hostile.server.http,
+            hostile.server.ports.http,
             b"GET /readyz HTTP/1.1\r\nHost: hostile\r\n",
             b"X-Slow: " + b"a" * 60,
             interval=1.0,
@@ -108,7 +110,7 @@ def test_stalled_body_is_cut_off_after_the_body_timeout(hostile: Hostile, path: 
         f"POST {path} HTTP/1.1\r\nHost: hostile\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
     ).encode()
     before = hostile.counters()
-    result = raw_exchange(hostile.server.http, head + b'{"query": ', wait=CUT_OFF_WITHIN)
+    result = raw_exchange(hostile.server.ports.http, head + b'{"query": ', wait=CUT_OFF_WITHIN)
     assert result.closed or result.status == 408, (
         f"no 408 and the connection is still open after {result.elapsed:.1f}s: {result.response[:300]!r}"
     )
@@ -155,7 +157,7 @@ def test_api_body_over_1_mib_is_413(hostile: Hostile) -> None:
     ids=["tls-hello", "garbage", "http-9.9", "negative-length", "two-lengths", "bad-chunk", "nul-in-path", "crlfs"],
 )
 def test_malformed_http_is_refused_without_5xx(hostile: Hostile, wire: bytes) -> None:
-    result = raw_exchange(hostile.server.http, wire, wait=CUT_OFF_WITHIN)
+    result = raw_exchange(hostile.server.ports.http, wire, wait=CUT_OFF_WITHIN)
     assert result.closed or result.status is not None, f"hanging after {result.elapsed:.1f}s"
     if result.status is not None:
         assert 400 <= result.status < 500, result.response[:300]

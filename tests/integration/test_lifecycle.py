@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -13,8 +15,10 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
-from tests.conftest import RunningService
+from scaler import app
+from tests.conftest import BASE_SETTINGS, RunningService
 from tests.otlpdata import DECODE, gauge, now_ns, otlp_stub, request
 
 
@@ -134,3 +138,30 @@ def test_each_listener_binds_its_own_address(service_factory: Callable[..., Runn
     }
     config = httpx.get(f"http://127.0.0.3:{ports.http}/info").json()["config"]
     assert (config["otlp_receiver_address"], config["rest_api_address"]) == ("127.0.0.2", "127.0.0.3")
+
+
+@pytest.mark.parametrize("listener", ["http", "OTLP gRPC", "KEDA gRPC"])
+def test_a_listener_that_stops_by_itself_stops_the_service(listener: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Every server is watched after start: one that ends while nobody asked it to is logged at
+    once, and the service stops and reports the failure (the CLI exits 1)."""
+    service = app.Service(BASE_SETTINGS)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(app.serve_until(service, stop))
+        while service.ports is None:
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{service.ports.http}/readyz")).status_code == 200
+        if listener == "http":
+            assert service._http is not None
+            service._http.should_exit = True  # uvicorn returns as if it had crashed out
+        else:
+            await service._grpc[0 if listener == "OTLP gRPC" else 1].stop(0)
+        with pytest.raises(app.ServiceFailed):
+            await asyncio.wait_for(running, 30)
+        assert not stop.is_set()
+
+    with caplog.at_level(logging.ERROR, logger="scaler.app"):
+        asyncio.run(main())
+    assert any(f"the {listener} server stopped unexpectedly" in r.getMessage() for r in caplog.records), caplog.text

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 
-from bench.server import ServerProcess
+from scaler.runner import ScalerProcess
 from tests.conftest import RunningService
 from tests.integration.test_keda import Keda
 from tests.otlpdata import DECODE, PREFILL, counter, gauge, histogram, now_ns, otlp_stub, request
@@ -68,32 +68,35 @@ def answers(http: str, at: float) -> list[Any]:
     return out
 
 
-def test_sigterm_saves_the_store_and_the_next_start_answers_the_same(tmp_path: Path) -> None:
+def test_sigterm_saves_the_store_and_the_next_start_answers_the_same(
+    tmp_path: Path, scaler_process: Callable[..., ScalerProcess]
+) -> None:
     snap = tmp_path / "state" / "store.snap"
     args = ["--snapshot-path", str(snap), "--warmup-seconds", "60"]
     t0_ns = now_ns() - 1_000_000_000
     at = t0_ns / 1e9
     trigger = {"metricQuery": DECODE_WAITING, "operationOverTime": "last_one", "targetValue": "1"}
-    with ServerProcess(args) as first:
-        ingest(first.otlp, t0_ns)
-        before = answers(f"http://127.0.0.1:{first.http}", at)
-        series_before = httpx.get(first.url("/info")).json()["store"]["series"]
-        keda_before = Keda(first.keda).metrics(**trigger).metricValueFloat
+    first = scaler_process([*args, "--log-level", "info"], log_path=tmp_path / "first.log")
+    ingest(first.ports.otlp, t0_ns)
+    before = answers(first.url(), at)
+    series_before = httpx.get(first.url("/info")).json()["store"]["series"]
+    keda_before = Keda(first.ports.keda).metrics(**trigger).metricValueFloat
+    assert first.stop() == 0
     assert keda_before == 13.0  # d0 6 + d1 7
     assert "snapshot" in first.log_path.read_text() and snap.exists()
     assert all(r for r in before), before  # every query has an answer to compare
 
-    with ServerProcess(args) as second:
-        info = httpx.get(second.url("/info")).json()
-        assert info["snapshot"]["loaded"]["outcome"] == "restored"
-        assert info["snapshot"]["loaded"]["series"] == series_before == info["store"]["series"]
-        assert info["warmupRemainingSeconds"] > 0
-        assert answers(f"http://127.0.0.1:{second.http}", at) == before
-        # restored data is data: no UNAVAILABLE during the warm-up
-        assert Keda(second.keda).metrics(**trigger).metricValueFloat == keda_before
-        with pytest.raises(grpc.RpcError) as err:
-            Keda(second.keda).metrics(metricQuery="vllm:never_sent", targetValue="1")
-        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    second = scaler_process(args)
+    info = httpx.get(second.url("/info")).json()
+    assert info["snapshot"]["loaded"]["outcome"] == "restored"
+    assert info["snapshot"]["loaded"]["series"] == series_before == info["store"]["series"]
+    assert info["warmupRemainingSeconds"] > 0
+    assert answers(second.url(), at) == before
+    # restored data is data: no UNAVAILABLE during the warm-up
+    assert Keda(second.ports.keda).metrics(**trigger).metricValueFloat == keda_before
+    with pytest.raises(grpc.RpcError) as err:
+        Keda(second.ports.keda).metrics(metricQuery="vllm:never_sent", targetValue="1")
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_a_damaged_snapshot_is_moved_aside_and_the_server_starts_empty(

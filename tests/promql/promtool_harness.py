@@ -23,7 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from scaler.model import STALE_NAN, Limits, make_labels
+from scaler.config import StoreLimits
+from scaler.model import STALE_NAN, make_labels
 from scaler.query import Engine, QueryError, Scalar, Vector, parse_metric_selector
 from scaler.query.printer import format_duration
 from scaler.store import Store
@@ -88,7 +89,7 @@ class Check:
 
 
 def load_store(series: list[tuple[str, str]], interval_ms: int, now_ms: int) -> Store:
-    store = Store(Limits(retention_seconds=10 * 86400), clock=lambda: now_ms / 1000)
+    store = Store(StoreLimits(retention_seconds=10 * 86400), clock=lambda: now_ms / 1000)
     samples = []
     for selector, values in series:
         labels = {m.name: m.value for m in parse_metric_selector(selector)}

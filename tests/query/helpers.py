@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from scaler.model import Limits, make_labels
+from scaler.config import StoreLimits
+from scaler.model import make_labels
 from scaler.query import Engine, Scalar, Value, Vector, parse_metric_selector
 from scaler.store import Store
 
@@ -13,7 +14,7 @@ NOW_MS = 3_600_000
 
 def store_with(series: Mapping[str, Sequence[tuple[int, float]]], now_ms: int = NOW_MS) -> Store:
     """``{'m{a="1"}': [(t_ms, value), ...]}`` → a store whose clock says ``now_ms``."""
-    store = Store(Limits(retention_seconds=86_400), clock=lambda: now_ms / 1000)
+    store = Store(StoreLimits(retention_seconds=86_400), clock=lambda: now_ms / 1000)
     samples = []
     for selector, points in series.items():
         labels = {m.name: m.value for m in parse_metric_selector(selector)}

@@ -16,8 +16,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
-from scaler import __version__
-from scaler.api_prom import create_router, parse_step_ms, parse_time_ms
+from scaler import __version__, api_prom, httpserver, query
+from scaler.api_prom import parse_step_ms, parse_time_ms
 from scaler.model import STALE_NAN
 from tests.query.helpers import NOW_MS, store_with
 
@@ -35,7 +35,9 @@ SERIES = {
 @pytest.fixture
 def client() -> TestClient:
     app = FastAPI()
-    app.include_router(create_router(store_with(SERIES)))
+    app.include_router(api_prom.router)
+    store = store_with(SERIES)
+    httpserver.provide(app, store, query.Engine(store))
     return TestClient(app)
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from scaler import snapshot
-from scaler.model import STALE_NAN, LabelPairs, Limits, is_stale, make_labels
+from scaler.config import StoreLimits
+from scaler.model import STALE_NAN, LabelPairs, is_stale, make_labels
 from scaler.store import Store
 from tests.unit.test_store import NOW, NOW_MS
 from tests.unit.test_store import FakeClock as Clock
@@ -85,7 +86,7 @@ def test_restore_applies_the_store_limits(tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "snap.bin"
     snapshot.write(path, snapshot.capture(filled_store(clock)))
-    small = Store(Limits(max_series=10), clock=clock)
+    small = Store(StoreLimits(max_series=10), clock=clock)
     result = snapshot.restore(small, snapshot.read(path))
     assert small.series_count == result.series == 10
     assert result.skipped_series == 42

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaler.model import STALE_NAN, Limits, Matcher, RejectReason, is_stale, make_labels
+from scaler.config import StoreLimits
+from scaler.model import STALE_NAN, Matcher, RejectReason, is_stale, make_labels
 from scaler.store import Store
 
 NOW = 1_800_000_000.0
@@ -65,7 +66,7 @@ def test_negative_gauge_values_are_kept() -> None:
 
 
 def test_retention_and_future_skew_reject_and_count() -> None:
-    store = Store(Limits(retention_seconds=60, max_future_skew_seconds=10), clock=FakeClock())
+    store = Store(StoreLimits(retention_seconds=60, max_future_skew_seconds=10), clock=FakeClock())
     lbl = labels()
     result = store.append(
         [
@@ -79,7 +80,7 @@ def test_retention_and_future_skew_reject_and_count() -> None:
 
 
 def test_series_and_label_limits_reject_new_series_only() -> None:
-    limits = Limits(max_series=2, max_labels_per_series=2, max_label_name_length=5, max_label_value_length=3)
+    limits = StoreLimits(max_series=2, max_labels_per_series=2, max_label_name_length=5, max_label_value_length=3)
     store = Store(limits, clock=FakeClock())
     ok1, ok2 = labels("a", x="1"), labels("b", x="1")
     result = store.append(
@@ -136,7 +137,7 @@ def test_select_resolves_the_escaped_metric_name_form() -> None:
 
 def test_collect_trims_old_samples_and_deletes_empty_series_and_their_postings() -> None:
     clock = FakeClock()
-    store = Store(Limits(retention_seconds=10), clock=clock)
+    store = Store(StoreLimits(retention_seconds=10), clock=clock)
     old, live = labels(pod="old"), labels(pod="live")
     store.append([(old, NOW_MS - 5000, 1.0, False), (live, NOW_MS - 5000, 1.0, False), (live, NOW_MS, 2.0, False)])
     clock.t = NOW + 6  # old's only sample is now 11 s old; live keeps its newest
@@ -151,7 +152,7 @@ def test_collect_trims_old_samples_and_deletes_empty_series_and_their_postings()
 
 def test_active_series_memory_stays_bounded_by_the_window() -> None:
     clock = FakeClock()
-    store = Store(Limits(retention_seconds=10), clock=clock)
+    store = Store(StoreLimits(retention_seconds=10), clock=clock)
     lbl = labels()
     for i in range(1000):  # 1000 s of 1 s samples through a 10 s window
         clock.t = NOW + i
@@ -163,7 +164,7 @@ def test_active_series_memory_stays_bounded_by_the_window() -> None:
 
 def test_collect_in_slices_visits_every_series() -> None:
     clock = FakeClock()
-    store = Store(Limits(retention_seconds=10), clock=clock)
+    store = Store(StoreLimits(retention_seconds=10), clock=clock)
     store.append([(labels(pod=str(i)), NOW_MS, 1.0, False) for i in range(25)])
     clock.t = NOW + 11
     deleted = sum(store.collect(budget=10) for _ in range(3))
