@@ -36,6 +36,11 @@ CONFIG_ERROR_EXIT = 2
 class ScalerStartError(RuntimeError):
     """The scaler did not become ready; the message carries the tail of its log."""
 
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        """The child's exit code when it exited by itself; None when it hung."""
+
 
 @dataclass(frozen=True)
 class Ports:
@@ -128,12 +133,14 @@ class ScalerProcess:
         return resident_pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
 
     def start(self, timeout: float = 60.0, attempts: int = 3) -> Ports:
+        """Start and wait for readiness; a child that exits during start-up (a port taken in
+        between) is retried on new ports, one that hangs or rejects its configuration is not."""
         for attempt in range(1, attempts + 1):
             try:
                 return self._start_once(timeout)
-            except ScalerStartError:
-                code = self._end()
-                if attempt == attempts or code == CONFIG_ERROR_EXIT:
+            except ScalerStartError as exc:
+                self._end()
+                if attempt == attempts or exc.exit_code in (None, CONFIG_ERROR_EXIT):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -175,7 +182,7 @@ class ScalerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 code = self.process.returncode
-                raise ScalerStartError(f"the scaler exited with code {code}:\n{self.log_tail()}")
+                raise ScalerStartError(f"the scaler exited with code {code}:\n{self.log_tail()}", code)
             bound = _ready_ports(url)
             if bound is not None:
                 self._ports = Ports(
