@@ -276,22 +276,22 @@ def _range(params: Params) -> tuple[int, int, int]:
 
 @_get_and_post("/format_query", "PromQL text in Prometheus' canonical formatting")
 async def format_query(request: Request) -> Response:
-    params = await _params(request)
-    try:
-        expr = _expr(params)
-    except BadParam as exc:
-        return error("bad_data", str(exc), 400)
-    return ok(json.dumps(query.format_expr(expr), ensure_ascii=False))
+    return await _shown(request, query.format_expr)
 
 
 @_get_and_post("/parse_query", "PromQL syntax tree as JSON (Prometheus' shape)")
 async def parse_query(request: Request) -> Response:
+    return await _shown(request, query.translate_ast)
+
+
+async def _shown(request: Request, show: Callable[[query.Expr], object]) -> Response:
+    """``/format_query`` and ``/parse_query``: the ``query`` parameter, parsed, shown as JSON."""
     params = await _params(request)
     try:
         expr = _expr(params)
     except BadParam as exc:
         return error("bad_data", str(exc), 400)
-    return ok(json.dumps(query.translate_ast(expr), ensure_ascii=False))
+    return ok(json.dumps(show(expr), ensure_ascii=False))
 
 
 @_get_and_post("/series", "Series matching selectors")
