@@ -235,9 +235,13 @@ def retry_status(code: int, message: str) -> status_pb2.Status:
 
 
 def _hex_ids_to_base64(node: Any) -> Any:
-    """OTLP/JSON writes trace and span ids as hex; protobuf's JSON mapping wants base64."""
+    """OTLP/JSON writes trace and span ids as hex; protobuf's JSON mapping wants base64. On the
+    way, a key that is not valid UTF-8 (an unpaired surrogate escape such as ``"\\ud83d"``) is
+    refused: protobuf's field lookup fails on it with a SystemError, which would be a 500."""
     if isinstance(node, dict):
         for key, value in node.items():
+            if not key.isascii() and not _utf8(key):
+                raise BodyError(400, "bad_json", f"undecodable JSON body: the key {key!r} is not valid UTF-8")
             if key in ("traceId", "spanId", "trace_id", "span_id") and isinstance(value, str):
                 try:
                     node[key] = base64.b64encode(bytes.fromhex(value)).decode()
@@ -249,6 +253,14 @@ def _hex_ids_to_base64(node: Any) -> Any:
         for item in node:
             _hex_ids_to_base64(item)
     return node
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def decode(body: bytes, content_type: str) -> tuple[ExportRequest, bool]:

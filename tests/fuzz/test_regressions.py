@@ -128,6 +128,14 @@ def test_json_body_that_is_not_an_object(body: bytes) -> None:
         decode(body, "application/json")
 
 
+@pytest.mark.parametrize("body", [b'{"re9\\u2603\\ud83d": [{}]}', b'{"resourceMetrics": [{"\\udc00": 1}]}'])
+def test_json_key_with_an_unpaired_surrogate(body: bytes) -> None:
+    # found as the first body: protobuf's field lookup raised SystemError out of decode (HTTP 500)
+    otlp_json.test_one_input(body)
+    with pytest.raises(BodyError, match="not valid UTF-8"):
+        decode(body, "application/json")
+
+
 # ----------------------------------------------------------------------------- promql
 
 
