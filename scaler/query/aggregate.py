@@ -9,7 +9,7 @@ so ties keep the same series), so results are bit-identical.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 from scaler.model import METRIC_NAME, LabelPairs
 from scaler.query.errors import QueryError
@@ -22,15 +22,53 @@ _MAX_INT64 = 9223372036854774784.0
 _MIN_INT64 = -9223372036854775808.0
 
 
+_KEYS: dict[tuple[LabelPairs, frozenset[str], bool], LabelPairs] = {}
+_KEYS_MAX = 1 << 18
+
+
 def _grouper(grouping: tuple[str, ...], drop: bool) -> Callable[[LabelPairs], LabelPairs] | None:
-    """The group key of a label set; None when everything is one group."""
-    if drop:
-        names = frozenset((*grouping, METRIC_NAME))
-        return lambda labels: without(labels, names)
-    if not grouping:
+    """The group key of a label set; None when everything is one group. Memoised: the same
+    series and groupings recur every evaluation of a trigger."""
+    if not drop and not grouping:
         return None
-    keep = frozenset(grouping)
-    return lambda labels: keep_only(labels, keep)
+    names = frozenset((*grouping, METRIC_NAME)) if drop else frozenset(grouping)
+    cut = without if drop else keep_only
+    memo = _KEYS
+
+    def key(labels: LabelPairs) -> LabelPairs:
+        k = (labels, names, drop)
+        out = memo.get(k)
+        if out is None:
+            if len(memo) >= _KEYS_MAX:
+                memo.clear()
+            out = memo[k] = cut(labels, names)
+        return out
+
+    return key
+
+
+GROUP_STEP = 4096
+"""Series grouped between two of :func:`groups_steps`' yields."""
+
+
+def groups_steps(vec: Vec, grouping: tuple[str, ...], drop: bool) -> Generator[None, None, dict[LabelPairs, list[int]]]:
+    """The groups of ``vec`` (group key → member indices, in input order), in pieces."""
+    key = _grouper(grouping, drop)
+    if key is None:
+        return {(): list(range(len(vec)))} if len(vec) else {}
+    groups: dict[LabelPairs, list[int]] = {}
+    labels = vec.labels
+    for a in range(0, len(labels), GROUP_STEP):
+        for i in range(a, min(a + GROUP_STEP, len(labels))):
+            k = key(labels[i])
+            members = groups.get(k)
+            if members is None:
+                groups[k] = [i]
+            else:
+                members.append(i)
+        if a + GROUP_STEP < len(labels):
+            yield
+    return groups
 
 
 def _groups(vec: Vec, key: Callable[[LabelPairs], LabelPairs] | None) -> dict[LabelPairs, list[int]]:
@@ -43,17 +81,32 @@ def _groups(vec: Vec, key: Callable[[LabelPairs], LabelPairs] | None) -> dict[La
 
 
 def _sum(values: list[float]) -> float:
+    """Prometheus' Kahan-Neumaier sum (``kahan_inc``), the hottest loop of ``sum(rate(...))``."""
+    steps = _sum_steps(values)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            total: float = done.value
+            return total
+
+
+def _sum_steps(values: list[float]) -> Generator[None, None, float]:
+    """:func:`_sum` of a large group in pieces of ``GROUP_STEP``, the Kahan state carried
+    across the yields, so the result is the same bits."""
     total, c = values[0], 0.0
     isinf = math.isinf
-    for f in values[1:]:  # kahan_inc, inlined: this is the hottest loop of sum(rate(...))
-        t = total + f
-        if isinf(t):
-            c = 0.0
-        elif abs(total) >= abs(f):
-            c += (total - t) + f
-        else:
-            c += (f - t) + total
-        total = t
+    for a in range(1, len(values), GROUP_STEP):
+        for f in values[a : a + GROUP_STEP]:
+            t = total + f
+            if isinf(t):
+                c = 0.0
+            elif abs(total) >= abs(f):
+                c += (total - t) + f
+            else:
+                c += (f - t) + total
+            total = t
+        yield
     return total + c
 
 
@@ -92,8 +145,16 @@ _SIMPLE: dict[str, Callable[[list[float]], float]] = {
 }
 
 
-def aggregate(op: str, vec: Vec, grouping: tuple[str, ...], drop: bool, param: float | str | None) -> Vec:
-    """Apply aggregation ``op``; ``drop`` means ``without (grouping)``."""
+def aggregate(
+    op: str,
+    vec: Vec,
+    grouping: tuple[str, ...],
+    drop: bool,
+    param: float | str | None,
+    groups: dict[LabelPairs, list[int]] | None = None,
+) -> Vec:
+    """Apply aggregation ``op``; ``drop`` means ``without (grouping)``. ``groups``: the
+    groups of ``vec`` if already formed (:func:`groups_steps`)."""
     key = _grouper(grouping, drop)
     if op in ("topk", "bottomk"):
         assert isinstance(param, float)
@@ -105,15 +166,57 @@ def aggregate(op: str, vec: Vec, grouping: tuple[str, ...], drop: bool, param: f
         return Vec()
     out = Vec()
     values = vec.values
-    if op == "quantile":
-        assert isinstance(param, float)
-        for group, members in _groups(vec, key).items():
-            out.append(group, quantile(param, [values[i] for i in members]))
-        return out
-    fn = _SIMPLE[op]
-    for group, members in _groups(vec, key).items():
-        out.append(group, fn([values[i] for i in members]))
+    if groups is None:
+        groups = _groups(vec, key)
+    steps = _per_group(op, values, groups, param, out)
+    for _ in steps:
+        pass
     return out
+
+
+def aggregate_steps(
+    op: str, vec: Vec, grouping: tuple[str, ...], drop: bool, param: float | str | None
+) -> Generator[None, None, Vec]:
+    """:func:`aggregate` in pieces: a yield every ``GROUP_STEP`` series grouped or groups
+    computed (``by (pod)`` over 40k series is 40k groups)."""
+    if op in ("topk", "bottomk", "count_values") or not len(vec):
+        return aggregate(op, vec, grouping, drop, param)
+    groups = yield from groups_steps(vec, grouping, drop)
+    out = Vec()
+    yield from _per_group(op, vec.values, groups, param, out)
+    return out
+
+
+def _per_group(
+    op: str, values: list[float], groups: dict[LabelPairs, list[int]], param: float | str | None, out: Vec
+) -> Generator[None, None, None]:
+    fn = _SIMPLE[op] if op != "quantile" else None
+    single = _SINGLE.get(op)
+    for n, (group, members) in enumerate(groups.items(), 1):
+        if single is not None and len(members) == 1:
+            value = single(values[members[0]])
+        elif op == "sum" and len(members) > GROUP_STEP:
+            value = yield from _sum_steps([values[i] for i in members])
+        elif fn is None:
+            assert isinstance(param, float)
+            value = quantile(param, [values[i] for i in members])
+        else:
+            value = fn([values[i] for i in members])
+        out.labels.append(group)
+        out.values.append(value)
+        if n % GROUP_STEP == 0:
+            yield
+
+
+_SINGLE: dict[str, Callable[[float], float]] = {
+    "sum": lambda f: f + 0.0,  # Kahan's final ``sum + c``: -0 becomes 0, as in _sum
+    "max": lambda f: f,
+    "min": lambda f: f,
+    "count": lambda _f: 1.0,
+    "group": lambda _f: 1.0,
+}
+"""The value of a one-series group without the general loop, bit-identical to it (and so to
+Prometheus): the float itself for ``min``/``max``, itself plus the zero compensation for ``sum``."""
 
 
 def _count_values(vec: Vec, grouping: tuple[str, ...], drop: bool, label: str) -> Vec:

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from scaler.model import METRIC_NAME, LabelPairs, Matcher, MatchOp, is_stale
-from scaler.query.aggregate import aggregate
+from scaler.query.aggregate import aggregate_steps
 from scaler.query.annotations import COUNTER_SUFFIXES, Annotations
 from scaler.query.ast import (
     SET_OPS,
@@ -171,10 +171,10 @@ class Evaluator:
         assert isinstance(v, float)
         return v
 
-    def _select(self, matchers: tuple[Matcher, ...], ctx: Context) -> list[Series]:
+    def _select(self, matchers: tuple[Matcher, ...], ctx: Context) -> Gen[list[Series]]:
         found = ctx.cache.get(matchers)
         if found is None:
-            found = ctx.cache[matchers] = self.store.select(matchers)
+            found = ctx.cache[matchers] = yield from self.store.select_steps(matchers)
         return found
 
     def _latest(self, vs: VectorSelector, ctx: Context) -> Gen[tuple[list[Series], list[int], list[float]]]:
@@ -184,7 +184,8 @@ class Evaluator:
         found: list[Series] = []
         times: list[int] = []
         values: list[float] = []
-        for i, s in enumerate(self._select(vs.matchers, ctx)):
+        selected = yield from self._select(vs.matchers, ctx)
+        for i, s in enumerate(selected):
             if i % CHECKPOINT_SERIES == CHECKPOINT_SERIES - 1:
                 yield
             if not s.n:
@@ -221,7 +222,8 @@ class Evaluator:
         val_parts: list[Any] = []
         chunk_ts: list[Any] = []
         chunk_vals: list[Any] = []
-        for i, s in enumerate(self._select(vs.matchers, ctx)):
+        selected = yield from self._select(vs.matchers, ctx)
+        for i, s in enumerate(selected):
             if i % CHECKPOINT_SERIES == CHECKPOINT_SERIES - 1:
                 if chunk_ts:  # copy what was read before pausing: the store may change meanwhile
                     ts_parts.append(np.concatenate(chunk_ts))
@@ -321,7 +323,10 @@ class Evaluator:
         return check_unique(out)
 
     def _check_counter_names(self, window: RangeData, arg: Expr, ctx: Context) -> None:
-        names = {next((v for k, v in lb if k == METRIC_NAME), "") for lb in window.labels}
+        names = {
+            lb[0][1] if lb and lb[0][0] == METRIC_NAME else next((v for k, v in lb if k == METRIC_NAME), "")
+            for lb in window.labels
+        }
         for name in sorted(names):
             if name and not name.endswith(COUNTER_SUFFIXES):
                 ctx.annotations.possible_non_counter(name, arg.pos)
@@ -337,7 +342,7 @@ class Evaluator:
             if e.op == "quantile" and isinstance(p, float) and (math.isnan(p) or p < 0 or p > 1):
                 ctx.annotations.invalid_quantile(p, e.param.pos)
         vec = yield from self._vector(e.expr, ctx)
-        return aggregate(e.op, vec, e.grouping, e.without, param)
+        return (yield from aggregate_steps(e.op, vec, e.grouping, e.without, param))
 
     def _binary(self, e: BinaryExpr, ctx: Context) -> Gen[Internal]:
         lhs = yield from self.eval(e.lhs, ctx)
@@ -381,11 +386,6 @@ def _absent_labels(arg: Expr) -> LabelPairs:
         else:
             out.pop(m.name, None)
     return tuple(sorted((k, v) for k, v in out.items() if v))
-
-
-def points_to_series(points: Points) -> list[tuple[LabelPairs, tuple[int, ...], tuple[float, ...]]]:
-    """A range evaluation's points as sorted ``(labels, timestamps, values)``."""
-    return [(lb, tuple(ts), tuple(vs)) for lb, (ts, vs) in sorted(points.items())]
 
 
 def matrix_rows(rd: RangeData) -> list[tuple[LabelPairs, tuple[int, ...], tuple[float, ...]]]:

@@ -326,11 +326,11 @@ def test_cost_follows_the_selected_series_not_the_store(monkeypatch: pytest.Monk
     series = {f'm{{d="{i % 100}",i="{i}"}}': [(0, 1.0), (15 * S, 2.0)] for i in range(2000)}
     store = store_with(series)
     calls = {"selected": 0, "windows": 0}
-    select = store.select
+    select = store.select_steps
     window = Series.window
 
     def counting_select(matchers: Any) -> Any:
-        found = select(matchers)
+        found = yield from select(matchers)
         calls["selected"] += len(found)
         return found
 
@@ -338,7 +338,7 @@ def test_cost_follows_the_selected_series_not_the_store(monkeypatch: pytest.Monk
         calls["windows"] += 1
         return window(self, lo, hi)
 
-    monkeypatch.setattr(store, "select", counting_select)
+    monkeypatch.setattr(store, "select_steps", counting_select)
     monkeypatch.setattr(Series, "window", counting_window)
     e = Engine(store)
     rate = (1.0 * ((15.0 + 7.5 + 5.0) / 15.0)) / 60.0
