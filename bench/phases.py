@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from bench import ingest, latency, prom, reaction, vllmload, workload
+from bench import heavy, ingest, latency, prom, reaction, vllmload, workload
 from bench.ingest import SECOND_NS, Client
 from bench.profiling import Recorder, hotspots, inclusive, markdown, py_spy
 from bench.report import Report, Row
@@ -33,6 +33,7 @@ INGEST_SHARES = [
     "Handle._run (",
 ]
 UNDER_LOAD_TARGET_MS = 5.0
+LOOP_HOLD_TARGET_MS = 20.0
 REACTION_SHARES = ["Store.collect (", "gc_collect_main", "Ingestor.ingest (", "StreamIsActive (", "GetMetrics ("]
 QUERY_SHARES = ["GetMetrics (", "Engine.instant (", "Store.select (", "gc_collect_main", "MetricWrapperBase.labels ("]
 
@@ -157,6 +158,7 @@ def store_phase(report: Report, sizes: Sizes, figures: set[str]) -> None:
                 _memory_rows(report, sizes.big_series, rss_empty, rss_full)
             if "query" in figures:
                 _query_rows(report, server, sizes)
+                _heavy_rows(report, server, sizes)
             if prometheus is not None:
                 _prometheus_rows(report, server, prometheus, sizes, rss_full)
             if "profile" in figures and py_spy():
@@ -245,6 +247,7 @@ def _prometheus_rows(
             f"`{expr}` at t={t_s:.3f}: ours {ours_value:g}, Prometheus {their_value:g} "
             f"({'agree' if agree else 'DISAGREE'})"
         )
+    _broad_rows(report, server, prometheus, sizes, t_s)
     theirs_rss = prometheus.rss_mib()
     report.add(
         Row(
@@ -256,6 +259,55 @@ def _prometheus_rows(
             rss_ours < theirs_rss,
         )
     )
+
+
+def _heavy_rows(report: Report, server: ServerProcess, sizes: Sizes) -> None:
+    result = heavy.beside_heavy_query(server, sizes.latency_calls)
+    report.add(
+        Row(
+            "2 GetMetrics client p99 beside a heavy /api/v1/query (55k-series regex)",
+            f"{result.loaded.p99:.2f} ms (p50 {result.loaded.p50:.2f})",
+            f"no heavy query {result.idle.p99:.2f} ms (p50 {result.idle.p50:.2f})",
+            result.loaded.p99 / result.idle.p99,
+            f"no slice holds the loop > {LOOP_HOLD_TARGET_MS:.0f} ms: p99 ≤ idle p99 + {LOOP_HOLD_TARGET_MS:.0f} ms",
+            result.loaded.p99 <= result.idle.p99 + LOOP_HOLD_TARGET_MS,
+        )
+    )
+    report.note(
+        f"beside heavy query `{heavy.HEAVY_QUERY}`: GetMetrics idle {result.idle}, loaded {result.loaded}; "
+        f"heavy query {result.heavy}"
+    )
+
+
+def _broad_rows(
+    report: Report, server: ServerProcess, prometheus: prom.PrometheusProcess, sizes: Sizes, t_s: float
+) -> None:
+    for name, expr in heavy.BROAD_QUERIES.items():
+        ours, ours_value = prom.query_latency(server.url(""), expr, t_s, sizes.prom_calls)
+        theirs, their_value = prom.query_latency(prometheus.url(""), expr, t_s, sizes.prom_calls)
+        ratio = ours.p99 / theirs.p99
+        if name in heavy.BROAD_TARGETS_MS:
+            target_ms = heavy.BROAD_TARGETS_MS[name]
+            target, holds = f"p99 ≤ {target_ms:.0f} ms", ours.p99 <= target_ms
+        else:
+            target = f"p99 ≤ {heavy.HISTOGRAM_TARGET_MS:.0f} ms and ≤ 1/20×"
+            holds = ours.p99 <= heavy.HISTOGRAM_TARGET_MS and ratio <= heavy.HISTOGRAM_TARGET_RATIO
+        report.add(
+            Row(
+                f"5 /api/v1/query {name} vs Prometheus 2.42 (p99)",
+                f"{ours.p99:.2f} ms (p50 {ours.p50:.2f})",
+                f"Prometheus {theirs.p99:.2f} ms (p50 {theirs.p50:.2f})",
+                ratio,
+                target,
+                holds,
+            )
+        )
+        selected = heavy.series_selected(server.url(""), expr)
+        agree = abs(ours_value - their_value) <= 1e-9 * max(1.0, abs(their_value))
+        report.note(
+            f"`{expr}` ({selected} series): ours {ours_value:g}, Prometheus {their_value:g} "
+            f"({'agree' if agree else 'DISAGREE'}); ours {ours}, Prometheus {theirs}"
+        )
 
 
 def _query_profile(report: Report, server: ServerProcess, sizes: Sizes) -> None:

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -275,13 +276,7 @@ class Store:
         """Series whose labels satisfy every matcher (Prometheus semantics: an absent label
         reads as ``""``), sorted by labels. Candidates come from the index; the full store is
         scanned only when no matcher can use it."""
-        steps = self.select_steps(matchers)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                result: list[Series] = done.value
-                return result
+        return drain(self.select_steps(matchers))
 
     def select_steps(self, matchers: Sequence[Matcher]) -> Generator[None, None, list[Series]]:
         """:meth:`select` as a generator that yields (``None``) after every ``SELECT_STEP``
@@ -330,15 +325,6 @@ class Store:
                     out.append(series)
             yield
         return out
-
-    def _ids_for(self, matcher: Matcher) -> set[int]:
-        steps = self._ids_steps(matcher)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                ids: set[int] = done.value
-                return ids
 
     def _ids_steps(self, matcher: Matcher) -> Generator[None, None, set[int]]:
         values = self._postings.get(matcher.name, {})
@@ -400,6 +386,19 @@ class Store:
                 self._listeners.remove(listener)
 
         return unsubscribe
+
+
+T = TypeVar("T")
+
+
+def drain(steps: Generator[None, None, T]) -> T:
+    """Run a stepwise computation (a generator that yields ``None`` between pieces) to its end."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
 
 SELECT_STEP = 4096

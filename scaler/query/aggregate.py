@@ -17,6 +17,7 @@ from scaler.query.gomath import NAN, kahan_avg, quantile
 from scaler.query.printer import format_number
 from scaler.query.values import format_value
 from scaler.query.vec import Vec, keep_only, set_label, without
+from scaler.store import drain
 
 _MAX_INT64 = 9223372036854774784.0
 _MIN_INT64 = -9223372036854775808.0
@@ -82,13 +83,7 @@ def _groups(vec: Vec, key: Callable[[LabelPairs], LabelPairs] | None) -> dict[La
 
 def _sum(values: list[float]) -> float:
     """Prometheus' Kahan-Neumaier sum (``kahan_inc``), the hottest loop of ``sum(rate(...))``."""
-    steps = _sum_steps(values)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            total: float = done.value
-            return total
+    return drain(_sum_steps(values))
 
 
 def _sum_steps(values: list[float]) -> Generator[None, None, float]:
@@ -168,9 +163,7 @@ def aggregate(
     values = vec.values
     if groups is None:
         groups = _groups(vec, key)
-    steps = _per_group(op, values, groups, param, out)
-    for _ in steps:
-        pass
+    drain(_per_group(op, values, groups, param, out))
     return out
 
 

@@ -121,8 +121,7 @@ class Engine:
     ) -> Result:
         """An instant query at ``start_ms`` (``step_ms`` 0) or a range query, run to the end
         here; raises :class:`QueryError` (also past the timeout)."""
-        gen, annotations = self._run(expr, start_ms, end_ms, step_ms, lookback_ms)
-        deadline = time.monotonic() + (self.limits.timeout_s if timeout_s is None else timeout_s)
+        gen, annotations, deadline = self._start(expr, start_ms, end_ms, step_ms, lookback_ms, timeout_s)
         clock = time.monotonic
         while True:
             try:
@@ -144,9 +143,8 @@ class Engine:
         timeout_s: float | None = None,
     ) -> Result:
         """:meth:`evaluate`, yielding to the event loop every ``SLICE_SECONDS`` of work."""
-        gen, annotations = self._run(expr, start_ms, end_ms, step_ms, lookback_ms)
+        gen, annotations, deadline = self._start(expr, start_ms, end_ms, step_ms, lookback_ms, timeout_s)
         clock = time.monotonic
-        deadline = clock() + (self.limits.timeout_s if timeout_s is None else timeout_s)
         slice_end = clock() + SLICE_SECONDS
         while True:
             try:
@@ -162,6 +160,19 @@ class Engine:
                 slice_end = clock() + SLICE_SECONDS
 
     # ------------------------------------------------------------------ internals
+
+    def _start(
+        self,
+        expr: Expr | str,
+        start: int,
+        end: int | None,
+        step: int,
+        lookback_ms: int | None,
+        timeout_s: float | None,
+    ) -> tuple[Generator[None, None, Value], Annotations, float]:
+        """The evaluation generator, its annotations and its monotonic deadline."""
+        gen, annotations = self._run(expr, start, end, step, lookback_ms)
+        return gen, annotations, time.monotonic() + (self.limits.timeout_s if timeout_s is None else timeout_s)
 
     def _run(self, expr: Expr | str, start: int, end: int | None, step: int, lookback_ms: int | None) -> _Run:
         text = expr if isinstance(expr, str) else ""
