@@ -83,12 +83,3 @@ def beside_heavy_query(server: ServerProcess, n: int) -> BesideHeavy:
         return BesideHeavy(idle, Latency.of(loaded), Latency.of(durations))
     finally:
         channel.close()
-
-
-def series_selected(base_url: str, expr: str) -> int:
-    """How many series the selectors of ``expr`` select (via ``/api/v1/series``)."""
-    inner = expr[expr.index("vllm:") :].split("[", 1)[0]
-    with httpx.Client(base_url=base_url, timeout=60) as client:
-        reply = client.get("/api/v1/series", params={"match[]": inner})
-        reply.raise_for_status()
-        return len(reply.json()["data"])

@@ -302,10 +302,9 @@ def _broad_rows(
                 holds,
             )
         )
-        selected = heavy.series_selected(server.url(""), expr)
         agree = abs(ours_value - their_value) <= 1e-9 * max(1.0, abs(their_value))
         report.note(
-            f"`{expr}` ({selected} series): ours {ours_value:g}, Prometheus {their_value:g} "
+            f"`{expr}`: ours {ours_value:g}, Prometheus {their_value:g} "
             f"({'agree' if agree else 'DISAGREE'}); ours {ours}, Prometheus {theirs}"
         )
 
