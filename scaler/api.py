@@ -5,23 +5,24 @@ routers of their own; :func:`scaler.httpserver.create_app` wires them all the sa
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import importlib.resources
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp
 
-from scaler import query, trigger
+from scaler import query, snapshot, trigger
 from scaler.httpserver import need
 from scaler.model import METRIC_NAME, Matcher, MatchOp, is_stale
 from scaler.selfmetrics import SelfMetrics
@@ -62,6 +63,20 @@ class Host:
     info: Callable[[], dict[str, Any]]
     ready: Callable[[], bool]
     admin_token: str
+
+
+@dataclass(frozen=True)
+class PeerAccess:
+    """What ``GET /snapshot`` needs: who may read it, whether this replica is warm, and the store."""
+
+    token: str
+    """``PEER_TOKEN``: a peer presents it as ``Authorization: Bearer <token>``."""
+    mtls: bool
+    """The listener verifies client certificates (``REST_TLS_CA_FILE``): every request has one."""
+    warmed: Callable[[], bool]
+    capture: Callable[[], Awaitable[snapshot.Snapshot]]
+    serving: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One snapshot is encoded at a time, however many peers start together."""
 
 
 def docs_mount() -> tuple[str, ASGIApp]:
@@ -165,11 +180,37 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@operations.get("/readyz", summary="Readiness: every listener is bound")
+@operations.get("/readyz", summary="Readiness: every listener is bound (with PEERS: and the replica is warmed)")
 async def readyz(request: Request) -> JSONResponse:
     if need(request, Host).ready():
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": "starting"}, status_code=503)
+
+
+@operations.get(
+    "/snapshot",
+    summary="The store as a snapshot, for a peer's warm start (PEER_TOKEN bearer, or a client certificate under mTLS)",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def store_snapshot(request: Request) -> Response:
+    access, metrics = need(request, PeerAccess), need(request, SelfMetrics)
+    if not access.token and not access.mtls:
+        metrics.peer_snapshot_requests.labels("disabled").inc()
+        raise HTTPException(403, "the snapshot is served only to peers: set PEER_TOKEN (or REST_TLS_CA_FILE for mTLS)")
+    if not access.mtls:
+        supplied = request.headers.get("authorization", "")
+        if not hmac.compare_digest(supplied.encode(), f"Bearer {access.token}".encode()):
+            metrics.peer_snapshot_requests.labels("unauthorized").inc()
+            raise HTTPException(401, "missing or wrong 'Authorization: Bearer <PEER_TOKEN>'")
+    if not access.warmed():
+        metrics.peer_snapshot_requests.labels("not_ready").inc()
+        return JSONResponse({"error": "not warmed up yet: ask another peer"}, status_code=503)
+    async with access.serving:
+        taken = await access.capture()
+        data = await asyncio.to_thread(snapshot.encode, taken)
+    metrics.peer_snapshot_requests.labels("ok").inc()
+    return Response(data, media_type="application/octet-stream", headers={"Cache-Control": "no-store"})
 
 
 @operations.get("/info", summary="Version, effective configuration, bound ports, store statistics")

@@ -25,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
-from scaler import __version__, api, api_prom, httpserver, query, receiver
+from scaler import __version__, api, api_prom, httpserver, peers, query, receiver
 from scaler._gen import externalscaler_pb2, externalscaler_pb2_grpc
 from scaler.config import Settings, TLSFiles
 from scaler.keda import ExternalScaler
@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 _KEDA_MAX_MESSAGE_BYTES = 1 << 20
 """KEDA sends a ScaledObjectRef with its trigger metadata: a few KB."""
 _HOUSEKEEPING_SECONDS = 1.0
+_READY_POLL_SECONDS = 0.05
+"""How soon after the first data (or the warm-up's end) a warming replica turns Ready."""
 _GC_SLICE = 1000
 """Series per ``Store.collect`` call between yields to the loop (~1-5 ms of work)."""
 _GC_SWEEP_SECONDS = 10.0
@@ -86,17 +88,22 @@ class Service:
         self.ports: BoundPorts | None = None
         self.started_at = time.time()
         self.persistence = Persistence(settings.snapshot.path, self.store, self.metrics)
+        self.peers = peers.PeerClient(settings.peer, settings.rest_tls, self.metrics)
+        self.peer_status: dict[str, Any] = {"peers": [str(p) for p in self.peers.sources]}
+        self._warm_from_peer = False
         self.failed = asyncio.Event()
         """Set when a listener stops by itself after start (see :meth:`_watch`)."""
         self._stopping = False
         self._last_save = time.monotonic()
         self._grpc: list[grpc.aio.Server] = []
         self._health: list[health.aio.HealthServicer] = []
+        self._health_names: dict[health.aio.HealthServicer, tuple[str, ...]] = {}
         self._http: httpserver.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._ssl: ReloadingSSLContext | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Task[Any]] = []
+        self._readiness: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -110,7 +117,7 @@ class Service:
 
     async def _start(self) -> BoundPorts:
         s, listen = self.settings, self.settings.listeners
-        self.persistence.load()
+        await self._warm_start()
         # gRPC reads messages up to twice the limit (after decompression) and the receiver
         # rejects and counts those over it; gRPC itself cuts larger ones while reading.
         read_limit = min(2 * self.ingestor.max_bytes, 2**31 - 1)
@@ -140,8 +147,7 @@ class Service:
         )
         http_port = await self._start_http()
         self.ports = BoundPorts(otlp_port, keda_port, http_port)
-        for servicer in self._health:
-            await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._readiness = asyncio.create_task(self._serve_when_ready(), name="readiness")
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         logger.info(
             "keda-otel-scaler %s ready: otlp-grpc=%d keda-grpc=%d http=%d (bound to %s, %s, %s)",
@@ -155,11 +161,45 @@ class Service:
         )
         return self.ports
 
+    async def _warm_start(self) -> None:
+        """Before any listener binds: a snapshot from a peer (``PEERS``), else the snapshot file.
+
+        Nothing is accepted meanwhile, so no sample has to be merged with the snapshot: the
+        collectors' exporters retry what they could not deliver, and it arrives after the bind."""
+        if self.peers.configured:
+            fetched = await self.peers.warm_start()
+            if fetched is not None:
+                self.persistence.restore(fetched.snapshot, f"peer {fetched.peer}", fetched.seconds)
+                self._warm_from_peer = True
+                self.peer_status["warmStart"] = {
+                    "outcome": "restored",
+                    "peer": fetched.peer,
+                    "bytes": fetched.size,
+                    "seconds": round(fetched.seconds, 3),
+                }
+                return
+            self.peer_status["warmStart"] = {"outcome": "none"}
+            logger.warning("no peer gave a snapshot: the snapshot file, if any, and the warm-up apply")
+        self.persistence.load()
+
+    async def _serve_when_ready(self) -> None:
+        """Turn the gRPC health SERVING once :meth:`ready` (at once without PEERS)."""
+        while not self.ready():
+            await asyncio.sleep(_READY_POLL_SECONDS)
+        self.metrics.ready.set(1)
+        for servicer in self._health:
+            await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+            for name in self._health_names[servicer]:
+                await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        logger.info("ready: %s", self._warm_reason())
+
     async def _bind_grpc(
         self, server: grpc.aio.Server, host: str, port: int, tls: TLSFiles, listener: str, service_name: str
     ) -> int:
         health_servicer = health.aio.HealthServicer()
-        await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        await health_servicer.set(service_name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._health_names[health_servicer] = (service_name,)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
             (service_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -192,6 +232,12 @@ class Service:
                 self.engine,
                 self.ingestor,
                 api.Host(self.info, self.ready, s.access.admin_token.get_secret_value()),
+                api.PeerAccess(
+                    s.peer.peer_token.get_secret_value(),
+                    bool(s.rest_tls.ca_file),
+                    self.warmed,
+                    self.persistence.capture,
+                ),
             ],
             self.metrics,
             s.http,
@@ -233,10 +279,12 @@ class Service:
         logger.info("stopping: finishing in-flight calls (grace %.1fs)", grace)
         for servicer in self._health:
             await servicer.enter_graceful_shutdown()
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+        self.metrics.ready.set(0)
+        for task in (self._housekeeping, self._readiness):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         stops: list[Awaitable[Any]] = [server.stop(grace) for server in self._grpc]
         if self._http is not None and self._http_task is not None:
             self._http.should_exit = True
@@ -284,11 +332,27 @@ class Service:
     # ------------------------------------------------------------------ introspection
 
     def ready(self) -> bool:
-        return self.ports is not None and self._http is not None and self._http.started
+        """Every listener bound; with ``PEERS`` (the HA layout, where collectors reach every replica
+        whether it is Ready or not) also :meth:`warmed`, so KEDA's Service sends no call to a
+        replica that would answer from an incomplete store."""
+        listening = self.ports is not None and self._http is not None and self._http.started
+        return listening and (not self.peers.configured or self.warmed())
+
+    def warmed(self) -> bool:
+        """The replica holds data (from a peer, the snapshot file or the collectors), a peer gave
+        it a snapshot (even an empty one: the peer was warm), or the warm-up has passed."""
+        return self._warm_from_peer or self.store.series_count > 0 or not self.warming()
 
     def warming(self) -> bool:
         """Within WARMUP_SECONDS of start: "no data" means "not yet", not "zero"."""
         return time.monotonic() < self._warm_until
+
+    def _warm_reason(self) -> str:
+        if self._warm_from_peer:
+            return "warmed from a peer's snapshot"
+        if self.store.series_count:
+            return "the store holds data"
+        return "no peers (PEERS unset)" if not self.peers.configured else "the warm-up has passed without data"
 
     def info(self) -> dict[str, Any]:
         return {
@@ -304,6 +368,9 @@ class Service:
             "ingest": self.ingestor.path_info(),
             "warmupRemainingSeconds": round(max(0.0, self._warm_until - time.monotonic()), 3),
             "snapshot": self.persistence.status,
+            "ready": self.ready(),
+            "warmed": self.warmed(),
+            "peers": self.peer_status,
         }
 
 

@@ -19,6 +19,7 @@ validated value: it never reads the process environment by itself.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -60,6 +61,52 @@ def parse_resource_labels(text: str) -> dict[str, str]:
             raise ValueError(f"entry {part!r} is not of the form attribute=label")
         out[attribute.strip()] = label.strip()
     return out
+
+
+@dataclass(frozen=True)
+class PeerSource:
+    """One entry of ``PEERS``: a base URL, or (``resolve``) a DNS name whose addresses are the peers."""
+
+    scheme: str
+    """``http`` or ``https``."""
+    host: str
+    port: int
+    resolve: bool
+    """``dns+http(s)://``: every address of ``host`` is a peer (a headless Service)."""
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'dns+' if self.resolve else ''}{self.scheme}://{host}:{self.port}"
+
+
+def parse_peers(text: str) -> list[PeerSource]:
+    """Parse ``PEERS``: ``http(s)://HOST[:PORT]`` or ``dns+http(s)://NAME:PORT``, comma-separated."""
+    out: list[PeerSource] = []
+    for part in text.split(","):
+        entry = part.strip()
+        if not entry:
+            continue
+        scheme, sep, rest = entry.partition("://")
+        resolve = scheme.startswith("dns+")
+        scheme = scheme.removeprefix("dns+")
+        if not sep or scheme not in ("http", "https"):
+            raise ValueError(f"peer {entry!r} is not http(s)://HOST[:PORT] or dns+http(s)://NAME:PORT")
+        try:
+            parsed = urllib.parse.urlsplit(f"{scheme}://{rest}")
+            port = parsed.port
+        except ValueError as exc:
+            raise ValueError(f"peer {entry!r}: {exc}") from None
+        if not parsed.hostname or parsed.path.strip("/") or parsed.query or parsed.fragment or parsed.username:
+            raise ValueError(f"peer {entry!r} must be a base URL: scheme, host and port only")
+        if port is None and resolve:
+            raise ValueError(f"peer {entry!r} needs a port (dns+{scheme}://NAME:PORT)")
+        out.append(PeerSource(scheme, parsed.hostname, port or (443 if scheme == "https" else 80), resolve))
+    return out
+
+
+def _peers(text: str) -> str:
+    parse_peers(text)
+    return text
 
 
 def _bool(value: object) -> object:
@@ -246,6 +293,32 @@ class SnapshotSettings(Group):
     interval_seconds: SecondsOrOff = Field(0.0, description="also write the snapshot this often (0 = on SIGTERM only)")
 
 
+class PeerSettings(Group):
+    """High availability: warm start from a peer replica (scaler.peers) and serving ours (`GET /snapshot`)."""
+
+    peers: Annotated[str, AfterValidator(_peers)] = Field(
+        "",
+        description="replicas to fetch a snapshot from when starting empty: base URLs (`http://host:9090`, "
+        "comma-separated) or `dns+http://NAME:PORT` of a headless Service (unset = none)",
+    )
+    peer_token: SecretStr = Field(
+        SecretStr(""), description="bearer token for `GET /snapshot`, sent to peers and required from them"
+    )
+    peer_ca_file: str = Field(
+        "", description="CA (PEM) that verifies `https` peers (default: `REST_TLS_CA_FILE`, else the system's)"
+    )
+    peer_snapshot_max_bytes: Count = Field(
+        256 * 1024 * 1024, description="largest peer snapshot accepted; a larger one is refused"
+    )
+    peer_timeout_seconds: Seconds = Field(
+        20.0, description="the warm start from peers gives up after this long (then the warm-up applies)"
+    )
+
+    @property
+    def sources(self) -> list[PeerSource]:
+        return parse_peers(self.peers)
+
+
 class LogSettings(Group):
     """Logging (scaler.logs)."""
 
@@ -282,6 +355,7 @@ class Settings(BaseModel):
     keda_tls: Annotated[TLSFiles, Prefix("keda_tls_", "KEDA gRPC")] = Field(default_factory=TLSFiles)
     rest_tls: Annotated[TLSFiles, Prefix("rest_tls_", "HTTP")] = Field(default_factory=TLSFiles)
     snapshot: Annotated[SnapshotSettings, Prefix("snapshot_")] = Field(default_factory=SnapshotSettings)
+    peer: PeerSettings = Field(default_factory=PeerSettings)
     log: Annotated[LogSettings, Prefix("log_")] = Field(default_factory=LogSettings)
 
     @classmethod

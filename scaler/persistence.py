@@ -1,5 +1,7 @@
 """Warm restarts: load the store's snapshot on start, save it on shutdown (and, optionally,
-periodically), logging and counting every outcome. The file format is :mod:`scaler.snapshot`.
+periodically), logging and counting every outcome. The file format is :mod:`scaler.snapshot`;
+the same format, captured by :meth:`Persistence.capture`, is what ``GET /snapshot`` serves to
+peers, and a peer's snapshot is restored through :meth:`Persistence.restore` like a file's.
 
 A damaged or unreadable snapshot never stops the service: it is logged, moved aside to
 ``<path>.corrupt`` (so the next save does not silently destroy the evidence) and the service
@@ -36,7 +38,7 @@ class Persistence:
         save waits for it, so an older snapshot can never replace a newer one."""
 
     def load(self) -> None:
-        """Restore the snapshot, if any, into the (empty) store."""
+        """Restore the snapshot file, if any, into the (empty) store."""
         if self.path is None:
             return
         started = time.perf_counter()
@@ -55,12 +57,18 @@ class Persistence:
             logger.error("snapshot %s is unusable (%s): starting empty; the file is kept at %s", self.path, exc, aside)
             self.status["loaded"] = {"outcome": "unusable", "error": str(exc)}
             return
+        self.restore(loaded, str(self.path), time.perf_counter() - started)
+
+    def restore(self, loaded: snapshot.Snapshot, source: str, seconds: float) -> snapshot.Restored:
+        """Put a checked snapshot (from the file or a peer) into the store; log and show it in ``/info``."""
+        started = time.perf_counter()
         result = snapshot.restore(self.store, loaded)
-        seconds = time.perf_counter() - started
+        seconds += time.perf_counter() - started
         age = max(0.0, (self.store.now_ms() - loaded.created_ms) / 1000)
         self.metrics.snapshot_loaded_series.set(result.series)
         self.status["loaded"] = {
             "outcome": "restored",
+            "source": source,
             "series": result.series,
             "samples": result.samples,
             "skippedSeries": result.skipped_series,
@@ -68,14 +76,25 @@ class Persistence:
             "seconds": round(seconds, 3),
         }
         logger.info(
-            "snapshot %s restored: %d series, %d samples (%d series expired or over limits), taken %.1fs ago, in %.2fs",
-            self.path,
+            "snapshot from %s restored: %d series, %d samples (%d series expired or over limits), "
+            "taken %.1fs ago, in %.2fs",
+            source,
             result.series,
             result.samples,
             result.skipped_series,
             age,
             seconds,
         )
+        return result
+
+    async def capture(self) -> snapshot.Snapshot:
+        """The whole store, copied in slices so the event loop keeps serving."""
+        capture = snapshot.Capture()
+        for i, series in enumerate(self.store.series()):
+            capture.add(series)
+            if i % _CAPTURE_SLICE == _CAPTURE_SLICE - 1:
+                await asyncio.sleep(0)
+        return capture.finish(self.store.now_ms())
 
     async def save(self) -> None:
         """Copy the store in slices (the loop keeps serving), then write the file off the loop."""
@@ -85,12 +104,7 @@ class Persistence:
             if self._writing is not None and not self._writing.done():
                 await asyncio.wait([self._writing])
             started = time.perf_counter()
-            capture = snapshot.Capture()
-            for i, series in enumerate(self.store.series()):
-                capture.add(series)
-                if i % _CAPTURE_SLICE == _CAPTURE_SLICE - 1:
-                    await asyncio.sleep(0)
-            taken = capture.finish(self.store.now_ms())
+            taken = await self.capture()
             self._writing = asyncio.ensure_future(asyncio.to_thread(snapshot.write, self.path, taken))
             self._writing.add_done_callback(_retrieve)
             try:

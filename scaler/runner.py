@@ -84,6 +84,8 @@ class ScalerProcess:
     ``env`` is laid over this process's environment (a None value removes the variable);
     ``cwd`` is the child's working directory, which ``python -m`` puts first on ``sys.path``;
     ``entry`` is how Python starts the CLI (``-c CODE`` lets a benchmark run code before it).
+    ``ports`` fixes the listeners' ports (a replica restarted where its peers and exporters
+    expect it); by default free ones are picked at each start.
     The child's stdout and stderr go to ``log_path`` (a temporary file, removed by :meth:`stop`,
     when not given)."""
 
@@ -96,8 +98,10 @@ class ScalerProcess:
         log_path: Path | None = None,
         cwd: Path | None = None,
         entry: Sequence[str] = ("-m", "scaler"),
+        ports: Ports | None = None,
     ) -> None:
         self.args = list(args)
+        self.fixed_ports = ports
         self.entry = list(entry)
         self.env = dict(env or {})
         self.host = host
@@ -171,7 +175,8 @@ class ScalerProcess:
         return env
 
     def _start_once(self, timeout: float) -> Ports:
-        picked = free_ports(3, self.host)
+        fixed = self.fixed_ports
+        picked = [fixed.otlp, fixed.keda, fixed.http] if fixed else free_ports(3, self.host)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("w+b")
         self.process = subprocess.Popen(

@@ -85,6 +85,19 @@ class SelfMetrics:
         self.snapshot_loaded_series = Gauge(
             "snapshot_loaded_series", "Series restored from the snapshot at start.", registry=r
         )
+        self.peer_fetches = Counter(
+            "peer_fetches",
+            "Snapshot fetches from peers at start (warm start), by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.peer_snapshot_requests = Counter(
+            "peer_snapshot_requests",
+            "GET /snapshot requests from peers, by outcome (refusals included).",
+            ["outcome"],
+            registry=r,
+        )
+        self.ready = Gauge("ready", "1 once the replica is warmed and Ready (see /readyz), else 0.", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
