@@ -147,7 +147,10 @@ class Service:
         )
         http_port = await self._start_http()
         self.ports = BoundPorts(otlp_port, keda_port, http_port)
-        self._readiness = asyncio.create_task(self._serve_when_ready(), name="readiness")
+        if self.ready():
+            await self._mark_ready()
+        else:
+            self._readiness = asyncio.create_task(self._serve_when_ready(), name="readiness")
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         logger.info(
             "keda-otel-scaler %s ready: otlp-grpc=%d keda-grpc=%d http=%d (bound to %s, %s, %s)",
@@ -183,9 +186,12 @@ class Service:
         self.persistence.load()
 
     async def _serve_when_ready(self) -> None:
-        """Turn the gRPC health SERVING once :meth:`ready` (at once without PEERS)."""
+        """Turn the gRPC health SERVING once :meth:`ready` (with PEERS: data or the warm-up's end)."""
         while not self.ready():
             await asyncio.sleep(_READY_POLL_SECONDS)
+        await self._mark_ready()
+
+    async def _mark_ready(self) -> None:
         self.metrics.ready.set(1)
         for servicer in self._health:
             await servicer.set("", health_pb2.HealthCheckResponse.SERVING)

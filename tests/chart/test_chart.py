@@ -132,6 +132,8 @@ def _sample(key: str, schema: Doc, index: int) -> Any:
         return 0.5 + index
     if key == "resourceLabels":
         return "k8s.pod.name=pod,service.name=job"
+    if key == "peers":
+        return "dns+http://peers.example:9090"
     if key.endswith("Address"):
         return "127.0.0.1"
     return f"/etc/scaler/{key}"

@@ -58,6 +58,10 @@ EXPECTED_KUSTOMIZATIONS = {
     "keda-tls",
     "keda-push-tls",
     "llm-d",
+    "scaler-ha",
+    "scaler-ha-tls",
+    "collectors-ha",
+    "collectors-ha-tls",
 }
 
 Doc = dict[str, Any]

@@ -40,6 +40,33 @@
 {{- define "keda-otel-scaler.port.keda" -}}{{ .Values.settings.kedaExternalScalerPort | default 4318 | int }}{{- end }}
 {{- define "keda-otel-scaler.port.http" -}}{{ .Values.settings.restApiPort | default 9090 | int }}{{- end }}
 
+{{/* High availability: the headless Service, the peers' token Secret, the peer URL. */}}
+{{- define "keda-otel-scaler.headless" -}}{{ include "keda-otel-scaler.fullname" . | trunc 54 | trimSuffix "-" }}-headless{{- end }}
+{{- define "keda-otel-scaler.peerTokenSecret" -}}
+{{- default (printf "%s-peer-token" (include "keda-otel-scaler.fullname" .)) .Values.highAvailability.peerTokenSecret }}
+{{- end }}
+{{- define "keda-otel-scaler.headlessHost" -}}
+{{- printf "%s.%s.svc" (include "keda-otel-scaler.headless" .) .Release.Namespace }}
+{{- end }}
+
+{{/*
+The collectors' OTLP exporters: one to the Service, or with highAvailability one per replica
+(its own retry and queue) at <fullname>-<i>.<headless Service>.
+*/}}
+{{- define "keda-otel-scaler.exporters" -}}
+{{- $port := include "keda-otel-scaler.port.otlp" . }}
+{{- if .Values.highAvailability.enabled }}
+{{- $fullname := include "keda-otel-scaler.fullname" . }}
+{{- range $i := until (int .Values.highAvailability.replicas) }}
+- name: otlp/keda-otel-scaler-{{ $i }}
+  endpoint: {{ $fullname }}-{{ $i }}.{{ include "keda-otel-scaler.headlessHost" $ }}:{{ $port }}
+{{- end }}
+{{- else }}
+- name: otlp/keda-otel-scaler
+  endpoint: {{ include "keda-otel-scaler.host" . }}:{{ $port }}
+{{- end }}
+{{- end }}
+
 {{- define "keda-otel-scaler.tlsSecret" -}}{{ include "keda-otel-scaler.fullname" . }}-tls{{- end }}
 {{- define "keda-otel-scaler.kedaClientSecret" -}}{{ include "keda-otel-scaler.fullname" . }}-keda-client{{- end }}
 {{- define "keda-otel-scaler.triggerAuthentication" -}}{{ include "keda-otel-scaler.fullname" . }}-tls{{- end }}
@@ -107,6 +134,18 @@ when tls.enabled. A TLS file set both ways is an error.
 {{- $_ := set $env $name $path }}
 {{- end }}
 {{- end }}
+{{- if .Values.highAvailability.enabled }}
+{{- range $name := list "PEERS" "PEER_TOKEN" "PEER_CA_FILE" }}
+{{- if hasKey $env $name }}
+{{- fail (printf "settings: %s is set by highAvailability.enabled; leave it null" $name) }}
+{{- end }}
+{{- end }}
+{{- $scheme := ternary "https" "http" (hasKey $env "REST_TLS_CERT_FILE") }}
+{{- $_ := set $env "PEERS" (printf "dns+%s://%s:%d" $scheme (include "keda-otel-scaler.headlessHost" .) (include "keda-otel-scaler.port.http" . | int)) }}
+{{- if .Values.tls.enabled }}
+{{- $_ := set $env "PEER_CA_FILE" (printf "%s/ca.crt" (include "keda-otel-scaler.tlsDir" .)) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.adminTokenSecret (hasKey $env "ADMIN_TOKEN") }}
 {{- fail "settings.adminToken and adminTokenSecret are exclusive" }}
 {{- end }}
@@ -116,8 +155,8 @@ when tls.enabled. A TLS file set both ways is an error.
 {{/* Pod template ---------------------------------------------------------------------- */}}
 
 {{/*
-The scaler's pod template, shared by every workload kind that runs it (a Deployment today;
-an HA layout adds a StatefulSet using the same template).
+The scaler's pod template, shared by the workloads that run it: the Deployment, or the
+StatefulSet of the HA layout (highAvailability.enabled).
 */}}
 {{- define "keda-otel-scaler.podTemplate" -}}
 {{- $env := include "keda-otel-scaler.settingsEnv" . | fromYaml }}
@@ -166,6 +205,13 @@ spec:
         {{- range $name, $value := $env }}
         - name: {{ $name }}
           value: {{ $value | toString | quote }}
+        {{- end }}
+        {{- if .Values.highAvailability.enabled }}
+        - name: PEER_TOKEN
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "keda-otel-scaler.peerTokenSecret" . }}
+              key: token
         {{- end }}
         {{- with .Values.adminTokenSecret }}
         - name: ADMIN_TOKEN
@@ -239,9 +285,28 @@ spec:
   nodeSelector:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with .Values.affinity }}
+  {{- if .Values.affinity }}
   affinity:
-    {{- toYaml . | nindent 4 }}
+    {{- toYaml .Values.affinity | nindent 4 }}
+  {{- else if and .Values.highAvailability.enabled (ne .Values.highAvailability.antiAffinity "none") }}
+  # Replicas on distinct nodes: a node failure or drain takes at most one.
+  affinity:
+    podAntiAffinity:
+      {{- if eq .Values.highAvailability.antiAffinity "required" }}
+      requiredDuringSchedulingIgnoredDuringExecution:
+        - topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "keda-otel-scaler.selectorLabels" . | nindent 14 }}
+      {{- else }}
+      preferredDuringSchedulingIgnoredDuringExecution:
+        - weight: 100
+          podAffinityTerm:
+            topologyKey: kubernetes.io/hostname
+            labelSelector:
+              matchLabels:
+                {{- include "keda-otel-scaler.selectorLabels" . | nindent 16 }}
+      {{- end }}
   {{- end }}
   {{- with .Values.tolerations }}
   tolerations:
