@@ -1,6 +1,6 @@
 """``python -m bench [--quick] [--only FIGURE ...]`` → ``bench/RESULTS.md``.
 
-Figures: ingest, vllm, query, memory, reaction, prometheus, profile (see bench/phases.py). The full run
+Figures: ingest, vllm, query, memory, reaction, prometheus, warmstart, profile (see bench/phases.py). The full run
 takes a few minutes on 2 cores; ``--quick`` uses small sizes for development and writes
 ``bench/RESULTS-dev.md`` unless ``--output`` says otherwise (so does ``--only``).
 """
@@ -18,7 +18,7 @@ from bench import phases
 from bench.profiling import py_spy
 from bench.report import Report
 
-FIGURES = ("ingest", "vllm", "query", "memory", "reaction", "prometheus", "profile")
+FIGURES = ("ingest", "vllm", "query", "memory", "reaction", "prometheus", "warmstart", "profile")
 HERE = Path(__file__).parent
 
 
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "vllm" in figures:
         print("== vLLM-shaped ingest and GetMetrics under load (native and reference paths)", flush=True)
         phases.vllm_phase(report, sizes, profile="profile" in figures and py_spy() is not None)
-    if figures & {"ingest", "query", "memory", "reaction", "prometheus", "profile"}:
+    if figures & {"ingest", "query", "memory", "reaction", "prometheus", "warmstart", "profile"}:
         print(f"== {sizes.big_series // 1000}k-series store", flush=True)
         phases.store_phase(report, sizes, figures)
     if "query" in figures:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from bench import heavy, ingest, latency, prom, reaction, vllmload, workload
+from bench import heavy, ingest, latency, prom, reaction, vllmload, warmstart, workload
 from bench.ingest import SECOND_NS, Client
 from bench.profiling import Recorder, hotspots, inclusive, markdown, py_spy
 from bench.report import Report, Row
@@ -127,7 +127,7 @@ def store_phase(report: Report, sizes: Sizes, figures: set[str]) -> None:
         report.skipped.append(f"5 Prometheus comparison: {prom_skip}")
     prometheus = prom.PrometheusProcess().start() if not prom_skip else None
     try:
-        with ServerProcess() as server:
+        with ServerProcess(warmstart.SERVER_ARGS) as server:
             time.sleep(1.0)
             rss_empty = server.rss_mib()
             # 24 samples 5 s apart ending 60 s from now: the windows stay full while we measure.
@@ -165,6 +165,8 @@ def store_phase(report: Report, sizes: Sizes, figures: set[str]) -> None:
                 _query_profile(report, server, sizes)
             if "reaction" in figures:
                 _reaction_rows(report, server, sizes, profile="profile" in figures and py_spy() is not None)
+            if "warmstart" in figures:
+                warmstart.rows(report, server, sizes.big_series)
     finally:
         if prometheus is not None:
             prometheus.stop()
