@@ -23,6 +23,7 @@ import pytest
 from tests.ha.cluster import Cluster
 from tests.ha.feed import DECODE, PREFILL, Exporter, Feed, Request, Rotel, SimFleet
 from tests.ha.keda_client import RoundRobinKeda, StreamWatcher
+from tests.integration.test_restart import answers
 
 pytestmark = pytest.mark.slow
 
@@ -77,15 +78,6 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(3, tmp_path, env={"WARMUP_SECONDS": "60", "PEER_TIMEOUT_SECONDS": "10"})
     yield c
     c.stop()
-
-
-def _answers(http: str, at: float) -> list[Any]:
-    out = []
-    for q in SAME_ANSWERS:
-        reply = httpx.get(f"{http}/api/v1/query", params={"query": q, "time": at}, timeout=10).json()
-        assert reply["status"] == "success", reply
-        out.append(sorted(reply["data"]["result"], key=lambda r: sorted(r["metric"].items())))
-    return out
 
 
 def _samples_in(http: str, at: float, seconds: float) -> int:
@@ -153,10 +145,10 @@ def failover(cluster: Cluster, fleet: SimFleet, name: str) -> dict[str, Any]:
     assert warm["outcome"] == "restored", info["peers"]
     assert restarted.ready_seconds <= 10.0
     at = restart_wall - 0.5
-    reference = _answers(cluster[0].http, at)
+    reference = answers(cluster[0].http, at, SAME_ANSWERS)
     assert all(r for r in reference), reference
-    assert _answers(restarted.http, at) == reference
-    assert _answers(cluster[2].http, at) == reference
+    assert answers(restarted.http, at, SAME_ANSWERS) == reference
+    assert answers(cluster[2].http, at, SAME_ANSWERS) == reference
     figures = {
         "fan-out": name,
         "calls": out.calls,

@@ -6,8 +6,6 @@ readiness (``/readyz``, gRPC health) means warmed."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import logging
 import socket
 import ssl
@@ -21,16 +19,12 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from scaler import config, snapshot
 from tests.conftest import RunningService
 from tests.integration.test_restart import PROMQL, answers, ingest
-from tests.integration.test_tls import _pem, make_ca
+from tests.integration.test_tls import issue, make_ca
 from tests.otlpdata import DECODE, gauge, now_ns, otlp_stub, request
 
 TOKEN = "s3cret-peer-token"
@@ -265,26 +259,7 @@ def test_an_unresolvable_name_falls_back_to_the_snapshot_file(
 def _peer_certificate(tmp_path: Path) -> dict[str, str]:
     """A CA and one certificate for every replica, usable as server and as client (peer mTLS)."""
     ca, ca_cert, ca_key = make_ca("peer-ca")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keda-otel-scaler")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = _pem(cert, key)
+    pem = issue(ca_cert, ca_key, "keda-otel-scaler", server=True, client=True)
     for name, data in (("ca.crt", ca.cert), ("tls.crt", pem.cert), ("tls.key", pem.key)):
         (tmp_path / name).write_bytes(data)
     return {

@@ -4,7 +4,7 @@ without data, the warm-up answers UNAVAILABLE instead of a scale-down-inducing 0
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +59,10 @@ def ingest(port: int, t0_ns: int) -> None:
         )
 
 
-def answers(http: str, at: float) -> list[Any]:
+def answers(http: str, at: float, queries: Sequence[str] = PROMQL) -> list[Any]:
+    """Each query's result at ``at``, series sorted by labels (to compare two servers)."""
     out = []
-    for q in PROMQL:
+    for q in queries:
         reply = httpx.get(f"{http}/api/v1/query", params={"query": q, "time": at}, timeout=10).json()
         assert reply["status"] == "success", reply
         out.append(sorted(reply["data"]["result"], key=lambda r: sorted(r["metric"].items())))

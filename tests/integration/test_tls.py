@@ -51,7 +51,14 @@ def make_ca(cn: str) -> tuple[Pem, x509.Certificate, ec.EllipticCurvePrivateKey]
     return _pem(cert, key), cert, key
 
 
-def issue(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, cn: str, server: bool) -> Pem:
+def issue(
+    ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, cn: str, server: bool, client: bool | None = None
+) -> Pem:
+    """A leaf for a server (with localhost names) or a client (``client`` defaults to ``not server``;
+    both for a peer that serves and calls its peers)."""
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+    if (not server) if client is None else client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     builder = (
@@ -62,10 +69,7 @@ def issue(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, cn: str, ser
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
-            critical=False,
-        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     )
     if server:
         builder = builder.add_extension(
