@@ -21,6 +21,7 @@ PUSH=0
 TLS=0
 DRY_RUN=0
 RESTART=1
+HA=0                                      # 0: one scaler replica; N: the HA layout with N
 
 usage() {
   cat <<EOF
@@ -48,6 +49,10 @@ Options:
                               open-telemetry/opentelemetry-operator chart version
                               (default: latest)
       --push                  use trigger type external-push (manifests/keda-push)
+      --ha N                  N active-active scaler replicas (README "High availability"):
+                              a StatefulSet and collectors exporting to every replica
+                              (overlays from ha-overlay.sh), the peer token Secret made
+                              once, and the single-replica Deployment removed
       --tls                   TLS everywhere: manifests/scaler-tls, collectors-tls and
                               keda-tls (or keda-push-tls with --push); needs cert-manager
       --no-restart            do not restart the vLLM Deployments (pods created before
@@ -63,7 +68,7 @@ EOF
 TMP_FILES=()
 cleanup() {
   if ((${#TMP_FILES[@]} > 0)); then
-    rm -f "${TMP_FILES[@]}"
+    rm -rf "${TMP_FILES[@]}"
   fi
 }
 trap cleanup EXIT
@@ -146,6 +151,12 @@ while (($# > 0)); do
       RESTART=0
       shift
       ;;
+    --ha)
+      need_value "$1" "$#"
+      HA="$2"
+      shift 2
+      [[ $HA =~ ^[1-9][0-9]?$ ]] || die "--ha needs a replica count from 1 to 99, not '$HA'"
+      ;;
     --dry-run)
       DRY_RUN=1
       shift
@@ -213,6 +224,24 @@ copy_ca_certificate() {
     --from-file=ca.crt="$ca_file" --dry-run=client -o yaml | kubectl apply -f -
 }
 
+# The HA replicas authenticate each other's GET /snapshot with a shared token: made once
+# (random), kept on re-runs.
+ensure_peer_token() {
+  local secret=keda-otel-scaler-peer-token
+  if ((DRY_RUN)); then
+    printf '+ %s   # unless it exists\n' \
+      "$(shell_words kubectl -n "$KEDA_NAMESPACE" create secret generic "$secret" --from-literal=token=RANDOM)"
+    return 0
+  fi
+  if kubectl -n "$KEDA_NAMESPACE" get secret "$secret" >/dev/null 2>&1; then
+    printf '    (secret/%s exists: kept)\n' "$secret"
+    return 0
+  fi
+  printf '+ %s\n' "$(shell_words kubectl -n "$KEDA_NAMESPACE" create secret generic "$secret" --from-literal=token=RANDOM)"
+  kubectl -n "$KEDA_NAMESPACE" create secret generic "$secret" \
+    --from-literal=token="$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >/dev/null
+}
+
 restart_if_present() {
   local deploy="$1"
   if ((DRY_RUN)); then
@@ -240,6 +269,21 @@ if ((TLS)); then
   fi
 elif ((PUSH)); then
   keda_dir="$SCRIPT_DIR/keda-push"
+fi
+workload="deployment/keda-otel-scaler"
+if ((HA)); then
+  # Overlays for N replicas on top of the directories chosen above (local files only).
+  ha_dir="$(mktemp -d)"
+  TMP_FILES+=("$ha_dir")
+  ha_args=("$HA" "$ha_dir")
+  if ((TLS)); then
+    ha_args=(--tls "${ha_args[@]}")
+  fi
+  printf '+ %s\n' "$(shell_words "$SCRIPT_DIR/ha-overlay.sh" "${ha_args[@]}")"
+  "$SCRIPT_DIR/ha-overlay.sh" "${ha_args[@]}" >/dev/null
+  scaler_dir="$ha_dir/scaler"
+  collectors_dir="$ha_dir/collectors"
+  workload="statefulset/keda-otel-scaler"
 fi
 
 if ((DRY_RUN)); then
@@ -279,13 +323,24 @@ run helm upgrade --install opentelemetry-operator open-telemetry/opentelemetry-o
   --set admissionWebhooks.certManager.enabled=true \
   --wait --timeout 10m
 
-step "4. keda-otel-scaler in namespace ${KEDA_NAMESPACE} ($(basename "$scaler_dir"))"
+layout="$(basename "$scaler_dir")"
+if ((HA)); then
+  layout="HA, ${HA} replicas"
+fi
+step "4. keda-otel-scaler in namespace ${KEDA_NAMESPACE} (${layout})"
+if ((HA)); then
+  ensure_peer_token
+fi
 apply_kustomization "$scaler_dir" "$KEDA_NAMESPACE"
 if ((TLS)); then
   run kubectl -n "$KEDA_NAMESPACE" wait --for=condition=Ready \
     certificate/keda-otel-scaler-server certificate/keda-otel-scaler-keda-client --timeout=180s
 fi
-run kubectl -n "$KEDA_NAMESPACE" rollout status deployment/keda-otel-scaler --timeout=300s
+run kubectl -n "$KEDA_NAMESPACE" rollout status "$workload" --timeout=300s
+if ((HA)); then
+  # Switching from one replica: the StatefulSet is Ready, the old Deployment can go.
+  run kubectl -n "$KEDA_NAMESPACE" delete deployment keda-otel-scaler --ignore-not-found
+fi
 
 step "5. sidecar collectors in namespace ${NAMESPACE} ($(basename "$collectors_dir"))"
 if ((TLS)); then

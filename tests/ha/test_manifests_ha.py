@@ -18,7 +18,15 @@ import yaml
 from scaler import config
 from tests.chart import helm
 from tests.manifests import k8svalidate
-from tests.manifests.test_manifests import MANIFESTS, UNSCHEMED_GROUPS, assert_valid, by_kind, one, render
+from tests.manifests.test_manifests import (
+    MANIFESTS,
+    UNSCHEMED_GROUPS,
+    _fake_tools,
+    assert_valid,
+    by_kind,
+    one,
+    render,
+)
 
 Doc = dict[str, Any]
 NAMESPACE = "keda"
@@ -193,3 +201,37 @@ def test_chart_ha_refuses_conflicting_values(values: Doc, message: str) -> None:
 def test_chart_refuses_a_malformed_peers_value() -> None:
     with pytest.raises(helm_python.HelmError, match="/settings/peers"):
         helm.render({"settings": {"peers": "peer:9090"}})
+
+
+def test_setup_ha_dry_run_applies_the_generated_overlays_and_runs_nothing(tmp_path: Path) -> None:
+    env, calls = _fake_tools(tmp_path, {"kubectl": "exit 97", "helm": "exit 97"})
+    proc = subprocess.run(
+        [str(MANIFESTS / "setup.sh"), "--dry-run", "--namespace", "llm-d", "--ha", "4", "--tls"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not calls.exists(), f"dry run executed: {calls.read_text()}"
+    out = proc.stdout
+    expected = [
+        "ha-overlay.sh --tls 4 ",
+        "+ kubectl -n keda create secret generic keda-otel-scaler-peer-token --from-literal=token=RANDOM",
+        "/scaler\n",
+        "+ kubectl -n keda rollout status statefulset/keda-otel-scaler",
+        "+ kubectl -n keda delete deployment keda-otel-scaler --ignore-not-found",
+        "create secret generic keda-otel-scaler-ca-cert -n llm-d",
+        "/collectors\n",
+        "keda-tls\n",
+    ]
+    position = 0
+    for needle in expected:
+        found = out.find(needle, position)
+        assert found >= 0, f"{needle!r} missing or out of order in:\n{out}"
+        position = found + len(needle)
+    bad = subprocess.run(
+        [str(MANIFESTS / "setup.sh"), "--dry-run", "--ha", "0"], capture_output=True, text=True, env=env, check=False
+    )
+    assert bad.returncode != 0 and "--ha needs a replica count" in bad.stderr
