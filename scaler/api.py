@@ -1,7 +1,12 @@
 """The HTTP API on port 9090: the Go reference's REST memstore API (:data:`memstore`) and
-health, info, metrics and offline docs (:data:`operations`). ``POST /memstore/query`` runs the
-trigger core (:mod:`scaler.trigger`) as KEDA's calls do. OTLP/HTTP and the Prometheus API are
-routers of their own; :func:`scaler.httpserver.create_app` wires them all the same way."""
+health, info, metrics and offline docs (:data:`operations`); ``/metrics`` alone on the
+internal-metrics port (:data:`internal_metrics`). ``POST /memstore/query`` runs the trigger
+core (:mod:`scaler.trigger`) as KEDA's calls do. OTLP/HTTP and the Prometheus API are routers
+of their own; :func:`scaler.httpserver.create_app` wires them all the same way.
+
+As in kedify/otel-add-on: sample times and ``lastUpdate`` are whole Unix seconds, ``GET /info``
+starts with its flat map of strings, ``GET /`` leads to ``/swagger/index.html`` and that to the
+docs (``/docs``)."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp
@@ -86,6 +91,7 @@ def docs_mount() -> tuple[str, ASGIApp]:
 
 memstore = APIRouter(prefix="/memstore", tags=["memstore"])
 operations = APIRouter(tags=["operations"])
+internal_metrics = APIRouter(tags=["operations"])
 
 
 @memstore.get("/names", summary="Metric names in the store")
@@ -99,11 +105,18 @@ async def data(request: Request, name: str | None = None) -> dict[str, list[dict
     now = store.now_ms()
     lo = now - store.retention_ms
     series_list = store.select([Matcher.of(METRIC_NAME, MatchOp.EQ, name)]) if name else list(store.series())
-    out: dict[str, list[dict[str, Any]]] = {}
+    by_name: dict[str, list[Series]] = {}
     for series in series_list:
-        ts, vals = series.window(lo, now)
-        if len(ts):
-            out.setdefault(series.name, []).append(_series_json(store, engine, series, ts.tolist(), vals.tolist(), now))
+        by_name.setdefault(series.name, []).append(series)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for metric, group in by_name.items():
+        label_names = {k for s in group for k, _ in s.labels}
+        for series in group:
+            ts, vals = series.window(lo, now)
+            if len(ts):
+                absent = sorted(label_names - {k for k, _ in series.labels})
+                entry = _series_json(store, engine, series, absent, ts.tolist(), vals.tolist(), now)
+                out.setdefault(metric, []).append(entry)
     return out
 
 
@@ -125,6 +138,7 @@ async def run_query(body: QueryBody, request: Request) -> JSONResponse:
         metrics.queries.labels("rest", "bad_query").inc()
         return JSONResponse({"error": str(exc)}, status_code=400)
     reading = await trigger.evaluate_async(compiled, need(request, query.Engine), store.now_ms())
+    metrics.kedify.read_compat(compiled, reading)
     notes = {k: list(v) for k, v in (("warnings", reading.warnings), ("infos", reading.infos)) if v}
     if reading.state is trigger.State.NOT_FOUND:
         metrics.queries.labels("rest", "not_found").inc()
@@ -151,21 +165,27 @@ async def reset(request: Request) -> dict[str, Any]:
 
 
 def _series_json(
-    store: Store, engine: query.Engine, series: Series, ts: list[int], vals: list[float], now: int
+    store: Store,
+    engine: query.Engine,
+    series: Series,
+    absent: list[str],
+    ts: list[int],
+    vals: list[float],
+    now: int,
 ) -> dict[str, Any]:
     labels = {k: v for k, v in series.labels if k != METRIC_NAME}
-    points = [{"value": _json_number(v), "time": t / 1000} for t, v in zip(ts, vals, strict=True) if not is_stale(v)]
+    points = [{"value": _json_number(v), "time": t // 1000} for t, v in zip(ts, vals, strict=True) if not is_stale(v)]
     aggregates: dict[str, Any] = {}
-    exact = query.CompatQuery(series.name, tuple((k, v) for k, v in series.labels if k != METRIC_NAME))
+    lookback = query.compat_lookback_ms(store.retention_ms)
     for op in _DATA_AGGREGATES:
         try:
-            compiled = trigger.Query.of_compat(exact, op, store.retention_ms)
-            result = engine.instant(compiled.expr, now, compiled.lookback_ms)
+            expr = query.series_expr(series.labels, absent, op, store.retention_ms)
+            result = engine.instant(expr, now, lookback)
             samples = result.samples if isinstance(result, query.Vector) else []
             aggregates[op] = _json_number(samples[0].value) if samples else None
         except query.QueryError:
             aggregates[op] = None
-    return {"labels": labels, "data": points, "aggregatesOverTime": aggregates, "lastUpdate": series.last_ts / 1000}
+    return {"labels": labels, "data": points, "aggregatesOverTime": aggregates, "lastUpdate": series.last_ts // 1000}
 
 
 def _json_number(value: float) -> float | str:
@@ -213,15 +233,29 @@ async def store_snapshot(request: Request) -> Response:
     return Response(data, media_type="application/octet-stream", headers={"Cache-Control": "no-store"})
 
 
-@operations.get("/info", summary="Version, effective configuration, bound ports, store statistics")
+@operations.get(
+    "/info", summary="kedify/otel-add-on's flat strings, then version, configuration, bound ports, store statistics"
+)
 async def info(request: Request) -> dict[str, Any]:
     return need(request, Host).info()
 
 
 @operations.get("/metrics", summary="Self-metrics in Prometheus text format", response_class=PlainTextResponse)
+@internal_metrics.get("/metrics", summary="Self-metrics in Prometheus text format", response_class=PlainTextResponse)
 async def metrics(request: Request) -> PlainTextResponse:
     text = need(request, SelfMetrics).render()
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@operations.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    return RedirectResponse("/swagger/index.html", status_code=308)
+
+
+@operations.get("/swagger/index.html", include_in_schema=False)
+async def swagger() -> RedirectResponse:
+    """kedify/otel-add-on's Swagger UI address: the same docs, served at ``/docs``."""
+    return RedirectResponse("/docs", status_code=308)
 
 
 @operations.get("/docs", include_in_schema=False)

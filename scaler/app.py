@@ -14,6 +14,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import time
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
@@ -31,7 +32,7 @@ from scaler.config import Settings, TLSFiles
 from scaler.keda import ExternalScaler
 from scaler.model import Clock
 from scaler.persistence import Persistence
-from scaler.selfmetrics import SelfMetrics
+from scaler.selfmetrics import SelfMetrics, runtime_info
 from scaler.store import Store
 from scaler.tls import ReloadingSSLContext, grpc_credentials
 from scaler.trigger import TriggerCache
@@ -59,6 +60,8 @@ class BoundPorts:
     otlp: int
     keda: int
     http: int
+    metrics: int
+    """The internal-metrics port (kedify/otel-add-on's 8080): ``/metrics`` only, plain HTTP."""
 
 
 class ServiceFailed(RuntimeError):
@@ -80,12 +83,23 @@ class Service:
                 evaluation_interval_ms=round(q.evaluation_interval_seconds * 1000),
             ),
         )
-        self.metrics = SelfMetrics(lambda: self.store.series_count)
+        self.metrics = SelfMetrics(lambda: self.store.series_count, self.store.names)
         self.ingestor = receiver.Ingestor(self.store, settings.otlp, self.metrics)
         self.triggers = TriggerCache(settings.triggers, settings.store.retention_seconds)
         self._warm_until = time.monotonic() + settings.triggers.warmup_seconds
-        self.scaler = ExternalScaler(self.store, self.engine, self.triggers, self.metrics, warming=self.warming)
+        polling_ms = settings.keda.is_active_polling_interval_ms
+        self.scaler = ExternalScaler(
+            self.store,
+            self.engine,
+            self.triggers,
+            self.metrics,
+            warming=self.warming,
+            heartbeat_seconds=None if polling_ms is None else polling_ms / 1000,
+        )
         self.ports: BoundPorts | None = None
+        """Set once every listener serves."""
+        self._bound: BoundPorts | None = None
+        """Set once every listener is bound (``/info`` may be asked in between)."""
         self.started_at = time.time()
         self.persistence = Persistence(settings.snapshot.path, self.store, self.metrics)
         self.peers = peers.PeerClient(settings.peer, settings.rest_tls, self.metrics)
@@ -98,8 +112,7 @@ class Service:
         self._grpc: list[grpc.aio.Server] = []
         self._health: list[health.aio.HealthServicer] = []
         self._health_names: dict[health.aio.HealthServicer, tuple[str, ...]] = {}
-        self._http: httpserver.Server | None = None
-        self._http_task: asyncio.Task[None] | None = None
+        self._http: list[tuple[httpserver.Server, asyncio.Task[None]]] = []
         self._ssl: ReloadingSSLContext | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Task[Any]] = []
@@ -145,22 +158,30 @@ class Service:
             "KEDA",
             externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"].full_name,
         )
-        http_port = await self._start_http()
-        self.ports = BoundPorts(otlp_port, keda_port, http_port)
+        sockets = self._bind_http()
+        http_port, metrics_port = (int(sock.getsockname()[1]) for sock in sockets)
+        self._bound = BoundPorts(otlp_port, keda_port, http_port, metrics_port)
+        self.metrics.kedify.info = self.kedify_info()
+        await self._start_http(*sockets)
+        self.ports = self._bound
         if self.ready():
             await self._mark_ready()
         else:
             self._readiness = asyncio.create_task(self._serve_when_ready(), name="readiness")
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         logger.info(
-            "keda-otel-scaler %s ready: otlp-grpc=%d keda-grpc=%d http=%d (bound to %s, %s, %s)",
+            "keda-otel-scaler %s ready: otlp-grpc=%d keda-grpc=%d%s http=%d internal-metrics=%d "
+            "(bound to %s, %s, %s, %s)",
             __version__,
             otlp_port,
             keda_port,
+            " (TLS)" if s.keda_tls.active else "",
             http_port,
+            metrics_port,
             listen.otlp_address,
             listen.keda_address,
             listen.rest_address,
+            listen.listen_address,
         )
         return self.ports
 
@@ -213,7 +234,7 @@ class Service:
         )
         address = f"{_grpc_host(host)}:{port}"
         try:
-            if tls.enabled:
+            if tls.active:
                 bound = server.add_secure_port(address, grpc_credentials(tls, listener))
             else:
                 bound = server.add_insecure_port(address)
@@ -229,7 +250,20 @@ class Service:
         self._watchers.append(watcher)
         return bound
 
-    async def _start_http(self) -> int:
+    def _bind_http(self) -> tuple[socket.socket, socket.socket]:
+        """The sockets of the HTTP API and of the internal-metrics listener."""
+        listen = self.settings.listeners
+        http_sock = httpserver.bind(listen.rest_address, listen.rest_api_port)
+        try:
+            return http_sock, httpserver.bind(
+                listen.listen_address, listen.internal_metrics_port, "internal-metrics HTTP"
+            )
+        except OSError:
+            http_sock.close()
+            raise
+
+    async def _start_http(self, http_sock: socket.socket, metrics_sock: socket.socket) -> None:
+        """Serve the HTTP API and, on the internal-metrics port, ``/metrics`` alone."""
         s = self.settings
         app = httpserver.create_app(
             [api.memstore, api.operations, api_prom.router, receiver.router],
@@ -249,26 +283,31 @@ class Service:
             s.http,
             mounts=[api.docs_mount()],
         )
-        sock = httpserver.bind(s.listeners.rest_address, s.listeners.rest_api_port)
-        if s.rest_tls.enabled:
+        if s.rest_tls.active:
             self._ssl = ReloadingSSLContext(s.rest_tls)
         reloading = self._ssl
-        config = httpserver.config(
+        await self._serve_http(
             app,
-            s.http,
-            self.metrics,
-            s.listeners.shutdown_grace_seconds,
+            http_sock,
+            "http",
             ssl_context_factory=None if reloading is None else (lambda _config, _default: reloading.context),
         )
-        self._http = httpserver.Server(config)
-        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]), name="http")
-        while not self._http.started:
-            if self._http_task.done():
-                self._http_task.result()
-                raise OSError("HTTP server stopped during start-up")
+        internal = httpserver.create_app([api.internal_metrics], [], self.metrics, s.http)
+        await self._serve_http(internal, metrics_sock, "internal-metrics")
+
+    async def _serve_http(self, app: Any, sock: socket.socket, name: str, **extra: Any) -> None:
+        config = httpserver.config(
+            app, self.settings.http, self.metrics, self.settings.listeners.shutdown_grace_seconds, **extra
+        )
+        server = httpserver.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name=name)
+        self._http.append((server, task))
+        while not server.started:
+            if task.done():
+                task.result()
+                raise OSError(f"{name} HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
-        self._http_task.add_done_callback(self._watch)
-        return int(sock.getsockname()[1])
+        task.add_done_callback(self._watch)
 
     def _watch(self, task: asyncio.Task[Any]) -> None:
         """A server task that ends while the service is not stopping has failed: log it at once
@@ -292,9 +331,9 @@ class Service:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         stops: list[Awaitable[Any]] = [server.stop(grace) for server in self._grpc]
-        if self._http is not None and self._http_task is not None:
-            self._http.should_exit = True
-            stops.append(self._http_task)
+        for http_server, task in self._http:
+            http_server.should_exit = True
+            stops.append(task)
         await asyncio.gather(*stops, return_exceptions=True)
         self._grpc.clear()
         for watcher in self._watchers:
@@ -341,7 +380,7 @@ class Service:
         """Every listener bound; with ``PEERS`` (the HA layout, where collectors reach every replica
         whether it is Ready or not) also :meth:`warmed`, so KEDA's Service sends no call to a
         replica that would answer from an incomplete store."""
-        listening = self.ports is not None and self._http is not None and self._http.started
+        listening = self.ports is not None and bool(self._http) and all(server.started for server, _ in self._http)
         return listening and (not self.peers.configured or self.warmed())
 
     def warmed(self) -> bool:
@@ -360,8 +399,15 @@ class Service:
             return "the store holds data"
         return "no peers (PEERS unset)" if not self.peers.configured else "the warm-up has passed without data"
 
+    def kedify_info(self) -> dict[str, str]:
+        """kedify/otel-add-on's ``/info``: a flat map of strings (also its runtime-info labels)."""
+        ports = asdict(self._bound) if self._bound else {"otlp": 0, "keda": 0, "http": 0, "metrics": 0}
+        return runtime_info(self.settings.store.retention_seconds, ports)
+
     def info(self) -> dict[str, Any]:
+        """kedify/otel-add-on's flat string fields, then ours."""
         return {
+            **self.kedify_info(),
             "version": __version__,
             "startedAt": self.started_at,
             "ports": asdict(self.ports) if self.ports else None,

@@ -4,23 +4,98 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from scaler import __version__, config, extras, logs
+
+logger = logging.getLogger("scaler.cli")
+
+
+_ZAP_LEVELS = {"debug": "debug", "info": "info", "error": "error", "panic": "error"}
+_ZAP_STACKTRACE_LEVELS = ("info", "error", "panic")
+_ZAP_ENCODERS = {"json": "json", "console": "text"}
+_ZAP_TIME_ENCODINGS = ("epoch", "millis", "nano", "iso8601", "rfc3339", "rfc3339nano")
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser(
         "serve",
         help="run the scaler (OTLP receiver, KEDA external scaler, HTTP API)",
-        description="Run the scaler. Every flag also reads the environment variable shown; flag > env > default.",
+        description="Run the scaler. Every flag also reads the environment variable shown; flag > env > default. "
+        "Arguments without a command (e.g. kedify/otel-add-on's chart's --zap-log-level=info) mean serve.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_setting_flags(serve)
+    zap = serve.add_argument_group(
+        "kedify/otel-add-on's logging flags (controller-runtime zap), mapped onto --log-level and --log-format",
+        "Go's -flag spelling works too. --log-level/--log-format win over these; these win over the environment.",
+    )
+    zap.add_argument("--zap-log-level", metavar="LEVEL", help="debug, info, error, panic (= error), or N > 0 (= debug)")
+    zap.add_argument("--zap-encoder", metavar="ENCODER", help="json (= --log-format json) or console (= text)")
+    zap.add_argument(
+        "--zap-devel", metavar="BOOL", nargs="?", const="true", help="development defaults: debug level, text format"
+    )
+    zap.add_argument(
+        "--zap-stacktrace-level", metavar="LEVEL", help="info, error or panic; accepted (tracebacks come with errors)"
+    )
+    zap.add_argument("--zap-time-encoding", metavar="ENCODING", help="accepted (timestamps are ISO 8601 UTC)")
+
+
+def zap_flags(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
+    """kedify/otel-add-on's controller-runtime logging flags as setting flags (``log_level``,
+    ``log_format``) and notes for the log; ValueError names a flag whose value zap would refuse."""
+    mapped: dict[str, str] = {}
+    notes: list[str] = []
+    devel = args.zap_devel
+    if devel is not None:
+        try:
+            if config.parse_bool(devel):
+                mapped.update(log_level="debug", log_format="text")
+        except ValueError:
+            raise ValueError(f"--zap-devel={devel!r}: must be true or false") from None
+    level = args.zap_log_level
+    if level is not None:
+        lowered = level.strip().lower()
+        if lowered in _ZAP_LEVELS:
+            mapped["log_level"] = _ZAP_LEVELS[lowered]
+        elif lowered.isdigit() and int(lowered) > 0:
+            mapped["log_level"] = "debug"
+        else:
+            raise ValueError(f"--zap-log-level={level!r}: use debug, info, error, panic or an integer > 0")
+    encoder = args.zap_encoder
+    if encoder is not None:
+        if encoder.strip().lower() not in _ZAP_ENCODERS:
+            raise ValueError(f"--zap-encoder={encoder!r}: use json or console")
+        mapped["log_format"] = _ZAP_ENCODERS[encoder.strip().lower()]
+    stacktrace = args.zap_stacktrace_level
+    if stacktrace is not None:
+        if stacktrace.strip().lower() not in _ZAP_STACKTRACE_LEVELS:
+            raise ValueError(f"--zap-stacktrace-level={stacktrace!r}: use info, error or panic")
+        notes.append(f"--zap-stacktrace-level={stacktrace} accepted: tracebacks are logged with unexpected errors")
+    encoding = args.zap_time_encoding
+    if encoding is not None:
+        if encoding.strip().lower() not in _ZAP_TIME_ENCODINGS:
+            raise ValueError(f"--zap-time-encoding={encoding!r}: use one of {', '.join(_ZAP_TIME_ENCODINGS)}")
+        notes.append(f"--zap-time-encoding={encoding} accepted: log timestamps are ISO 8601 UTC")
+    if mapped:
+        spelled = " ".join(f"--{name.replace('_', '-')}={value}" for name, value in mapped.items())
+        notes.insert(0, f"kedify/otel-add-on logging flags mapped to {spelled}")
+    return mapped, notes
+
+
+def normalize_argv(argv: Sequence[str]) -> list[str]:
+    """Arguments without a command mean ``serve`` (kedify/otel-add-on's chart passes only
+    ``--zap-*`` flags), and Go's single-dash long flags (``-zap-log-level=info``) are spelled
+    with two dashes."""
+    args = ["-" + a if a.startswith("-zap-") else a for a in argv]
+    if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
+        args.insert(0, "serve")
+    return args
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +145,9 @@ def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keda-otel-scaler", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="serve (the default), query, demo"
+    )
     _serve_parser(sub)
     _query_parser(sub)
     _demo_parser(sub)
@@ -109,15 +186,38 @@ def _run_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_serve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[config.Settings, list[str]]:
+    """``serve``'s settings (flags > kedify's zap flags > environment > defaults) and the lines
+    start-up logs about kedify/otel-add-on's flags and variables; raises SettingsError."""
+    try:
+        zapped, notes = zap_flags(args)
+    except ValueError as exc:
+        raise config.SettingsError(str(exc)) from None
+    flags = setting_flags(args)
+    for name, value in zapped.items():
+        if flags.get(name) is None:
+            flags[name] = value
+    settings = config.load(flags, environ)
+    keda_tls = settings.keda_tls
+    if keda_tls.enabled is False and keda_tls.cert_file:
+        notes.append(
+            "KEDA_TLS_ENABLED=false: the KEDA port serves plaintext gRPC and KEDA_TLS_CERT_FILE/KEY_FILE are not "
+            "used (kedify/otel-add-on's chart fills them from the OTLP certificate)"
+        )
+    return settings, notes + config.accepted_notes(environ)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(normalize_argv(sys.argv[1:] if argv is None else argv))
     if args.command == "serve":
         try:
-            settings = config.load(setting_flags(args), os.environ)
+            settings, notes = load_serve_settings(args, os.environ)
         except config.SettingsError as exc:
             print(f"keda-otel-scaler serve: invalid configuration: {exc}", file=sys.stderr)
             sys.exit(2)
         logs.configure(settings.log.level, settings.log.format)
+        for note in notes:
+            logger.info("%s", note)
         from scaler import app
 
         sys.exit(app.run(settings))

@@ -19,8 +19,9 @@ validated value: it never reads the process environment by itself.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -30,8 +31,11 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 
 DEFAULT_RESOURCE_LABELS = (
     "k8s.namespace.name=namespace,k8s.pod.name=pod,k8s.deployment.name=deployment,"
-    "k8s.statefulset.name=statefulset,service.name=job,service.instance.id=instance"
+    "k8s.statefulset.name=statefulset,service.name=job,service.instance.id=instance,"
+    "host.name=host.name,pod=host.name"
 )
+"""``host.name`` (else a resource attribute ``pod``) becomes the label ``host.name``, as in
+kedify/otel-add-on; where several attributes map to one label, the first listed wins."""
 
 
 class SettingsError(ValueError):
@@ -39,12 +43,57 @@ class SettingsError(ValueError):
 
 
 def parse_bool(text: str) -> bool:
+    """``true``/``false`` and Go's ``strconv.ParseBool`` spellings (``1``, ``t``, ``T``, ``TRUE``,
+    ``True``; ``0``, ``f``, ...), plus ``yes``/``no``/``on``/``off``; empty is false."""
     lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
+    if lowered in ("1", "t", "true", "yes", "on"):
         return True
-    if lowered in ("0", "false", "no", "off", ""):
+    if lowered in ("0", "f", "false", "no", "off", ""):
         return False
     raise ValueError("must be true or false")
+
+
+_GO_DURATION = re.compile(r"([0-9]*\.?[0-9]*)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_GO_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def parse_go_duration(text: str) -> float:
+    """A Go ``time.ParseDuration`` string (``5m``, ``1h30m``, ``1.5s``, ``300ms``, ``0``) in seconds."""
+    body = text.strip()
+    sign = -1.0 if body.startswith("-") else 1.0
+    body = body.lstrip("+-")
+    if body == "0":
+        return 0.0
+    total, pos = 0.0, 0
+    while pos < len(body):
+        match = _GO_DURATION.match(body, pos)
+        if match is None or match.group(1) in ("", "."):
+            raise ValueError(f"{text!r} is not a Go duration (e.g. 5m, 15s, 1h30m)")
+        total += float(match.group(1)) * _GO_UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not body:
+        raise ValueError(f"{text!r} is not a Go duration (e.g. 5m, 15s, 1h30m)")
+    return sign * total
+
+
+class Promotions(dict[str, str]):
+    """Resource attribute → label, in priority order (where two attributes map to one label, the
+    first wins), and the label that carries a hash of a resource's attributes when the promoted
+    labels do not carry them all (None: never)."""
+
+    def __init__(self, mapping: Mapping[str, str] | None = None, hash_label: str | None = None) -> None:
+        super().__init__(mapping or {})
+        self.hash_label = hash_label
+        self.rank = {attribute: i for i, attribute in enumerate(self)}
 
 
 def parse_resource_labels(text: str) -> dict[str, str]:
@@ -122,12 +171,44 @@ def _resource_labels(text: str) -> str:
     return text
 
 
-Port = Annotated[int, Field(ge=0, le=65535)]
+def _label_name_or_off(text: str) -> str:
+    text = text.strip()
+    if text not in ("", "-") and (text.startswith("__") or any(c in text for c in '=,{}"\n')):
+        raise ValueError(f"{text!r} is not a usable label name")
+    return text
+
+
+def _go_int(value: object) -> object:
+    """A prefixed integer literal (``0x78``, ``0o170``, ``0b1111000``, ``1_000``) as Go's
+    ``strconv.ParseInt(s, 0, 64)`` reads kedify/otel-add-on's integer variables; else as given."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?0[xXoObB][0-9a-fA-F_]+\s*|\s*[+-]?[0-9]+(_[0-9]+)+\s*", value):
+        try:
+            return int(value.strip(), 0)
+        except ValueError:
+            return value
+    return value
+
+
+def _optional_bool(value: object) -> object:
+    """Unset (None) when empty, else a boolean: for a switch whose absence means "decide by the
+    other settings"."""
+    if isinstance(value, str):
+        return None if not value.strip() else parse_bool(value)
+    return value
+
+
+Port = Annotated[int, BeforeValidator(_go_int), Field(ge=0, le=65535)]
 Count = Annotated[int, Field(gt=0)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+GoSeconds = Annotated[float, BeforeValidator(_go_int), Field(gt=0, allow_inf_nan=False)]
+Milliseconds = Annotated[
+    Annotated[int, BeforeValidator(_go_int), Field(gt=0)] | None,
+    BeforeValidator(lambda v: None if isinstance(v, str) and not v.strip() else v),
+]
 SecondsOrOff = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 Switch = Annotated[bool, BeforeValidator(_bool)]
+OptionalSwitch = Annotated[bool | None, BeforeValidator(_optional_bool)]
 
 
 class Group(BaseSettings):
@@ -172,6 +253,9 @@ class Listeners(Group):
     )
     keda_external_scaler_port: Port = Field(4318, description="KEDA external scaler gRPC port")
     rest_api_port: Port = Field(9090, description="HTTP port: REST, Prometheus API, OTLP/HTTP, health, metrics, docs")
+    internal_metrics_port: Port = Field(
+        8080, description="plain-HTTP port serving only `/metrics` (kedify/otel-add-on's `internal-metrics` port)"
+    )
     shutdown_grace_seconds: Seconds = Field(10.0, description="in-flight calls may finish this long after SIGTERM")
 
     @property
@@ -190,7 +274,7 @@ class Listeners(Group):
 class StoreLimits(Group):
     """Store limits (INTERFACE §2)."""
 
-    retention_seconds: Seconds = Field(
+    retention_seconds: GoSeconds = Field(
         120.0,
         validation_alias="METRIC_STORE_RETENTION_SECONDS",
         description="sample retention; the default (and longest) `window` of `operationOverTime`",
@@ -207,15 +291,27 @@ class OtlpSettings(Group):
 
     resource_labels: Annotated[str, AfterValidator(_resource_labels)] = Field(
         DEFAULT_RESOURCE_LABELS,
-        description="resource attributes promoted to labels, `attribute=label,…` (`-` disables)",
+        description="resource attributes promoted to labels, `attribute=label,…` (`-` disables; "
+        "where two map to one label, the first listed wins)",
+    )
+    resource_hash_label: Annotated[str, AfterValidator(_label_name_or_off)] = Field(
+        "resource_hash",
+        description="label carrying a hash of a resource's attributes when its promoted labels do not carry "
+        "them all, so no two resources share a series (`-` disables)",
     )
     max_otlp_message_bytes: Count = Field(
         16 * 1024 * 1024, description="one OTLP request after decompression (gRPC and HTTP)"
     )
 
     @property
-    def promotions(self) -> dict[str, str]:
-        return parse_resource_labels(self.resource_labels)
+    def promotions(self) -> Promotions:
+        hash_label = None if self.resource_hash_label in ("", "-") else self.resource_hash_label
+        return Promotions(parse_resource_labels(self.resource_labels), hash_label)
+
+    def check(self) -> str | None:
+        if self.promotions.hash_label in self.promotions.values():
+            return "{resource_hash_label} names a label that {resource_labels} promotes to"
+        return None
 
 
 class QuerySettings(Group):
@@ -275,7 +371,8 @@ class TLSFiles(Group):
     ca_file: str = Field("", description="client CA (PEM); enables mTLS")
 
     @property
-    def enabled(self) -> bool:
+    def active(self) -> bool:
+        """TLS is on for this listener (a certificate is given)."""
         return bool(self.cert_file)
 
     def check(self) -> str | None:
@@ -284,6 +381,36 @@ class TLSFiles(Group):
         if self.ca_file and not self.cert_file:
             return "{ca_file} needs {cert_file}"
         return None
+
+
+class KedaTLSFiles(TLSFiles):
+    """:class:`TLSFiles` of the KEDA listener, with kedify/otel-add-on's switch: its chart fills
+    the certificate variables from the OTLP certificate and sets ``KEDA_TLS_ENABLED=false``
+    unless KEDA's side is configured for TLS."""
+
+    enabled: OptionalSwitch = Field(
+        None,
+        description="when set, decides TLS on the KEDA port whatever the files say (unset: a certificate turns it on)",
+    )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.cert_file) if self.enabled is None else self.enabled
+
+    def check(self) -> str | None:
+        if self.enabled and not (self.cert_file and self.key_file):
+            return "{enabled}=true needs {cert_file} and {key_file}"
+        return super().check()
+
+
+class KedaStreams(Group):
+    """KEDA's StreamIsActive (scaler.keda)."""
+
+    is_active_polling_interval_ms: Milliseconds = Field(
+        None,
+        description="when set, StreamIsActive also repeats the state at least this often (kedify/otel-add-on's "
+        "cadence); unset: it sends only when the state changes",
+    )
 
 
 class SnapshotSettings(Group):
@@ -349,10 +476,11 @@ class Settings(BaseModel):
     otlp: OtlpSettings = Field(default_factory=OtlpSettings)
     query: QuerySettings = Field(default_factory=QuerySettings)
     triggers: TriggerDefaults = Field(default_factory=TriggerDefaults)
+    keda: KedaStreams = Field(default_factory=KedaStreams)
     http: Annotated[HttpLimits, Prefix("http_")] = Field(default_factory=HttpLimits)
     access: Access = Field(default_factory=Access)
     otlp_tls: Annotated[TLSFiles, Prefix("otlp_tls_", "OTLP gRPC")] = Field(default_factory=TLSFiles)
-    keda_tls: Annotated[TLSFiles, Prefix("keda_tls_", "KEDA gRPC")] = Field(default_factory=TLSFiles)
+    keda_tls: Annotated[KedaTLSFiles, Prefix("keda_tls_", "KEDA gRPC")] = Field(default_factory=KedaTLSFiles)
     rest_tls: Annotated[TLSFiles, Prefix("rest_tls_", "HTTP")] = Field(default_factory=TLSFiles)
     snapshot: Annotated[SnapshotSettings, Prefix("snapshot_")] = Field(default_factory=SnapshotSettings)
     peer: PeerSettings = Field(default_factory=PeerSettings)
@@ -423,7 +551,7 @@ class Setting:
             return f"{default:g}"
         if isinstance(default, str):
             return f"`{default}`" if default else "unset"
-        return str(default)
+        return "unset" if default is None else str(default)
 
 
 def slots() -> Iterator[tuple[str, type[Group], Prefix]]:
@@ -478,6 +606,8 @@ def load(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Setting
         if problem:
             raise SettingsError(problem.format(**{s.field: _source(s, given) for s in mine}))
         groups[slot] = built
+    for variable in ACCEPTED:
+        variable.validate(environ)
     return Settings(**groups)
 
 
@@ -496,10 +626,60 @@ def _describe(exc: ValidationError, mine: list[Setting], given: Mapping[str, str
     return f"{_source(setting, given)}={raw!r}: {message}"
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """A kedify/otel-add-on variable that has no effect here: its value is checked as kedify
+    reads it, and start-up logs one line saying how this scaler differs (:func:`accepted_notes`)."""
+
+    env: str
+    parse: Callable[[str], object]
+    differs: str
+
+    def validate(self, environ: Mapping[str, str]) -> None:
+        raw = environ.get(self.env)
+        if raw is not None:
+            try:
+                self.parse(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{self.env}={raw!r}: {exc}") from None
+
+
+ACCEPTED: tuple[Accepted, ...] = (
+    Accepted(
+        "OTLP_CERTIFICATE_RELOAD_INTERVAL",
+        parse_go_duration,
+        "certificates are re-read at the first handshake after their files change, with no interval",
+    ),
+    Accepted(
+        "METRIC_STORE_LAZY_SERIES",
+        parse_bool,
+        "every series is stored from its first sample on (MAX_SERIES and the retention bound the store)",
+    ),
+    Accepted(
+        "METRIC_STORE_LAZY_AGGREGATES", parse_bool, "aggregates are computed when a query asks for them, never kept"
+    ),
+    Accepted("NO_COLOR", str, "the logs never have colours (LOG_FORMAT=text|json)"),
+    Accepted("NO_BANNER", str, "no banner is printed"),
+)
+"""kedify/otel-add-on's variables that this scaler accepts without using them."""
+
+
+def accepted_notes(environ: Mapping[str, str]) -> list[str]:
+    """One log line per :data:`ACCEPTED` variable that is set."""
+    return [
+        f"{a.env}={environ[a.env]!r} (kedify/otel-add-on) accepted without effect: {a.differs}"
+        for a in ACCEPTED
+        if a.env in environ
+    ]
+
+
 def markdown_table() -> str:
     """The README's configuration table (tests/unit/test_config.py keeps the README equal to it)."""
     lines = ["| env var | flag | default | what |", "|---|---|---|---|"]
     for s in SETTINGS:
         what = s.help.replace("|", "\\|")
         lines.append(f"| `{s.env}` | `{s.flag}` | {s.default_text} | {what} |")
+    for a in ACCEPTED:
+        what = a.differs.replace("|", "\\|")
+        lines.append(f"| `{a.env}` | | unset | kedify/otel-add-on's; accepted without effect: {what} |")
     return "\n".join(lines) + "\n"

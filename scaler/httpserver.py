@@ -158,8 +158,8 @@ def protocol_class(limits: HttpLimits, metrics: SelfMetrics) -> type[HttpToolsPr
     return type("HardenedProtocol", (HardenedProtocol,), bound)
 
 
-def bind(address: str, port: int) -> socket.socket:
-    """A listening TCP socket; ``OSError`` names the address when it cannot bind."""
+def bind(address: str, port: int, listener: str = "HTTP") -> socket.socket:
+    """A listening TCP socket; ``OSError`` names the listener and address when it cannot bind."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio turns Nagle off
     # (TCP_NODELAY) only for proto == IPPROTO_TCP. With proto 0 every keep-alive response
@@ -170,7 +170,7 @@ def bind(address: str, port: int) -> socket.socket:
         sock.bind((address, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"HTTP server cannot bind {address}:{port}: {exc.strerror}") from None
+        raise OSError(f"{listener} server cannot bind {address}:{port}: {exc.strerror}") from None
     sock.listen(2048)
     sock.setblocking(False)
     return sock

@@ -10,7 +10,10 @@
   sends nothing for such a trigger until data arrives or the warm-up ends.
 * ``StreamIsActive`` sends the current state, then re-evaluates only when the store ingests
   samples of a metric the query reads (plus a slow recheck so windows that age out without
-  new data still flip), and sends a message only when the state changes.
+  new data still flip), and sends a message when the state changes; with
+  ``IS_ACTIVE_POLLING_INTERVAL_MS`` (kedify/otel-add-on's chart sets 500) it also repeats the
+  state so that no two messages are further apart than that.
+* Compat-form readings also feed kedify/otel-add-on's self-metrics (``keda_otel_scaler_*``).
 * ``StreamMetricSpec`` sends the spec once (it changes only with the metadata, and KEDA opens
   a new stream when the ScaledObject changes) and holds the stream open.
 """
@@ -22,7 +25,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -32,7 +35,7 @@ from scaler import query
 from scaler._gen import externalscaler_pb2 as pb
 from scaler._gen import externalscaler_pb2_grpc as pb_grpc
 from scaler.model import escape_name
-from scaler.selfmetrics import SelfMetrics
+from scaler.selfmetrics import SelfMetrics, go_labels
 from scaler.store import Store
 from scaler.trigger import Reading, State, Trigger, TriggerCache, TriggerError, read_async
 
@@ -70,6 +73,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         metrics: SelfMetrics,
         recheck_seconds: float = 5.0,
         warming: Callable[[], bool] = lambda: False,
+        heartbeat_seconds: float | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -77,6 +81,8 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         self.metrics = metrics
         self.recheck_seconds = recheck_seconds
         self.warming = warming
+        self.heartbeat_seconds = heartbeat_seconds
+        """The longest gap between two StreamIsActive messages (None: send on changes only)."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -93,20 +99,33 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
 
     async def _read(self, trigger: Trigger) -> Reading:
         """Every evaluation of a trigger goes through here (one place to observe readings)."""
-        return await read_async(trigger, self.engine, self.store.now_ms(), self.warming())
+        reading = await read_async(trigger, self.engine, self.store.now_ms(), self.warming())
+        self.metrics.kedify.read_compat(trigger.query, reading)
+        return reading
 
-    async def _number(self, ref: pb.ScaledObjectRef, trigger: Trigger, context: Context, method: str) -> float:
-        """The reading's number, or the call fails with the status that says why there is none."""
-        answer = answer_of(ref, await self._read(trigger))
+    async def _reading(self, ref: pb.ScaledObjectRef, trigger: Trigger, context: Context, method: str) -> Reading:
+        """A reading with a number, or the call fails with the status that says why there is none."""
+        reading = await self._read(trigger)
+        answer = answer_of(ref, reading)
         if isinstance(answer, Status):
             await self._fail(context, method, answer)
-        return answer
+        return reading
 
     def _record(self, ref: pb.ScaledObjectRef, trigger: Trigger, value: float | None, active: bool | None) -> None:
-        labels = (ref.namespace, ref.name, trigger.metric_name)
+        labels = (ref.namespace, ref.name, trigger.metric_name_for(ref.namespace, ref.name))
         if value is not None:
             self.metrics.trigger_value.labels(*labels).set(value)
             self.metrics.trigger_target.labels(*labels).set(trigger.target)
+            compat = trigger.query.compat
+            if compat is not None:
+                self.metrics.kedify.answered(
+                    compat.name,
+                    go_labels(compat.labels),
+                    trigger.query.operation,
+                    compat.aggregation,
+                    (ref.name, ref.namespace),
+                    value,
+                )
         if active is not None:
             self.metrics.trigger_active.labels(*labels).set(1.0 if active else 0.0)
 
@@ -115,25 +134,25 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     async def IsActive(self, request: pb.ScaledObjectRef, context: Context) -> pb.IsActiveResponse:  # noqa: N802
         with self.metrics.keda_latency.labels("IsActive").time():
             trigger = await self._trigger(request, context, "IsActive")
-            active = trigger.is_active(await self._number(request, trigger, context, "IsActive"))
+            active = trigger.is_active(await self._reading(request, trigger, context, "IsActive"))
             self._record(request, trigger, None, active)
             return pb.IsActiveResponse(result=active)
 
     async def GetMetricSpec(self, request: pb.ScaledObjectRef, context: Context) -> pb.GetMetricSpecResponse:  # noqa: N802
         with self.metrics.keda_latency.labels("GetMetricSpec").time():
             trigger = await self._trigger(request, context, "GetMetricSpec")
-            return _spec(trigger)
+            return _spec(request, trigger)
 
     async def GetMetrics(self, request: pb.GetMetricsRequest, context: Context) -> pb.GetMetricsResponse:  # noqa: N802
         with self.metrics.keda_latency.labels("GetMetrics").time():
             ref = request.scaledObjectRef
             trigger = await self._trigger(ref, context, "GetMetrics")
-            value = trigger.metric_value(await self._number(ref, trigger, context, "GetMetrics"))
+            value = trigger.metric_value(await self._reading(ref, trigger, context, "GetMetrics"))
             self._record(ref, trigger, value, None)
             return pb.GetMetricsResponse(
                 metricValues=[
                     pb.MetricValue(
-                        metricName=request.metricName or trigger.metric_name,
+                        metricName=request.metricName or trigger.metric_name_for(ref.namespace, ref.name),
                         metricValue=math.ceil(value),
                         metricValueFloat=value,
                     )
@@ -146,16 +165,19 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         trigger = await self._trigger(request, context, "StreamIsActive")
         wake = asyncio.Event()
         names = trigger.query.names
+        # a metric name matches the stored names with the same escaped form (`.`/`/` -> `_`)
+        escaped = None if names is None else frozenset(escape_name(n) for n in names)
 
-        def on_append(touched: frozenset[str]) -> None:
-            # a query may name a metric in the Go reference's escaped form (`.`/`/` -> `_`)
-            if names is None or not names.isdisjoint(touched) or any(escape_name(n) in names for n in touched):
+        def on_append(touched: Iterable[str]) -> None:
+            if escaped is None or any(escape_name(n) in escaped for n in touched):
                 wake.set()
 
         unsubscribe = self.store.subscribe(on_append)
         self.metrics.streams.inc()
+        heartbeat = self.heartbeat_seconds
         try:
             last: bool | None = None
+            sent = -math.inf
             while True:
                 wake.clear()
                 started = time.perf_counter()
@@ -164,13 +186,19 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
                 if isinstance(answer, Status):
                     if reading.state is not State.HOLD:  # a hold sends nothing until data arrives
                         await self._fail(context, "StreamIsActive", answer)
-                elif trigger.is_active(answer) != last:
-                    last = trigger.is_active(answer)
-                    self._record(request, trigger, None, last)
+                elif (active := trigger.is_active(reading)) != last or (
+                    heartbeat is not None and time.monotonic() - sent >= heartbeat
+                ):
+                    if active != last:
+                        self._record(request, trigger, None, active)
+                    last, sent = active, time.monotonic()
                     self.metrics.keda_latency.labels("StreamIsActive").observe(time.perf_counter() - started)
-                    yield pb.IsActiveResponse(result=last)
+                    yield pb.IsActiveResponse(result=active)
+                wait = self.recheck_seconds
+                if heartbeat is not None:
+                    wait = min(wait, max(0.0, sent + heartbeat - time.monotonic()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.recheck_seconds)
+                    await asyncio.wait_for(wake.wait(), wait)
         finally:
             unsubscribe()
             self.metrics.streams.dec()
@@ -179,15 +207,15 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         self, request: pb.ScaledObjectRef, context: Context
     ) -> AsyncIterator[pb.GetMetricSpecResponse]:
         trigger = await self._trigger(request, context, "StreamMetricSpec")
-        yield _spec(trigger)
+        yield _spec(request, trigger)
         await asyncio.Event().wait()  # the spec only changes with the metadata: hold until cancelled
 
 
-def _spec(trigger: Trigger) -> pb.GetMetricSpecResponse:
+def _spec(ref: pb.ScaledObjectRef, trigger: Trigger) -> pb.GetMetricSpecResponse:
     return pb.GetMetricSpecResponse(
         metricSpecs=[
             pb.MetricSpec(
-                metricName=trigger.metric_name,
+                metricName=trigger.metric_name_for(ref.namespace, ref.name),
                 targetSize=math.ceil(trigger.target),
                 targetSizeFloat=trigger.target,
             )

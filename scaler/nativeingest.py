@@ -42,7 +42,7 @@ class _Ingest(Protocol):  # the C type's interface (scaler/_native/otlpwire.pyi)
 
     def run(
         self, data: bytes, pos: tuple[int, int, int], now_ms: int, cutoff_ms: int, horizon_ms: int, budget: int
-    ) -> tuple[tuple[int, int, int] | None, int, int, list[int], set[str]]: ...
+    ) -> tuple[tuple[int, int, int] | None, int, int, list[int], dict[str, int]]: ...
 
     def clear(self) -> None: ...
 
@@ -88,7 +88,7 @@ class NativeIngest:
         if not AVAILABLE:
             raise RuntimeError(f"the native OTLP extension is not built: {UNAVAILABLE_REASON}")
         self.store = store
-        self.promotions = dict(promotions)
+        self.promotions = promotions
         self._ingest: _Ingest = otlpwire.Ingest(self._new_resource, self._resolve)
         self._deletions_seen = store.deletions
 
@@ -116,12 +116,12 @@ class NativeIngest:
         now = self.store.now_ms()
         cutoff = now - self.store.retention_ms
         horizon = now + int(self.store.limits.max_future_skew_seconds * 1000)
-        next_pos, accepted, data_points, rejected, touched = self._ingest.run(
+        next_pos, accepted, data_points, rejected, written = self._ingest.run(
             data, pos, now_ms, cutoff, horizon, budget
         )
-        self.store.notify(touched)
+        self.store.notify(written)
         counts = Counter({_REASONS[i]: n for i, n in enumerate(rejected) if n})
-        return Slice(next_pos, AppendResult(accepted, counts), data_points)
+        return Slice(next_pos, AppendResult(accepted, counts, Counter(written)), data_points)
 
     # ----------------------------------------------------------------- called by the C loop
 

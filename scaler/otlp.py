@@ -7,6 +7,10 @@
 * Summary points become ``<name>_count``, ``<name>_sum`` and ``<name>{quantile=…}``.
 * Resource attributes are promoted to labels by a configurable mapping; a data-point
   attribute wins over a promoted one of the same name.
+* Series from distinct resources never merge: when a series' labels do not carry every
+  attribute of its resource (one is not promoted, lost to another for its label, is empty, or a
+  point attribute overrode it), the series also gets the resource-hash label, a hash of all the
+  resource's attributes (:class:`ResourceLabels`). Both ingest paths build labels here.
 * A point flagged "no recorded value" yields staleness markers for all its series.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import base64
 import bisect
 import functools
+import hashlib
 import itertools
 import json
 import math
@@ -149,22 +154,44 @@ def _translate_metric(metric: metrics_pb2.Metric, resource: ResourceLabels, now_
 
 class ResourceLabels:
     """The promoted labels of one ResourceMetrics, and the label bases built from them so far
-    (the points of one resource mostly repeat a few attribute sets)."""
+    (the points of one resource mostly repeat a few attribute sets).
 
-    __slots__ = ("bases", "promoted")
+    Where two attributes map to one label, the first in the promotion order wins. ``identity``
+    is the resource-hash label and its value when some attribute of the resource does not reach
+    the labels as promoted (``partial``); a point attribute that overrides a promoted label with
+    another value has the same effect for that point's series. So two resources that differ in
+    any attribute never share a series."""
 
-    def __init__(self, promoted: dict[str, str]) -> None:
+    __slots__ = ("bases", "identity", "partial", "promoted")
+
+    def __init__(
+        self, promoted: dict[str, str], identity: tuple[str, str] | None = None, partial: bool = False
+    ) -> None:
         self.promoted = promoted
+        self.identity = identity
+        self.partial = partial
         self.bases: dict[tuple[tuple[str, str], ...], list[tuple[str, str]]] = {}
 
     @staticmethod
     def of(attributes: Iterable[KeyValue], promotions: Mapping[str, str]) -> ResourceLabels:
+        pairs = [(kv.key, any_value_str(kv.value)) for kv in attributes]
+        rank = getattr(promotions, "rank", None) or {a: i for i, a in enumerate(promotions)}
         promoted: dict[str, str] = {}
-        for kv in attributes:
-            label = promotions.get(kv.key)
-            if label is not None:
-                promoted[label] = any_value_str(kv.value)
-        return ResourceLabels(promoted)
+        winner: dict[str, int] = {}
+        partial = False
+        for key, value in pairs:
+            label = promotions.get(key)
+            if label is None:
+                partial = True
+            elif rank[key] < winner.get(label, len(rank)):
+                promoted[label] = value
+                winner[label] = rank[key]
+        hash_label = getattr(promotions, "hash_label", None)
+        if not hash_label or not pairs:
+            return ResourceLabels(promoted)
+        # an empty value, or one that lost its label to an attribute listed before it, is lost too
+        partial = partial or any(not v or promoted.get(promotions.get(k, "")) != v for k, v in pairs)
+        return ResourceLabels(promoted, (hash_label, resource_hash(pairs)), partial)
 
     def base(self, point_attributes: Iterable[KeyValue]) -> list[tuple[str, str]]:
         """The sorted label pairs shared by every series of one data point (no ``__name__``)."""
@@ -173,12 +200,21 @@ class ResourceLabels:
         if found is None:
             labels = dict(self.promoted)
             labels.update(attrs)
+            identity = self.identity
+            if identity is not None and (self.partial or any(labels[k] != v for k, v in self.promoted.items())):
+                labels.setdefault(*identity)  # a point attribute of that name wins, as over promoted labels
             labels.pop(METRIC_NAME, None)
             labels.pop("", None)  # an attribute without a key cannot be a label (Prometheus rejects it)
             if "" in labels.values():  # an empty label value means "no such label", as in Prometheus
                 labels = {k: v for k, v in labels.items() if v}
             found = self.bases[attrs] = sorted(labels.items())
         return found
+
+
+def resource_hash(pairs: Iterable[tuple[str, str]]) -> str:
+    """16 hex digits identifying a resource by all its attributes (order does not matter)."""
+    text = repr(sorted(pairs))  # unambiguous: every key and value quoted and escaped
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def number_labels(name: str, base: list[tuple[str, str]]) -> LabelPairs:

@@ -157,6 +157,7 @@ class Ingestor:
 
     def _answer(self, result: AppendResult, transport: str) -> Outcome:
         self.metrics.points_received.labels(transport).inc(result.accepted)
+        self.metrics.kedify.wrote(result.written)
         response = ExportResponse()
         full = not result.accepted and result.rejected[RejectReason.SERIES_LIMIT] > 0
         if result.rejected:

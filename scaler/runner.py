@@ -1,7 +1,7 @@
 """Run ``keda-otel-scaler serve`` as a child process: how tests, benchmarks and the simulator
 start the service as production runs it (its own process, so never a shared GIL).
 
-The three ports are picked in the parent (bind to port 0, read it, close), so the parent knows
+The four ports are picked in the parent (bind to port 0, read it, close), so the parent knows
 them before the child starts, whatever the child's log level or format; readiness is ``GET
 /readyz``, then ``GET /info`` confirms the bound ports. If another process takes a port in
 between, the child exits and the start is retried on new ports. The child is always ended:
@@ -49,6 +49,7 @@ class Ports:
     otlp: int
     keda: int
     http: int
+    metrics: int
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
@@ -149,7 +150,7 @@ class ScalerProcess:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _command(self, ports: Sequence[int]) -> list[str]:
-        otlp, keda, http = ports
+        otlp, keda, http, metrics = ports
         return [
             sys.executable,
             *self.entry,
@@ -162,6 +163,8 @@ class ScalerProcess:
             str(keda),
             "--rest-api-port",
             str(http),
+            "--internal-metrics-port",
+            str(metrics),
             *self.args,
         ]
 
@@ -176,7 +179,7 @@ class ScalerProcess:
 
     def _start_once(self, timeout: float) -> Ports:
         fixed = self.fixed_ports
-        picked = [fixed.otlp, fixed.keda, fixed.http] if fixed else free_ports(3, self.host)
+        picked = [fixed.otlp, fixed.keda, fixed.http, fixed.metrics] if fixed else free_ports(4, self.host)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("w+b")
         self.process = subprocess.Popen(
@@ -191,7 +194,10 @@ class ScalerProcess:
             bound = _ready_ports(url)
             if bound is not None:
                 self._ports = Ports(
-                    bound.get("otlp", picked[0]), bound.get("keda", picked[1]), bound.get("http", picked[2])
+                    bound.get("otlp", picked[0]),
+                    bound.get("keda", picked[1]),
+                    bound.get("http", picked[2]),
+                    bound.get("metrics", picked[3]),
                 )
                 return self._ports
             time.sleep(0.05)

@@ -52,6 +52,8 @@ class AppendResult:
 
     accepted: int = 0
     rejected: Counter[RejectReason] = field(default_factory=Counter)
+    written: Counter[str] = field(default_factory=Counter)
+    """Samples accepted, by metric name."""
 
     @property
     def rejected_total(self) -> int:
@@ -60,6 +62,7 @@ class AppendResult:
     def merge(self, other: AppendResult) -> None:
         self.accepted += other.accepted
         self.rejected.update(other.rejected)
+        self.written.update(other.written)
 
 
 class Store:
@@ -76,6 +79,8 @@ class Store:
         postings entry: most pairs (``namespace``, ``job``, ``pod``, ``__name__``, ``le``…) are
         common to many series, so a series costs one tuple of references, not ~10 tuples."""
         self._escaped_names: dict[str, set[str]] = {}
+        """The Go reference's escaped form of a metric name (``.``, ``/`` → ``_``) → the names
+        stored under that form: a metric named in either form is found (see :meth:`_ids_for`)."""
         self._next_id = 1
         self._listeners: list[Listener] = []
         self._gc_queue: list[int] = []
@@ -97,7 +102,7 @@ class Store:
         now = self.now_ms()
         cutoff = now - self.retention_ms
         horizon = now + int(self.limits.max_future_skew_seconds * 1000)
-        touched: set[str] = set()
+        touched = result.written
         by_labels = self._by_labels
         rejected = result.rejected
         accepted = 0
@@ -129,7 +134,7 @@ class Store:
                 series.last = ts_ms
             else:
                 series.append(ts_ms, value, cutoff)
-            touched.add(series.name)
+            touched[series.name] += 1
             accepted += 1
         result.accepted = accepted
         self.notify(touched)
@@ -202,9 +207,7 @@ class Store:
         self._by_labels[labels] = series
         for key, value in labels:
             self._postings.setdefault(key, {}).setdefault(value, set()).add(series.id)
-        escaped = escape_name(series.name)
-        if escaped != series.name:
-            self._escaped_names.setdefault(escaped, set()).add(series.name)
+        self._escaped_names.setdefault(escape_name(series.name), set()).add(series.name)
         return series
 
     def _delete(self, series: Series) -> None:
@@ -331,7 +334,7 @@ class Store:
         if matcher.op is MatchOp.EQ:
             ids = values.get(matcher.value)
             if ids is None and matcher.name == METRIC_NAME:
-                return self._escaped_ids(matcher.value)
+                return self._escaped_ids(escape_name(matcher.value))
             return ids if ids is not None else set()  # read-only: select() never mutates it
         out: set[int] = set()
         work = 0
@@ -346,7 +349,9 @@ class Store:
         return out
 
     def _escaped_ids(self, name: str) -> set[int]:
-        """Series whose real name escapes to ``name`` (a query in the Go reference's form)."""
+        """Series whose name escapes to ``name``: a metric name no series has exactly finds the
+        names of the same escaped form, in either direction (``a.b`` finds ``a_b`` and
+        ``a/b``, and ``a_b`` finds ``a.b``), as kedify/otel-add-on, which stores names escaped."""
         out: set[int] = set()
         names = self._postings.get(METRIC_NAME, {})
         for real in self._escaped_names.get(name, ()):

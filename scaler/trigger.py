@@ -12,7 +12,11 @@
   :func:`read_async`) adds the trigger's policy for "nothing found" (the warm-up hold,
   ``valueIfNotFound``, ``errIfNotFound``). A Reading is a value, a hold, not found, or invalid —
   never a sentinel — and carries Prometheus' annotations of the query.
-* :meth:`Trigger.metric_value` and :meth:`Trigger.is_active` derive KEDA's two numbers.
+* :meth:`Trigger.metric_value` and :meth:`Trigger.is_active` derive KEDA's two numbers, and
+  :meth:`Trigger.metric_name_for` the metric name of GetMetricSpec. Where kedify/otel-add-on's
+  behaviour is a choice rather than a bug, a compat-form trigger (``metricQuery``) keeps it:
+  active iff the value KEDA gets is above 0 (no activation key), ``valueIfNotFound`` not
+  clamped, and ``<namespace>-<name>`` of the ScaledObject as the metric name.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ OUR_KEYS = frozenset(
 
 AGGREGATES = ("sum", "avg", "max", "min")
 _MAX_METRIC_NAME = 63
+_K8S_NAMES = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+"""``<namespace>-<name>`` of a ScaledObject as is (kedify/otel-add-on sends it unchanged)."""
 
 
 class TriggerError(ValueError):
@@ -82,13 +88,18 @@ class Query:
     aggregate: str | None = None
     lookback_ms: int | None = None
     """Instant-selector lookback, when the engine's (Prometheus' 5 m) is not right."""
+    compat: query.CompatQuery | None = None
+    """The compat form's parts (None for PromQL)."""
+    operation: str = ""
+    """The compat form's ``operationOverTime``."""
     logged: set[str] = field(default_factory=set, compare=False, hash=False, repr=False)
     """Annotations already logged for this query: each distinct one is logged once."""
 
     @staticmethod
     def of_compat(parsed: query.CompatQuery, operation: str, window_ms: int) -> Query:
         expr = query.compat_to_expr(parsed, operation, window_ms)
-        return Query(expr, query.format_expr(expr), _names(expr), None, query.compat_lookback_ms(window_ms))
+        text = query.format_expr(expr)
+        return Query(expr, text, _names(expr), None, query.compat_lookback_ms(window_ms), parsed, operation)
 
 
 def parse_duration(text: str) -> float:
@@ -281,12 +292,23 @@ class Trigger:
 
     query: Query
     metric_name: str
+    """``metricName``, else derived from the query (see :meth:`metric_name_for`)."""
     target: float
     activation: float
+    """``activationThreshold`` (0 when the metadata has no activation key)."""
     clamp_min: float | None
     clamp_max: float | None
     value_if_not_found: float
     error_if_not_found: bool
+    named: bool = False
+    """The metadata sets ``metricName``."""
+    activation_given: bool = False
+    """The metadata has an activation key (``activationThreshold`` or its alias)."""
+
+    @property
+    def compat(self) -> bool:
+        """The compat form (``metricQuery``): kedify/otel-add-on's choices apply."""
+        return self.query.compat is not None
 
     def clamp(self, value: float) -> float:
         if self.clamp_min is not None and value < self.clamp_min:
@@ -295,13 +317,33 @@ class Trigger:
             value = self.clamp_max
         return value
 
-    def metric_value(self, number: float) -> float:
-        """GetMetrics' value for a reading's number (value or fallback): clamped."""
-        return self.clamp(number)
+    def metric_value(self, reading: Reading) -> float:
+        """GetMetrics' value for a reading with a number: the value clamped; the fallback
+        (``valueIfNotFound``) clamped too for PromQL, as is for the compat form (as kedify)."""
+        number = reading.number
+        assert number is not None, "a reading without a number is answered with a gRPC status"
+        if reading.state is State.VALUE or not self.compat:
+            return self.clamp(number)
+        return number
 
-    def is_active(self, number: float) -> bool:
-        """IsActive for a reading's number: the *unclamped* number above activationThreshold."""
+    def is_active(self, reading: Reading) -> bool:
+        """IsActive for a reading with a number: the unclamped number above ``activationThreshold``
+        (default 0); for the compat form without an activation key, the value KEDA gets
+        (:meth:`metric_value`, so clamped) above 0, as kedify/otel-add-on decides."""
+        if self.compat and not self.activation_given:
+            return self.metric_value(reading) > 0
+        number = reading.number
+        assert number is not None, "a reading without a number is answered with a gRPC status"
         return number > self.activation
+
+    def metric_name_for(self, namespace: str, name: str) -> str:
+        """GetMetricSpec's metric name for the ScaledObject ``namespace/name``: ``metricName``;
+        else, for the compat form, kedify/otel-add-on's ``<namespace>-<name>``; else the name
+        derived from the query."""
+        if self.named or not self.compat or not name:
+            return self.metric_name
+        joined = f"{namespace}-{name}" if namespace else name
+        return joined if _K8S_NAMES.fullmatch(joined) else sanitize_metric_name(joined)
 
 
 def parse(metadata: Mapping[str, str], defaults: TriggerDefaults, retention_seconds: float) -> Trigger:
@@ -325,6 +367,8 @@ def parse(metadata: Mapping[str, str], defaults: TriggerDefaults, retention_seco
         clamp_max=clamp_max,
         value_if_not_found=defaults.value_if_not_found if value_if_not_found is None else value_if_not_found,
         error_if_not_found=error_if_not_found,
+        named=bool(metadata.get("metricName", "").strip()),
+        activation_given=activation is not None,
     )
 
 

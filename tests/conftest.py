@@ -22,6 +22,7 @@ BASE_SETTINGS = Settings.of(
     otlp_receiver_port=0,
     keda_external_scaler_port=0,
     rest_api_port=0,
+    internal_metrics_port=0,
     shutdown_grace_seconds=2.0,
     warmup_seconds=0.0,
 )

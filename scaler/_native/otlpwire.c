@@ -217,8 +217,9 @@ typedef struct {
     Py_ssize_t budget, done;
     Py_ssize_t accepted, data_points;
     Py_ssize_t rejected[N_REASONS];
-    PyObject *touched;    /* set of metric names */
-    PyObject *last_name;  /* borrowed: the name added to `touched` last */
+    PyObject *touched;    /* dict: metric name -> samples accepted */
+    PyObject *last_name;  /* borrowed: the name counted last (a key of `touched`) */
+    Py_ssize_t pending;   /* samples of last_name not yet added to its count */
 } Run;
 
 /* One data point, as far as the translation needs it. */
@@ -267,16 +268,38 @@ static PyArrayObject *array_with_room(PyObject *obj, int type, int64_t n) {
     return a;
 }
 
+/* Add the samples counted for last_name to its entry in `touched`. */
+static int flush_touched(Run *run) {
+    if (!run->pending) return 0;
+    PyObject *old = PyDict_GetItemWithError(run->touched, run->last_name); /* borrowed */
+    if (!old) return -1;                                                   /* the key is set in touch() */
+    Py_ssize_t before = PyLong_AsSsize_t(old);
+    if (before == -1 && PyErr_Occurred()) return -1;
+    PyObject *count = PyLong_FromSsize_t(before + run->pending);
+    if (!count) return -1;
+    int rc = PyDict_SetItem(run->touched, run->last_name, count);
+    Py_DECREF(count);
+    run->pending = 0;
+    return rc;
+}
+
+/* Count one accepted sample of `series` under its metric name. */
 static int touch(Run *run, PyObject *series) {
     PyObject *name = PyObject_GetAttr(series, s_name);
     if (!name) return -1;
-    int rc = 0;
     if (name != run->last_name) {
-        rc = PySet_Add(run->touched, name);
-        run->last_name = name; /* kept alive by the set */
+        PyObject *zero = PyLong_FromLong(0);
+        if (!zero || flush_touched(run) < 0 || !PyDict_SetDefault(run->touched, name, zero)) {
+            Py_XDECREF(zero);
+            Py_DECREF(name);
+            return -1;
+        }
+        Py_DECREF(zero);
+        run->last_name = name; /* kept alive by the dict */
     }
+    run->pending++;
     Py_DECREF(name);
-    return rc;
+    return 0;
 }
 
 /* Store.append for one sample of a resolved series: the same checks in the same order. */
@@ -828,13 +851,14 @@ static PyObject *Ingest_run(Ingest *self, PyObject *args, PyObject *kwargs) {
         return NULL;
     }
     Run run = {.base = view.buf, .now_ms = now_ms, .cutoff = cutoff, .horizon = horizon, .budget = budget};
-    run.touched = PySet_New(NULL);
+    run.touched = PyDict_New();
     if (!run.touched) {
         PyBuffer_Release(&view);
         return NULL;
     }
     int rc = request_samples(self, &run, view.buf, view.len, &pos);
     PyBuffer_Release(&view);
+    if (rc == 0) rc = flush_touched(&run);
     if (rc < 0) {
         Py_DECREF(run.touched);
         return NULL;
@@ -919,7 +943,7 @@ static void Ingest_dealloc(Ingest *self) {
 static PyMethodDef Ingest_methods[] = {
     {"run", (PyCFunction)(void (*)(void))Ingest_run, METH_VARARGS | METH_KEYWORDS,
      "run(data, pos, now_ms, cutoff_ms, horizon_ms, budget) -> (next_pos | None, accepted, data_points, "
-     "rejected counts by reason, touched metric names)\n\n"
+     "rejected counts by reason, samples accepted by metric name)\n\n"
      "Append the samples of the request `data` from `pos` ((0, 0, 0) at first) until about `budget` samples "
      "have been handled, stopping at a metric boundary."},
     {"clear", (PyCFunction)Ingest_clear, METH_NOARGS, "Forget every cached point and resource."},

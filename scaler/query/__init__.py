@@ -18,6 +18,7 @@ from scaler.query.compat import (
     compat_to_expr,
     compat_to_promql_text,
     parse_compat,
+    series_expr,
 )
 from scaler.query.engine import Engine, QueryLimits, Result, metric_names, selectors
 from scaler.query.errors import QueryError
@@ -64,5 +65,6 @@ __all__ = [
     "parse_metric_selector",
     "parse_promql",
     "selectors",
+    "series_expr",
     "translate_ast",
 ]

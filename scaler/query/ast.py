@@ -246,6 +246,7 @@ def _catalogue() -> dict[str, FunctionSpec]:
         FunctionSpec(n, (_M,), _V)
         for n in (
             "rate",
+            "kedify_rate",
             "irate",
             "increase",
             "delta",

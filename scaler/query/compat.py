@@ -13,11 +13,18 @@ becomes ``sum(avg_over_time(vllm:num_requests_waiting{model="m"}[2m]) and
 vllm:num_requests_waiting{model="m"})``: the ``and`` drops series whose newest sample is a
 staleness marker, so a stale series never contributes. A series must carry
 every ``key=value`` (a series without the label does not match); empty values are rejected
-because in PromQL ``k=""`` would match series *without* ``k``.
+because in PromQL ``k=""`` would match series *without* ``k``. An unquoted value ends at ``,``,
+``}`` or whitespace and may not contain ``=`` (kedify/otel-add-on rejects ``b=2=2`` too); a
+quoted one may.
+
+``rate`` is kedify/otel-add-on's (``kedify_rate``: the reset-safe increase between the first
+and the last sample in the window over the time between them), not Prometheus' extrapolated
+``rate`` over the whole window; ``increase`` is Prometheus'.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from scaler.model import METRIC_NAME, Matcher
@@ -39,7 +46,7 @@ OPERATIONS: tuple[str, ...] = ("last_one", "rate", "count", "avg", "min", "max",
 
 _FUNCTION_OF = {
     "last_one": "last_over_time",
-    "rate": "rate",
+    "rate": "kedify_rate",
     "count": "count_over_time",
     "avg": "avg_over_time",
     "min": "min_over_time",
@@ -159,7 +166,9 @@ def _labels(r: _Reader) -> list[tuple[str, str]]:
         r.i += 1
         r.skip()
         value_at = r.i
-        value = r.quoted() if r.peek() in ('"', "'") else r.run(_VALUE_STOP)
+        value = r.quoted() if r.peek() in ('"', "'") else r.run(_VALUE_STOP | {"="})
+        if r.peek() == "=":
+            raise r.error(f'unexpected "=" in the value of label {go_quote(key)}: quote a value that contains "="', r.i)
         if not value:
             raise r.error(
                 f"empty value for label {go_quote(key)}: a series without the label "
@@ -189,12 +198,26 @@ def compat_to_expr(q: CompatQuery | str, operation: str = "last_one", window_ms:
     if q.aggregation not in AGGREGATIONS:
         raise QueryError(f"unknown aggregation {go_quote(q.aggregation)}: must be one of " + ", ".join(AGGREGATIONS))
     matchers = tuple(Matcher.of(k, "=", v) for k, v in q.labels)
-    selector = VectorSelector(q.name, (*matchers, Matcher.of(METRIC_NAME, "=", q.name)))
+    return _expr(q.name, matchers, function, window_ms, q.aggregation)
+
+
+def series_expr(labels: Iterable[tuple[str, str]], absent: Iterable[str], operation: str, window_ms: int) -> Expr:
+    """:func:`compat_to_expr` of exactly one series (``GET /memstore/data``): its labels, and
+    ``k=""`` for each label name in ``absent`` (those of the metric's other series), so that a
+    series whose labels are a subset of another's does not select both."""
+    pairs = dict(labels)
+    name = pairs.pop(METRIC_NAME)
+    matchers = (*(Matcher.of(k, "=", v) for k, v in sorted(pairs.items())), *(Matcher.of(k, "=", "") for k in absent))
+    return _expr(name, matchers, _FUNCTION_OF[operation], window_ms, "sum")
+
+
+def _expr(name: str, matchers: tuple[Matcher, ...], function: str, window_ms: int, aggregation: str) -> Expr:
+    selector = VectorSelector(name, (*matchers, Matcher.of(METRIC_NAME, "=", name)))
     call = Call(function, (MatrixSelector(selector, window_ms),))
     # `and selector` drops series whose newest sample is a staleness marker (a pod that went
     # away): in the compat form a stale series never contributes, whatever the operation.
     live = BinaryExpr("and", call, selector, VectorMatching(card="many-to-many"))
-    return AggregateExpr(q.aggregation, live)
+    return AggregateExpr(aggregation, live)
 
 
 def compat_lookback_ms(window_ms: int) -> int:

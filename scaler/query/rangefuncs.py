@@ -103,6 +103,22 @@ def _instant_value(rd: RangeData, is_rate: bool) -> Vec:
     return _vec(rd, idx, result)
 
 
+def _kedify_rate(rd: RangeData, _args: list[float], _t: int) -> Vec:
+    """kedify/otel-add-on's ``rate``: the reset-safe increase over the samples in the window (a
+    drop counts the new value, as after a counter reset) divided by the seconds between the
+    first and the last of them, with no extrapolation; 0 for a single sample."""
+    ts, vals = rd.ts, rd.vals
+    out: list[float] = []
+    for a, b in itertools.pairwise(rd.offs.tolist()):
+        if b - a < 2 or ts[b - 1] == ts[a]:
+            out.append(0.0)
+            continue
+        seg = vals[a:b]
+        steps = np.where(seg[1:] < seg[:-1], seg[1:], seg[1:] - seg[:-1])
+        out.append(math.fsum(steps.tolist()) / (float(ts[b - 1] - ts[a]) / 1000))
+    return _vec(rd, None, out)
+
+
 def _changes(rd: RangeData, _args: list[float], _t: int) -> Vec:
     v = rd.vals
     prev, cur = v[:-1], v[1:]
@@ -225,6 +241,7 @@ RANGE_FUNCTIONS: dict[str, RangeFunction] = {
     "idelta": lambda rd, _a, _t: _instant_value(rd, False),
     "deriv": lambda rd, _a, t: _regression(rd, None, t),
     "predict_linear": lambda rd, a, t: _regression(rd, a[0], t),
+    "kedify_rate": _kedify_rate,
     "changes": _changes,
     "resets": _resets,
     "count_over_time": _count,

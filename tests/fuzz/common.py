@@ -177,7 +177,8 @@ def compare_native(
 ) -> None:
     """Ingest one valid request into twin stores by the reference and the native path: once, again
     (from the native cache: overwrites), and after the store deleted every series (the cache holds
-    dead series). The stores, accepted counts, rejections by reason and data points must agree."""
+    dead series). The stores, accepted counts (in all and by metric name), rejections by reason
+    and data points must agree."""
     clock = Clock(now_s)
     reference, twin = Store(StoreLimits(max_series=max_series), clock), Store(StoreLimits(max_series=max_series), clock)
     native = nativeingest.NativeIngest(twin, PROMOTIONS)
@@ -190,6 +191,8 @@ def compare_native(
         got, got_points = native_ingest(native, data, budget)
         if (got.accepted, +got.rejected, got_points) != (expected.accepted, +expected.rejected, expected_points):
             fail(f"native path counts differ ({step})", (got, got_points), (expected, expected_points))
+        if +got.written != +expected.written or sum(got.written.values()) != got.accepted:
+            fail(f"native path counts by metric name differ ({step})", got.written, expected.written)
         if store_state(twin) != store_state(reference):
             fail(f"native path stored other samples ({step})", store_state(twin), store_state(reference))
 

@@ -61,8 +61,8 @@ class Cluster:
     """``n`` replicas; ``start`` returns once all are Ready (which, with PEERS, needs data or the warm-up)."""
 
     def __init__(self, n: int, directory: Path, args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
-        picked = free_ports(3 * n)
-        self.ports = [Ports(*picked[3 * i : 3 * i + 3]) for i in range(n)]
+        picked = free_ports(4 * n)
+        self.ports = [Ports(*picked[4 * i : 4 * i + 4]) for i in range(n)]
         peers = ",".join(f"http://127.0.0.1:{p.http}" for p in self.ports)
         environment = {"PEERS": peers, "PEER_TOKEN": TOKEN, "LOG_LEVEL": "info", **(env or {})}
         self.replicas = [

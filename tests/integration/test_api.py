@@ -57,7 +57,12 @@ def test_reset_is_disabled_without_token_and_guarded_with_one(service_factory: A
 def test_info_health_ready_and_metrics(service: RunningService) -> None:
     push(service, DECODE, 0.5)
     info = httpx.get(service.http + "/info").json()
-    assert info["ports"] == {"otlp": service.ports.otlp, "keda": service.ports.keda, "http": service.ports.http}
+    assert info["ports"] == {
+        "otlp": service.ports.otlp,
+        "keda": service.ports.keda,
+        "http": service.ports.http,
+        "metrics": service.ports.metrics,
+    }
     assert info["store"]["series"] == 1 and info["store"]["samples"] == 1
     assert httpx.get(service.http + "/healthz").json() == {"status": "ok"}
     assert httpx.get(service.http + "/readyz").status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -86,6 +87,11 @@ def test_sdk_exporter_metrics_arrive_value_by_value(service: RunningService, tra
     (waiting,) = stored["vllm.num_requests_waiting"]
     instance = waiting["labels"].pop("instance")  # the SDK's service.instance.id, promoted
     assert instance
+    # the SDK's telemetry.sdk.* attributes are not promoted: the resource hash keeps sources apart
+    identity = waiting["labels"]["resource_hash"]
+    assert re.fullmatch("[0-9a-f]{16}", identity)
+    assert all(s["labels"]["resource_hash"] == identity for series in stored.values() for s in series)
+    del waiting["labels"]["resource_hash"]
     assert waiting["labels"] == {
         "deployment": DECODE,
         "pod": "decode-0",

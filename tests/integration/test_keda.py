@@ -68,13 +68,18 @@ WAITING_DECODE = f"vllm:num_requests_waiting{{deployment={DECODE}}}"
 def test_get_metric_spec_reads_metadata_only(keda: Keda) -> None:
     spec = keda.spec(metricQuery="vllm:nothing_stored_yet", targetValue="2.5", metricName="Decode Waiting!")
     assert (spec.metricName, spec.targetSizeFloat, spec.targetSize) == ("decode-waiting", 2.5, 3)
-    derived = keda.spec(metricQuery=f"vllm:num_requests_waiting{{deployment={PREFILL}}}", threshold="4")
+    # PromQL: the name is derived from the query
+    derived = keda.spec(query=f'vllm:num_requests_waiting{{deployment="{PREFILL}"}}', threshold="4")
     assert derived.metricName.startswith("vllm-num-requests-waiting-deployment-pd-llm-d-modelse")
     assert len(derived.metricName) == 63  # truncated with a hash suffix, so two long queries differ
-    assert derived.metricName != keda.spec(metricQuery=WAITING_DECODE, threshold="4").metricName
-    assert keda.spec(metricQuery="vllm:num_requests_waiting", threshold="4").metricName == "vllm-num-requests-waiting"
+    waiting_decode = f'vllm:num_requests_waiting{{deployment="{DECODE}"}}'
+    assert derived.metricName != keda.spec(query=waiting_decode, threshold="4").metricName
+    assert keda.spec(query="vllm:num_requests_waiting", threshold="4").metricName == "vllm-num-requests-waiting"
     long = keda.spec(query="sum(" + "x" * 200 + ")", targetValue="1")
     assert len(long.metricName) <= 63
+    # compat form: kedify/otel-add-on's <namespace>-<name> of the ScaledObject (scaler/handlers.go)
+    assert keda.spec(metricQuery=WAITING_DECODE, threshold="4").metricName == "llm-d-pd-decode"
+    assert keda.spec(metricQuery="vllm:num_requests_waiting", threshold="4").metricName == "llm-d-pd-decode"
 
 
 def test_get_metrics_and_is_active_with_clamps_and_activation(keda: Keda, pusher: Pusher) -> None:

@@ -52,6 +52,8 @@ def test_serve_on_free_ports_then_sigterm_exits_cleanly() -> None:
         "0",
         "--rest-api-port",
         "0",
+        "--internal-metrics-port",
+        "0",
         "--log-format",
         "json",
         env={"METRIC_STORE_RETENTION_SECONDS": "60"},
@@ -63,12 +65,14 @@ def test_serve_on_free_ports_then_sigterm_exits_cleanly() -> None:
         while ports is None and time.monotonic() < deadline:
             line = proc.stderr.readline()
             entry = json.loads(line) if line.startswith("{") else {}
-            match = re.search(r"otlp-grpc=(\d+) keda-grpc=(\d+) http=(\d+)", entry.get("msg", ""))
+            match = re.search(
+                r"otlp-grpc=(\d+) keda-grpc=(\d+) http=(\d+) internal-metrics=(\d+)", entry.get("msg", "")
+            )
             if match:
                 ports = [int(p) for p in match.groups()]
         assert ports, "no ready line with the bound ports"
         info = httpx.get(f"http://127.0.0.1:{ports[2]}/info").json()
-        assert info["ports"] == {"otlp": ports[0], "keda": ports[1], "http": ports[2]}
+        assert info["ports"] == {"otlp": ports[0], "keda": ports[1], "http": ports[2], "metrics": ports[3]}
         assert info["config"]["retention_seconds"] == 60
         assert httpx.get(f"http://127.0.0.1:{ports[2]}/readyz").json() == {"status": "ready"}
         proc.send_signal(signal.SIGTERM)
@@ -109,11 +113,16 @@ def test_a_taken_port_stops_start_up_with_a_message_and_exit_1() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        for flag, listener in (("--otlp-receiver-port", "OTLP gRPC"), ("--rest-api-port", "HTTP")):
+        for flag, listener in (
+            ("--otlp-receiver-port", "OTLP gRPC"),
+            ("--rest-api-port", "HTTP"),
+            ("--internal-metrics-port", "internal-metrics HTTP"),
+        ):
             ports = {
                 "--otlp-receiver-port": "0",
                 "--keda-external-scaler-port": "0",
                 "--rest-api-port": "0",
+                "--internal-metrics-port": "0",
                 flag: port,
             }
             proc = start("--listen-address", "127.0.0.1", *[x for kv in ports.items() for x in kv])
@@ -140,7 +149,7 @@ def test_each_listener_binds_its_own_address(service_factory: Callable[..., Runn
     assert (config["otlp_receiver_address"], config["rest_api_address"]) == ("127.0.0.2", "127.0.0.3")
 
 
-@pytest.mark.parametrize("listener", ["http", "OTLP gRPC", "KEDA gRPC"])
+@pytest.mark.parametrize("listener", ["http", "internal-metrics", "OTLP gRPC", "KEDA gRPC"])
 def test_a_listener_that_stops_by_itself_stops_the_service(listener: str, caplog: pytest.LogCaptureFixture) -> None:
     """Every server is watched after start: one that ends while nobody asked it to is logged at
     once, and the service stops and reports the failure (the CLI exits 1)."""
@@ -153,9 +162,9 @@ def test_a_listener_that_stops_by_itself_stops_the_service(listener: str, caplog
             await asyncio.sleep(0.01)
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"http://127.0.0.1:{service.ports.http}/readyz")).status_code == 200
-        if listener == "http":
-            assert service._http is not None
-            service._http.should_exit = True  # uvicorn returns as if it had crashed out
+        if listener in ("http", "internal-metrics"):
+            (server,) = [server for server, task in service._http if task.get_name() == listener]
+            server.should_exit = True  # uvicorn returns as if it had crashed out
         else:
             await service._grpc[0 if listener == "OTLP gRPC" else 1].stop(0)
         with pytest.raises(app.ServiceFailed):

@@ -18,7 +18,8 @@ def test_a_child_on_free_ports_with_its_environment(
     monkeypatch.setenv("ADMIN_TOKEN", "inherited")
     child = scaler_process(["--max-labels-per-series", "9"], env={"MAX_SERIES": "7", "ADMIN_TOKEN": None})
     info = httpx.get(child.url("/info")).json()
-    assert info["ports"] == {"otlp": child.ports.otlp, "keda": child.ports.keda, "http": child.ports.http}
+    ports = child.ports
+    assert info["ports"] == {"otlp": ports.otlp, "keda": ports.keda, "http": ports.http, "metrics": ports.metrics}
     assert (info["config"]["max_series"], info["config"]["max_labels_per_series"]) == (7, 9)
     assert info["config"]["admin_token"] == ""  # None removed the inherited variable
     assert child.alive and child.rss_mib() > 10

@@ -36,6 +36,7 @@ S = 1000
         ('x{a="q\\"uote", b=\'single\'}', CompatQuery("x", (("a", 'q"uote'), ("b", "single")))),
         ("sum", CompatQuery("sum")),
         ("x{k8s.pod.name=p-1}", CompatQuery("x", (("k8s.pod.name", "p-1"),))),
+        ('avg(m{a=1, b="2=2"})', CompatQuery("m", (("a", "1"), ("b", "2=2")), "avg")),
     ],
 )
 def test_grammar(text: str, expected: CompatQuery) -> None:
@@ -60,6 +61,9 @@ def test_grammar(text: str, expected: CompatQuery) -> None:
         ("x{a=b, a=c}", 8, 'label "a" given twice'),
         ('x{a="b}', 5, "unterminated quoted string"),
         ("x{,}", 3, 'unexpected ",", expected label name or "}"'),
+        # kedify/otel-add-on's parser rejects it too (metric/simple_parser_test.go); a quoted value may carry "="
+        ("avg(metric_foo_bar{a=1, b=2=2})", 28, 'unexpected "=" in the value of label "b"'),
+        ("x{a=b=}", 6, 'unexpected "=" in the value of label "a"'),
     ],
 )
 def test_errors_point_at_the_problem(text: str, col: int, message: str) -> None:
@@ -71,7 +75,7 @@ def test_errors_point_at_the_problem(text: str, col: int, message: str) -> None:
 
 FUNCTIONS = {
     "last_one": "last_over_time",
-    "rate": "rate",
+    "rate": "kedify_rate",
     "count": "count_over_time",
     "avg": "avg_over_time",
     "min": "min_over_time",
@@ -92,7 +96,7 @@ def test_defaults_and_odd_names() -> None:
     assert compat_to_promql_text("x") == "sum(last_over_time(x[2m]) and x)"
     assert (
         compat_to_promql_text("http.server.duration{k8s.pod=a}", "rate", 30_000)
-        == 'sum(rate({"http.server.duration", "k8s.pod"="a"}[30s]) and {"http.server.duration", "k8s.pod"="a"})'
+        == 'sum(kedify_rate({"http.server.duration", "k8s.pod"="a"}[30s]) and {"http.server.duration", "k8s.pod"="a"})'
     )
     assert OPERATIONS[0] == "last_one" and len(OPERATIONS) == 8
 
@@ -142,12 +146,51 @@ def test_operations_over_time(operation: str, expected: float) -> None:
     assert run("vllm:num_requests_waiting{role=prefill}", operation) == pytest.approx({"{}": expected})
 
 
-def test_rate_and_increase_match_promql() -> None:
+def test_increase_matches_promql() -> None:
     engine = engine_with(SERIES)
-    for op, fn in (("rate", "rate"), ("increase", "increase")):
-        via_compat = run("vllm:num_requests_waiting{role=prefill}", op)
-        via_promql = values(engine.instant(f'sum({fn}(vllm:num_requests_waiting{{role="prefill"}}[1m]))', 35 * S))
-        assert via_compat == via_promql != {}
+    via_compat = run("vllm:num_requests_waiting{role=prefill}", "increase")
+    via_promql = values(engine.instant('sum(increase(vllm:num_requests_waiting{role="prefill"}[1m]))', 35 * S))
+    assert via_compat == via_promql != {}
+
+
+def test_rate_is_kedifys_and_not_promqls() -> None:
+    # kedify/otel-add-on (metric/mem_store.go): the reset-safe increase between the first and the
+    # last sample over the seconds between them; pods a and b at 0, 15 and 30 s: (4 + 30) / 30.
+    assert run("vllm:num_requests_waiting{role=prefill}", "rate") == pytest.approx({"{}": 34 / 30})
+    promql = values(engine_with(SERIES).instant('sum(rate(vllm:num_requests_waiting{role="prefill"}[1m]))', 35 * S))
+    assert promql != pytest.approx({"{}": 34 / 30})  # Prometheus extrapolates over the window
+
+
+def counter_at(points: list[tuple[int, float]], now_s: int, window_s: int) -> float | None:
+    """Compat ``rate`` of one counter with ``points`` (seconds, value) at ``now_s``."""
+    engine = engine_with({"c": [(t * S, v) for t, v in points]}, now_ms=now_s * S)
+    got = values(engine.instant(compat_to_expr(parse_compat("c"), "rate", window_s * S), now_s * S))
+    return got.get("{}")
+
+
+@pytest.mark.parametrize(
+    ("points", "now_s", "window_s", "expected"),
+    [
+        # a counter rising 1/s over the last 60 s of a 120 s window (a new series): 60 / 60
+        ([(60, 0.0), (80, 20.0), (100, 40.0), (120, 60.0)], 120, 120, 1.0),
+        # a reset: 50, 60, 5, 15 over 30 s -> (10 + 5 + 10) / 30
+        ([(90, 50.0), (100, 60.0), (110, 5.0), (120, 15.0)], 120, 120, 25 / 30),
+        # kedify's mem_store_test.go: 1..6 a second apart; two seconds apart; 1, 3, ..., 11
+        ([(t, float(t - 14)) for t in range(15, 21)], 20, 80, 1.0),
+        ([(10 + 2 * i, float(i + 1)) for i in range(6)], 20, 80, 0.5),
+        ([(15 + i, float(1 + 2 * i)) for i in range(6)], 20, 80, 2.0),
+        # one sample: found, rate 0 (kedify: found, 0)
+        ([(119, 42.0)], 120, 120, 0.0),
+        # only the samples inside the window count: 100 -> 110 -> 130 over the last 20 s
+        ([(50, 0.0), (100, 100.0), (110, 110.0), (120, 130.0)], 120, 25, 30 / 20),
+    ],
+)
+def test_rate_by_hand(points: list[tuple[int, float]], now_s: int, window_s: int, expected: float) -> None:
+    assert counter_at(points, now_s, window_s) == pytest.approx(expected)
+
+
+def test_rate_of_no_sample_in_the_window_is_not_found() -> None:
+    assert counter_at([(10, 1.0), (20, 2.0)], 120, 60) is None
 
 
 @pytest.mark.parametrize(

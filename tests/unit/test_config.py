@@ -181,7 +181,7 @@ def test_public_view_hides_the_admin_token() -> None:
 
 def test_settings_by_flat_name_are_validated() -> None:
     s = config.Settings.of(max_series=10, http_body_timeout_seconds=2, otlp_tls_cert_file="/c", otlp_tls_key_file="/k")
-    assert (s.store.max_series, s.http.body_timeout_seconds, s.otlp_tls.enabled) == (10, 2.0, True)
+    assert (s.store.max_series, s.http.body_timeout_seconds, s.otlp_tls.active) == (10, 2.0, True)
     assert s.replace(max_series=11).store.max_series == 11 and s.store.max_series == 10
     with pytest.raises(ValueError, match="greater than 0"):
         s.replace(max_series=0)

@@ -7,7 +7,7 @@ store exactly what the reference path (``otlp.translate`` + ``Store.append``) st
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -16,7 +16,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from scaler import otlp
-from scaler.config import parse_resource_labels
+from scaler.config import Promotions, Settings, parse_resource_labels
 from scaler.model import METRIC_NAME, is_stale
 from tests.fuzz import common
 
@@ -278,3 +278,78 @@ def test_an_attribute_without_a_key_is_not_a_label() -> None:
     point = m.NumberDataPoint(time_unix_nano=T_NS, as_double=1.0, attributes=[kv("", "x"), kv("ok", "y")])
     (labels,) = as_dict(request(m.Metric(name="g", gauge=m.Gauge(data_points=[point]))))
     assert "" not in dict(labels) and dict(labels)["ok"] == "y"
+
+
+# ------------------------------------------------------------------ series identity
+
+DEFAULT_PROMOTIONS = Settings().otlp.promotions
+"""The shipped promotions: host.name (else pod) -> host.name, as kedify/otel-add-on, and the
+resource hash under ``resource_hash``."""
+
+
+def series_of(*resources: Mapping[str, object], point: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """The label sets (without ``__name__``) of one gauge point pushed from each resource."""
+    rms = []
+    for attrs in resources:
+        metric = m.Metric(
+            name="g",
+            gauge=m.Gauge(
+                data_points=[
+                    m.NumberDataPoint(
+                        time_unix_nano=T_NS, as_double=1.0, attributes=[kv(k, v) for k, v in (point or {}).items()]
+                    )
+                ]
+            ),
+        )
+        resource = Resource(attributes=[kv(k, v) for k, v in attrs.items()])
+        rms.append(m.ResourceMetrics(resource=resource, scope_metrics=[m.ScopeMetrics(metrics=[metric])]))
+    req = ExportMetricsServiceRequest(resource_metrics=rms)
+    BUILT.append(req)
+    out = otlp.translate(req, DEFAULT_PROMOTIONS, now_ms=42)
+    return [{k: v for k, v in labels if k != METRIC_NAME} for labels, *_ in out.samples]
+
+
+def test_host_name_is_promoted_under_kedifys_label_name_else_the_resource_pod() -> None:
+    a, b = series_of({"host.name": "node-a"}, {"host.name": "node-b"})
+    assert (a, b) == ({"host.name": "node-a"}, {"host.name": "node-b"})  # two sources, two series
+    (from_pod,) = series_of({"pod": "p-1"})
+    assert from_pod == {"host.name": "p-1"}
+    (both,) = series_of({"pod": "p-1", "host.name": "node-a"})  # host.name is listed first: it wins
+    assert both["host.name"] == "node-a" and both["resource_hash"] == otlp.resource_hash(
+        [("pod", "p-1"), ("host.name", "node-a")]
+    )
+
+
+def test_resources_that_differ_in_any_attribute_never_share_a_series() -> None:
+    sidecar = {"k8s.pod.name": "decode-0", "k8s.container.name": "sidecar"}
+    vllm = {"k8s.pod.name": "decode-0", "k8s.container.name": "vllm"}
+    one, two = series_of(sidecar, vllm)
+    assert one != two and one["pod"] == two["pod"] == "decode-0"
+    assert one["resource_hash"] == otlp.resource_hash(sidecar.items())
+    assert two["resource_hash"] == otlp.resource_hash(vllm.items())
+    assert len(one["resource_hash"]) == 16 and int(one["resource_hash"], 16) >= 0
+
+
+def test_no_hash_when_the_promoted_labels_carry_every_attribute() -> None:
+    (labels,) = series_of({"k8s.pod.name": "decode-0", "k8s.namespace.name": "llm-d", "host.name": "n"})
+    assert labels == {"pod": "decode-0", "namespace": "llm-d", "host.name": "n"}
+    (bare,) = series_of({})
+    assert bare == {}
+
+
+def test_an_empty_attribute_or_an_overriding_point_attribute_keeps_resources_apart() -> None:
+    empty, absent = series_of({"k8s.pod.name": "p", "host.name": ""}, {"k8s.pod.name": "p"})
+    assert "resource_hash" in empty and absent == {"pod": "p"}
+    # a point attribute `pod` hides the resources' pod names: the hash keeps them apart
+    a, b = series_of({"k8s.pod.name": "p-1"}, {"k8s.pod.name": "p-2"}, point={"pod": "same"})
+    assert a["pod"] == b["pod"] == "same" and a["resource_hash"] != b["resource_hash"]
+    # the same value is no loss: no hash
+    (same,) = series_of({"k8s.pod.name": "p-1"}, point={"pod": "p-1"})
+    assert same == {"pod": "p-1"}
+
+
+def test_the_hash_label_can_be_renamed_or_switched_off() -> None:
+    resource = [kv("k8s.container.name", "vllm")]
+    renamed = otlp.ResourceLabels.of(resource, Promotions({}, "source")).base([])
+    assert renamed == [("source", otlp.resource_hash([("k8s.container.name", "vllm")]))]
+    assert otlp.ResourceLabels.of(resource, Promotions({}, None)).base([]) == []

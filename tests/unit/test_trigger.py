@@ -249,14 +249,19 @@ def test_read_applies_the_not_found_policy() -> None:
     found = trig(metricQuery="w", clampMax="1", activationThreshold="1.5")
     reading = read(found, engine, NOW_MS, warming=True)  # data is data, even while warming up
     assert reading == Reading(State.VALUE, raw=2.0)
-    assert (found.metric_value(2.0), found.is_active(2.0)) == (1.0, True)  # activation is unclamped
+    assert (found.metric_value(reading), found.is_active(reading)) == (1.0, True)  # activation is unclamped
 
     absent = trig(metricQuery="absent", valueIfNotFound="3", clampMax="1")
     hold = read(absent, engine, NOW_MS, warming=True)
     assert (hold.state, hold.number) == (State.HOLD, None) and "warming up" in hold.message
     fallback = read(absent, engine, NOW_MS, warming=False)
     assert (fallback.state, fallback.fallback, fallback.number) == (State.NOT_FOUND, 3.0, 3.0)
-    assert absent.metric_value(3.0) == 1.0  # the fallback is clamped too, as before
+    assert absent.metric_value(fallback) == 3.0  # compat form: kedify/otel-add-on's unclamped valueIfNotFound
+    absent_promql = parse(
+        {"query": "absent", "targetValue": "1", "valueIfNotFound": "3", "clampMax": "1"}, DEFAULTS, RETENTION
+    )
+    fallback = read(absent_promql, engine, NOW_MS, warming=False)
+    assert absent_promql.metric_value(fallback) == 1.0  # PromQL: the fallback is clamped too, as before
     strict = read(trig(metricQuery="absent", errIfNotFound="true"), engine, NOW_MS, warming=False)
     assert (strict.state, strict.number) == (State.NOT_FOUND, None) and "errIfNotFound" in strict.message
 
