@@ -81,8 +81,8 @@ USER 10001:10001
 WORKDIR /tmp
 
 # 4317 OTLP/gRPC receiver, 4318 KEDA external scaler (gRPC), 9090 HTTP (REST, Prometheus API,
-# OTLP/HTTP, /healthz, /readyz, /metrics).
-EXPOSE 4317 4318 9090
+# OTLP/HTTP, /healthz, /readyz, /metrics), 8080 /metrics alone (kedify/otel-add-on's internal-metrics port).
+EXPOSE 4317 4318 8080 9090
 
 # No HEALTHCHECK: Kubernetes uses the probes in manifests/scaler (/healthz, /readyz), and OCI
 # images (podman, buildah) drop it anyway. The image has no curl; with Docker, use e.g.

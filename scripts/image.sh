@@ -15,8 +15,12 @@ Usage: scripts/image.sh build|test [-h|--help]
   test    build, then run the image the way Kubernetes does (read-only root filesystem,
           tmpfs on /tmp, uid 10001, no root) on free loopback ports, wait for /readyz,
           run tests/image/probe.py (OTLP over gRPC and HTTP in, REST and KEDA GetMetrics
-          out), stop it with SIGTERM and require exit status 0. Prints the image size,
-          the time to ready and the time to stop. The container is always removed.
+          out), stop it with SIGTERM and require exit status 0. Then run it again as
+          kedify/otel-add-on's Helm chart v0.1.4 would (its container args and env for
+          default values, uid 1000, read-only root and no writable volume, in a network
+          namespace of its own on the chart's ports) and probe it from inside the
+          container. Prints the image size, the time to ready and the time to stop. The
+          containers are always removed.
           Exits 0 with a SKIP line only when no container tooling exists or can be
           installed at all.
 
@@ -155,8 +159,11 @@ build
 # ---------------------------------------------------------------- test
 [[ -x $PYTHON ]] || die "no Python for the probe at $PYTHON (run 'make venv', or set PYTHON)"
 CONTAINER=keda-otel-scaler-image-test-$$
+KEDIFY_CONTAINER=$CONTAINER-kedify-chart
 cleanup() {
-  "${ENGINE[@]}" rm -f -t 0 "$CONTAINER" >/dev/null 2>&1 || "${ENGINE[@]}" rm -f "$CONTAINER" >/dev/null 2>&1 || true
+  for c in "$CONTAINER" "$KEDIFY_CONTAINER"; do
+    "${ENGINE[@]}" rm -f -t 0 "$c" >/dev/null 2>&1 || "${ENGINE[@]}" rm -f "$c" >/dev/null 2>&1 || true
+  done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -179,15 +186,15 @@ entrypoint=$(inspect_image '{{json .Config.Entrypoint}} {{json .Config.Cmd}}')
 [[ $entrypoint == '["keda-otel-scaler"] ["serve"]' ]] || fail "entrypoint/cmd are $entrypoint"
 # shellcheck disable=SC2016 # a Go template, not a shell expansion
 exposed=$(inspect_image '{{range $p, $v := .Config.ExposedPorts}}{{$p}},{{end}}')
-for p in 4317 4318 9090; do [[ $exposed == *"$p/tcp"* ]] || fail "port $p is not exposed (exposed: $exposed)"; done
+for p in 4317 4318 8080 9090; do [[ $exposed == *"$p/tcp"* ]] || fail "port $p is not exposed (exposed: $exposed)"; done
 label=$(inspect_image '{{index .Config.Labels "org.opencontainers.image.version"}}')
 [[ $label == "$VERSION" ]] || fail "label org.opencontainers.image.version is '$label', want $VERSION"
 say "image metadata OK: user $user, entrypoint $entrypoint, ports ${exposed%,}, version $label"
 
 # Free loopback ports (--network host shares the host's ports, so avoid the defaults).
-read -r HTTP_PORT OTLP_PORT KEDA_PORT < <("$PYTHON" - <<'PY'
+read -r HTTP_PORT OTLP_PORT KEDA_PORT METRICS_PORT < <("$PYTHON" - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(4)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -197,6 +204,7 @@ PY
 )
 
 run=("${ENGINE[@]}")
+base_run=()
 if [[ ${ENGINE[-1]} == podman ]]; then
   # crun cannot start containers here and rlimits may not exceed the host's hard limits
   # (see ../shared/tools/README.md): runc, nofile/nproc capped at the hard limits.
@@ -206,18 +214,19 @@ if [[ ${ENGINE[-1]} == podman ]]; then
     [[ $v == unlimited || $v -gt $2 ]] && v=$2
     echo "$v:$v"
   }
-  run+=(--runtime runc run --ulimit "nofile=$(limit n 1048576)" --ulimit "nproc=$(limit u 4096)")
+  base_run=(--runtime runc run --ulimit "nofile=$(limit n 1048576)" --ulimit "nproc=$(limit u 4096)")
 else
-  run+=(run)
+  base_run=(run)
 fi
+run+=("${base_run[@]}")
 # As in manifests/scaler: read-only root, a tmpfs /tmp (the emptyDir), uid/gid 10001,
 # no capabilities, no privilege escalation. --network host keeps traffic on loopback.
 run+=(-d --name "$CONTAINER" --network host --read-only --tmpfs /tmp --user 10001:10001
   --cap-drop ALL --security-opt no-new-privileges
   -e LISTEN_ADDRESS=127.0.0.1 -e REST_API_PORT="$HTTP_PORT" -e OTLP_RECEIVER_PORT="$OTLP_PORT"
-  -e KEDA_EXTERNAL_SCALER_PORT="$KEDA_PORT" -e SHUTDOWN_GRACE_SECONDS=5 "$IMAGE")
+  -e KEDA_EXTERNAL_SCALER_PORT="$KEDA_PORT" -e INTERNAL_METRICS_PORT="$METRICS_PORT" -e SHUTDOWN_GRACE_SECONDS=5 "$IMAGE")
 
-say "starting $IMAGE on 127.0.0.1 (http $HTTP_PORT, otlp $OTLP_PORT, keda $KEDA_PORT)"
+say "starting $IMAGE on 127.0.0.1 (http $HTTP_PORT, otlp $OTLP_PORT, keda $KEDA_PORT, metrics $METRICS_PORT)"
 t_start=$(now)
 "${run[@]}" >/dev/null || die "could not start the container"
 deadline=$((SECONDS + READY_TIMEOUT))
@@ -242,7 +251,8 @@ READY_S=$(elapsed "$t_start")
 say "ready: /readyz answered 200 ${READY_S} s after 'run'"
 
 say "probing with tests/image/probe.py"
-"$PYTHON" tests/image/probe.py --http-port "$HTTP_PORT" --otlp-port "$OTLP_PORT" --keda-port "$KEDA_PORT" ||
+"$PYTHON" tests/image/probe.py --http-port "$HTTP_PORT" --otlp-port "$OTLP_PORT" --keda-port "$KEDA_PORT" \
+  --metrics-port "$METRICS_PORT" ||
   fail "the probe failed (its output is above)"
 
 # The service writes nothing at run time; show what landed on the /tmp tmpfs, if anything.
@@ -261,6 +271,39 @@ code=$("${ENGINE[@]}" inspect --format '{{.State.ExitCode}}' "$CONTAINER")
 [[ $code == 0 ]] || fail "the container exited with status $code after SIGTERM, want 0"
 say "stopped in ${STOP_S} s with exit status 0"
 "${ENGINE[@]}" logs "$CONTAINER" 2>&1 | tail -5 | sed 's/^/    | /' >&2 || true
+
+# ---------------------------------------------------------------- under kedify/otel-add-on's chart
+# What helmchart/otel-add-on v0.1.4 renders for its default values (templates/deployment.yaml:44-94,
+# values.yaml; tests/integration/test_kedify_chart.py has the sources): these args replace the
+# image's CMD; the pod runs as uid 1000 with a read-only root file system and no writable volume.
+# --network none: a namespace of its own, so the chart's fixed ports and bind-all address are used.
+CONTAINER=$KEDIFY_CONTAINER
+say "running $IMAGE as kedify/otel-add-on's chart does (uid 1000, its args and env, ports 4317/4318/8080/9090)"
+"${ENGINE[@]}" "${base_run[@]}" -d --name "$CONTAINER" --network none --read-only --user 1000:1000 \
+  --cap-drop ALL --security-opt no-new-privileges \
+  -e OTLP_RECEIVER_PORT=4317 -e KEDA_EXTERNAL_SCALER_PORT=4318 -e INTERNAL_METRICS_PORT=8080 -e REST_API_PORT=9090 \
+  -e METRIC_STORE_RETENTION_SECONDS=120 -e METRIC_STORE_LAZY_SERIES=false -e METRIC_STORE_LAZY_AGGREGATES=false \
+  -e METRIC_STORE_ERROR_IF_NOT_FOUND=false -e METRIC_STORE_VALUE_IF_NOT_FOUND=0 -e IS_ACTIVE_POLLING_INTERVAL_MS=500 \
+  -e OTLP_TLS_CA_FILE= -e OTLP_TLS_CERT_FILE= -e OTLP_TLS_KEY_FILE= -e OTLP_CERTIFICATE_RELOAD_INTERVAL=5m \
+  -e KEDA_TLS_ENABLED=false -e KEDA_TLS_CERT_FILE= -e KEDA_TLS_KEY_FILE= \
+  "$IMAGE" --zap-log-level=info --zap-stacktrace-level=error >/dev/null || die "could not start the container"
+deadline=$((SECONDS + READY_TIMEOUT))
+# The chart's probes: GET /info on the REST port answers 200.
+until "${ENGINE[@]}" exec "$CONTAINER" python -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:9090/info", timeout=1)' 2>/dev/null; do
+  state=$("${ENGINE[@]}" inspect --format '{{.State.Status}}' "$CONTAINER" 2>/dev/null || echo gone)
+  [[ $state == running ]] || fail "the container stopped before GET /info answered (state: $state)"
+  ((SECONDS < deadline)) || fail "GET /info did not answer within ${READY_TIMEOUT}s"
+  sleep 0.2
+done
+say "probing from inside the container"
+"${ENGINE[@]}" exec -i "$CONTAINER" python - --http-port 9090 --otlp-port 4317 --keda-port 4318 --metrics-port 8080 \
+  <tests/image/probe.py || fail "the probe failed under kedify's chart settings (its output is above)"
+"${ENGINE[@]}" logs "$CONTAINER" 2>&1 | grep -q "kedify/otel-add-on logging flags mapped to --log-level=info" ||
+  fail "no log line about kedify's --zap-* flags"
+"${ENGINE[@]}" stop -t "$STOP_TIMEOUT" "$CONTAINER" >/dev/null || fail "'stop' failed"
+code=$("${ENGINE[@]}" inspect --format '{{.State.ExitCode}}' "$CONTAINER")
+[[ $code == 0 ]] || fail "under kedify's chart settings the container exited with status $code after SIGTERM, want 0"
+say "under kedify's chart settings: probe passed, exit status 0 after SIGTERM"
 
 size=$(inspect_image '{{.Size}}')
 base_size=$("${ENGINE[@]}" image inspect --format '{{.Size}}' python:3.11-slim 2>/dev/null || echo 0)

@@ -7,7 +7,7 @@ the KEDA external scaler (GetMetricSpec, IsActive, GetMetrics), and checks both 
 health services. Every check prints one line; the first mismatch ends the probe with exit
 status 1 and a message saying what was expected and what came back.
 
-    python tests/image/probe.py --http-port 9090 --otlp-port 4317 --keda-port 4318
+    python tests/image/probe.py --http-port 9090 --otlp-port 4317 --keda-port 4318 --metrics-port 8080
 """
 
 from __future__ import annotations
@@ -109,12 +109,19 @@ def probe_health(base: str, otlp: grpc.Channel, keda: grpc.Channel, args: argpar
     status, info = http_json("GET", base + "/info")
     got = info.get("ports") if isinstance(info, dict) else None
     if args.published:  # mapped ports: /info shows the container's side of the mapping
-        ok = isinstance(got, dict) and sorted(got) == ["http", "keda", "otlp"]
-        check("GET /info reports three bound ports", status == 200 and ok, f"HTTP {status}, ports {got}")
+        ok = isinstance(got, dict) and sorted(got) == ["http", "keda", "metrics", "otlp"]
+        check("GET /info reports four bound ports", status == 200 and ok, f"HTTP {status}, ports {got}")
     else:
-        want = {"otlp": args.otlp_port, "keda": args.keda_port, "http": args.http_port}
+        want = {"otlp": args.otlp_port, "keda": args.keda_port, "http": args.http_port, "metrics": args.metrics_port}
         detail = f"HTTP {status}, ports {got}, want {want}"
         check("GET /info reports the bound ports", status == 200 and got == want, detail)
+        scrape, text = http("GET", f"http://{args.host}:{args.metrics_port}/metrics")
+        names = "keda_otel_scaler_runtime_info" in text.decode() and "store_series" in text.decode()
+        check(
+            "GET /metrics on the internal-metrics port has kedify's names and ours",
+            scrape == 200 and names,
+            f"HTTP {scrape}",
+        )
     ingest = info.get("ingest") if isinstance(info, dict) else None
     check("GET /info reports the native ingest path", ingest == {"path": "native"}, f"ingest {ingest}")
 
@@ -202,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-port", type=int, required=True, help="REST_API_PORT")
     parser.add_argument("--otlp-port", type=int, required=True, help="OTLP_RECEIVER_PORT")
     parser.add_argument("--keda-port", type=int, required=True, help="KEDA_EXTERNAL_SCALER_PORT")
+    parser.add_argument("--metrics-port", type=int, default=8080, help="INTERNAL_METRICS_PORT")
     parser.add_argument(
         "--published",
         action="store_true",
