@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 
-from scaler import __version__, config, extras, logs
+from scaler import __version__, config, configvalues, extras, logs
 
 logger = logging.getLogger("scaler.cli")
 
@@ -54,7 +54,7 @@ def zap_flags(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
     devel = args.zap_devel
     if devel is not None:
         try:
-            if config.parse_bool(devel):
+            if configvalues.parse_bool(devel):
                 mapped.update(log_level="debug", log_format="text")
         except ValueError:
             raise ValueError(f"--zap-devel={devel!r}: must be true or false") from None

@@ -19,7 +19,6 @@ validated value: it never reads the process environment by itself.
 
 from __future__ import annotations
 
-import re
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +27,22 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from scaler.configvalues import (
+    Count,
+    GoSeconds,
+    Milliseconds,
+    Number,
+    OptionalSwitch,
+    Port,
+    Seconds,
+    SecondsOrOff,
+    Switch,
+    label_name_or_off,
+    lower,
+    parse_bool,
+    parse_go_duration,
+)
 
 DEFAULT_RESOURCE_LABELS = (
     "k8s.namespace.name=namespace,k8s.pod.name=pod,k8s.deployment.name=deployment,"
@@ -40,49 +55,6 @@ kedify/otel-add-on; where several attributes map to one label, the first listed 
 
 class SettingsError(ValueError):
     """A setting has an invalid value; the message names the flag or variable."""
-
-
-def parse_bool(text: str) -> bool:
-    """``true``/``false`` and Go's ``strconv.ParseBool`` spellings (``1``, ``t``, ``T``, ``TRUE``,
-    ``True``; ``0``, ``f``, ...), plus ``yes``/``no``/``on``/``off``; empty is false."""
-    lowered = text.strip().lower()
-    if lowered in ("1", "t", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "f", "false", "no", "off", ""):
-        return False
-    raise ValueError("must be true or false")
-
-
-_GO_DURATION = re.compile(r"([0-9]*\.?[0-9]*)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
-_GO_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "\u00b5s": 1e-6,
-    "\u03bcs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-
-
-def parse_go_duration(text: str) -> float:
-    """A Go ``time.ParseDuration`` string (``5m``, ``1h30m``, ``1.5s``, ``300ms``, ``0``) in seconds."""
-    body = text.strip()
-    sign = -1.0 if body.startswith("-") else 1.0
-    body = body.lstrip("+-")
-    if body == "0":
-        return 0.0
-    total, pos = 0.0, 0
-    while pos < len(body):
-        match = _GO_DURATION.match(body, pos)
-        if match is None or match.group(1) in ("", "."):
-            raise ValueError(f"{text!r} is not a Go duration (e.g. 5m, 15s, 1h30m)")
-        total += float(match.group(1)) * _GO_UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if not body:
-        raise ValueError(f"{text!r} is not a Go duration (e.g. 5m, 15s, 1h30m)")
-    return sign * total
 
 
 class Promotions(dict[str, str]):
@@ -158,57 +130,10 @@ def _peers(text: str) -> str:
     return text
 
 
-def _bool(value: object) -> object:
-    return parse_bool(value) if isinstance(value, str) else value
-
-
-def _lower(value: object) -> object:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-def _resource_labels(text: str) -> str:
+def _check_resource_labels(text: str) -> str:
+    """``RESOURCE_LABELS`` checked (:func:`parse_resource_labels` raises), kept as given."""
     parse_resource_labels(text)
     return text
-
-
-def _label_name_or_off(text: str) -> str:
-    text = text.strip()
-    if text not in ("", "-") and (text.startswith("__") or any(c in text for c in '=,{}"\n')):
-        raise ValueError(f"{text!r} is not a usable label name")
-    return text
-
-
-def _go_int(value: object) -> object:
-    """A prefixed integer literal (``0x78``, ``0o170``, ``0b1111000``, ``1_000``) as Go's
-    ``strconv.ParseInt(s, 0, 64)`` reads kedify/otel-add-on's integer variables; else as given."""
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?0[xXoObB][0-9a-fA-F_]+\s*|\s*[+-]?[0-9]+(_[0-9]+)+\s*", value):
-        try:
-            return int(value.strip(), 0)
-        except ValueError:
-            return value
-    return value
-
-
-def _optional_bool(value: object) -> object:
-    """Unset (None) when empty, else a boolean: for a switch whose absence means "decide by the
-    other settings"."""
-    if isinstance(value, str):
-        return None if not value.strip() else parse_bool(value)
-    return value
-
-
-Port = Annotated[int, BeforeValidator(_go_int), Field(ge=0, le=65535)]
-Count = Annotated[int, Field(gt=0)]
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-GoSeconds = Annotated[float, BeforeValidator(_go_int), Field(gt=0, allow_inf_nan=False)]
-Milliseconds = Annotated[
-    Annotated[int, BeforeValidator(_go_int), Field(gt=0)] | None,
-    BeforeValidator(lambda v: None if isinstance(v, str) and not v.strip() else v),
-]
-SecondsOrOff = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Number = Annotated[float, Field(allow_inf_nan=False)]
-Switch = Annotated[bool, BeforeValidator(_bool)]
-OptionalSwitch = Annotated[bool | None, BeforeValidator(_optional_bool)]
 
 
 class Group(BaseSettings):
@@ -289,12 +214,12 @@ class StoreLimits(Group):
 class OtlpSettings(Group):
     """OTLP ingestion (gRPC and HTTP)."""
 
-    resource_labels: Annotated[str, AfterValidator(_resource_labels)] = Field(
+    resource_labels: Annotated[str, AfterValidator(_check_resource_labels)] = Field(
         DEFAULT_RESOURCE_LABELS,
         description="resource attributes promoted to labels, `attribute=label,…` (`-` disables; "
         "where two map to one label, the first listed wins)",
     )
-    resource_hash_label: Annotated[str, AfterValidator(_label_name_or_off)] = Field(
+    resource_hash_label: Annotated[str, AfterValidator(label_name_or_off)] = Field(
         "resource_hash",
         description="label carrying a hash of a resource's attributes when its promoted labels do not carry "
         "them all, so no two resources share a series (`-` disables)",
@@ -449,10 +374,10 @@ class PeerSettings(Group):
 class LogSettings(Group):
     """Logging (scaler.logs)."""
 
-    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = Field(
+    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(lower)] = Field(
         "info", description="`debug`, `info`, `warning` or `error`"
     )
-    format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = Field(
+    format: Annotated[Literal["text", "json"], BeforeValidator(lower)] = Field(
         "text", description="`text` or `json` (one line per event)"
     )
 

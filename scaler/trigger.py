@@ -31,7 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from scaler import query
-from scaler.config import TriggerDefaults, parse_bool
+from scaler.config import TriggerDefaults
+from scaler.configvalues import parse_bool
 from scaler.model import METRIC_NAME
 
 logger = logging.getLogger(__name__)

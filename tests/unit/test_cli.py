@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from scaler import cli, config
+from scaler import cli, config, configvalues
 
 
 def serve(*argv: str, environ: dict[str, str] | None = None) -> tuple[config.Settings, list[str]]:
@@ -159,13 +159,13 @@ def test_accepted_variables_are_checked_as_kedify_reads_them() -> None:
     ],
 )
 def test_go_durations(text: str, seconds: float) -> None:
-    assert config.parse_go_duration(text) == pytest.approx(seconds)
+    assert configvalues.parse_go_duration(text) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("text", ["", "5", "m", "1d", "1.5.2s", "five minutes"])
 def test_go_durations_refused(text: str) -> None:
     with pytest.raises(ValueError, match="is not a Go duration"):
-        config.parse_go_duration(text)
+        configvalues.parse_go_duration(text)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +186,7 @@ def test_go_durations_refused(text: str) -> None:
     ],
 )
 def test_go_boolean_spellings(text: str, expected: bool) -> None:
-    assert config.parse_bool(text) is expected
+    assert configvalues.parse_bool(text) is expected
     assert config.load({}, {"METRIC_STORE_ERROR_IF_NOT_FOUND": text}).triggers.error_if_not_found is expected
 
 
