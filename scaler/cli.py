@@ -125,6 +125,7 @@ def _query_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     q.add_argument("--op", default="last_one", help="operationOverTime for the compat form")
     q.add_argument("--window", default=None, help="window for --op, e.g. 30s")
     q.add_argument("--promql", action="store_true", help="treat QUERY as PromQL")
+    q.add_argument("--explain", action="store_true", help="also print the PromQL a compat query runs (on stderr)")
 
 
 def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -176,6 +177,8 @@ def _run_query(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1
+    if args.explain and not args.promql:
+        _explain(args)
     for kind in ("warnings", "infos"):
         for text in reply.get(kind, []):
             print(text, file=sys.stderr)
@@ -184,6 +187,16 @@ def _run_query(args: argparse.Namespace) -> int:
         return 3
     print(reply["value"])
     return 0
+
+
+def _explain(args: argparse.Namespace) -> None:
+    """The PromQL text a compat query compiles to, with the server's retention as the default window."""
+    from scaler import trigger
+
+    with urllib.request.urlopen(args.url.rstrip("/") + "/info", timeout=10) as response:
+        retention = float(json.load(response)["config"]["retention_seconds"])
+    compiled = trigger.compile_compat(args.query, args.op, args.window, retention)
+    print(f"PromQL: {compiled.text}", file=sys.stderr)
 
 
 def load_serve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[config.Settings, list[str]]:

@@ -7,6 +7,8 @@ its code (``scaler/handlers.go``, ``metric/mem_store.go``, ``util/internal_metri
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -97,6 +99,36 @@ def test_rate_counts_a_reset_and_divides_by_the_sampled_time(keda: Keda, service
     assert rest_query(service, "vllm:prompt_tokens_total", "rate") == pytest.approx(25 / 30)
     push(service, counter("fresh_total", 3.0, t), **{"k8s.pod.name": "p"})
     assert rest_query(service, "fresh_total", "rate") == 0  # one sample: found, 0 (not "not found")
+
+
+def test_the_query_command_explains_what_runs(service: RunningService) -> None:
+    push(service, counter("vllm:prompt_tokens_total", 5.0, now_ns()), **{"k8s.pod.name": "p"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scaler",
+            "query",
+            "--url",
+            service.http,
+            "--op",
+            "rate",
+            "--explain",
+            "vllm:prompt_tokens_total",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert done.stdout.strip() == "0.0"  # one sample: kedify's rate is 0
+    promql = "sum(kedify_rate(vllm:prompt_tokens_total[2m]) and vllm:prompt_tokens_total)"
+    assert f"PromQL: {promql}" in done.stderr
+    assert rest_query(service, "vllm:prompt_tokens_total", "rate") == 0
+    assert (
+        httpx.get(service.http + "/api/v1/query", params={"query": promql}).json()["data"]["result"][0]["value"][1]
+        == "0"
+    )
 
 
 def test_names_match_in_both_escaped_directions(keda: Keda, service: RunningService) -> None:
