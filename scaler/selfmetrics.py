@@ -159,18 +159,32 @@ class KedifyMetrics:
         self.written: dict[str, float] = {}
         self.read: dict[str, float] = {}
         self.info: dict[str, str] = {}
+        self._prune_at = _KEDIFY_CAP
+        """Drop the counters of names the store no longer holds when they outgrow this (also
+        without scrapes), then set it to twice what is left."""
 
     def wrote(self, counts: Mapping[str, int]) -> None:
         """Samples stored, by metric name."""
         for name, n in counts.items():
             key = escape_name(name)
             self.written[key] = self.written.get(key, 0.0) + n
+        if len(self.written) > self._prune_at:
+            self._prune()
 
     def observed(self, name: str, labels: str, op: str, aggregation: str, value: float) -> None:
         """A compat query was read (found or not): ``metric_points_read`` and ``metric_value``."""
         key = escape_name(name)
         self.read[key] = self.read.get(key, 0.0) + 1
         _put(self.value, (key, labels, op, aggregation), value)
+        if len(self.read) > self._prune_at:
+            self._prune()
+
+    def _prune(self) -> None:
+        live = {escape_name(n) for n in self.metric_names()}
+        for counts in (self.written, self.read):
+            for gone in [n for n in counts if n not in live]:
+                del counts[gone]
+        self._prune_at = max(_KEDIFY_CAP, 2 * max(len(self.written), len(self.read)))
 
     def read_compat(self, q: Query, reading: Reading) -> None:
         """A compat query was evaluated: count the read and keep its value (-1 when nothing is
@@ -186,10 +200,7 @@ class KedifyMetrics:
         _put(self.clamped, (escape_name(name), labels, op, aggregation, *so), value)
 
     def render(self) -> bytes:
-        live = {escape_name(n) for n in self.metric_names()}
-        for counts in (self.written, self.read):
-            for gone in [n for n in counts if n not in live]:
-                del counts[gone]
+        self._prune()
         out: list[str] = []
         _family(
             out,

@@ -277,3 +277,15 @@ def test_kedify_gauges_are_bounded(service: RunningService, monkeypatch: pytest.
     assert text.count("keda_otel_scaler_metric_value{") == 50
     assert 'labels="map[i:59]"' in text and 'labels="map[i:9]"' not in text  # the oldest went first
     assert "keda_otel_scaler_metric_points_read{" not in text  # no such metric is stored
+
+
+def test_kedify_counters_forget_names_the_store_dropped_without_a_scrape(
+    service: RunningService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selfmetrics, "_KEDIFY_CAP", 20)
+    kedify = service.call(lambda: service.service.metrics.kedify if service.service else None)
+    assert kedify is not None
+    kedify._prune_at = 20
+    for i in range(50):  # ever new names: reads of metrics the store does not hold
+        httpx.post(service.http + "/memstore/query", json={"query": f"churn_{i}"}).raise_for_status()
+    assert service.call(lambda: len(kedify.read)) <= 20
