@@ -264,7 +264,7 @@ def _family(
     full = _KEDIFY + name
     out.append(f"# HELP {full} {doc}\n# TYPE {full} {kind}\n")
     for values, value in samples:
-        pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(label_names, values, strict=True))
+        pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(zip(label_names, values, strict=True)))
         out.append(f"{full}{{{pairs}}} {_number(value)}\n")
 
 

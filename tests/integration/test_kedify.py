@@ -255,9 +255,14 @@ def test_internal_metrics_port_serves_kedifys_metric_names_beside_ours(
         ("runtime_info", "gauge"),
     ):
         assert f"# TYPE keda_otel_scaler_{name} {kind}\n" in text, name
-    query = f'name="vllm:num_requests_waiting",labels="map[deployment:{DECODE}]",timeOp="last_one",aggregation="sum"'
-    assert f"keda_otel_scaler_metric_value{{{query}}} 7\n" in text
-    assert f'keda_otel_scaler_metric_value_clamped{{{query},scaledObject="pd-decode",namespace="llm-d"}} 4\n' in text
+    # label pairs sorted by name, as Go's client (and Python's) writes them
+    labels = f'labels="map[deployment:{DECODE}]",name="vllm:num_requests_waiting"'
+    value = f'keda_otel_scaler_metric_value{{aggregation="sum",{labels},timeOp="last_one"}} 7\n'
+    clamped = (
+        f'keda_otel_scaler_metric_value_clamped{{aggregation="sum",{labels},namespace="llm-d",'
+        'scaledObject="pd-decode",timeOp="last_one"} 4\n'
+    )
+    assert value in text and clamped in text
     assert 'keda_otel_scaler_metric_points_written{name="vllm:num_requests_waiting"} 2\n' in text
     assert 'keda_otel_scaler_metric_points_read{name="vllm:num_requests_waiting"} 1\n' in text
     assert re.search(
