@@ -38,6 +38,34 @@ from scaler._gen import externalscaler_pb2 as pb
 from scaler._gen import externalscaler_pb2_grpc as pb_grpc
 from tests.otlpdata import gauge, kv
 
+# What helmchart/otel-add-on v0.1.4 renders for its default values (the sources are cited in
+# test_kedify_chart.py): the container args, which replace the image's CMD, and its env.
+ARGS_DEFAULT = ["--zap-log-level=info", "--zap-stacktrace-level=error"]
+ARGS_DEBUG = ["--zap-log-level=debug", "--zap-stacktrace-level=error"]
+ENV_DEFAULT = {
+    # Ports
+    "OTLP_RECEIVER_PORT": "4317",
+    "KEDA_EXTERNAL_SCALER_PORT": "4318",
+    "INTERNAL_METRICS_PORT": "8080",
+    "REST_API_PORT": "9090",
+    # Metric Store
+    "METRIC_STORE_RETENTION_SECONDS": "120",
+    "METRIC_STORE_LAZY_SERIES": "false",
+    "METRIC_STORE_LAZY_AGGREGATES": "false",
+    "METRIC_STORE_ERROR_IF_NOT_FOUND": "false",
+    "METRIC_STORE_VALUE_IF_NOT_FOUND": "0",
+    "IS_ACTIVE_POLLING_INTERVAL_MS": "500",
+    # TLS OTLP
+    "OTLP_TLS_CA_FILE": "",
+    "OTLP_TLS_CERT_FILE": "",
+    "OTLP_TLS_KEY_FILE": "",
+    "OTLP_CERTIFICATE_RELOAD_INTERVAL": "5m",
+    # TLS KEDA
+    "KEDA_TLS_ENABLED": "false",
+    "KEDA_TLS_CERT_FILE": "",
+    "KEDA_TLS_KEY_FILE": "",
+}
+
 QUERY = "vllm:num_requests_waiting{model_name=opt}"
 REF = pb.ScaledObjectRef(
     name="decode", namespace="llm-d", scalerMetadata={"metricQuery": QUERY, "targetValue": "4", "clampMax": "100"}

@@ -52,16 +52,6 @@ class Pusher:
         self.stub.Export(request(deployment, pod, gauge("vllm:num_requests_waiting", value, t_ns or now_ns())))
 
 
-@pytest.fixture
-def keda(service: RunningService) -> Keda:
-    return Keda(service)
-
-
-@pytest.fixture
-def pusher(service: RunningService) -> Pusher:
-    return Pusher(service)
-
-
 WAITING_DECODE = f"vllm:num_requests_waiting{{deployment={DECODE}}}"
 
 

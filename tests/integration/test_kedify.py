@@ -28,16 +28,6 @@ from tests.otlpdata import DECODE, counter, gauge, kv, now_ns, otlp_stub
 S = 1_000_000_000
 
 
-@pytest.fixture
-def keda(service: RunningService) -> Keda:
-    return Keda(service)
-
-
-@pytest.fixture
-def pusher(service: RunningService) -> Pusher:
-    return Pusher(service)
-
-
 def push(service: RunningService, metric: m.Metric, **resource: str) -> None:
     """One metric from a resource with exactly these attributes."""
     attributes = [kv(k, v) for k, v in resource.items()]

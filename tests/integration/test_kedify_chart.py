@@ -47,34 +47,10 @@ from typing import Any
 import pytest
 
 from scaler.runner import free_ports
+from tests.integration.kedify_chart import ARGS_DEBUG, ARGS_DEFAULT, ENV_DEFAULT
 from tests.integration.test_tls import issue, make_ca
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS_DEFAULT = ["--zap-log-level=info", "--zap-stacktrace-level=error"]
-ARGS_DEBUG = ["--zap-log-level=debug", "--zap-stacktrace-level=error"]
-ENV_DEFAULT = {
-    # Ports
-    "OTLP_RECEIVER_PORT": "4317",
-    "KEDA_EXTERNAL_SCALER_PORT": "4318",
-    "INTERNAL_METRICS_PORT": "8080",
-    "REST_API_PORT": "9090",
-    # Metric Store
-    "METRIC_STORE_RETENTION_SECONDS": "120",
-    "METRIC_STORE_LAZY_SERIES": "false",
-    "METRIC_STORE_LAZY_AGGREGATES": "false",
-    "METRIC_STORE_ERROR_IF_NOT_FOUND": "false",
-    "METRIC_STORE_VALUE_IF_NOT_FOUND": "0",
-    "IS_ACTIVE_POLLING_INTERVAL_MS": "500",
-    # TLS OTLP
-    "OTLP_TLS_CA_FILE": "",
-    "OTLP_TLS_CERT_FILE": "",
-    "OTLP_TLS_KEY_FILE": "",
-    "OTLP_CERTIFICATE_RELOAD_INTERVAL": "5m",
-    # TLS KEDA
-    "KEDA_TLS_ENABLED": "false",
-    "KEDA_TLS_CERT_FILE": "",
-    "KEDA_TLS_KEY_FILE": "",
-}
 
 
 def tls_env(ca: str, cert: str, key: str, reload: str, retention: str = "120") -> dict[str, str]:

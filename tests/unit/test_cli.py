@@ -9,6 +9,7 @@ import re
 import pytest
 
 from scaler import cli, config, configvalues
+from tests.integration.kedify_chart import ARGS_DEFAULT, ENV_DEFAULT
 
 
 def serve(*argv: str, environ: dict[str, str] | None = None) -> tuple[config.Settings, list[str]]:
@@ -79,31 +80,8 @@ def test_a_value_zap_would_refuse_is_refused_naming_the_flag(flag: str, message:
         serve(flag)
 
 
-KEDIFY_DEFAULT_ENV = {
-    "OTLP_RECEIVER_PORT": "4317",
-    "KEDA_EXTERNAL_SCALER_PORT": "4318",
-    "INTERNAL_METRICS_PORT": "8080",
-    "REST_API_PORT": "9090",
-    "METRIC_STORE_RETENTION_SECONDS": "120",
-    "METRIC_STORE_LAZY_SERIES": "false",
-    "METRIC_STORE_LAZY_AGGREGATES": "false",
-    "METRIC_STORE_ERROR_IF_NOT_FOUND": "false",
-    "METRIC_STORE_VALUE_IF_NOT_FOUND": "0",
-    "IS_ACTIVE_POLLING_INTERVAL_MS": "500",
-    "OTLP_TLS_CA_FILE": "",
-    "OTLP_TLS_CERT_FILE": "",
-    "OTLP_TLS_KEY_FILE": "",
-    "OTLP_CERTIFICATE_RELOAD_INTERVAL": "5m",
-    "KEDA_TLS_ENABLED": "false",
-    "KEDA_TLS_CERT_FILE": "",
-    "KEDA_TLS_KEY_FILE": "",
-}
-"""What kedify/otel-add-on's chart v0.1.4 renders for its default values (see
-tests/integration/test_kedify_chart.py for the source lines)."""
-
-
 def test_kedifys_default_environment_is_honoured_or_accepted_with_a_note_each() -> None:
-    settings, notes = serve("--zap-log-level=info", "--zap-stacktrace-level=error", environ=KEDIFY_DEFAULT_ENV)
+    settings, notes = serve(*ARGS_DEFAULT, environ=ENV_DEFAULT)
     listeners = settings.listeners
     assert (listeners.otlp_receiver_port, listeners.keda_external_scaler_port) == (4317, 4318)
     assert (listeners.rest_api_port, listeners.internal_metrics_port) == (9090, 8080)
