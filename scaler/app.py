@@ -25,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
-from scaler import __version__, api, api_prom, httpserver, peers, query, receiver
+from scaler import __version__, api, api_prom, api_status, httpserver, peers, query, receiver, status
 from scaler._gen import externalscaler_pb2, externalscaler_pb2_grpc
 from scaler.config import Settings, TLSFiles
 from scaler.keda import ExternalScaler
@@ -81,10 +81,13 @@ class Service:
             ),
         )
         self.metrics = SelfMetrics(lambda: self.store.series_count)
-        self.ingestor = receiver.Ingestor(self.store, settings.otlp, self.metrics)
+        self.status = status.Registry(clock, settings.store.retention_seconds, on_evict=self.metrics.status_evicted)
+        self.ingestor = receiver.Ingestor(self.store, settings.otlp, self.metrics, sources=self.status)
         self.triggers = TriggerCache(settings.triggers, settings.store.retention_seconds)
         self._warm_until = time.monotonic() + settings.triggers.warmup_seconds
-        self.scaler = ExternalScaler(self.store, self.engine, self.triggers, self.metrics, warming=self.warming)
+        self.scaler = ExternalScaler(
+            self.store, self.engine, self.triggers, self.metrics, warming=self.warming, status=self.status
+        )
         self.ports: BoundPorts | None = None
         self.started_at = time.time()
         self.persistence = Persistence(settings.snapshot.path, self.store, self.metrics)
@@ -232,7 +235,7 @@ class Service:
     async def _start_http(self) -> int:
         s = self.settings
         app = httpserver.create_app(
-            [api.memstore, api.operations, api_prom.router, receiver.router],
+            [api.memstore, api.operations, api_prom.router, api_status.router, receiver.router],
             [
                 self.store,
                 self.engine,
@@ -244,6 +247,7 @@ class Service:
                     self.warmed,
                     self.persistence.capture,
                 ),
+                api_status.StatusView.of(self.status, s.otlp.promotions, self.warmup_remaining),
             ],
             self.metrics,
             s.http,
@@ -360,6 +364,9 @@ class Service:
             return "the store holds data"
         return "no peers (PEERS unset)" if not self.peers.configured else "the warm-up has passed without data"
 
+    def warmup_remaining(self) -> float:
+        return max(0.0, self._warm_until - time.monotonic())
+
     def info(self) -> dict[str, Any]:
         return {
             "version": __version__,
@@ -372,7 +379,7 @@ class Service:
                 "metricNames": len(self.store.names()),
             },
             "ingest": self.ingestor.path_info(),
-            "warmupRemainingSeconds": round(max(0.0, self._warm_until - time.monotonic()), 3),
+            "warmupRemainingSeconds": round(self.warmup_remaining(), 3),
             "snapshot": self.persistence.status,
             "ready": self.ready(),
             "warmed": self.warmed(),

@@ -13,6 +13,12 @@ wait behind a large Export for long:
   is safe, and well-behaved exporters back off;
 * an undecodable or oversized request → ``INVALID_ARGUMENT`` / 400, ``RESOURCE_EXHAUSTED`` /
   413, 415 for an unknown content type or encoding; never a 5xx.
+
+A request is stored resource by resource (``ResourceMetrics``), and each resource's outcome is
+recorded once in the status registry (:meth:`scaler.status.Registry.exported`: the source's
+namespace, deployment and pod, samples stored and rejected) — O(1) per resource, never per
+sample. The native path finds the resources' byte ranges and their ``Resource`` bytes with a
+walk over the top-level fields only (:func:`resources`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import base64
 import binascii
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +39,9 @@ from google.protobuf import any_pb2, duration_pb2, json_format
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from scaler import nativeingest, otlp
+from scaler import nativeingest, otlp, status
 from scaler.config import OtlpSettings
 from scaler.httpserver import BodyError, need, read_body
 from scaler.logs import RateLimitedLog
@@ -54,6 +62,10 @@ NATIVE_SLICE_SAMPLES = 2000
 """Samples stored between yields on the native path: ~0.6 ms for points seen before (the native
 loop counts a point it must resolve in Python as 32 samples, so a slice of new series is not
 longer)."""
+
+SLICE_SECONDS = 0.001
+"""On the native path, also yield after this long (a slice of many small resources, each
+stored by its own run, may be spent on resolving new series rather than on samples)."""
 
 VALIDATE_CHUNK_BYTES = 64 * 1024
 """On the native path, protobuf validates a large request in pieces of about this size (~0.3 ms
@@ -82,8 +94,18 @@ class Outcome:
 class Ingestor:
     """Translate and store one Export request; shared by both transports."""
 
-    def __init__(self, store: Store, settings: OtlpSettings, metrics: SelfMetrics, native: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: OtlpSettings,
+        metrics: SelfMetrics,
+        native: bool = True,
+        sources: status.Registry | None = None,
+    ) -> None:
         self.store = store
+        self.sources = sources or status.Registry(store.clock, store.limits.retention_seconds)
+        self._source_keys: dict[bytes, status.Key] = {}
+        """Source keys by the raw bytes of a ``Resource`` (native path), cleared when it grows large."""
         self.promotions = settings.promotions
         self.max_bytes = settings.max_otlp_message_bytes
         """Largest request after decompression (``MAX_OTLP_MESSAGE_BYTES``)."""
@@ -133,26 +155,52 @@ class Ingestor:
         return self._answer(result, transport)
 
     async def _store_native(self, native: nativeingest.NativeIngest, data: bytes) -> AppendResult:
+        """The native loop resource by resource (a range of a multi-resource request is copied),
+        yielding to the event loop when a slice's samples are spent or it ran ``SLICE_SECONDS``."""
         native.prune()
         now_ms = self.store.now_ms()
         result = AppendResult()
-        pos: tuple[int, int, int] | None = nativeingest.START
-        while pos is not None:
-            if pos != nativeingest.START:
-                await asyncio.sleep(0)
-            part = native.run(data, pos, now_ms, NATIVE_SLICE_SAMPLES)
-            result.merge(part.result)
-            pos = part.next_pos
+        pieces = resources(data)
+        budget, since = NATIVE_SLICE_SAMPLES, time.perf_counter()
+        for start, end, resource in pieces:
+            piece = data if len(pieces) == 1 else data[start:end]
+            stored = AppendResult()
+            pos: tuple[int, int, int] | None = nativeingest.START
+            while pos is not None:
+                if budget <= 0 or time.perf_counter() - since > SLICE_SECONDS:
+                    await asyncio.sleep(0)
+                    budget, since = NATIVE_SLICE_SAMPLES, time.perf_counter()
+                part = native.run(piece, pos, now_ms, budget)
+                stored.merge(part.result)
+                pos = part.next_pos
+                budget = 0 if pos is not None else budget - part.result.accepted - part.result.rejected_total
+            if resource is not None:
+                self.sources.exported(self._source_key(resource), stored.accepted, stored.rejected)
+            result.merge(stored)
         return result
+
+    def _source_key(self, resource: bytes) -> status.Key:
+        key = self._source_keys.get(resource)
+        if key is None:
+            if len(self._source_keys) >= _SOURCE_KEY_CACHE:
+                self._source_keys.clear()
+            key = self._source_keys[resource] = source_of(Resource.FromString(resource))
+        return key
 
     async def _store_reference(self, request: ExportRequest) -> AppendResult:
         result = AppendResult()
-        parts = otlp.translate_in_parts(request, self.promotions, self.store.now_ms(), _PART_SAMPLES)
-        for i, part in enumerate(parts):
-            if i:
-                await asyncio.sleep(0)
-            result.merge(self.store.append(part.samples))
-            result.rejected.update(part.rejected)
+        parts = 0
+        for resource_metrics in request.resource_metrics:
+            single = ExportRequest(resource_metrics=[resource_metrics])
+            stored = AppendResult()
+            for part in otlp.translate_in_parts(single, self.promotions, self.store.now_ms(), _PART_SAMPLES):
+                if parts:
+                    await asyncio.sleep(0)
+                parts += 1
+                stored.merge(self.store.append(part.samples))
+                stored.rejected.update(part.rejected)
+            self.sources.exported(source_of(resource_metrics.resource), stored.accepted, stored.rejected)
+            result.merge(stored)
         return result
 
     def _answer(self, result: AppendResult, transport: str) -> Outcome:
@@ -225,6 +273,91 @@ class MetricsService:
                 ),
             )
         return outcome.response
+
+
+def source_of(resource: Resource) -> status.Key:
+    """The source (namespace, deployment, pod) a resource's attributes name."""
+    wanted = status.SOURCE_ATTRIBUTE_NAMES
+    return status.source_key({kv.key: otlp.any_value_str(kv.value) for kv in resource.attributes if kv.key in wanted})
+
+
+def resources(data: bytes) -> list[tuple[int, int, bytes | None]]:
+    """``(start, end, resource)`` of each ``ResourceMetrics`` in an Export request's wire bytes:
+    its byte range, itself an Export request, and the raw bytes of its ``Resource`` (repeated
+    occurrences concatenated, which protobuf merges). Only top-level fields and the fields of each
+    ``ResourceMetrics`` are walked (a length skips a scope's metrics). Other top-level fields stay
+    in the range of the next resource; a range with none (an empty request, trailing fields) has
+    resource None. The request was validated by protobuf; should the walk still fail, the whole
+    request is one range without a resource (stored, not attributed)."""
+    out: list[tuple[int, int, bytes | None]] = []
+    pos = start = 0
+    try:
+        while pos < len(data):
+            tag, at = _varint(data, pos)
+            pos = _skip(data, at, tag)
+            if tag == _RESOURCE_METRICS_TAG:
+                out.append((start, pos, _resource(data, _varint(data, at)[1], pos)))
+                start = pos
+    except (IndexError, ValueError, RecursionError):
+        return [(0, len(data), None)]
+    if not out or start < len(data):
+        out.append((start, len(data), None))
+    return out
+
+
+def _resource(data: bytes, pos: int, end: int) -> bytes:
+    """The ``Resource`` bytes of the ``ResourceMetrics`` at ``data[pos:end]``."""
+    parts = []
+    while pos < end:
+        tag, pos = _varint(data, pos)
+        after = _skip(data, pos, tag)
+        if tag == _RESOURCE_TAG:
+            parts.append(data[_varint(data, pos)[1] : after])
+        pos = after
+    if pos != end:
+        raise ValueError("a field runs past its message")
+    return b"".join(parts)
+
+
+_RESOURCE_METRICS_TAG = 1 << 3 | 2
+"""ExportMetricsServiceRequest.resource_metrics (field 1, length-delimited)."""
+_RESOURCE_TAG = 1 << 3 | 2
+"""ResourceMetrics.resource (field 1, length-delimited)."""
+_SOURCE_KEY_CACHE = 4096
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _skip(data: bytes, pos: int, tag: int) -> int:
+    """The position after the value of the field ``tag`` starts at ``pos`` (groups included)."""
+    wire = tag & 7
+    if wire == 0:
+        return _varint(data, pos)[1]
+    if wire == 2:
+        size, pos = _varint(data, pos)
+        end = pos + size
+    elif wire in (1, 5):
+        end = pos + (8 if wire == 1 else 4)
+    elif wire == 3:
+        while (inner := _varint(data, pos))[0] != (tag & ~7 | 4):
+            pos = _skip(data, inner[1], inner[0])
+        end = inner[1]
+    else:
+        raise ValueError(f"unexpected wire type {wire}")
+    if end > len(data):
+        raise ValueError("a field runs past the request")
+    return end
 
 
 def retry_status(code: int, message: str) -> status_pb2.Status:
