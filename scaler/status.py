@@ -340,13 +340,21 @@ def replicas_for(value: float, target: float) -> int | None:
     return -(-milli(value) // milli(target))
 
 
+def number_text(value: float) -> str:
+    """A number as the page shows it: four significant digits, thousands separated (14,790)."""
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    rounded = float(f"{value:.4g}")
+    return f"{rounded:,.0f}" if abs(rounded) >= 1000 else f"{rounded:g}"
+
+
 def reason(entry: TriggerStatus) -> str:
     """Why the trigger answers what it answers, and what KEDA and the HPA make of it, in words."""
     trigger, reading = entry.trigger, entry.reading
     if entry.refused:
         return f"KEDA gets INVALID_ARGUMENT: the trigger's {entry.refused}; fix the ScaledObject"
     if trigger is None or reading is None:
-        target = "" if trigger is None else f" (target {trigger.target:g})"
+        target = "" if trigger is None else f" (target {number_text(trigger.target)})"
         return f"KEDA has read the metric spec{target} but not asked for a value yet"
     if reading.state is State.HOLD:
         return "warming up after a start with no data yet: KEDA gets UNAVAILABLE and keeps the current replicas"
@@ -360,19 +368,18 @@ def reason(entry: TriggerStatus) -> str:
         return f"KEDA gets INVALID_ARGUMENT: {reading.message}"
     parts = []
     if reading.state is State.NOT_FOUND:
-        parts.append(f"{reading.message}, so it answers valueIfNotFound {number:g}")
-    value = trigger.metric_value(number)
-    replicas = replicas_for(value, trigger.target)
-    clamped = f" (clamped from {number:g})" if value != number else ""
-    parts.append(f"{value:g}{clamped} against target {trigger.target:g} asks for {replicas} replicas (AverageValue)")
-    threshold = trigger.activation if isinstance(trigger, Trigger) else 0.0
+        parts.append(f"{reading.message}, so it answers valueIfNotFound {number_text(number)}")
+    value, target, raw = number_text(trigger.metric_value(number)), number_text(trigger.target), number_text(number)
+    replicas = replicas_for(trigger.metric_value(number), trigger.target)
+    asks = "no replica count" if replicas is None else f"{replicas} replica{'' if replicas == 1 else 's'}"
+    clamped = f" (clamped from {raw})" if trigger.metric_value(number) != number else ""
+    parts.append(f"{value}{clamped} against target {target} asks for {asks} (AverageValue)")
+    threshold = number_text(trigger.activation if isinstance(trigger, Trigger) else 0.0)
     if trigger.is_active(number):
-        parts.append(f"active ({number:g} > activation {threshold:g})")
+        parts.append(f"active ({raw} > activation {threshold})")
     else:
-        parts.append(
-            f"inactive ({number:g} ≤ activation {threshold:g}): with minReplicaCount 0 KEDA scales to zero "
-            "after cooldownPeriod"
-        )
+        zero = "with minReplicaCount 0 KEDA scales to zero after cooldownPeriod"
+        parts.append(f"inactive ({raw} ≤ activation {threshold}): {zero}")
     return "; ".join(parts)
 
 
