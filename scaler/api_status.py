@@ -209,10 +209,10 @@ def _source(source: SourceStatus, store: Store, view: StatusView, now: float) ->
         "lastExportAgeSeconds": round(now - source.touched, 3),
         "firstExport": source.first_export,
         "exports": source.exports,
-        "lastExportSamples": source.last_samples,
         "series": status.source_series(store, source, view.labels),
         "rejectedPoints": sum(source.rejected.values()),
         "rejectedByReason": dict(source.rejected),
+        "sharedRejectedPoints": source.shared_rejected,
     }
 
 

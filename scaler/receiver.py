@@ -14,11 +14,11 @@ wait behind a large Export for long:
 * an undecodable or oversized request → ``INVALID_ARGUMENT`` / 400, ``RESOURCE_EXHAUSTED`` /
   413, 415 for an unknown content type or encoding; never a 5xx.
 
-A request is stored resource by resource (``ResourceMetrics``), and each resource's outcome is
-recorded once in the status registry (:meth:`scaler.status.Registry.exported`: the source's
-namespace, deployment and pod, samples stored and rejected) — O(1) per resource, never per
-sample. The native path finds the resources' byte ranges and their ``Resource`` bytes with a
-walk over the top-level fields only (:func:`resources`).
+Each stored request is recorded in the status registry once per resource it carries
+(:meth:`scaler.status.Registry.exported`): O(1) per resource, never per sample. On the native
+path the resources are found in the wire bytes (the top-level boundaries from the C walker, then
+each ``ResourceMetrics``' own fields, a few varints) and named through a cache keyed by their
+``Resource`` bytes.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import base64
 import binascii
 import json
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,13 +62,12 @@ NATIVE_SLICE_SAMPLES = 2000
 loop counts a point it must resolve in Python as 32 samples, so a slice of new series is not
 longer)."""
 
-SLICE_SECONDS = 0.001
-"""On the native path, also yield after this long (a slice of many small resources, each
-stored by its own run, may be spent on resolving new series rather than on samples)."""
-
 VALIDATE_CHUNK_BYTES = 64 * 1024
 """On the native path, protobuf validates a large request in pieces of about this size (~0.3 ms
 each), yielding to the loop between them."""
+
+SOURCE_CACHE = 4096
+"""Source keys kept by the bytes of their ``Resource`` (dropped whole when full)."""
 
 RETRY_AFTER_SECONDS = 10
 """The retry hint sent when the store is full: the retention sweep visits every series once
@@ -105,7 +103,6 @@ class Ingestor:
         self.store = store
         self.sources = sources or status.Registry(store.clock, store.limits.retention_seconds)
         self._source_keys: dict[bytes, status.Key] = {}
-        """Source keys by the raw bytes of a ``Resource`` (native path), cleared when it grows large."""
         self.promotions = settings.promotions
         self.max_bytes = settings.max_otlp_message_bytes
         """Largest request after decompression (``MAX_OTLP_MESSAGE_BYTES``)."""
@@ -148,59 +145,58 @@ class Ingestor:
         if self.native is not None:
             data = wire if wire is not None else request.SerializeToString() if request is not None else b""
             result = await self._store_native(self.native, data)
+            sources = self._sources_in(data)
         else:
-            result = await self._store_reference(
-                request if request is not None else ExportRequest.FromString(wire or b"")
-            )
+            request = request if request is not None else ExportRequest.FromString(wire or b"")
+            result = await self._store_reference(request)
+            sources = [source_of(rm.resource) for rm in request.resource_metrics]
+        self.sources.exported(sources, result.rejected)
         return self._answer(result, transport)
 
+    def _sources_in(self, data: bytes) -> list[status.Key]:
+        """The sources of a request's resources, from its wire bytes (named once per distinct
+        ``Resource``). A request of one resource (a collector sidecar's) needs two varints."""
+        if not data:
+            return []
+        if data[0] == _RESOURCE_METRICS_TAG:
+            size, body = _varint(data, 1)
+            if body + size == len(data):
+                raw = resource_bytes(data, 0, len(data))
+                return [] if raw is None else [self._source_keys.get(raw) or self._named(raw)]
+        try:
+            pieces = nativeingest.NativeIngest.pieces(data, 1)  # one per top-level field
+        except ValueError:  # not walkable: stored anyway, not attributed
+            return []
+        resources = [resource_bytes(data, start, end) for start, end in pieces]
+        return [self._source_keys.get(raw) or self._named(raw) for raw in resources if raw is not None]
+
+    def _named(self, raw: bytes) -> status.Key:
+        if len(self._source_keys) >= SOURCE_CACHE:
+            self._source_keys.clear()
+        key = self._source_keys[raw] = source_of(Resource.FromString(raw))
+        return key
+
     async def _store_native(self, native: nativeingest.NativeIngest, data: bytes) -> AppendResult:
-        """The native loop resource by resource (a range of a multi-resource request is copied),
-        yielding to the event loop when a slice's samples are spent or it ran ``SLICE_SECONDS``."""
         native.prune()
         now_ms = self.store.now_ms()
         result = AppendResult()
-        pieces = resources(data)
-        budget, since = NATIVE_SLICE_SAMPLES, time.perf_counter()
-        for start, end, resource in pieces:
-            piece = data if len(pieces) == 1 else data[start:end]
-            stored = AppendResult()
-            pos: tuple[int, int, int] | None = nativeingest.START
-            while pos is not None:
-                if budget <= 0 or time.perf_counter() - since > SLICE_SECONDS:
-                    await asyncio.sleep(0)
-                    budget, since = NATIVE_SLICE_SAMPLES, time.perf_counter()
-                part = native.run(piece, pos, now_ms, budget)
-                stored.merge(part.result)
-                pos = part.next_pos
-                budget = 0 if pos is not None else budget - part.result.accepted - part.result.rejected_total
-            if resource is not None:
-                self.sources.exported(self._source_key(resource), stored.accepted, stored.rejected)
-            result.merge(stored)
+        pos: tuple[int, int, int] | None = nativeingest.START
+        while pos is not None:
+            if pos != nativeingest.START:
+                await asyncio.sleep(0)
+            part = native.run(data, pos, now_ms, NATIVE_SLICE_SAMPLES)
+            result.merge(part.result)
+            pos = part.next_pos
         return result
-
-    def _source_key(self, resource: bytes) -> status.Key:
-        key = self._source_keys.get(resource)
-        if key is None:
-            if len(self._source_keys) >= _SOURCE_KEY_CACHE:
-                self._source_keys.clear()
-            key = self._source_keys[resource] = source_of(Resource.FromString(resource))
-        return key
 
     async def _store_reference(self, request: ExportRequest) -> AppendResult:
         result = AppendResult()
-        parts = 0
-        for resource_metrics in request.resource_metrics:
-            single = ExportRequest(resource_metrics=[resource_metrics])
-            stored = AppendResult()
-            for part in otlp.translate_in_parts(single, self.promotions, self.store.now_ms(), _PART_SAMPLES):
-                if parts:
-                    await asyncio.sleep(0)
-                parts += 1
-                stored.merge(self.store.append(part.samples))
-                stored.rejected.update(part.rejected)
-            self.sources.exported(source_of(resource_metrics.resource), stored.accepted, stored.rejected)
-            result.merge(stored)
+        parts = otlp.translate_in_parts(request, self.promotions, self.store.now_ms(), _PART_SAMPLES)
+        for i, part in enumerate(parts):
+            if i:
+                await asyncio.sleep(0)
+            result.merge(self.store.append(part.samples))
+            result.rejected.update(part.rejected)
         return result
 
     def _answer(self, result: AppendResult, transport: str) -> Outcome:
@@ -281,52 +277,42 @@ def source_of(resource: Resource) -> status.Key:
     return status.source_key({kv.key: otlp.any_value_str(kv.value) for kv in resource.attributes if kv.key in wanted})
 
 
-def resources(data: bytes) -> list[tuple[int, int, bytes | None]]:
-    """``(start, end, resource)`` of each ``ResourceMetrics`` in an Export request's wire bytes:
-    its byte range, itself an Export request, and the raw bytes of its ``Resource`` (repeated
-    occurrences concatenated, which protobuf merges). Only top-level fields and the fields of each
-    ``ResourceMetrics`` are walked (a length skips a scope's metrics). Other top-level fields stay
-    in the range of the next resource; a range with none (an empty request, trailing fields) has
-    resource None. The request was validated by protobuf; should the walk still fail, the whole
-    request is one range without a resource (stored, not attributed)."""
-    out: list[tuple[int, int, bytes | None]] = []
-    pos = start = 0
+def resource_bytes(data: bytes, start: int, end: int) -> bytes | None:
+    """The ``Resource`` bytes of the top-level field at ``data[start:end]`` if it is a
+    ``resource_metrics``, else None. Serializers write fields in number order, so the resource
+    comes first and is read at once; otherwise the ``ResourceMetrics``' own fields are walked (a
+    length skips a scope's metrics) and repeated occurrences concatenated, as protobuf merges
+    them. The request was validated by protobuf before; a walk that fails anyway gives None."""
     try:
-        while pos < len(data):
-            tag, at = _varint(data, pos)
-            pos = _skip(data, at, tag)
-            if tag == _RESOURCE_METRICS_TAG:
-                out.append((start, pos, _resource(data, _varint(data, at)[1], pos)))
-                start = pos
+        if data[start] != _RESOURCE_METRICS_TAG:
+            return None
+        pos = _varint(data, start + 1)[1]
+        if pos < end and data[pos] == _RESOURCE_TAG:
+            size, at = _varint(data, pos + 1)
+            if at + size <= end:
+                return data[at : at + size]
+        parts = []
+        while pos < end:
+            tag, pos = _varint(data, pos)
+            after = _skip(data, pos, tag)
+            if tag == _RESOURCE_TAG:
+                parts.append(data[_varint(data, pos)[1] : after])
+            pos = after
     except (IndexError, ValueError, RecursionError):
-        return [(0, len(data), None)]
-    if not out or start < len(data):
-        out.append((start, len(data), None))
-    return out
-
-
-def _resource(data: bytes, pos: int, end: int) -> bytes:
-    """The ``Resource`` bytes of the ``ResourceMetrics`` at ``data[pos:end]``."""
-    parts = []
-    while pos < end:
-        tag, pos = _varint(data, pos)
-        after = _skip(data, pos, tag)
-        if tag == _RESOURCE_TAG:
-            parts.append(data[_varint(data, pos)[1] : after])
-        pos = after
-    if pos != end:
-        raise ValueError("a field runs past its message")
-    return b"".join(parts)
+        return None
+    return b"".join(parts) if pos == end else None
 
 
 _RESOURCE_METRICS_TAG = 1 << 3 | 2
 """ExportMetricsServiceRequest.resource_metrics (field 1, length-delimited)."""
 _RESOURCE_TAG = 1 << 3 | 2
 """ResourceMetrics.resource (field 1, length-delimited)."""
-_SOURCE_KEY_CACHE = 4096
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    byte = data[pos]
+    if byte < 0x80:
+        return byte, pos + 1
     value = shift = 0
     while True:
         byte = data[pos]
@@ -340,7 +326,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _skip(data: bytes, pos: int, tag: int) -> int:
-    """The position after the value of the field ``tag`` starts at ``pos`` (groups included)."""
+    """The position after the value of the field ``tag`` that starts at ``pos`` (groups included)."""
     wire = tag & 7
     if wire == 0:
         return _varint(data, pos)[1]

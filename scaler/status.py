@@ -11,8 +11,8 @@ Pure (no protocol code) and bounded:
   ``retention / HISTORY_POINTS`` (a later reading in the same slot replaces it), so a trigger
   re-read on every ingest (``StreamIsActive``) costs no more than one polled every 15 s.
 * **Sources** are keyed by the exporting resource's namespace, deployment (or statefulset) and
-  pod. The OTLP receivers call :meth:`Registry.exported` once per resource of each request,
-  never per sample.
+  pod. The OTLP receivers call :meth:`Registry.exported` once per request with the sources of
+  its resources: O(1) per resource, never per sample.
 * What costs more (the series a trigger matches, a source's series in the store, the reason in
   words) is computed only when the status is asked for, in :mod:`scaler.api_status`.
 * An entry not asked about (a source: not exporting) for ``idle_seconds`` (an hour) is evicted,
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Generic, Protocol, TypeVar, runtime_checkable
@@ -198,10 +198,11 @@ class SourceStatus:
     touched: float
     first_export: float
     exports: int = 0
-    last_samples: int = 0
-    """Samples in its latest export (accepted and rejected)."""
+    """OTLP requests that carried it."""
     rejected: Counter[str] = field(default_factory=Counter)
-    """Samples rejected so far, by reason."""
+    """Its samples rejected so far, by reason (from requests carrying it alone)."""
+    shared_rejected: int = 0
+    """Samples rejected in requests it shared with other sources (not attributable)."""
 
 
 E = TypeVar("E", TriggerStatus, SourceStatus)
@@ -218,11 +219,11 @@ class _Bounded(Generic[E]):
         self.on_evict = on_evict
         self.entries: OrderedDict[Key, E] = OrderedDict()
 
-    def touch(self, key: Key, now: float, make: Callable[[], E]) -> E:
+    def touch(self, key: Key, now: float, make: Callable[[Key, float], E]) -> E:
         entry = self.entries.get(key)
         if entry is None:
             self.expire(now)
-            entry = self.entries[key] = make()
+            entry = self.entries[key] = make(key, now)
             if len(self.entries) > self.cap:
                 self.on_evict(self.kind, "cap", self.entries.popitem(last=False)[0])
         else:
@@ -263,11 +264,14 @@ class Registry:
     # ----------------------------------------------------------------- triggers (KEDA servicer)
 
     def _trigger(self, namespace: str, name: str, metric: str, now: float) -> TriggerStatus:
-        def make() -> TriggerStatus:
-            history = History(self.retention_seconds / HISTORY_POINTS)
-            return TriggerStatus(namespace, name, metric, history, now, now)
+        return self._triggers.touch((namespace, name, metric), now, self._new_trigger)
 
-        return self._triggers.touch((namespace, name, metric), now, make)
+    def _new_trigger(self, key: Key, now: float) -> TriggerStatus:
+        return TriggerStatus(*key, History(self.retention_seconds / HISTORY_POINTS), now, now)
+
+    @staticmethod
+    def _new_source(key: Key, now: float) -> SourceStatus:
+        return SourceStatus(*key, now, now)
 
     def asked(self, namespace: str, name: str, trigger: Answering, method: str) -> None:
         """KEDA called ``method`` for this trigger (a stream counts once, when it opens)."""
@@ -307,15 +311,27 @@ class Registry:
 
     # ----------------------------------------------------------------- sources (OTLP receivers)
 
-    def exported(self, key: Key, accepted: int, rejected: Mapping[RejectReason, int]) -> None:
-        """One resource's part of an OTLP request was stored: O(1), whatever its size."""
+    def exported(self, keys: Sequence[Key], rejected: Mapping[RejectReason, int]) -> None:
+        """An OTLP request was stored, carrying resources of these sources: O(1) per source. Its
+        rejected samples are the source's when it carries one; a request carrying several (a
+        gateway collector's batch) counts them as shared by each, since the native loop reports
+        rejections per request (a native loop reporting them per resource would call this once
+        per resource)."""
         now = self.clock()
-        entry = self._sources.touch(key, now, lambda: SourceStatus(*key, touched=now, first_export=now))
-        entry.exports += 1
-        entry.last_samples = accepted + sum(rejected.values())
-        for reason, count in rejected.items():
-            if count:
-                entry.rejected[str(reason)] += count
+        total = sum(rejected.values()) if rejected else 0
+        entries = self._sources.entries
+        for key in keys:
+            entry = entries.get(key)
+            if entry is None:
+                entry = self._sources.touch(key, now, self._new_source)
+            else:
+                entries.move_to_end(key)
+                entry.touched = now
+            entry.exports += 1
+            if total and len(keys) == 1:
+                entry.rejected.update({str(reason): count for reason, count in rejected.items() if count})
+            elif total:
+                entry.shared_rejected += total
 
     def sources(self) -> list[SourceStatus]:
         """Every source still kept, by namespace, deployment and pod."""

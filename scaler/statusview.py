@@ -102,10 +102,12 @@ def _series(series: Mapping[str, Any] | None, planner: Mapping[str, Any] | None)
 def _sources(sources: Sequence[Mapping[str, Any]], retention: float) -> list[str]:
     if not sources:
         return ["No OTLP export received yet."]
-    header = ["NAMESPACE", "DEPLOYMENT", "POD", "LAST EXPORT", "SERIES", "SAMPLES", "REJECTED"]
+    header = ["NAMESPACE", "DEPLOYMENT", "POD", "LAST EXPORT", "SERIES", "EXPORTS", "REJECTED"]
     rows = [header]
     for s in sources:
         rejected = ", ".join(f"{n} {reason}" for reason, n in s["rejectedByReason"].items()) or "0"
+        if s["sharedRejectedPoints"]:
+            rejected += f" (+{s['sharedRejectedPoints']} in shared requests)"
         stale = " (stale)" if s["lastExportAgeSeconds"] > retention else ""
         rows.append(
             [
@@ -114,7 +116,7 @@ def _sources(sources: Sequence[Mapping[str, Any]], retention: float) -> list[str
                 s["pod"] or "-",
                 _age(s["lastExportAgeSeconds"]) + stale,
                 _number(s["series"]),
-                str(s["lastExportSamples"]),
+                str(s["exports"]),
                 rejected,
             ]
         )

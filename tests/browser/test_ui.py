@@ -25,6 +25,7 @@ from tests.browser import chromium
 from tests.browser.pdfleet import Fleet
 from tests.conftest import ManualClock, RunningService
 from tests.integration.test_keda import Keda
+from tests.otlpdata import DECODE, gauge, otlp_stub, request
 
 SCREENSHOT_ENV = "UI_SCREENSHOT"
 
@@ -45,7 +46,7 @@ def status(svc: RunningService) -> dict[str, Any]:
 
 _SNAPSHOT = """
 const text = node => (node ? node.textContent : null);
-const out = { triggers: {}, objects: {}, sources: {}, loaded: document.body.dataset.loaded === "true",
+const out = { triggers: {}, objects: {}, sources: {}, rejected: {}, loaded: document.body.dataset.loaded === "true",
   cards: [...document.querySelectorAll(".summary .card")].map(c => [c.querySelector(".n").textContent,
     c.querySelector(".l").textContent, c.classList.contains("bad")]),
   warn: text(document.querySelector(".banner.warn")), error: text(document.querySelector(".banner.error")),
@@ -64,6 +65,7 @@ for (const so of document.querySelectorAll("section[data-so]")) {
 for (const tr of document.querySelectorAll("tr.source")) {
   out.sources[tr.dataset.source] = { lastExport: text(tr.querySelector('[data-field="lastExport"]')),
     series: text(tr.querySelector('[data-field="series"]')) };
+  out.rejected[tr.dataset.source] = text(tr.querySelector('[data-field="rejected"]'));
 }
 return out;
 """
@@ -153,6 +155,8 @@ def test_errors_the_warm_up_and_hostile_names_show_as_such(
         keda.stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref, metricName="x"))
     with pytest.raises(grpc.RpcError):  # no data yet, during the warm-up: held
         keda.metrics(metricQuery="vllm:num_requests_waiting", targetValue="1", metricName="waiting")
+    late = request(DECODE, "decode-late", gauge("vllm:num_requests_waiting", 1, 1))  # 1970: too old
+    assert otlp_stub(svc.ports.otlp).Export(late).partial_success.rejected_data_points == 1
 
     browser.get(svc.http + "/ui?refresh=0.5")
     shown = chromium.wait(browser, lambda d: len((snap := dom(d))["triggers"]) == 2 and snap)
@@ -164,6 +168,7 @@ def test_errors_the_warm_up_and_hostile_names_show_as_such(
     assert held["errors"].startswith("errors answered: UNAVAILABLE ×1")
     assert shown["warn"].startswith("Warming up for ") and "KEDA keeps the current replicas" in shown["warn"]
     assert [c for c in shown["cards"] if c[2]] == [["1", "triggers erroring", True]]
+    assert shown["rejected"] == {f"llm-d/{DECODE}/decode-late": "1 too_old ×1"}
 
     # A name from a client is text: no element was made of it, no script of it ran.
     assert hostile in shown["names"] and shown["images"] == 0 and shown["title"] == "keda-otel-scaler · status"

@@ -14,6 +14,7 @@ import grpc
 import httpx
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from scaler import receiver
 from scaler.config import OtlpSettings, StoreLimits
@@ -105,7 +106,7 @@ def test_a_keda_client_s_calls_show_value_target_replicas_activity_and_series(
     assert sources["decode-a"]["lastExportAgeSeconds"] == 2 and sources["decode-b"]["lastExportAgeSeconds"] == 0
     assert all(s["deployment"] == DECODE and s["namespace"] == "llm-d" for s in sources.values())
     assert all(
-        (s["series"], s["lastExportSamples"], s["exports"], s["rejectedPoints"]) == (1, 1, 1, 0)
+        (s["series"], s["exports"], s["rejectedPoints"], s["sharedRejectedPoints"]) == (1, 1, 0, 0)
         for s in sources.values()
     )
 
@@ -236,81 +237,79 @@ def test_a_stream_counts_once_and_its_readings_follow_the_data(svc: RunningServi
         reader.join(5)
 
 
-def test_sources_count_each_resource_of_a_request_and_its_rejections(svc: RunningService, clock: ManualClock) -> None:
+def test_sources_count_exports_and_rejections_per_pod(svc: RunningService, clock: ManualClock) -> None:
+    stub = otlp_stub(svc.ports.otlp)
     a = request(DECODE, "decode-a", gauge("vllm:num_requests_waiting", 1, clock.ns))
     b = request(PREFILL, "prefill-a", gauge("vllm:num_requests_waiting", 2, clock.ns), counter("vllm:x_total", 5, 1))
+    assert stub.Export(b).partial_success.rejected_data_points == 1  # vllm:x_total at t=1 ns is too old
     both = ExportMetricsServiceRequest(resource_metrics=[*a.resource_metrics, *b.resource_metrics])
-    reply = otlp_stub(svc.ports.otlp).Export(both)
-    assert reply.partial_success.rejected_data_points == 1  # vllm:x_total at t=1 ns is too old
-    body = {
-        "resourceMetrics": [{"resource": {"attributes": [{"key": "k8s.pod.name", "value": {"stringValue": "json"}}]}}]
-    }
-    assert httpx.post(svc.http + "/v1/metrics", json=body).status_code == 200
+    assert stub.Export(both).partial_success.rejected_data_points == 1  # one request, two sources: shared
+    resource = {"attributes": [{"key": "k8s.pod.name", "value": {"stringValue": "json"}}]}
+    assert httpx.post(svc.http + "/v1/metrics", json={"resourceMetrics": [{"resource": resource}]}).status_code == 200
     sources = {s["pod"]: s for s in status(svc)["sources"]}
     assert set(sources) == {"decode-a", "prefill-a", "json"}
     decode, prefill, json_pod = sources["decode-a"], sources["prefill-a"], sources["json"]
-    assert (decode["deployment"], decode["lastExportSamples"], decode["rejectedPoints"], decode["series"]) == (
-        DECODE,
+    assert (decode["deployment"], decode["namespace"], decode["series"], decode["exports"]) == (DECODE, "llm-d", 1, 1)
+    assert (decode["rejectedPoints"], decode["rejectedByReason"], decode["sharedRejectedPoints"]) == (0, {}, 1)
+    assert (prefill["deployment"], prefill["series"], prefill["exports"]) == (PREFILL, 1, 2)
+    assert (prefill["rejectedPoints"], prefill["rejectedByReason"], prefill["sharedRejectedPoints"]) == (
         1,
-        0,
+        {"too_old": 1},
         1,
     )
-    assert (prefill["deployment"], prefill["lastExportSamples"], prefill["rejectedPoints"]) == (PREFILL, 2, 1)
-    assert prefill["rejectedByReason"] == {"too_old": 1} and prefill["series"] == 1
-    assert (json_pod["namespace"], json_pod["deployment"], json_pod["lastExportSamples"]) == ("", "", 0)
+    assert (json_pod["namespace"], json_pod["deployment"], json_pod["exports"], json_pod["series"]) == ("", "", 1, 0)
 
 
-def _ingest_both_paths(native: bool) -> list[tuple[Any, ...]]:
+def _sources_after(native: bool) -> list[tuple[Any, ...]]:
     now = 1_800_000_000.0
-    store = Store(StoreLimits(max_series=2), clock=lambda: now)
+    store = Store(StoreLimits(max_series=3), clock=lambda: now)
     registry = Registry(lambda: now, 120.0)
     ingestor = receiver.Ingestor(store, OtlpSettings(), SelfMetrics(lambda: 0), native=native, sources=registry)
     assert ingestor.path == ("native" if native else "python")
     t = int(now * 1e9)
-    parts = [
-        request(DECODE, "d1", gauge("g", 1, t), gauge("h", 2, t)),
-        request(DECODE, "d2", gauge("g", 1, t), gauge("old", 1, 1)),
-        request(PREFILL, "p1", gauge("g", 3, t), namespace="other"),
-        request(PREFILL, "p1", gauge("g", 4, t + 10**9), namespace="other"),
-    ]
-    whole = ExportMetricsServiceRequest(resource_metrics=[rm for p in parts for rm in p.resource_metrics])
-    asyncio.run(ingestor.ingest(whole, "grpc", whole.SerializeToString()))
-    return [(s.namespace, s.deployment, s.pod, s.exports, s.last_samples, dict(s.rejected)) for s in registry.sources()]
+    d1 = request(DECODE, "d1", gauge("g", 1, t), gauge("h", 2, t))
+    d2 = request(DECODE, "d2", gauge("g", 1, t), gauge("old", 1, 1))
+    p1 = request(PREFILL, "p1", gauge("g", 3, t), namespace="other")
+    shared = ExportMetricsServiceRequest(resource_metrics=[*d2.resource_metrics, *p1.resource_metrics])
+    for message in (d1, d2, shared):
+        asyncio.run(ingestor.ingest(message, "grpc", message.SerializeToString()))
+    return [(s.pod, s.exports, dict(s.rejected), s.shared_rejected) for s in registry.sources()]
 
 
 def test_both_ingest_paths_record_the_same_sources() -> None:
-    expected = [
-        ("llm-d", DECODE, "d1", 1, 2, {}),
-        ("llm-d", DECODE, "d2", 1, 2, {"series_limit": 1, "too_old": 1}),
-        ("other", PREFILL, "p1", 2, 1, {"series_limit": 2}),
-    ]
-    assert _ingest_both_paths(native=True) == _ingest_both_paths(native=False) == expected
+    expected = [("d1", 1, {}, 0), ("d2", 2, {"too_old": 1}, 2), ("p1", 1, {}, 2)]  # shared: too_old, series_limit
+    assert _sources_after(native=True) == _sources_after(native=False) == expected
 
 
-def test_a_resource_split_is_exact_on_odd_wire_bytes() -> None:
-    a = request(DECODE, "d1", gauge("g", 1, 1)).SerializeToString()
-    b = request(DECODE, "d2", gauge("g", 2, 1)).SerializeToString()
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    head, size = [number << 3 | 2], len(payload)
+    while size >= 0x80:
+        head.append(size & 0x7F | 0x80)
+        size >>= 7
+    return bytes([*head, size]) + payload
+
+
+def test_resources_are_found_in_odd_wire_bytes_too() -> None:
+    a = request(DECODE, "d1", gauge("g", 1, 1))
+    b = request(DECODE, "d2", gauge("g", 2, 1))
     group = bytes([5 << 3 | 3, 8, 1, 5 << 3 | 4])  # an unknown top-level group, which protobuf accepts
-    data = group + a + b + bytes([7 << 3, 5])
-    assert (
-        ExportMetricsServiceRequest.FromString(data).resource_metrics[1].resource.attributes[1].value.string_value
-        == "d2"
-    )
-    pieces = receiver.resources(data)
-    assert [(start, end) for start, end, _ in pieces] == [
-        (0, 4 + len(a)),
-        (4 + len(a), 4 + len(a) + len(b)),
-        (len(data) - 2, len(data)),
-    ]
-    assert [
-        receiver.source_of(ExportMetricsServiceRequest.FromString(data[s:e]).resource_metrics[0].resource)
-        for s, e, _ in pieces[:2]
-    ] == [
+    # a ResourceMetrics whose resource comes after its scope and in two parts (protobuf merges them)
+    attributes = b.resource_metrics[0].resource.attributes
+    first, rest = (Resource(attributes=part).SerializeToString() for part in (attributes[:1], attributes[1:]))
+    scope = b.resource_metrics[0].scope_metrics[0].SerializeToString()
+    odd = field(1, field(2, scope) + field(1, first) + field(1, rest))
+    data = group + a.SerializeToString() + odd + bytes([7 << 3, 5])
+    parsed = ExportMetricsServiceRequest.FromString(data)
+    assert [receiver.source_of(rm.resource) for rm in parsed.resource_metrics] == [
         ("llm-d", DECODE, "d1"),
         ("llm-d", DECODE, "d2"),
     ]
-    assert pieces[2][2] is None and receiver.resources(b"") == [(0, 0, None)]
-    assert receiver.resources(b"\x0a\x05abc") == [(0, 5, None)]  # cut short: one range, not attributed
+    ingestor = receiver.Ingestor(Store(), OtlpSettings(), SelfMetrics(lambda: 0))
+    assert ingestor._sources_in(data) == [("llm-d", DECODE, "d1"), ("llm-d", DECODE, "d2")]
+    assert ingestor._sources_in(odd) == [("llm-d", DECODE, "d2")]
+    assert ingestor._sources_in(b"") == [] and ingestor._sources_in(group) == []
+    assert receiver.resource_bytes(b"\x0a\x05abc", 0, 5) is None  # cut short: not attributed
 
 
 def test_filters_and_bad_parameters(svc: RunningService, clock: ManualClock) -> None:

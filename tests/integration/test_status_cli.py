@@ -51,7 +51,7 @@ def test_tables_of_triggers_and_sources_and_exit_zero(svc: tuple[RunningService,
     assert row[9:] == ["3", "0", "2", "series,", "2", "pods,", "newest", "2.0", "s", "ago"]
     assert lines[3] == "      why: 7 against target 2 asks for 4 replicas (AverageValue); active (7 > activation 0)"
     sources = lines[lines.index("Sources (OTLP exporters)") + 1 :]
-    assert sources[0].split() == ["NAMESPACE", "DEPLOYMENT", "POD", "LAST", "EXPORT", "SERIES", "SAMPLES", "REJECTED"]
+    assert sources[0].split() == ["NAMESPACE", "DEPLOYMENT", "POD", "LAST", "EXPORT", "SERIES", "EXPORTS", "REJECTED"]
     assert sources[1].split() == ["llm-d", DECODE, "decode-a", "2.0", "s", "ago", "1", "1", "0"]
     assert lines[-1] == "1 ScaledObject, 1 trigger (0 erroring); 2 sources."
 

@@ -162,10 +162,10 @@ def test_an_entry_not_asked_about_for_an_hour_is_evicted_and_counted() -> None:
     old, kept = trigger(metricName="old"), trigger(metricName="kept")
     registry.asked("ns", "so", old, "GetMetrics")
     registry.asked("ns", "so", kept, "GetMetrics")
-    registry.exported(("ns", "dep", "pod-a"), 10, {})
+    registry.exported([("ns", "dep", "pod-a")], {})
     clock.now += 1800
     registry.asked("ns", "so", kept, "IsActive")  # asked again: its hour starts over
-    registry.exported(("ns", "dep", "pod-b"), 10, {})
+    registry.exported([("ns", "dep", "pod-b")], {})
     clock.now += 1799.9
     assert [e.metric for e in registry.triggers()] == ["kept", "old"] and len(registry.sources()) == 2
     clock.now += 0.1
@@ -187,22 +187,24 @@ def test_past_the_cap_the_least_recently_touched_entry_goes() -> None:
     registry.asked("ns", "d", trigger(), "GetMetrics")
     assert [e.name for e in registry.triggers()] == ["a", "c", "d"]
     for pod in ("p1", "p2", "p3"):
-        registry.exported(("ns", "dep", pod), 1, {})
+        registry.exported([("ns", "dep", pod)], {})
     assert [s.pod for s in registry.sources()] == ["p2", "p3"]
     assert evicted.seen == [("trigger", "cap", ("ns", "b", "waiting")), ("source", "cap", ("ns", "dep", "p1"))]
 
 
-def test_a_source_counts_its_exports_and_rejected_samples_by_reason() -> None:
+def test_a_source_counts_its_exports_and_its_rejections_or_shared_ones() -> None:
     clock = Clock()
     registry = Registry(clock, 120.0)
-    key = ("llm-d", "pd-decode", "pod-a")
-    registry.exported(key, 40, {RejectReason.TOO_OLD: 2})
+    alone, other = ("llm-d", "pd-decode", "pod-a"), ("llm-d", "pd-decode", "pod-b")
+    registry.exported([alone], {RejectReason.TOO_OLD: 2})
     clock.now += 5
-    registry.exported(key, 42, {RejectReason.TOO_OLD: 1, RejectReason.SERIES_LIMIT: 3})
-    (source,) = registry.sources()
-    assert (source.exports, source.last_samples) == (2, 46)
-    assert (source.touched, source.first_export) == (clock.now, clock.now - 5)
-    assert source.rejected == {"too_old": 3, "series_limit": 3}
+    registry.exported([alone], {RejectReason.TOO_OLD: 1, RejectReason.SERIES_LIMIT: 3, RejectReason.INVALID_VALUE: 0})
+    registry.exported([alone, other], {RejectReason.TOO_OLD: 4})  # whose they are is not known
+    registry.exported([other], {})
+    a, b = registry.sources()
+    assert (a.exports, a.touched, a.first_export) == (3, clock.now, clock.now - 5)
+    assert (a.rejected, a.shared_rejected) == ({"too_old": 3, "series_limit": 3}, 4)
+    assert (b.exports, b.rejected, b.shared_rejected) == (2, {}, 4)
 
 
 def test_a_source_is_named_by_its_kubernetes_resource_attributes() -> None:
@@ -230,8 +232,7 @@ def test_matched_series_and_a_source_s_series_come_from_the_store() -> None:
     assert matched(store, None, "pod") is None
 
     registry = Registry(lambda: now_s, 120.0)
-    registry.exported(("llm-d", "dep", "a"), 1, {})
-    registry.exported(("", "dep", ""), 1, {})
+    registry.exported([("llm-d", "dep", "a"), ("", "dep", "")], {})
     with_pod, without = sorted(registry.sources(), key=lambda s: s.pod, reverse=True)
     assert source_series(store, with_pod, {"pod": "pod", "namespace": "namespace"}) == 2
     assert source_series(store, with_pod, {"pod": "pod"}) == 2
