@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from tests.browser import chromium
 from tests.browser.pdfleet import Fleet
 from tests.conftest import ManualClock, RunningService
 from tests.integration.test_keda import Keda
-from tests.otlpdata import DECODE, gauge, otlp_stub, request
+from tests.otlpdata import DECODE, PREFILL, gauge, otlp_stub, request
 
 SCREENSHOT_ENV = "UI_SCREENSHOT"
 
@@ -180,3 +183,43 @@ def test_errors_the_warm_up_and_hostile_names_show_as_such(
     assert chromium.foreign_requests(browser, svc.http) == []
     errors = chromium.console_errors(browser)
     assert errors and all("/api/v1/scaledobjects" in e and "net::ERR_CONNECTION_REFUSED" in e for e in errors)
+
+
+@pytest.mark.slow
+def test_the_demo_points_at_its_page_which_shows_both_scaled_objects(browser: WebDriver) -> None:
+    """What a newcomer does after ``make demo``: open the printed URL and see each ScaledObject."""
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "scaler", "demo", "--duration", "20", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        url = ""
+        for line in demo.stdout:
+            if found := re.search(r"live while the demo runs: (http://127\.0\.0\.1:\d+/ui)$", line.rstrip()):
+                url = found.group(1)
+                break
+        assert url, "the demo did not print its /ui address"
+        browser.get(url)
+
+        def answering(driver: WebDriver) -> dict[str, Any] | None:
+            snap = dom(driver)
+            rows = snap["triggers"]
+            wanted = {f"llm-d/pd-{role}/{role}-{name}" for role, name in TRIGGERS}
+            return snap if set(rows) == wanted and all(rows[k]["state"] == "value" for k in wanted) else None
+
+        shown = chromium.wait(browser, answering, timeout=60)
+        for row in shown["triggers"].values():
+            assert number(row["value"]) >= 0 and number(row["target"]) > 0 and int(row["replicas"]) >= 0
+            assert " against target " in row["reason"] and "GetMetrics ×" in row["calls"]
+        assert set(shown["objects"]) == {"llm-d/pd-prefill", "llm-d/pd-decode"}
+        assert {key.split("/")[1] for key in shown["sources"]} == {PREFILL, DECODE}
+        assert chromium.foreign_requests(browser, url) == [] and chromium.console_errors(browser) == []
+    finally:
+        demo.terminate()
+        demo.wait(30)
+
+
+TRIGGERS = [("prefill", "waiting"), ("prefill", "prompt-tokens"), ("decode", "kv-cache"), ("decode", "running")]
