@@ -3,25 +3,34 @@ status a script can act on."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import pytest
 
+from scaler import cli
+from scaler.trigger import Reading, State
 from tests.conftest import ManualClock, RunningService
 from tests.integration.test_keda import Keda
-from tests.integration.test_status_api import DECODE_WAITING, push_waiting
+from tests.integration.test_status_api import DECODE_WAITING, PlannerTrigger, push_waiting
 from tests.otlpdata import DECODE
 
 
 def run_status(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scaler", "status", *args], capture_output=True, text=True, timeout=60, check=False
-    )
+    """``keda-otel-scaler status ARGS`` in this process (so coverage sees it); its exit status and output."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exited:
+        cli.main(["status", *args])
+    code = exited.value.code
+    assert isinstance(code, int)
+    return subprocess.CompletedProcess(["keda-otel-scaler", "status", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
@@ -63,7 +72,13 @@ def test_an_erroring_trigger_exits_3_and_says_why(svc: tuple[RunningService, Man
         keda.metrics(**DECODE_WAITING, errIfNotFound="true")
     with pytest.raises(grpc.RpcError):
         keda.metrics(metricQuery="x", targetValue="-1", metricName="broken")
-    result = run_status("--url", service.http)
+    result = subprocess.run(  # the installed entry point, as a script would run it
+        [str(Path(sys.executable).with_name("keda-otel-scaler")), "status", "--url", service.http],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 3
     assert "ERROR" in result.stdout and "1 NOT_FOUND" in result.stdout and "1 INVALID_ARGUMENT" in result.stdout
     assert "why: KEDA gets NOT_FOUND: no series matches" in result.stdout
@@ -98,3 +113,19 @@ def test_an_idle_scaler_says_nothing_asked_yet(service: RunningService) -> None:
     assert result.returncode == 0
     assert result.stdout.startswith("No ScaledObject has asked this scaler yet")
     assert "No OTLP export received yet." in result.stdout
+
+
+def test_the_warm_up_and_a_planner_trigger_read_as_such(service_factory: Callable[..., RunningService]) -> None:
+    service = service_factory(warmup_seconds=300.0)
+    with pytest.raises(grpc.RpcError):
+        Keda(service).metrics(**DECODE_WAITING)
+    assert service.service is not None
+    registry = service.service.status
+    service.call(lambda: registry.read("llm-d", "pd-prefill", PlannerTrigger(), Reading(State.VALUE, raw=3.0)))
+    result = run_status("--url", service.http)
+    assert result.returncode == 0, result.stdout  # a hold is not an error
+    assert result.stdout.startswith("Warming up for 30")
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert rows["decode-waiting"][1:3] == ["warming", "up"]
+    assert rows["planner-decode"][1:5] == ["active", "3", "1", "3"]
+    assert "planner: desired=3, demand=12.5, capacity=5, pending=1" in result.stdout

@@ -16,6 +16,7 @@ from scaler.status import (
     Key,
     Registry,
     matched,
+    number_text,
     reason,
     replicas_for,
     source_key,
@@ -238,3 +239,11 @@ def test_matched_series_and_a_source_s_series_come_from_the_store() -> None:
     assert source_series(store, with_pod, {"pod": "pod"}) == 2
     assert source_series(store, with_pod, {"namespace": "namespace"}) is None  # k8s.pod.name not promoted
     assert source_series(store, without, {"pod": "pod", "namespace": "namespace"}) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(14791.0, "14,790"), (0.928832, "0.9288"), (250.0, "250"), (-1234.5, "-1,234"), (2.0, "2"), (math.inf, "+Inf")],
+)
+def test_numbers_read_as_the_page_shows_them(value: float, text: str) -> None:
+    assert number_text(value) == text
