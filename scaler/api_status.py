@@ -18,15 +18,16 @@ import asyncio
 import base64
 import hashlib
 import importlib.resources
+import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, Response
 
 from scaler import status
 from scaler.httpserver import need
@@ -34,6 +35,8 @@ from scaler.promjson import json_number
 from scaler.status import Explains, Registry, SourceStatus, TriggerStatus
 from scaler.store import Store
 from scaler.trigger import State, Trigger
+
+T = TypeVar("T")
 
 _YIELD_EVERY = 32
 """Entries described between turns of the event loop."""
@@ -79,7 +82,7 @@ async def scaledobjects(
     namespace: str | None = Query(None, description="only this namespace"),
     name: str | None = Query(None, description="only ScaledObjects of this name"),
     history: bool = Query(False, description="add each trigger's value over the retention"),
-) -> JSONResponse:
+) -> Response:
     view, store = need(request, StatusView), need(request, Store)
     registry = view.registry
     now = registry.clock()
@@ -89,7 +92,8 @@ async def scaledobjects(
             continue
         if i and i % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
-        described = _trigger(entry, store, view, now, history)
+        series = await _stepwise(status.matched_steps(store, entry.trigger, view.labels.get("pod") or "pod"))
+        described = _trigger(entry, series, now, history)
         objects.setdefault((entry.namespace, entry.name), []).append(described)
     sources = []
     for i, source in enumerate(registry.sources()):
@@ -105,7 +109,12 @@ async def scaledobjects(
         "scaledObjects": [_object(ns, so, triggers) for (ns, so), triggers in objects.items()],
         "sources": sources,
     }
-    return JSONResponse(body)
+    # built from copies, so it renders on a worker thread (thousands of entries are megabytes)
+    return Response(await asyncio.to_thread(_json, body), media_type="application/json")
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _object(namespace: str, name: str, triggers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -123,7 +132,18 @@ def _object(namespace: str, name: str, triggers: list[dict[str, Any]]) -> dict[s
     }
 
 
-def _trigger(entry: TriggerStatus, store: Store, view: StatusView, now: float, history: bool) -> dict[str, Any]:
+async def _stepwise(steps: Generator[None, None, T]) -> T:
+    """Run a stepwise computation, giving the event loop a turn between its steps."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        await asyncio.sleep(0)
+
+
+def _trigger(entry: TriggerStatus, found: status.Matched | None, now: float, history: bool) -> dict[str, Any]:
     trigger, reading = entry.trigger, entry.reading
     value = entry.value
     out: dict[str, Any] = {
@@ -147,14 +167,20 @@ def _trigger(entry: TriggerStatus, store: Store, view: StatusView, now: float, h
         "lastAsked": max((c.last for c in entry.calls.values()), default=None),
         "rpcs": {method: {"count": c.count, "last": c.last} for method, c in sorted(entry.calls.items())},
         "errors": _errors(entry),
-        "series": _series(status.matched(store, trigger, view.labels.get("pod") or "pod"), now),
+        "series": _series(found, now),
     }
     if isinstance(trigger, Explains):
-        out["planner"] = trigger.explain()
+        explained = trigger.explain()
+        out["planner"] = None if explained is None else {k: _plain(v) for k, v in explained.items()}
     if history:
         since = now - entry.history.slot_s * status.HISTORY_POINTS
         out["history"] = [[t, None if math.isnan(v) else json_number(v)] for t, v in entry.history.points(since)]
     return out
+
+
+def _plain(value: object) -> object:
+    """A value of a trigger's explanation, with JSON's numbers (no NaN or Inf)."""
+    return json_number(value) if isinstance(value, float) else value
 
 
 def _kind(entry: TriggerStatus) -> str:
@@ -195,8 +221,8 @@ def _series(found: status.Matched | None, now: float) -> dict[str, Any] | None:
         "count": found.series,
         "pods": list(found.pods[:_MAX_PODS]),
         "podCount": len(found.pods),
-        "newestSampleAgeSeconds": None if found.newest_ms is None else round(now - found.newest_ms / 1000, 3),
-        "oldestSampleAgeSeconds": None if found.oldest_ms is None else round(now - found.oldest_ms / 1000, 3),
+        "newestSampleAgeSeconds": None if found.newest_ms is None else _age(now, found.newest_ms / 1000),
+        "oldestSampleAgeSeconds": None if found.oldest_ms is None else _age(now, found.oldest_ms / 1000),
     }
 
 
@@ -206,7 +232,7 @@ def _source(source: SourceStatus, store: Store, view: StatusView, now: float) ->
         "deployment": source.deployment,
         "pod": source.pod,
         "lastExport": source.touched,
-        "lastExportAgeSeconds": round(now - source.touched, 3),
+        "lastExportAgeSeconds": _age(now, source.touched),
         "firstExport": source.first_export,
         "exports": source.exports,
         "series": status.source_series(store, source, view.labels),
@@ -214,6 +240,11 @@ def _source(source: SourceStatus, store: Store, view: StatusView, now: float) ->
         "rejectedByReason": dict(source.rejected),
         "sharedRejectedPoints": source.shared_rejected,
     }
+
+
+def _age(now: float, then: float) -> float:
+    """Seconds from ``then`` to ``now``; 0 for what happened while the answer was being built."""
+    return round(max(0.0, now - then), 3)
 
 
 # ---------------------------------------------------------------------- the page

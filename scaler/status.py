@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Generic, Protocol, TypeVar, runtime_checkable
@@ -34,7 +34,7 @@ import numpy as np
 
 from scaler import query
 from scaler.model import Clock, RejectReason, is_stale
-from scaler.store import Series, Store
+from scaler.store import SELECT_STEP, Series, Store, drain
 from scaler.trigger import Reading, State, Trigger
 
 HISTORY_POINTS = 120
@@ -412,13 +412,21 @@ class Matched:
 def matched(store: Store, trigger: Answering | None, pod_label: str) -> Matched | None:
     """The series the trigger's selectors match (None for a kind that has no selectors). A
     series whose newest sample is a staleness marker (its pod went away) is not counted."""
+    return drain(matched_steps(store, trigger, pod_label))
+
+
+def matched_steps(store: Store, trigger: Answering | None, pod_label: str) -> Generator[None, None, Matched | None]:
+    """:func:`matched` in steps (the store's selection steps, then one per ``SELECT_STEP``
+    series), so a caller on the event loop can give other calls their turn between them."""
     if not isinstance(trigger, Trigger):
         return None
     found: dict[int, Series] = {}
     for matchers in query.selectors(trigger.query.expr):
-        for series in store.select(matchers):
+        for i, series in enumerate((yield from store.select_steps(matchers)), 1):
             if series.n and not is_stale(series.last_value):
                 found[series.id] = series
+            if i % SELECT_STEP == 0:
+                yield
     live = found.values()
     pods = sorted({p for p in (s.label(pod_label) for s in live) if p})
     return Matched(

@@ -4,6 +4,7 @@ exporters (gRPC and HTTP) feed it; the service's clock is injected so an hour ca
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import threading
 import time
@@ -361,7 +362,7 @@ class PlannerTrigger:
         return number > 0
 
     def explain(self) -> Mapping[str, object]:
-        return {"desired": 3, "demand": 12.5, "capacity": 5.0, "pending": 1}
+        return {"desired": 3, "demand": 12.5, "capacity": 5.0, "pending": 1, "correction": math.nan}
 
 
 def test_a_trigger_that_explains_itself_shows_its_internals(svc: RunningService) -> None:
@@ -370,7 +371,7 @@ def test_a_trigger_that_explains_itself_shows_its_internals(svc: RunningService)
     svc.call(lambda: registry.read("llm-d", "pd-decode", PlannerTrigger(), Reading(State.VALUE, raw=3.0)))
     trigger = one_trigger(status(svc))
     assert (trigger["kind"], trigger["query"], trigger["series"]) == ("planner", None, None)
-    assert trigger["planner"] == {"desired": 3, "demand": 12.5, "capacity": 5.0, "pending": 1}
+    assert trigger["planner"] == {"desired": 3, "demand": 12.5, "capacity": 5.0, "pending": 1, "correction": "NaN"}
     assert (trigger["value"], trigger["replicas"], trigger["activationThreshold"]) == (3, 3, None)
     assert trigger["reason"] == "3 against target 1 asks for 3 replicas (AverageValue); active (3 > activation 0)"
 
