@@ -154,21 +154,8 @@ class Ingestor:
         return self._answer(result, transport)
 
     def _sources_in(self, data: bytes) -> list[status.Key]:
-        """The sources of a request's resources, from its wire bytes (named once per distinct
-        ``Resource``). A request of one resource (a collector sidecar's) needs two varints."""
-        if not data:
-            return []
-        if data[0] == _RESOURCE_METRICS_TAG:
-            size, body = _varint(data, 1)
-            if body + size == len(data):
-                raw = resource_bytes(data, 0, len(data))
-                return [] if raw is None else [self._source_keys.get(raw) or self._named(raw)]
-        try:
-            pieces = nativeingest.NativeIngest.pieces(data, 1)  # one per top-level field
-        except ValueError:  # not walkable: stored anyway, not attributed
-            return []
-        resources = [resource_bytes(data, start, end) for start, end in pieces]
-        return [self._source_keys.get(raw) or self._named(raw) for raw in resources if raw is not None]
+        """The sources of a request's resources, from its wire bytes (named once per distinct ``Resource``)."""
+        return [self._source_keys.get(raw) or self._named(raw) for raw in resources_in(data)]
 
     def _named(self, raw: bytes) -> status.Key:
         if len(self._source_keys) >= SOURCE_CACHE:
@@ -277,20 +264,34 @@ def source_of(resource: Resource) -> status.Key:
     return status.source_key({kv.key: otlp.any_value_str(kv.value) for kv in resource.attributes if kv.key in wanted})
 
 
+def resources_in(data: bytes) -> list[bytes]:
+    """The ``Resource`` bytes of each ``resource_metrics`` of an Export request's wire bytes. A
+    request of one resource (a collector sidecar's) is recognised by its first two bytes; others
+    are cut at their top-level fields by the C walker. A request the walk cannot follow (protobuf
+    accepted it before, so it should not happen) is stored all the same, not attributed."""
+    if not data:
+        return []
+    if data[0] == _RESOURCE_METRICS_TAG:
+        size, body = _varint(data, 1)
+        if body + size == len(data):
+            raw = resource_bytes(data, 0, len(data))
+            return [] if raw is None else [raw]
+    try:
+        pieces = nativeingest.NativeIngest.pieces(data, 1)  # one per top-level field
+    except ValueError:
+        return []
+    found = (resource_bytes(data, start, end) for start, end in pieces)
+    return [raw for raw in found if raw is not None]
+
+
 def resource_bytes(data: bytes, start: int, end: int) -> bytes | None:
     """The ``Resource`` bytes of the top-level field at ``data[start:end]`` if it is a
-    ``resource_metrics``, else None. Serializers write fields in number order, so the resource
-    comes first and is read at once; otherwise the ``ResourceMetrics``' own fields are walked (a
-    length skips a scope's metrics) and repeated occurrences concatenated, as protobuf merges
-    them. The request was validated by protobuf before; a walk that fails anyway gives None."""
+    ``resource_metrics``, else None: the ``ResourceMetrics``' own fields are walked (a length
+    skips a scope's metrics) and repeated occurrences concatenated, as protobuf merges them."""
     try:
         if data[start] != _RESOURCE_METRICS_TAG:
             return None
         pos = _varint(data, start + 1)[1]
-        if pos < end and data[pos] == _RESOURCE_TAG:
-            size, at = _varint(data, pos + 1)
-            if at + size <= end:
-                return data[at : at + size]
         parts = []
         while pos < end:
             tag, pos = _varint(data, pos)
