@@ -266,42 +266,44 @@ def source_of(resource: Resource) -> status.Key:
 
 def resources_in(data: bytes) -> list[bytes]:
     """The ``Resource`` bytes of each ``resource_metrics`` of an Export request's wire bytes. A
-    request of one resource (a collector sidecar's) is recognised by its first two bytes; others
-    are cut at their top-level fields by the C walker. A request the walk cannot follow (protobuf
+    request of one resource (a collector sidecar's) is recognised by its first bytes; others are
+    cut at their top-level fields by the C walker. A request the walk cannot follow (protobuf
     accepted it before, so it should not happen) is stored all the same, not attributed."""
     if not data:
         return []
-    if data[0] == _RESOURCE_METRICS_TAG:
-        size, body = _varint(data, 1)
-        if body + size == len(data):
-            raw = resource_bytes(data, 0, len(data))
-            return [] if raw is None else [raw]
     try:
+        if data[0] == _RESOURCE_METRICS_TAG:
+            size, body = _varint(data, 1)
+            if body + size == len(data):
+                return [_resource(data, body, len(data))]
         pieces = nativeingest.NativeIngest.pieces(data, 1)  # one per top-level field
-    except ValueError:
-        return []
-    found = (resource_bytes(data, start, end) for start, end in pieces)
-    return [raw for raw in found if raw is not None]
-
-
-def resource_bytes(data: bytes, start: int, end: int) -> bytes | None:
-    """The ``Resource`` bytes of the top-level field at ``data[start:end]`` if it is a
-    ``resource_metrics``, else None: the ``ResourceMetrics``' own fields are walked (a length
-    skips a scope's metrics) and repeated occurrences concatenated, as protobuf merges them."""
-    try:
-        if data[start] != _RESOURCE_METRICS_TAG:
-            return None
-        pos = _varint(data, start + 1)[1]
-        parts = []
-        while pos < end:
-            tag, pos = _varint(data, pos)
-            after = _skip(data, pos, tag)
-            if tag == _RESOURCE_TAG:
-                parts.append(data[_varint(data, pos)[1] : after])
-            pos = after
+        return [
+            _resource(data, _varint(data, start + 1)[1], end)
+            for start, end in pieces
+            if data[start] == _RESOURCE_METRICS_TAG
+        ]
     except (IndexError, ValueError, RecursionError):
-        return None
-    return b"".join(parts) if pos == end else None
+        return []
+
+
+def _resource(data: bytes, pos: int, end: int) -> bytes:
+    """The ``Resource`` bytes of the ``ResourceMetrics`` at ``data[pos:end]``: its own fields are
+    walked (a length skips a scope's metrics) and repeated occurrences concatenated, as protobuf
+    merges them."""
+    parts = []
+    while pos < end:
+        tag, pos = _varint(data, pos)
+        if tag & 7 == 2:
+            size, pos = _varint(data, pos)
+            after = pos + size
+            if tag == _RESOURCE_TAG:
+                parts.append(data[pos:after])
+        else:
+            after = _skip(data, pos, tag)
+        pos = after
+    if pos != end:
+        raise ValueError("a field runs past its message")
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 _RESOURCE_METRICS_TAG = 1 << 3 | 2
@@ -311,9 +313,17 @@ _RESOURCE_TAG = 1 << 3 | 2
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    byte = data[pos]
-    if byte < 0x80:
-        return byte, pos + 1
+    """The varint at ``pos`` and the position after it (one to three bytes unrolled: tags and
+    the lengths of messages under 2 MiB)."""
+    a = data[pos]
+    if a < 0x80:
+        return a, pos + 1
+    b = data[pos + 1]
+    if b < 0x80:
+        return (a & 0x7F) | b << 7, pos + 2
+    c = data[pos + 2]
+    if c < 0x80:
+        return (a & 0x7F) | (b & 0x7F) << 7 | c << 14, pos + 3
     value = shift = 0
     while True:
         byte = data[pos]

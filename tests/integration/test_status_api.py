@@ -310,7 +310,8 @@ def test_resources_are_found_in_odd_wire_bytes_too() -> None:
     assert ingestor._sources_in(data) == [("llm-d", DECODE, "d1"), ("llm-d", DECODE, "d2")]
     assert ingestor._sources_in(odd) == [("llm-d", DECODE, "d2")]
     assert ingestor._sources_in(b"") == [] and ingestor._sources_in(group) == []
-    assert receiver.resource_bytes(b"\x0a\x05abc", 0, 5) is None  # cut short: not attributed
+    assert receiver.resources_in(b"\x0a\x05abc") == []  # cut short: stored, not attributed
+    assert receiver.resources_in(b"\x0a\x05\x0a\x09abc") == []  # a field runs past its message
 
 
 def test_filters_and_bad_parameters(svc: RunningService, clock: ManualClock) -> None:
