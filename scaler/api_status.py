@@ -133,14 +133,16 @@ def _object(namespace: str, name: str, triggers: list[dict[str, Any]]) -> dict[s
 
 
 async def _stepwise(steps: Generator[None, None, T]) -> T:
-    """Run a stepwise computation, giving the event loop a turn between its steps."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            result: T = done.value
-            return result
+    """Run a stepwise computation (see :func:`scaler.store.drain`), giving the event loop a turn
+    between its steps."""
+    result: list[T] = []
+
+    def kept() -> Generator[None, None, None]:
+        result.append((yield from steps))
+
+    for _ in kept():
         await asyncio.sleep(0)
+    return result[0]
 
 
 def _trigger(entry: TriggerStatus, found: status.Matched | None, now: float, history: bool) -> dict[str, Any]:

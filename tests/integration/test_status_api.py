@@ -54,6 +54,14 @@ def one_trigger(body: Mapping[str, Any], name: str = "pd-decode") -> dict[str, A
     return dict(trigger)
 
 
+def refused(call: Callable[[], object], code: grpc.StatusCode) -> str:
+    """The details of the error ``call`` is answered with, which must have ``code``."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    assert caught.value.code() == code
+    return str(caught.value.details())
+
+
 def push_waiting(svc: RunningService, clock: ManualClock, pod: str, value: float, deployment: str = DECODE) -> None:
     otlp_stub(svc.ports.otlp).Export(request(deployment, pod, gauge("vllm:num_requests_waiting", value, clock.ns)))
 
@@ -132,15 +140,13 @@ def test_the_value_history_follows_the_readings(svc: RunningService, clock: Manu
 def test_errors_are_counted_with_the_last_one_and_cleared_by_data(svc: RunningService, clock: ManualClock) -> None:
     keda = Keda(svc)
     strict = {**DECODE_WAITING, "errIfNotFound": "true"}
-    with pytest.raises(grpc.RpcError) as caught:
-        keda.metrics(**strict)
-    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    details = refused(lambda: keda.metrics(**strict), grpc.StatusCode.NOT_FOUND)
     trigger = one_trigger(status(svc))
     assert trigger["erroring"] and trigger["state"] == "not_found" and trigger["value"] is None
     assert trigger["errors"]["count"] == 1 and trigger["errors"]["byCode"] == {"NOT_FOUND": 1}
     last = trigger["errors"]["last"]
     assert (last["at"], last["method"], last["code"]) == (clock.now, "GetMetrics", "NOT_FOUND")
-    assert last["message"] == caught.value.details()
+    assert last["message"] == details
     assert trigger["reason"].startswith("KEDA gets NOT_FOUND: no series matches")
     assert trigger["series"]["count"] == 0 and status(svc)["scaledObjects"][0]["erroring"]
 
@@ -154,10 +160,7 @@ def test_errors_are_counted_with_the_last_one_and_cleared_by_data(svc: RunningSe
 
 def test_refused_metadata_is_shown_until_the_scaled_object_is_fixed(svc: RunningService, clock: ManualClock) -> None:
     keda = Keda(svc)
-    broken = {**DECODE_WAITING, "window": "10m"}
-    with pytest.raises(grpc.RpcError) as caught:
-        keda.spec(**broken)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    refused(lambda: keda.spec(**{**DECODE_WAITING, "window": "10m"}), grpc.StatusCode.INVALID_ARGUMENT)
     trigger = one_trigger(status(svc))
     assert (trigger["kind"], trigger["state"], trigger["erroring"], trigger["target"]) == (
         "invalid",
