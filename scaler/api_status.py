@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from scaler import status
+from scaler import reason, sources, status
 from scaler.httpserver import need
 from scaler.promjson import json_number
 from scaler.status import Explains, Registry, SourceStatus, TriggerStatus
@@ -57,7 +57,7 @@ class StatusView:
     def of(registry: Registry, promotions: Mapping[str, str], warmup_remaining: Callable[[], float]) -> StatusView:
         labels = {
             field: next((promotions[a] for a in names if a in promotions), "")
-            for field, names in status.SOURCE_ATTRIBUTES.items()
+            for field, names in sources.ATTRIBUTES.items()
         }
         return StatusView(registry, labels, warmup_remaining)
 
@@ -92,7 +92,7 @@ async def scaledobjects(
             continue
         if i and i % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
-        series = await _stepwise(status.matched_steps(store, entry.trigger, view.labels.get("pod") or "pod"))
+        series = await _stepwise(reason.matched_steps(store, entry.trigger, view.labels.get("pod") or "pod"))
         described = _trigger(entry, series, now, history)
         objects.setdefault((entry.namespace, entry.name), []).append(described)
     sources = []
@@ -145,7 +145,7 @@ async def _stepwise(steps: Generator[None, None, T]) -> T:
     return result[0]
 
 
-def _trigger(entry: TriggerStatus, found: status.Matched | None, now: float, history: bool) -> dict[str, Any]:
+def _trigger(entry: TriggerStatus, found: reason.Matched | None, now: float, history: bool) -> dict[str, Any]:
     trigger, reading = entry.trigger, entry.reading
     value = entry.value
     out: dict[str, Any] = {
@@ -157,11 +157,11 @@ def _trigger(entry: TriggerStatus, found: status.Matched | None, now: float, his
         "state": _state(entry),
         "value": None if value is None else json_number(value),
         "queryValue": None if reading is None or reading.raw is None else json_number(reading.raw),
-        "replicas": None if value is None or trigger is None else status.replicas_for(value, trigger.target),
+        "replicas": None if value is None or trigger is None else reason.replicas_for(value, trigger.target),
         "active": entry.active,
         "warmingUp": entry.warming,
         "erroring": entry.erroring,
-        "reason": status.reason(entry),
+        "reason": reason.reason(entry),
         "message": entry.refused or (reading.message if reading is not None else ""),
         "warnings": list(reading.warnings) if reading is not None else [],
         "readAt": entry.read_at or None,
@@ -216,7 +216,7 @@ def _errors(entry: TriggerStatus) -> dict[str, Any]:
     }
 
 
-def _series(found: status.Matched | None, now: float) -> dict[str, Any] | None:
+def _series(found: reason.Matched | None, now: float) -> dict[str, Any] | None:
     if found is None:
         return None
     return {
@@ -237,7 +237,7 @@ def _source(source: SourceStatus, store: Store, view: StatusView, now: float) ->
         "lastExportAgeSeconds": _age(now, source.touched),
         "firstExport": source.first_export,
         "exports": source.exports,
-        "series": status.source_series(store, source, view.labels),
+        "series": reason.source_series(store, source, view.labels),
         "rejectedPoints": sum(source.rejected.values()),
         "rejectedByReason": dict(source.rejected),
         "sharedRejectedPoints": source.shared_rejected,

@@ -82,7 +82,7 @@ class Service:
         )
         self.metrics = SelfMetrics(lambda: self.store.series_count)
         self.status = status.Registry(clock, settings.store.retention_seconds, on_evict=self.metrics.status_evicted)
-        self.ingestor = receiver.Ingestor(self.store, settings.otlp, self.metrics, sources=self.status)
+        self.ingestor = receiver.Ingestor(self.store, settings.otlp, self.metrics, registry=self.status)
         self.triggers = TriggerCache(settings.triggers, settings.store.retention_seconds)
         self._warm_until = time.monotonic() + settings.triggers.warmup_seconds
         self.scaler = ExternalScaler(

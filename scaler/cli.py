@@ -11,7 +11,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 
-from scaler import __version__, config, extras, logs, statusview
+from scaler import __version__, config, extras, logs, statustable
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -141,7 +141,7 @@ def _run_status(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: cannot read the status from {args.url}: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(reply, indent=2) if args.json else statusview.render(reply))
+    print(json.dumps(reply, indent=2) if args.json else statustable.render(reply))
     erroring = [t for so in reply["scaledObjects"] for t in so["triggers"] if t["erroring"]]
     return 3 if erroring else 0
 

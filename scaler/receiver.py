@@ -14,11 +14,10 @@ wait behind a large Export for long:
 * an undecodable or oversized request → ``INVALID_ARGUMENT`` / 400, ``RESOURCE_EXHAUSTED`` /
   413, 415 for an unknown content type or encoding; never a 5xx.
 
-Each stored request is recorded in the status registry once per resource it carries
-(:meth:`scaler.status.Registry.exported`): O(1) per resource, never per sample. On the native
-path the resources are found in the wire bytes (the top-level boundaries from the C walker, then
-each ``ResourceMetrics``' own fields, a few varints) and named through a cache keyed by their
-``Resource`` bytes.
+Each stored request is recorded in the status registry with the sources of the resources it
+carries (:meth:`scaler.status.Registry.exported`, :mod:`scaler.sources`): O(1) per resource,
+never per sample. On the native path the resources are found in the wire bytes and named once
+per distinct ``Resource``.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from scaler import nativeingest, otlp, status
+from scaler import nativeingest, otlp, sources, status
 from scaler.config import OtlpSettings
 from scaler.httpserver import BodyError, need, read_body
 from scaler.logs import RateLimitedLog
@@ -98,11 +97,12 @@ class Ingestor:
         settings: OtlpSettings,
         metrics: SelfMetrics,
         native: bool = True,
-        sources: status.Registry | None = None,
+        registry: status.Registry | None = None,
     ) -> None:
         self.store = store
-        self.sources = sources or status.Registry(store.clock, store.limits.retention_seconds)
-        self._source_keys: dict[bytes, status.Key] = {}
+        self.registry = registry or status.Registry(store.clock, store.limits.retention_seconds)
+        """Where each request's sources are recorded (the status)."""
+        self._source_keys: dict[bytes, sources.Source] = {}
         self.promotions = settings.promotions
         self.max_bytes = settings.max_otlp_message_bytes
         """Largest request after decompression (``MAX_OTLP_MESSAGE_BYTES``)."""
@@ -145,22 +145,22 @@ class Ingestor:
         if self.native is not None:
             data = wire if wire is not None else request.SerializeToString() if request is not None else b""
             result = await self._store_native(self.native, data)
-            sources = self._sources_in(data)
+            carried = self._sources_in(data)
         else:
             request = request if request is not None else ExportRequest.FromString(wire or b"")
             result = await self._store_reference(request)
-            sources = [source_of(rm.resource) for rm in request.resource_metrics]
-        self.sources.exported(sources, result.rejected)
+            carried = [sources.of_resource(rm.resource) for rm in request.resource_metrics]
+        self.registry.exported(carried, result.rejected)
         return self._answer(result, transport)
 
-    def _sources_in(self, data: bytes) -> list[status.Key]:
+    def _sources_in(self, data: bytes) -> list[sources.Source]:
         """The sources of a request's resources, from its wire bytes (named once per distinct ``Resource``)."""
-        return [self._source_keys.get(raw) or self._named(raw) for raw in resources_in(data)]
+        return [self._source_keys.get(raw) or self._named(raw) for raw in sources.resources_in(data)]
 
-    def _named(self, raw: bytes) -> status.Key:
+    def _named(self, raw: bytes) -> sources.Source:
         if len(self._source_keys) >= SOURCE_CACHE:
             self._source_keys.clear()
-        key = self._source_keys[raw] = source_of(Resource.FromString(raw))
+        key = self._source_keys[raw] = sources.of_resource(Resource.FromString(raw))
         return key
 
     async def _store_native(self, native: nativeingest.NativeIngest, data: bytes) -> AppendResult:
@@ -256,105 +256,6 @@ class MetricsService:
                 ),
             )
         return outcome.response
-
-
-def source_of(resource: Resource) -> status.Key:
-    """The source (namespace, deployment, pod) a resource's attributes name."""
-    wanted = status.SOURCE_ATTRIBUTE_NAMES
-    return status.source_key({kv.key: otlp.any_value_str(kv.value) for kv in resource.attributes if kv.key in wanted})
-
-
-def resources_in(data: bytes) -> list[bytes]:
-    """The ``Resource`` bytes of each ``resource_metrics`` of an Export request's wire bytes. A
-    request of one resource (a collector sidecar's) is recognised by its first bytes; others are
-    cut at their top-level fields by the C walker. A request the walk cannot follow (protobuf
-    accepted it before, so it should not happen) is stored all the same, not attributed."""
-    if not data:
-        return []
-    try:
-        if data[0] == _RESOURCE_METRICS_TAG:
-            size, body = _varint(data, 1)
-            if body + size == len(data):
-                return [_resource(data, body, len(data))]
-        pieces = nativeingest.NativeIngest.pieces(data, 1)  # one per top-level field
-        return [
-            _resource(data, _varint(data, start + 1)[1], end)
-            for start, end in pieces
-            if data[start] == _RESOURCE_METRICS_TAG
-        ]
-    except (IndexError, ValueError, RecursionError):
-        return []
-
-
-def _resource(data: bytes, pos: int, end: int) -> bytes:
-    """The ``Resource`` bytes of the ``ResourceMetrics`` at ``data[pos:end]``: its own fields are
-    walked (a length skips a scope's metrics) and repeated occurrences concatenated, as protobuf
-    merges them."""
-    parts = []
-    while pos < end:
-        tag, pos = _varint(data, pos)
-        if tag & 7 == 2:
-            size, pos = _varint(data, pos)
-            after = pos + size
-            if tag == _RESOURCE_TAG:
-                parts.append(data[pos:after])
-        else:
-            after = _skip(data, pos, tag)
-        pos = after
-    if pos != end:
-        raise ValueError("a field runs past its message")
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-_RESOURCE_METRICS_TAG = 1 << 3 | 2
-"""ExportMetricsServiceRequest.resource_metrics (field 1, length-delimited)."""
-_RESOURCE_TAG = 1 << 3 | 2
-"""ResourceMetrics.resource (field 1, length-delimited)."""
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """The varint at ``pos`` and the position after it (one to three bytes unrolled: tags and
-    the lengths of messages under 2 MiB)."""
-    a = data[pos]
-    if a < 0x80:
-        return a, pos + 1
-    b = data[pos + 1]
-    if b < 0x80:
-        return (a & 0x7F) | b << 7, pos + 2
-    c = data[pos + 2]
-    if c < 0x80:
-        return (a & 0x7F) | (b & 0x7F) << 7 | c << 14, pos + 3
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _skip(data: bytes, pos: int, tag: int) -> int:
-    """The position after the value of the field ``tag`` that starts at ``pos`` (groups included)."""
-    wire = tag & 7
-    if wire == 0:
-        return _varint(data, pos)[1]
-    if wire == 2:
-        size, pos = _varint(data, pos)
-        end = pos + size
-    elif wire in (1, 5):
-        end = pos + (8 if wire == 1 else 4)
-    elif wire == 3:
-        while (inner := _varint(data, pos))[0] != (tag & ~7 | 4):
-            pos = _skip(data, inner[1], inner[0])
-        end = inner[1]
-    else:
-        raise ValueError(f"unexpected wire type {wire}")
-    if end > len(data):
-        raise ValueError("a field runs past the request")
-    return end
 
 
 def retry_status(code: int, message: str) -> status_pb2.Status:

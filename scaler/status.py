@@ -14,7 +14,7 @@ Pure (no protocol code) and bounded:
   pod. The OTLP receivers call :meth:`Registry.exported` once per request with the sources of
   its resources: O(1) per resource, never per sample.
 * What costs more (the series a trigger matches, a source's series in the store, the reason in
-  words) is computed only when the status is asked for, in :mod:`scaler.api_status`.
+  words) is computed only when the status is asked for (:mod:`scaler.reason`).
 * An entry not asked about (a source: not exporting) for ``idle_seconds`` (an hour) is evicted,
   and at most ``max_triggers`` / ``max_sources`` entries are kept, the least recently touched
   evicted first: ScaledObject names and resource attributes come from clients. Every eviction
@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from scaler import query
-from scaler.model import Clock, RejectReason, is_stale
-from scaler.store import SELECT_STEP, Series, Store, drain
-from scaler.trigger import Reading, State, Trigger
+from scaler.model import Clock, RejectReason
+from scaler.trigger import Reading, State
 
 HISTORY_POINTS = 120
 """Points of a trigger's value kept over the retention (the sparkline's resolution)."""
@@ -50,14 +47,6 @@ Key = tuple[str, str, str]
 """A trigger: (namespace, ScaledObject, metric name); a source: (namespace, deployment, pod)."""
 Evicted = Callable[[str, str, Key], None]
 """``on_evict(kind, reason, key)``: kind ``trigger`` or ``source``, reason ``idle`` or ``cap``."""
-
-SOURCE_ATTRIBUTES = {
-    "namespace": ("k8s.namespace.name",),
-    "deployment": ("k8s.deployment.name", "k8s.statefulset.name"),
-    "pod": ("k8s.pod.name", "service.instance.id"),
-}
-"""The resource attributes naming a source, first present wins."""
-SOURCE_ATTRIBUTE_NAMES = frozenset(a for names in SOURCE_ATTRIBUTES.values() for a in names)
 
 
 @runtime_checkable
@@ -77,12 +66,6 @@ class Answering(Protocol):
     def target(self) -> float: ...
     def metric_value(self, number: float) -> float: ...
     def is_active(self, number: float) -> bool: ...
-
-
-def source_key(attributes: Mapping[str, str]) -> Key:
-    """A source's key from its resource attributes ('' where none is present)."""
-    found = [next((attributes[a] for a in names if attributes.get(a)), "") for names in SOURCE_ATTRIBUTES.values()]
-    return found[0], found[1], found[2]
 
 
 class History:
@@ -337,113 +320,3 @@ class Registry:
         """Every source still kept, by namespace, deployment and pod."""
         self._sources.expire(self.clock())
         return sorted(self._sources.entries.values(), key=lambda s: (s.namespace, s.deployment, s.pod))
-
-
-# ---------------------------------------------------------------------- computed when asked
-
-
-def milli(value: float) -> int:
-    """``value`` as KEDA hands it to the HPA: a quantity of ``%.3f`` (milli-units)."""
-    return int(Decimal(f"{value:.3f}") * 1000)
-
-
-def replicas_for(value: float, target: float) -> int | None:
-    """``ceil(value / target)``, the replicas the HPA derives from one trigger under
-    ``AverageValue`` (before its 10 % tolerance, behavior policies and min/max), computed in
-    the milli-units KEDA passes on, so 1.4 against 0.7 is 2, not 3."""
-    if not (math.isfinite(value) and math.isfinite(target)) or milli(target) <= 0:
-        return None
-    return -(-milli(value) // milli(target))
-
-
-def number_text(value: float) -> str:
-    """A number as the page shows it: four significant digits, thousands separated (14,790)."""
-    if not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
-    rounded = float(f"{value:.4g}")
-    return f"{rounded:,.0f}" if abs(rounded) >= 1000 else f"{rounded:g}"
-
-
-def reason(entry: TriggerStatus) -> str:
-    """Why the trigger answers what it answers, and what KEDA and the HPA make of it, in words."""
-    trigger, reading = entry.trigger, entry.reading
-    if entry.refused:
-        return f"KEDA gets INVALID_ARGUMENT: the trigger's {entry.refused}; fix the ScaledObject"
-    if trigger is None or reading is None:
-        target = "" if trigger is None else f" (target {number_text(trigger.target)})"
-        return f"KEDA has read the metric spec{target} but not asked for a value yet"
-    if reading.state is State.HOLD:
-        return "warming up after a start with no data yet: KEDA gets UNAVAILABLE and keeps the current replicas"
-    number = reading.number
-    if number is None:
-        if reading.state is State.NOT_FOUND:
-            return (
-                f"KEDA gets NOT_FOUND: {reading.message}; the HPA does not scale down on a missing metric, and "
-                "the ScaledObject's fallback applies after failureThreshold failed polls"
-            )
-        return f"KEDA gets INVALID_ARGUMENT: {reading.message}"
-    parts = []
-    if reading.state is State.NOT_FOUND:
-        parts.append(f"{reading.message}, so it answers valueIfNotFound {number_text(number)}")
-    value, target, raw = number_text(trigger.metric_value(number)), number_text(trigger.target), number_text(number)
-    replicas = replicas_for(trigger.metric_value(number), trigger.target)
-    asks = "no replica count" if replicas is None else f"{replicas} replica{'' if replicas == 1 else 's'}"
-    clamped = f" (clamped from {raw})" if trigger.metric_value(number) != number else ""
-    parts.append(f"{value}{clamped} against target {target} asks for {asks} (AverageValue)")
-    threshold = number_text(trigger.activation if isinstance(trigger, Trigger) else 0.0)
-    if trigger.is_active(number):
-        parts.append(f"active ({raw} > activation {threshold})")
-    else:
-        zero = "with minReplicaCount 0 KEDA scales to zero after cooldownPeriod"
-        parts.append(f"inactive ({raw} ≤ activation {threshold}): {zero}")
-    return "; ".join(parts)
-
-
-@dataclass(frozen=True, slots=True)
-class Matched:
-    """The live series a query trigger's selectors match in the store now."""
-
-    series: int
-    pods: tuple[str, ...]
-    newest_ms: int | None
-    oldest_ms: int | None
-
-
-def matched(store: Store, trigger: Answering | None, pod_label: str) -> Matched | None:
-    """The series the trigger's selectors match (None for a kind that has no selectors). A
-    series whose newest sample is a staleness marker (its pod went away) is not counted."""
-    return drain(matched_steps(store, trigger, pod_label))
-
-
-def matched_steps(store: Store, trigger: Answering | None, pod_label: str) -> Generator[None, None, Matched | None]:
-    """:func:`matched` in steps (the store's selection steps, then one per ``SELECT_STEP``
-    series), so a caller on the event loop can give other calls their turn between them."""
-    if not isinstance(trigger, Trigger):
-        return None
-    found: dict[int, Series] = {}
-    for matchers in query.selectors(trigger.query.expr):
-        for i, series in enumerate((yield from store.select_steps(matchers)), 1):
-            if series.n and not is_stale(series.last_value):
-                found[series.id] = series
-            if i % SELECT_STEP == 0:
-                yield
-    live = found.values()
-    pods = sorted({p for p in (s.label(pod_label) for s in live) if p})
-    return Matched(
-        len(found),
-        tuple(pods),
-        max((s.last_ts for s in live), default=None),
-        min((s.first_ts for s in live), default=None),
-    )
-
-
-def source_series(store: Store, source: SourceStatus, labels: Mapping[str, str]) -> int | None:
-    """Series in the store carrying the source's pod (and namespace) label; None when the pod
-    is unknown or its attribute is not promoted to a label (``RESOURCE_LABELS``)."""
-    pod_label = labels.get("pod")
-    if not source.pod or not pod_label:
-        return None
-    pairs = [(pod_label, source.pod)]
-    if source.namespace and labels.get("namespace"):
-        pairs.append((labels["namespace"], source.namespace))
-    return store.count_matching(pairs)

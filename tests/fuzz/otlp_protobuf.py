@@ -17,7 +17,7 @@ from tests.fuzz import common, protomutate
 from tests.fuzz.common import atheris
 
 with atheris.instrument_imports(include=["scaler"]):
-    from scaler import nativeingest, otlp, receiver
+    from scaler import nativeingest, otlp, sources
     from scaler.config import Settings
 
 PROMOTIONS = Settings().otlp.promotions
@@ -41,7 +41,7 @@ def translate_and_store(request: ExportMetricsServiceRequest, data: bytes | None
     clock = common.Clock()
     common.append_and_check(common.new_store(clock), whole.samples, clock)
     wire = request.SerializeToString() if data is None else data
-    found = [Resource.FromString(raw) for raw in receiver.resources_in(wire)]
+    found = [Resource.FromString(raw) for raw in sources.resources_in(wire)]
     if found != [rm.resource for rm in request.resource_metrics]:
         common.fail("the status' walk of the wire bytes finds other resources than protobuf", found)
     common.compare_native(wire, request, common.NOW_S, common.MAX_SERIES, budget=3)

@@ -17,7 +17,7 @@ import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from scaler import receiver
+from scaler import receiver, sources
 from scaler.config import OtlpSettings, StoreLimits
 from scaler.selfmetrics import SelfMetrics
 from scaler.status import Registry
@@ -268,7 +268,7 @@ def _sources_after(native: bool) -> list[tuple[Any, ...]]:
     now = 1_800_000_000.0
     store = Store(StoreLimits(max_series=3), clock=lambda: now)
     registry = Registry(lambda: now, 120.0)
-    ingestor = receiver.Ingestor(store, OtlpSettings(), SelfMetrics(lambda: 0), native=native, sources=registry)
+    ingestor = receiver.Ingestor(store, OtlpSettings(), SelfMetrics(lambda: 0), native=native, registry=registry)
     assert ingestor.path == ("native" if native else "python")
     t = int(now * 1e9)
     d1 = request(DECODE, "d1", gauge("g", 1, t), gauge("h", 2, t))
@@ -305,7 +305,7 @@ def test_resources_are_found_in_odd_wire_bytes_too() -> None:
     odd = field(1, field(2, scope) + field(1, first) + field(1, rest))
     data = group + a.SerializeToString() + odd + bytes([7 << 3, 5])
     parsed = ExportMetricsServiceRequest.FromString(data)
-    assert [receiver.source_of(rm.resource) for rm in parsed.resource_metrics] == [
+    assert [sources.of_resource(rm.resource) for rm in parsed.resource_metrics] == [
         ("llm-d", DECODE, "d1"),
         ("llm-d", DECODE, "d2"),
     ]
@@ -313,8 +313,8 @@ def test_resources_are_found_in_odd_wire_bytes_too() -> None:
     assert ingestor._sources_in(data) == [("llm-d", DECODE, "d1"), ("llm-d", DECODE, "d2")]
     assert ingestor._sources_in(odd) == [("llm-d", DECODE, "d2")]
     assert ingestor._sources_in(b"") == [] and ingestor._sources_in(group) == []
-    assert receiver.resources_in(b"\x0a\x05abc") == []  # cut short: stored, not attributed
-    assert receiver.resources_in(b"\x0a\x05\x0a\x09abc") == []  # a field runs past its message
+    assert sources.resources_in(b"\x0a\x05abc") == []  # cut short: stored, not attributed
+    assert sources.resources_in(b"\x0a\x05\x0a\x09abc") == []  # a field runs past its message
 
 
 def test_filters_and_bad_parameters(svc: RunningService, clock: ManualClock) -> None:

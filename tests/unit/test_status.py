@@ -1,5 +1,6 @@
 """The status registry (pure): what it keeps per trigger and source, how it stays bounded (an
-injected clock drives the hour of idleness), KEDA's replica arithmetic and the reason in words."""
+injected clock drives the hour of idleness); and what the records mean (:mod:`scaler.reason`):
+KEDA's replica arithmetic, the reason in words, the matched series."""
 
 from __future__ import annotations
 
@@ -10,18 +11,9 @@ import pytest
 
 from scaler.config import StoreLimits, TriggerDefaults
 from scaler.model import STALE_NAN, RejectReason, make_labels
-from scaler.status import (
-    HISTORY_POINTS,
-    History,
-    Key,
-    Registry,
-    matched,
-    number_text,
-    reason,
-    replicas_for,
-    source_key,
-    source_series,
-)
+from scaler.reason import matched, number_text, reason, replicas_for, source_series
+from scaler.sources import key_of as source_key
+from scaler.status import HISTORY_POINTS, History, Key, Registry
 from scaler.store import Store
 from scaler.trigger import Reading, State, Trigger, parse
 
