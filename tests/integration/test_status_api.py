@@ -401,5 +401,6 @@ def test_the_page_is_self_contained_and_locked_down(page: httpx.Response) -> Non
     assert policy.startswith("default-src 'none'; script-src 'sha256-") and "connect-src 'self'" in policy
     assert "'unsafe-inline'" not in policy and page.headers["x-content-type-options"] == "nosniff"
     assert not re.findall(r"(?:src|href)=\"(?:https?:)?//", page.text)  # nothing from elsewhere
-    for link in ("/docs", "/metrics", "/api/v1/scaledobjects"):
+    for link in ("docs", "metrics", "info", "api/v1/scaledobjects"):  # relative: a path prefix keeps working
         assert f'href="{link}"' in page.text
+    assert 'fetch("api/v1/scaledobjects?history=true"' in page.text
