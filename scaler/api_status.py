@@ -2,8 +2,9 @@
 ``GET /ui`` (one self-contained page that polls it).
 
 The JSON is built from the status registry (:mod:`scaler.status`) when asked for: the series a
-trigger matches, a source's series in the store and the reason in words are computed here, not
-on KEDA's calls. The work yields to the event loop every few entries.
+trigger matches, a source's series in the store and the reason in words (:mod:`scaler.reason`)
+are computed then, not on KEDA's calls. The store's selection runs in steps with the event loop's
+turn between them (and every few entries), and the JSON is rendered on a worker thread.
 
 ``/ui`` is ``scaler/ui/index.html``, package data with its script and style inline: no CDN, no
 font, nothing fetched but this API. It is served with a Content-Security-Policy that allows
