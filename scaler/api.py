@@ -14,7 +14,6 @@ import asyncio
 import hmac
 import importlib.resources
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from starlette.types import ASGIApp
 from scaler import query, snapshot, trigger
 from scaler.httpserver import need
 from scaler.model import METRIC_NAME, Matcher, MatchOp, is_stale
+from scaler.promjson import json_number
 from scaler.selfmetrics import SelfMetrics
 from scaler.store import Series, Store
 
@@ -147,7 +147,7 @@ async def run_query(body: QueryBody, request: Request) -> JSONResponse:
         metrics.queries.labels("rest", "error").inc()
         return JSONResponse({"error": reading.message}, status_code=400)
     metrics.queries.labels("rest", "ok").inc()
-    reply = {"ok": True, "operation": "query", "error": "", "value": _json_number(reading.raw), **notes}
+    reply = {"ok": True, "operation": "query", "error": "", "value": json_number(reading.raw), **notes}
     return JSONResponse(reply)
 
 
@@ -174,7 +174,7 @@ def _series_json(
     now: int,
 ) -> dict[str, Any]:
     labels = {k: v for k, v in series.labels if k != METRIC_NAME}
-    points = [{"value": _json_number(v), "time": t // 1000} for t, v in zip(ts, vals, strict=True) if not is_stale(v)]
+    points = [{"value": json_number(v), "time": t // 1000} for t, v in zip(ts, vals, strict=True) if not is_stale(v)]
     aggregates: dict[str, Any] = {}
     lookback = query.compat_lookback_ms(store.retention_ms)
     for op in _DATA_AGGREGATES:
@@ -182,17 +182,10 @@ def _series_json(
             expr = query.series_expr(series.labels, absent, op, store.retention_ms)
             result = engine.instant(expr, now, lookback)
             samples = result.samples if isinstance(result, query.Vector) else []
-            aggregates[op] = _json_number(samples[0].value) if samples else None
+            aggregates[op] = json_number(samples[0].value) if samples else None
         except query.QueryError:
             aggregates[op] = None
     return {"labels": labels, "data": points, "aggregatesOverTime": aggregates, "lastUpdate": series.last_ts // 1000}
-
-
-def _json_number(value: float) -> float | str:
-    """JSON has no NaN/Inf: send them as strings, as Prometheus does."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
 @operations.get("/healthz", summary="Liveness")

@@ -26,7 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
-from scaler import __version__, api, api_prom, httpserver, peers, query, receiver
+from scaler import __version__, api, api_prom, api_status, httpserver, peers, query, receiver, status
 from scaler._gen import externalscaler_pb2, externalscaler_pb2_grpc
 from scaler.config import Settings, TLSFiles
 from scaler.keda import ExternalScaler
@@ -84,7 +84,8 @@ class Service:
             ),
         )
         self.metrics = SelfMetrics(lambda: self.store.series_count, self.store.names)
-        self.ingestor = receiver.Ingestor(self.store, settings.otlp, self.metrics)
+        self.status = status.Registry(clock, settings.store.retention_seconds, on_evict=self.metrics.status_evicted)
+        self.ingestor = receiver.Ingestor(self.store, settings.otlp, self.metrics, registry=self.status)
         self.triggers = TriggerCache(settings.triggers, settings.store.retention_seconds)
         self._warm_until = time.monotonic() + settings.triggers.warmup_seconds
         polling_ms = settings.keda.is_active_polling_interval_ms
@@ -95,6 +96,7 @@ class Service:
             self.metrics,
             warming=self.warming,
             heartbeat_seconds=None if polling_ms is None else polling_ms / 1000,
+            status=self.status,
         )
         self.ports: BoundPorts | None = None
         """Set once every listener serves."""
@@ -266,7 +268,7 @@ class Service:
         """Serve the HTTP API and, on the internal-metrics port, ``/metrics`` alone."""
         s = self.settings
         app = httpserver.create_app(
-            [api.memstore, api.operations, api_prom.router, receiver.router],
+            [api.memstore, api.operations, api_prom.router, api_status.router, receiver.router],
             [
                 self.store,
                 self.engine,
@@ -278,6 +280,7 @@ class Service:
                     self.warmed,
                     self.persistence.capture,
                 ),
+                api_status.StatusView.of(self.status, s.otlp.promotions, self.warmup_remaining),
             ],
             self.metrics,
             s.http,
@@ -404,6 +407,9 @@ class Service:
         ports = asdict(self._bound) if self._bound else {"otlp": 0, "keda": 0, "http": 0, "metrics": 0}
         return runtime_info(self.settings.store.retention_seconds, ports)
 
+    def warmup_remaining(self) -> float:
+        return max(0.0, self._warm_until - time.monotonic())
+
     def info(self) -> dict[str, Any]:
         """kedify/otel-add-on's flat string fields, then ours."""
         return {
@@ -418,7 +424,7 @@ class Service:
                 "metricNames": len(self.store.names()),
             },
             "ingest": self.ingestor.path_info(),
-            "warmupRemainingSeconds": round(max(0.0, self._warm_until - time.monotonic()), 3),
+            "warmupRemainingSeconds": round(self.warmup_remaining(), 3),
             "snapshot": self.persistence.status,
             "ready": self.ready(),
             "warmed": self.warmed(),

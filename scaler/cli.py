@@ -1,4 +1,4 @@
-"""Command line: ``serve``, ``query`` and ``demo``. Parses flags, configures logging, delegates."""
+"""Command line: ``serve``, ``query``, ``status`` and ``demo``. Parses flags, configures logging, delegates."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import logging
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 
-from scaler import __version__, config, configvalues, extras, logs
+from scaler import __version__, config, configvalues, extras, logs, statustable
 
 logger = logging.getLogger("scaler.cli")
 
@@ -128,6 +129,23 @@ def _query_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     q.add_argument("--explain", action="store_true", help="also print the PromQL a compat query runs (on stderr)")
 
 
+def _status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser(
+        "status",
+        help="why each ScaledObject trigger answers what it does, and which pods export",
+        description=(
+            "Show every ScaledObject trigger KEDA asked a running scaler about (value, target, the replicas "
+            "the HPA derives, activity, calls, errors, matched series and the reason) and the sources "
+            "exporting to it, from GET /api/v1/scaledobjects. Exit status: 0 when no trigger is erroring, "
+            "3 when one is (KEDA gets an error for it now; a warm-up hold is not an error), 2 when the "
+            "scaler answers an HTTP error, 1 when it cannot be reached."
+        ),
+    )
+    s.add_argument("--url", default="http://127.0.0.1:9090", help="the scaler's HTTP address")
+    s.add_argument("--namespace", default=None, help="only ScaledObjects and sources in this namespace")
+    s.add_argument("--json", action="store_true", help="print the JSON answer instead of tables")
+
+
 def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d = sub.add_parser("demo", help="simulate a PD fleet and watch prefill and decode scale independently")
     d.add_argument("--duration", type=float, default=None, help="wall-clock seconds (default: the scenario's)")
@@ -151,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _serve_parser(sub)
     _query_parser(sub)
+    _status_parser(sub)
     _demo_parser(sub)
     return parser
 
@@ -220,6 +239,24 @@ def load_serve_settings(args: argparse.Namespace, environ: Mapping[str, str]) ->
     return settings, notes + config.accepted_notes(environ)
 
 
+def _run_status(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/") + "/api/v1/scaledobjects"
+    if args.namespace:
+        url += "?" + urllib.parse.urlencode({"namespace": args.namespace})
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            reply = json.load(response)
+    except urllib.error.HTTPError as exc:
+        print(f"error: {args.url} answered HTTP {exc.code}: {exc.reason}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read the status from {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(reply, indent=2) if args.json else statustable.render(reply))
+    erroring = [t for so in reply["scaledObjects"] for t in so["triggers"] if t["erroring"]]
+    return 3 if erroring else 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(normalize_argv(sys.argv[1:] if argv is None else argv))
     if args.command == "serve":
@@ -236,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(app.run(settings))
     if args.command == "query":
         sys.exit(_run_query(args))
+    if args.command == "status":
+        sys.exit(_run_status(args))
     if args.command == "demo":
         if problem := extras.demo_problem(report=args.report is not None):
             print(f"keda-otel-scaler demo: {problem}", file=sys.stderr)

@@ -16,6 +16,8 @@
 * Compat-form readings also feed kedify/otel-add-on's self-metrics (``keda_otel_scaler_*``).
 * ``StreamMetricSpec`` sends the spec once (it changes only with the metadata, and KEDA opens
   a new stream when the ScaledObject changes) and holds the stream open.
+* Every call, reading and error is recorded in the :class:`scaler.status.Registry` (O(1) each),
+  per ScaledObject and trigger: what ``GET /api/v1/scaledobjects`` and ``/ui`` show.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from scaler._gen import externalscaler_pb2 as pb
 from scaler._gen import externalscaler_pb2_grpc as pb_grpc
 from scaler.model import escape_name
 from scaler.selfmetrics import SelfMetrics, go_labels
+from scaler.status import Registry
 from scaler.store import Store
-from scaler.trigger import Reading, State, Trigger, TriggerCache, TriggerError, read_async
+from scaler.trigger import Reading, State, Trigger, TriggerCache, TriggerError, metric_name_of, read_async
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         recheck_seconds: float = 5.0,
         warming: Callable[[], bool] = lambda: False,
         heartbeat_seconds: float | None = None,
+        status: Registry | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -83,36 +87,48 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         self.warming = warming
         self.heartbeat_seconds = heartbeat_seconds
         """The longest gap between two StreamIsActive messages (None: send on changes only)."""
+        self.status = status or Registry(store.clock, store.limits.retention_seconds)
 
     # ------------------------------------------------------------------ helpers
 
-    async def _fail(self, context: Context, method: str, status: Status) -> NoReturn:
+    async def _fail(
+        self, context: Context, ref: pb.ScaledObjectRef, metric: str, method: str, status: Status
+    ) -> NoReturn:
         self.metrics.keda_errors.labels(method, status.code.name).inc()
+        self.status.failed(ref.namespace, ref.name, metric, method, status.code.name, status.message)
         await context.abort(status.code, status.message)
         raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
     async def _trigger(self, ref: pb.ScaledObjectRef, context: Context, method: str) -> Trigger:
         try:
-            return self.triggers.get(ref.scalerMetadata)
+            trigger = self.triggers.get(ref.scalerMetadata)
         except TriggerError as exc:
-            await self._fail(context, method, Status(grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: {exc}"))
+            metric = metric_name_of(ref.scalerMetadata)
+            self.status.refused(ref.namespace, ref.name, metric, method, str(exc))
+            status = Status(grpc.StatusCode.INVALID_ARGUMENT, f"{_who(ref)}: {exc}")
+            await self._fail(context, ref, metric, method, status)
+        self.status.asked(ref.namespace, ref.name, trigger, method)
+        return trigger
 
-    async def _read(self, trigger: Trigger) -> Reading:
+    async def _read(self, ref: pb.ScaledObjectRef, trigger: Trigger) -> Reading:
         """Every evaluation of a trigger goes through here (one place to observe readings)."""
         reading = await read_async(trigger, self.engine, self.store.now_ms(), self.warming())
         self.metrics.kedify.read_compat(trigger.query, reading)
+        self.status.read(ref.namespace, ref.name, trigger, reading)
         return reading
 
     async def _reading(self, ref: pb.ScaledObjectRef, trigger: Trigger, context: Context, method: str) -> Reading:
         """A reading with a number, or the call fails with the status that says why there is none."""
-        reading = await self._read(trigger)
+        reading = await self._read(ref, trigger)
         answer = answer_of(ref, reading)
         if isinstance(answer, Status):
-            await self._fail(context, method, answer)
+            await self._fail(context, ref, trigger.metric_name, method, answer)
         return reading
 
     def _record(self, ref: pb.ScaledObjectRef, trigger: Trigger, value: float | None, active: bool | None) -> None:
-        labels = (ref.namespace, ref.name, trigger.metric_name_for(ref.namespace, ref.name))
+        # the trigger's own name (metricName, else from its query): a ScaledObject's compat triggers all
+        # answer GetMetricSpec with <namespace>-<name>, and the status registry evicts by this key
+        labels = (ref.namespace, ref.name, trigger.metric_name)
         if value is not None:
             self.metrics.trigger_value.labels(*labels).set(value)
             self.metrics.trigger_target.labels(*labels).set(trigger.target)
@@ -181,11 +197,11 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             while True:
                 wake.clear()
                 started = time.perf_counter()
-                reading = await self._read(trigger)
+                reading = await self._read(request, trigger)
                 answer = answer_of(request, reading)
                 if isinstance(answer, Status):
                     if reading.state is not State.HOLD:  # a hold sends nothing until data arrives
-                        await self._fail(context, "StreamIsActive", answer)
+                        await self._fail(context, request, trigger.metric_name, "StreamIsActive", answer)
                 elif (active := trigger.is_active(reading)) != last or (
                     heartbeat is not None and time.monotonic() - sent >= heartbeat
                 ):

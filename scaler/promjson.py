@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Iterable
 
 from fastapi import Response
@@ -13,6 +14,13 @@ from fastapi.responses import JSONResponse
 
 from scaler import query
 from scaler.model import LabelPairs
+
+
+def json_number(value: float) -> float | str:
+    """A number for JSON, which has no NaN/Inf: those are sent as strings, as Prometheus does."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
 def ok(data_json: str, warnings: Iterable[str] = (), infos: Iterable[str] = ()) -> Response:

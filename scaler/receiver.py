@@ -13,6 +13,11 @@ wait behind a large Export for long:
   is safe, and well-behaved exporters back off;
 * an undecodable or oversized request → ``INVALID_ARGUMENT`` / 400, ``RESOURCE_EXHAUSTED`` /
   413, 415 for an unknown content type or encoding; never a 5xx.
+
+Each stored request is recorded in the status registry with the sources of the resources it
+carries (:meth:`scaler.status.Registry.exported`, :mod:`scaler.sources`): O(1) per resource,
+never per sample. On the native path the resources are found in the wire bytes and named once
+per distinct ``Resource``.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from google.protobuf import any_pb2, duration_pb2, json_format
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from scaler import nativeingest, otlp
+from scaler import nativeingest, otlp, sources, status
 from scaler.config import OtlpSettings
 from scaler.httpserver import BodyError, need, read_body
 from scaler.logs import RateLimitedLog
@@ -59,6 +65,9 @@ VALIDATE_CHUNK_BYTES = 64 * 1024
 """On the native path, protobuf validates a large request in pieces of about this size (~0.3 ms
 each), yielding to the loop between them."""
 
+SOURCE_CACHE = 4096
+"""Source keys kept by the bytes of their ``Resource`` (dropped whole when full)."""
+
 RETRY_AFTER_SECONDS = 10
 """The retry hint sent when the store is full: the retention sweep visits every series once
 per 10 s, so that is when room can appear at the earliest."""
@@ -82,8 +91,18 @@ class Outcome:
 class Ingestor:
     """Translate and store one Export request; shared by both transports."""
 
-    def __init__(self, store: Store, settings: OtlpSettings, metrics: SelfMetrics, native: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: OtlpSettings,
+        metrics: SelfMetrics,
+        native: bool = True,
+        registry: status.Registry | None = None,
+    ) -> None:
         self.store = store
+        self.registry = registry or status.Registry(store.clock, store.limits.retention_seconds)
+        """Where each request's sources are recorded (the status)."""
+        self._source_keys: dict[bytes, sources.Source] = {}
         self.promotions = settings.promotions
         self.max_bytes = settings.max_otlp_message_bytes
         """Largest request after decompression (``MAX_OTLP_MESSAGE_BYTES``)."""
@@ -126,11 +145,23 @@ class Ingestor:
         if self.native is not None:
             data = wire if wire is not None else request.SerializeToString() if request is not None else b""
             result = await self._store_native(self.native, data)
+            carried = self._sources_in(data)
         else:
-            result = await self._store_reference(
-                request if request is not None else ExportRequest.FromString(wire or b"")
-            )
+            request = request if request is not None else ExportRequest.FromString(wire or b"")
+            result = await self._store_reference(request)
+            carried = [sources.of_resource(rm.resource) for rm in request.resource_metrics]
+        self.registry.exported(carried, result.rejected)
         return self._answer(result, transport)
+
+    def _sources_in(self, data: bytes) -> list[sources.Source]:
+        """The sources of a request's resources, from its wire bytes (named once per distinct ``Resource``)."""
+        return [self._source_keys.get(raw) or self._named(raw) for raw in sources.resources_in(data)]
+
+    def _named(self, raw: bytes) -> sources.Source:
+        if len(self._source_keys) >= SOURCE_CACHE:
+            self._source_keys.clear()
+        key = self._source_keys[raw] = sources.of_resource(Resource.FromString(raw))
+        return key
 
     async def _store_native(self, native: nativeingest.NativeIngest, data: bytes) -> AppendResult:
         native.prune()

@@ -9,6 +9,7 @@ and alerts keep working.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import sys
@@ -111,6 +112,23 @@ class SelfMetrics:
             registry=r,
         )
         self.ready = Gauge("ready", "1 once the replica is warmed and Ready (see /readyz), else 0.", registry=r)
+
+        self.status_evictions = Counter(
+            "status_evictions",
+            "Entries of the status registry evicted: not asked about (or not exporting) for an hour, or past "
+            "the cap, by kind (trigger, source) and reason (idle, cap).",
+            ["kind", "reason"],
+            registry=r,
+        )
+
+    def status_evicted(self, kind: str, reason: str, key: tuple[str, str, str]) -> None:
+        """Count an eviction from the status registry; an evicted trigger's gauges go with it, so
+        ScaledObject names from clients cannot grow ``/metrics`` without bound either."""
+        self.status_evictions.labels(kind, reason).inc()
+        if kind == "trigger":
+            for gauge in (self.trigger_value, self.trigger_target, self.trigger_active):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*key)
 
     def render(self) -> bytes:
         return generate_latest(self.registry) + self.kedify.render()

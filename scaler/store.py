@@ -373,6 +373,15 @@ class Store:
     def label_values(self, name: str) -> list[str]:
         return sorted(self._postings.get(name, {}))
 
+    def count_matching(self, pairs: Sequence[tuple[str, str]]) -> int:
+        """How many series carry every ``(label, value)`` pair: an intersection of posting
+        lists walked from the smallest, with no series list built or sorted."""
+        sets = sorted((self._postings.get(name, {}).get(value, set()) for name, value in pairs), key=len)
+        if not sets:
+            return len(self._series)
+        smallest, rest = sets[0], sets[1:]
+        return sum(1 for i in smallest if all(i in ids for ids in rest))
+
     # ----------------------------------------------------------------- observation
 
     @property

@@ -361,7 +361,7 @@ def parse(metadata: Mapping[str, str], defaults: TriggerDefaults, retention_seco
     error_if_not_found = _error_if_not_found(metadata, defaults)
     return Trigger(
         query=_query(metadata, retention_seconds),
-        metric_name=_metric_name(metadata),
+        metric_name=metric_name_of(metadata),
         target=target,
         activation=0.0 if activation is None else activation,
         clamp_min=clamp_min,
@@ -408,7 +408,9 @@ def _error_if_not_found(metadata: Mapping[str, str], defaults: TriggerDefaults) 
         raise TriggerError("errIfNotFound", f"{raw!r} is not true/false") from None
 
 
-def _metric_name(metadata: Mapping[str, str]) -> str:
+def metric_name_of(metadata: Mapping[str, str]) -> str:
+    """A trigger's metric name: ``metricName``, else derived from its query (also for metadata
+    that does not parse, so its status entry is the one the fixed trigger will use)."""
     given = metadata.get("metricName", "").strip()
     return sanitize_metric_name(given or metadata.get("metricQuery") or metadata.get("query", ""))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ import pytest
 
 from scaler.app import BoundPorts, Service
 from scaler.config import Settings
+from scaler.model import Clock
 from scaler.runner import ScalerProcess
 
 T = TypeVar("T")
@@ -28,11 +30,29 @@ BASE_SETTINGS = Settings.of(
 )
 
 
+class ManualClock:
+    """A service clock the test moves (``advance``); samples are stamped with it (``ns``)."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    @property
+    def ns(self) -> int:
+        return int(self.now * 1e9)
+
+
 class RunningService:
     """A Service started on a private event loop thread; tests talk to it over sockets."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = time.time) -> None:
         self.settings = settings
+        self.clock = clock
         self.loop = asyncio.new_event_loop()
         self.service: Service | None = None
         self._started: Future[BoundPorts] = Future()
@@ -46,7 +66,7 @@ class RunningService:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         try:
-            self.service = Service(self.settings)
+            self.service = Service(self.settings, self.clock)
             ports = await self.service.start()
         except BaseException as exc:
             self._started.set_exception(exc)
@@ -88,8 +108,8 @@ class RunningService:
 def service_factory() -> Iterator[Callable[..., RunningService]]:
     started: list[RunningService] = []
 
-    def make(**overrides: Any) -> RunningService:
-        svc = RunningService(BASE_SETTINGS.replace(**overrides))
+    def make(clock: Clock = time.time, **overrides: Any) -> RunningService:
+        svc = RunningService(BASE_SETTINGS.replace(**overrides), clock)
         svc.start()
         started.append(svc)
         return svc

@@ -167,6 +167,7 @@ def main(args: argparse.Namespace) -> int:
     code = 0
     try:
         ports = scaler.start()
+        print(f"  why each ScaledObject scales, live while the demo runs: {scaler.url('/ui')}", flush=True)
         asyncio.run(_simulate(run, ports, live))
     except KeyboardInterrupt:
         run.interrupted, code = True, 130

@@ -11,12 +11,13 @@ import contextlib
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from tests.fuzz import common, protomutate
 from tests.fuzz.common import atheris
 
 with atheris.instrument_imports(include=["scaler"]):
-    from scaler import nativeingest, otlp
+    from scaler import nativeingest, otlp, sources
     from scaler.config import Settings
 
 PROMOTIONS = Settings().otlp.promotions
@@ -25,8 +26,9 @@ custom_mutator = protomutate.mutator(ExportMetricsServiceRequest)
 
 def translate_and_store(request: ExportMetricsServiceRequest, data: bytes | None = None) -> None:
     """The checks shared with ``otlp_json``: whole and in parts, the same samples, all canonical;
-    then into a fresh store with a fixed clock; then the native path (over ``data``, the request's
-    wire bytes, or its serialization) against the reference, in small slices."""
+    then into a fresh store with a fixed clock; then, over ``data`` (the request's wire bytes, or
+    its serialization), the resources the status walk finds against protobuf's, and the native
+    path against the reference, in small slices."""
     whole = otlp.translate(request, PROMOTIONS, common.NOW_MS)
     parts = list(otlp.translate_in_parts(request, PROMOTIONS, common.NOW_MS, part_samples=3))
     if not common.same_samples([s for p in parts for s in p.samples], whole.samples):
@@ -39,6 +41,9 @@ def translate_and_store(request: ExportMetricsServiceRequest, data: bytes | None
     clock = common.Clock()
     common.append_and_check(common.new_store(clock), whole.samples, clock)
     wire = request.SerializeToString() if data is None else data
+    found = [Resource.FromString(raw) for raw in sources.resources_in(wire)]
+    if found != [rm.resource for rm in request.resource_metrics]:
+        common.fail("the status' walk of the wire bytes finds other resources than protobuf", found)
     common.compare_native(wire, request, common.NOW_S, common.MAX_SERIES, budget=3)
 
 

@@ -127,6 +127,18 @@ def test_select_uses_matcher_semantics_of_prometheus() -> None:
     assert store.select([Matcher.of("deployment", "=", "nope")]) == []
 
 
+def test_count_matching_agrees_with_select() -> None:
+    store = Store(clock=FakeClock())
+    for i in range(30):
+        store.append([(labels(pod=f"p{i % 3}", namespace=f"n{i % 2}", le=str(i)), NOW_MS, 1.0, False)])
+    cases = ([("pod", "p1")], [("pod", "p1"), ("namespace", "n0")], [("pod", "none")], [("pod", "p2"), ("x", "y")])
+    for pairs in cases:
+        expected = len(store.select([Matcher.of(name, "=", value) for name, value in pairs]))
+        assert store.count_matching(pairs) == expected
+    assert store.count_matching([("pod", "p1"), ("namespace", "n0")]) == 5
+    assert store.count_matching([]) == store.series_count == 30
+
+
 def test_select_resolves_the_escaped_metric_name_form() -> None:
     store = Store(clock=FakeClock())
     real = labels("http.server/duration", route="x")
