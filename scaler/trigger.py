@@ -287,6 +287,11 @@ def _policy(trigger: Trigger, reading: Reading, warming: bool) -> Reading:
 # ---------------------------------------------------------------------- triggers
 
 
+KEDA_VALUE_LIMIT = 9e15
+"""The largest metric value KEDA can carry, rounded down: it passes values on as int64
+milli-units (at most ~9.22e15)."""
+
+
 @dataclass(frozen=True)
 class Trigger:
     """One validated trigger: what to evaluate and how to turn it into KEDA's answers."""
@@ -320,12 +325,14 @@ class Trigger:
 
     def metric_value(self, reading: Reading) -> float:
         """GetMetrics' value for a reading with a number: the value clamped; the fallback
-        (``valueIfNotFound``) clamped too for PromQL, as is for the compat form (as kedify)."""
+        (``valueIfNotFound``) clamped too for PromQL, as is for the compat form (as kedify).
+        Bounded to what KEDA can carry (``±KEDA_VALUE_LIMIT``): KEDA turns the value into a
+        milli-unit int64, where ``+Inf`` or ``1e300`` would wrap around to a negative number and
+        scale the fleet down; bounded, they ask for ``maxReplicaCount``."""
         number = reading.number
         assert number is not None, "a reading without a number is answered with a gRPC status"
-        if reading.state is State.VALUE or not self.compat:
-            return self.clamp(number)
-        return number
+        value = self.clamp(number) if reading.state is State.VALUE or not self.compat else number
+        return min(max(value, -KEDA_VALUE_LIMIT), KEDA_VALUE_LIMIT)
 
     def is_active(self, reading: Reading) -> bool:
         """IsActive for a reading with a number: the unclamped number above ``activationThreshold``

@@ -17,7 +17,7 @@ from scaler.keda import Context, ExternalScaler, Status, answer_of
 from scaler.model import make_labels
 from scaler.selfmetrics import SelfMetrics
 from scaler.store import Store
-from scaler.trigger import Reading, State, TriggerCache
+from scaler.trigger import KEDA_VALUE_LIMIT, Reading, State, TriggerCache
 
 T = TypeVar("T")
 NOW_S = 1_800_000_000.0
@@ -129,6 +129,11 @@ def test_a_value_is_clamped_for_get_metrics_and_not_for_is_active() -> None:
     assert (value.metricName, value.metricValueFloat, value.metricValue) == ("s0-x", 2.0, 2)
     assert s.active(metricQuery="waiting", targetValue="1", clampMax="2", activationThreshold="4")
     assert not s.active(metricQuery="waiting", targetValue="1", activationThreshold="5")
+
+
+def test_an_infinite_value_asks_for_the_most_keda_can_carry() -> None:
+    value = Servicer().metrics_reply(query="waiting / 0", targetValue="1")  # +Inf
+    assert value.metricValueFloat == KEDA_VALUE_LIMIT and value.metricValue == int(KEDA_VALUE_LIMIT)
 
 
 def test_not_found_answers_the_fallback_or_not_found() -> None:

@@ -13,6 +13,7 @@ from scaler.model import STALE_NAN, make_labels
 from scaler.store import Store
 from scaler.trigger import (
     KEDA_KEYS,
+    KEDA_VALUE_LIMIT,
     OUR_KEYS,
     Reading,
     State,
@@ -72,6 +73,14 @@ def test_clamp_min_and_clamp_max() -> None:
     assert (t.clamp_min, t.clamp_max) == (1, 2)
     assert [t.clamp(v) for v in (0.5, 1.5, 9)] == [1, 1.5, 2]
     assert trig().clamp(-7) == -7
+
+
+def test_metric_values_stay_within_what_keda_can_carry() -> None:
+    t = parse({"query": "x", "targetValue": "1"}, DEFAULTS, RETENTION)
+    assert t.metric_value(Reading(State.VALUE, raw=math.inf)) == KEDA_VALUE_LIMIT
+    assert t.metric_value(Reading(State.VALUE, raw=-1e300)) == -KEDA_VALUE_LIMIT
+    assert t.metric_value(Reading(State.VALUE, raw=1e15)) == 1e15
+    assert math.ceil(KEDA_VALUE_LIMIT) * 1000 <= 2**63 - 1
 
 
 def test_value_if_not_found_overrides_the_default() -> None:
