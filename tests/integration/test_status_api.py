@@ -22,7 +22,7 @@ from scaler.config import OtlpSettings, StoreLimits
 from scaler.selfmetrics import SelfMetrics
 from scaler.status import Registry
 from scaler.store import Store
-from scaler.trigger import Reading, State
+from scaler.trigger import KEDA_VALUE_LIMIT, Reading, State
 from tests.conftest import ManualClock, RunningService
 from tests.integration.test_keda import Keda
 from tests.otlpdata import DECODE, PREFILL, counter, gauge, otlp_stub, request
@@ -387,8 +387,10 @@ def test_non_finite_values_are_strings_as_elsewhere_in_the_api(svc: RunningServi
     query = f'1 / sum(vllm:num_requests_waiting{{deployment="{DECODE}"}})'
     assert keda.active(query=query, targetValue="1", metricName="inf")
     trigger = one_trigger(status(svc, history="true"))
-    assert (trigger["queryValue"], trigger["value"], trigger["replicas"]) == ("+Inf", "+Inf", None)
-    assert trigger["history"] == [[clock.now, "+Inf"]]
+    # KEDA gets the most it can carry (KEDA_VALUE_LIMIT), which asks for maxReplicaCount
+    assert (trigger["queryValue"], trigger["value"]) == ("+Inf", KEDA_VALUE_LIMIT)
+    assert trigger["replicas"] == KEDA_VALUE_LIMIT
+    assert trigger["history"] == [[clock.now, KEDA_VALUE_LIMIT]]
 
 
 @pytest.fixture
