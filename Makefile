@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 venv: $(STAMP) native
 
 # The native OTLP ingest extension, rebuilt in place whenever its source changes.
-NATIVE_SRC := scaler/_native/otlpwire.c
+NATIVE_SRC := $(wildcard scaler/_native/*.c scaler/_native/*.h)
 NATIVE_STAMP := scaler/_native/.built
 $(NATIVE_STAMP): $(NATIVE_SRC) setup.py | $(STAMP)
 	$(PY) setup.py -q build_ext --inplace

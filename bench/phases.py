@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 
 from bench import heavy, ingest, latency, prom, reaction, vllmload, warmstart, workload
-from bench.ingest import SECOND_NS, Client
+from bench.ingest import SECOND_NS
+from bench.loadgen import IngestResult, LoadClient
 from bench.profiling import Recorder, hotspots, inclusive, markdown, py_spy
 from bench.report import Report, Row
 from bench.server import ServerProcess
@@ -50,20 +51,25 @@ class Sizes:
     vllm_pods: int
     vllm_rounds: int
     background_series: int = 10_000
-    workers: int = 4
+    clients: tuple[int, int] = (2, 2)
+    """Load generator processes × client threads each (requests in flight)."""
+
+    @property
+    def workers(self) -> int:
+        return self.clients[0] * self.clients[1]
 
     @staticmethod
     def of(quick: bool) -> Sizes:
         if quick:
-            return Sizes(1_000, 2_000, 10_000, 8, 300, 60, 30, 100, 4)
-        return Sizes(1_000, 10_000, 100_000, 30, 2000, 300, 200, 200, 12)
+            return Sizes(1_000, 2_000, 10_000, 8, 300, 60, 30, 100, 8)
+        return Sizes(1_000, 10_000, 100_000, 30, 2000, 300, 200, 200, 30)
 
 
 def _k(rate: float) -> str:
     return f"{rate / 1000:.0f}k samples/s"
 
 
-def _ingest_row(report: Report, label: str, result: ingest.IngestResult, limit: float) -> None:
+def _ingest_row(report: Report, label: str, result: IngestResult, limit: float) -> None:
     ratio = result.rate / limit
     report.add(
         Row(label, _k(result.rate), f"decode limit {_k(limit)}", ratio, f"≥ {INGEST_TARGET}×", ratio >= INGEST_TARGET)
@@ -76,26 +82,28 @@ def ingest_phase(report: Report, sizes: Sizes, profile: bool) -> None:
         t0 = time.time_ns() - 100 * SECOND_NS  # 1 s apart: up to 130 rounds stay within retention + skew
         cursor = {"round": 0}
 
-        def rounds(pods: list[workload.PodPayload], n: int, per_request: int) -> list[list[bytes]]:
-            out = ingest.render_rounds(pods, t0 + cursor["round"] * SECOND_NS, 1.0, n, per_request, cursor["round"])
+        def send(load: LoadClient, n: int, per_request: int) -> IngestResult:
+            result = load.send(t0 + cursor["round"] * SECOND_NS, n, per_request, cursor["round"])
             cursor["round"] += n
-            return out
+            return result
 
+        processes, threads = sizes.clients
         for series, per_request, transport in (
             (sizes.small_series, BATCH, "grpc"),
             (sizes.ingest_series, BATCH, "grpc"),
             (sizes.ingest_series, 1, "grpc"),
             (sizes.ingest_series, BATCH, "http"),
         ):
-            pods = workload.payloads(series, prefix="s" if series == sizes.small_series else "m")
-            client = Client(server, transport, sizes.workers)
-            try:
-                client.send(rounds(pods, 1, per_request))  # creates the series; not timed
-                timed = rounds(pods, sizes.ingest_rounds, per_request)
-                limit = ingest.decode_limit([r for batch in timed[:3] for r in batch])
-                result = client.send(timed)
-            finally:
-                client.close()
+            prefix = "s" if series == sizes.small_series else "m"
+            with LoadClient(
+                server, transport, series=series, prefix=prefix, processes=processes, threads=threads
+            ) as load:
+                send(load, 1, per_request)  # creates the series; not timed
+                pods = workload.payloads(series, prefix=prefix)
+                timed = ingest.render_rounds(pods, t0 + cursor["round"] * SECOND_NS, 1.0, 3, per_request)
+                limit = ingest.decode_limit([r for batch in timed for r in batch])
+                del timed
+                result = send(load, sizes.ingest_rounds, per_request)
             shape = f"{per_request} pod{'s' if per_request > 1 else ''}/request"
             name = "gRPC" if transport == "grpc" else "HTTP"
             _ingest_row(
@@ -105,17 +113,13 @@ def ingest_phase(report: Report, sizes: Sizes, profile: bool) -> None:
                 limit,
             )
         if profile and py_spy():
-            pods = workload.payloads(sizes.ingest_series)
-            client = Client(server, "grpc", sizes.workers)
-            try:
+            with LoadClient(server, series=sizes.ingest_series, processes=processes, threads=threads) as load:
                 recorder = Recorder(server.pid, "ingest")
                 time.sleep(0.5)
                 deadline = time.monotonic() + 6.0
                 while time.monotonic() < deadline and cursor["round"] < 380:
-                    client.send(rounds(pods, 4, BATCH))
+                    send(load, 4, BATCH)
                 path = recorder.stop()
-            finally:
-                client.close()
             shares = inclusive(path, INGEST_SHARES)
             report.hotspots += markdown("Ingest (server, OTLP gRPC, 25 pods/request)", hotspots(path), shares)
 
@@ -139,15 +143,13 @@ def store_phase(report: Report, sizes: Sizes, figures: set[str]) -> None:
                 seconds = prometheus.push(series)
                 report.note(f"Prometheus remote write: {len(series)} series × 24 samples in {seconds:.1f} s")
                 del series
-            fill = ingest.render_rounds(pods, first_ns, 5.0, 24, BATCH)
-            client = Client(server, "grpc", sizes.workers)
-            try:
-                creation = client.send(fill[:1])
-                steady = client.send(fill[1:])
-            finally:
-                client.close()
-            limit = ingest.decode_limit([r for batch in fill[1:3] for r in batch])
-            del fill
+            processes, threads = sizes.clients
+            with LoadClient(server, series=sizes.big_series, processes=processes, threads=threads) as load:
+                creation = load.send(first_ns, 1, BATCH, spacing_s=5.0)
+                steady = load.send(first_ns + 5 * SECOND_NS, 23, BATCH, first_round=1, spacing_s=5.0)
+            limit = ingest.decode_limit(
+                [r for batch in ingest.render_rounds(pods, first_ns + 5 * SECOND_NS, 5.0, 2, BATCH, 1) for r in batch]
+            )
             report.note(f"fill, round 0 (creates {sizes.big_series} series): {creation}")
             if "ingest" in figures:
                 label = f"1 ingest OTLP gRPC into a {sizes.big_series // 1000}k-series store, {BATCH} pods/request"
@@ -376,7 +378,7 @@ def vllm_phase(report: Report, sizes: Sizes, profile: bool) -> None:
     """Issue 20: the vLLM-shaped payload on the native and the reference path, side by side."""
     shape = f"{vllmload.PER_REQUEST} pods/request, {vllmload.SHAPE.name}"
     for path in vllmload.PATHS:
-        r = vllmload.measure(path, sizes.vllm_pods, sizes.vllm_rounds, sizes.latency_calls, sizes.workers, profile)
+        r = vllmload.measure(path, sizes.vllm_pods, sizes.vllm_rounds, sizes.latency_calls, sizes.clients, profile)
         target = f"≥ {INGEST_TARGET}×" if path == "native" else "— (before: reference path)"
         holds = (lambda ratio: ratio >= INGEST_TARGET) if path == "native" else (lambda ratio: None)
         for unit, ours, limit in (

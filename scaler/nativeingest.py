@@ -32,7 +32,7 @@ from typing import Protocol
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from scaler import otlp
+from scaler import otlp, series
 from scaler.model import LabelPairs, RejectReason
 from scaler.store import AppendResult, Series, Store
 
@@ -89,7 +89,9 @@ class NativeIngest:
             raise RuntimeError(f"the native OTLP extension is not built: {UNAVAILABLE_REASON}")
         self.store = store
         self.promotions = promotions
-        self._ingest: _Ingest = otlpwire.Ingest(self._new_resource, self._resolve)
+        self._ingest: _Ingest = otlpwire.Ingest(
+            self._new_resource, self._resolve, Series, series.INITIAL_CAPACITY, series.NO_SAMPLE
+        )
         self._deletions_seen = store.deletions
 
     @staticmethod

@@ -7,7 +7,11 @@
  * computed once by Python (scaler.nativeingest, which reuses scaler.otlp) and cached under a
  * key made of the raw bytes that determine them: the resource, the metric name and kind, the
  * point's attribute bytes and its shape (histogram bounds, quantiles, exponential layout).
- * A known point then costs a dict lookup and one numpy store per sample.
+ * A known point then costs a dict lookup and, per sample, a few loads and stores into its
+ * series (series.c: the Series fields by slot offset, the arrays grown and trimmed in C).
+ *
+ * Files: wire.h reads the protobuf wire format; series.c appends to a Series; this file walks
+ * the request (resources, scopes, metrics, points), keeps the point cache and is the module.
  *
  * Safety: every read is bounds-checked against the buffer; nothing recurses (unknown groups
  * are skipped with an explicit depth limit); malformed input raises ValueError. The receivers
@@ -22,12 +26,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
-#include <numpy/arrayobject.h>
+#include "series.h"
+#include "wire.h"
 
 /* ------------------------------------------------------------------ constants */
 
-enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4, WT_I32 = 5 };
 enum { KIND_GAUGE = 5, KIND_SUM = 7, KIND_HISTOGRAM = 9, KIND_EXPONENTIAL = 10, KIND_SUMMARY = 11 };
 /* The order of scaler.model.RejectReason. */
 enum {
@@ -36,165 +39,11 @@ enum {
 };
 /* Plan codes: where a sample's value comes from. >= 0: an index (cumulative bucket, quantile). */
 enum { SRC_VALUE = -1, SRC_COUNT = -2, SRC_SUM = -3 };
-#define MAX_GROUP_DEPTH 100
 #define MISS_WEIGHT 32 /* a point resolved in Python costs about as much as this many cached samples */
+#define MOVES_PER_SAMPLE 32 /* an append costs about as much as moving this many samples of a full series */
 #define DELTA_TEMPORALITY 1u
 #define NO_RECORDED_VALUE 1u
 static const uint64_t STALE_NAN_BITS = 0x7FF0000000000002ull;
-
-static PyObject *s_alive, *s_n, *s_ts, *s_vals, *s_last, *s_name, *s_delta_total, *s_append;
-
-/* ------------------------------------------------------------------ wire reader */
-
-typedef struct {
-    const uint8_t *p;
-    const uint8_t *end;
-} Rd;
-
-static int rd_varint(Rd *r, uint64_t *out) {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 70; shift += 7) {
-        if (r->p >= r->end) return -1;
-        uint8_t b = *r->p++;
-        if (shift == 63 && b > 1) return -1; /* an 11th byte or bits past 64 */
-        v |= (uint64_t)(b & 0x7F) << shift;
-        if (!(b & 0x80)) {
-            *out = v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-static int rd_fixed64(Rd *r, uint64_t *out) {
-    if (r->end - r->p < 8) return -1;
-    memcpy(out, r->p, 8); /* little-endian hosts only: checked at import */
-    r->p += 8;
-    return 0;
-}
-
-static int rd_tag(Rd *r, uint32_t *field, int *wt) {
-    uint64_t tag;
-    if (rd_varint(r, &tag) < 0 || tag > UINT32_MAX) return -1;
-    *field = (uint32_t)(tag >> 3);
-    *wt = (int)(tag & 7);
-    return *field == 0 ? -1 : 0;
-}
-
-static int rd_len(Rd *r, Rd *sub) {
-    uint64_t len;
-    if (rd_varint(r, &len) < 0 || len > (uint64_t)(r->end - r->p)) return -1;
-    sub->p = r->p;
-    sub->end = r->p + len;
-    r->p += len;
-    return 0;
-}
-
-/* Skip the value of a field whose tag was just read. Groups are skipped iteratively. */
-static int rd_skip(Rd *r, uint32_t field, int wt) {
-    uint64_t v;
-    Rd sub;
-    switch (wt) {
-    case WT_VARINT: return rd_varint(r, &v);
-    case WT_I64: return rd_fixed64(r, &v);
-    case WT_LEN: return rd_len(r, &sub);
-    case WT_I32:
-        if (r->end - r->p < 4) return -1;
-        r->p += 4;
-        return 0;
-    case WT_SGROUP: {
-        uint32_t stack[MAX_GROUP_DEPTH];
-        int depth = 0;
-        stack[depth++] = field;
-        while (depth) {
-            uint32_t f;
-            int w;
-            if (rd_tag(r, &f, &w) < 0) return -1;
-            if (w == WT_EGROUP) {
-                if (stack[--depth] != f) return -1;
-            } else if (w == WT_SGROUP) {
-                if (depth == MAX_GROUP_DEPTH) return -1;
-                stack[depth++] = f;
-            } else if (rd_skip(r, f, w) < 0) { /* not a group: no recursion past one level */
-                return -1;
-            }
-        }
-        return 0;
-    }
-    default: return -1; /* a stray end-group or wire types 6, 7 */
-    }
-}
-
-/* ------------------------------------------------------------------ growable buffers */
-
-typedef struct {
-    uint8_t *data;
-    size_t len, cap;
-} Buf;
-
-static int buf_reserve(Buf *b, size_t extra) {
-    if (b->len + extra <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra) cap *= 2;
-    uint8_t *data = PyMem_Realloc(b->data, cap);
-    if (!data) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
-
-static int buf_put(Buf *b, const void *src, size_t n) {
-    if (buf_reserve(b, n) < 0) return -1;
-    memcpy(b->data + b->len, src, n);
-    b->len += n;
-    return 0;
-}
-
-static int buf_put_u64(Buf *b, uint64_t v) { return buf_put(b, &v, 8); }
-
-/* A length-prefixed chunk, so that the key is an unambiguous concatenation. */
-static int buf_put_chunk(Buf *b, const uint8_t *p, size_t n) {
-    return buf_put_u64(b, (uint64_t)n) < 0 ? -1 : buf_put(b, p, n);
-}
-
-typedef struct {
-    uint64_t *v;
-    size_t len, cap;
-} U64s;
-
-static int u64s_push(U64s *a, uint64_t v) {
-    if (a->len == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        uint64_t *data = PyMem_Realloc(a->v, cap * sizeof(uint64_t));
-        if (!data) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        a->v = data;
-        a->cap = cap;
-    }
-    a->v[a->len++] = v;
-    return 0;
-}
-
-/* Repeated fixed64 (packed or not) or uint64 varint (packed or not) into `out`. */
-static int read_repeated(Rd *r, int wt, int fixed, U64s *out) {
-    uint64_t v;
-    if (wt == WT_LEN) {
-        Rd sub;
-        if (rd_len(r, &sub) < 0) return -1;
-        if (fixed && (sub.end - sub.p) % 8) return -1;
-        while (sub.p < sub.end) {
-            if ((fixed ? rd_fixed64(&sub, &v) : rd_varint(&sub, &v)) < 0 || u64s_push(out, v) < 0) return -1;
-        }
-        return 0;
-    }
-    if ((fixed ? rd_fixed64(r, &v) : rd_varint(r, &v)) < 0) return -1;
-    return u64s_push(out, v);
-}
 
 /* ------------------------------------------------------------------ the Ingest object */
 
@@ -204,6 +53,7 @@ typedef struct {
     PyObject *resources;    /* resource bytes -> (id, context) */
     PyObject *resolve;      /* (context, kind, name, point bytes, want_series) -> (plan, targets | None) */
     PyObject *new_resource; /* resource bytes -> context */
+    SeriesLayout series;    /* how to reach the fields of a scaler.series.Series */
     uint64_t next_resource;
     Buf key, resource;
     U64s counts, negative, bounds, quantiles;
@@ -215,6 +65,8 @@ typedef struct {
     const uint8_t *base; /* the request's first byte, for offsets */
     int64_t now_ms, cutoff, horizon;
     Py_ssize_t budget, done;
+    Py_ssize_t moved; /* samples moved or allocated by trims and growth (series.c): slices stay short
+                       * when many series fill up in the same request */
     Py_ssize_t accepted, data_points;
     Py_ssize_t rejected[N_REASONS];
     PyObject *touched;    /* dict: metric name -> samples accepted */
@@ -237,37 +89,6 @@ static int fail_malformed(Run *run, const uint8_t *at) {
 
 static double u64_to_double(uint64_t v) { return (double)v; }
 
-/* ------------------------------------------------------------------ store append */
-
-static int64_t get_i64(PyObject *obj, PyObject *attr, int *err) {
-    PyObject *v = PyObject_GetAttr(obj, attr);
-    if (!v) {
-        *err = 1;
-        return 0;
-    }
-    int64_t out = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    if (out == -1 && PyErr_Occurred()) *err = 1;
-    return out;
-}
-
-static int set_i64(PyObject *obj, PyObject *attr, int64_t value) {
-    PyObject *v = PyLong_FromLongLong(value);
-    if (!v) return -1;
-    int rc = PyObject_SetAttr(obj, attr, v);
-    Py_DECREF(v);
-    return rc;
-}
-
-/* A writable, aligned, contiguous 1-d array of `type` with room for index `n`, or NULL. */
-static PyArrayObject *array_with_room(PyObject *obj, int type, int64_t n) {
-    if (!PyArray_Check(obj)) return NULL;
-    PyArrayObject *a = (PyArrayObject *)obj;
-    if (PyArray_NDIM(a) != 1 || PyArray_TYPE(a) != type || !PyArray_ISCARRAY(a) || n >= PyArray_DIM(a, 0))
-        return NULL;
-    return a;
-}
-
 /* Add the samples counted for last_name to its entry in `touched`. */
 static int flush_touched(Run *run) {
     if (!run->pending) return 0;
@@ -284,77 +105,38 @@ static int flush_touched(Run *run) {
 }
 
 /* Count one accepted sample of `series` under its metric name. */
-static int touch(Run *run, PyObject *series) {
-    PyObject *name = PyObject_GetAttr(series, s_name);
-    if (!name) return -1;
+static int touch(Ingest *self, Run *run, PyObject *series) {
+    PyObject *name = series_name(&self->series, series);
     if (name != run->last_name) {
+        if (!name) {
+            PyErr_SetString(PyExc_AttributeError, "a Series slot is unset");
+            return -1;
+        }
         PyObject *zero = PyLong_FromLong(0);
         if (!zero || flush_touched(run) < 0 || !PyDict_SetDefault(run->touched, name, zero)) {
             Py_XDECREF(zero);
-            Py_DECREF(name);
             return -1;
         }
         Py_DECREF(zero);
         run->last_name = name; /* kept alive by the dict */
     }
     run->pending++;
-    Py_DECREF(name);
     return 0;
 }
 
 /* Store.append for one sample of a resolved series: the same checks in the same order. */
-static int append_sample(Run *run, PyObject *series, int64_t ts, double value, int is_delta) {
+static int append_sample(Ingest *self, Run *run, PyObject *series, int64_t ts, PyObject *ts_obj, double value,
+                         int is_delta) {
     if (is_delta) {
-        PyObject *t = PyObject_GetAttr(series, s_delta_total);
-        if (!t) return -1;
-        double total = PyFloat_AsDouble(t) + value;
-        Py_DECREF(t);
-        if (PyErr_Occurred()) return -1;
-        if (!isfinite(total)) { /* a NaN/±Inf delta, or an overflow: poison for good */
-            run->rejected[R_INVALID_VALUE]++;
-            return 0;
+        int ok = series_add_delta(&self->series, series, &value);
+        if (ok <= 0) {
+            if (ok == 0) run->rejected[R_INVALID_VALUE]++;
+            return ok;
         }
-        PyObject *f = PyFloat_FromDouble(total);
-        if (!f) return -1;
-        int rc = PyObject_SetAttr(series, s_delta_total, f);
-        Py_DECREF(f);
-        if (rc < 0) return -1;
-        value = total;
     }
-    int err = 0;
-    int64_t n = get_i64(series, s_n, &err);
-    int64_t last = err ? 0 : get_i64(series, s_last, &err);
-    if (err) return -1;
-    int fast = 0;
-    if (ts > last) {
-        PyObject *ts_obj = PyObject_GetAttr(series, s_ts);
-        PyObject *vals_obj = ts_obj ? PyObject_GetAttr(series, s_vals) : NULL;
-        if (!vals_obj) {
-            Py_XDECREF(ts_obj);
-            return -1;
-        }
-        PyArrayObject *ts_arr = array_with_room(ts_obj, NPY_INT64, n);
-        PyArrayObject *vals_arr = array_with_room(vals_obj, NPY_FLOAT64, n);
-        if (ts_arr && vals_arr) {
-            ((int64_t *)PyArray_DATA(ts_arr))[n] = ts;
-            ((double *)PyArray_DATA(vals_arr))[n] = value;
-            fast = 1;
-        }
-        Py_DECREF(ts_obj);
-        Py_DECREF(vals_obj);
-        if (fast && (set_i64(series, s_n, n + 1) < 0 || set_i64(series, s_last, ts) < 0)) return -1;
-    }
-    if (!fast) { /* out of order, a repeated timestamp, or a full buffer: Series.append */
-        PyObject *t = PyLong_FromLongLong(ts), *v = PyFloat_FromDouble(value), *c = PyLong_FromLongLong(run->cutoff);
-        PyObject *r = t && v && c ? PyObject_CallMethodObjArgs(series, s_append, t, v, c, NULL) : NULL;
-        Py_XDECREF(t);
-        Py_XDECREF(v);
-        Py_XDECREF(c);
-        if (!r) return -1;
-        Py_DECREF(r);
-    }
+    if (series_append(&self->series, series, ts, ts_obj, value, run->cutoff, &run->moved) < 0) return -1;
     run->accepted++;
-    return touch(run, series);
+    return touch(self, run, series);
 }
 
 /* ------------------------------------------------------------------ one data point */
@@ -530,12 +312,8 @@ static PyObject *entry_for(Ingest *self, PyObject *key, PyObject *context, int k
         if (!want_series) return Py_NewRef(entry);
         PyObject *targets = PyTuple_GET_ITEM(entry, 1);
         int all_alive = 1;
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets) && all_alive; i++) {
-            PyObject *alive = PyObject_GetAttr(PyTuple_GET_ITEM(targets, i), s_alive);
-            if (!alive) return NULL;
-            all_alive = alive == Py_True;
-            Py_DECREF(alive);
-        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets) && all_alive; i++)
+            all_alive = series_alive(&self->series, PyTuple_GET_ITEM(targets, i)); /* checked when cached */
         if (all_alive) return Py_NewRef(entry);
     } else if (PyErr_Occurred()) {
         return NULL;
@@ -557,8 +335,15 @@ static PyObject *entry_for(Ingest *self, PyObject *key, PyObject *context, int k
     if (want_series) {
         PyObject *targets = PyTuple_GET_ITEM(entry, 1);
         int cacheable = 1;
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets); i++)
-            if (PyLong_Check(PyTuple_GET_ITEM(targets, i))) cacheable = 0;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets); i++) {
+            PyObject *target = PyTuple_GET_ITEM(targets, i);
+            if (PyLong_Check(target)) {
+                cacheable = 0;
+            } else if (series_check(&self->series, target) < 0) {
+                Py_DECREF(entry);
+                return NULL;
+            }
+        }
         if (cacheable && PyDict_SetItem(self->points, key, entry) < 0) {
             Py_DECREF(entry);
             return NULL;
@@ -606,6 +391,7 @@ static int point_samples(Ingest *self, Run *run, PyObject *context, uint64_t res
     memcpy(&stale_nan, &STALE_NAN_BITS, 8);
     const char *codes = PyBytes_AS_STRING(plan);
     PyObject *targets = PyTuple_GET_ITEM(entry, 1);
+    PyObject *ts_obj = NULL; /* ts as an int, shared by the point's series as their `last` */
     for (Py_ssize_t i = 0; i < n && rc == 0; i++) {
         int32_t code;
         memcpy(&code, codes + 4 * i, 4);
@@ -634,8 +420,13 @@ static int point_samples(Ingest *self, Run *run, PyObject *context, uint64_t res
             rc = -1;
             break;
         }
-        rc = append_sample(run, target, ts, value, is_delta);
+        if (!ts_obj && !(ts_obj = PyLong_FromLongLong(ts))) {
+            rc = -1;
+            break;
+        }
+        rc = append_sample(self, run, target, ts, ts_obj, value, is_delta);
     }
+    Py_XDECREF(ts_obj);
     Py_DECREF(entry);
     return rc;
 }
@@ -817,7 +608,7 @@ static int request_samples(Ingest *self, Run *run, const uint8_t *data, Py_ssize
                     Py_DECREF(context);
                     return -1;
                 }
-                if (run->done >= run->budget && (ms.p < ms.end || sms.p < sms.end || top.p < top.end)) {
+                if (run->done + run->moved / MOVES_PER_SAMPLE >= run->budget && (ms.p < ms.end || sms.p < sms.end || top.p < top.end)) {
                     pos->rm = rm_at - data;
                     pos->sm = sm_at - data;
                     pos->metric = ms.p - data;
@@ -841,6 +632,10 @@ static PyObject *Ingest_run(Ingest *self, PyObject *args, PyObject *kwargs) {
     Pos pos;
     long long now_ms, cutoff, horizon;
     Py_ssize_t budget;
+    if (!self->points || !self->series.type) {
+        PyErr_SetString(PyExc_RuntimeError, "Ingest.run(): the object was not initialised");
+        return NULL;
+    }
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*(nnn)LLLn:run", names, &view, &pos.rm, &pos.sm, &pos.metric,
                                      &now_ms, &cutoff, &horizon, &budget))
         return NULL;
@@ -897,13 +692,17 @@ static PyObject *Ingest_len(Ingest *self, void *Py_UNUSED(closure)) {
 }
 
 static int Ingest_init(Ingest *self, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"new_resource", "resolve", NULL};
-    PyObject *new_resource, *resolve;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:Ingest", names, &new_resource, &resolve)) return -1;
+    static char *names[] = {"new_resource", "resolve", "series_type", "initial_capacity", "no_sample", NULL};
+    PyObject *new_resource, *resolve, *series_type, *no_sample;
+    Py_ssize_t initial_capacity;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOnO:Ingest", names, &new_resource, &resolve, &series_type,
+                                     &initial_capacity, &no_sample))
+        return -1;
     if (!PyCallable_Check(new_resource) || !PyCallable_Check(resolve)) {
-        PyErr_SetString(PyExc_TypeError, "Ingest(new_resource, resolve): both must be callable");
+        PyErr_SetString(PyExc_TypeError, "Ingest(new_resource, resolve, ...): both must be callable");
         return -1;
     }
+    if (series_layout_init(&self->series, series_type, initial_capacity, no_sample) < 0) return -1;
     Py_XSETREF(self->new_resource, Py_NewRef(new_resource));
     Py_XSETREF(self->resolve, Py_NewRef(resolve));
     if (!self->points && !(self->points = PyDict_New())) return -1;
@@ -916,7 +715,7 @@ static int Ingest_traverse(Ingest *self, visitproc visit, void *arg) {
     Py_VISIT(self->resources);
     Py_VISIT(self->resolve);
     Py_VISIT(self->new_resource);
-    return 0;
+    return series_layout_traverse(&self->series, visit, arg);
 }
 
 static int Ingest_clear_refs(Ingest *self) {
@@ -924,6 +723,7 @@ static int Ingest_clear_refs(Ingest *self) {
     Py_CLEAR(self->resources);
     Py_CLEAR(self->resolve);
     Py_CLEAR(self->new_resource);
+    series_layout_clear(&self->series);
     return 0;
 }
 
@@ -959,7 +759,8 @@ static PyTypeObject IngestType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "scaler._native.otlpwire.Ingest",
     .tp_basicsize = sizeof(Ingest),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Ingest(new_resource, resolve): the native OTLP translate + append loop and its point cache.",
+    .tp_doc = "Ingest(new_resource, resolve, series_type, initial_capacity, no_sample): the native OTLP translate "
+              "+ append loop and its point cache.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Ingest_init,
     .tp_dealloc = (destructor)Ingest_dealloc,
@@ -1025,14 +826,7 @@ PyMODINIT_FUNC PyInit_otlpwire(void) {
         PyErr_SetString(PyExc_ImportError, "scaler._native.otlpwire supports little-endian hosts only");
         return NULL;
     }
-    import_array();
-    if (PyType_Ready(&IngestType) < 0) return NULL;
-    struct { PyObject **slot; const char *text; } interned[] = {
-        {&s_alive, "alive"}, {&s_n, "n"}, {&s_ts, "ts"}, {&s_vals, "vals"}, {&s_last, "last"},
-        {&s_name, "name"}, {&s_delta_total, "delta_total"}, {&s_append, "append"},
-    };
-    for (size_t i = 0; i < sizeof interned / sizeof interned[0]; i++)
-        if (!*interned[i].slot && !(*interned[i].slot = PyUnicode_InternFromString(interned[i].text))) return NULL;
+    if (series_import_numpy() < 0 || PyType_Ready(&IngestType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "Ingest", (PyObject *)&IngestType) < 0) {

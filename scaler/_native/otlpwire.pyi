@@ -5,7 +5,14 @@ class Ingest:
 
     cached_points: int
 
-    def __init__(self, new_resource: Callable[[bytes], object], resolve: Callable[..., object]) -> None: ...
+    def __init__(
+        self,
+        new_resource: Callable[[bytes], object],
+        resolve: Callable[..., object],
+        series_type: type,
+        initial_capacity: int,
+        no_sample: int,
+    ) -> None: ...
     def run(
         self, data: bytes, pos: tuple[int, int, int], now_ms: int, cutoff_ms: int, horizon_ms: int, budget: int
     ) -> tuple[tuple[int, int, int] | None, int, int, list[int], dict[str, int]]: ...
