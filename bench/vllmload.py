@@ -98,15 +98,14 @@ def _latency_under_load(
     """GetMetrics client latency idle, then while :mod:`bench.paced` sends ``rate`` points/s.
 
     The calls are paced (:data:`PROBE_INTERVAL_S` apart, like KEDA polling many ScaledObjects)
-    rather than back to back, which would load the event loop by themselves. The load runs
-    niced: in production the collectors do not share the scaler's CPU."""
+    rather than back to back, which would load the event loop by themselves."""
     trigger = latency.triggers(workload.deployment_name(0, "v"))["compat"]
     request = latency.metrics_request("compat", trigger)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.keda}", options=GRPC_OPTIONS)
     stub = pb_grpc.ExternalScalerStub(channel)
     try:
         idle = Latency.of(time_paced(lambda: stub.GetMetrics(request), calls, PROBE_INTERVAL_S))
-        command = ["nice", "-n", "10", sys.executable, "-m", "bench.paced", "--port", str(server.otlp)]
+        command = [sys.executable, "-m", "bench.paced", "--port", str(server.otlp)]
         command += ["--pods", str(pods), "--per-request", str(PER_REQUEST), "--rate", f"{rate:.0f}"]
         command += ["--duration", str(30 + calls * PROBE_INTERVAL_S)]
         load = subprocess.Popen(command, stdout=subprocess.PIPE)
