@@ -40,6 +40,7 @@ enum {
 /* Plan codes: where a sample's value comes from. >= 0: an index (cumulative bucket, quantile). */
 enum { SRC_VALUE = -1, SRC_COUNT = -2, SRC_SUM = -3 };
 #define MISS_WEIGHT 32 /* a point resolved in Python costs about as much as this many cached samples */
+#define ATTRIBUTES_END UINT64_MAX /* ends a point's attribute chunks in its cache key */
 #define MOVES_PER_SAMPLE 32 /* an append costs about as much as moving this many samples of a full series */
 #define DELTA_TEMPORALITY 1u
 #define NO_RECORDED_VALUE 1u
@@ -361,7 +362,11 @@ static int point_samples(Ingest *self, Run *run, PyObject *context, uint64_t res
     if (buf_put_u64(&self->key, resource_id) < 0 || buf_put(&self->key, &kind, sizeof kind) < 0 ||
         buf_put_chunk(&self->key, name_p, name_len) < 0)
         return -1;
-    if (parse_point(self, run, kind, r, &pt) < 0 || put_shape(self, kind, &pt) < 0) return -1;
+    /* The attribute chunks end with a length no chunk has, so that the shape after them can
+     * never read as an attribute (an empty attribute and a summary's quantile 0 collided). */
+    if (parse_point(self, run, kind, r, &pt) < 0 || buf_put_u64(&self->key, ATTRIBUTES_END) < 0 ||
+        put_shape(self, kind, &pt) < 0)
+        return -1;
     if (kind == KIND_HISTOGRAM && self->counts.len && self->counts.len != self->bounds.len + 1) {
         run->rejected[R_UNSUPPORTED]++;
         return 0;
