@@ -26,6 +26,7 @@ import math
 from array import array
 from collections import Counter
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,8 +42,15 @@ class _Ingest(Protocol):  # the C type's interface (scaler/_native/otlpwire.pyi)
     cached_points: int
 
     def run(
-        self, data: bytes, pos: tuple[int, int, int], now_ms: int, cutoff_ms: int, horizon_ms: int, budget: int
-    ) -> tuple[tuple[int, int, int] | None, int, int, list[int], dict[str, int]]: ...
+        self,
+        data: bytes,
+        pos: tuple[int, int, int],
+        now_ms: int,
+        cutoff_ms: int,
+        horizon_ms: int,
+        budget: int,
+        watched: AbstractSet[str],
+    ) -> tuple[tuple[int, int, int] | None, int, int, list[int], dict[str, int], list[Series]]: ...
 
     def clear(self) -> None: ...
 
@@ -118,10 +126,10 @@ class NativeIngest:
         now = self.store.now_ms()
         cutoff = now - self.store.retention_ms
         horizon = now + int(self.store.limits.max_future_skew_seconds * 1000)
-        next_pos, accepted, data_points, rejected, written = self._ingest.run(
-            data, pos, now_ms, cutoff, horizon, budget
+        next_pos, accepted, data_points, rejected, written, series_touched = self._ingest.run(
+            data, pos, now_ms, cutoff, horizon, budget, self.store.watched
         )
-        self.store.notify(written)
+        self.store.notify(written, series_touched)
         counts = Counter({_REASONS[i]: n for i, n in enumerate(rejected) if n})
         return Slice(next_pos, AppendResult(accepted, counts, Counter(written)), data_points)
 

@@ -71,8 +71,11 @@ typedef struct {
     Py_ssize_t accepted, data_points;
     Py_ssize_t rejected[N_REASONS];
     PyObject *touched;    /* dict: metric name -> samples accepted */
+    PyObject *watched;    /* borrowed: the names whose touched series are reported */
+    PyObject *series_out; /* list: the touched series of watched names */
     PyObject *last_name;  /* borrowed: the name counted last (a key of `touched`) */
     Py_ssize_t pending;   /* samples of last_name not yet added to its count */
+    int last_watched;     /* whether last_name is watched */
 } Run;
 
 /* One data point, as far as the translation needs it. */
@@ -105,7 +108,8 @@ static int flush_touched(Run *run) {
     return rc;
 }
 
-/* Count one accepted sample of `series` under its metric name. */
+/* Count one accepted sample of `series` under its metric name, and report the series itself
+ * in series_out when its name is watched. */
 static int touch(Ingest *self, Run *run, PyObject *series) {
     PyObject *name = series_name(&self->series, series);
     if (name != run->last_name) {
@@ -120,9 +124,11 @@ static int touch(Ingest *self, Run *run, PyObject *series) {
         }
         Py_DECREF(zero);
         run->last_name = name; /* kept alive by the dict */
+        run->last_watched = PySet_GET_SIZE(run->watched) ? PySet_Contains(run->watched, name) : 0;
+        if (run->last_watched < 0) return -1;
     }
     run->pending++;
-    return 0;
+    return run->last_watched ? PyList_Append(run->series_out, series) : 0;
 }
 
 /* Store.append for one sample of a resolved series: the same checks in the same order. */
@@ -631,59 +637,57 @@ static int request_samples(Ingest *self, Run *run, const uint8_t *data, Py_ssize
 
 /* ------------------------------------------------------------------ Python API */
 
+/* The counts by reject reason, as a list. */
+static PyObject *rejected_list(const Run *run) {
+    PyObject *rejected = PyList_New(N_REASONS);
+    for (int i = 0; rejected && i < N_REASONS; i++) {
+        PyObject *count = PyLong_FromSsize_t(run->rejected[i]);
+        if (!count) Py_CLEAR(rejected);
+        else PyList_SET_ITEM(rejected, i, count);
+    }
+    return rejected;
+}
+
 static PyObject *Ingest_run(Ingest *self, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"data", "pos", "now_ms", "cutoff_ms", "horizon_ms", "budget", NULL};
+    static char *names[] = {"data", "pos", "now_ms", "cutoff_ms", "horizon_ms", "budget", "watched", NULL};
     Py_buffer view;
     Pos pos;
     long long now_ms, cutoff, horizon;
     Py_ssize_t budget;
+    PyObject *watched;
     if (!self->points || !self->series.type) {
         PyErr_SetString(PyExc_RuntimeError, "Ingest.run(): the object was not initialised");
         return NULL;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*(nnn)LLLn:run", names, &view, &pos.rm, &pos.sm, &pos.metric,
-                                     &now_ms, &cutoff, &horizon, &budget))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*(nnn)LLLnO:run", names, &view, &pos.rm, &pos.sm, &pos.metric,
+                                     &now_ms, &cutoff, &horizon, &budget, &watched))
         return NULL;
     if (pos.rm < 0 || pos.rm > view.len || pos.sm < 0 || pos.sm > view.len || pos.metric < 0 ||
-        pos.metric > view.len || budget < 1) {
+        pos.metric > view.len || budget < 1 || !PyAnySet_Check(watched)) {
         PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "run(): position outside the request, or budget < 1");
+        PyErr_SetString(PyExc_ValueError, "run(): position outside the request, budget < 1, or watched not a set");
         return NULL;
     }
-    Run run = {.base = view.buf, .now_ms = now_ms, .cutoff = cutoff, .horizon = horizon, .budget = budget};
+    Run run = {.base = view.buf, .now_ms = now_ms, .cutoff = cutoff, .horizon = horizon, .budget = budget,
+               .watched = watched};
+    PyObject *result = NULL;
     run.touched = PyDict_New();
-    if (!run.touched) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    int rc = request_samples(self, &run, view.buf, view.len, &pos);
+    run.series_out = run.touched ? PyList_New(0) : NULL;
+    int rc = run.series_out ? request_samples(self, &run, view.buf, view.len, &pos) : -1;
     PyBuffer_Release(&view);
     if (rc == 0) rc = flush_touched(&run);
-    if (rc < 0) {
-        Py_DECREF(run.touched);
-        return NULL;
+    if (rc == 0) {
+        PyObject *rejected = rejected_list(&run);
+        PyObject *next = pos.rm < 0 ? Py_NewRef(Py_None) : Py_BuildValue("(nnn)", pos.rm, pos.sm, pos.metric);
+        if (rejected && next)
+            result = Py_BuildValue("(OnnOOO)", next, run.accepted, run.data_points, rejected, run.touched,
+                                   run.series_out);
+        Py_XDECREF(rejected);
+        Py_XDECREF(next);
     }
-    PyObject *rejected = PyList_New(N_REASONS);
-    if (!rejected) {
-        Py_DECREF(run.touched);
-        return NULL;
-    }
-    for (int i = 0; i < N_REASONS; i++) {
-        PyObject *count = PyLong_FromSsize_t(run.rejected[i]);
-        if (!count) {
-            Py_DECREF(rejected);
-            Py_DECREF(run.touched);
-            return NULL;
-        }
-        PyList_SET_ITEM(rejected, i, count);
-    }
-    PyObject *next = pos.rm < 0 ? Py_NewRef(Py_None) : Py_BuildValue("(nnn)", pos.rm, pos.sm, pos.metric);
-    if (!next) {
-        Py_DECREF(rejected);
-        Py_DECREF(run.touched);
-        return NULL;
-    }
-    return Py_BuildValue("(NnnNN)", next, run.accepted, run.data_points, rejected, run.touched);
+    Py_XDECREF(run.touched);
+    Py_XDECREF(run.series_out);
+    return result;
 }
 
 static PyObject *Ingest_clear(Ingest *self, PyObject *Py_UNUSED(ignored)) {
@@ -747,8 +751,8 @@ static void Ingest_dealloc(Ingest *self) {
 
 static PyMethodDef Ingest_methods[] = {
     {"run", (PyCFunction)(void (*)(void))Ingest_run, METH_VARARGS | METH_KEYWORDS,
-     "run(data, pos, now_ms, cutoff_ms, horizon_ms, budget) -> (next_pos | None, accepted, data_points, "
-     "rejected counts by reason, samples accepted by metric name)\n\n"
+     "run(data, pos, now_ms, cutoff_ms, horizon_ms, budget, watched) -> (next_pos | None, accepted, data_points, "
+     "rejected counts by reason, samples accepted by metric name, touched series of the watched names)\n\n"
      "Append the samples of the request `data` from `pos` ((0, 0, 0) at first) until about `budget` samples "
      "have been handled, stopping at a metric boundary."},
     {"clear", (PyCFunction)Ingest_clear, METH_NOARGS, "Forget every cached point and resource."},

@@ -1,4 +1,6 @@
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
+from typing import Any
 
 class Ingest:
     """The native OTLP translate + append loop and its point cache (scaler/_native/otlpwire.c)."""
@@ -14,8 +16,15 @@ class Ingest:
         no_sample: int,
     ) -> None: ...
     def run(
-        self, data: bytes, pos: tuple[int, int, int], now_ms: int, cutoff_ms: int, horizon_ms: int, budget: int
-    ) -> tuple[tuple[int, int, int] | None, int, int, list[int], dict[str, int]]: ...
+        self,
+        data: bytes,
+        pos: tuple[int, int, int],
+        now_ms: int,
+        cutoff_ms: int,
+        horizon_ms: int,
+        budget: int,
+        watched: AbstractSet[str],
+    ) -> tuple[tuple[int, int, int] | None, int, int, list[int], dict[str, int], list[Any]]: ...
     def clear(self) -> None: ...
 
 def chunks(data: bytes, chunk: int) -> list[int]: ...
