@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from bench import heavy, ingest, latency, prom, reaction, vllmload, warmstart, workload
+from bench import heavy, ingest, latency, prom, reaction, streams, vllmload, warmstart, workload
 from bench.ingest import SECOND_NS
 from bench.loadgen import IngestResult, LoadClient
 from bench.profiling import Recorder, hotspots, inclusive, markdown, py_spy
@@ -35,6 +35,9 @@ INGEST_SHARES = [
 ]
 UNDER_LOAD_TARGET_MS = 5.0
 LOOP_HOLD_TARGET_MS = 20.0
+STREAMS_OPEN_TARGET_S = 5.0
+FLIP_STREAMS = 10
+"""Streams that watch the flipping trigger (the rest watch deployments of their own)."""
 REACTION_SHARES = ["Store.collect (", "gc_collect_main", "Ingestor.ingest (", "StreamIsActive (", "GetMetrics ("]
 QUERY_SHARES = ["GetMetrics (", "Engine.instant (", "Store.select (", "gc_collect_main", "MetricWrapperBase.labels ("]
 
@@ -50,6 +53,8 @@ class Sizes:
     flips: int
     vllm_pods: int
     vllm_rounds: int
+    streams: int = 10_000
+    stream_processes: int = 4
     background_series: int = 10_000
     clients: tuple[int, int] = (2, 2)
     """Load generator processes × client threads each (requests in flight)."""
@@ -61,7 +66,7 @@ class Sizes:
     @staticmethod
     def of(quick: bool) -> Sizes:
         if quick:
-            return Sizes(1_000, 2_000, 10_000, 8, 300, 60, 30, 100, 8)
+            return Sizes(1_000, 2_000, 10_000, 8, 300, 60, 30, 100, 8, streams=2_000, stream_processes=2)
         return Sizes(1_000, 10_000, 100_000, 30, 2000, 300, 200, 200, 30)
 
 
@@ -417,3 +422,40 @@ def vllm_phase(report: Report, sizes: Sizes, profile: bool) -> None:
         if r.profile:
             title = f"Ingest, vLLM-shaped payload, {path} path (server, OTLP gRPC, {shape})"
             report.hotspots += markdown(title, r.profile, r.shares)
+
+
+def streams_phase(report: Report, sizes: Sizes) -> None:
+    """Issue 20: ``sizes.streams`` StreamIsActive streams opened at once, and flip pushes."""
+    with ServerProcess(extra_args=["--warmup-seconds", "0"]) as server:
+        r = streams.measure(
+            server, sizes.streams, sizes.stream_processes, FLIP_STREAMS, sizes.flips, sizes.background_series
+        )
+    n = f"{r.streams:,}"
+    all_served = r.served == r.streams and not r.errors
+    report.add(
+        Row(
+            f"6 StreamIsActive: {n} streams opened at once, until each has its first message",
+            f"{r.open_seconds:.2f} s, {r.served:,} served",
+            f"{n} IsActive calls at once {r.unary_seconds:.2f} s",
+            r.open_seconds / r.unary_seconds,
+            f"≤ {STREAMS_OPEN_TARGET_S:.0f} s, all served",
+            r.open_seconds <= STREAMS_OPEN_TARGET_S and all_served,
+        )
+    )
+    report.add(
+        Row(
+            f"6 StreamIsActive: flip → message (p99), {n} streams open",
+            f"{r.flips_open.p99:.2f} ms (p50 {r.flips_open.p50:.2f})",
+            f"{FLIP_STREAMS} streams open: {r.flips_alone.p99:.2f} ms (p50 {r.flips_alone.p50:.2f})",
+            r.flips_open.p99 / r.flips_alone.p99,
+            f"p99 ≤ {REACTION_TARGET_MS:.0f} ms, none missed",
+            r.flips_open.p99 <= REACTION_TARGET_MS and r.missed == 0,
+        )
+    )
+    bg = r.background
+    report.note(
+        f"streams: {r.served:,} of {n} served, errors {r.errors or 'none'}; flips {r.flips_open.n} and "
+        f"{r.flips_alone.n} (Export → message at each of {FLIP_STREAMS} streams), {r.missed} missed; "
+        f"server CPU with every stream open and no data {100 * r.idle_cpu:.1f} % of a core (rechecks); "
+        f"background {bg.get('samples', 0):.0f} samples in {bg.get('seconds', 0):.0f} s"
+    )
