@@ -128,16 +128,7 @@ class LoadClient:
         return IngestResult(accepted, rejected, seconds, requests, cpu)
 
     def close(self) -> None:
-        for worker in self.workers:
-            if worker.poll() is None:
-                assert worker.stdin is not None
-                worker.stdin.close()
-        for worker in self.workers:
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(10)
+        end_children(self.workers)
         self.workers.clear()
 
     def __enter__(self) -> LoadClient:
@@ -145,6 +136,20 @@ class LoadClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def end_children(children: Sequence[subprocess.Popen[str]]) -> None:
+    """Close the stdin of each child process (they end at EOF), then wait for them; kill one that
+    does not end within 30 s."""
+    for child in children:
+        if child.stdin is not None and not child.stdin.closed:
+            child.stdin.close()
+    for child in children:
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(10)
 
 
 def _write(worker: subprocess.Popen[str], message: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ from typing import IO, Any
 import grpc
 
 from bench import reaction
+from bench.loadgen import end_children
 from bench.server import GRPC_OPTIONS, ServerProcess, otlp_export
 from bench.stats import Latency, cpu_seconds
 from scaler._gen import externalscaler_pb2 as pb
@@ -100,15 +101,7 @@ class Clients:
         return [answers[i] for i in range(len(self.procs))]
 
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.stdin is not None and not proc.stdin.closed:
-                proc.stdin.close()
-        for proc in self.procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        end_children(self.procs)
 
 
 def _flips(clients: Clients, export: Any, flips: int, flip_streams: int) -> tuple[list[float], int]:

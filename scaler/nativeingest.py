@@ -26,9 +26,7 @@ import math
 from array import array
 from collections import Counter
 from collections.abc import Mapping
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Protocol
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -36,24 +34,6 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from scaler import otlp, series
 from scaler.model import LabelPairs, RejectReason
 from scaler.store import AppendResult, Series, Store
-
-
-class _Ingest(Protocol):  # the C type's interface (scaler/_native/otlpwire.pyi)
-    cached_points: int
-
-    def run(
-        self,
-        data: bytes,
-        pos: tuple[int, int, int],
-        now_ms: int,
-        cutoff_ms: int,
-        horizon_ms: int,
-        budget: int,
-        watched: AbstractSet[str],
-    ) -> tuple[tuple[int, int, int] | None, int, int, list[int], dict[str, int], list[Series]]: ...
-
-    def clear(self) -> None: ...
-
 
 try:
     from scaler._native import otlpwire
@@ -97,7 +77,7 @@ class NativeIngest:
             raise RuntimeError(f"the native OTLP extension is not built: {UNAVAILABLE_REASON}")
         self.store = store
         self.promotions = promotions
-        self._ingest: _Ingest = otlpwire.Ingest(
+        self._ingest: otlpwire.Ingest = otlpwire.Ingest(
             self._new_resource, self._resolve, Series, series.INITIAL_CAPACITY, series.NO_SAMPLE
         )
         self._deletions_seen = store.deletions

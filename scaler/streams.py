@@ -43,7 +43,8 @@ from scaler.model import METRIC_NAME, Matcher, MatchOp, escape_name
 from scaler.query import Expr, selectors
 from scaler.store import Series, Store
 
-RECHECK_TICK_SECONDS = 0.1
+RECHECK_TICK_SECONDS = 0.02
+"""Rechecks are woken this often, a few at a time, so that a flip never queues behind many."""
 Pairs = tuple[tuple[str, str], ...]
 
 
@@ -295,9 +296,12 @@ class StreamHub:
     async def _recheck_loop(self) -> None:
         """Wake the watches whose recheck is due, oldest first, at most ``recheck_rate``/s."""
         budget = 0.0
+        tick = time.monotonic()
         while self._last_evaluated:
             await asyncio.sleep(RECHECK_TICK_SECONDS)
-            budget = min(budget + self.recheck_rate * RECHECK_TICK_SECONDS, self.recheck_rate)
+            last, tick = tick, time.monotonic()
+            allowance = self.recheck_rate * (tick - last)  # no burst: what is not used is lost
+            budget = min(budget + allowance, max(1.0, allowance))
             due = self._now() - self.recheck_seconds
             woken: list[Watch] = []
             for watch, last in self._last_evaluated.items():

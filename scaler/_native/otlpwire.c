@@ -148,23 +148,11 @@ static int append_sample(Ingest *self, Run *run, PyObject *series, int64_t ts, P
 
 /* ------------------------------------------------------------------ one data point */
 
-static int ensure_values(Ingest *self, size_t n) {
-    if (n <= self->values_cap) return 0;
-    size_t cap = self->values_cap ? self->values_cap : 64;
-    while (cap < n) cap *= 2;
-    double *v = PyMem_Realloc(self->values, cap * sizeof(double));
-    if (!v) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    self->values = v;
-    self->values_cap = cap;
-    return 0;
-}
-
 /* Cumulative counts as the reference computes them (exact integer sums, then one rounding). */
 static int cumulate(Ingest *self, const uint64_t *counts, size_t n) {
-    if (ensure_values(self, n) < 0) return -1;
+    double *values = grown(self->values, &self->values_cap, n, sizeof(double), 64);
+    if (!values) return -1;
+    self->values = values;
     unsigned __int128 total = 0;
     for (size_t i = 0; i < n; i++) {
         total += counts[i];

@@ -1,6 +1,7 @@
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from typing import Any
+
+from scaler.series import Series
 
 class Ingest:
     """The native OTLP translate + append loop and its point cache (scaler/_native/otlpwire.c)."""
@@ -24,7 +25,7 @@ class Ingest:
         horizon_ms: int,
         budget: int,
         watched: AbstractSet[str],
-    ) -> tuple[tuple[int, int, int] | None, int, int, list[int], dict[str, int], list[Any]]: ...
+    ) -> tuple[tuple[int, int, int] | None, int, int, list[int], dict[str, int], list[Series]]: ...
     def clear(self) -> None: ...
 
 def chunks(data: bytes, chunk: int) -> list[int]: ...

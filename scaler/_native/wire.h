@@ -103,17 +103,26 @@ typedef struct {
     size_t len, cap;
 } Buf;
 
-static inline int buf_reserve(Buf *b, size_t extra) {
-    if (b->len + extra <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra) cap *= 2;
-    uint8_t *data = PyMem_Realloc(b->data, cap);
-    if (!data) {
+/* A block with room for `need` items of `size` bytes: `data` itself (capacity `*cap` items)
+ * when it has room, else `data` grown (capacity doubled from `initial`), or NULL with
+ * MemoryError (`data` is then kept as it was). */
+static inline void *grown(void *data, size_t *cap, size_t need, size_t size, size_t initial) {
+    if (data && need <= *cap) return data;
+    size_t n = *cap ? *cap : initial;
+    while (n < need) n *= 2;
+    void *block = PyMem_Realloc(data, n * size);
+    if (!block) {
         PyErr_NoMemory();
-        return -1;
+        return NULL;
     }
+    *cap = n;
+    return block;
+}
+
+static inline int buf_reserve(Buf *b, size_t extra) {
+    uint8_t *data = grown(b->data, &b->cap, b->len + extra, 1, 256);
+    if (!data) return -1;
     b->data = data;
-    b->cap = cap;
     return 0;
 }
 
@@ -138,16 +147,9 @@ typedef struct {
 } U64s;
 
 static inline int u64s_push(U64s *a, uint64_t v) {
-    if (a->len == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        uint64_t *data = PyMem_Realloc(a->v, cap * sizeof(uint64_t));
-        if (!data) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        a->v = data;
-        a->cap = cap;
-    }
+    uint64_t *data = grown(a->v, &a->cap, a->len + 1, sizeof(uint64_t), 64);
+    if (!data) return -1;
+    a->v = data;
     a->v[a->len++] = v;
     return 0;
 }

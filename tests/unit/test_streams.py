@@ -145,8 +145,8 @@ def test_idle_streams_are_rechecked_oldest_first_at_a_capped_rate(loop: asyncio.
     clock.now += 5.0
     loop.run_until_complete(asyncio.sleep(0.35))
     woken = [w for w in watches if _woken(w)]
-    # the budget fills at 20/s up to one second's worth: not all 30 at once
-    assert 2 <= len(woken) <= 20
+    # 20/s, a few per tick and no burst: not all 30 at once
+    assert 2 <= len(woken) <= 10
     assert woken == watches[: len(woken)]
     clock.now += 0.01
     for _ in range(20):
