@@ -79,7 +79,12 @@ static int slot_int(PyObject *obj, Py_ssize_t offset, long long *out) {
         PyErr_SetString(PyExc_AttributeError, "a Series slot is unset");
         return -1;
     }
-    *out = PyLong_AsLongLong(v);
+    int overflow; /* not PyLong_AsLongLong: it converts through a byte array past 30 bits (a timestamp) */
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "a Series field does not fit in 64 bits");
+        return -1;
+    }
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
