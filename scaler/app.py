@@ -89,7 +89,11 @@ class Service:
         self.metrics = SelfMetrics(lambda: self.store.series_count, self.store.names)
         self.status = status.Registry(clock, settings.store.retention_seconds, on_evict=self.metrics.status_evicted)
         self.ingestor = receiver.Ingestor(self.store, settings.otlp, self.metrics, registry=self.status)
-        self.triggers = TriggerCache(settings.triggers, settings.store.retention_seconds)
+        # a parsed trigger per open stream stays cached (the stream holds it anyway), so KEDA's
+        # polls of that many ScaledObjects do not parse again
+        self.triggers = TriggerCache(
+            settings.triggers, settings.store.retention_seconds, size=max(4096, settings.keda.max_streams)
+        )
         self._warm_until = time.monotonic() + settings.triggers.warmup_seconds
         polling_ms = settings.keda.is_active_polling_interval_ms
         self.streams = StreamHub(self.store, settings.keda.max_streams)
