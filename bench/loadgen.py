@@ -202,19 +202,19 @@ def _http_sender(port: int, _worker: int) -> tuple[Send, Callable[[], None]]:
 def _render(
     pods: Sequence[workload.PodPayload], command: dict[str, Any], workers: Sequence[int], n_workers: int
 ) -> list[list[tuple[bytes, int]]]:
-    """Per worker, its requests (bytes, pods in it) of every round, in round order."""
-    per_request = int(command["per_request"])
-    first_ns, spacing_s, first_round = (
-        int(command["first_ns"]),
-        float(command["spacing_s"]),
-        int(command["first_round"]),
-    )
-    rounds = ingest.render_rounds(pods, first_ns, spacing_s, int(command["rounds"]), per_request, first_round)
+    """Per worker of this process, its requests (bytes, pods in it) of every round, in round
+    order: request ``b`` of a round (pods ``b × per_request …``) goes to worker ``b % n_workers``."""
+    per_request, first_round = int(command["per_request"]), int(command["first_round"])
+    first_ns, spacing_s = int(command["first_ns"]), float(command["spacing_s"])
+    mine = [(b, pods[start : start + per_request]) for b, start in enumerate(range(0, len(pods), per_request))]
+    mine = [(b, chunk) for b, chunk in mine if b % n_workers in workers]
     out: list[list[tuple[bytes, int]]] = [[] for _ in workers]
-    for requests in rounds:
-        for b, body in enumerate(requests):
-            if b % n_workers in workers:
-                out[workers.index(b % n_workers)].append((body, min(per_request, len(pods) - b * per_request)))
+    for r in range(int(command["rounds"])):
+        t_ns = first_ns + int(r * spacing_s * ingest.SECOND_NS)
+        counter = workload.counter_value(first_round + r)
+        for b, chunk in mine:
+            body = b"".join(p.render(t_ns, counter) for p in chunk)
+            out[workers.index(b % n_workers)].append((body, len(chunk)))
     return out
 
 
