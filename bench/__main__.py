@@ -1,9 +1,8 @@
 """``python -m bench [--quick] [--only FIGURE ...]`` → ``bench/RESULTS.md``.
 
-Figures: ingest, vllm, query, memory, reaction, prometheus, warmstart, streams, profile (see bench/phases.py).
-The full run
-takes a few minutes on 2 cores; ``--quick`` uses small sizes for development and writes
-``bench/RESULTS-dev.md`` unless ``--output`` says otherwise (so does ``--only``).
+Figures: ingest, vllm, query, memory, reaction, prometheus, warmstart, streams, profile (see
+bench/phases.py). The full run takes several minutes on 2 cores; ``--quick`` uses small sizes for
+development and writes ``bench/RESULTS-dev.md`` unless ``--output`` says otherwise (so does ``--only``).
 """
 
 from __future__ import annotations
