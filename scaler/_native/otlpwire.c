@@ -51,7 +51,7 @@ static const uint64_t STALE_NAN_BITS = 0x7FF0000000000002ull;
 typedef struct {
     PyObject_HEAD
     PyObject *points;       /* key bytes -> (plan bytes, targets tuple) */
-    PyObject *resources;    /* resource bytes -> (id, context) */
+    PyObject *resources;    /* resource bytes -> id */
     PyObject *resolve;      /* (context, kind, name, point bytes, want_series) -> (plan, targets | None) */
     PyObject *new_resource; /* resource bytes -> context */
     SeriesLayout series;    /* how to reach the fields of a scaler.series.Series */
@@ -85,6 +85,25 @@ typedef struct {
     int has_sum;
     int32_t scale, positive_offset, negative_offset;
 } Point;
+
+/* One resource of the request: its id (in point keys), its bytes, and its context (promoted
+ * labels) made from the bytes only when a point of it must be resolved: the cache keeps no
+ * context, only ids. */
+typedef struct {
+    uint64_t id;
+    PyObject *raw;     /* a new reference */
+    PyObject *context; /* a new reference, NULL until needed */
+} Res;
+
+static void res_release(Res *res) {
+    Py_CLEAR(res->raw);
+    Py_CLEAR(res->context);
+}
+
+static PyObject *res_context(Ingest *self, Res *res) {
+    if (!res->context) res->context = PyObject_CallOneArg(self->new_resource, res->raw);
+    return res->context;
+}
 
 static int fail_malformed(Run *run, const uint8_t *at) {
     PyErr_Format(PyExc_ValueError, "malformed OTLP protobuf near byte %zd", (Py_ssize_t)(at - run->base));
@@ -300,7 +319,7 @@ static int exponential_values(Ingest *self, const Point *pt) {
 
 /* (plan, targets) for the point from the cache, or from Python on a miss (cached when every
  * sample has a series). Returns a new reference to the entry, or NULL with an exception. */
-static PyObject *entry_for(Ingest *self, PyObject *key, PyObject *context, int kind, PyObject *name,
+static PyObject *entry_for(Ingest *self, PyObject *key, Res *res, int kind, PyObject *name,
                            const uint8_t *p, size_t len, int want_series, int *missed) {
     PyObject *entry = PyDict_GetItemWithError(self->points, key);
     if (entry) {
@@ -316,7 +335,10 @@ static PyObject *entry_for(Ingest *self, PyObject *key, PyObject *context, int k
     *missed = 1;
     PyObject *point = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)len);
     if (!point) return NULL;
-    entry = PyObject_CallFunction(self->resolve, "OiOOO", context, kind, name, point, want_series ? Py_True : Py_False);
+    PyObject *context = res_context(self, res);
+    entry = context ? PyObject_CallFunction(self->resolve, "OiOOO", context, kind, name, point,
+                                            want_series ? Py_True : Py_False)
+                    : NULL;
     Py_DECREF(point);
     if (!entry) return NULL;
     if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(entry, 0)) ||
@@ -347,13 +369,13 @@ static PyObject *entry_for(Ingest *self, PyObject *key, PyObject *context, int k
     return entry;
 }
 
-static int point_samples(Ingest *self, Run *run, PyObject *context, uint64_t resource_id, int kind, PyObject *name,
+static int point_samples(Ingest *self, Run *run, Res *res, int kind, PyObject *name,
                          const uint8_t *name_p, size_t name_len, int delta_metric, Rd r) {
     const uint8_t *p = r.p;
     size_t len = (size_t)(r.end - r.p);
     Point pt;
     self->key.len = 0;
-    if (buf_put_u64(&self->key, resource_id) < 0 || buf_put(&self->key, &kind, sizeof kind) < 0 ||
+    if (buf_put_u64(&self->key, res->id) < 0 || buf_put(&self->key, &kind, sizeof kind) < 0 ||
         buf_put_chunk(&self->key, name_p, name_len) < 0)
         return -1;
     /* The attribute chunks end with a length no chunk has, so that the shape after them can
@@ -370,7 +392,7 @@ static int point_samples(Ingest *self, Run *run, PyObject *context, uint64_t res
     PyObject *key = PyBytes_FromStringAndSize((const char *)self->key.data, (Py_ssize_t)self->key.len);
     if (!key) return -1;
     int missed = 0;
-    PyObject *entry = entry_for(self, key, context, kind, name, p, len, in_range, &missed);
+    PyObject *entry = entry_for(self, key, res, kind, name, p, len, in_range, &missed);
     Py_DECREF(key);
     if (!entry) return -1;
     PyObject *plan = PyTuple_GET_ITEM(entry, 0);
@@ -432,7 +454,7 @@ static int point_samples(Ingest *self, Run *run, PyObject *context, uint64_t res
 
 /* ------------------------------------------------------------------ metrics, scopes, resources */
 
-static int metric_samples(Ingest *self, Run *run, PyObject *context, uint64_t resource_id, Rd m) {
+static int metric_samples(Ingest *self, Run *run, Res *res, Rd m) {
     /* Pass 1: the name (last wins) and the oneof `data` (last wins; occurrences of the same
      * member merge, one of another member clears it). */
     const uint8_t *name_p = NULL, *kind_start = NULL;
@@ -499,7 +521,7 @@ static int metric_samples(Ingest *self, Run *run, PyObject *context, uint64_t re
                     bad = rd_len(&data, &point) < 0;
                     if (!bad && pass == 0) points++;
                     if (!bad && pass == 1 &&
-                        point_samples(self, run, context, resource_id, kind, name, name_p, name_len, delta, point) < 0) {
+                        point_samples(self, run, res, kind, name, name_p, name_len, delta, point) < 0) {
                         Py_DECREF(name);
                         return -1;
                     }
@@ -520,42 +542,36 @@ static int metric_samples(Ingest *self, Run *run, PyObject *context, uint64_t re
     return 0;
 }
 
-/* The context of a resource (its promoted labels), by the bytes of its merged occurrences. */
-static PyObject *resource_context(Ingest *self, Run *run, Rd rm, uint64_t *resource_id) {
+/* The resource `rm` (by the bytes of its merged occurrences) into `res`: 0, or -1. */
+static int resource_of(Ingest *self, Run *run, Rd rm, Res *res) {
     self->resource.len = 0;
     while (rm.p < rm.end) {
         const uint8_t *at = rm.p;
         uint32_t f;
         int wt;
         Rd sub;
-        if (rd_tag(&rm, &f, &wt) < 0) return fail_malformed(run, at), NULL;
+        if (rd_tag(&rm, &f, &wt) < 0) return fail_malformed(run, at);
         if (f == 1 && wt == WT_LEN) {
-            if (rd_len(&rm, &sub) < 0) return fail_malformed(run, at), NULL;
-            if (buf_put(&self->resource, sub.p, (size_t)(sub.end - sub.p)) < 0) return NULL;
+            if (rd_len(&rm, &sub) < 0) return fail_malformed(run, at);
+            if (buf_put(&self->resource, sub.p, (size_t)(sub.end - sub.p)) < 0) return -1;
         } else if (rd_skip(&rm, f, wt) < 0) {
-            return fail_malformed(run, at), NULL;
+            return fail_malformed(run, at);
         }
     }
-    PyObject *raw = PyBytes_FromStringAndSize((const char *)self->resource.data, (Py_ssize_t)self->resource.len);
-    if (!raw) return NULL;
-    PyObject *found = PyDict_GetItemWithError(self->resources, raw);
+    res->raw = PyBytes_FromStringAndSize((const char *)self->resource.data, (Py_ssize_t)self->resource.len);
+    if (!res->raw) return -1;
+    PyObject *found = PyDict_GetItemWithError(self->resources, res->raw); /* borrowed */
     if (!found) {
-        if (PyErr_Occurred()) {
-            Py_DECREF(raw);
-            return NULL;
-        }
-        PyObject *context = PyObject_CallOneArg(self->new_resource, raw);
-        found = context ? Py_BuildValue("(KN)", (unsigned long long)self->next_resource++, context) : NULL;
-        if (!found || PyDict_SetItem(self->resources, raw, found) < 0) {
-            Py_XDECREF(found);
-            Py_DECREF(raw);
-            return NULL;
-        }
-        Py_DECREF(found); /* the dict holds it */
+        if (PyErr_Occurred()) return -1;
+        PyObject *id = PyLong_FromUnsignedLongLong(self->next_resource);
+        int rc = id ? PyDict_SetItem(self->resources, res->raw, id) : -1;
+        Py_XDECREF(id);
+        if (rc < 0) return -1;
+        res->id = self->next_resource++;
+        return 0;
     }
-    Py_DECREF(raw);
-    *resource_id = (uint64_t)PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(found, 0));
-    return Py_NewRef(PyTuple_GET_ITEM(found, 1));
+    res->id = (uint64_t)PyLong_AsUnsignedLongLong(found);
+    return 0;
 }
 
 /* Resume point: byte offsets of the next resource_metrics, scope_metrics and metric tags. */
@@ -578,16 +594,18 @@ static int request_samples(Ingest *self, Run *run, const uint8_t *data, Py_ssize
             continue;
         }
         if (rd_len(&top, &rm) < 0) return fail_malformed(run, rm_at);
-        uint64_t resource_id;
-        PyObject *context = resource_context(self, run, rm, &resource_id);
-        if (!context) return -1;
+        Res res = {0};
+        if (resource_of(self, run, rm, &res) < 0) {
+            res_release(&res);
+            return -1;
+        }
         Rd sms = rm;
         if (first_rm && pos->sm > rm_at - data) sms.p = data + pos->sm;
         while (sms.p < sms.end) {
             const uint8_t *sm_at = sms.p;
             Rd sm;
             if (rd_tag(&sms, &f, &wt) < 0 || (f == 2 && wt == WT_LEN ? rd_len(&sms, &sm) : rd_skip(&sms, f, wt)) < 0) {
-                Py_DECREF(context);
+                res_release(&res);
                 return fail_malformed(run, sm_at);
             }
             if (f != 2 || wt != WT_LEN) continue;
@@ -599,25 +617,25 @@ static int request_samples(Ingest *self, Run *run, const uint8_t *data, Py_ssize
                 Rd metric;
                 if (rd_tag(&ms, &f, &wt) < 0 ||
                     (f == 2 && wt == WT_LEN ? rd_len(&ms, &metric) : rd_skip(&ms, f, wt)) < 0) {
-                    Py_DECREF(context);
+                    res_release(&res);
                     return fail_malformed(run, m_at);
                 }
                 if (f != 2 || wt != WT_LEN) continue;
-                if (metric_samples(self, run, context, resource_id, metric) < 0) {
-                    Py_DECREF(context);
+                if (metric_samples(self, run, &res, metric) < 0) {
+                    res_release(&res);
                     return -1;
                 }
                 if (run->done + run->moved / MOVES_PER_SAMPLE >= run->budget && (ms.p < ms.end || sms.p < sms.end || top.p < top.end)) {
                     pos->rm = rm_at - data;
                     pos->sm = sm_at - data;
                     pos->metric = ms.p - data;
-                    Py_DECREF(context);
+                    res_release(&res);
                     return 0;
                 }
             }
         }
         first_rm = 0;
-        Py_DECREF(context);
+        res_release(&res);
     }
     pos->rm = -1;
     return 0;
