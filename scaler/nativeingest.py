@@ -24,7 +24,6 @@ from __future__ import annotations
 import itertools
 import math
 from array import array
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -58,11 +57,10 @@ assert otlp.FROM_COUNT == _COUNT
 
 @dataclass(slots=True)
 class Slice:
-    """What one :meth:`NativeIngest.run` call did."""
+    """Where one :meth:`NativeIngest.run` call stopped (its counts went into ``into``)."""
 
     next_pos: tuple[int, int, int] | None
     """Where the next slice starts; None when the request is done."""
-    result: AppendResult
     data_points: int
 
 
@@ -99,19 +97,25 @@ class NativeIngest:
             self._ingest.clear()
             self._deletions_seen = self.store.deletions
 
-    def run(self, data: bytes, pos: tuple[int, int, int], now_ms: int, budget: int) -> Slice:
+    def run(self, data: bytes, pos: tuple[int, int, int], now_ms: int, budget: int, into: AppendResult) -> Slice:
         """Append the samples of the request ``data`` from ``pos`` until about ``budget`` samples
-        are handled (whole metrics). ``now_ms`` stamps points without a timestamp; the retention
-        and skew limits are taken from the store's clock now, as :meth:`Store.append` does."""
+        are handled (whole metrics), adding what happened to ``into`` (one per request: the
+        counts by metric name are added to in C, not merged per slice). ``now_ms`` stamps points
+        without a timestamp; the retention and skew limits are taken from the store's clock now,
+        as :meth:`Store.append` does."""
         now = self.store.now_ms()
         cutoff = now - self.store.retention_ms
         horizon = now + int(self.store.limits.max_future_skew_seconds * 1000)
-        next_pos, accepted, data_points, rejected, written, series_touched = self._ingest.run(
-            data, pos, now_ms, cutoff, horizon, budget, self.store.watched
+        next_pos, accepted, data_points, rejected, touched, series_touched = self._ingest.run(
+            data, pos, now_ms, cutoff, horizon, budget, self.store.watched, into.written
         )
-        self.store.notify(written, series_touched)
-        counts = Counter({_REASONS[i]: n for i, n in enumerate(rejected) if n})
-        return Slice(next_pos, AppendResult(accepted, counts, Counter(written)), data_points)
+        self.store.notify(touched, series_touched)
+        into.accepted += accepted
+        if any(rejected):
+            for reason, count in zip(_REASONS, rejected, strict=True):
+                if count:
+                    into.rejected[reason] += count
+        return Slice(next_pos, data_points)
 
     # ----------------------------------------------------------------- called by the C loop
 

@@ -70,11 +70,12 @@ typedef struct {
                        * when many series fill up in the same request */
     Py_ssize_t accepted, data_points;
     Py_ssize_t rejected[N_REASONS];
-    PyObject *touched;    /* dict: metric name -> samples accepted */
+    PyObject *touched;    /* set: the metric names that received samples in this run */
+    PyObject *written;    /* borrowed dict: metric name -> samples accepted, added to across runs */
     PyObject *watched;    /* borrowed: the names whose touched series are reported */
     PyObject *series_out; /* list: the touched series of watched names */
-    PyObject *last_name;  /* borrowed: the name counted last (a key of `touched`) */
-    Py_ssize_t pending;   /* samples of last_name not yet added to its count */
+    PyObject *last_name;  /* borrowed: the name counted last (kept alive by `touched`) */
+    Py_ssize_t pending;   /* samples of last_name not yet added to `written` */
     int last_watched;     /* whether last_name is watched */
 } Run;
 
@@ -112,16 +113,16 @@ static int fail_malformed(Run *run, const uint8_t *at) {
 
 static double u64_to_double(uint64_t v) { return (double)v; }
 
-/* Add the samples counted for last_name to its entry in `touched`. */
-static int flush_touched(Run *run) {
+/* Add the samples counted for last_name to its entry in `written`. */
+static int flush_written(Run *run) {
     if (!run->pending) return 0;
-    PyObject *old = PyDict_GetItemWithError(run->touched, run->last_name); /* borrowed */
-    if (!old) return -1;                                                   /* the key is set in touch() */
-    Py_ssize_t before = PyLong_AsSsize_t(old);
-    if (before == -1 && PyErr_Occurred()) return -1;
+    PyObject *old = PyDict_GetItemWithError(run->written, run->last_name); /* borrowed */
+    Py_ssize_t before = 0;
+    if (old) before = PyLong_AsSsize_t(old);
+    if ((!old || before == -1) && PyErr_Occurred()) return -1;
     PyObject *count = PyLong_FromSsize_t(before + run->pending);
     if (!count) return -1;
-    int rc = PyDict_SetItem(run->touched, run->last_name, count);
+    int rc = PyDict_SetItem(run->written, run->last_name, count);
     Py_DECREF(count);
     run->pending = 0;
     return rc;
@@ -136,13 +137,8 @@ static int touch(Ingest *self, Run *run, PyObject *series) {
             PyErr_SetString(PyExc_AttributeError, "a Series slot is unset");
             return -1;
         }
-        PyObject *zero = PyLong_FromLong(0);
-        if (!zero || flush_touched(run) < 0 || !PyDict_SetDefault(run->touched, name, zero)) {
-            Py_XDECREF(zero);
-            return -1;
-        }
-        Py_DECREF(zero);
-        run->last_name = name; /* kept alive by the dict */
+        if (flush_written(run) < 0 || PySet_Add(run->touched, name) < 0) return -1;
+        run->last_name = name; /* kept alive by the set */
         run->last_watched = PySet_GET_SIZE(run->watched) ? PySet_Contains(run->watched, name) : 0;
         if (run->last_watched < 0) return -1;
     }
@@ -655,18 +651,19 @@ static PyObject *rejected_list(const Run *run) {
 }
 
 static PyObject *Ingest_run(Ingest *self, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"data", "pos", "now_ms", "cutoff_ms", "horizon_ms", "budget", "watched", NULL};
+    static char *names[] = {"data", "pos", "now_ms", "cutoff_ms", "horizon_ms", "budget", "watched", "written", NULL};
     Py_buffer view;
     Pos pos;
     long long now_ms, cutoff, horizon;
     Py_ssize_t budget;
-    PyObject *watched;
+    PyObject *watched, *written;
     if (!self->points || !self->series.type) {
         PyErr_SetString(PyExc_RuntimeError, "Ingest.run(): the object was not initialised");
         return NULL;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*(nnn)LLLnO:run", names, &view, &pos.rm, &pos.sm, &pos.metric,
-                                     &now_ms, &cutoff, &horizon, &budget, &watched))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*(nnn)LLLnOO!:run", names, &view, &pos.rm, &pos.sm,
+                                     &pos.metric, &now_ms, &cutoff, &horizon, &budget, &watched, &PyDict_Type,
+                                     &written))
         return NULL;
     if (pos.rm < 0 || pos.rm > view.len || pos.sm < 0 || pos.sm > view.len || pos.metric < 0 ||
         pos.metric > view.len || budget < 1 || !PyAnySet_Check(watched)) {
@@ -675,13 +672,13 @@ static PyObject *Ingest_run(Ingest *self, PyObject *args, PyObject *kwargs) {
         return NULL;
     }
     Run run = {.base = view.buf, .now_ms = now_ms, .cutoff = cutoff, .horizon = horizon, .budget = budget,
-               .watched = watched};
+               .watched = watched, .written = written};
     PyObject *result = NULL;
-    run.touched = PyDict_New();
+    run.touched = PySet_New(NULL);
     run.series_out = run.touched ? PyList_New(0) : NULL;
     int rc = run.series_out ? request_samples(self, &run, view.buf, view.len, &pos) : -1;
     PyBuffer_Release(&view);
-    if (rc == 0) rc = flush_touched(&run);
+    if (rc == 0) rc = flush_written(&run);
     if (rc == 0) {
         PyObject *rejected = rejected_list(&run);
         PyObject *next = pos.rm < 0 ? Py_NewRef(Py_None) : Py_BuildValue("(nnn)", pos.rm, pos.sm, pos.metric);
@@ -757,8 +754,9 @@ static void Ingest_dealloc(Ingest *self) {
 
 static PyMethodDef Ingest_methods[] = {
     {"run", (PyCFunction)(void (*)(void))Ingest_run, METH_VARARGS | METH_KEYWORDS,
-     "run(data, pos, now_ms, cutoff_ms, horizon_ms, budget, watched) -> (next_pos | None, accepted, data_points, "
-     "rejected counts by reason, samples accepted by metric name, touched series of the watched names)\n\n"
+     "run(data, pos, now_ms, cutoff_ms, horizon_ms, budget, watched, written) -> (next_pos | None, accepted, "
+     "data_points, rejected counts by reason, touched metric names, touched series of the watched names)\n\n"
+     "Samples accepted are also added, by metric name, to the dict `written` (whatever it held before).\n"
      "Append the samples of the request `data` from `pos` ((0, 0, 0) at first) until about `budget` samples "
      "have been handled, stopping at a metric boundary."},
     {"clear", (PyCFunction)Ingest_clear, METH_NOARGS, "Forget every cached point and resource."},

@@ -166,8 +166,7 @@ def native_ingest(native: nativeingest.NativeIngest, data: bytes, budget: int) -
     data_points = 0
     pos: tuple[int, int, int] | None = nativeingest.START
     while pos is not None:
-        part = native.run(data, pos, now_ms, budget)
-        result.merge(part.result)
+        part = native.run(data, pos, now_ms, budget, result)
         data_points += part.data_points
         pos = part.next_pos
     return result, data_points

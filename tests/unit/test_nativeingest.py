@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from scaler import nativeingest
 from scaler.receiver import decode
-from scaler.store import Store
+from scaler.store import AppendResult, Store
 from tests.fuzz import common, seeds
 
 
@@ -74,7 +74,7 @@ def test_a_slice_ends_at_a_metric_and_the_next_one_resumes_there() -> None:
     slices = 0
     pos: tuple[int, int, int] | None = nativeingest.START
     while pos is not None:
-        part = native.run(data, pos, store.now_ms(), budget=1)
+        part = native.run(data, pos, store.now_ms(), 1, AppendResult())
         assert part.next_pos is None or part.next_pos > pos
         pos = part.next_pos
         slices += 1
