@@ -16,11 +16,15 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 
-# A C compiler for the extension (the base image has Python's headers), in this stage only.
+# A C compiler for the extension, in this stage only, and Python's headers when the base
+# image lacks them (the official image has them; a Debian-based stand-in for it, such as
+# ../shared/tools/build-image synthesizes, needs python3-dev).
 # A current pip in the builder (it is removed again below): the base image's may predate
 # the wheel metadata (PEP 639 licence fields) that setuptools >= 77 writes.
-RUN apt-get update -qq \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+RUN headers=$(python -c 'import os, sysconfig; print(os.path.join(sysconfig.get_paths()["include"], "Python.h"))') \
+ && packages="gcc libc6-dev" && { [ -f "$headers" ] || packages="$packages python3-dev"; } \
+ && apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages >/dev/null \
  && rm -rf /var/lib/apt/lists/* \
  && python -m venv /opt/venv \
  && /opt/venv/bin/pip install -q --upgrade pip
@@ -35,7 +39,8 @@ RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml
 
 # 2. The project itself, built as a wheel from the context (compiling scaler/_native against
 #    numpy's headers, fetched into pip's isolated build environment) and installed without
-#    dependencies; the import check fails the build if the extension did not make it in.
+#    dependencies; the import check (from /, not the sources in /src) fails the build if the
+#    extension did not make it in.
 #    Then drop pip and setuptools (the runtime needs neither) and numpy's own test suites
 #    (17 MB), and byte-compile everything with unchecked-hash .pyc files, valid whatever
 #    timestamps COPY gives the sources: the runtime filesystem is read-only, so Python could
@@ -46,7 +51,7 @@ RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
  && /opt/venv/bin/pip install --no-deps /tmp/wheels/keda_otel_scaler-*.whl \
  && /opt/venv/bin/pip check \
  && /opt/venv/bin/keda-otel-scaler --version \
- && /opt/venv/bin/python -c 'import scaler._native.otlpwire' \
+ && (cd / && /opt/venv/bin/python -c 'import scaler._native.otlpwire') \
  && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools \
  && rm -rf /opt/venv/bin/pip* /tmp/wheels \
  && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/numpy/*' -exec rm -rf {} + \

@@ -32,9 +32,12 @@ $(STAMP): pyproject.toml requirements-dev.txt
 venv: $(STAMP) native
 
 # The native OTLP ingest extension, rebuilt in place whenever its source changes.
-NATIVE_SRC := scaler/_native/otlpwire.c
+NATIVE_SRC := $(wildcard scaler/_native/*.c scaler/_native/*.h)
 NATIVE_STAMP := scaler/_native/.built
+# The old library is unlinked first, not overwritten: a running server or fuzzer that has it
+# mapped keeps its copy instead of crashing on a file rewritten under it.
 $(NATIVE_STAMP): $(NATIVE_SRC) setup.py | $(STAMP)
+	rm -f scaler/_native/*.so
 	$(PY) setup.py -q build_ext --inplace
 	@touch $@
 

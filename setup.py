@@ -11,7 +11,8 @@ setup(
     ext_modules=[
         Extension(
             "scaler._native.otlpwire",
-            ["scaler/_native/otlpwire.c"],
+            ["scaler/_native/otlpwire.c", "scaler/_native/series.c"],
+            depends=["scaler/_native/series.h", "scaler/_native/wire.h"],
             include_dirs=[numpy.get_include()],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
         )

@@ -1,8 +1,8 @@
 """``python -m bench [--quick] [--only FIGURE ...]`` → ``bench/RESULTS.md``.
 
-Figures: ingest, vllm, query, memory, reaction, prometheus, warmstart, profile (see bench/phases.py). The full run
-takes a few minutes on 2 cores; ``--quick`` uses small sizes for development and writes
-``bench/RESULTS-dev.md`` unless ``--output`` says otherwise (so does ``--only``).
+Figures: ingest, vllm, query, memory, reaction, prometheus, warmstart, streams, profile (see
+bench/phases.py). The full run takes several minutes on 2 cores; ``--quick`` uses small sizes for
+development and writes ``bench/RESULTS-dev.md`` unless ``--output`` says otherwise (so does ``--only``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from bench import phases
 from bench.profiling import py_spy
 from bench.report import Report
 
-FIGURES = ("ingest", "vllm", "query", "memory", "reaction", "prometheus", "warmstart", "profile")
+FIGURES = ("ingest", "vllm", "query", "memory", "reaction", "prometheus", "warmstart", "streams", "profile")
 HERE = Path(__file__).parent
 
 
@@ -67,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "query" in figures:
         print("== engine in-process", flush=True)
         phases.engine_phase(report, sizes)
+    if "streams" in figures:
+        print(f"== {sizes.streams:,} StreamIsActive streams", flush=True)
+        phases.streams_phase(report, sizes)
     report.write(output, time.monotonic() - started)
     print(f"wrote {output} in {time.monotonic() - started:.0f} s")
     return 0

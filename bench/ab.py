@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench import ingest, latency, prom, reaction, workload
-from bench.ingest import Client
+from bench import latency, prom, reaction
+from bench.loadgen import LoadClient
 from bench.server import ServerProcess
 from bench.stats import cpu_seconds
 
@@ -58,7 +58,6 @@ def start_variant(path: Path | None) -> ServerProcess:
 
 
 def run(variants: dict[str, Path | None], series: int, rounds: int, calls: int, flips: int) -> list[str]:
-    pods = workload.payloads(series)
     lines = []
     with ExitStack() as stack:
         servers: dict[str, ServerProcess] = {}
@@ -66,7 +65,7 @@ def run(variants: dict[str, Path | None], series: int, rounds: int, calls: int, 
             server = start_variant(path)
             stack.callback(server.stop)
             servers[name] = server
-        clients = {name: Client(server, "grpc") for name, server in servers.items()}
+        clients = {name: LoadClient(server, series=series) for name, server in servers.items()}
         for client in clients.values():
             stack.callback(client.close)
         times: dict[str, list[float]] = {name: [] for name in servers}
@@ -75,10 +74,10 @@ def run(variants: dict[str, Path | None], series: int, rounds: int, calls: int, 
         rejected: dict[str, int] = dict.fromkeys(servers, 0)
         for i in range(rounds):
             # stamped now, so the rounds stay fresh however long the variants take
-            batch = ingest.render_rounds(pods, time.time_ns(), 5.0, 1, 25, first_round=i)[0]
+            now_ns = time.time_ns()
             order = list(servers) if i % 2 == 0 else list(reversed(servers))
             for name in order:
-                result = clients[name].send([batch])
+                result = clients[name].send(now_ns, 1, 25, first_round=i)
                 rejected[name] += result.rejected
                 if i:  # round 0 creates the series
                     times[name].append(result.seconds)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from bench import heavy, ingest, latency, prom, reaction, vllmload, warmstart, workload
-from bench.ingest import SECOND_NS, Client
+from bench import heavy, ingest, latency, prom, reaction, streams, vllmload, warmstart, workload
+from bench.ingest import SECOND_NS
+from bench.loadgen import IngestResult, LoadClient
 from bench.profiling import Recorder, hotspots, inclusive, markdown, py_spy
 from bench.report import Report, Row
 from bench.server import ServerProcess
@@ -34,6 +35,9 @@ INGEST_SHARES = [
 ]
 UNDER_LOAD_TARGET_MS = 5.0
 LOOP_HOLD_TARGET_MS = 20.0
+STREAMS_OPEN_TARGET_S = 5.0
+FLIP_STREAMS = 10
+"""Streams that watch the flipping trigger (the rest watch deployments of their own)."""
 REACTION_SHARES = ["Store.collect (", "gc_collect_main", "Ingestor.ingest (", "StreamIsActive (", "GetMetrics ("]
 QUERY_SHARES = ["GetMetrics (", "Engine.instant (", "Store.select (", "gc_collect_main", "MetricWrapperBase.labels ("]
 
@@ -49,21 +53,28 @@ class Sizes:
     flips: int
     vllm_pods: int
     vllm_rounds: int
+    streams: int = 10_000
+    stream_processes: int = 4
     background_series: int = 10_000
-    workers: int = 4
+    clients: tuple[int, int] = (2, 2)
+    """Load generator processes × client threads each (requests in flight)."""
+
+    @property
+    def workers(self) -> int:
+        return self.clients[0] * self.clients[1]
 
     @staticmethod
     def of(quick: bool) -> Sizes:
         if quick:
-            return Sizes(1_000, 2_000, 10_000, 8, 300, 60, 30, 100, 4)
-        return Sizes(1_000, 10_000, 100_000, 30, 2000, 300, 200, 200, 12)
+            return Sizes(1_000, 2_000, 10_000, 8, 300, 60, 30, 100, 8, streams=2_000, stream_processes=2)
+        return Sizes(1_000, 10_000, 100_000, 30, 2000, 300, 200, 200, 30)
 
 
 def _k(rate: float) -> str:
     return f"{rate / 1000:.0f}k samples/s"
 
 
-def _ingest_row(report: Report, label: str, result: ingest.IngestResult, limit: float) -> None:
+def _ingest_row(report: Report, label: str, result: IngestResult, limit: float) -> None:
     ratio = result.rate / limit
     report.add(
         Row(label, _k(result.rate), f"decode limit {_k(limit)}", ratio, f"≥ {INGEST_TARGET}×", ratio >= INGEST_TARGET)
@@ -76,26 +87,28 @@ def ingest_phase(report: Report, sizes: Sizes, profile: bool) -> None:
         t0 = time.time_ns() - 100 * SECOND_NS  # 1 s apart: up to 130 rounds stay within retention + skew
         cursor = {"round": 0}
 
-        def rounds(pods: list[workload.PodPayload], n: int, per_request: int) -> list[list[bytes]]:
-            out = ingest.render_rounds(pods, t0 + cursor["round"] * SECOND_NS, 1.0, n, per_request, cursor["round"])
+        def send(load: LoadClient, n: int, per_request: int) -> IngestResult:
+            result = load.send(t0 + cursor["round"] * SECOND_NS, n, per_request, cursor["round"])
             cursor["round"] += n
-            return out
+            return result
 
+        processes, threads = sizes.clients
         for series, per_request, transport in (
             (sizes.small_series, BATCH, "grpc"),
             (sizes.ingest_series, BATCH, "grpc"),
             (sizes.ingest_series, 1, "grpc"),
             (sizes.ingest_series, BATCH, "http"),
         ):
-            pods = workload.payloads(series, prefix="s" if series == sizes.small_series else "m")
-            client = Client(server, transport, sizes.workers)
-            try:
-                client.send(rounds(pods, 1, per_request))  # creates the series; not timed
-                timed = rounds(pods, sizes.ingest_rounds, per_request)
-                limit = ingest.decode_limit([r for batch in timed[:3] for r in batch])
-                result = client.send(timed)
-            finally:
-                client.close()
+            prefix = "s" if series == sizes.small_series else "m"
+            with LoadClient(
+                server, transport, series=series, prefix=prefix, processes=processes, threads=threads
+            ) as load:
+                send(load, 1, per_request)  # creates the series; not timed
+                pods = workload.payloads(series, prefix=prefix)
+                timed = ingest.render_rounds(pods, t0 + cursor["round"] * SECOND_NS, 1.0, 3, per_request)
+                limit = ingest.decode_limit([r for batch in timed for r in batch])
+                del timed
+                result = send(load, sizes.ingest_rounds, per_request)
             shape = f"{per_request} pod{'s' if per_request > 1 else ''}/request"
             name = "gRPC" if transport == "grpc" else "HTTP"
             _ingest_row(
@@ -105,17 +118,13 @@ def ingest_phase(report: Report, sizes: Sizes, profile: bool) -> None:
                 limit,
             )
         if profile and py_spy():
-            pods = workload.payloads(sizes.ingest_series)
-            client = Client(server, "grpc", sizes.workers)
-            try:
+            with LoadClient(server, series=sizes.ingest_series, processes=processes, threads=threads) as load:
                 recorder = Recorder(server.pid, "ingest")
                 time.sleep(0.5)
                 deadline = time.monotonic() + 6.0
                 while time.monotonic() < deadline and cursor["round"] < 380:
-                    client.send(rounds(pods, 4, BATCH))
+                    send(load, 4, BATCH)
                 path = recorder.stop()
-            finally:
-                client.close()
             shares = inclusive(path, INGEST_SHARES)
             report.hotspots += markdown("Ingest (server, OTLP gRPC, 25 pods/request)", hotspots(path), shares)
 
@@ -139,15 +148,13 @@ def store_phase(report: Report, sizes: Sizes, figures: set[str]) -> None:
                 seconds = prometheus.push(series)
                 report.note(f"Prometheus remote write: {len(series)} series × 24 samples in {seconds:.1f} s")
                 del series
-            fill = ingest.render_rounds(pods, first_ns, 5.0, 24, BATCH)
-            client = Client(server, "grpc", sizes.workers)
-            try:
-                creation = client.send(fill[:1])
-                steady = client.send(fill[1:])
-            finally:
-                client.close()
-            limit = ingest.decode_limit([r for batch in fill[1:3] for r in batch])
-            del fill
+            processes, threads = sizes.clients
+            with LoadClient(server, series=sizes.big_series, processes=processes, threads=threads) as load:
+                creation = load.send(first_ns, 1, BATCH, spacing_s=5.0)
+                steady = load.send(first_ns + 5 * SECOND_NS, 23, BATCH, first_round=1, spacing_s=5.0)
+            limit = ingest.decode_limit(
+                [r for batch in ingest.render_rounds(pods, first_ns + 5 * SECOND_NS, 5.0, 2, BATCH, 1) for r in batch]
+            )
             report.note(f"fill, round 0 (creates {sizes.big_series} series): {creation}")
             if "ingest" in figures:
                 label = f"1 ingest OTLP gRPC into a {sizes.big_series // 1000}k-series store, {BATCH} pods/request"
@@ -376,7 +383,7 @@ def vllm_phase(report: Report, sizes: Sizes, profile: bool) -> None:
     """Issue 20: the vLLM-shaped payload on the native and the reference path, side by side."""
     shape = f"{vllmload.PER_REQUEST} pods/request, {vllmload.SHAPE.name}"
     for path in vllmload.PATHS:
-        r = vllmload.measure(path, sizes.vllm_pods, sizes.vllm_rounds, sizes.latency_calls, sizes.workers, profile)
+        r = vllmload.measure(path, sizes.vllm_pods, sizes.vllm_rounds, sizes.latency_calls, sizes.clients, profile)
         target = f"≥ {INGEST_TARGET}×" if path == "native" else "— (before: reference path)"
         holds = (lambda ratio: ratio >= INGEST_TARGET) if path == "native" else (lambda ratio: None)
         for unit, ours, limit in (
@@ -415,3 +422,40 @@ def vllm_phase(report: Report, sizes: Sizes, profile: bool) -> None:
         if r.profile:
             title = f"Ingest, vLLM-shaped payload, {path} path (server, OTLP gRPC, {shape})"
             report.hotspots += markdown(title, r.profile, r.shares)
+
+
+def streams_phase(report: Report, sizes: Sizes) -> None:
+    """Issue 20: ``sizes.streams`` StreamIsActive streams opened at once, and flip pushes."""
+    with ServerProcess(extra_args=["--warmup-seconds", "0"]) as server:
+        r = streams.measure(
+            server, sizes.streams, sizes.stream_processes, FLIP_STREAMS, sizes.flips, sizes.background_series
+        )
+    n = f"{r.streams:,}"
+    all_served = r.served == r.streams and not r.errors
+    report.add(
+        Row(
+            f"6 StreamIsActive: {n} streams opened at once, until each has its first message",
+            f"{r.open_seconds:.2f} s, {r.served:,} served",
+            f"{n} IsActive calls at once {r.unary_seconds:.2f} s",
+            r.open_seconds / r.unary_seconds,
+            f"≤ {STREAMS_OPEN_TARGET_S:.0f} s, all served",
+            r.open_seconds <= STREAMS_OPEN_TARGET_S and all_served,
+        )
+    )
+    report.add(
+        Row(
+            f"6 StreamIsActive: flip → message (p99), {n} streams open",
+            f"{r.flips_open.p99:.2f} ms (p50 {r.flips_open.p50:.2f})",
+            f"{FLIP_STREAMS} streams open: {r.flips_alone.p99:.2f} ms (p50 {r.flips_alone.p50:.2f})",
+            r.flips_open.p99 / r.flips_alone.p99,
+            f"p99 ≤ {REACTION_TARGET_MS:.0f} ms, none missed",
+            r.flips_open.p99 <= REACTION_TARGET_MS and r.missed == 0,
+        )
+    )
+    bg = r.background
+    report.note(
+        f"streams: {r.served:,} of {n} served, errors {r.errors or 'none'}; flips {r.flips_open.n} and "
+        f"{r.flips_alone.n} (Export → message at each of {FLIP_STREAMS} streams), {r.missed} missed; "
+        f"server CPU with every stream open and no data {100 * r.idle_cpu:.1f} % of a core (rechecks); "
+        f"background {bg.get('samples', 0):.0f} samples in {bg.get('seconds', 0):.0f} s"
+    )

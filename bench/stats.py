@@ -49,6 +49,24 @@ def time_calls(fn: Callable[[], object], n: int, warmup: int = 20) -> list[float
     return out
 
 
+def time_paced(fn: Callable[[], object], n: int, interval: float, warmup: int = 20) -> list[float]:
+    """Durations in seconds of ``n`` calls of ``fn`` started ``interval`` seconds apart (as a
+    client polling the server, not a saturating one), after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    clock = time.perf_counter
+    start = clock()
+    for i in range(n):
+        wait = start + i * interval - clock()
+        if wait > 0:
+            time.sleep(wait)
+        began = clock()
+        fn()
+        out.append(clock() - began)
+    return out
+
+
 def best_of(fn: Callable[[], object], repeats: int) -> float:
     """The fastest of ``repeats`` runs of ``fn`` in seconds (robust to a noisy, shared machine)."""
     best = math.inf

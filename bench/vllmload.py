@@ -20,10 +20,11 @@ import grpc
 import httpx
 
 from bench import ingest, latency, workload
-from bench.ingest import SECOND_NS, Client, IngestResult
+from bench.ingest import SECOND_NS
+from bench.loadgen import IngestResult, LoadClient
 from bench.profiling import Profile, Recorder, hotspots, inclusive
 from bench.server import GRPC_OPTIONS, ServerProcess
-from bench.stats import Latency, time_calls
+from bench.stats import Latency, time_paced
 from scaler._gen import externalscaler_pb2_grpc as pb_grpc
 
 SHAPE = workload.VLLM16
@@ -31,6 +32,8 @@ PER_REQUEST = 50
 REFERENCE_PRELUDE = "import scaler.nativeingest as native\nnative.AVAILABLE = False"
 """Runs before the CLI: the receivers then take the reference path (as without the extension)."""
 PATHS = {"native": "", "reference": REFERENCE_PRELUDE}
+PROBE_INTERVAL_S = 0.005
+"""GetMetrics calls start this far apart (200 calls/s) while measuring latency."""
 SHARES = ["Ingestor._store_native (", "NativeIngest.run (", "Ingestor._store_reference (", "Store.append (",
           "translate_in_parts (", "ParseFromString", "gc_collect_main"]  # fmt: skip
 
@@ -56,51 +59,59 @@ class PathResult:
         return self.limit_samples * SHAPE.points_per_pod / SHAPE.series_per_pod
 
 
-def measure(path: str, pods: int, rounds: int, calls: int, workers: int, profile: bool) -> PathResult:
+def measure(path: str, pods: int, rounds: int, calls: int, clients: tuple[int, int], profile: bool) -> PathResult:
+    """``clients``: load generator processes × threads each."""
     payloads = workload.payloads(pods * SHAPE.series_per_pod, prefix="v", shape=SHAPE)
     t0 = time.time_ns() - 100 * SECOND_NS
     with ServerProcess(prelude=PATHS[path]) as server:
         active = httpx.get(server.url("/info"), timeout=10).json()["ingest"]["path"]
         if active != ("native" if path == "native" else "python"):
             raise RuntimeError(f"the {path} server runs the {active} ingest path")
-        client = Client(server, "grpc", workers)
-        try:
-            client.send(ingest.render_rounds(payloads, t0, 1.0, 1, PER_REQUEST), SHAPE.series_per_pod)  # creates
+        processes, threads = clients
+        series = pods * SHAPE.series_per_pod
+        with LoadClient(
+            server, series=series, prefix="v", shape="vllm16", processes=processes, threads=threads
+        ) as load:
+            load.send(t0, 1, PER_REQUEST)  # creates the series; not timed
             timed = ingest.render_rounds(payloads, t0 + SECOND_NS, 1.0, rounds, PER_REQUEST, first_round=1)
-            limit = ingest.decode_limit([r for batch in timed[:2] for r in batch])
-            result = client.send(timed, SHAPE.series_per_pod)
+            requests = [r for batch in timed for r in batch]
+            limit = ingest.decode_limit(requests)
+            result = load.send(t0 + SECOND_NS, rounds, PER_REQUEST, first_round=1)
+            limit = max(limit, ingest.decode_limit(requests))  # before and after: the better baseline
+            del timed, requests
             hot: Profile | None = None
             shares: dict[str, float] = {}
             if profile:
                 recorder = Recorder(server.pid, f"ingest-vllm-{path}")
                 time.sleep(0.5)
-                more = ingest.render_rounds(payloads, t0 + (rounds + 1) * SECOND_NS, 1.0, rounds, PER_REQUEST)
-                client.send(more, SHAPE.series_per_pod)
+                load.send(t0 + (rounds + 1) * SECOND_NS, rounds, PER_REQUEST, first_round=rounds + 1)
                 profile_path = recorder.stop()
                 hot, shares = hotspots(profile_path), inclusive(profile_path, SHARES)
-        finally:
-            client.close()
         rate = 0.5 * result.rate * SHAPE.points_per_pod / SHAPE.series_per_pod
-        idle, loaded, load = _latency_under_load(server, pods, rate, calls)
-    return PathResult(path, result, limit, idle, loaded, load, hot, shares)
+        idle, loaded, load_summary = _latency_under_load(server, pods, rate, calls)
+    return PathResult(path, result, limit, idle, loaded, load_summary, hot, shares)
 
 
 def _latency_under_load(
     server: ServerProcess, pods: int, rate: float, calls: int
 ) -> tuple[Latency, Latency, dict[str, float]]:
-    """GetMetrics client latency idle, then while :mod:`bench.paced` sends ``rate`` points/s."""
+    """GetMetrics client latency idle, then while :mod:`bench.paced` sends ``rate`` points/s.
+
+    The calls are paced (:data:`PROBE_INTERVAL_S` apart, like KEDA polling many ScaledObjects)
+    rather than back to back, which would load the event loop by themselves."""
     trigger = latency.triggers(workload.deployment_name(0, "v"))["compat"]
     request = latency.metrics_request("compat", trigger)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.keda}", options=GRPC_OPTIONS)
     stub = pb_grpc.ExternalScalerStub(channel)
     try:
-        idle = Latency.of(time_calls(lambda: stub.GetMetrics(request), calls))
-        command = [sys.executable, "-m", "bench.paced", "--port", str(server.otlp), "--pods", str(pods)]
-        command += ["--per-request", str(PER_REQUEST), "--rate", f"{rate:.0f}", "--duration", "120"]
+        idle = Latency.of(time_paced(lambda: stub.GetMetrics(request), calls, PROBE_INTERVAL_S))
+        command = [sys.executable, "-m", "bench.paced", "--port", str(server.otlp)]
+        command += ["--pods", str(pods), "--per-request", str(PER_REQUEST), "--rate", f"{rate:.0f}"]
+        command += ["--duration", str(30 + calls * PROBE_INTERVAL_S)]
         load = subprocess.Popen(command, stdout=subprocess.PIPE)
         try:
             time.sleep(2.0)  # the load settles
-            loaded = Latency.of(time_calls(lambda: stub.GetMetrics(request), calls))
+            loaded = Latency.of(time_paced(lambda: stub.GetMetrics(request), calls, PROBE_INTERVAL_S))
         finally:
             load.terminate()
             out, _ = load.communicate(timeout=60)

@@ -34,6 +34,7 @@ from scaler.model import Clock
 from scaler.persistence import Persistence
 from scaler.selfmetrics import SelfMetrics, runtime_info
 from scaler.store import Store
+from scaler.streams import StreamHub
 from scaler.tls import ReloadingSSLContext, grpc_credentials
 from scaler.trigger import TriggerCache
 
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 _KEDA_MAX_MESSAGE_BYTES = 1 << 20
 """KEDA sends a ScaledObjectRef with its trigger metadata: a few KB."""
+_KEDA_MIN_PENDING_CALLS = 4096
+"""KEDA calls gRPC may queue before the service accepts them (at least; 2 × MAX_STREAMS)."""
 _HOUSEKEEPING_SECONDS = 1.0
 _READY_POLL_SECONDS = 0.05
 """How soon after the first data (or the warm-up's end) a warming replica turns Ready."""
@@ -86,9 +89,14 @@ class Service:
         self.metrics = SelfMetrics(lambda: self.store.series_count, self.store.names)
         self.status = status.Registry(clock, settings.store.retention_seconds, on_evict=self.metrics.status_evicted)
         self.ingestor = receiver.Ingestor(self.store, settings.otlp, self.metrics, registry=self.status)
-        self.triggers = TriggerCache(settings.triggers, settings.store.retention_seconds)
+        # a parsed trigger per open stream stays cached (the stream holds it anyway), so KEDA's
+        # polls of that many ScaledObjects do not parse again
+        self.triggers = TriggerCache(
+            settings.triggers, settings.store.retention_seconds, size=max(4096, settings.keda.max_streams)
+        )
         self._warm_until = time.monotonic() + settings.triggers.warmup_seconds
         polling_ms = settings.keda.is_active_polling_interval_ms
+        self.streams = StreamHub(self.store, settings.keda.max_streams)
         self.scaler = ExternalScaler(
             self.store,
             self.engine,
@@ -97,6 +105,7 @@ class Service:
             warming=self.warming,
             heartbeat_seconds=None if polling_ms is None else polling_ms / 1000,
             status=self.status,
+            streams=self.streams,
         )
         self.ports: BoundPorts | None = None
         """Set once every listener serves."""
@@ -148,8 +157,17 @@ class Service:
             "OTLP",
             metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
         )
+        # gRPC Python accepts calls one at a time; core queues the rest and past 1000 of them
+        # starts cancelling new ones at random, uncounted (issue 20: 1,800 streams served of
+        # 2,000). Room for a burst of every stream KEDA may open, so the service decides.
+        pending = max(_KEDA_MIN_PENDING_CALLS, 2 * s.keda.max_streams)
         keda_server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", _KEDA_MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)]
+            options=[
+                ("grpc.max_receive_message_length", _KEDA_MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+                ("grpc.server.max_pending_requests", pending),
+                ("grpc.server.max_pending_requests_hard_limit", pending),
+            ]
         )
         externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(self.scaler, keda_server)
         keda_port = await self._bind_grpc(
@@ -333,6 +351,7 @@ class Service:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.streams.aclose()
         stops: list[Awaitable[Any]] = [server.stop(grace) for server in self._grpc]
         for http_server, task in self._http:
             http_server.should_exit = True

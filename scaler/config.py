@@ -329,12 +329,15 @@ class KedaTLSFiles(TLSFiles):
 
 
 class KedaStreams(Group):
-    """KEDA's StreamIsActive (scaler.keda)."""
+    """KEDA's StreamIsActive (scaler.keda, scaler.streams)."""
 
     is_active_polling_interval_ms: Milliseconds = Field(
         None,
         description="when set, StreamIsActive also repeats the state at least this often (kedify/otel-add-on's "
         "cadence); unset: it sends only when the state changes",
+    )
+    max_streams: Count = Field(
+        20_000, description="open StreamIsActive streams; one more is refused with `RESOURCE_EXHAUSTED`"
     )
 
 

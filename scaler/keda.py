@@ -9,10 +9,12 @@
   make the HPA scale down. KEDA/HPA hold the current replicas on an error. StreamIsActive
   sends nothing for such a trigger until data arrives or the warm-up ends.
 * ``StreamIsActive`` sends the current state, then re-evaluates only when the store ingests
-  samples of a metric the query reads (plus a slow recheck so windows that age out without
-  new data still flip), and sends a message when the state changes; with
+  samples the query may select (plus a slow recheck so windows that age out without new data
+  still flip), and sends a message when the state changes; with
   ``IS_ACTIVE_POLLING_INTERVAL_MS`` (kedify/otel-add-on's chart sets 500) it also repeats the
-  state so that no two messages are further apart than that.
+  state so that no two messages are further apart than that. :mod:`scaler.streams` decides
+  whom an append wakes and refuses a stream past ``MAX_STREAMS`` (``RESOURCE_EXHAUSTED``,
+  counted in ``keda_streams_refused_total``).
 * Compat-form readings also feed kedify/otel-add-on's self-metrics (``keda_otel_scaler_*``).
 * ``StreamMetricSpec`` sends the spec once (it changes only with the metadata, and KEDA opens
   a new stream when the ScaledObject changes) and holds the stream open.
@@ -27,7 +29,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -36,10 +38,11 @@ import grpc
 from scaler import query
 from scaler._gen import externalscaler_pb2 as pb
 from scaler._gen import externalscaler_pb2_grpc as pb_grpc
-from scaler.model import escape_name
+from scaler.logs import RateLimitedLog
 from scaler.selfmetrics import SelfMetrics, go_labels
 from scaler.status import Registry
 from scaler.store import Store
+from scaler.streams import StreamHub, StreamsExhausted
 from scaler.trigger import Reading, State, Trigger, TriggerCache, TriggerError, metric_name_of, read_async
 
 logger = logging.getLogger(__name__)
@@ -78,16 +81,27 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         warming: Callable[[], bool] = lambda: False,
         heartbeat_seconds: float | None = None,
         status: Registry | None = None,
+        streams: StreamHub | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
         self.triggers = triggers
         self.metrics = metrics
-        self.recheck_seconds = recheck_seconds
         self.warming = warming
         self.heartbeat_seconds = heartbeat_seconds
         """The longest gap between two StreamIsActive messages (None: send on changes only)."""
         self.status = status or Registry(store.clock, store.limits.retention_seconds)
+        self.streams = streams or StreamHub(store, max_streams=20_000, recheck_seconds=recheck_seconds)
+        self._log = RateLimitedLog(logger)
+
+    @property
+    def recheck_seconds(self) -> float:
+        """A stream not evaluated this long is evaluated again (:class:`StreamHub`)."""
+        return self.streams.recheck_seconds
+
+    @recheck_seconds.setter
+    def recheck_seconds(self, seconds: float) -> None:
+        self.streams.recheck_seconds = seconds
 
     # ------------------------------------------------------------------ helpers
 
@@ -179,23 +193,20 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         self, request: pb.ScaledObjectRef, context: Context
     ) -> AsyncIterator[pb.IsActiveResponse]:
         trigger = await self._trigger(request, context, "StreamIsActive")
-        wake = asyncio.Event()
-        names = trigger.query.names
-        # a metric name matches the stored names with the same escaped form (`.`/`/` -> `_`)
-        escaped = None if names is None else frozenset(escape_name(n) for n in names)
-
-        def on_append(touched: Iterable[str]) -> None:
-            if escaped is None or any(escape_name(n) in escaped for n in touched):
-                wake.set()
-
-        unsubscribe = self.store.subscribe(on_append)
+        try:
+            watch = self.streams.open(trigger.query.expr)
+        except StreamsExhausted as exc:
+            self.metrics.streams_refused.labels("max_streams").inc()
+            self._log.emit("streams", "StreamIsActive refused for %s: %s", _who(request), exc)
+            refused = Status(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{_who(request)}: {exc}")
+            await self._fail(context, request, trigger.metric_name, "StreamIsActive", refused)
         self.metrics.streams.inc()
         heartbeat = self.heartbeat_seconds
         try:
             last: bool | None = None
             sent = -math.inf
             while True:
-                wake.clear()
+                watch.begin()
                 started = time.perf_counter()
                 reading = await self._read(request, trigger)
                 answer = answer_of(request, reading)
@@ -210,13 +221,13 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
                     last, sent = active, time.monotonic()
                     self.metrics.keda_latency.labels("StreamIsActive").observe(time.perf_counter() - started)
                     yield pb.IsActiveResponse(result=active)
-                wait = self.recheck_seconds
-                if heartbeat is not None:
-                    wait = min(wait, max(0.0, sent + heartbeat - time.monotonic()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), wait)
+                if heartbeat is None:
+                    await watch.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(watch.wait(), max(0.0, sent + heartbeat - time.monotonic()))
         finally:
-            unsubscribe()
+            watch.close()
             self.metrics.streams.dec()
 
     async def StreamMetricSpec(  # noqa: N802

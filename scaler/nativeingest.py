@@ -24,28 +24,15 @@ from __future__ import annotations
 import itertools
 import math
 from array import array
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from scaler import otlp
+from scaler import otlp, series
 from scaler.model import LabelPairs, RejectReason
 from scaler.store import AppendResult, Series, Store
-
-
-class _Ingest(Protocol):  # the C type's interface (scaler/_native/otlpwire.pyi)
-    cached_points: int
-
-    def run(
-        self, data: bytes, pos: tuple[int, int, int], now_ms: int, cutoff_ms: int, horizon_ms: int, budget: int
-    ) -> tuple[tuple[int, int, int] | None, int, int, list[int], dict[str, int]]: ...
-
-    def clear(self) -> None: ...
-
 
 try:
     from scaler._native import otlpwire
@@ -70,11 +57,10 @@ assert otlp.FROM_COUNT == _COUNT
 
 @dataclass(slots=True)
 class Slice:
-    """What one :meth:`NativeIngest.run` call did."""
+    """Where one :meth:`NativeIngest.run` call stopped (its counts went into ``into``)."""
 
     next_pos: tuple[int, int, int] | None
     """Where the next slice starts; None when the request is done."""
-    result: AppendResult
     data_points: int
 
 
@@ -89,7 +75,9 @@ class NativeIngest:
             raise RuntimeError(f"the native OTLP extension is not built: {UNAVAILABLE_REASON}")
         self.store = store
         self.promotions = promotions
-        self._ingest: _Ingest = otlpwire.Ingest(self._new_resource, self._resolve)
+        self._ingest: otlpwire.Ingest = otlpwire.Ingest(
+            self._new_resource, self._resolve, Series, series.INITIAL_CAPACITY, series.NO_SAMPLE
+        )
         self._deletions_seen = store.deletions
 
     @staticmethod
@@ -109,19 +97,25 @@ class NativeIngest:
             self._ingest.clear()
             self._deletions_seen = self.store.deletions
 
-    def run(self, data: bytes, pos: tuple[int, int, int], now_ms: int, budget: int) -> Slice:
+    def run(self, data: bytes, pos: tuple[int, int, int], now_ms: int, budget: int, into: AppendResult) -> Slice:
         """Append the samples of the request ``data`` from ``pos`` until about ``budget`` samples
-        are handled (whole metrics). ``now_ms`` stamps points without a timestamp; the retention
-        and skew limits are taken from the store's clock now, as :meth:`Store.append` does."""
+        are handled (whole metrics), adding what happened to ``into`` (one per request: the
+        counts by metric name are added to in C, not merged per slice). ``now_ms`` stamps points
+        without a timestamp; the retention and skew limits are taken from the store's clock now,
+        as :meth:`Store.append` does."""
         now = self.store.now_ms()
         cutoff = now - self.store.retention_ms
         horizon = now + int(self.store.limits.max_future_skew_seconds * 1000)
-        next_pos, accepted, data_points, rejected, written = self._ingest.run(
-            data, pos, now_ms, cutoff, horizon, budget
+        next_pos, accepted, data_points, rejected, touched, series_touched = self._ingest.run(
+            data, pos, now_ms, cutoff, horizon, budget, self.store.watched, into.written
         )
-        self.store.notify(written)
-        counts = Counter({_REASONS[i]: n for i, n in enumerate(rejected) if n})
-        return Slice(next_pos, AppendResult(accepted, counts, Counter(written)), data_points)
+        self.store.notify(touched, series_touched)
+        into.accepted += accepted
+        if any(rejected):
+            for reason, count in zip(_REASONS, rejected, strict=True):
+                if count:
+                    into.rejected[reason] += count
+        return Slice(next_pos, data_points)
 
     # ----------------------------------------------------------------- called by the C loop
 

@@ -52,10 +52,16 @@ class Translation:
     data_points: int = 0
 
 
-@functools.lru_cache(maxsize=4096)
 def format_float(value: float) -> str:
     """Render a bound or attribute like Go's ``FormatFloat(v, 'f', -1, 64)`` (``1``, ``0.005``,
-    ``+Inf``), which is how the collector and Prometheus spell ``le`` and ``quantile``."""
+    ``+Inf``, ``-0``), which is how the collector and Prometheus spell ``le`` and ``quantile``."""
+    if value == 0:  # outside the cache: -0.0 == 0.0 there, and the first one seen would win
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    return _format_nonzero(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_nonzero(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     if math.isnan(value):

@@ -86,6 +86,12 @@ class SelfMetrics:
             registry=r,
         )
         self.streams = Gauge("keda_streams_open", "Open StreamIsActive streams.", registry=r)
+        self.streams_refused = Counter(
+            "keda_streams_refused",
+            "StreamIsActive streams refused with RESOURCE_EXHAUSTED, by reason (max_streams: MAX_STREAMS are open).",
+            ["reason"],
+            registry=r,
+        )
         self.http_rejected = Counter(
             "http_requests_rejected", "HTTP requests rejected, by path and reason.", ["path", "reason"], registry=r
         )

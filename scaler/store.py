@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 Listener = Callable[[frozenset[str]], None]
 """Called after an append with the metric names that received samples."""
+SeriesListener = Callable[[Sequence[Series]], None]
+"""Called after an append with the series of watched names (:attr:`Store.watched`) that
+received samples (a series may appear more than once)."""
 
 
 @dataclass(slots=True)
@@ -83,6 +86,11 @@ class Store:
         stored under that form: a metric named in either form is found (see :meth:`_ids_for`)."""
         self._next_id = 1
         self._listeners: list[Listener] = []
+        self._series_listeners: list[SeriesListener] = []
+        self._watch_requested: frozenset[str] = frozenset()
+        self.watched: set[str] = set()
+        """Metric names (as stored) whose touched series are reported to the series listeners:
+        those :meth:`set_watched` asked for, and those that escape to one of them."""
         self._gc_queue: list[int] = []
         self.deletions = 0
         """Series deleted so far (retention and reset): caches of series use it to prune."""
@@ -103,6 +111,8 @@ class Store:
         cutoff = now - self.retention_ms
         horizon = now + int(self.limits.max_future_skew_seconds * 1000)
         touched = result.written
+        watched = self.watched
+        touched_series: list[Series] = []
         by_labels = self._by_labels
         rejected = result.rejected
         accepted = 0
@@ -135,9 +145,11 @@ class Store:
             else:
                 series.append(ts_ms, value, cutoff)
             touched[series.name] += 1
+            if watched and series.name in watched:
+                touched_series.append(series)
             accepted += 1
         result.accepted = accepted
-        self.notify(touched)
+        self.notify(touched, touched_series)
         return result
 
     def resolve(self, labels: LabelPairs) -> Series | RejectReason:
@@ -150,12 +162,29 @@ class Store:
             series = self._create(labels)
         return series
 
-    def notify(self, names: Iterable[str]) -> None:
-        """Tell the listeners that these metrics received samples (after an append)."""
+    def notify(self, names: Iterable[str], series: Sequence[Series] = ()) -> None:
+        """Tell the listeners that these metrics, and these series of watched metrics, received
+        samples (after an append)."""
         touched = frozenset(names)
         if touched:
             for listener in list(self._listeners):
                 listener(touched)
+        if series:
+            for series_listener in list(self._series_listeners):
+                series_listener(series)
+
+    def set_watched(self, names: Iterable[str]) -> None:
+        """Report the touched series of these metrics (also stored under a name that escapes to
+        one of them, as the Go reference's query form writes it) to the series listeners."""
+        requested = frozenset(names)
+        if requested == self._watch_requested:
+            return
+        self._watch_requested = requested
+        watched = set(requested)
+        for name in requested:
+            watched.update(self._escaped_names.get(name, ()))
+        self.watched.clear()  # in place: an append in progress sees the update
+        self.watched.update(watched)
 
     def restore(self, labels: LabelPairs, ts: Int64Array, vals: FloatArray, delta_total: float) -> int:
         """Re-create a series from a snapshot with its samples inside the retention window and
@@ -207,7 +236,10 @@ class Store:
         self._by_labels[labels] = series
         for key, value in labels:
             self._postings.setdefault(key, {}).setdefault(value, set()).add(series.id)
-        self._escaped_names.setdefault(escape_name(series.name), set()).add(series.name)
+        escaped = escape_name(series.name)
+        self._escaped_names.setdefault(escaped, set()).add(series.name)
+        if escaped in self._watch_requested:
+            self.watched.add(series.name)
         return series
 
     def _delete(self, series: Series) -> None:
@@ -382,6 +414,10 @@ class Store:
         smallest, rest = sets[0], sets[1:]
         return sum(1 for i in smallest if all(i in ids for ids in rest))
 
+    def distinct_values(self, name: str) -> int:
+        """How many values label ``name`` has across the store (0: no series carries it)."""
+        return len(self._postings.get(name, ()))
+
     # ----------------------------------------------------------------- observation
 
     @property
@@ -398,6 +434,17 @@ class Store:
         def unsubscribe() -> None:
             if listener in self._listeners:
                 self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def subscribe_series(self, listener: SeriesListener) -> Callable[[], None]:
+        """Call ``listener`` after every append that stored samples of a watched metric
+        (:meth:`set_watched`) with those series; returns an unsubscribe."""
+        self._series_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._series_listeners:
+                self._series_listeners.remove(listener)
 
         return unsubscribe
 

@@ -199,7 +199,7 @@ class Reading:
 def evaluate(q: Query, engine: query.Engine, now_ms: int) -> Reading:
     """``q`` at ``now_ms`` as a VALUE, NOT_FOUND (without fallback) or INVALID reading."""
     try:
-        result = engine.evaluate(q.text, now_ms, lookback_ms=q.lookback_ms)
+        result = engine.evaluate(q.expr, now_ms, lookback_ms=q.lookback_ms, text=q.text)
     except query.QueryError as exc:
         return Reading(State.INVALID, message=str(exc))
     return _noted(q, result)
@@ -208,7 +208,9 @@ def evaluate(q: Query, engine: query.Engine, now_ms: int) -> Reading:
 async def evaluate_async(q: Query, engine: query.Engine, now_ms: int) -> Reading:
     """:func:`evaluate` in slices that leave the event loop to other calls between them."""
     try:
-        result = await engine.evaluate_async(q.text, now_ms, lookback_ms=q.lookback_ms)
+        # the parsed tree, not the text: the engine's parse cache holds 512 queries, and
+        # thousands of triggers (one stream each) would each be parsed again at every evaluation
+        result = await engine.evaluate_async(q.expr, now_ms, lookback_ms=q.lookback_ms, text=q.text)
     except query.QueryError as exc:
         return Reading(State.INVALID, message=str(exc))
     return _noted(q, result)

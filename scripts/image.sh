@@ -255,6 +255,13 @@ say "probing with tests/image/probe.py"
   --metrics-port "$METRICS_PORT" ||
   fail "the probe failed (its output is above)"
 
+# The builder stage compiled the native extension; the final image must hold no compiler.
+compilers=$("${ENGINE[@]}" exec "$CONTAINER" /opt/venv/bin/python -c 'import shutil
+names = ("gcc", "cc", "c++", "g++", "clang", "x86_64-linux-gnu-gcc", "aarch64-linux-gnu-gcc")
+print(" ".join(shutil.which(n) for n in names if shutil.which(n)))') || fail "could not look for compilers in the image"
+[[ -z $compilers ]] || fail "the final image holds a compiler: $compilers"
+say "no compiler in the final image"
+
 # The service writes nothing at run time; show what landed on the /tmp tmpfs, if anything.
 tmp_files=$("${ENGINE[@]}" exec "$CONTAINER" find /tmp -mindepth 1 2>/dev/null | head -5 || true)
 if [[ -z $tmp_files ]]; then

@@ -7,7 +7,11 @@
  * computed once by Python (scaler.nativeingest, which reuses scaler.otlp) and cached under a
  * key made of the raw bytes that determine them: the resource, the metric name and kind, the
  * point's attribute bytes and its shape (histogram bounds, quantiles, exponential layout).
- * A known point then costs a dict lookup and one numpy store per sample.
+ * A known point then costs a dict lookup and, per sample, a few loads and stores into its
+ * series (series.c: the Series fields by slot offset, the arrays grown and trimmed in C).
+ *
+ * Files: wire.h reads the protobuf wire format; series.c appends to a Series; this file walks
+ * the request (resources, scopes, metrics, points), keeps the point cache and is the module.
  *
  * Safety: every read is bounds-checked against the buffer; nothing recurses (unknown groups
  * are skipped with an explicit depth limit); malformed input raises ValueError. The receivers
@@ -22,12 +26,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
-#include <numpy/arrayobject.h>
+#include "series.h"
+#include "wire.h"
 
 /* ------------------------------------------------------------------ constants */
 
-enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4, WT_I32 = 5 };
 enum { KIND_GAUGE = 5, KIND_SUM = 7, KIND_HISTOGRAM = 9, KIND_EXPONENTIAL = 10, KIND_SUMMARY = 11 };
 /* The order of scaler.model.RejectReason. */
 enum {
@@ -36,174 +39,22 @@ enum {
 };
 /* Plan codes: where a sample's value comes from. >= 0: an index (cumulative bucket, quantile). */
 enum { SRC_VALUE = -1, SRC_COUNT = -2, SRC_SUM = -3 };
-#define MAX_GROUP_DEPTH 100
 #define MISS_WEIGHT 32 /* a point resolved in Python costs about as much as this many cached samples */
+#define ATTRIBUTES_END UINT64_MAX /* ends a point's attribute chunks in its cache key */
+#define MOVES_PER_SAMPLE 32 /* an append costs about as much as moving this many samples of a full series */
 #define DELTA_TEMPORALITY 1u
 #define NO_RECORDED_VALUE 1u
 static const uint64_t STALE_NAN_BITS = 0x7FF0000000000002ull;
-
-static PyObject *s_alive, *s_n, *s_ts, *s_vals, *s_last, *s_name, *s_delta_total, *s_append;
-
-/* ------------------------------------------------------------------ wire reader */
-
-typedef struct {
-    const uint8_t *p;
-    const uint8_t *end;
-} Rd;
-
-static int rd_varint(Rd *r, uint64_t *out) {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 70; shift += 7) {
-        if (r->p >= r->end) return -1;
-        uint8_t b = *r->p++;
-        if (shift == 63 && b > 1) return -1; /* an 11th byte or bits past 64 */
-        v |= (uint64_t)(b & 0x7F) << shift;
-        if (!(b & 0x80)) {
-            *out = v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-static int rd_fixed64(Rd *r, uint64_t *out) {
-    if (r->end - r->p < 8) return -1;
-    memcpy(out, r->p, 8); /* little-endian hosts only: checked at import */
-    r->p += 8;
-    return 0;
-}
-
-static int rd_tag(Rd *r, uint32_t *field, int *wt) {
-    uint64_t tag;
-    if (rd_varint(r, &tag) < 0 || tag > UINT32_MAX) return -1;
-    *field = (uint32_t)(tag >> 3);
-    *wt = (int)(tag & 7);
-    return *field == 0 ? -1 : 0;
-}
-
-static int rd_len(Rd *r, Rd *sub) {
-    uint64_t len;
-    if (rd_varint(r, &len) < 0 || len > (uint64_t)(r->end - r->p)) return -1;
-    sub->p = r->p;
-    sub->end = r->p + len;
-    r->p += len;
-    return 0;
-}
-
-/* Skip the value of a field whose tag was just read. Groups are skipped iteratively. */
-static int rd_skip(Rd *r, uint32_t field, int wt) {
-    uint64_t v;
-    Rd sub;
-    switch (wt) {
-    case WT_VARINT: return rd_varint(r, &v);
-    case WT_I64: return rd_fixed64(r, &v);
-    case WT_LEN: return rd_len(r, &sub);
-    case WT_I32:
-        if (r->end - r->p < 4) return -1;
-        r->p += 4;
-        return 0;
-    case WT_SGROUP: {
-        uint32_t stack[MAX_GROUP_DEPTH];
-        int depth = 0;
-        stack[depth++] = field;
-        while (depth) {
-            uint32_t f;
-            int w;
-            if (rd_tag(r, &f, &w) < 0) return -1;
-            if (w == WT_EGROUP) {
-                if (stack[--depth] != f) return -1;
-            } else if (w == WT_SGROUP) {
-                if (depth == MAX_GROUP_DEPTH) return -1;
-                stack[depth++] = f;
-            } else if (rd_skip(r, f, w) < 0) { /* not a group: no recursion past one level */
-                return -1;
-            }
-        }
-        return 0;
-    }
-    default: return -1; /* a stray end-group or wire types 6, 7 */
-    }
-}
-
-/* ------------------------------------------------------------------ growable buffers */
-
-typedef struct {
-    uint8_t *data;
-    size_t len, cap;
-} Buf;
-
-static int buf_reserve(Buf *b, size_t extra) {
-    if (b->len + extra <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra) cap *= 2;
-    uint8_t *data = PyMem_Realloc(b->data, cap);
-    if (!data) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
-
-static int buf_put(Buf *b, const void *src, size_t n) {
-    if (buf_reserve(b, n) < 0) return -1;
-    memcpy(b->data + b->len, src, n);
-    b->len += n;
-    return 0;
-}
-
-static int buf_put_u64(Buf *b, uint64_t v) { return buf_put(b, &v, 8); }
-
-/* A length-prefixed chunk, so that the key is an unambiguous concatenation. */
-static int buf_put_chunk(Buf *b, const uint8_t *p, size_t n) {
-    return buf_put_u64(b, (uint64_t)n) < 0 ? -1 : buf_put(b, p, n);
-}
-
-typedef struct {
-    uint64_t *v;
-    size_t len, cap;
-} U64s;
-
-static int u64s_push(U64s *a, uint64_t v) {
-    if (a->len == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        uint64_t *data = PyMem_Realloc(a->v, cap * sizeof(uint64_t));
-        if (!data) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        a->v = data;
-        a->cap = cap;
-    }
-    a->v[a->len++] = v;
-    return 0;
-}
-
-/* Repeated fixed64 (packed or not) or uint64 varint (packed or not) into `out`. */
-static int read_repeated(Rd *r, int wt, int fixed, U64s *out) {
-    uint64_t v;
-    if (wt == WT_LEN) {
-        Rd sub;
-        if (rd_len(r, &sub) < 0) return -1;
-        if (fixed && (sub.end - sub.p) % 8) return -1;
-        while (sub.p < sub.end) {
-            if ((fixed ? rd_fixed64(&sub, &v) : rd_varint(&sub, &v)) < 0 || u64s_push(out, v) < 0) return -1;
-        }
-        return 0;
-    }
-    if ((fixed ? rd_fixed64(r, &v) : rd_varint(r, &v)) < 0) return -1;
-    return u64s_push(out, v);
-}
 
 /* ------------------------------------------------------------------ the Ingest object */
 
 typedef struct {
     PyObject_HEAD
     PyObject *points;       /* key bytes -> (plan bytes, targets tuple) */
-    PyObject *resources;    /* resource bytes -> (id, context) */
+    PyObject *resources;    /* resource bytes -> id */
     PyObject *resolve;      /* (context, kind, name, point bytes, want_series) -> (plan, targets | None) */
     PyObject *new_resource; /* resource bytes -> context */
+    SeriesLayout series;    /* how to reach the fields of a scaler.series.Series */
     uint64_t next_resource;
     Buf key, resource;
     U64s counts, negative, bounds, quantiles;
@@ -215,11 +66,17 @@ typedef struct {
     const uint8_t *base; /* the request's first byte, for offsets */
     int64_t now_ms, cutoff, horizon;
     Py_ssize_t budget, done;
+    Py_ssize_t moved; /* samples moved or allocated by trims and growth (series.c): slices stay short
+                       * when many series fill up in the same request */
     Py_ssize_t accepted, data_points;
     Py_ssize_t rejected[N_REASONS];
-    PyObject *touched;    /* dict: metric name -> samples accepted */
-    PyObject *last_name;  /* borrowed: the name counted last (a key of `touched`) */
-    Py_ssize_t pending;   /* samples of last_name not yet added to its count */
+    PyObject *touched;    /* set: the metric names that received samples in this run */
+    PyObject *written;    /* borrowed dict: metric name -> samples accepted, added to across runs */
+    PyObject *watched;    /* borrowed: the names whose touched series are reported */
+    PyObject *series_out; /* list: the touched series of watched names */
+    PyObject *last_name;  /* borrowed: the name counted last (kept alive by `touched`) */
+    Py_ssize_t pending;   /* samples of last_name not yet added to `written` */
+    int last_watched;     /* whether last_name is watched */
 } Run;
 
 /* One data point, as far as the translation needs it. */
@@ -230,6 +87,25 @@ typedef struct {
     int32_t scale, positive_offset, negative_offset;
 } Point;
 
+/* One resource of the request: its id (in point keys), its bytes, and its context (promoted
+ * labels) made from the bytes only when a point of it must be resolved: the cache keeps no
+ * context, only ids. */
+typedef struct {
+    uint64_t id;
+    PyObject *raw;     /* a new reference */
+    PyObject *context; /* a new reference, NULL until needed */
+} Res;
+
+static void res_release(Res *res) {
+    Py_CLEAR(res->raw);
+    Py_CLEAR(res->context);
+}
+
+static PyObject *res_context(Ingest *self, Res *res) {
+    if (!res->context) res->context = PyObject_CallOneArg(self->new_resource, res->raw);
+    return res->context;
+}
+
 static int fail_malformed(Run *run, const uint8_t *at) {
     PyErr_Format(PyExc_ValueError, "malformed OTLP protobuf near byte %zd", (Py_ssize_t)(at - run->base));
     return -1;
@@ -237,145 +113,61 @@ static int fail_malformed(Run *run, const uint8_t *at) {
 
 static double u64_to_double(uint64_t v) { return (double)v; }
 
-/* ------------------------------------------------------------------ store append */
-
-static int64_t get_i64(PyObject *obj, PyObject *attr, int *err) {
-    PyObject *v = PyObject_GetAttr(obj, attr);
-    if (!v) {
-        *err = 1;
-        return 0;
-    }
-    int64_t out = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    if (out == -1 && PyErr_Occurred()) *err = 1;
-    return out;
-}
-
-static int set_i64(PyObject *obj, PyObject *attr, int64_t value) {
-    PyObject *v = PyLong_FromLongLong(value);
-    if (!v) return -1;
-    int rc = PyObject_SetAttr(obj, attr, v);
-    Py_DECREF(v);
-    return rc;
-}
-
-/* A writable, aligned, contiguous 1-d array of `type` with room for index `n`, or NULL. */
-static PyArrayObject *array_with_room(PyObject *obj, int type, int64_t n) {
-    if (!PyArray_Check(obj)) return NULL;
-    PyArrayObject *a = (PyArrayObject *)obj;
-    if (PyArray_NDIM(a) != 1 || PyArray_TYPE(a) != type || !PyArray_ISCARRAY(a) || n >= PyArray_DIM(a, 0))
-        return NULL;
-    return a;
-}
-
-/* Add the samples counted for last_name to its entry in `touched`. */
-static int flush_touched(Run *run) {
+/* Add the samples counted for last_name to its entry in `written`. */
+static int flush_written(Run *run) {
     if (!run->pending) return 0;
-    PyObject *old = PyDict_GetItemWithError(run->touched, run->last_name); /* borrowed */
-    if (!old) return -1;                                                   /* the key is set in touch() */
-    Py_ssize_t before = PyLong_AsSsize_t(old);
-    if (before == -1 && PyErr_Occurred()) return -1;
+    PyObject *old = PyDict_GetItemWithError(run->written, run->last_name); /* borrowed */
+    Py_ssize_t before = 0;
+    if (old) before = PyLong_AsSsize_t(old);
+    if ((!old || before == -1) && PyErr_Occurred()) return -1;
     PyObject *count = PyLong_FromSsize_t(before + run->pending);
     if (!count) return -1;
-    int rc = PyDict_SetItem(run->touched, run->last_name, count);
+    int rc = PyDict_SetItem(run->written, run->last_name, count);
     Py_DECREF(count);
     run->pending = 0;
     return rc;
 }
 
-/* Count one accepted sample of `series` under its metric name. */
-static int touch(Run *run, PyObject *series) {
-    PyObject *name = PyObject_GetAttr(series, s_name);
-    if (!name) return -1;
+/* Count one accepted sample of `series` under its metric name, and report the series itself
+ * in series_out when its name is watched. */
+static int touch(Ingest *self, Run *run, PyObject *series) {
+    PyObject *name = series_name(&self->series, series);
     if (name != run->last_name) {
-        PyObject *zero = PyLong_FromLong(0);
-        if (!zero || flush_touched(run) < 0 || !PyDict_SetDefault(run->touched, name, zero)) {
-            Py_XDECREF(zero);
-            Py_DECREF(name);
+        if (!name) {
+            PyErr_SetString(PyExc_AttributeError, "a Series slot is unset");
             return -1;
         }
-        Py_DECREF(zero);
-        run->last_name = name; /* kept alive by the dict */
+        if (flush_written(run) < 0 || PySet_Add(run->touched, name) < 0) return -1;
+        run->last_name = name; /* kept alive by the set */
+        run->last_watched = PySet_GET_SIZE(run->watched) ? PySet_Contains(run->watched, name) : 0;
+        if (run->last_watched < 0) return -1;
     }
     run->pending++;
-    Py_DECREF(name);
-    return 0;
+    return run->last_watched ? PyList_Append(run->series_out, series) : 0;
 }
 
 /* Store.append for one sample of a resolved series: the same checks in the same order. */
-static int append_sample(Run *run, PyObject *series, int64_t ts, double value, int is_delta) {
+static int append_sample(Ingest *self, Run *run, PyObject *series, int64_t ts, PyObject *ts_obj, double value,
+                         int is_delta) {
     if (is_delta) {
-        PyObject *t = PyObject_GetAttr(series, s_delta_total);
-        if (!t) return -1;
-        double total = PyFloat_AsDouble(t) + value;
-        Py_DECREF(t);
-        if (PyErr_Occurred()) return -1;
-        if (!isfinite(total)) { /* a NaN/±Inf delta, or an overflow: poison for good */
-            run->rejected[R_INVALID_VALUE]++;
-            return 0;
+        int ok = series_add_delta(&self->series, series, &value);
+        if (ok <= 0) {
+            if (ok == 0) run->rejected[R_INVALID_VALUE]++;
+            return ok;
         }
-        PyObject *f = PyFloat_FromDouble(total);
-        if (!f) return -1;
-        int rc = PyObject_SetAttr(series, s_delta_total, f);
-        Py_DECREF(f);
-        if (rc < 0) return -1;
-        value = total;
     }
-    int err = 0;
-    int64_t n = get_i64(series, s_n, &err);
-    int64_t last = err ? 0 : get_i64(series, s_last, &err);
-    if (err) return -1;
-    int fast = 0;
-    if (ts > last) {
-        PyObject *ts_obj = PyObject_GetAttr(series, s_ts);
-        PyObject *vals_obj = ts_obj ? PyObject_GetAttr(series, s_vals) : NULL;
-        if (!vals_obj) {
-            Py_XDECREF(ts_obj);
-            return -1;
-        }
-        PyArrayObject *ts_arr = array_with_room(ts_obj, NPY_INT64, n);
-        PyArrayObject *vals_arr = array_with_room(vals_obj, NPY_FLOAT64, n);
-        if (ts_arr && vals_arr) {
-            ((int64_t *)PyArray_DATA(ts_arr))[n] = ts;
-            ((double *)PyArray_DATA(vals_arr))[n] = value;
-            fast = 1;
-        }
-        Py_DECREF(ts_obj);
-        Py_DECREF(vals_obj);
-        if (fast && (set_i64(series, s_n, n + 1) < 0 || set_i64(series, s_last, ts) < 0)) return -1;
-    }
-    if (!fast) { /* out of order, a repeated timestamp, or a full buffer: Series.append */
-        PyObject *t = PyLong_FromLongLong(ts), *v = PyFloat_FromDouble(value), *c = PyLong_FromLongLong(run->cutoff);
-        PyObject *r = t && v && c ? PyObject_CallMethodObjArgs(series, s_append, t, v, c, NULL) : NULL;
-        Py_XDECREF(t);
-        Py_XDECREF(v);
-        Py_XDECREF(c);
-        if (!r) return -1;
-        Py_DECREF(r);
-    }
+    if (series_append(&self->series, series, ts, ts_obj, value, run->cutoff, &run->moved) < 0) return -1;
     run->accepted++;
-    return touch(run, series);
+    return touch(self, run, series);
 }
 
 /* ------------------------------------------------------------------ one data point */
 
-static int ensure_values(Ingest *self, size_t n) {
-    if (n <= self->values_cap) return 0;
-    size_t cap = self->values_cap ? self->values_cap : 64;
-    while (cap < n) cap *= 2;
-    double *v = PyMem_Realloc(self->values, cap * sizeof(double));
-    if (!v) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    self->values = v;
-    self->values_cap = cap;
-    return 0;
-}
-
 /* Cumulative counts as the reference computes them (exact integer sums, then one rounding). */
 static int cumulate(Ingest *self, const uint64_t *counts, size_t n) {
-    if (ensure_values(self, n) < 0) return -1;
+    double *values = grown(self->values, &self->values_cap, n, sizeof(double), 64);
+    if (!values) return -1;
+    self->values = values;
     unsigned __int128 total = 0;
     for (size_t i = 0; i < n; i++) {
         total += counts[i];
@@ -523,19 +315,15 @@ static int exponential_values(Ingest *self, const Point *pt) {
 
 /* (plan, targets) for the point from the cache, or from Python on a miss (cached when every
  * sample has a series). Returns a new reference to the entry, or NULL with an exception. */
-static PyObject *entry_for(Ingest *self, PyObject *key, PyObject *context, int kind, PyObject *name,
+static PyObject *entry_for(Ingest *self, PyObject *key, Res *res, int kind, PyObject *name,
                            const uint8_t *p, size_t len, int want_series, int *missed) {
     PyObject *entry = PyDict_GetItemWithError(self->points, key);
     if (entry) {
         if (!want_series) return Py_NewRef(entry);
         PyObject *targets = PyTuple_GET_ITEM(entry, 1);
         int all_alive = 1;
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets) && all_alive; i++) {
-            PyObject *alive = PyObject_GetAttr(PyTuple_GET_ITEM(targets, i), s_alive);
-            if (!alive) return NULL;
-            all_alive = alive == Py_True;
-            Py_DECREF(alive);
-        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets) && all_alive; i++)
+            all_alive = series_alive(&self->series, PyTuple_GET_ITEM(targets, i)); /* checked when cached */
         if (all_alive) return Py_NewRef(entry);
     } else if (PyErr_Occurred()) {
         return NULL;
@@ -543,7 +331,10 @@ static PyObject *entry_for(Ingest *self, PyObject *key, PyObject *context, int k
     *missed = 1;
     PyObject *point = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)len);
     if (!point) return NULL;
-    entry = PyObject_CallFunction(self->resolve, "OiOOO", context, kind, name, point, want_series ? Py_True : Py_False);
+    PyObject *context = res_context(self, res);
+    entry = context ? PyObject_CallFunction(self->resolve, "OiOOO", context, kind, name, point,
+                                            want_series ? Py_True : Py_False)
+                    : NULL;
     Py_DECREF(point);
     if (!entry) return NULL;
     if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(entry, 0)) ||
@@ -557,8 +348,15 @@ static PyObject *entry_for(Ingest *self, PyObject *key, PyObject *context, int k
     if (want_series) {
         PyObject *targets = PyTuple_GET_ITEM(entry, 1);
         int cacheable = 1;
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets); i++)
-            if (PyLong_Check(PyTuple_GET_ITEM(targets, i))) cacheable = 0;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets); i++) {
+            PyObject *target = PyTuple_GET_ITEM(targets, i);
+            if (PyLong_Check(target)) {
+                cacheable = 0;
+            } else if (series_check(&self->series, target) < 0) {
+                Py_DECREF(entry);
+                return NULL;
+            }
+        }
         if (cacheable && PyDict_SetItem(self->points, key, entry) < 0) {
             Py_DECREF(entry);
             return NULL;
@@ -567,16 +365,20 @@ static PyObject *entry_for(Ingest *self, PyObject *key, PyObject *context, int k
     return entry;
 }
 
-static int point_samples(Ingest *self, Run *run, PyObject *context, uint64_t resource_id, int kind, PyObject *name,
+static int point_samples(Ingest *self, Run *run, Res *res, int kind, PyObject *name,
                          const uint8_t *name_p, size_t name_len, int delta_metric, Rd r) {
     const uint8_t *p = r.p;
     size_t len = (size_t)(r.end - r.p);
     Point pt;
     self->key.len = 0;
-    if (buf_put_u64(&self->key, resource_id) < 0 || buf_put(&self->key, &kind, sizeof kind) < 0 ||
+    if (buf_put_u64(&self->key, res->id) < 0 || buf_put(&self->key, &kind, sizeof kind) < 0 ||
         buf_put_chunk(&self->key, name_p, name_len) < 0)
         return -1;
-    if (parse_point(self, run, kind, r, &pt) < 0 || put_shape(self, kind, &pt) < 0) return -1;
+    /* The attribute chunks end with a length no chunk has, so that the shape after them can
+     * never read as an attribute (an empty attribute and a summary's quantile 0 collided). */
+    if (parse_point(self, run, kind, r, &pt) < 0 || buf_put_u64(&self->key, ATTRIBUTES_END) < 0 ||
+        put_shape(self, kind, &pt) < 0)
+        return -1;
     if (kind == KIND_HISTOGRAM && self->counts.len && self->counts.len != self->bounds.len + 1) {
         run->rejected[R_UNSUPPORTED]++;
         return 0;
@@ -586,7 +388,7 @@ static int point_samples(Ingest *self, Run *run, PyObject *context, uint64_t res
     PyObject *key = PyBytes_FromStringAndSize((const char *)self->key.data, (Py_ssize_t)self->key.len);
     if (!key) return -1;
     int missed = 0;
-    PyObject *entry = entry_for(self, key, context, kind, name, p, len, in_range, &missed);
+    PyObject *entry = entry_for(self, key, res, kind, name, p, len, in_range, &missed);
     Py_DECREF(key);
     if (!entry) return -1;
     PyObject *plan = PyTuple_GET_ITEM(entry, 0);
@@ -606,6 +408,7 @@ static int point_samples(Ingest *self, Run *run, PyObject *context, uint64_t res
     memcpy(&stale_nan, &STALE_NAN_BITS, 8);
     const char *codes = PyBytes_AS_STRING(plan);
     PyObject *targets = PyTuple_GET_ITEM(entry, 1);
+    PyObject *ts_obj = NULL; /* ts as an int, shared by the point's series as their `last` */
     for (Py_ssize_t i = 0; i < n && rc == 0; i++) {
         int32_t code;
         memcpy(&code, codes + 4 * i, 4);
@@ -634,15 +437,20 @@ static int point_samples(Ingest *self, Run *run, PyObject *context, uint64_t res
             rc = -1;
             break;
         }
-        rc = append_sample(run, target, ts, value, is_delta);
+        if (!ts_obj && !(ts_obj = PyLong_FromLongLong(ts))) {
+            rc = -1;
+            break;
+        }
+        rc = append_sample(self, run, target, ts, ts_obj, value, is_delta);
     }
+    Py_XDECREF(ts_obj);
     Py_DECREF(entry);
     return rc;
 }
 
 /* ------------------------------------------------------------------ metrics, scopes, resources */
 
-static int metric_samples(Ingest *self, Run *run, PyObject *context, uint64_t resource_id, Rd m) {
+static int metric_samples(Ingest *self, Run *run, Res *res, Rd m) {
     /* Pass 1: the name (last wins) and the oneof `data` (last wins; occurrences of the same
      * member merge, one of another member clears it). */
     const uint8_t *name_p = NULL, *kind_start = NULL;
@@ -709,7 +517,7 @@ static int metric_samples(Ingest *self, Run *run, PyObject *context, uint64_t re
                     bad = rd_len(&data, &point) < 0;
                     if (!bad && pass == 0) points++;
                     if (!bad && pass == 1 &&
-                        point_samples(self, run, context, resource_id, kind, name, name_p, name_len, delta, point) < 0) {
+                        point_samples(self, run, res, kind, name, name_p, name_len, delta, point) < 0) {
                         Py_DECREF(name);
                         return -1;
                     }
@@ -730,42 +538,36 @@ static int metric_samples(Ingest *self, Run *run, PyObject *context, uint64_t re
     return 0;
 }
 
-/* The context of a resource (its promoted labels), by the bytes of its merged occurrences. */
-static PyObject *resource_context(Ingest *self, Run *run, Rd rm, uint64_t *resource_id) {
+/* The resource `rm` (by the bytes of its merged occurrences) into `res`: 0, or -1. */
+static int resource_of(Ingest *self, Run *run, Rd rm, Res *res) {
     self->resource.len = 0;
     while (rm.p < rm.end) {
         const uint8_t *at = rm.p;
         uint32_t f;
         int wt;
         Rd sub;
-        if (rd_tag(&rm, &f, &wt) < 0) return fail_malformed(run, at), NULL;
+        if (rd_tag(&rm, &f, &wt) < 0) return fail_malformed(run, at);
         if (f == 1 && wt == WT_LEN) {
-            if (rd_len(&rm, &sub) < 0) return fail_malformed(run, at), NULL;
-            if (buf_put(&self->resource, sub.p, (size_t)(sub.end - sub.p)) < 0) return NULL;
+            if (rd_len(&rm, &sub) < 0) return fail_malformed(run, at);
+            if (buf_put(&self->resource, sub.p, (size_t)(sub.end - sub.p)) < 0) return -1;
         } else if (rd_skip(&rm, f, wt) < 0) {
-            return fail_malformed(run, at), NULL;
+            return fail_malformed(run, at);
         }
     }
-    PyObject *raw = PyBytes_FromStringAndSize((const char *)self->resource.data, (Py_ssize_t)self->resource.len);
-    if (!raw) return NULL;
-    PyObject *found = PyDict_GetItemWithError(self->resources, raw);
+    res->raw = PyBytes_FromStringAndSize((const char *)self->resource.data, (Py_ssize_t)self->resource.len);
+    if (!res->raw) return -1;
+    PyObject *found = PyDict_GetItemWithError(self->resources, res->raw); /* borrowed */
     if (!found) {
-        if (PyErr_Occurred()) {
-            Py_DECREF(raw);
-            return NULL;
-        }
-        PyObject *context = PyObject_CallOneArg(self->new_resource, raw);
-        found = context ? Py_BuildValue("(KN)", (unsigned long long)self->next_resource++, context) : NULL;
-        if (!found || PyDict_SetItem(self->resources, raw, found) < 0) {
-            Py_XDECREF(found);
-            Py_DECREF(raw);
-            return NULL;
-        }
-        Py_DECREF(found); /* the dict holds it */
+        if (PyErr_Occurred()) return -1;
+        PyObject *id = PyLong_FromUnsignedLongLong(self->next_resource);
+        int rc = id ? PyDict_SetItem(self->resources, res->raw, id) : -1;
+        Py_XDECREF(id);
+        if (rc < 0) return -1;
+        res->id = self->next_resource++;
+        return 0;
     }
-    Py_DECREF(raw);
-    *resource_id = (uint64_t)PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(found, 0));
-    return Py_NewRef(PyTuple_GET_ITEM(found, 1));
+    res->id = (uint64_t)PyLong_AsUnsignedLongLong(found);
+    return 0;
 }
 
 /* Resume point: byte offsets of the next resource_metrics, scope_metrics and metric tags. */
@@ -788,16 +590,18 @@ static int request_samples(Ingest *self, Run *run, const uint8_t *data, Py_ssize
             continue;
         }
         if (rd_len(&top, &rm) < 0) return fail_malformed(run, rm_at);
-        uint64_t resource_id;
-        PyObject *context = resource_context(self, run, rm, &resource_id);
-        if (!context) return -1;
+        Res res = {0};
+        if (resource_of(self, run, rm, &res) < 0) {
+            res_release(&res);
+            return -1;
+        }
         Rd sms = rm;
         if (first_rm && pos->sm > rm_at - data) sms.p = data + pos->sm;
         while (sms.p < sms.end) {
             const uint8_t *sm_at = sms.p;
             Rd sm;
             if (rd_tag(&sms, &f, &wt) < 0 || (f == 2 && wt == WT_LEN ? rd_len(&sms, &sm) : rd_skip(&sms, f, wt)) < 0) {
-                Py_DECREF(context);
+                res_release(&res);
                 return fail_malformed(run, sm_at);
             }
             if (f != 2 || wt != WT_LEN) continue;
@@ -809,25 +613,25 @@ static int request_samples(Ingest *self, Run *run, const uint8_t *data, Py_ssize
                 Rd metric;
                 if (rd_tag(&ms, &f, &wt) < 0 ||
                     (f == 2 && wt == WT_LEN ? rd_len(&ms, &metric) : rd_skip(&ms, f, wt)) < 0) {
-                    Py_DECREF(context);
+                    res_release(&res);
                     return fail_malformed(run, m_at);
                 }
                 if (f != 2 || wt != WT_LEN) continue;
-                if (metric_samples(self, run, context, resource_id, metric) < 0) {
-                    Py_DECREF(context);
+                if (metric_samples(self, run, &res, metric) < 0) {
+                    res_release(&res);
                     return -1;
                 }
-                if (run->done >= run->budget && (ms.p < ms.end || sms.p < sms.end || top.p < top.end)) {
+                if (run->done + run->moved / MOVES_PER_SAMPLE >= run->budget && (ms.p < ms.end || sms.p < sms.end || top.p < top.end)) {
                     pos->rm = rm_at - data;
                     pos->sm = sm_at - data;
                     pos->metric = ms.p - data;
-                    Py_DECREF(context);
+                    res_release(&res);
                     return 0;
                 }
             }
         }
         first_rm = 0;
-        Py_DECREF(context);
+        res_release(&res);
     }
     pos->rm = -1;
     return 0;
@@ -835,55 +639,58 @@ static int request_samples(Ingest *self, Run *run, const uint8_t *data, Py_ssize
 
 /* ------------------------------------------------------------------ Python API */
 
+/* The counts by reject reason, as a list. */
+static PyObject *rejected_list(const Run *run) {
+    PyObject *rejected = PyList_New(N_REASONS);
+    for (int i = 0; rejected && i < N_REASONS; i++) {
+        PyObject *count = PyLong_FromSsize_t(run->rejected[i]);
+        if (!count) Py_CLEAR(rejected);
+        else PyList_SET_ITEM(rejected, i, count);
+    }
+    return rejected;
+}
+
 static PyObject *Ingest_run(Ingest *self, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"data", "pos", "now_ms", "cutoff_ms", "horizon_ms", "budget", NULL};
+    static char *names[] = {"data", "pos", "now_ms", "cutoff_ms", "horizon_ms", "budget", "watched", "written", NULL};
     Py_buffer view;
     Pos pos;
     long long now_ms, cutoff, horizon;
     Py_ssize_t budget;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*(nnn)LLLn:run", names, &view, &pos.rm, &pos.sm, &pos.metric,
-                                     &now_ms, &cutoff, &horizon, &budget))
+    PyObject *watched, *written;
+    if (!self->points || !self->series.type) {
+        PyErr_SetString(PyExc_RuntimeError, "Ingest.run(): the object was not initialised");
+        return NULL;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*(nnn)LLLnOO!:run", names, &view, &pos.rm, &pos.sm,
+                                     &pos.metric, &now_ms, &cutoff, &horizon, &budget, &watched, &PyDict_Type,
+                                     &written))
         return NULL;
     if (pos.rm < 0 || pos.rm > view.len || pos.sm < 0 || pos.sm > view.len || pos.metric < 0 ||
-        pos.metric > view.len || budget < 1) {
+        pos.metric > view.len || budget < 1 || !PyAnySet_Check(watched)) {
         PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "run(): position outside the request, or budget < 1");
+        PyErr_SetString(PyExc_ValueError, "run(): position outside the request, budget < 1, or watched not a set");
         return NULL;
     }
-    Run run = {.base = view.buf, .now_ms = now_ms, .cutoff = cutoff, .horizon = horizon, .budget = budget};
-    run.touched = PyDict_New();
-    if (!run.touched) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    int rc = request_samples(self, &run, view.buf, view.len, &pos);
+    Run run = {.base = view.buf, .now_ms = now_ms, .cutoff = cutoff, .horizon = horizon, .budget = budget,
+               .watched = watched, .written = written};
+    PyObject *result = NULL;
+    run.touched = PySet_New(NULL);
+    run.series_out = run.touched ? PyList_New(0) : NULL;
+    int rc = run.series_out ? request_samples(self, &run, view.buf, view.len, &pos) : -1;
     PyBuffer_Release(&view);
-    if (rc == 0) rc = flush_touched(&run);
-    if (rc < 0) {
-        Py_DECREF(run.touched);
-        return NULL;
+    if (rc == 0) rc = flush_written(&run);
+    if (rc == 0) {
+        PyObject *rejected = rejected_list(&run);
+        PyObject *next = pos.rm < 0 ? Py_NewRef(Py_None) : Py_BuildValue("(nnn)", pos.rm, pos.sm, pos.metric);
+        if (rejected && next)
+            result = Py_BuildValue("(OnnOOO)", next, run.accepted, run.data_points, rejected, run.touched,
+                                   run.series_out);
+        Py_XDECREF(rejected);
+        Py_XDECREF(next);
     }
-    PyObject *rejected = PyList_New(N_REASONS);
-    if (!rejected) {
-        Py_DECREF(run.touched);
-        return NULL;
-    }
-    for (int i = 0; i < N_REASONS; i++) {
-        PyObject *count = PyLong_FromSsize_t(run.rejected[i]);
-        if (!count) {
-            Py_DECREF(rejected);
-            Py_DECREF(run.touched);
-            return NULL;
-        }
-        PyList_SET_ITEM(rejected, i, count);
-    }
-    PyObject *next = pos.rm < 0 ? Py_NewRef(Py_None) : Py_BuildValue("(nnn)", pos.rm, pos.sm, pos.metric);
-    if (!next) {
-        Py_DECREF(rejected);
-        Py_DECREF(run.touched);
-        return NULL;
-    }
-    return Py_BuildValue("(NnnNN)", next, run.accepted, run.data_points, rejected, run.touched);
+    Py_XDECREF(run.touched);
+    Py_XDECREF(run.series_out);
+    return result;
 }
 
 static PyObject *Ingest_clear(Ingest *self, PyObject *Py_UNUSED(ignored)) {
@@ -897,13 +704,17 @@ static PyObject *Ingest_len(Ingest *self, void *Py_UNUSED(closure)) {
 }
 
 static int Ingest_init(Ingest *self, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"new_resource", "resolve", NULL};
-    PyObject *new_resource, *resolve;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:Ingest", names, &new_resource, &resolve)) return -1;
+    static char *names[] = {"new_resource", "resolve", "series_type", "initial_capacity", "no_sample", NULL};
+    PyObject *new_resource, *resolve, *series_type, *no_sample;
+    Py_ssize_t initial_capacity;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOnO:Ingest", names, &new_resource, &resolve, &series_type,
+                                     &initial_capacity, &no_sample))
+        return -1;
     if (!PyCallable_Check(new_resource) || !PyCallable_Check(resolve)) {
-        PyErr_SetString(PyExc_TypeError, "Ingest(new_resource, resolve): both must be callable");
+        PyErr_SetString(PyExc_TypeError, "Ingest(new_resource, resolve, ...): both must be callable");
         return -1;
     }
+    if (series_layout_init(&self->series, series_type, initial_capacity, no_sample) < 0) return -1;
     Py_XSETREF(self->new_resource, Py_NewRef(new_resource));
     Py_XSETREF(self->resolve, Py_NewRef(resolve));
     if (!self->points && !(self->points = PyDict_New())) return -1;
@@ -916,7 +727,7 @@ static int Ingest_traverse(Ingest *self, visitproc visit, void *arg) {
     Py_VISIT(self->resources);
     Py_VISIT(self->resolve);
     Py_VISIT(self->new_resource);
-    return 0;
+    return series_layout_traverse(&self->series, visit, arg);
 }
 
 static int Ingest_clear_refs(Ingest *self) {
@@ -924,6 +735,7 @@ static int Ingest_clear_refs(Ingest *self) {
     Py_CLEAR(self->resources);
     Py_CLEAR(self->resolve);
     Py_CLEAR(self->new_resource);
+    series_layout_clear(&self->series);
     return 0;
 }
 
@@ -942,8 +754,9 @@ static void Ingest_dealloc(Ingest *self) {
 
 static PyMethodDef Ingest_methods[] = {
     {"run", (PyCFunction)(void (*)(void))Ingest_run, METH_VARARGS | METH_KEYWORDS,
-     "run(data, pos, now_ms, cutoff_ms, horizon_ms, budget) -> (next_pos | None, accepted, data_points, "
-     "rejected counts by reason, samples accepted by metric name)\n\n"
+     "run(data, pos, now_ms, cutoff_ms, horizon_ms, budget, watched, written) -> (next_pos | None, accepted, "
+     "data_points, rejected counts by reason, touched metric names, touched series of the watched names)\n\n"
+     "Samples accepted are also added, by metric name, to the dict `written` (whatever it held before).\n"
      "Append the samples of the request `data` from `pos` ((0, 0, 0) at first) until about `budget` samples "
      "have been handled, stopping at a metric boundary."},
     {"clear", (PyCFunction)Ingest_clear, METH_NOARGS, "Forget every cached point and resource."},
@@ -959,7 +772,8 @@ static PyTypeObject IngestType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "scaler._native.otlpwire.Ingest",
     .tp_basicsize = sizeof(Ingest),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Ingest(new_resource, resolve): the native OTLP translate + append loop and its point cache.",
+    .tp_doc = "Ingest(new_resource, resolve, series_type, initial_capacity, no_sample): the native OTLP translate "
+              "+ append loop and its point cache.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Ingest_init,
     .tp_dealloc = (destructor)Ingest_dealloc,
@@ -1025,14 +839,7 @@ PyMODINIT_FUNC PyInit_otlpwire(void) {
         PyErr_SetString(PyExc_ImportError, "scaler._native.otlpwire supports little-endian hosts only");
         return NULL;
     }
-    import_array();
-    if (PyType_Ready(&IngestType) < 0) return NULL;
-    struct { PyObject **slot; const char *text; } interned[] = {
-        {&s_alive, "alive"}, {&s_n, "n"}, {&s_ts, "ts"}, {&s_vals, "vals"}, {&s_last, "last"},
-        {&s_name, "name"}, {&s_delta_total, "delta_total"}, {&s_append, "append"},
-    };
-    for (size_t i = 0; i < sizeof interned / sizeof interned[0]; i++)
-        if (!*interned[i].slot && !(*interned[i].slot = PyUnicode_InternFromString(interned[i].text))) return NULL;
+    if (series_import_numpy() < 0 || PyType_Ready(&IngestType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "Ingest", (PyObject *)&IngestType) < 0) {

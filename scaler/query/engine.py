@@ -118,10 +118,12 @@ class Engine:
         *,
         lookback_ms: int | None = None,
         timeout_s: float | None = None,
+        text: str = "",
     ) -> Result:
         """An instant query at ``start_ms`` (``step_ms`` 0) or a range query, run to the end
-        here; raises :class:`QueryError` (also past the timeout)."""
-        gen, annotations, deadline = self._start(expr, start_ms, end_ms, step_ms, lookback_ms, timeout_s)
+        here; raises :class:`QueryError` (also past the timeout). ``text``: the source of a
+        parsed ``expr``, for the positions in annotations."""
+        gen, annotations, deadline = self._start(expr, start_ms, end_ms, step_ms, lookback_ms, timeout_s, text)
         clock = time.monotonic
         while True:
             try:
@@ -141,9 +143,10 @@ class Engine:
         *,
         lookback_ms: int | None = None,
         timeout_s: float | None = None,
+        text: str = "",
     ) -> Result:
         """:meth:`evaluate`, yielding to the event loop every ``SLICE_SECONDS`` of work."""
-        gen, annotations, deadline = self._start(expr, start_ms, end_ms, step_ms, lookback_ms, timeout_s)
+        gen, annotations, deadline = self._start(expr, start_ms, end_ms, step_ms, lookback_ms, timeout_s, text)
         clock = time.monotonic
         slice_end = clock() + SLICE_SECONDS
         while True:
@@ -169,13 +172,16 @@ class Engine:
         step: int,
         lookback_ms: int | None,
         timeout_s: float | None,
+        text: str = "",
     ) -> tuple[Generator[None, None, Value], Annotations, float]:
         """The evaluation generator, its annotations and its monotonic deadline."""
-        gen, annotations = self._run(expr, start, end, step, lookback_ms)
+        gen, annotations = self._run(expr, start, end, step, lookback_ms, text)
         return gen, annotations, time.monotonic() + (self.limits.timeout_s if timeout_s is None else timeout_s)
 
-    def _run(self, expr: Expr | str, start: int, end: int | None, step: int, lookback_ms: int | None) -> _Run:
-        text = expr if isinstance(expr, str) else ""
+    def _run(
+        self, expr: Expr | str, start: int, end: int | None, step: int, lookback_ms: int | None, text: str = ""
+    ) -> _Run:
+        text = expr if isinstance(expr, str) else text
         tree = _parse_cached(expr) if isinstance(expr, str) else expr
         end = start if end is None else end
         if step:

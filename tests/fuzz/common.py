@@ -138,13 +138,14 @@ def append_and_check(store: Store, samples: Sequence[Sample], clock: Clock) -> N
 PROMOTIONS = Settings().otlp.promotions
 """The default resource-label promotions."""
 
-StoreState = dict[LabelPairs, tuple[list[int], bytes, bytes]]
+StoreState = dict[LabelPairs, tuple[list[int], bytes, bytes, int]]
 
 
 def store_state(store: Store) -> StoreState:
-    """Every series' samples and delta running total, values as bytes (NaN == NaN, the stale NaN ≠ NaN)."""
+    """Every series' samples, delta running total and array capacity (the native loop grows and
+    trims the arrays itself, by the same policy), values as bytes (NaN == NaN, the stale NaN ≠ NaN)."""
     return {
-        s.labels: (s.ts[: s.n].tolist(), s.vals[: s.n].tobytes(), struct.pack("<d", s.delta_total))
+        s.labels: (s.ts[: s.n].tolist(), s.vals[: s.n].tobytes(), struct.pack("<d", s.delta_total), len(s.ts))
         for s in store.series()
     }
 
@@ -165,8 +166,7 @@ def native_ingest(native: nativeingest.NativeIngest, data: bytes, budget: int) -
     data_points = 0
     pos: tuple[int, int, int] | None = nativeingest.START
     while pos is not None:
-        part = native.run(data, pos, now_ms, budget)
-        result.merge(part.result)
+        part = native.run(data, pos, now_ms, budget, result)
         data_points += part.data_points
         pos = part.next_pos
     return result, data_points

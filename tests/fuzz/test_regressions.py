@@ -11,6 +11,7 @@ import math
 
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 
 from scaler import otlp
@@ -41,6 +42,45 @@ def test_exponential_histogram_with_bounds_beyond_the_float_range() -> None:
         scale=0, positive=m.ExponentialHistogramDataPoint.Buckets(offset=1022, bucket_counts=[1, 2, 3, 4])
     )
     assert otlp.exponential_buckets(point) == [(0.0, 0), (2.0**1023, 1), (math.inf, 9)]
+
+
+def _summary(*points: m.SummaryDataPoint) -> bytes:
+    metric = m.Metric(name="s", summary=m.Summary(data_points=points))
+    return ExportMetricsServiceRequest(
+        resource_metrics=[m.ResourceMetrics(scope_metrics=[m.ScopeMetrics(metrics=[metric])])]
+    ).SerializeToString()
+
+
+def test_an_empty_attribute_and_a_quantile_of_zero_are_different_points_to_the_native_cache() -> None:
+    # The native cache key of a point was its attribute chunks, then its quantiles: an empty
+    # attribute (chunk length 0) read the same as one quantile 0.0, so the second point reused
+    # the first one's plan and its quantile sample was lost (found by a 30-minute fuzz run).
+    empty_attribute = m.SummaryDataPoint(time_unix_nano=common.NOW_MS * 10**6, attributes=[KeyValue()])
+    quantile_zero = m.SummaryDataPoint(
+        time_unix_nano=common.NOW_MS * 10**6, quantile_values=[m.SummaryDataPoint.ValueAtQuantile()]
+    )
+    body = _summary(empty_attribute, quantile_zero)
+    otlp_protobuf.test_one_input(body)  # native and reference agree
+    assert {"__name__": "s", "quantile": "0"} in _labels(body)
+
+
+def test_quantiles_zero_and_minus_zero_keep_their_own_spelling_whatever_came_first() -> None:
+    # format_float was cached by value, and -0.0 == 0.0: the first one formatted named both
+    for first, second in ((-0.0, 0.0), (0.0, -0.0)):
+        assert [otlp.format_float(first), otlp.format_float(second)] == [
+            "-0" if math.copysign(1, first) < 0 else "0",
+            "-0" if math.copysign(1, second) < 0 else "0",
+        ]
+    points = [
+        m.SummaryDataPoint(
+            time_unix_nano=common.NOW_MS * 10**6,
+            quantile_values=[m.SummaryDataPoint.ValueAtQuantile(quantile=q, value=1.0)],
+        )
+        for q in (-0.0, 0.0)
+    ]
+    body = _summary(*points)
+    otlp_protobuf.test_one_input(body)
+    assert [labels.get("quantile") for labels in _labels(body) if labels["__name__"] == "s"] == ["-0", "0"]
 
 
 def _labels(body: bytes) -> list[dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -268,6 +269,75 @@ def test_stream_open_close_cycles_free_their_resources(keda: Keda, service: Runn
     assert service.call(tasks) <= baseline_tasks
     assert service.call(lambda: len(store._listeners)) == baseline_listeners
     assert "keda_streams_open 0.0" in httpx.get(service.http + "/metrics").text
+    hub = service.service.streams
+    assert service.call(lambda: (hub.open_streams, hub._keyed, len(store.watched))) == (0, {}, 0)
+
+
+def test_a_stream_past_max_streams_is_refused_with_the_reason_and_counted(service_factory: Any) -> None:
+    svc = service_factory(max_streams=2)
+    keda = Keda(svc)
+    open_calls = [keda.stub.StreamIsActive(keda.ref(metricQuery=WAITING_DECODE, targetValue="1")) for _ in range(2)]
+    assert [next(call).result for call in open_calls] == [False, False]
+    refused = keda.stub.StreamIsActive(keda.ref(metricQuery=WAITING_DECODE, targetValue="1"))
+    with pytest.raises(grpc.RpcError) as exc:
+        next(refused)
+    assert exc.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = exc.value.details() or ""
+    assert "2 StreamIsActive streams are open" in details
+    assert "MAX_STREAMS=2" in details
+    metrics = httpx.get(svc.http + "/metrics").text
+    assert 'keda_streams_refused_total{reason="max_streams"} 1.0' in metrics
+    assert 'keda_errors_total{code="RESOURCE_EXHAUSTED",method="StreamIsActive"} 1.0' in metrics
+    open_calls[0].cancel()
+    deadline = time.monotonic() + 10
+    while svc.call(lambda: svc.service.streams.open_streams) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    again = keda.stub.StreamIsActive(keda.ref(metricQuery=WAITING_DECODE, targetValue="1"))
+    assert next(again).result is False  # the freed slot serves a new stream
+    again.cancel()
+    open_calls[1].cancel()
+
+
+@pytest.mark.slow
+def test_thousands_of_streams_opened_at_once_are_all_served(service: RunningService, pusher: Pusher) -> None:
+    # gRPC core used to cancel, uncounted, new calls past ~1,000-3,000 waiting to be accepted
+    # (issue 20: 1,804-1,850 of 2,000 streams served). Each stream selects its own deployment.
+    streams = 4000
+    pusher.waiting(DECODE, "d0", 7)
+
+    async def open_all() -> list[bool]:
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{service.ports.keda}") for _ in range(2)]
+        stubs = [pb_grpc.ExternalScalerStub(c) for c in channels]
+
+        async def first(i: int) -> bool:
+            deployment = DECODE if i == 0 else f"pd-{i}"
+            ref = pb.ScaledObjectRef(
+                name=f"so-{i}",
+                namespace="llm-d",
+                scalerMetadata={
+                    "metricQuery": f"vllm:num_requests_waiting{{deployment={deployment}}}",
+                    "targetValue": "1",
+                },
+            )
+            call = stubs[i % 2].StreamIsActive(ref)
+            message = await call.read()
+            call.cancel()
+            assert isinstance(message, pb.IsActiveResponse)
+            return message.result
+
+        try:
+            return await asyncio.wait_for(asyncio.gather(*(first(i) for i in range(streams))), 120)
+        finally:
+            for channel in channels:
+                await channel.close()
+
+    results = asyncio.run(open_all())
+    assert len(results) == streams
+    assert results[0] is True and not any(results[1:])
+    metrics = httpx.get(service.http + "/metrics").text
+    assert "keda_errors_total" not in metrics.replace("# HELP keda_errors_total", "").replace(
+        "# TYPE keda_errors_total", ""
+    )
 
 
 def test_stream_metric_spec_matches_get_metric_spec(keda: Keda) -> None:

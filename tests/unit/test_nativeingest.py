@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from scaler import nativeingest
 from scaler.receiver import decode
-from scaler.store import Store
+from scaler.store import AppendResult, Store
 from tests.fuzz import common, seeds
 
 
@@ -74,7 +74,7 @@ def test_a_slice_ends_at_a_metric_and_the_next_one_resumes_there() -> None:
     slices = 0
     pos: tuple[int, int, int] | None = nativeingest.START
     while pos is not None:
-        part = native.run(data, pos, store.now_ms(), budget=1)
+        part = native.run(data, pos, store.now_ms(), 1, AppendResult())
         assert part.next_pos is None or part.next_pos > pos
         pos = part.next_pos
         slices += 1
@@ -128,3 +128,39 @@ def test_a_large_request_validates_piece_by_piece_exactly_as_whole() -> None:
         except DecodeError as exc:
             errors.append(str(exc))
     assert errors == [str(whole.value)]
+
+
+def _scrape(t_ns: int, i: int) -> bytes:
+    """One pod's scrape at ``t_ns``: a gauge, a cumulative and a delta counter, a histogram."""
+    pod: dict[str, object] = {"k8s.pod.name": "p-1", "k8s.deployment.name": "d", "k8s.namespace.name": "llm-d"}
+    return seeds.export(
+        seeds.resource_metrics(
+            pod,
+            seeds.gauge("waiting", seeds.number(float(i % 7), t_ns)),
+            seeds.total("tokens_total", seeds.number(100.0 * i, t_ns)),
+            seeds.total("deltas_total", seeds.number(1.5, t_ns), delta=True),
+            seeds.histogram("ttft", [0.1, 1.0], [i, 2 * i, 1], t_ns),
+        )
+    ).SerializeToString()
+
+
+def test_series_grow_trim_and_shrink_exactly_as_the_reference() -> None:
+    # Series arrays start at 8 samples, double when full, are trimmed to the 120 s retention
+    # when full, and halve when a trim leaves them under a quarter full; the native loop does
+    # all of that in C. Samples 1 s apart (growth to 128, then trims), then a 100 s gap (a trim
+    # that shrinks), then late and repeated timestamps (Series.append's insert and overwrite).
+    clock = common.Clock(seeds.NOW_NS / 1e9)
+    reference, twin = Store(clock=clock), Store(clock=clock)
+    native = nativeingest.NativeIngest(twin, common.PROMOTIONS)
+    steps = [*range(300), *range(400, 420), 410, 410, 405, 419]
+    capacities: list[int] = []
+    for i, second in enumerate(steps):
+        t_s = seeds.NOW_NS / 1e9 + second
+        clock.now_s = max(clock.now_s, t_s)
+        data = _scrape(int(t_s * 1e9), i)
+        expected, _ = common.reference_ingest(reference, ExportMetricsServiceRequest.FromString(data))
+        got, _ = common.native_ingest(native, data, budget=1 + i % 5)
+        assert (got.accepted, +got.rejected) == (expected.accepted, +expected.rejected), second
+        assert common.store_state(twin) == common.store_state(reference), second
+        capacities.append(max(len(s.ts) for s in twin.series()))
+    assert capacities[0] == 8 and max(capacities) == 128 and capacities[-1] < 128  # grew, then shrank
