@@ -179,7 +179,12 @@ class Ingestor:
         while pos is not None:
             if pos != nativeingest.START:
                 await asyncio.sleep(0)
-            pos = native.run(data, pos, now_ms, NATIVE_SLICE_SAMPLES, result).next_pos
+            try:
+                pos = native.run(data, pos, now_ms, NATIVE_SLICE_SAMPLES, result).next_pos
+            except ValueError as exc:  # protobuf validated what the native reader refuses
+                raise DecodeError(
+                    f"{exc} (protobuf's parser accepted it; {result.accepted} samples before it were stored)"
+                ) from None
         return result
 
     async def _store_reference(self, request: ExportRequest) -> AppendResult:
@@ -245,11 +250,10 @@ class MetricsService:
             self.ingestor.reject("grpc", "too_large", message)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
         try:
-            request = await self.ingestor.decode_protobuf(data)
+            outcome = await self.ingestor.ingest(await self.ingestor.decode_protobuf(data), "grpc", data)
         except DecodeError as exc:
             self.ingestor.reject("grpc", "bad_protobuf", str(exc))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable ExportMetricsServiceRequest: {exc}")
-        outcome = await self.ingestor.ingest(request, "grpc", data)
         if outcome.full:
             status = retry_status(code_pb2.RESOURCE_EXHAUSTED, outcome.message)
             # The standard status details (read by the collector's Go exporter) and the bare
@@ -371,7 +375,13 @@ async def export(request: Request) -> Response:
         ingestor.reject("http", exc.reason, str(exc))
         code = code_pb2.RESOURCE_EXHAUSTED if exc.status == 413 else code_pb2.INVALID_ARGUMENT
         return _reply(status_pb2.Status(code=code, message=str(exc)), as_json, exc.status)
-    outcome = await ingestor.ingest(message, "http", None if as_json else body)
+    try:
+        outcome = await ingestor.ingest(message, "http", None if as_json else body)
+    except DecodeError as exc:
+        ingestor.reject("http", "bad_protobuf", str(exc))
+        return _reply(
+            status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=f"undecodable protobuf body: {exc}"), False, 400
+        )
     if outcome.full:
         status = retry_status(code_pb2.RESOURCE_EXHAUSTED, outcome.message)
         return _reply(status, as_json, 429, {"Retry-After": str(RETRY_AFTER_SECONDS)})

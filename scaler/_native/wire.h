@@ -44,12 +44,18 @@ static inline int rd_fixed64(Rd *r, uint64_t *out) {
     return 0;
 }
 
-static inline int rd_tag(Rd *r, uint32_t *field, int *wt) {
+/* A tag whatever its field number: inside a skipped group protobuf (upb) accepts field 0. */
+static inline int rd_tag_any(Rd *r, uint32_t *field, int *wt) {
     uint64_t tag;
     if (rd_varint(r, &tag) < 0 || tag > UINT32_MAX) return -1;
     *field = (uint32_t)(tag >> 3);
     *wt = (int)(tag & 7);
-    return *field == 0 ? -1 : 0;
+    return 0;
+}
+
+/* A field's tag: field number 0 is malformed. */
+static inline int rd_tag(Rd *r, uint32_t *field, int *wt) {
+    return rd_tag_any(r, field, wt) < 0 || *field == 0 ? -1 : 0;
 }
 
 static inline int rd_len(Rd *r, Rd *sub) {
@@ -80,7 +86,7 @@ static inline int rd_skip(Rd *r, uint32_t field, int wt) {
         while (depth) {
             uint32_t f;
             int w;
-            if (rd_tag(r, &f, &w) < 0) return -1;
+            if (rd_tag_any(r, &f, &w) < 0) return -1;
             if (w == WT_EGROUP) {
                 if (stack[--depth] != f) return -1;
             } else if (w == WT_SGROUP) {

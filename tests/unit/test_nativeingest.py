@@ -11,15 +11,19 @@ cache, and after the store deleted the cached series.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterator
 
 import pytest
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 
-from scaler import nativeingest
+from scaler import nativeingest, receiver
+from scaler.config import OtlpSettings
 from scaler.receiver import decode
+from scaler.selfmetrics import SelfMetrics
 from scaler.store import AppendResult, Store
 from tests.fuzz import common, seeds
 
@@ -164,3 +168,28 @@ def test_series_grow_trim_and_shrink_exactly_as_the_reference() -> None:
         assert common.store_state(twin) == common.store_state(reference), second
         capacities.append(max(len(s.ts) for s in twin.series()))
     assert capacities[0] == 8 and max(capacities) == 128 and capacities[-1] < 128  # grew, then shrank
+
+
+def test_a_request_the_native_reader_refuses_half_way_is_a_decode_error_not_a_crash() -> None:
+    # Should the native reader ever refuse a request protobuf validated (it did once: field 0
+    # inside an unknown group, see tests/fuzz/test_regressions.py), the receivers answer 400 /
+    # INVALID_ARGUMENT naming the offset and what was already stored, never a 500.
+    class RefusesTheSecondSlice(nativeingest.NativeIngest):
+        def run(
+            self, data: bytes, pos: tuple[int, int, int], now_ms: int, budget: int, into: AppendResult
+        ) -> nativeingest.Slice:
+            if pos != nativeingest.START:
+                raise ValueError("malformed OTLP protobuf near byte 7")
+            return super().run(data, pos, now_ms, 1, into)
+
+    store = Store(clock=lambda: common.NOW_S)
+    ingestor = receiver.Ingestor(store, OtlpSettings(), SelfMetrics(lambda: 0))
+    ingestor.native = RefusesTheSecondSlice(store, ingestor.promotions)
+    point = m.NumberDataPoint(time_unix_nano=common.NOW_MS * 10**6, as_double=1.0)
+    metrics = [m.Metric(name=name, gauge=m.Gauge(data_points=[point])) for name in ("a", "b")]
+    data = ExportMetricsServiceRequest(
+        resource_metrics=[m.ResourceMetrics(scope_metrics=[m.ScopeMetrics(metrics=metrics)])]
+    ).SerializeToString()
+    stored = r"near byte 7 \(protobuf's parser accepted it; 1 samples before it were stored\)"
+    with pytest.raises(DecodeError, match=stored):
+        asyncio.run(ingestor.ingest(None, "grpc", data))
