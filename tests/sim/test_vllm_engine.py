@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from scaler.sim.engine import DecodeEngine, PrefillEngine
+from scaler.sim.vllm_engine import DecodeEngine, PrefillEngine
 from scaler.sim.vllm_metrics import VllmMetrics, WeightedHistogram
 from tests.sim.helpers import PROFILE, request
 
@@ -35,7 +35,7 @@ def test_prefill_queue_drains_one_full_step_per_prompt() -> None:
     assert hist(m.queue)[0] == 3
     assert hist(m.queue)[1] == pytest.approx(3 * STEP_2048_MS / 1000)  # waited 0, 1 and 2 steps
     assert hist(m.ttft)[0] == 3
-    assert m.prompt_tokens._value.get() == 3 * 2048
+    assert m.prompt_tokens.value == 3 * 2048
     # KV stays held until the decode side pulls it
     assert engine.gauges()[2] == pytest.approx(3 * 2048 / PROFILE.kv_capacity_tokens)
     engine.release(request(0, 0.0, 2048, 1))
