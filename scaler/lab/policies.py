@@ -3,9 +3,11 @@
 **Oracle.** It knows the arrival rate of the whole run in advance — the phases, their
 ramps and the realised burst states of this seed (:meth:`scaler.sim.workload.Workload.rate`),
 not the individual requests — and the capacity model of :mod:`scaler.sim.capacity`. Each
-second it needs ``ceil(replicas_needed(rate(t)))`` pods per role (within the scenario's
-limits); because a pod takes up to the profile's longest start-up to serve, it orders a
-pod that long before it is needed and keeps it while any need within that lead remains:
+second it needs ``oracle_need(rate(t))`` pods per role (within the scenario's limits):
+prefill pods for a TTFT p90 under the target given the queueing of the prompts' sizes,
+decode pods for a batch within the ITL target and the KV cache. Because a pod takes up
+to the profile's longest start-up to serve, it orders a pod that long before it is
+needed and keeps it while any need within that lead remains:
 ``desired(t) = max(need(τ) for τ in [t, t + startup_max])``. It pays for the start-up
 (GPU-seconds count from pod creation) and for every drain, like any recipe, and applies
 its schedule straight to the Deployments (no KEDA, no HPA). Its GPU-hours are the lower
@@ -70,10 +72,10 @@ def oracle_schedule(
     needs: dict[Role, list[int]] = {role: [] for role in ROLES}
     for t in grid:
         _, phase = scenario.phase_at(t)
-        need = capacity.replicas_needed(workload.rate(t), phase, scenario, headroom)
+        need = capacity.oracle_need(workload.rate(t), phase, scenario, headroom)
         for role in ROLES:
             lo, hi = limits(scenario, role)
-            needs[role].append(min(hi, max(lo, math.ceil(need[role] - 1e-9))))
+            needs[role].append(min(hi, max(lo, need[role])))
     lead = math.ceil(scenario.profile.startup_seconds[1] * scenario.time_scale / step)
     steps: dict[Role, list[tuple[float, int]]] = {}
     for role in ROLES:

@@ -15,6 +15,8 @@
   recently ready (ReplicaSet ranking). A removed pod stops getting new requests and
   finishes every request it accepted; it disappears when it has none left, or is killed
   at its drain deadline (``terminationGracePeriodSeconds``), which fails what is left.
+* **Clients** give up on a request with no first token after ``client_timeout_seconds``
+  (600 s, as llm-d's benchmarks); vLLM then aborts it wherever it waits.
 
 Time is continuous: :meth:`Fleet.advance` routes each arrival at its own time, runs pod
 start-ups, drains and gateway time-outs at theirs, and advances the engines (which are
@@ -122,6 +124,8 @@ class Fleet:
         self.observer = observer
         self.now = 0.0
         self.gateway: deque[Request] = deque()
+        self._waiting_clients: deque[Request] = deque()
+        """Requests in arrival order, until their first token (for the client time-out)."""
         self.removed: list[Pod] = []
         """Pods gone since the last export (their series get a staleness marker once)."""
         self.gpu_seconds: dict[Role, float] = {"prefill": 0.0, "decode": 0.0}
@@ -248,10 +252,20 @@ class Fleet:
                     t = min(t, pod.deadline)
         if self.gateway:
             t = min(t, self.gateway[0].arrival + self.scenario.epp.gateway_timeout_seconds)
+        clients = self._waiting_clients
+        while clients and (clients[0].first_token is not None or clients[0].failed):
+            clients.popleft()
+        if clients:
+            t = min(t, clients[0].arrival + self.scenario.client_timeout_seconds)
         return t
 
     def _lifecycle(self) -> None:
-        """Start-ups, finished drains, drain deadlines and gateway time-outs due at ``now``."""
+        """Start-ups, finished drains, drain deadlines and time-outs due at ``now``."""
+        clients, patience = self._waiting_clients, self.scenario.client_timeout_seconds
+        while clients and clients[0].arrival + patience <= self.now:
+            req = clients.popleft()
+            if req.first_token is None and not req.failed:  # the engines drop it where it waits
+                self._fail(req, self.now, "client timed out before the first token")
         became_ready = False
         for dep in self.deployments.values():
             before = len(dep.pods)
@@ -283,6 +297,8 @@ class Fleet:
         timeout = self.scenario.epp.gateway_timeout_seconds
         for _ in range(len(self.gateway)):
             req = self.gateway.popleft()
+            if req.failed:
+                continue
             if retry and self._route(req, self.now):
                 continue
             if self.now - req.arrival >= timeout:
@@ -300,6 +316,7 @@ class Fleet:
             picker.refreshed()
 
     def submit(self, req: Request) -> None:
+        self._waiting_clients.append(req)
         if not self._route(req, req.arrival):
             self.gateway.append(req)
 

@@ -39,6 +39,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from prometheus_client import CollectorRegistry
 from prometheus_client.samples import Sample
 
+from scaler.sim.vllm_metrics import LABEL_NAMES, VllmMetrics, WeightedHistogram
+
 logger = logging.getLogger(__name__)
 
 NO_RECORDED_VALUE = metrics_pb2.DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
@@ -108,6 +110,46 @@ def registry_to_metrics(
             out.append(
                 _histogram(family.name, family.documentation, family.samples, created, time_ns, default_start_ns, flags)
             )
+    return out
+
+
+def vllm_to_metrics(metrics: VllmMetrics, time_ns: int, start_ns: int, stale: bool = False) -> list[metrics_pb2.Metric]:
+    """:func:`registry_to_metrics` of a simulated pod's registry, built from its families
+    directly (no exposition samples in between: the simulator scrapes every pod every few
+    seconds). ``tests/sim/test_otlp_export.py`` checks that both give the same messages."""
+    flags = NO_RECORDED_VALUE if stale else 0
+    out: list[metrics_pb2.Metric] = []
+    for family in metrics.families:
+        if isinstance(family, WeightedHistogram):
+            labels = dict(zip(LABEL_NAMES, family.labels, strict=True))
+            point = metrics_pb2.HistogramDataPoint(
+                attributes=_attributes(labels),
+                time_unix_nano=time_ns,
+                flags=flags,
+                start_time_unix_nano=start_ns,
+                explicit_bounds=family.bounds,
+            )
+            if not flags:
+                point.bucket_counts.extend(family.counts)
+                point.count = sum(family.counts)
+                point.sum = family.sum
+            histogram = metrics_pb2.Histogram(data_points=[point], aggregation_temporality=CUMULATIVE)
+            out.append(metrics_pb2.Metric(name=family.name, description=family.documentation, histogram=histogram))
+            continue
+        points = [
+            _number(dict(zip(family.label_names, labels, strict=True)), child.value, time_ns,
+                    start_ns if family.kind == "counter" else 0, flags)
+            for labels, child in family.children.items()
+        ]  # fmt: skip
+        if family.kind == "gauge":
+            out.append(
+                metrics_pb2.Metric(
+                    name=family.name, description=family.documentation, gauge=metrics_pb2.Gauge(data_points=points)
+                )
+            )
+        else:
+            total = metrics_pb2.Sum(data_points=points, aggregation_temporality=CUMULATIVE, is_monotonic=True)
+            out.append(metrics_pb2.Metric(name=family.name + "_total", description=family.documentation, sum=total))
     return out
 
 

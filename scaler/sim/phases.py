@@ -79,6 +79,16 @@ class Dist:
         return math.exp(self.a + self.b**2 / 2)
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - frozen dataclass: hashable, few instances
+    def quantile(self, q: float) -> float:
+        """The ``q``-quantile (before rounding), clipped to ``[lo, hi]``."""
+        if self.kind == "fixed":
+            value = self.a
+        elif self.kind == "uniform":
+            value = self.a + q * (self.b - self.a)
+        else:
+            value = math.exp(self.a + self.b * _normal_quantile(q))
+        return max(self.lo, min(self.hi, value))
+
     def clipped_mean(self, hi: int, samples: int = 4000) -> float:
         """The mean of ``min(sample, hi)`` (deterministic quadrature for lognormal)."""
         top = min(self.hi, hi)

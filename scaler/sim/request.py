@@ -44,6 +44,9 @@ class Request:
     join_step: int = 0
     finish_step: int = 0
     ctx_base: int = 0
+    generated: int = 0
+    """Tokens generated before a preemption (a decode pod recomputes them to resume)."""
+    preempted_at: float | None = None
     aborted: bool = False
     """Aborted by a pod's termination, or dropped at the gateway."""
     failed: bool = False

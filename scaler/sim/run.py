@@ -22,7 +22,7 @@ from typing import Protocol
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from scaler.sim.fleet import Fleet, Observer, Pod
-from scaler.sim.otlp_export import epp_resource, epp_to_metrics, pod_resource, registry_to_metrics, resource_metrics
+from scaler.sim.otlp_export import epp_resource, epp_to_metrics, pod_resource, resource_metrics, vllm_to_metrics
 from scaler.sim.request import Request
 from scaler.sim.scenario import Scenario
 from scaler.sim.workload import Workload
@@ -126,13 +126,13 @@ class Collectors:
             self._next[pod.name] = when + self.interval * max(1, math.ceil((t - when) / self.interval + 1e-9))
             pod.refresh_gauges()
             created = int((self.epoch + pod.created) * 1e9)
-            metrics = registry_to_metrics(pod.metrics.registry, time_ns, created)
+            metrics = vllm_to_metrics(pod.metrics, time_ns, created)
             out.append(resource_metrics(pod_resource(pod.name, pod.deployment, s.namespace, pod.role), metrics))
         for pod in fleet.removed:
             self._next.pop(pod.name, None)
             self._epp_gone.add(pod.name)
             created = int((self.epoch + pod.created) * 1e9)
-            stale = registry_to_metrics(pod.metrics.registry, time_ns, created, stale=True)
+            stale = vllm_to_metrics(pod.metrics, time_ns, created, stale=True)
             out.append(resource_metrics(pod_resource(pod.name, pod.deployment, s.namespace, pod.role), stale))
         fleet.removed.clear()
         if self._epp_next <= t:

@@ -94,6 +94,8 @@ class Scenario:
     slo_by_profile: Mapping[str, Slo] = field(default_factory=dict)
     tail_seconds: float = 600.0
     """After the last arrival, how long requests in flight may take to finish (lab)."""
+    client_timeout_seconds: float = 600.0
+    """A client gives up on a request without a first token after this long (vLLM aborts it)."""
     manifests: str | None = None
     source: str = ""
 
@@ -143,7 +145,8 @@ class Scenario:
 # ---------------------------------------------------------------------------- parsing
 
 TOP_KEYS = frozenset(
-    {"name", "description", "profile", "simulation", "keda", "epp", "fleet", "slo", "phases", "tail_seconds"}
+    {"name", "description", "profile", "simulation", "keda", "epp", "fleet", "slo", "phases"}
+    | {"tail_seconds", "client_timeout_seconds"}
 )
 _SECTION_KEYS = {
     "simulation": frozenset({"slowdown", "scrape_interval_seconds"}),
@@ -267,6 +270,7 @@ def _parse(data: Any, source: str) -> Scenario:
         drain_seconds=number(fleet, "drain_seconds", "fleet", 30.0),
         limits=_limits(fleet["limits"]) if "limits" in fleet else {},
         tail_seconds=number(top, "tail_seconds", source, 600.0),
+        client_timeout_seconds=number(top, "client_timeout_seconds", source, 600.0, positive=True),
         source=source,
     )
 

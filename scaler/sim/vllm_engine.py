@@ -20,10 +20,17 @@ those steps at once: the number of steps to the next event comes from the closed
 the same as stepping one by one (``bulk=False``; tests compare both) at a cost per event,
 not per step (a run whose steps differ by less than 1 % is reported as one group).
 
-Simplifications (vs vLLM): KV is counted in tokens, not 16-token blocks; a decode pod
-admits a request only if its prompt plus *all* its output tokens fit (so there is no
-preemption); prompt blocks are shared between running requests with the same prefix (as with
-vLLM's prefix caching) and stay in an LRU prefix cache after the requests finish.
+**KV cache** (decode), as vLLM V1 allocates it: a request is admitted when its prompt fits
+(and a batch slot is free); every running sequence then takes one more token per step; when
+the next step would not fit, the most recently scheduled sequence is preempted (recompute:
+its blocks freed, back to the front of the queue; when it is scheduled again it recomputes
+its prompt — mostly a prefix-cache hit — and what it had generated, and resumes). Prompt
+blocks are shared between running requests with the same prefix and stay in an LRU prefix
+cache after the requests finish. So ``vllm:kv_cache_usage_perc`` reaches 1 when the cache
+binds, as on a real pod.
+
+Simplifications (vs vLLM): KV is counted in tokens, not 16-token blocks; the prefix cache
+holds prompts, not generated tokens.
 """
 
 from __future__ import annotations
@@ -132,6 +139,10 @@ class PrefillEngine(VllmEngine):
         p = self.profile
         while self.waiting and self.waiting[0][0] <= self.t and len(self.running) < p.max_num_seqs and budget > 0:
             _, req = self.waiting[0]
+            if req.failed:  # the client went away: vLLM aborts it
+                self.waiting.popleft()
+                self.metrics.success("abort")
+                continue
             if self.kv_used + req.isl > p.kv_capacity_tokens:
                 break
             self.waiting.popleft()
@@ -144,9 +155,17 @@ class PrefillEngine(VllmEngine):
             self.running.append(req)
             budget -= req.todo
 
+    def _drop_failed(self) -> None:
+        for req in [r for r in self.running if r.failed]:
+            self.running.remove(req)
+            self.kv_used -= req.isl
+            self.metrics.success("abort")
+
     def advance(self, until: float) -> None:
         p = self.profile
         while self.t < until:
+            if self.running and any(r.failed for r in self.running):
+                self._drop_failed()
             in_progress = sum(r.todo - r.done for r in self.running)
             self._admit(p.max_num_batched_tokens - in_progress)
             chunks, total, quad = self._chunks(self.running, p.max_num_batched_tokens)
@@ -202,7 +221,7 @@ class DecodeEngine(VllmEngine):
         self.isl_sum = 0
         self.refs: dict[str, int] = {}
         self.segment_tokens = 0
-        self.committed = 0
+        self.preemptions = 0
         self.on_first_token: Callback = _nothing
         self.on_finish: Callback = _nothing
         self.on_transfer_done: Callback = _nothing
@@ -218,7 +237,13 @@ class DecodeEngine(VllmEngine):
 
     @property
     def kv_used(self) -> int:
+        """KV tokens held: prompt blocks (shared ones once) and every generated token."""
         return self.segment_tokens + self.ctx_sum - self.isl_sum
+
+    @property
+    def committed(self) -> int:
+        """KV tokens allocated (vLLM allocates as tokens are generated: :attr:`kv_used`)."""
+        return self.kv_used
 
     def _new_segment_tokens(self, req: Request) -> int:
         return sum(tokens for key, tokens in req.segments if key not in self.refs)
@@ -229,28 +254,36 @@ class DecodeEngine(VllmEngine):
             if count <= 0:
                 self.refs.pop(key, None)
                 self.segment_tokens -= tokens
-                self.committed -= tokens
             else:
                 if count == 1 and delta > 0:
                     self.segment_tokens += tokens
-                    self.committed += tokens
                 self.refs[key] = count
 
     def _can_admit(self, req: Request) -> bool:
         p = self.profile
         if len(self.decoding) + len(self.prefilling) + len(self.transfers) >= p.max_num_seqs:
             return False
-        return self.committed + self._new_segment_tokens(req) + req.osl <= p.kv_capacity_tokens
+        return self.kv_used + self._new_segment_tokens(req) + req.generated + 1 <= p.kv_capacity_tokens
 
     def _admit(self) -> None:
         p = self.profile
         while self.waiting and self.waiting[0][0] <= self.t:
             _, req = self.waiting[0]
+            if req.failed:  # the client went away: vLLM aborts it (and frees the prefill pod's KV)
+                self.waiting.popleft()
+                self.metrics.success("abort")
+                if req.remote_prefill:
+                    self.on_transfer_done(req, self.t)
+                continue
             if not self._can_admit(req):
                 return  # FCFS: the head blocks the queue, as in vLLM's scheduler
             self.waiting.popleft()
             self._ref(req, +1)
-            self.committed += req.osl
+            if req.preempted_at is not None:  # recompute: the prompt (mostly cached) and what it generated
+                req.todo = max(1, req.isl + req.generated - self.cache.match(req.segments))
+                req.done = 0
+                self.prefilling.append(req)
+                continue
             req.decode_scheduled = self.t
             assert req.decode_arrival is not None
             self.metrics.queue.observe(self.t - req.decode_arrival)
@@ -274,6 +307,23 @@ class DecodeEngine(VllmEngine):
         req.finish_step = self.steps + req.osl - generated
         heapq.heappush(self._finish_heap, (req.finish_step, next(self._seq), req))
 
+    def _make_room(self) -> None:
+        """Before a step: every running sequence needs a slot for its next token; when the
+        KV cache cannot hold them, preempt the most recently scheduled sequence (vLLM V1,
+        recompute mode: its blocks are freed and it goes back to the front of the queue)."""
+        capacity = self.profile.kv_capacity_tokens
+        while self.decoding and self.kv_used + len(self.decoding) > capacity:
+            victim = self.decoding.pop(next(reversed(self.decoding)))
+            ctx = victim.ctx_base + self.steps
+            self.ctx_sum -= ctx
+            self.isl_sum -= victim.isl
+            self._ref(victim, -1)
+            victim.generated = ctx - victim.isl
+            victim.preempted_at = self.t
+            victim.finish_step = -1  # its finish-heap entry is void
+            self.waiting.appendleft((self.t, victim))
+            self.preemptions += 1
+
     def advance(self, until: float) -> None:
         p = self.profile
         while self.t < until:
@@ -283,8 +333,18 @@ class DecodeEngine(VllmEngine):
                 _, _, req = heapq.heappop(self.transfers)
                 self.cache.insert(req.segments)
                 self.on_transfer_done(req, self.t)
+                if req.failed:
+                    self._release(req)
+                    self.metrics.success("abort")
+                    continue
                 self._join(req, 0)
                 first.append(req)
+            if self.prefilling and any(r.failed for r in self.prefilling):
+                for req in [r for r in self.prefilling if r.failed]:
+                    self.prefilling.remove(req)
+                    self._release(req)
+                    self.metrics.success("abort")
+            self._make_room()
             batch = len(self.decoding)
             if batch and not first and not self.prefilling and self.bulk:
                 self._decode_run(batch, until)
@@ -327,9 +387,11 @@ class DecodeEngine(VllmEngine):
         p = self.profile
         c0 = self.slowdown * p.decode_ms(batch, self.ctx_sum) / 1000.0
         delta = self.slowdown * p.decode_f_ms_per_ctx_tok * batch / 1000.0
+        self._drop_void_finishes()
         n = self._finish_heap[0][0] - self.steps  # steps to the next finish (>= 1)
         remaining = self._next_event(until) - self.t
-        n = min(n, _steps_to_cover(remaining, c0, delta))
+        room = (self.profile.kv_capacity_tokens - self.kv_used) // batch  # steps until the KV cache is full
+        n = max(1, min(n, room, _steps_to_cover(remaining, c0, delta)))
         start = self.t
         previous, k0 = 0.0, 0
         groups = 1 if delta * n <= ITL_SPREAD * c0 else min(n, ITL_SEGMENTS)
@@ -362,11 +424,17 @@ class DecodeEngine(VllmEngine):
         self.on_itl(t, step, batch - len(first))
         self._finish_due()
 
+    def _drop_void_finishes(self) -> None:
+        heap = self._finish_heap
+        while heap and heap[0][2].finish_step != heap[0][0]:
+            heapq.heappop(heap)
+
     def _finish_due(self) -> None:
         heap = self._finish_heap
         while heap and heap[0][0] <= self.steps:
-            _, _, req = heapq.heappop(heap)
-            if self.decoding.pop(req.rid, None) is not None:
+            step, _, req = heapq.heappop(heap)
+            if req.finish_step == step and self.decoding.get(req.rid) is req:
+                del self.decoding[req.rid]
                 self._finish(req)
 
     def _first_token(self, req: Request) -> None:
@@ -379,6 +447,13 @@ class DecodeEngine(VllmEngine):
     def _local_prefill_done(self, req: Request) -> None:
         self.prefilling.remove(req)
         self.cache.insert(req.segments)
+        if req.preempted_at is not None:  # recomputed: resume; its next token comes after the stall
+            stall = self.t - req.preempted_at
+            self.metrics.itl.observe(stall, 1)
+            self.on_itl(self.t, stall, 1)
+            req.preempted_at = None
+            self._join(req, req.generated)
+            return
         self.metrics.generation_tokens.inc(1)
         self._first_token(req)
         if req.osl <= 1:
@@ -395,7 +470,6 @@ class DecodeEngine(VllmEngine):
 
     def _release(self, req: Request) -> None:
         self._ref(req, -1)
-        self.committed -= req.osl
 
     def _finished_metrics(self, req: Request) -> None:
         assert req.decode_arrival is not None
@@ -409,7 +483,6 @@ class DecodeEngine(VllmEngine):
         victims = [r for _, r in self.waiting] + admitted
         for req in admitted:
             self._ref(req, -1)
-            self.committed -= req.osl
         self.waiting.clear()
         self.transfers.clear()
         self.prefilling.clear()
@@ -417,6 +490,8 @@ class DecodeEngine(VllmEngine):
         self._finish_heap.clear()
         self.ctx_sum = self.isl_sum = 0
         for req in victims:
+            if req.remote_prefill and req.first_token is None:
+                self.on_transfer_done(req, self.t)  # the prefill pod's KV is never pulled now
             self._abort(req, self.t)
 
     def gauges(self) -> tuple[int, int, float]:

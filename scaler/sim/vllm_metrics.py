@@ -123,29 +123,27 @@ class VllmMetrics:
     """The metrics of one vLLM engine (``engine="0"``), in their own registry."""
 
     def __init__(self, model_name: str) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry = r = CollectorRegistry(auto_describe=False)
         labels = (model_name, "0")
-        r = self.registry
-        self.running = _Family(
+        running = _Family(
             "gauge", "vllm:num_requests_running", "Number of requests in model execution batches.", LABEL_NAMES, r
-        ).child(*labels)
-        self.waiting = _Family(
+        )
+        waiting = _Family(
             "gauge", "vllm:num_requests_waiting", "Number of requests waiting to be processed.", LABEL_NAMES, r
-        ).child(*labels)
-        self.kv_usage = _Family(
-            "gauge", "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", LABEL_NAMES, r
-        ).child(*labels)
+        )
+        kv = _Family("gauge", "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", LABEL_NAMES, r)
         success = _Family(
             "counter", "vllm:request_success", "Count of successfully processed requests.",
             (*LABEL_NAMES, "finished_reason"), r,
         )  # fmt: skip
-        self._success = {reason: success.child(*labels, reason) for reason in ("stop", "length", "abort")}
-        self.prompt_tokens = _Family(
-            "counter", "vllm:prompt_tokens", "Number of prefill tokens processed.", LABEL_NAMES, r
-        ).child(*labels)
-        self.generation_tokens = _Family(
+        prompt = _Family("counter", "vllm:prompt_tokens", "Number of prefill tokens processed.", LABEL_NAMES, r)
+        generation = _Family(
             "counter", "vllm:generation_tokens", "Number of generation tokens processed.", LABEL_NAMES, r
-        ).child(*labels)
+        )
+        self.running, self.waiting, self.kv_usage = running.child(*labels), waiting.child(*labels), kv.child(*labels)
+        self._success = {reason: success.child(*labels, reason) for reason in ("stop", "length", "abort")}
+        self.prompt_tokens = prompt.child(*labels)
+        self.generation_tokens = generation.child(*labels)
         self.ttft = WeightedHistogram(
             "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TTFT_BUCKETS, labels, r
         )
@@ -166,6 +164,10 @@ class VllmMetrics:
             labels,
             r,
         )
+        self.families: tuple[_Family | WeightedHistogram, ...] = (
+            running, waiting, kv, success, prompt, generation, self.ttft, self.itl, self.e2e, self.queue,
+        )  # fmt: skip
+        """Every family, in the order the registry exposes them."""
 
     def success(self, reason: str) -> None:
         self._success[reason].value += 1.0

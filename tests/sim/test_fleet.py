@@ -110,3 +110,20 @@ def test_engines_match_roles() -> None:
     f, _ = fleet(prefill=1, decode=1)
     assert isinstance(f.by_role("prefill").pods[0].engine, PrefillEngine)
     assert isinstance(f.by_role("decode").pods[0].engine, DecodeEngine)
+
+
+def test_clients_give_up_without_a_first_token_and_vllm_drops_their_requests() -> None:
+    f, log = fleet(prefill=1, decode=1, client_timeout_seconds=5.0, profile={"max_num_seqs": 2})
+    dep = f.by_role("decode")
+    hogs = [request(i, 0.0, 64, 5000) for i in range(2)]  # fill both batch slots for ~30 s
+    queued = [request(10 + i, 0.5, 1500, 10) for i in range(4)]  # P/D, then wait for a slot
+    f.advance(1.0, hogs + queued)
+    assert dep.pods[0].in_flight == 6
+    f.advance(7.0)
+    assert sorted(rid for rid, _ in log.failures) == [10, 11, 12, 13]
+    assert {reason for _, reason in log.failures} == {"client timed out before the first token"}
+    pod = dep.pods[0]
+    assert pod.in_flight == 2 and pod.metrics._success["abort"].value == 4  # dropped where they waited
+    prefill = f.by_role("prefill").pods[0]
+    assert prefill.engine.in_flight == 0  # the prompts' KV is freed though never pulled
+    assert all(r.first_token is not None for r in hogs)
