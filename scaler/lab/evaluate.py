@@ -1,4 +1,4 @@
-"""``keda-otel-scaler evaluate``: score autoscaling recipes in the evaluation lab.
+"""keda-otel-scaler evaluate: score autoscaling recipes in the evaluation lab (docs/lab.md).
 
 Arguments name scenarios (a YAML file, a directory of them, or the stem of a built-in one)
 and recipes (a recipe directory, a directory of recipe directories, or the name of a
@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from types import FrameType
 
+from scaler import extras
 from scaler.lab import recipes
 from scaler.sim import profiles
 
@@ -141,6 +142,12 @@ def main(args: argparse.Namespace) -> int:
         print("keda-otel-scaler evaluate: --seeds and --jobs must be >= 1", file=sys.stderr)
         return 2
     workers = args.jobs or os.cpu_count() or 1
+    if absent := extras.missing(extras.REPORT_PLOT):
+        print(
+            f"keda-otel-scaler evaluate: no Pareto plots: {', '.join(absent)} (the demo extra) is not installed; "
+            f"report.json and summary.md are written. For the plots: {extras.DEMO_INSTALL}",
+            file=sys.stderr,
+        )
     started, cpu = time.monotonic(), time.process_time()
     planned = matrix.plan(scenario_paths, recipe_dirs, seeds, extra)
     progress = matrix.Progress(len(planned.jobs), quiet=args.quiet)

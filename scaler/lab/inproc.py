@@ -1,9 +1,11 @@
 """The scaler's real core, in-process, on the lab's clock: the one module that composes it.
 
-The same objects ``keda-otel-scaler serve`` builds (:mod:`scaler.app`), without its servers:
+The objects ``keda-otel-scaler serve`` builds — its composition root, :class:`scaler.app.Service`,
+constructed and never started (no listener, no housekeeping task):
 
 * OTLP requests from the simulated collectors go through :class:`scaler.receiver.Ingestor`
-  (the real translation, :mod:`scaler.otlp`, into :class:`scaler.store.Store`);
+  (the native ingest path when it is built, else the reference translation
+  :mod:`scaler.otlp`, into :class:`scaler.store.Store`), as their wire bytes;
 * KEDA's calls go to the real :class:`scaler.keda.ExternalScaler` servicer — trigger
   parsing and caching, the query engine, clamping, activation, ``errIfNotFound``, the
   warm-up — called directly with a minimal ``ServicerContext`` stand-in whose ``abort``
@@ -20,20 +22,16 @@ run does not depend on the shell it starts in); they equal what ``manifests/scal
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn, cast
 
 import grpc
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from scaler import config, query, receiver
+from scaler import app, config
 from scaler._gen import externalscaler_pb2 as pb
-from scaler.keda import ExternalScaler
-from scaler.selfmetrics import SelfMetrics
-from scaler.sim.keda_emulator import ScalerCallError
-from scaler.store import Store
-from scaler.trigger import Defaults, TriggerCache
+from scaler.sim.keda_emulator import ScalerCallError, ScalerCalls
 
 EPOCH = 1_767_225_600.0
 """Virtual time 0 as a Unix time (2026-01-01T00:00:00Z): fixed, so runs are reproducible."""
@@ -73,26 +71,24 @@ class _Context:
         return None
 
 
-class InProcessScaler:
+class InProcessScaler(ScalerCalls):
     """The scaler's store, OTLP ingestion and KEDA servicer on a given clock.
 
     Implements :class:`scaler.sim.run.MetricsSink` and
-    :class:`scaler.sim.keda_emulator.ExternalScalerClient`.
+    :class:`scaler.sim.keda_emulator.ExternalScalerClient`. The objects are the ones the
+    service's composition root builds (:class:`scaler.app.Service`, never started: no
+    listener, no housekeeping task), on the lab's clock.
     """
 
     def __init__(self, clock: Callable[[], float], settings: config.Settings | None = None) -> None:
-        s = settings or config.load({}, {})
-        self.settings = s
         self.clock = clock
-        self.store = Store(s.limits, lambda: EPOCH + clock())
-        self.engine = query.Engine(self.store)
-        self.metrics = SelfMetrics(lambda: self.store.series_count)
-        self.ingestor = receiver.Ingestor(self.store, s.promotions, self.metrics)
-        self.triggers = TriggerCache(Defaults(s.retention_seconds, s.value_if_not_found, s.error_if_not_found))
-        warm_until = clock() + s.warmup_seconds
-        self.servicer = ExternalScaler(
-            self.store, self.engine, self.triggers, self.metrics, warming=lambda: clock() < warm_until
-        )
+        self.service = app.Service(settings or config.load({}, {}), clock=lambda: EPOCH + clock())
+        self.settings = self.service.settings
+        self.store = self.service.store
+        self.ingestor = self.service.ingestor
+        self.servicer = self.service.scaler
+        warm_until = clock() + self.settings.triggers.warmup_seconds
+        self.servicer.warming = lambda: clock() < warm_until  # the warm-up on the lab's clock too
         self.rejected = 0
         """Samples the store turned away (a healthy run has none)."""
         self._collected_at = clock()
@@ -109,23 +105,11 @@ class InProcessScaler:
 
     # ------------------------------------------------------------------ KEDA (ExternalScalerClient)
 
-    async def _call(self, method: Callable[[Any, Any], Awaitable[Any]], request: Any) -> Any:
+    async def _call(self, method: str, request: Any) -> Any:
         try:
-            return await method(request, cast(Any, _Context()))
+            return await getattr(self.servicer, method)(request, cast(Any, _Context()))
         except _Abort as exc:
             raise ScalerCallError(exc.code.name, exc.details) from None
-
-    async def get_metric_spec(self, ref: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse:
-        reply: pb.GetMetricSpecResponse = await self._call(self.servicer.GetMetricSpec, ref)
-        return reply
-
-    async def get_metrics(self, request: pb.GetMetricsRequest) -> pb.GetMetricsResponse:
-        reply: pb.GetMetricsResponse = await self._call(self.servicer.GetMetrics, request)
-        return reply
-
-    async def is_active(self, ref: pb.ScaledObjectRef) -> pb.IsActiveResponse:
-        reply: pb.IsActiveResponse = await self._call(self.servicer.IsActive, ref)
-        return reply
 
     async def stream_is_active(self, ref: pb.ScaledObjectRef) -> AsyncIterator[pb.IsActiveResponse]:
         stream = self.servicer.StreamIsActive(ref, cast(Any, _Context()))

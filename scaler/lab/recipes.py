@@ -151,7 +151,7 @@ def load(path: Path) -> Recipe:
             raise SpecError(f"{lab_path}: policy: {policy!r} is not one of {', '.join(POLICIES)}")
         recipe = Recipe(path.name, path, policy, text(lab, "description"))
         if policy == "scaledobjects":
-            docs = tuple(manifests.render_sources(path))
+            docs = tuple((d, src) for d, src in manifests.render_sources(path) if Path(src).name != LAB_FILE)
             recipe = replace(
                 recipe, documents=docs, calibration=_calibration(lab.get("calibration", {}), "calibration")
             )

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from scaler import extras
 from scaler.lab.runner import RunResult
 from scaler.sim.scenario import Scenario
 
@@ -155,47 +156,70 @@ def markdown(
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     if meta.get("plots"):
-        lines += ["", "## Pareto plots", ""] + [f"![{p}]({p})" for p in meta["plots"]]
+        lines += ["", "## Pareto plots", "", "GPU-hours against the share of 30-s windows meeting the SLO, a point "
+                  "per recipe and seed; up and left is better.", ""]  # fmt: skip
+        lines += [f"![{p}]({p})" for p in meta["plots"] if p != "pareto-all.png"]
     elif meta.get("plots_missing"):
         lines += ["", f"No plots: {meta['plots_missing']}."]
     return "\n".join(lines) + "\n"
 
 
 def pareto_plots(runs: Sequence[RunResult], directory: Path) -> list[str]:
-    """One PNG per scenario: GPU-hours vs window attainment, a point per recipe and seed."""
+    """One PNG per scenario — GPU-hours vs window attainment, a point per recipe and seed —
+    and all of them on one page (``pareto-all.png``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     by_scenario: dict[str, list[RunResult]] = defaultdict(list)
     for r in runs:
         if r.ok:
             by_scenario[_key(r)].append(r)
+    recipes = sorted({r.recipe for r in runs if r.ok})
+    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(recipes)}
     names: list[str] = []
     for key, rs in sorted(by_scenario.items()):
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        recipes = sorted({r.recipe for r in rs})
-        colors = plt.get_cmap("tab10")
-        for i, recipe in enumerate(recipes):
-            xs = [r.gpu_hours for r in rs if r.recipe == recipe]
-            ys = [r.window_attainment for r in rs if r.recipe == recipe]
-            ax.scatter(xs, ys, color=colors(i % 10), label=recipe, s=40, zorder=3)
-        frontier = _frontier([(r.gpu_hours, r.window_attainment) for r in rs])
-        fx, fy = [x for x, _ in frontier], [y for _, y in frontier]
-        ax.step(fx, fy, where="post", color="grey", lw=1, ls="--", label="Pareto front")
-        ax.set_xlabel("GPU-hours")
-        ax.set_ylabel("share of 30-s windows meeting the SLO")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
+        _pareto_axes(ax, key, rs, colors)
         ax.legend(fontsize=8, loc="lower right")
         fig.tight_layout()
         name = f"pareto-{key.replace('@', '-')}.png"
         fig.savefig(directory / name, dpi=100)
         plt.close(fig)
         names.append(name)
+    if by_scenario:
+        cols = min(4, len(by_scenario))
+        rows = -(-len(by_scenario) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows + 0.6), squeeze=False)
+        for ax, (key, rs) in zip(axes.flat, sorted(by_scenario.items()), strict=False):
+            _pareto_axes(ax, key, rs, colors)
+        for ax in list(axes.flat)[len(by_scenario) :]:
+            ax.axis("off")
+        handles = [Line2D([], [], marker="o", ls="", color=colors[n], label=n) for n in recipes]
+        fig.legend(handles=handles, loc="lower center", ncol=len(recipes), fontsize=9, frameon=False)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        fig.savefig(directory / "pareto-all.png", dpi=90)
+        plt.close(fig)
+        names.append("pareto-all.png")
     return names
+
+
+def _pareto_axes(ax: Any, key: str, rs: Sequence[RunResult], colors: dict[str, Any]) -> None:
+    for recipe in sorted({r.recipe for r in rs}):
+        xs = [r.gpu_hours for r in rs if r.recipe == recipe]
+        ys = [r.window_attainment for r in rs if r.recipe == recipe]
+        ax.scatter(xs, ys, color=colors[recipe], label=recipe, s=36, zorder=3)
+    frontier = _frontier([(r.gpu_hours, r.window_attainment) for r in rs])
+    fx, fy = [x for x, _ in frontier], [y for _, y in frontier]
+    ax.step([*fx, max(r.gpu_hours for r in rs)], [*fy, fy[-1]], where="post", color="grey", lw=1, ls="--",
+            label="Pareto front")  # fmt: skip
+    ax.set_xlabel("GPU-hours")
+    ax.set_ylabel("30-s windows meeting the SLO")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_title(key, fontsize=10)
+    ax.grid(alpha=0.3)
 
 
 def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -216,10 +240,10 @@ def write(
 ) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     ordered = sorted(runs, key=lambda r: (r.scenario, r.profile, r.recipe, r.seed))
-    try:
+    if absent := extras.missing(extras.REPORT_PLOT):
+        meta["plots_missing"] = f"{', '.join(absent)} (the demo extra) is not installed: {extras.DEMO_INSTALL}"
+    else:
         meta["plots"] = pareto_plots(ordered, directory)
-    except ImportError as exc:
-        meta["plots_missing"] = f"matplotlib is not installed ({exc.name}); install the 'demo' extra for the plots"
     doc = {
         "runs": [r.to_json() for r in ordered],
         "matrix": meta,

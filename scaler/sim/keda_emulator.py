@@ -82,30 +82,37 @@ class ExternalScalerClient(Protocol):
     def stream_is_active(self, ref: pb.ScaledObjectRef) -> AsyncIterator[pb.IsActiveResponse]: ...
 
 
-class GrpcScaler:
+class ScalerCalls:
+    """The three unary calls of :class:`ExternalScalerClient`, typed, over one ``_call``."""
+
+    async def _call(self, method: str, request: Any) -> Any:
+        raise NotImplementedError
+
+    async def get_metric_spec(self, ref: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse:
+        reply: pb.GetMetricSpecResponse = await self._call("GetMetricSpec", ref)
+        return reply
+
+    async def get_metrics(self, request: pb.GetMetricsRequest) -> pb.GetMetricsResponse:
+        reply: pb.GetMetricsResponse = await self._call("GetMetrics", request)
+        return reply
+
+    async def is_active(self, ref: pb.ScaledObjectRef) -> pb.IsActiveResponse:
+        reply: pb.IsActiveResponse = await self._call("IsActive", ref)
+        return reply
+
+
+class GrpcScaler(ScalerCalls):
     """:class:`ExternalScalerClient` over a gRPC channel to a running scaler."""
 
     def __init__(self, channel: grpc.aio.Channel, timeout: float = 3.0) -> None:
         self.stub: Any = pb_grpc.ExternalScalerStub(channel)
         self.timeout = timeout
 
-    async def _call(self, method: Callable[..., Awaitable[Any]], request: Any) -> Any:
+    async def _call(self, method: str, request: Any) -> Any:
         try:
-            return await method(request, timeout=self.timeout)
+            return await getattr(self.stub, method)(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             raise ScalerCallError(exc.code().name, exc.details() or "") from None
-
-    async def get_metric_spec(self, ref: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse:
-        reply: pb.GetMetricSpecResponse = await self._call(self.stub.GetMetricSpec, ref)
-        return reply
-
-    async def get_metrics(self, request: pb.GetMetricsRequest) -> pb.GetMetricsResponse:
-        reply: pb.GetMetricsResponse = await self._call(self.stub.GetMetrics, request)
-        return reply
-
-    async def is_active(self, ref: pb.ScaledObjectRef) -> pb.IsActiveResponse:
-        reply: pb.IsActiveResponse = await self._call(self.stub.IsActive, ref)
-        return reply
 
     async def stream_is_active(self, ref: pb.ScaledObjectRef) -> AsyncIterator[pb.IsActiveResponse]:
         try:

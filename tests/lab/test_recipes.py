@@ -92,3 +92,25 @@ def test_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
     (typo / "lab.yaml").write_text("polcy: static\n")
     with pytest.raises(RecipeError, match=r"lab\.yaml: unknown key 'polcy'"):
         recipes.load(typo)
+
+
+@pytest.mark.parametrize("name", ["shipped", "kedify-vllm", "llmd-token-aware"])
+def test_recipes_are_scaledobjects_keda_accepts_on_every_profile(name: str, tmp_path: Path) -> None:
+    import copy
+    from dataclasses import replace
+
+    from scaler.sim import manifests
+    from tests.manifests import k8svalidate
+
+    r = recipe(name)
+    for profile in [None, *r.calibration]:
+        docs = [copy.deepcopy(d) for d, _ in r.documents]
+        for target, ops in r.calibration.get(profile or "", ()):
+            for doc in docs:
+                if doc["metadata"]["name"] == target:
+                    manifests.json_patch(doc, ops, profile or "")
+        for doc in docs:
+            result = k8svalidate.validate(doc)
+            assert result.status == "OK", (profile, result)
+    scenario = replace(load(tmp_path), limits={})
+    assert len(r.scaled_objects(scenario)) == 2  # one per role
