@@ -95,3 +95,44 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
             cli.main([*argv, "--report", str(tmp_path)])
         assert exit_.value.code == 2
     assert "no-such-recipe" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(180)
+def test_without_matplotlib_the_json_and_markdown_are_written_and_the_gap_named(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    shim = tmp_path / "shim" / "matplotlib"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'matplotlib'\", name='matplotlib')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "shim"), os.environ.get("PYTHONPATH", "")])}
+    report = tmp_path / "report"
+    cmd = [sys.executable, "-m", "scaler", "evaluate", "--scenarios", str(_tiny(tmp_path)),
+           "--recipes", "static-peak", "--jobs", "1", "--quiet", "--report", str(report)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=170, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "matplotlib" in proc.stderr and "pip install 'keda-otel-scaler[demo]'" in proc.stderr
+    assert json.loads((report / "report.json").read_text())["runs"][0]["ok"]
+    assert "No plots: matplotlib" in (report / "summary.md").read_text()
+    assert not list(report.glob("*.png"))
+
+
+@pytest.mark.timeout(180)
+def test_runs_in_worker_processes_give_what_they_give_in_this_one(tmp_path: Path) -> None:
+    from scaler.lab import matrix, recipes
+
+    scenario = str(_tiny(tmp_path))
+    jobs = [matrix.Job(scenario, "", str(recipes.builtin_dir() / name), 1) for name in ("static-peak", "oracle")]
+    seen: list[matrix.RunResult] = []
+    pooled = matrix.execute(jobs, 2, seen.append)
+    local = [matrix.run_job(job) for job in jobs]
+    assert seen == pooled and len(pooled) == 2
+    volatile = ("wall_seconds", "cpu_seconds")
+
+    def figures(r: matrix.RunResult) -> dict[str, object]:
+        return {k: v for k, v in r.to_json().items() if k not in volatile}
+
+    assert sorted(map(str, map(figures, pooled))) == sorted(map(str, map(figures, local)))
