@@ -33,10 +33,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from scaler.sim.decode_engine import DecodeEngine
 from scaler.sim.epp import InFlightLoad, Picker
 from scaler.sim.request import PrefixCache, Request
 from scaler.sim.scenario import Role, Scenario
-from scaler.sim.vllm_engine import DecodeEngine, PrefillEngine
+from scaler.sim.vllm_engine import PrefillEngine
 from scaler.sim.vllm_metrics import VllmMetrics
 
 __all__ = ["ROLES", "Change", "Deployment", "Fleet", "Observer", "Pod", "Role"]

@@ -273,7 +273,8 @@ def _markdown(run: DemoRun, summary: dict[str, Any]) -> str:
         "![replicas](replicas.png)",
         "",
         "Simplifications versus real KEDA/HPA and vLLM are listed in the docstrings of "
-        "`scaler/sim/keda_emulator.py`, `scaler/sim/hpa.py`, `scaler/sim/vllm_engine.py` and `scaler/sim/fleet.py`.",
+        "`scaler/sim/keda_emulator.py`, `scaler/sim/hpa.py`, `scaler/sim/vllm_engine.py`, "
+        "`scaler/sim/decode_engine.py` and `scaler/sim/fleet.py`.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
+from scaler.sim.decode_engine import DecodeEngine
 from scaler.sim.fleet import Fleet
-from scaler.sim.vllm_engine import DecodeEngine, PrefillEngine
+from scaler.sim.vllm_engine import PrefillEngine
 from tests.sim.helpers import Log, request, scenario
 
 

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from scaler.sim.vllm_engine import DecodeEngine, PrefillEngine
+from scaler.sim.decode_engine import DecodeEngine
+from scaler.sim.vllm_engine import PrefillEngine
 from scaler.sim.vllm_metrics import VllmMetrics, WeightedHistogram
 from tests.sim.helpers import PROFILE, request
 
