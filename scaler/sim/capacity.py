@@ -218,14 +218,15 @@ def work(scenario: Scenario) -> dict[Role, float]:
 
 
 def on_profile(scenario: Scenario, profile: Profile) -> Scenario:
-    """The scenario on ``profile``, its rates scaled so the busier role needs as many
-    replica-seconds there as on the scenario's own profile (the SLO per ``slo.profiles``)."""
+    """The scenario on ``profile``, its rates scaled so that its busier role there needs as
+    many replica-seconds as the busier role on the scenario's own profile (the SLO per
+    ``slo.profiles``). The roles may swap: opt-125m's chat is decode-bound, Llama-70B's
+    prefill-bound, and the fleet scales through the same range of pods either way."""
     if profile.name == scenario.profile.name:
         return scenario
     moved = scenario.with_profile(profile)
-    before, after = work(scenario), work(moved)
-    ratios = [before[r] / after[r] for r in before if before[r] > 0 and after[r] > 0]
-    factor = min(ratios) if ratios else 1.0
+    before, after = max(work(scenario).values()), max(work(moved).values())
+    factor = before / after if after > 0 else 1.0
     if not math.isfinite(factor) or factor <= 0:
         factor = 1.0
     phases = tuple(replace(ph, rate=ph.rate * factor) for ph in moved.phases)

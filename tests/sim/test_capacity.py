@@ -46,6 +46,7 @@ def test_on_profile_keeps_the_busier_roles_work() -> None:
     s = small_scenario(phases=(phase,), profile={}).with_profile(profiles.named("opt125m-l4"))
     moved = capacity.on_profile(s, profiles.named("llama70b-tp4-h100"))
     before, after = capacity.work(s), capacity.work(moved)
-    ratios = [after[r] / before[r] for r in before if before[r] > 0]
-    assert max(ratios) == pytest.approx(1.0, rel=1e-6) and min(ratios) <= 1.0
+    assert max(after.values()) == pytest.approx(max(before.values()), rel=1e-6)
+    # opt-125m's chat is decode-bound; on Llama-70B the same shapes are prefill-bound
+    assert max(before, key=before.__getitem__) == "decode" and max(after, key=after.__getitem__) == "prefill"
     assert moved.profile.name == "llama70b-tp4-h100" and moved.phases[0].rate != phase.rate
