@@ -6,12 +6,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-tools
 REPORT ?= demo-report
+EVALUATE_REPORT ?= evaluate-report
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv native system-tools demo serve test lint typecheck layers proto unit settings-table hooks bench soak fuzz image image-test clean
+.PHONY: help venv native system-tools demo evaluate serve test lint typecheck layers proto unit settings-table hooks bench soak fuzz image image-test clean
 
 help:
 	@echo "make demo        simulate a PD fleet; prefill and decode scale independently (report in $(REPORT)/)"
+	@echo "make evaluate    score the autoscaling recipes in virtual time (report in $(EVALUATE_REPORT)/; EVALUATE_ARGS=--full)"
 	@echo "make test        lint, type-check, layering, stub freshness, the whole test suite (coverage floor)"
 	@echo "make hooks       install the git pre-commit hook (ruff, format check, mypy, lint-imports)"
 	@echo "make settings-table  rewrite README.md's configuration table from scaler/config.py"
@@ -59,6 +62,10 @@ system-tools: $(SYSTEM_STAMP)
 demo: $(STAMP) $(NATIVE_STAMP)
 	$(VENV)/bin/keda-otel-scaler demo --report $(REPORT)
 	@echo "Report: $(REPORT)/summary.md, $(REPORT)/report.json, $(REPORT)/replicas.png"
+
+evaluate: $(STAMP) $(NATIVE_STAMP)
+	$(VENV)/bin/keda-otel-scaler evaluate --jobs $(JOBS) --report $(EVALUATE_REPORT) $(EVALUATE_ARGS)
+	@echo "Report: $(EVALUATE_REPORT)/summary.md, $(EVALUATE_REPORT)/report.json, $(EVALUATE_REPORT)/pareto-*.png"
 
 serve: $(STAMP) $(NATIVE_STAMP)
 	$(VENV)/bin/keda-otel-scaler serve
@@ -110,4 +117,4 @@ image-test: $(STAMP) $(NATIVE_STAMP)
 	bash scripts/image.sh test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage $(REPORT) build scaler/_native/*.so $(NATIVE_STAMP)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage $(REPORT) $(EVALUATE_REPORT) build scaler/_native/*.so $(NATIVE_STAMP)

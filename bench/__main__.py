@@ -1,8 +1,11 @@
 """``python -m bench [--quick] [--only FIGURE ...]`` → ``bench/RESULTS.md``.
 
 Figures: ingest, vllm, query, memory, reaction, prometheus, warmstart, streams, profile (see
-bench/phases.py). The full run takes several minutes on 2 cores; ``--quick`` uses small sizes for
-development and writes ``bench/RESULTS-dev.md`` unless ``--output`` says otherwise (so does ``--only``).
+bench/phases.py), and the evaluation lab's evaluate (a one-hour scenario, the default matrix) and
+evaluate-full (the ``--full`` matrix; about ten times the default one) — see bench/evaluate.py. The
+service figures take several minutes on 2 cores, the lab's most of an hour; ``--quick`` uses small
+sizes for development, skips the matrices, and writes ``bench/RESULTS-dev.md`` unless ``--output``
+says otherwise (so does ``--only``).
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import phases
+from bench import evaluate, phases
 from bench.profiling import py_spy
 from bench.report import Report
 
-FIGURES = ("ingest", "vllm", "query", "memory", "reaction", "prometheus", "warmstart", "streams", "profile")
+FIGURES = (
+    "ingest", "vllm", "query", "memory", "reaction", "prometheus", "warmstart", "streams", "profile",
+    "evaluate", "evaluate-full",
+)  # fmt: skip
 HERE = Path(__file__).parent
 
 
@@ -70,6 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "streams" in figures:
         print(f"== {sizes.streams:,} StreamIsActive streams", flush=True)
         phases.streams_phase(report, sizes)
+    if "evaluate" in figures:
+        print("== evaluation lab: a one-hour scenario", flush=True)
+        evaluate.speed_phase(report)
+        if not args.quick:
+            print("== evaluation lab: the default matrix", flush=True)
+            evaluate.matrix_phase(report, full=False)
+    if "evaluate-full" in figures and not args.quick:
+        print("== evaluation lab: the --full matrix", flush=True)
+        evaluate.matrix_phase(report, full=True)
     report.write(output, time.monotonic() - started)
     print(f"wrote {output} in {time.monotonic() - started:.0f} s")
     return 0

@@ -1,4 +1,4 @@
-"""Command line: ``serve``, ``query``, ``status`` and ``demo``. Parses flags, configures logging, delegates."""
+"""Command line: ``serve``, ``query``, ``status``, ``demo`` and ``evaluate``. Parses flags, configures logging, delegates."""
 
 from __future__ import annotations
 
@@ -161,6 +161,18 @@ def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     d.add_argument("--quiet", action="store_true", help="no live terminal view")
 
 
+def _evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from scaler.lab import evaluate
+
+    e = sub.add_parser(
+        "evaluate",
+        help="score autoscaling recipes against each other and a clairvoyant bound, in virtual time",
+        description=evaluate.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_arguments(e)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keda-otel-scaler", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -171,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _query_parser(sub)
     _status_parser(sub)
     _demo_parser(sub)
+    _evaluate_parser(sub)
     return parser
 
 
@@ -283,3 +296,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         from scaler.sim import demo
 
         sys.exit(demo.main(args))
+    if args.command == "evaluate":
+        logs.configure(os.environ.get("LOG_LEVEL", "warning").lower(), os.environ.get("LOG_FORMAT", "text"))
+        from scaler.lab import evaluate
+
+        sys.exit(evaluate.main(args))

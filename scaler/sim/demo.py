@@ -1,139 +1,70 @@
 """``keda-otel-scaler demo``: a simulated llm-d P/D fleet autoscaled through the real scaler.
 
 One run: start ``keda-otel-scaler serve`` as a child process on free ports; simulate the
-fleet in 100 ms ticks paced by the wall clock (1× real time: the scaler stamps and ages
-samples by wall clock); every export interval push each pod's vLLM metrics over
+fleet in continuous time paced by the wall clock (1x real time: the scaler stamps and ages
+samples by wall clock); every scrape interval push each pod's vLLM metrics over
 OTLP/gRPC, as the collector sidecars would; emulate KEDA and the HPA from the
 repository's ScaledObjects over real gRPC; record one sample per second; show a live
 view; finally write ``report.json``, ``replicas.png`` and ``summary.md``. The child is
-terminated however the run ends (normal end, error, Ctrl-C, SIGTERM).
+terminated however the run ends (normal end, error, Ctrl-C, SIGTERM). The simulation
+itself (:mod:`scaler.sim.run`) is the one the evaluation lab runs on a virtual clock.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 import grpc
-from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from scaler._gen import externalscaler_pb2_grpc as pb_grpc
 from scaler.sim import manifests, report, view
-from scaler.sim.fleet import Fleet, Role
+from scaler.sim.demo_run import DemoRun
 from scaler.sim.hpa import BehaviorError
-from scaler.sim.keda_emulator import ScaledObjectEmulator
-from scaler.sim.manifests import ManifestError, ScaledObject
-from scaler.sim.otlp_export import OtlpPusher, pod_resource, registry_to_metrics, resource_metrics
-from scaler.sim.recorder import Recorder
+from scaler.sim.keda_emulator import GrpcScaler, ScaledObjectEmulator
+from scaler.sim.manifests import ManifestError
+from scaler.sim.otlp_export import OtlpPusher
+from scaler.sim.run import drive, start_clock
 from scaler.sim.scaler_process import Ports, ScalerProcess, ScalerStartError
-from scaler.sim.scenario import Scenario, ScenarioError
+from scaler.sim.scenario import ScenarioError
 from scaler.sim.scenario import load as load_scenario
-from scaler.sim.workload import Workload
-
-
-@dataclass
-class DemoRun:
-    """Everything one run accumulates; lives outside the event loop so Ctrl-C keeps it."""
-
-    scenario: Scenario
-    objects: list[ScaledObject]
-    manifests_dir: Path
-    seed: int
-    fleet: Fleet = field(init=False)
-    workload: Workload = field(init=False)
-    recorder: Recorder = field(init=False)
-    emulators: list[ScaledObjectEmulator] = field(default_factory=list)
-    pusher: OtlpPusher | None = None
-    wall_seconds: float = 0.0
-    interrupted: bool = False
-
-    def __post_init__(self) -> None:
-        rng = random.Random(self.seed)
-        self.recorder = Recorder(self.scenario)
-        self.fleet = Fleet(self.scenario, random.Random(rng.random()), self.recorder)
-        self.workload = Workload(self.scenario, random.Random(rng.random()))
-
-    def role_of(self, emulator: ScaledObjectEmulator) -> Role:
-        return self.fleet.deployments[emulator.so.target].role
-
-    def trigger_values(self) -> dict[Role, dict[str, float | None]]:
-        return {self.role_of(e): e.values() for e in self.emulators}
-
-
-def _export_batch(run: DemoRun, start_ns: int) -> list[metrics_pb2.ResourceMetrics]:
-    now_ns = time.time_ns()
-    s = run.scenario
-    batch = []
-    for pod in run.fleet.pods():
-        if pod.state == "starting":
-            continue
-        pod.refresh_gauges()
-        resource = pod_resource(pod.name, pod.deployment, s.namespace, pod.role)
-        batch.append(resource_metrics(resource, registry_to_metrics(pod.metrics.registry, now_ns, start_ns)))
-    for pod in run.fleet.removed:
-        resource = pod_resource(pod.name, pod.deployment, s.namespace, pod.role)
-        batch.append(resource_metrics(resource, registry_to_metrics(pod.metrics.registry, now_ns, start_ns, True)))
-    run.fleet.removed.clear()
-    return batch
+from scaler.sim.validate import SpecError
 
 
 async def _simulate(run: DemoRun, ports: Ports, live: view.View) -> None:
     s = run.scenario
     loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    start_ns = time.time_ns()
-
-    def clock() -> float:
-        return loop.time() - t0
-
+    started = loop.time()
     run.pusher = pusher = OtlpPusher(f"127.0.0.1:{ports.otlp}")
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports.keda}")
-    stub = pb_grpc.ExternalScalerStub(channel)
+    scaler = GrpcScaler(channel)
+    start_clock(run.sim)
     run.emulators = [
-        ScaledObjectEmulator(so, stub, run.fleet, clock, f"127.0.0.1:{ports.keda}", s.time_scale, s.hpa_sync_seconds)
+        ScaledObjectEmulator(
+            so, scaler, run.sim, run.sim.clock, f"127.0.0.1:{ports.keda}", s.time_scale, s.hpa_sync_seconds
+        )
         for so in run.objects
     ]
     stop = asyncio.Event()
-    await pusher.push(_export_batch(run, start_ns))
     tasks = [asyncio.create_task(e.run(stop), name=f"keda:{e.so.name}") for e in run.emulators]
-    export: asyncio.Task[None] | None = None
-    next_export, next_sample, tick = s.export_interval_seconds, 0.0, 0
+
+    def every_second(t: float) -> None:
+        run.recorder.sample(t, run.fleet, run.trigger_values())
+        live.update(run.recorder, run.emulators, run.fleet)
+        for task in tasks:
+            if task.done():
+                task.result()  # an emulator crashed: surface its exception
+
     try:
-        while True:
-            now = clock()
-            arrivals = run.workload.arrivals(min(now, s.duration))
-            run.recorder.arrived(arrivals)
-            run.fleet.step(now, arrivals)
-            if now >= next_export:
-                if export is None or export.done():
-                    export = asyncio.create_task(pusher.push(_export_batch(run, start_ns)))
-                next_export += s.export_interval_seconds
-            if now >= next_sample:
-                run.recorder.sample(next_sample, run.fleet, run.trigger_values())
-                live.update(run.recorder, run.emulators, run.fleet)
-                next_sample += 1.0
-            if now >= s.duration:
-                break
-            for task in tasks:
-                if task.done():
-                    task.result()  # an emulator crashed: surface its exception
-            tick += 1
-            await asyncio.sleep(max(0.0, t0 + tick * s.tick_seconds - loop.time()))
+        await drive(run.sim, pusher, s.duration, time.time(), every_second)
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if export is not None:
-            with contextlib.suppress(Exception):
-                await export
-        run.wall_seconds = clock()
+        run.wall_seconds = loop.time() - started
         await pusher.close()
         await channel.close()
 
@@ -156,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     """Entry point of ``keda-otel-scaler demo``; returns the exit code."""
     try:
         run = prepare(args)
-    except (ScenarioError, ManifestError, BehaviorError) as exc:
+    except (ScenarioError, ManifestError, BehaviorError, SpecError) as exc:
         print(f"keda-otel-scaler demo: {exc}", file=sys.stderr)
         return 2
     report_dir = Path(args.report) if args.report else None

@@ -1,4 +1,4 @@
-"""KEDA's operator and metrics path plus the HPA, driving a scale target over real gRPC.
+"""KEDA's operator and metrics path plus the HPA, driving a scale target through "the scaler".
 
 Per ScaledObject, as KEDA 2.x does for ``external``/``external-push`` triggers
 (``pkg/scalers/external_scaler.go``, ``pkg/scaling``):
@@ -22,8 +22,15 @@ Per ScaledObject, as KEDA 2.x does for ``external``/``external-push`` triggers
   ``RequestScale`` at once (as KEDA's push-scaler loop does). Broken streams reconnect with
   KEDA's backoff (2 s doubling to 60 s).
 
+The emulator is independent of the transport and of wall time. "The scaler" is an
+:class:`ExternalScalerClient`: :class:`GrpcScaler` talks to a running scaler over real gRPC
+(the demo); the evaluation lab passes an in-process one. Time is the running event loop's
+(``loop.time()`` for the periodic loops, ``clock`` for events and cooldowns), which is the
+wall clock in the demo and a virtual clock in the lab.
+
 ``time_scale`` multiplies every timer (HPA sync period, pollingInterval, cooldown, the
-HPA's stabilization windows and policy periods, the stream backoff). Not emulated: KEDA's
+HPA's stabilization windows and policy periods, the stream backoff); it is the demo's
+compression, 1 (real Kubernetes timings) in the lab. Not emulated: KEDA's
 metric caching (``useCachedMetrics``), scaling modifiers, paused annotations, the HPA's
 CPU-initialization/readiness handling (not used for external metrics), per-HPA tolerance
 overrides, and the API server's write latency (a new replica count applies at once).
@@ -34,16 +41,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
 from scaler._gen import externalscaler_pb2 as pb
 from scaler._gen import externalscaler_pb2_grpc as pb_grpc
 from scaler.sim.hpa import Hpa, Reading, parse_behavior
-from scaler.sim.manifests import ScaledObject, Trigger
+from scaler.sim.manifests import ScaledObject, ScaledTrigger
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +64,67 @@ class ScaleTarget(Protocol):
     def scale(self, name: str, replicas: int) -> None: ...
 
 
+class ScalerCallError(Exception):
+    """A call to the scaler failed with a gRPC status (``code`` is its name, e.g. ``NOT_FOUND``)."""
+
+    def __init__(self, code: str, details: str) -> None:
+        super().__init__(f"{code}: {details}")
+        self.code = code
+        self.details = details
+
+
+class ExternalScalerClient(Protocol):
+    """KEDA's side of ``externalscaler.ExternalScaler``; failures raise :class:`ScalerCallError`."""
+
+    async def get_metric_spec(self, ref: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse: ...
+    async def get_metrics(self, request: pb.GetMetricsRequest) -> pb.GetMetricsResponse: ...
+    async def is_active(self, ref: pb.ScaledObjectRef) -> pb.IsActiveResponse: ...
+    def stream_is_active(self, ref: pb.ScaledObjectRef) -> AsyncIterator[pb.IsActiveResponse]: ...
+
+
+class ScalerCalls:
+    """The three unary calls of :class:`ExternalScalerClient`, typed, over one ``_call``."""
+
+    async def _call(self, method: str, request: Any) -> Any:
+        raise NotImplementedError
+
+    async def get_metric_spec(self, ref: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse:
+        reply: pb.GetMetricSpecResponse = await self._call("GetMetricSpec", ref)
+        return reply
+
+    async def get_metrics(self, request: pb.GetMetricsRequest) -> pb.GetMetricsResponse:
+        reply: pb.GetMetricsResponse = await self._call("GetMetrics", request)
+        return reply
+
+    async def is_active(self, ref: pb.ScaledObjectRef) -> pb.IsActiveResponse:
+        reply: pb.IsActiveResponse = await self._call("IsActive", ref)
+        return reply
+
+
+class GrpcScaler(ScalerCalls):
+    """:class:`ExternalScalerClient` over a gRPC channel to a running scaler."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 3.0) -> None:
+        self.stub: Any = pb_grpc.ExternalScalerStub(channel)
+        self.timeout = timeout
+
+    async def _call(self, method: str, request: Any) -> Any:
+        try:
+            return await getattr(self.stub, method)(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise ScalerCallError(exc.code().name, exc.details() or "") from None
+
+    async def stream_is_active(self, ref: pb.ScaledObjectRef) -> AsyncIterator[pb.IsActiveResponse]:
+        try:
+            async for message in self.stub.StreamIsActive(ref):
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            raise ScalerCallError(exc.code().name, exc.details() or "") from None
+
+
 @dataclass
 class TriggerState:
-    trigger: Trigger
+    trigger: ScaledTrigger
     metadata: dict[str, str]
     metric_name: str = ""
     target: float | None = None
@@ -80,13 +145,12 @@ class Event:
 @dataclass
 class ScaledObjectEmulator:
     so: ScaledObject
-    stub: pb_grpc.ExternalScalerAsyncStub
+    scaler: ExternalScalerClient
     target: ScaleTarget
     clock: Callable[[], float]
     scaler_address: str
     time_scale: float = 1.0
     hpa_sync_seconds: float = 15.0
-    call_timeout: float = 3.0
     events: list[Event] = field(default_factory=list)
     triggers: list[TriggerState] = field(init=False)
     hpa: Hpa = field(init=False)
@@ -103,7 +167,7 @@ class ScaledObjectEmulator:
         self._created = self.clock()
         self._lock = asyncio.Lock()
 
-    # ------------------------------------------------------------------ gRPC
+    # ------------------------------------------------------------------ the scaler
 
     def _ref(self, state: TriggerState) -> pb.ScaledObjectRef:
         return pb.ScaledObjectRef(name=self.so.name, namespace=self.so.namespace, scalerMetadata=state.metadata)
@@ -112,22 +176,20 @@ class ScaledObjectEmulator:
         """GetMetricSpec, GetMetrics, IsActive for one trigger; None (and a failure) on error."""
         ref = self._ref(state)
         try:
-            spec = await self.stub.GetMetricSpec(ref, timeout=self.call_timeout)
+            spec = await self.scaler.get_metric_spec(ref)
             metric = spec.metricSpecs[0]
             state.metric_name = metric.metricName
             state.target = metric.targetSizeFloat if metric.targetSizeFloat > 0 else float(metric.targetSize)
             request = pb.GetMetricsRequest(
                 scaledObjectRef=ref, metricName=f"s{state.trigger.index}-{metric.metricName}"
             )
-            reply = await self.stub.GetMetrics(request, timeout=self.call_timeout)
+            reply = await self.scaler.get_metrics(request)
             mv = reply.metricValues[0]
             value = mv.metricValueFloat if mv.metricValueFloat > 0 else float(mv.metricValue)
-            active = (await self.stub.IsActive(ref, timeout=self.call_timeout)).result
-        except (grpc.aio.AioRpcError, IndexError) as exc:
+            active = (await self.scaler.is_active(ref)).result
+        except (ScalerCallError, IndexError) as exc:
             state.failures += 1
-            code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else "EMPTY_REPLY"
-            details = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else "no metric in the reply"
-            state.error = f"{code}: {details}"
+            state.error = str(exc) if isinstance(exc, ScalerCallError) else "EMPTY_REPLY: no metric in the reply"
             state.value = None
             return None
         state.failures, state.error, state.value, state.active = 0, "", value, active
@@ -224,14 +286,14 @@ class ScaledObjectEmulator:
         backoff = 2.0
         while not stop.is_set():
             try:
-                async for message in self.stub.StreamIsActive(self._ref(state)):
+                async for message in self.scaler.stream_is_active(self._ref(state)):
                     backoff = 2.0
                     async with self._lock:
                         self.request_scale(message.result, False)
-            except grpc.aio.AioRpcError as exc:
+            except ScalerCallError as exc:
                 if stop.is_set():
                     return
-                logger.info("StreamIsActive %s/%s: %s; reconnecting", self.so.name, state.trigger.name, exc.code().name)
+                logger.info("StreamIsActive %s/%s: %s; reconnecting", self.so.name, state.trigger.name, exc.code)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff * self.time_scale)
             backoff = min(backoff * 2, 60.0)

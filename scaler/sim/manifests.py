@@ -32,7 +32,9 @@ class ManifestError(ValueError):
 
 
 @dataclass(frozen=True)
-class Trigger:
+class ScaledTrigger:
+    """One ``spec.triggers[]`` entry of a ScaledObject (not the scaler's parsed trigger)."""
+
     index: int
     type: str
     """``external`` (polled) or ``external-push`` (KEDA also holds StreamIsActive open)."""
@@ -63,7 +65,7 @@ class ScaledObject:
     fallback: Fallback | None
     behavior: Mapping[str, Any] | None
     """``advanced.horizontalPodAutoscalerConfig.behavior`` as written (HPA defaults apply)."""
-    triggers: tuple[Trigger, ...]
+    triggers: tuple[ScaledTrigger, ...]
     source: str
 
 
@@ -109,7 +111,7 @@ def _pointer(path: str) -> list[str]:
     return [p.replace("~1", "/").replace("~0", "~") for p in path.lstrip("/").split("/")]
 
 
-def _json_patch(doc: dict[str, Any], ops: list[dict[str, Any]], where: str) -> None:
+def json_patch(doc: dict[str, Any], ops: list[dict[str, Any]], where: str) -> None:
     for op in ops:
         parts = _pointer(str(op["path"]))
         parent: Any = doc
@@ -146,59 +148,100 @@ def _apply_patches(docs: list[dict[str, Any]], kustomization: Mapping[str, Any],
                 continue
             if target.get("name") not in (None, doc.get("metadata", {}).get("name")):
                 continue
-            _json_patch(doc, ops, where)
+            json_patch(doc, ops, where)
 
 
 def render(directory: Path) -> list[dict[str, Any]]:
     """The documents ``kubectl apply -k`` (or ``-f DIR``) would apply, for our subset."""
+    return [doc for doc, _ in render_sources(directory)]
+
+
+def render_sources(directory: Path) -> list[tuple[dict[str, Any], str]]:
+    """Like :func:`render`, each document with the file it came from (for error messages)."""
     kfile = directory / "kustomization.yaml"
     if not kfile.exists():
-        return [copy.deepcopy(d) for f in sorted(directory.glob("*.y*ml")) for d in _docs(f)]
+        return [(copy.deepcopy(d), str(f)) for f in sorted(directory.glob("*.y*ml")) for d in _docs(f)]
     k = _docs(kfile)[0]
-    docs: list[dict[str, Any]] = []
+    docs: list[tuple[dict[str, Any], str]] = []
     for entry in k.get("resources", []) or []:
         path = directory / entry
-        docs.extend(render(path) if path.is_dir() else _docs(path))
-    _apply_patches(docs, k, str(kfile))
+        if not path.exists():
+            raise ManifestError(f"{kfile}: resources: {entry!r} does not exist")
+        docs.extend(render_sources(path) if path.is_dir() else [(d, str(path)) for d in _docs(path)])
+    plain = [d for d, _ in docs]
+    _apply_patches(plain, k, str(kfile))
     for entry in k.get("components", []) or []:
         component = _docs(directory / entry / "kustomization.yaml")[0]
-        _apply_patches(docs, component, str(directory / entry / "kustomization.yaml"))
+        _apply_patches(plain, component, str(directory / entry / "kustomization.yaml"))
     return docs
 
 
 # ---------------------------------------------------------------------------- parsing
 
 
+# The keys of KEDA's ScaledObject CRD (keda.sh/v1alpha1); anything else is a typo that KEDA's
+# API server would reject (strict field validation), so the demo and the lab reject it too.
+SPEC_KEYS = frozenset(
+    {
+        "scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCooldownPeriod", "idleReplicaCount",
+        "minReplicaCount", "maxReplicaCount", "fallback", "advanced", "triggers",
+    }
+)  # fmt: skip
+TRIGGER_KEYS = frozenset({"type", "name", "metadata", "metricType", "authenticationRef", "useCachedMetrics"})
+ADVANCED_KEYS = frozenset({"restoreToOriginalReplicaCount", "horizontalPodAutoscalerConfig", "scalingModifiers"})
+FALLBACK_KEYS = frozenset({"failureThreshold", "replicas", "behavior"})
+
+
+def _strict(data: Any, allowed: frozenset[str], where: str) -> Mapping[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ManifestError(f"{where}: expected a mapping, got {type(data).__name__}")
+    unknown = sorted(str(k) for k in data if k not in allowed)
+    if unknown:
+        raise ManifestError(f"{where}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})")
+    return data
+
+
 def _int(spec: Mapping[str, Any], key: str, default: int, where: str) -> int:
     value = spec.get(key, default)
-    if not isinstance(value, int) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ManifestError(f"{where}: spec.{key} must be a non-negative integer, got {value!r}")
     return value
 
 
+def _trigger(raw: Any, i: int, where: str) -> ScaledTrigger:
+    data = _strict(raw, TRIGGER_KEYS, f"{where}: spec.triggers[{i}]")
+    kind = data.get("type")
+    if kind not in ("external", "external-push"):
+        raise ManifestError(f"{where}: triggers[{i}].type {kind!r}: the demo drives external/external-push only")
+    metric_type = data.get("metricType", "AverageValue")
+    if metric_type not in ("AverageValue", "Value"):
+        raise ManifestError(f"{where}: triggers[{i}].metricType {metric_type!r} is not AverageValue or Value")
+    raw_metadata = data.get("metadata")
+    if not isinstance(raw_metadata, Mapping):
+        raise ManifestError(f"{where}: spec.triggers[{i}].metadata must be a mapping of strings")
+    metadata = {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in raw_metadata.items()}
+    return ScaledTrigger(i, kind, str(data.get("name", f"trigger-{i}")), metric_type, metadata)
+
+
 def parse(doc: Mapping[str, Any], where: str) -> ScaledObject:
     meta = doc.get("metadata", {}) or {}
-    spec = doc.get("spec", {}) or {}
+    spec = _strict(doc.get("spec", {}), SPEC_KEYS, f"{where}: spec")
     target = (spec.get("scaleTargetRef") or {}).get("name")
     if not target:
         raise ManifestError(f"{where}: spec.scaleTargetRef.name is required")
-    triggers = []
-    for i, raw in enumerate(spec.get("triggers") or []):
-        kind = raw.get("type")
-        if kind not in ("external", "external-push"):
-            raise ManifestError(f"{where}: triggers[{i}].type {kind!r}: the demo drives external/external-push only")
-        metric_type = raw.get("metricType", "AverageValue")
-        if metric_type not in ("AverageValue", "Value"):
-            raise ManifestError(f"{where}: triggers[{i}].metricType {metric_type!r} is not AverageValue or Value")
-        metadata = {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in raw["metadata"].items()}
-        triggers.append(Trigger(i, kind, str(raw.get("name", f"trigger-{i}")), metric_type, metadata))
+    triggers = [_trigger(raw, i, where) for i, raw in enumerate(spec.get("triggers") or [])]
     if not triggers:
         raise ManifestError(f"{where}: spec.triggers is empty")
     fallback = None
     if spec.get("fallback"):
-        fb = spec["fallback"]
-        fallback = Fallback(int(fb["failureThreshold"]), int(fb["replicas"]), str(fb.get("behavior", "static")))
-    advanced = spec.get("advanced") or {}
+        fb = _strict(spec["fallback"], FALLBACK_KEYS, f"{where}: spec.fallback")
+        try:
+            fallback = Fallback(int(fb["failureThreshold"]), int(fb["replicas"]), str(fb.get("behavior", "static")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{where}: spec.fallback needs integer failureThreshold and replicas ({exc})") from None
+    advanced = _strict(spec.get("advanced"), ADVANCED_KEYS, f"{where}: spec.advanced")
     idle = spec.get("idleReplicaCount")
     return ScaledObject(
         name=str(meta.get("name", "")),
@@ -209,7 +252,7 @@ def parse(doc: Mapping[str, Any], where: str) -> ScaledObject:
         polling_interval=float(_int(spec, "pollingInterval", 30, where)),
         cooldown_period=float(_int(spec, "cooldownPeriod", 300, where)),
         initial_cooldown_period=float(_int(spec, "initialCooldownPeriod", 0, where)),
-        idle_replica_count=None if idle is None else int(idle),
+        idle_replica_count=None if idle is None else _int(spec, "idleReplicaCount", 0, where),
         fallback=fallback,
         behavior=(advanced.get("horizontalPodAutoscalerConfig") or {}).get("behavior"),
         triggers=tuple(triggers),

@@ -9,6 +9,8 @@ included) for ``decode``; ``itl_p90`` exists only for decode (a P/D prefill emit
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -63,6 +65,7 @@ class Recorder:
         self._itl: deque[tuple[float, float, int]] = deque()
         self._arrivals: deque[tuple[float, int]] = deque()
         self.phases = [PhaseStats() for _ in scenario.phases]
+        self._ends = list(itertools.accumulate(p.seconds for p in scenario.phases))
         self.failures: dict[str, int] = {}
         self.t: list[float] = []
         self.phase: list[str] = []
@@ -117,7 +120,7 @@ class Recorder:
         if count <= 0:
             return
         self._itl.append((t, value, count))
-        index, _ = self.scenario.phase_at(t)
+        index = min(bisect.bisect_right(self._ends, t), len(self._ends) - 1)
         bucket = round(value, 4)
         hist = self.phases[index].itl
         hist[bucket] = hist.get(bucket, 0) + count

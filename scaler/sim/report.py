@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from scaler.sim.demo_run import DemoRun
 from scaler.sim.fleet import ROLES
 from scaler.sim.recorder import percentile, weighted_percentile
-
-if TYPE_CHECKING:
-    from scaler.sim.demo import DemoRun
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
@@ -275,7 +273,8 @@ def _markdown(run: DemoRun, summary: dict[str, Any]) -> str:
         "![replicas](replicas.png)",
         "",
         "Simplifications versus real KEDA/HPA and vLLM are listed in the docstrings of "
-        "`scaler/sim/keda_emulator.py`, `scaler/sim/hpa.py`, `scaler/sim/engine.py` and `scaler/sim/fleet.py`.",
+        "`scaler/sim/keda_emulator.py`, `scaler/sim/hpa.py`, `scaler/sim/vllm_engine.py`, "
+        "`scaler/sim/decode_engine.py` and `scaler/sim/fleet.py`.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -9,7 +9,7 @@ one segment; a unique prompt with a shared system prompt is two.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 Segments = tuple[tuple[str, int], ...]
 
@@ -44,8 +44,19 @@ class Request:
     join_step: int = 0
     finish_step: int = 0
     ctx_base: int = 0
+    generated: int = 0
+    """Tokens generated before a preemption (a decode pod recomputes them to resume)."""
+    preempted_at: float | None = None
     aborted: bool = False
-    extra: dict[str, float] = field(default_factory=dict)
+    """Aborted by a pod's termination, or dropped at the gateway."""
+    failed: bool = False
+    """Reported as failed (once)."""
+    # what the EPP's in-flight load producer charged to each endpoint (released on the
+    # first streamed token, the request count of the decode endpoint on completion)
+    epp_prefill_tokens: int = 0
+    epp_decode_tokens: int = 0
+    epp_open: int = 0
+    """Endpoints (0-2) whose request count still holds this request."""
 
     @property
     def ttft(self) -> float | None:

@@ -1,107 +1,45 @@
 """Scenario YAML → a typed, validated :class:`Scenario`.
 
-A scenario is data: the capacity profile of one vLLM replica (``profile``), the llm-d
-gateway/EPP settings (``epp``), the fleet (names, start-up, drain), the KEDA/HPA timer
-compression (``time_scale``), a latency multiplier (``slowdown``), the SLO used in the
-summary, and the load ``phases``. Every error names the offending key.
+A scenario is data: the capacity profile of one vLLM replica (``profile``: a name from
+:mod:`scaler.sim.profiles` or an inline mapping), the llm-d gateway/EPP settings (``epp``),
+the fleet (names, start-up, drain, pod limits), the KEDA/HPA timers (``keda``), the
+simulation settings (``simulation``), the SLO, and the load ``phases``. Every error names
+the file and the offending key; unknown keys are errors too (a typo must not silently
+fall back to a default).
 
-``--duration`` rescales the phases proportionally and the KEDA/HPA timers (and pod
-start-up/drain) with them, so a shorter run still shows a full up/down cycle.
+A phase is an arrival process (Poisson at ``rate``, optionally ramped from the previous
+phase's rate, optionally Markov-modulated by ``burst``) and a request shape: one ISL/OSL
+pair or a weighted ``mix`` of them, prompts that repeat or are unique, and a shared prefix
+(``shared_prefix_tokens``, or ``prefix_ratio`` of each prompt over ``prefix_groups``
+distinct prefixes) that prefix caches can reuse. See ``docs/lab.md`` for the keys.
+
+``--duration`` (the demo) rescales the phases proportionally and the KEDA/HPA timers (and
+pod start-up/drain) with them, so a shorter run still shows a full up/down cycle.
 """
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from scaler.sim import profiles
+from scaler.sim.phases import BurstState, Dist, Phase, RequestClass, phases_of
+from scaler.sim.profiles import Profile
+from scaler.sim.validate import SpecError, fraction, integer, mapping, number, strict, text
+
+__all__ = ["BurstState", "Dist", "Epp", "Phase", "Profile", "RequestClass", "Scenario", "ScenarioError", "Slo", "load"]
+
 DEFAULT_SCENARIO = "pd-default.yaml"
+Role = Literal["prefill", "decode"]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(SpecError):
     """The scenario file is invalid; the message names the key."""
-
-
-@dataclass(frozen=True)
-class Dist:
-    """An integer token-count distribution: ``fixed``, ``uniform`` or ``lognormal`` (clipped)."""
-
-    kind: Literal["fixed", "uniform", "lognormal"]
-    a: float
-    b: float = 0.0
-    lo: int = 1
-    hi: int = 1 << 30
-
-    def sample(self, rng: random.Random) -> int:
-        if self.kind == "fixed":
-            value = self.a
-        elif self.kind == "uniform":
-            value = rng.uniform(self.a, self.b)
-        else:
-            value = rng.lognormvariate(self.a, self.b)
-        return max(self.lo, min(self.hi, round(value)))
-
-    @property
-    def mean(self) -> float:
-        if self.kind == "fixed":
-            return self.a
-        if self.kind == "uniform":
-            return (self.a + self.b) / 2
-        return math.exp(self.a + self.b**2 / 2)
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: str
-    seconds: float
-    rate: float
-    """Mean arrival rate (requests/s, Poisson)."""
-    prompt: Literal["repeated", "unique"]
-    """``repeated``: the same prompt every time; ``unique``: a fresh prompt per request."""
-    isl: Dist
-    osl: Dist
-    shared_prefix_tokens: int = 0
-    """For ``unique`` prompts: a system prompt shared by all requests of the phase."""
-    ramp_seconds: float = 0.0
-    """The rate climbs linearly from the previous phase's rate over this many seconds."""
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Profile:
-    """One vLLM replica; see capacity-profiles.md §1.1 for the model."""
-
-    name: str
-    kv_bytes_per_token: int
-    kv_capacity_tokens: int
-    max_num_seqs: int
-    max_num_batched_tokens: int
-    max_model_len: int
-    prefill_a_ms: float
-    prefill_b_ms_per_tok: float
-    prefill_c_ms_per_tok2: float
-    decode_d_ms: float
-    decode_e_ms_per_seq: float
-    decode_f_ms_per_ctx_tok: float
-    kv_t0_ms: float
-    kv_link_gbps: float
-    startup_seconds: tuple[float, float]
-
-    def prefill_ms(self, tokens: int, quad: float) -> float:
-        """One prefill step of ``tokens`` tokens; ``quad`` = Σ((done+chunk)² − done²)."""
-        return self.prefill_a_ms + self.prefill_b_ms_per_tok * tokens + self.prefill_c_ms_per_tok2 * quad
-
-    def decode_ms(self, batch: int, context: int) -> float:
-        return self.decode_d_ms + self.decode_e_ms_per_seq * batch + self.decode_f_ms_per_ctx_tok * context
-
-    def kv_transfer_s(self, tokens: int) -> float:
-        return (self.kv_t0_ms + tokens * self.kv_bytes_per_token / (self.kv_link_gbps * 1e6)) / 1000.0
 
 
 @dataclass(frozen=True)
@@ -114,12 +52,19 @@ class Epp:
     load_weight: float = 1.0
     gateway_timeout_seconds: float = 30.0
     """A request waiting this long for any ready decode pod is dropped (HTTP 503)."""
+    refresh_seconds: float = 0.05
+    """How old the engine metrics the EPP scores with may be (its metrics refresh interval)."""
+    pool: str = "gaie-pd"
+    """The InferencePool's name (label ``name`` of ``llm_d_epp_per_endpoint_queue_size``)."""
+    deployment: str = "gaie-pd-epp"
 
 
 @dataclass(frozen=True)
 class Slo:
     ttft_p90_seconds: float
     itl_p90_seconds: float
+    goal: float = 0.9
+    """Share of requests that must meet both targets for "meets the SLO" (0.9: a p90 SLO)."""
 
 
 @dataclass(frozen=True)
@@ -133,10 +78,10 @@ class Scenario:
     slowdown: float = 1.0
     """Multiplies every model latency (prefill, decode step, KV transfer)."""
     time_scale: float = 1.0
-    """Multiplies every KEDA/HPA timer and pod start-up/drain (1 = real Kubernetes)."""
+    """Multiplies every KEDA/HPA timer and pod start-up/drain (1 = real Kubernetes; demo only)."""
     hpa_sync_seconds: float = 15.0
-    tick_seconds: float = 0.1
-    export_interval_seconds: float = 1.0
+    scrape_interval_seconds: float = 5.0
+    """The collectors' scrape interval: each pod's metrics reach the scaler this often."""
     namespace: str = "llm-d"
     model_name: str = "facebook/opt-125m"
     prefill_deployment: str = "pd-llm-d-modelservice-prefill"
@@ -144,6 +89,13 @@ class Scenario:
     initial_prefill: int = 1
     initial_decode: int = 1
     drain_seconds: float = 30.0
+    limits: Mapping[Role, tuple[int, int]] = field(default_factory=dict)
+    """Pod limits (min, max) per role that every recipe of the lab is held to."""
+    slo_by_profile: Mapping[str, Slo] = field(default_factory=dict)
+    tail_seconds: float = 600.0
+    """After the last arrival, how long requests in flight may take to finish (lab)."""
+    client_timeout_seconds: float = 600.0
+    """A client gives up on a request without a first token after this long (vLLM aborts it)."""
     manifests: str | None = None
     source: str = ""
 
@@ -157,9 +109,22 @@ class Scenario:
             raise ScenarioError(f"duration must be > 0 (got {seconds})")
         factor = seconds / self.duration
         phases = tuple(
-            replace(p, seconds=p.seconds * factor, ramp_seconds=p.ramp_seconds * factor) for p in self.phases
+            replace(
+                p,
+                seconds=p.seconds * factor,
+                ramp_seconds=p.ramp_seconds * factor,
+                burst=tuple(replace(b, mean_seconds=b.mean_seconds * factor) for b in p.burst),
+            )
+            for p in self.phases
         )
         return replace(self, phases=phases, time_scale=self.time_scale * factor)
+
+    def with_profile(self, profile: Profile) -> Scenario:
+        """The same scenario on another profile, with that profile's SLO if the file gives one."""
+        return replace(self, profile=profile, slo=self.slo_by_profile.get(profile.name, self.slo))
+
+    def deployment(self, role: Role) -> str:
+        return self.prefill_deployment if role == "prefill" else self.decode_deployment
 
     def phase_at(self, t: float) -> tuple[int, Phase]:
         end = 0.0
@@ -179,158 +144,160 @@ class Scenario:
 
 # ---------------------------------------------------------------------------- parsing
 
+TOP_KEYS = frozenset(
+    {"name", "description", "profile", "simulation", "keda", "epp", "fleet", "slo", "phases"}
+    | {"tail_seconds", "client_timeout_seconds"}
+)
+_SECTION_KEYS = {
+    "simulation": frozenset({"slowdown", "scrape_interval_seconds"}),
+    "keda": frozenset({"time_scale", "hpa_sync_seconds", "manifests"}),
+    "epp": frozenset(
+        {
+            "non_cached_tokens",
+            "prefix_weight",
+            "queue_weight",
+            "kv_weight",
+            "load_weight",
+            "gateway_timeout_seconds",
+            "refresh_seconds",
+            "pool",
+            "deployment",
+        }
+    ),
+    "fleet": frozenset(
+        {
+            "namespace",
+            "model_name",
+            "prefill_deployment",
+            "decode_deployment",
+            "initial_prefill",
+            "initial_decode",
+            "drain_seconds",
+            "limits",
+        }
+    ),
+}
+_SLO_KEYS = frozenset({"ttft_p90_seconds", "itl_p90_seconds", "goal", "profiles"})
 
-def _get(data: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in data:
-        raise ScenarioError(f"{where}: missing key {key!r}")
-    return data[key]
 
-
-def _num(data: Mapping[str, Any], key: str, where: str, default: float | None = None, positive: bool = False) -> float:
-    raw = data.get(key, default) if default is not None else _get(data, key, where)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise ScenarioError(f"{where}.{key}: {raw!r} is not a number") from None
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ScenarioError(f"{where}.{key}: {raw!r} must be {'> 0' if positive else '>= 0'}")
-    return value
-
-
-def _map(data: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
-        raise ScenarioError(f"{where}: expected a mapping, got {type(data).__name__}")
+def _section(top: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    data = mapping(top.get(key, {}), key)
+    strict(data, _SECTION_KEYS[key], key)
     return data
 
 
-def _dist(raw: Any, where: str) -> Dist:
-    if isinstance(raw, int | float):
-        return Dist("fixed", float(raw))
-    data = _map(raw, where)
-    kind = data.get("dist", "uniform")
-    lo, hi = int(data.get("min", 1)), int(data.get("max", 1 << 30))
-    if kind == "fixed":
-        return Dist("fixed", _num(data, "value", where, positive=True))
-    if kind == "uniform":
-        a, b = _num(data, "min", where, positive=True), _num(data, "max", where, positive=True)
-        if b < a:
-            raise ScenarioError(f"{where}: max < min")
-        return Dist("uniform", a, b, lo, hi)
-    if kind == "lognormal":
-        return Dist("lognormal", float(_get(data, "mu", where)), _num(data, "sigma", where), lo, hi)
-    raise ScenarioError(f"{where}.dist: {kind!r} is not fixed, uniform or lognormal")
-
-
-def _phase(raw: Any, index: int) -> Phase:
-    where = f"phases[{index}]"
-    data = _map(raw, where)
-    prompt = data.get("prompt", "unique")
-    if prompt not in ("repeated", "unique"):
-        raise ScenarioError(f"{where}.prompt: {prompt!r} is not 'repeated' or 'unique'")
-    return Phase(
-        name=str(_get(data, "name", where)),
-        seconds=_num(data, "seconds", where, positive=True),
-        rate=_num(data, "rate", where),
-        prompt=prompt,
-        isl=_dist(_get(data, "isl", where), f"{where}.isl"),
-        osl=_dist(_get(data, "osl", where), f"{where}.osl"),
-        shared_prefix_tokens=int(data.get("shared_prefix_tokens", 0)),
-        ramp_seconds=_num(data, "ramp_seconds", where, 0.0),
-        description=str(data.get("description", "")).strip(),
+def _slo(raw: Any, where: str, base: Slo | None = None) -> Slo:
+    data = mapping(raw, where)
+    strict(data, _SLO_KEYS if base is None else _SLO_KEYS - {"profiles"}, where)
+    if base is not None:
+        return Slo(
+            number(data, "ttft_p90_seconds", where, base.ttft_p90_seconds, positive=True),
+            number(data, "itl_p90_seconds", where, base.itl_p90_seconds, positive=True),
+            fraction(data, "goal", where, base.goal),
+        )
+    return Slo(
+        number(data, "ttft_p90_seconds", where, positive=True),
+        number(data, "itl_p90_seconds", where, positive=True),
+        fraction(data, "goal", where, 0.9),
     )
 
 
-def _profile(raw: Any) -> Profile:
-    where = "profile"
-    data = _map(raw, where)
-    prefill = _map(_get(data, "prefill", where), f"{where}.prefill")
-    decode = _map(_get(data, "decode", where), f"{where}.decode")
-    kv = _map(_get(data, "kv_transfer", where), f"{where}.kv_transfer")
-    startup = data.get("startup_seconds", [20, 60])
-    if not (isinstance(startup, list) and len(startup) == 2 and 0 <= startup[0] <= startup[1]):
-        raise ScenarioError(f"{where}.startup_seconds: expected [min, max] with 0 <= min <= max")
-    return Profile(
-        name=str(data.get("name", "custom")),
-        kv_bytes_per_token=int(_num(data, "kv_bytes_per_token", where, positive=True)),
-        kv_capacity_tokens=int(_num(data, "kv_capacity_tokens", where, positive=True)),
-        max_num_seqs=int(_num(data, "max_num_seqs", where, positive=True)),
-        max_num_batched_tokens=int(_num(data, "max_num_batched_tokens", where, positive=True)),
-        max_model_len=int(_num(data, "max_model_len", where, positive=True)),
-        prefill_a_ms=_num(prefill, "a_ms", f"{where}.prefill"),
-        prefill_b_ms_per_tok=_num(prefill, "b_ms_per_tok", f"{where}.prefill"),
-        prefill_c_ms_per_tok2=_num(prefill, "c_ms_per_tok2", f"{where}.prefill"),
-        decode_d_ms=_num(decode, "d_ms", f"{where}.decode", positive=True),
-        decode_e_ms_per_seq=_num(decode, "e_ms_per_seq", f"{where}.decode"),
-        decode_f_ms_per_ctx_tok=_num(decode, "f_ms_per_ctx_tok", f"{where}.decode"),
-        kv_t0_ms=_num(kv, "t0_ms", f"{where}.kv_transfer"),
-        kv_link_gbps=_num(kv, "link_gbps", f"{where}.kv_transfer", positive=True),
-        startup_seconds=(float(startup[0]), float(startup[1])),
-    )
+def _limits(raw: Any) -> dict[Role, tuple[int, int]]:
+    data = mapping(raw, "fleet.limits")
+    strict(data, frozenset({"prefill", "decode"}), "fleet.limits")
+    out: dict[Role, tuple[int, int]] = {}
+    for role in ("prefill", "decode"):
+        if role not in data:
+            continue
+        pair = data[role]
+        ok = isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair)
+        if not ok or not 0 <= pair[0] <= pair[1] or pair[1] < 1:
+            raise SpecError(f"fleet.limits.{role}: expected [min, max] with 0 <= min <= max and max >= 1")
+        out[role] = (pair[0], pair[1])
+    return out
 
 
 def parse(data: Any, source: str = "<scenario>") -> Scenario:
-    """Validate a loaded YAML document; raises ScenarioError naming the key."""
-    top = _map(data, source)
-    phases_raw = _get(top, "phases", source)
-    if not isinstance(phases_raw, list) or not phases_raw:
-        raise ScenarioError(f"{source}: 'phases' must be a non-empty list")
-    epp = _map(top.get("epp", {}), "epp")
-    slo = _map(_get(top, "slo", source), "slo")
-    fleet = _map(top.get("fleet", {}), "fleet")
-    keda = _map(top.get("keda", {}), "keda")
-    sim = _map(top.get("simulation", {}), "simulation")
+    """Validate a loaded YAML document; raises ScenarioError naming the file and the key."""
+    try:
+        return _parse(data, source)
+    except SpecError as exc:
+        message = str(exc)
+        raise ScenarioError(message if message.startswith(source) else f"{source}: {message}") from None
+
+
+def _parse(data: Any, source: str) -> Scenario:
+    top = mapping(data, source)
+    strict(top, TOP_KEYS, source)
+    if "slo" not in top:
+        raise SpecError(f"{source}: missing key 'slo'")
+    if "profile" not in top:
+        raise SpecError(f"{source}: missing key 'profile'")
+    epp, fleet, keda, sim = (_section(top, k) for k in ("epp", "fleet", "keda", "simulation"))
+    slo = _slo(top["slo"], "slo")
+    by_profile = mapping(mapping(top["slo"], "slo").get("profiles", {}), "slo.profiles")
     defaults = Scenario.__dataclass_fields__
     manifests = keda.get("manifests")
     return Scenario(
         name=str(top.get("name", Path(source).stem)),
-        description=str(top.get("description", "")).strip(),
-        phases=tuple(_phase(p, i) for i, p in enumerate(phases_raw)),
-        profile=_profile(_get(top, "profile", source)),
+        description=text(top, "description"),
+        phases=phases_of(top, source),
+        profile=resolve_profile(top["profile"]),
         epp=Epp(
-            non_cached_tokens=int(_num(epp, "non_cached_tokens", "epp", 8)),
-            prefix_weight=_num(epp, "prefix_weight", "epp", 1.0),
-            queue_weight=_num(epp, "queue_weight", "epp", 1.0),
-            kv_weight=_num(epp, "kv_weight", "epp", 1.0),
-            load_weight=_num(epp, "load_weight", "epp", 1.0),
-            gateway_timeout_seconds=_num(epp, "gateway_timeout_seconds", "epp", 30.0, positive=True),
+            non_cached_tokens=integer(epp, "non_cached_tokens", "epp", 8),
+            prefix_weight=number(epp, "prefix_weight", "epp", 1.0),
+            queue_weight=number(epp, "queue_weight", "epp", 1.0),
+            kv_weight=number(epp, "kv_weight", "epp", 1.0),
+            load_weight=number(epp, "load_weight", "epp", 1.0),
+            gateway_timeout_seconds=number(epp, "gateway_timeout_seconds", "epp", 30.0, positive=True),
+            refresh_seconds=number(epp, "refresh_seconds", "epp", 0.05, positive=True),
+            pool=str(epp.get("pool", Epp.pool)),
+            deployment=str(epp.get("deployment", Epp.deployment)),
         ),
-        slo=Slo(
-            ttft_p90_seconds=_num(slo, "ttft_p90_seconds", "slo", positive=True),
-            itl_p90_seconds=_num(slo, "itl_p90_seconds", "slo", positive=True),
-        ),
-        slowdown=_num(sim, "slowdown", "simulation", 1.0, positive=True),
-        tick_seconds=_num(sim, "tick_seconds", "simulation", 0.1, positive=True),
-        export_interval_seconds=_num(sim, "export_interval_seconds", "simulation", 1.0, positive=True),
-        time_scale=_num(keda, "time_scale", "keda", 1.0, positive=True),
-        hpa_sync_seconds=_num(keda, "hpa_sync_seconds", "keda", 15.0, positive=True),
+        slo=slo,
+        slo_by_profile={str(name): _slo(raw, f"slo.profiles.{name}", slo) for name, raw in by_profile.items()},
+        slowdown=number(sim, "slowdown", "simulation", 1.0, positive=True),
+        scrape_interval_seconds=number(sim, "scrape_interval_seconds", "simulation", 5.0, positive=True),
+        time_scale=number(keda, "time_scale", "keda", 1.0, positive=True),
+        hpa_sync_seconds=number(keda, "hpa_sync_seconds", "keda", 15.0, positive=True),
         manifests=None if manifests is None else str(manifests),
         namespace=str(fleet.get("namespace", defaults["namespace"].default)),
         model_name=str(fleet.get("model_name", defaults["model_name"].default)),
         prefill_deployment=str(fleet.get("prefill_deployment", defaults["prefill_deployment"].default)),
         decode_deployment=str(fleet.get("decode_deployment", defaults["decode_deployment"].default)),
-        initial_prefill=int(_num(fleet, "initial_prefill", "fleet", 1)),
-        initial_decode=int(_num(fleet, "initial_decode", "fleet", 1)),
-        drain_seconds=_num(fleet, "drain_seconds", "fleet", 30.0),
+        initial_prefill=integer(fleet, "initial_prefill", "fleet", 1),
+        initial_decode=integer(fleet, "initial_decode", "fleet", 1),
+        drain_seconds=number(fleet, "drain_seconds", "fleet", 30.0),
+        limits=_limits(fleet["limits"]) if "limits" in fleet else {},
+        tail_seconds=number(top, "tail_seconds", source, 600.0),
+        client_timeout_seconds=number(top, "client_timeout_seconds", source, 600.0, positive=True),
         source=source,
     )
 
 
 def load(path: str | None) -> Scenario:
-    """Load a scenario file, or the built-in default when ``path`` is None."""
+    """Load a scenario file, or the built-in demo scenario when ``path`` is None."""
     if path is None:
-        text = resources.files("scaler.sim").joinpath("scenarios", DEFAULT_SCENARIO).read_text()
+        text_ = resources.files("scaler.sim").joinpath("scenarios", DEFAULT_SCENARIO).read_text()
         source = f"scaler/sim/scenarios/{DEFAULT_SCENARIO}"
     else:
         try:
-            text = Path(path).read_text()
+            text_ = Path(path).read_text()
         except OSError as exc:
             raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from None
         source = path
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(text_)
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{source}: invalid YAML: {exc}") from None
     scenario = parse(data, source)
     if scenario.manifests is not None and path is not None and not Path(scenario.manifests).is_absolute():
         scenario = replace(scenario, manifests=str(Path(path).parent / scenario.manifests))
     return scenario
+
+
+def resolve_profile(raw: Any, where: str = "profile") -> Profile:
+    """A profile by library name, or an inline mapping."""
+    if isinstance(raw, str):
+        return profiles.named(raw, where)
+    return profiles.parse(raw, where)

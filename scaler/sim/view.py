@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
+from scaler.sim.demo_run import DemoRun
 from scaler.sim.fleet import ROLES, Fleet
 from scaler.sim.keda_emulator import ScaledObjectEmulator
 from scaler.sim.recorder import Recorder
-
-if TYPE_CHECKING:
-    from scaler.sim.demo import DemoRun
 
 LINE_EVERY_SECONDS = 5
 

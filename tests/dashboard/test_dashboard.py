@@ -126,9 +126,7 @@ def _feed_fleet(svc: RunningService) -> None:
     s = run.scenario
     t, next_export = 0.0, 0.0
     while t <= FLEET_SECONDS:
-        arrivals = run.workload.arrivals(t)
-        run.recorder.arrived(arrivals)
-        run.fleet.step(t, arrivals)
+        run.sim.sync(t)
         if t >= next_export:
             batch = []
             for pod in run.fleet.pods():
@@ -138,8 +136,8 @@ def _feed_fleet(svc: RunningService) -> None:
                 metrics = registry_to_metrics(pod.metrics.registry, start_ns + int(t * 1e9), start_ns)
                 batch.append(resource_metrics(pod_resource(pod.name, pod.deployment, s.namespace, pod.role), metrics))
             stub.Export(metrics_service_pb2.ExportMetricsServiceRequest(resource_metrics=batch))
-            next_export += s.export_interval_seconds
-        t += s.tick_seconds
+            next_export += s.scrape_interval_seconds
+        t += 0.1
 
 
 class _Scraped(Collector):

@@ -1,4 +1,4 @@
-"""KEDA emulation against a fake ExternalScaler: activation, cooldown, fallback, HPA path, push streams."""
+"""KEDA emulation against a fake scaler client: activation, cooldown, fallback, HPA path, push streams."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import grpc
 import pytest
 
 from scaler._gen import externalscaler_pb2 as pb
-from scaler.sim.keda_emulator import ScaledObjectEmulator
-from scaler.sim.manifests import Fallback, ScaledObject, Trigger
+from scaler.sim.keda_emulator import ScaledObjectEmulator, ScalerCallError
+from scaler.sim.manifests import Fallback, ScaledObject, ScaledTrigger
 
-TRIGGER = Trigger(0, "external", "queue", "AverageValue", {"query": "q", "targetValue": "4", "scalerAddress": "x:1"})
+TRIGGER = ScaledTrigger(
+    0, "external", "queue", "AverageValue", {"query": "q", "targetValue": "4", "scalerAddress": "x:1"}
+)
 SO = ScaledObject(
     name="so", namespace="ns", target="dep", min_replicas=0, max_replicas=10, polling_interval=5,
     cooldown_period=60, initial_cooldown_period=0, idle_replica_count=None, fallback=None, behavior=None,
@@ -22,8 +24,8 @@ SO = ScaledObject(
 )  # fmt: skip
 
 
-def rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "boom")
+def rpc_error(code: grpc.StatusCode) -> ScalerCallError:
+    return ScalerCallError(code.name, "boom")
 
 
 @dataclass
@@ -33,13 +35,13 @@ class FakeScaler:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     stream: list[bool] = field(default_factory=list)
 
-    async def GetMetricSpec(self, ref: pb.ScaledObjectRef, timeout: float) -> pb.GetMetricSpecResponse:  # noqa: N802
+    async def get_metric_spec(self, ref: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse:
         self.calls.append(("GetMetricSpec", dict(ref.scalerMetadata)))
         return pb.GetMetricSpecResponse(
             metricSpecs=[pb.MetricSpec(metricName="queue", targetSize=4, targetSizeFloat=4)]
         )
 
-    async def GetMetrics(self, req: pb.GetMetricsRequest, timeout: float) -> pb.GetMetricsResponse:  # noqa: N802
+    async def get_metrics(self, req: pb.GetMetricsRequest) -> pb.GetMetricsResponse:
         self.calls.append(("GetMetrics", req.metricName))
         if self.error is not None:
             raise rpc_error(self.error)
@@ -47,11 +49,11 @@ class FakeScaler:
             metricValues=[pb.MetricValue(metricName=req.metricName, metricValueFloat=self.value)]
         )
 
-    async def IsActive(self, ref: pb.ScaledObjectRef, timeout: float) -> pb.IsActiveResponse:  # noqa: N802
+    async def is_active(self, ref: pb.ScaledObjectRef) -> pb.IsActiveResponse:
         self.calls.append(("IsActive", None))
         return pb.IsActiveResponse(result=self.value > 0)
 
-    async def StreamIsActive(self, ref: pb.ScaledObjectRef) -> AsyncIterator[pb.IsActiveResponse]:  # noqa: N802
+    async def stream_is_active(self, ref: pb.ScaledObjectRef) -> AsyncIterator[pb.IsActiveResponse]:
         for result in self.stream:
             yield pb.IsActiveResponse(result=result)
         raise rpc_error(grpc.StatusCode.UNAVAILABLE)
@@ -86,7 +88,7 @@ class Clock:
 
 def emulator(so: ScaledObject = SO, spec: int = 0, **kw: Any) -> tuple[ScaledObjectEmulator, FakeScaler, Target, Clock]:
     stub, target, clock = FakeScaler(**kw), Target(spec), Clock()
-    emu = ScaledObjectEmulator(so, stub, target, clock, "127.0.0.1:4318")  # type: ignore[arg-type]
+    emu = ScaledObjectEmulator(so, stub, target, clock, "127.0.0.1:4318")
     return emu, stub, target, clock
 
 

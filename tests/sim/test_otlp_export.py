@@ -7,7 +7,13 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from scaler import otlp
 from scaler.config import DEFAULT_RESOURCE_LABELS, parse_resource_labels
 from scaler.model import is_stale, metric_name
-from scaler.sim.otlp_export import NO_RECORDED_VALUE, pod_resource, registry_to_metrics, resource_metrics
+from scaler.sim.otlp_export import (
+    NO_RECORDED_VALUE,
+    pod_resource,
+    registry_to_metrics,
+    resource_metrics,
+    vllm_to_metrics,
+)
 from scaler.sim.vllm_metrics import TTFT_BUCKETS, VllmMetrics
 
 T_NS = 1_800_000_000_000_000_000
@@ -91,3 +97,13 @@ def test_a_removed_pod_sends_staleness_markers_once() -> None:
     request = ExportMetricsServiceRequest(resource_metrics=[resource_metrics({"k8s.pod.name": "p"}, stale)])
     out = otlp.translate(request, parse_resource_labels(DEFAULT_RESOURCE_LABELS), 0)
     assert out.samples and all(is_stale(value) for _, _, value, _ in out.samples)
+
+
+def test_the_direct_conversion_sends_exactly_what_the_registry_conversion_does() -> None:
+    m = pod_metrics()
+    m.success("abort")
+    m.itl.observe(0.3, count=7)
+    for stale in (False, True):
+        direct = vllm_to_metrics(m, T_NS, T_NS - 10**9, stale=stale)
+        via_registry = registry_to_metrics(m.registry, T_NS, T_NS - 10**9, stale=stale)
+        assert [x.SerializeToString() for x in direct] == [x.SerializeToString() for x in via_registry]

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from scaler.sim.engine import DecodeEngine, PrefillEngine
+from scaler.sim.decode_engine import DecodeEngine
+from scaler.sim.vllm_engine import PrefillEngine
 from scaler.sim.vllm_metrics import VllmMetrics, WeightedHistogram
 from tests.sim.helpers import PROFILE, request
 
@@ -35,7 +36,7 @@ def test_prefill_queue_drains_one_full_step_per_prompt() -> None:
     assert hist(m.queue)[0] == 3
     assert hist(m.queue)[1] == pytest.approx(3 * STEP_2048_MS / 1000)  # waited 0, 1 and 2 steps
     assert hist(m.ttft)[0] == 3
-    assert m.prompt_tokens._value.get() == 3 * 2048
+    assert m.prompt_tokens.value == 3 * 2048
     # KV stays held until the decode side pulls it
     assert engine.gauges()[2] == pytest.approx(3 * 2048 / PROFILE.kv_capacity_tokens)
     engine.release(request(0, 0.0, 2048, 1))
@@ -148,3 +149,64 @@ def test_abort_all_reports_every_request() -> None:
     engine.abort_all()
     assert sorted(aborted) == [0, 1, 2]
     assert engine.idle and engine.kv_used == 0 and engine.committed == 0
+
+
+def _decode_trace(
+    bulk: bool, kv_tokens: int = PROFILE.kv_capacity_tokens
+) -> tuple[dict[int, tuple[float, float]], list[tuple[float, float, int]], float]:
+    import random
+
+    engine = DecodeEngine(replace(PROFILE, kv_capacity_tokens=kv_tokens), 1.0, VllmMetrics("m"), 0.0, bulk=bulk)
+    times: dict[int, list[float]] = {}
+    itl: list[tuple[float, float, int]] = []
+    engine.on_first_token = lambda req, t: times.__setitem__(req.rid, [t])
+    engine.on_finish = lambda req, t: times[req.rid].append(t)
+    engine.on_itl = lambda t, v, n: itl.append((t, v, n))
+    rng = random.Random(7)
+    t = 0.0
+    for rid in range(300):  # a busy pod: arrivals, local prefills, KV pulls, finishes interleave
+        t += rng.expovariate(40.0)
+        req = request(rid, t, rng.randint(50, 800), rng.randint(1, 300))
+        req.remote_prefill = rng.random() < 0.5
+        req.decode_arrival = t
+        engine.advance(t)
+        engine.enqueue(req, t)
+    engine.advance(60.0)
+    return {rid: (v[0], v[1]) for rid, v in times.items()}, itl, engine.metrics.generation_tokens.value
+
+
+@pytest.mark.parametrize("kv_tokens", [PROFILE.kv_capacity_tokens, 20_000])  # the second preempts
+def test_event_driven_decode_matches_stepping_one_step_at_a_time(kv_tokens: int) -> None:
+    bulk, bulk_itl, bulk_tokens = _decode_trace(True, kv_tokens)
+    steps, step_itl, step_tokens = _decode_trace(False, kv_tokens)
+    assert len(bulk) == len(steps) == 300
+    for rid, (first, done) in steps.items():
+        assert bulk[rid] == pytest.approx((first, done), abs=1e-9), rid
+    assert bulk_tokens == step_tokens
+    assert len(bulk_itl) < len(step_itl)  # the point of it: fewer events (far fewer between arrivals)
+    tokens = sum(n for _, _, n in step_itl)
+    assert sum(n for _, _, n in bulk_itl) == tokens
+    mean = sum(v * n for _, v, n in step_itl) / tokens
+    assert sum(v * n for _, v, n in bulk_itl) / tokens == pytest.approx(mean, rel=1e-9)
+
+
+def test_a_full_kv_cache_preempts_the_newest_sequence_and_it_resumes() -> None:
+    small = replace(PROFILE, kv_capacity_tokens=1000)
+    m = VllmMetrics("m")
+    engine = DecodeEngine(small, 1.0, m, 0.0)
+    done: dict[int, float] = {}
+    engine.on_finish = lambda req, t: done.__setitem__(req.rid, t)
+    for rid in range(3):  # 300-token prompts fit three times; 300 answer tokens each do not
+        req = request(rid, 0.0, 300, 300)
+        req.decode_arrival = 0.0
+        engine.enqueue(req, 0.0)
+    engine.advance(0.05)
+    assert engine.gauges()[:2] == (3, 0)  # admitted on their prompts, as vLLM allocates
+    highest = 0.0
+    for k in range(1, 400):
+        engine.advance(0.05 * k)
+        highest = max(highest, engine.gauges()[2])
+    assert sorted(done) == [0, 1, 2]
+    assert engine.preemptions >= 1 and highest > 0.97  # the gauge shows the cache full
+    assert m.generation_tokens.value == 3 * 300  # recomputed tokens are prefill, not new output
+    assert engine.kv_used == 0 and not engine.decoding and not engine.waiting

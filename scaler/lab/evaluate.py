@@ -1,0 +1,201 @@
+"""keda-otel-scaler evaluate: score autoscaling recipes in the evaluation lab (docs/lab.md).
+
+Arguments name scenarios (a YAML file, a directory of them, or the stem of a built-in one)
+and recipes (a recipe directory, a directory of recipe directories, or the name of a
+built-in one); by default every built-in scenario on its own profile and every built-in
+recipe, one seed. ``--full`` adds the other profiles and three seeds. Exit code 0 when
+every run completed, 1 when any failed (the report says which and why), 2 for bad
+arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+
+from scaler import extras
+from scaler.lab import recipes
+from scaler.sim import profiles
+
+DEFAULT_REPORT = "evaluate-report"
+FULL_SEEDS = 3
+
+
+def builtin_scenarios() -> list[Path]:
+    base = Path(str(resources.files("scaler.lab").joinpath("scenarios")))
+    return sorted(base.glob("*.yaml"))
+
+
+class UsageError(ValueError):
+    """A command-line argument names nothing usable."""
+
+
+def resolve_scenarios(args: list[str] | None) -> list[str]:
+    if not args:
+        return [str(p) for p in builtin_scenarios()]
+    builtin = {p.stem: p for p in builtin_scenarios()}
+    out: list[str] = []
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            found = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
+            if not found:
+                raise UsageError(f"--scenarios: {arg} has no *.yaml scenario files")
+            out += [str(p) for p in found]
+        elif path.exists() or path.suffix in (".yaml", ".yml"):
+            out.append(str(path))  # a missing file is reported as a failed scenario, naming it
+        elif arg in builtin:
+            out.append(str(builtin[arg]))
+        else:
+            raise UsageError(
+                f"--scenarios: {arg} is not a file, a directory or a built-in scenario ({', '.join(sorted(builtin))})"
+            )
+    return out
+
+
+def _is_recipe(path: Path) -> bool:
+    return any(path.glob("*.yaml")) or any(path.glob("*.yml"))
+
+
+def resolve_recipes(args: list[str] | None) -> list[Path]:
+    if not args:
+        return recipes.builtin()
+    builtin = {p.name: p for p in recipes.builtin()}
+    out: list[Path] = []
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            if _is_recipe(path):
+                out.append(path)
+            else:
+                subdirs = sorted(p for p in path.iterdir() if p.is_dir() and _is_recipe(p))
+                if not subdirs:
+                    raise UsageError(f"--recipes: {arg} is neither a recipe nor a directory of recipes")
+                out += subdirs
+        elif arg in builtin:
+            out.append(builtin[arg])
+        else:
+            raise UsageError(f"--recipes: {arg} is not a directory or a built-in recipe ({', '.join(sorted(builtin))})")
+    names = [p.name for p in out]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise UsageError(f"--recipes: two recipes are named {duplicate!r} (recipes are named by their directory)")
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        metavar="PATH",
+        help="scenario files, directories or built-in names (default: every built-in scenario)",
+    )
+    parser.add_argument(
+        "--recipes",
+        nargs="+",
+        metavar="DIR",
+        help="recipe directories, directories of recipes or built-in names (default: every built-in recipe)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, metavar="N", help="seeds per run: 1..N (default 1; 3 with --full)"
+    )
+    parser.add_argument(
+        "--report",
+        default=DEFAULT_REPORT,
+        metavar="DIR",
+        help=f"directory for report.json, summary.md and the plots (default: {DEFAULT_REPORT})",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, metavar="N", help="worker processes (default: the number of CPUs)"
+    )
+    parser.add_argument(
+        "--profiles",
+        nargs="+",
+        metavar="NAME",
+        default=[],
+        help=f"also run every scenario on these profiles ({', '.join(profiles.library())})",
+    )
+    parser.add_argument("--full", action="store_true", help=f"every scenario on every profile, {FULL_SEEDS} seeds")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def main(args: argparse.Namespace) -> int:
+    from scaler.lab import matrix, report  # the scaler's core: only when evaluating
+
+    try:
+        scenario_paths = resolve_scenarios(args.scenarios)
+        recipe_dirs = resolve_recipes(args.recipes)
+        extra = list(profiles.library()) if args.full else list(args.profiles)
+        for name in extra:
+            profiles.named(name, "--profiles")
+    except (UsageError, profiles.ProfileError) as exc:
+        print(f"keda-otel-scaler evaluate: {exc}", file=sys.stderr)
+        return 2
+    seeds = args.seeds if args.seeds is not None else (FULL_SEEDS if args.full else 1)
+    if seeds < 1 or (args.jobs is not None and args.jobs < 1):
+        print("keda-otel-scaler evaluate: --seeds and --jobs must be >= 1", file=sys.stderr)
+        return 2
+    workers = args.jobs or os.cpu_count() or 1
+    if absent := extras.missing(extras.REPORT_PLOT):
+        print(
+            f"keda-otel-scaler evaluate: no Pareto plots: {', '.join(absent)} (the demo extra) is not installed; "
+            f"report.json and summary.md are written. For the plots: {extras.DEMO_INSTALL}",
+            file=sys.stderr,
+        )
+    started, cpu = time.monotonic(), time.process_time()
+    planned = matrix.plan(scenario_paths, recipe_dirs, seeds, extra)
+    progress = matrix.Progress(len(planned.jobs), quiet=args.quiet)
+    done: list[matrix.RunResult] = []
+
+    def finished(result: matrix.RunResult) -> None:
+        done.append(result)
+        progress.update(result)
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    interrupted = False
+    try:
+        matrix.execute(planned.jobs, workers, finished)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"\ninterrupted: writing the {len(done)} finished runs", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    runs = planned.failed + done
+    wall = time.monotonic() - started
+    simulated = sum(r.simulated_seconds for r in runs if r.ok)
+    cpu_total = sum(r.cpu_seconds for r in runs if r.ok)
+    meta = {
+        "runs": len(runs),
+        "failed": sum(1 for r in runs if not r.ok),
+        "seeds": seeds,
+        "jobs": workers,
+        "profiles": sorted({r.profile for r in runs if r.profile}),
+        "scenario_files": scenario_paths,
+        "recipe_dirs": [str(p) for p in recipe_dirs],
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu_total + time.process_time() - cpu, 1),
+        "simulated_hours": simulated / 3600,
+        "speed": simulated / cpu_total if cpu_total else 0.0,
+        "interrupted": interrupted,
+    }
+    paths = report.write(Path(args.report), runs, planned.scenarios, [p.name for p in recipe_dirs], meta)
+    if not args.quiet:
+        print(f"report: {', '.join(str(p) for p in paths[:2])} (+{len(paths) - 2} plots)")
+    for r in runs:
+        if not r.ok:
+            print(
+                f"failed: {r.scenario} / {r.recipe} / seed {r.seed}: {(r.error or '').splitlines()[0]}", file=sys.stderr
+            )
+    if interrupted:
+        return 130
+    return 1 if meta["failed"] else 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

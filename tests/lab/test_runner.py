@@ -1,0 +1,60 @@
+"""Whole lab runs: the real scaler in virtual time, fixed fleets, the oracle; determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scaler.lab import runner
+from scaler.sim.scenario import Role
+from tests.lab.helpers import load, recipe
+
+VOLATILE = ("wall_seconds", "cpu_seconds")
+
+
+def _figures(result: runner.RunResult) -> dict[str, object]:
+    return {k: v for k, v in result.to_json().items() if k not in VOLATILE}
+
+
+@pytest.mark.timeout(120)
+def test_runs_are_deterministic_per_seed(tmp_path: Path) -> None:
+    scenario = load(tmp_path)
+    shipped = recipe("shipped")
+    first = runner.simulate(scenario, shipped, seed=3)
+    again = runner.simulate(scenario, shipped, seed=3)
+    other = runner.simulate(scenario, shipped, seed=4)
+    assert first.ok and first.requests > 5000
+    assert _figures(first) == _figures(again)
+    assert _figures(first) != _figures(other)
+    assert first.scale_events_decode >= 1 and first.max_replicas["decode"] >= 2  # it scaled for the step
+
+
+@pytest.mark.timeout(120)
+def test_the_oracle_never_costs_more_than_all_pods_all_the_time(tmp_path: Path) -> None:
+    scenario = load(tmp_path)
+    peak = runner.simulate(scenario, recipe("static-peak"), seed=1)
+    oracle = runner.simulate(scenario, recipe("oracle"), seed=1)
+    assert peak.replicas == {"prefill": 2, "decode": 3} and peak.scale_events == 0
+    assert oracle.gpu_hours <= peak.gpu_hours
+    assert oracle.over_provisioned_gpu_hours <= 0.01 * oracle.gpu_hours + 1e-9
+    assert peak.meets_slo and oracle.meets_slo
+
+
+@pytest.mark.timeout(240)
+def test_static_best_meets_the_slo_and_cannot_lose_a_pod(tmp_path: Path) -> None:
+    scenario = load(tmp_path)
+    best = runner.simulate(scenario, recipe("static-best"), seed=2)
+    assert best.meets_slo and best.ttft_attainment >= 0.9 and best.itl_attainment >= 0.9
+    p, d = best.replicas["prefill"], best.replicas["decode"]
+    tried = {(t["prefill"], t["decode"]): t["meets_slo"] for t in best.search}
+    assert tried[(p, d)]
+    for smaller in ((p - 1, d), (p, d - 1)):  # one pod less of either role misses (or is below the limits)
+        if smaller[0] >= 1 and smaller[1] >= 1:
+            meets = tried.get(smaller)
+            if meets is None:
+                counts: dict[Role, int] = {"prefill": smaller[0], "decode": smaller[1]}
+                meets = runner.simulate(scenario, recipe("static-best"), seed=2, counts=counts).meets_slo
+            assert not meets, smaller
+    peak = runner.simulate(scenario, recipe("static-peak"), seed=2)
+    assert best.gpu_hours <= peak.gpu_hours
