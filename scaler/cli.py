@@ -1,4 +1,4 @@
-"""Command line: ``serve``, ``query``, ``status``, ``demo`` and ``evaluate``. Parses flags, configures logging, delegates."""
+"""Command line: ``serve``, ``query``, ``status``, ``demo``, ``evaluate``. Parses flags, sets up logging, delegates."""
 
 from __future__ import annotations
 
