@@ -24,6 +24,7 @@ import pytest
 from selenium.webdriver.chrome.webdriver import WebDriver
 
 from scaler._gen import externalscaler_pb2 as pb
+from scaler.sim.scenario import Epp
 from tests.browser import chromium
 from tests.browser.pdfleet import Fleet
 from tests.conftest import ManualClock, RunningService
@@ -215,7 +216,8 @@ def test_the_demo_points_at_its_page_which_shows_both_scaled_objects(browser: We
             assert number(row["value"]) >= 0 and number(row["target"]) > 0 and int(row["replicas"]) >= 0
             assert " against target " in row["reason"] and "GetMetrics ×" in row["calls"]
         assert set(shown["objects"]) == {"llm-d/pd-prefill", "llm-d/pd-decode"}
-        assert {key.split("/")[1] for key in shown["sources"]} == {PREFILL, DECODE}
+        # the two roles' pods, and the simulated gateway's EPP, which exports llm-d's EPP metrics
+        assert {key.split("/")[1] for key in shown["sources"]} == {PREFILL, DECODE, Epp().deployment}
         assert chromium.foreign_requests(browser, url) == [] and chromium.console_errors(browser) == []
     finally:
         demo.terminate()
