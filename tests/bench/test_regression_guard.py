@@ -75,9 +75,10 @@ def test_translate_and_append_stay_close_to_the_protobuf_decode_limit() -> None:
 @pytest.fixture(scope="module")
 def store_20k() -> Store:
     """20k series; the 50 pods of SELECTED hold 13 samples 5 s apart, the rest one."""
-    store = Store(StoreLimits(max_series=100_000))
+    now = time.time()  # the store's clock stands still: a slow fill must not move the windows
+    store = Store(StoreLimits(max_series=100_000), clock=lambda: now)
     pods = workload.payloads(20_000)
-    end_ns = time.time_ns()
+    end_ns = int(now * 1e9)
     for r in range(12):
         for p in pods[: workload.PODS_PER_DEPLOYMENT]:
             _ingest(store, p.render(end_ns - (12 - r) * 5 * SECOND_NS, workload.counter_value(r)))
