@@ -26,6 +26,7 @@ from tests.manifests.test_manifests import (
     by_kind,
     one,
     render,
+    setup_dry_run,
 )
 
 Doc = dict[str, Any]
@@ -204,18 +205,7 @@ def test_chart_refuses_a_malformed_peers_value() -> None:
 
 
 def test_setup_ha_dry_run_applies_the_generated_overlays_and_runs_nothing(tmp_path: Path) -> None:
-    env, calls = _fake_tools(tmp_path, {"kubectl": "exit 97", "helm": "exit 97"})
-    proc = subprocess.run(
-        [str(MANIFESTS / "setup.sh"), "--dry-run", "--namespace", "llm-d", "--ha", "4", "--tls"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert not calls.exists(), f"dry run executed: {calls.read_text()}"
-    out = proc.stdout
+    out = setup_dry_run(tmp_path, "--namespace", "llm-d", "--ha", "4", "--tls")
     expected = [
         "ha-overlay.sh --tls 4 ",
         "+ kubectl -n keda create secret generic keda-otel-scaler-peer-token --from-literal=token=RANDOM",
@@ -231,6 +221,7 @@ def test_setup_ha_dry_run_applies_the_generated_overlays_and_runs_nothing(tmp_pa
         found = out.find(needle, position)
         assert found >= 0, f"{needle!r} missing or out of order in:\n{out}"
         position = found + len(needle)
+    env, _ = _fake_tools(tmp_path / "bad", {"kubectl": "exit 97", "helm": "exit 97"})
     bad = subprocess.run(
         [str(MANIFESTS / "setup.sh"), "--dry-run", "--ha", "0"], capture_output=True, text=True, env=env, check=False
     )

@@ -722,7 +722,7 @@ def test_script_help(script: Path) -> None:
 def _fake_tools(tmp_path: Path, script: dict[str, str]) -> tuple[dict[str, str], Path]:
     """A PATH whose kubectl/helm run the given shell bodies and log their arguments."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(parents=True)
     calls = tmp_path / "calls.log"
     for tool, body in script.items():
         path = bin_dir / tool
@@ -730,6 +730,22 @@ def _fake_tools(tmp_path: Path, script: dict[str, str]) -> tuple[dict[str, str],
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     return env, calls
+
+
+def setup_dry_run(tmp_path: Path, *args: str) -> str:
+    """``setup.sh --dry-run ARGS``'s output, checked to succeed and to run no kubectl or helm."""
+    env, calls = _fake_tools(tmp_path, {"kubectl": "exit 97", "helm": "exit 97"})
+    proc = subprocess.run(
+        [str(MANIFESTS / "setup.sh"), "--dry-run", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not calls.exists(), f"dry run executed: {calls.read_text()}"
+    return proc.stdout
 
 
 DRY_RUN_CASES = {
@@ -743,17 +759,7 @@ DRY_RUN_CASES = {
 @pytest.mark.parametrize("case", sorted(DRY_RUN_CASES))
 def test_setup_dry_run_prints_the_steps_in_order_and_runs_nothing(tmp_path: Path, case: str) -> None:
     flags, scaler_dir, collectors_dir, keda_dir = DRY_RUN_CASES[case]
-    env, calls = _fake_tools(tmp_path, {"kubectl": "exit 97", "helm": "exit 97"})
-    proc = subprocess.run(
-        [str(MANIFESTS / "setup.sh"), "--dry-run", "--namespace", "llm-d", *flags],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert not calls.exists(), f"dry run executed: {calls.read_text()}"
+    out = setup_dry_run(tmp_path, "--namespace", "llm-d", *flags)
     expected = [
         "+ kubectl get crd certificates.cert-manager.io",
         "+ helm repo add kedacore https://kedacore.github.io/charts",
@@ -768,28 +774,18 @@ def test_setup_dry_run_prints_the_steps_in_order_and_runs_nothing(tmp_path: Path
     ]
     position = 0
     for needle in expected:
-        found = proc.stdout.find(needle, position)
-        assert found >= 0, f"{needle!r} missing or out of order in:\n{proc.stdout}"
+        found = out.find(needle, position)
+        assert found >= 0, f"{needle!r} missing or out of order in:\n{out}"
         position = found + len(needle)
     if "--tls" in flags:
-        assert "create secret generic keda-otel-scaler-ca-cert -n llm-d" in proc.stdout
+        assert "create secret generic keda-otel-scaler-ca-cert -n llm-d" in out
 
 
 def test_setup_dry_run_rewrites_the_scaler_host_for_another_keda_namespace(tmp_path: Path) -> None:
-    env, calls = _fake_tools(tmp_path, {"kubectl": "exit 97", "helm": "exit 97"})
-    proc = subprocess.run(
-        [str(MANIFESTS / "setup.sh"), "--dry-run", "--keda-namespace", "autoscaling"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert not calls.exists()
+    out = setup_dry_run(tmp_path, "--keda-namespace", "autoscaling")
     line = next(
         x
-        for x in proc.stdout.splitlines()
+        for x in out.splitlines()
         if x.startswith("+ kubectl kustomize") and x.endswith("-f -") and "/keda " in x + " "
     )
     # Run the printed rewrite on the real render: no reference to the "keda" namespace
@@ -800,7 +796,7 @@ def test_setup_dry_run_rewrites_the_scaler_host_for_another_keda_namespace(tmp_p
     ).stdout
     assert "keda-otel-scaler.autoscaling.svc:4318" in rewritten
     assert ".keda.svc" not in rewritten
-    assert "--namespace autoscaling" in proc.stdout
+    assert "--namespace autoscaling" in out
 
 
 def test_setup_rejects_a_bad_namespace(tmp_path: Path) -> None:
