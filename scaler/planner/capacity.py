@@ -1,0 +1,196 @@
+"""Demand and per-replica capacity of one role, at every instant of the grid.
+
+Each role is reduced to one unit of work, chosen so that capacity adds up over replicas:
+
+* **prefill**: prompt tokens per second. Demand is the token *arrival* rate — tokens finished
+  plus the growth of the queue (waiting requests × mean prompt length) — so a saturated fleet,
+  whose throughput is capped, still shows how far it is behind.
+* **decode**: concurrent sequences (running + waiting), because a decode replica's limits are
+  batch slots, KV cache and the step time that grows with the batch (the ITL).
+
+Capacity per replica "at SLO" comes from three sources, in this order of authority:
+
+1. **seed** — the profile's analytical model for the observed mean prompt/output lengths,
+   *corrected* as Dynamo's SLA planner does with ``observed latency / expected latency``
+   (prefill: TTFT against a queueing model; decode: mean ITL against the step-time model);
+2. **learned lower bound** — the highest per-replica throughput (prefill) or concurrency
+   (decode) observed over a window in which the role met its SLO: the pods *did* that within
+   the SLO, so capacity is at least that (the issue's "learned from throughput observed while
+   the SLO held");
+3. **learned upper bound** — the lowest per-replica load observed over a window in which the
+   role missed its SLO while queueing: capacity is below that, whatever the seed said.
+
+Every bound at instant ``i`` uses only instants up to ``i`` (a running max/min), so the
+recommendation at a past instant is what the planner would have said then.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from scaler.planner import rolling
+from scaler.planner.series import BoolArray
+from scaler.planner.signals import Signals
+from scaler.planner.spec import PlannerSpec
+from scaler.series import FloatArray
+
+SLO_QUANTILE = 0.9
+MISS_SHARE = 1.0 - SLO_QUANTILE
+"""The SLO is a p90: a window misses it when more than 10 % of its observations exceed the target."""
+DEFAULT_ISL = 512.0
+"""Mean prompt length assumed before any request finished (only to size a backlog)."""
+KINGMAN_P90 = 1.5
+"""p90 queueing delay ≈ 1.5 × service time × ρ/(1−ρ): Kingman's M/G/1 mean wait
+``ρ/(1−ρ)·(1+c_s²)/2·s`` with ``c_s² ≈ 0.5`` (prompt lengths vary), times ~2 for the p90 of
+an exponential-tailed wait."""
+RHO_RANGE = (0.5, 0.95)
+CORRECTION_RANGE = (0.5, 3.0)
+
+
+@dataclass(frozen=True)
+class RoleView:
+    """One role's demand and capacity per grid instant (units: see the module docstring)."""
+
+    unit: str
+    demand: FloatArray
+    backlog: FloatArray
+    """Work queued beyond ``demand`` that still has to be done (prefill tokens; decode: 0,
+    its waiting sequences are part of the demand)."""
+    seed: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    capacity: FloatArray
+    correction: FloatArray
+    latency_p90: FloatArray
+    """The role's SLO latency p90 over the window (prefill: TTFT; decode: ITL)."""
+    held: BoolArray
+    missed: BoolArray
+
+
+def _fill_forward(values: FloatArray, default: float) -> FloatArray:
+    out = values.copy()
+    last = default
+    for i, v in enumerate(out):
+        if math.isfinite(v) and v > 0:
+            last = v
+        else:
+            out[i] = last
+    return out
+
+
+def _mean_pods(signals: Signals) -> FloatArray:
+    """Mean pods exporting over each window (pods that joined mid-window count partly)."""
+    return rolling.mean(signals.pods, rolling.starts(signals.times, signals.window_ms))
+
+
+def _shift(values: FloatArray, signals: Signals) -> FloatArray:
+    """``values`` one window earlier (NaN where the grid does not reach back that far)."""
+    idx = np.searchsorted(signals.times, signals.times - signals.window_ms, side="left")
+    exact = (idx < len(values)) & (signals.times[np.minimum(idx, len(values) - 1)] == signals.times - signals.window_ms)
+    return np.where(exact, values[np.minimum(idx, len(values) - 1)], np.nan)
+
+
+def _bounds(per_pod: FloatArray, held: BoolArray, missed: BoolArray) -> tuple[FloatArray, FloatArray]:
+    lower = np.maximum.accumulate(np.where(held, per_pod, 0.0))
+    upper = np.minimum.accumulate(np.where(missed, per_pod, np.inf))
+    return lower, upper
+
+
+def _combine(seed: FloatArray, lower: FloatArray, upper: FloatArray) -> FloatArray:
+    """The seed, raised to the learned lower bound and capped by the learned upper bound; the
+    upper bound wins a conflict (a miss is the more recent and the more costly evidence)."""
+    with np.errstate(invalid="ignore"):
+        raised = np.where(np.isnan(seed), np.where(lower > 0, lower, np.nan), np.fmax(seed, lower))
+        capped = np.where(np.isfinite(upper), np.fmin(raised, upper), raised)
+    return np.where(np.isnan(capped) & np.isfinite(upper), upper, capped)
+
+
+def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
+    budget = spec.ttft_budget_s
+    isl = _fill_forward(
+        signals.prompt_rate / np.where(signals.request_rate > 0, signals.request_rate, np.nan), DEFAULT_ISL
+    )
+    backlog = signals.waiting * isl
+    arrivals = signals.prompt_rate + (backlog - np.nan_to_num(_shift(backlog, signals))) / (signals.window_ms / 1000)
+    demand = np.maximum(arrivals, 0.0)
+    share = signals.ttft.share_above(budget)
+    p90 = signals.ttft.quantile(SLO_QUANTILE)
+    active = signals.request_rate > 0
+    held = active & (share <= MISS_SHARE)
+    queued = (signals.waiting >= np.maximum(signals.pods, 1)) & (np.nan_to_num(_shift(signals.waiting, signals)) > 0)
+    missed = (share > MISS_SHARE) & queued
+    per_pod = signals.prompt_rate / np.maximum(_mean_pods(signals), 1.0)
+    correction = np.ones(len(demand))
+    seed = np.full(len(demand), np.nan)
+    profile = spec.profile
+    if profile is not None:
+        raw = np.array([profile.prefill_tokens_per_s(x) for x in isl])
+        service = np.array([profile.prefill_service_s(x) for x in isl])
+        rho = np.clip(per_pod / raw, 0.0, 0.99)
+        expected = service * (1 + KINGMAN_P90 * rho / (1 - rho))
+        observed = np.where(np.isfinite(p90) & active, p90, expected)
+        correction = np.clip(observed / expected, *CORRECTION_RANGE)
+        slack = budget / correction - service
+        target_rho = np.clip(slack / np.maximum(slack + KINGMAN_P90 * service, 1e-9), *RHO_RANGE)
+        seed = np.where(slack > 0, target_rho, RHO_RANGE[0]) * raw
+    lower, upper = _bounds(per_pod, held, missed)
+    return RoleView(
+        "prompt tokens/s",
+        demand,
+        backlog,
+        seed,
+        lower,
+        upper,
+        _combine(seed, lower, upper),
+        correction,
+        p90,
+        held,
+        missed,
+    )
+
+
+def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
+    requests = np.where(signals.request_rate > 0, signals.request_rate, np.nan)
+    isl = _fill_forward(signals.prompt_rate / requests, DEFAULT_ISL)
+    osl = _fill_forward(signals.generation_rate / requests, DEFAULT_ISL / 4)
+    demand = signals.running + signals.waiting
+    itl_share = signals.itl.share_above(spec.itl_target_s)
+    queue_share = signals.queue.share_above(spec.ttft_budget_s)
+    p90 = signals.itl.quantile(SLO_QUANTILE)
+    active = signals.generation_rate > 0
+    held = active & (itl_share <= MISS_SHARE) & ~(queue_share > MISS_SHARE)
+    missed = active & ((itl_share > MISS_SHARE) | (queue_share > MISS_SHARE))
+    per_pod = signals.running / np.maximum(signals.pods, 1.0)
+    correction = np.ones(len(demand))
+    seed = np.full(len(demand), np.nan)
+    profile = spec.profile
+    if profile is not None:
+        context = isl + osl / 2
+        batch = np.maximum(per_pod, 1.0)
+        expected = np.array([profile.decode_step_s(b, c) for b, c in zip(batch, context, strict=True)])
+        observed = signals.itl.mean()
+        observed = np.where(np.isfinite(observed) & active, observed, expected)
+        correction = np.clip(observed / expected, *CORRECTION_RANGE)
+        seed = np.array(
+            [
+                profile.decode_sequences_within(spec.itl_target_s / k, c, i + o)
+                for k, c, i, o in zip(correction, context, isl, osl, strict=True)
+            ]
+        )
+    lower, upper = _bounds(per_pod, held, missed)
+    return RoleView(
+        "sequences",
+        demand,
+        np.zeros(len(demand)),
+        seed,
+        lower,
+        upper,
+        _combine(seed, lower, upper),
+        correction,
+        p90,
+        held,
+        missed,
+    )

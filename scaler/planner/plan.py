@@ -1,0 +1,210 @@
+"""The planner's decision: desired replicas of one role, a pure function of the stored series,
+the spec and the clock.
+
+KEDA calls the planner at irregular times, and several scaler replicas may each see some of the
+calls, so the planner remembers nothing between calls. Whatever depends on history is recomputed
+from the stored series by evaluating the state-free recommendation on a **grid** of past instants
+aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
+
+1. **signals** (:mod:`~scaler.planner.signals`) and **demand/capacity**
+   (:mod:`~scaler.planner.capacity`) at every grid instant of the retention window;
+2. **forecast** (:mod:`~scaler.planner.forecast`) of the demand one start-up interval ahead;
+3. a forward pass over the grid, oldest first: the **need** ``ceil(forecast / capacity)``;
+   the replicas **asked for** within the last start-up interval that do not export yet
+   (**pending**) — while some are pending, the queue that built up is not added again (the
+   pods on their way will drain it), which is what keeps the planner from piling on during
+   start-up; then the **hysteresis band**: above what runs or is pending the need applies at
+   once, below it only when the demand would fit even at ``1 − band`` of the capacity;
+4. **scale-down hysteresis in time**: the answer is the highest recommendation of the last
+   start-up interval (a replica released now would take that long to come back).
+
+Every instant beyond the data (before the retention, before the pods existed) contributes no
+demand, so missing data can only lower the answer, never raise it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from scaler.planner import capacity
+from scaler.planner.forecast import forecast, trend
+from scaler.planner.signals import read
+from scaler.planner.spec import PlannerSpec
+from scaler.series import Int64Array
+from scaler.store import Store
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The planner's fixed parameters (documented in the README)."""
+
+    grid_ms: int = 5_000
+    """Spacing of the instants the recommendation is evaluated at."""
+    window_ms: int = 30_000
+    """Window of rates and latency percentiles (the lab and the SLO judge 30-s windows too)."""
+    trend_ms: int = 60_000
+    """Span of the least-squares trend."""
+    band: float = 0.1
+    """Hysteresis band: scale down only when the demand fits into fewer replicas at 90 % of
+    their capacity."""
+    min_hold_s: float = 30.0
+    """Shortest scale-down hold, whatever the start-up interval."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A decision and everything it was made from (the status API shows it; the log line
+    summarises it)."""
+
+    role: str
+    deployment: str
+    at_ms: int
+    desired: int
+    pods: int
+    unit: str
+    demand: float
+    backlog: float
+    slope_per_s: float
+    forecast: float
+    horizon_s: float
+    capacity: float
+    seed: float
+    learned_lower: float
+    learned_upper: float
+    correction: float
+    latency_p90_s: float
+    latency_target_s: float
+    slo_held: bool
+    need: int
+    asked: int
+    pending: int
+    recommendation: int
+    hold_s: float
+    history_s: float
+    series: int
+
+    def line(self) -> str:
+        """One log line: inputs, learned capacity, forecast, pending replicas, result."""
+        return (
+            f"planner {self.role} {self.deployment}: desired={self.desired} (pods={self.pods} "
+            f"pending={self.pending} asked={self.asked} need={self.need} hold={self.hold_s:.0f}s) "
+            f"demand={_g(self.demand)} {self.unit} forecast={_g(self.forecast)} over {self.horizon_s:.0f}s "
+            f"(slope {_g(self.slope_per_s)}/s) backlog={_g(self.backlog)} "
+            f"capacity/replica={_g(self.capacity)} (seed {_g(self.seed)}, learned {_g(self.learned_lower)}"
+            f"..{_g(self.learned_upper)}, correction {self.correction:.2f}) "
+            f"p90={_g(self.latency_p90_s)}s target={_g(self.latency_target_s)}s"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+
+def _g(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value:.4g}"
+
+
+def grid(now_ms: int, retention_ms: int, tuning: Tuning) -> Int64Array:
+    """Instants aligned to multiples of ``grid_ms`` inside the retention window, then ``now``."""
+    step = tuning.grid_ms
+    first = -(-(now_ms - retention_ms + tuning.window_ms) // step) * step
+    last = (now_ms // step) * step
+    times = np.arange(first, last + 1, step, dtype=np.int64) if last >= first else np.empty(0, dtype=np.int64)
+    if not len(times) or times[-1] != now_ms:
+        times = np.append(times, np.int64(now_ms))
+    return times
+
+
+def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()) -> Plan | None:
+    """The desired replicas of ``spec.role`` at ``now_ms``; None when no pod of the deployment
+    exports now (the caller answers "not found", as for any trigger without data)."""
+    times = grid(now_ms, store.retention_ms, tuning)
+    signals = read(store, spec.deployment, times, tuning.window_ms)
+    if signals.pods[-1] <= 0:
+        return None
+    view = capacity.prefill(signals, spec) if spec.role == "prefill" else capacity.decode(signals, spec)
+    horizon = spec.startup_s + tuning.grid_ms / 1000
+    slope = trend(times, view.demand, tuning.trend_ms)
+    expected = forecast(view.demand, slope, horizon)
+    steps = _forward(times, signals.pods, expected, view, spec.startup_s, tuning)
+    need, asked, pending, raw = steps
+    hold_s = max(spec.startup_s, tuning.min_hold_s)
+    recent = times > now_ms - hold_s * 1000
+    desired = int(raw[recent].max())
+    last = len(times) - 1
+    return Plan(
+        role=spec.role,
+        deployment=spec.deployment,
+        at_ms=now_ms,
+        desired=desired,
+        pods=int(signals.pods[last]),
+        unit=view.unit,
+        demand=float(view.demand[last]),
+        backlog=float(view.backlog[last]),
+        slope_per_s=float(slope[last]),
+        forecast=float(expected[last]),
+        horizon_s=horizon,
+        capacity=float(view.capacity[last]),
+        seed=float(view.seed[last]),
+        learned_lower=float(view.lower[last]),
+        learned_upper=float(view.upper[last]),
+        correction=float(view.correction[last]),
+        latency_p90_s=float(view.latency_p90[last]),
+        latency_target_s=spec.ttft_budget_s if spec.role == "prefill" else spec.itl_target_s,
+        slo_held=bool(view.held[last]),
+        need=int(need[last]),
+        asked=int(asked[last]),
+        pending=int(pending[last]),
+        recommendation=int(raw[last]),
+        hold_s=hold_s,
+        history_s=float(times[-1] - times[0]) / 1000,
+        series=signals.series,
+    )
+
+
+def _forward(
+    times: Int64Array,
+    pods: np.typing.NDArray[np.float64],
+    expected: np.typing.NDArray[np.float64],
+    view: capacity.RoleView,
+    startup_s: float,
+    tuning: Tuning,
+) -> tuple[Int64Array, Int64Array, Int64Array, Int64Array]:
+    """Need, asked, pending and recommendation at each instant, oldest first (each uses only
+    the recommendations before it)."""
+    n = len(times)
+    need = np.zeros(n, dtype=np.int64)
+    asked = np.zeros(n, dtype=np.int64)
+    pending = np.zeros(n, dtype=np.int64)
+    raw = np.zeros(n, dtype=np.int64)
+    startup_ms = int(startup_s * 1000)
+    for k in range(n):
+        running = int(pods[k])
+        lo = int(np.searchsorted(times, times[k] - startup_ms, side="right"))
+        recent = int(raw[lo:k].max()) if k > lo else 0
+        # an ask older than one start-up interval has had time to start: if it does not export
+        # by now it never will (e.g. clamped by maxReplicaCount), so it is not pending
+        old = int(raw[lo - 1]) if lo > 0 else 0
+        asked[k] = recent
+        pending[k] = max(0, recent - max(running, old))
+        cap = float(view.capacity[k])
+        demand = float(expected[k])
+        if pending[k] == 0:
+            demand += float(view.backlog[k]) / startup_s if startup_s > 0 else 0.0
+        if demand <= 0:
+            need[k] = 0
+        elif not math.isfinite(cap) or cap <= 0:
+            need[k] = running  # nothing known about capacity yet: hold what runs
+        else:
+            need[k] = math.ceil(demand / cap - 1e-9)
+        keep = running + int(pending[k])
+        if need[k] > keep:
+            raw[k] = need[k]
+        else:
+            down = (
+                need[k] if not math.isfinite(cap) or cap <= 0 else math.ceil(demand / (cap * (1 - tuning.band)) - 1e-9)
+            )
+            raw[k] = down if down < keep else keep
+    return need, asked, pending, raw
