@@ -5,8 +5,15 @@ Each role is reduced to one unit of work, chosen so that capacity adds up over r
 * **prefill**: prompt tokens per second. Demand is the token *arrival* rate — tokens finished
   plus the growth of the queue (waiting requests × mean prompt length) — so a saturated fleet,
   whose throughput is capped, still shows how far it is behind.
-* **decode**: concurrent sequences (running + waiting), because a decode replica's limits are
-  batch slots, KV cache and the step time that grows with the batch (the ITL).
+* **decode**: concurrent sequences, because a decode replica's limits are batch slots, KV
+  cache and the step time that grows with the batch (the ITL). Demand is the running batch plus
+  the growth of the queue times how long a sequence runs (Little's law: the concurrency the
+  arrivals would sustain), so a saturated fleet shows how far it is behind.
+
+The queue already built up is kept apart as a **backlog** (prefill: tokens; decode: sequence-
+seconds of batch slots): the planner drains it over one start-up interval, and not at all while
+replicas it asked for are still starting — they will drain it, and counting it again on every
+call is how threshold recipes pile on.
 
 Capacity per replica "at SLO" comes from three sources, in this order of authority:
 
@@ -42,6 +49,8 @@ MISS_SHARE = 1.0 - SLO_QUANTILE
 """The SLO is a p90: a window misses it when more than 10 % of its observations exceed the target."""
 DEFAULT_ISL = 512.0
 """Mean prompt length assumed before any request finished (only to size a backlog)."""
+DEFAULT_DECODE_S = 10.0
+"""How long a sequence decodes, assumed before any request finished (only to size a backlog)."""
 KINGMAN_P90 = 1.5
 """p90 queueing delay ≈ 1.5 × service time × ρ/(1−ρ): Kingman's M/G/1 mean wait
 ``ρ/(1−ρ)·(1+c_s²)/2·s`` with ``c_s² ≈ 0.5`` (prompt lengths vary), times ~2 for the p90 of
@@ -57,8 +66,7 @@ class RoleView:
     unit: str
     demand: FloatArray
     backlog: FloatArray
-    """Work queued beyond ``demand`` that still has to be done (prefill tokens; decode: 0,
-    its waiting sequences are part of the demand)."""
+    """Work queued that still has to be done (prefill: tokens; decode: sequence-seconds)."""
     seed: FloatArray
     lower: FloatArray
     upper: FloatArray
@@ -156,7 +164,12 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     requests = np.where(signals.request_rate > 0, signals.request_rate, np.nan)
     isl = _fill_forward(signals.prompt_rate / requests, DEFAULT_ISL)
     osl = _fill_forward(signals.generation_rate / requests, DEFAULT_ISL / 4)
-    demand = signals.running + signals.waiting
+    # Little's law on the running batch (both sides over the same window, so pods that joined
+    # or left mid-window count alike): how long a sequence holds a batch slot
+    window_running = rolling.mean(signals.running, rolling.starts(signals.times, signals.window_ms))
+    duration = _fill_forward(window_running / requests, DEFAULT_DECODE_S)
+    queue_growth = (signals.waiting - np.nan_to_num(_shift(signals.waiting, signals))) / (signals.window_ms / 1000)
+    demand = np.maximum(signals.running + queue_growth * duration, 0.0)
     itl_share = signals.itl.share_above(spec.itl_target_s)
     queue_share = signals.queue.share_above(spec.ttft_budget_s)
     p90 = signals.itl.quantile(SLO_QUANTILE)
@@ -184,7 +197,7 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     return RoleView(
         "sequences",
         demand,
-        np.zeros(len(demand)),
+        signals.waiting * duration,
         seed,
         lower,
         upper,

@@ -10,11 +10,13 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    (:mod:`~scaler.planner.capacity`) at every grid instant of the retention window;
 2. **forecast** (:mod:`~scaler.planner.forecast`) of the demand one start-up interval ahead;
 3. a forward pass over the grid, oldest first: the **need** ``ceil(forecast / capacity)``;
-   the replicas **asked for** within the last start-up interval that do not export yet
-   (**pending**) — while some are pending, the queue that built up is not added again (the
-   pods on their way will drain it), which is what keeps the planner from piling on during
-   start-up; then the **hysteresis band**: above what runs or is pending the need applies at
-   once, below it only when the demand would fit even at ``1 − band`` of the capacity;
+   the replicas **asked for** (the highest answer of the last start-up interval) that do not
+   export (**pending**) — while some are pending, the queue that built up is not added again
+   (the pods on their way will drain it, and if they never come, e.g. held back by
+   ``maxReplicaCount``, asking for more would not help either), which is what keeps the planner
+   from piling on during start-up; then the **hysteresis band**: above what runs or is pending
+   the need applies at once, below it only when the demand would fit even at ``1 − band`` of
+   the capacity;
 4. **scale-down hysteresis in time**: the answer is the highest recommendation of the last
    start-up interval (a replica released now would take that long to come back).
 
@@ -29,11 +31,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from scaler.planner import capacity
+from scaler.planner import capacity, rolling
 from scaler.planner.forecast import forecast, trend
 from scaler.planner.signals import read
 from scaler.planner.spec import PlannerSpec
-from scaler.series import Int64Array
+from scaler.series import FloatArray, Int64Array
 from scaler.store import Store
 
 
@@ -45,8 +47,8 @@ class Tuning:
     """Spacing of the instants the recommendation is evaluated at."""
     window_ms: int = 30_000
     """Window of rates and latency percentiles (the lab and the SLO judge 30-s windows too)."""
-    trend_ms: int = 60_000
-    """Span of the least-squares trend."""
+    trend_segment_ms: int = 30_000
+    """Length of each of the trend's three segments (see :mod:`~scaler.planner.forecast`)."""
     band: float = 0.1
     """Hysteresis band: scale down only when the demand fits into fewer replicas at 90 % of
     their capacity."""
@@ -126,19 +128,16 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
         return None
     view = capacity.prefill(signals, spec) if spec.role == "prefill" else capacity.decode(signals, spec)
     horizon = spec.startup_s + tuning.grid_ms / 1000
-    slope = trend(times, view.demand, tuning.trend_ms)
+    slope = trend(times, view.demand, tuning.trend_segment_ms)
     expected = forecast(view.demand, slope, horizon)
-    steps = _forward(times, signals.pods, expected, view, spec.startup_s, tuning)
-    need, asked, pending, raw = steps
     hold_s = max(spec.startup_s, tuning.min_hold_s)
-    recent = times > now_ms - hold_s * 1000
-    desired = int(raw[recent].max())
+    steps = _forward(times, signals.pods, expected, view, spec.startup_s, hold_s, tuning.band)
     last = len(times) - 1
     return Plan(
         role=spec.role,
         deployment=spec.deployment,
         at_ms=now_ms,
-        desired=desired,
+        desired=int(steps.answer[last]),
         pods=int(signals.pods[last]),
         unit=view.unit,
         demand=float(view.demand[last]),
@@ -154,48 +153,55 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
         latency_p90_s=float(view.latency_p90[last]),
         latency_target_s=spec.ttft_budget_s if spec.role == "prefill" else spec.itl_target_s,
         slo_held=bool(view.held[last]),
-        need=int(need[last]),
-        asked=int(asked[last]),
-        pending=int(pending[last]),
-        recommendation=int(raw[last]),
+        need=int(steps.need[last]),
+        asked=int(steps.asked[last]),
+        pending=int(steps.pending[last]),
+        recommendation=int(steps.recommendation[last]),
         hold_s=hold_s,
         history_s=float(times[-1] - times[0]) / 1000,
         series=signals.series,
     )
 
 
+@dataclass(frozen=True)
+class Steps:
+    """The forward pass' figures at every grid instant."""
+
+    need: Int64Array
+    asked: Int64Array
+    pending: Int64Array
+    recommendation: Int64Array
+    answer: Int64Array
+    """The recommendation held over the scale-down window: what the planner answered."""
+
+
 def _forward(
     times: Int64Array,
-    pods: np.typing.NDArray[np.float64],
-    expected: np.typing.NDArray[np.float64],
+    pods: FloatArray,
+    expected: FloatArray,
     view: capacity.RoleView,
     startup_s: float,
-    tuning: Tuning,
-) -> tuple[Int64Array, Int64Array, Int64Array, Int64Array]:
-    """Need, asked, pending and recommendation at each instant, oldest first (each uses only
-    the recommendations before it)."""
+    hold_s: float,
+    band: float,
+) -> Steps:
+    """Oldest first, each instant using only the answers before it."""
     n = len(times)
-    need = np.zeros(n, dtype=np.int64)
-    asked = np.zeros(n, dtype=np.int64)
-    pending = np.zeros(n, dtype=np.int64)
-    raw = np.zeros(n, dtype=np.int64)
-    startup_ms = int(startup_s * 1000)
+    need, asked, pending, raw, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
+    ask_lo = rolling.starts(times, int(startup_s * 1000))
+    hold_lo = rolling.starts(times, int(hold_s * 1000))
     for k in range(n):
         running = int(pods[k])
-        lo = int(np.searchsorted(times, times[k] - startup_ms, side="right"))
-        recent = int(raw[lo:k].max()) if k > lo else 0
-        # an ask older than one start-up interval has had time to start: if it does not export
-        # by now it never will (e.g. clamped by maxReplicaCount), so it is not pending
-        old = int(raw[lo - 1]) if lo > 0 else 0
-        asked[k] = recent
-        pending[k] = max(0, recent - max(running, old))
+        lo = int(ask_lo[k])
+        asked[k] = int(answer[lo:k].max()) if k > lo else 0
+        pending[k] = max(0, int(asked[k]) - running)
         cap = float(view.capacity[k])
         demand = float(expected[k])
-        if pending[k] == 0:
-            demand += float(view.backlog[k]) / startup_s if startup_s > 0 else 0.0
+        if pending[k] == 0 and startup_s > 0:
+            demand += float(view.backlog[k]) / startup_s
+        known = math.isfinite(cap) and cap > 0
         if demand <= 0:
             need[k] = 0
-        elif not math.isfinite(cap) or cap <= 0:
+        elif not known:
             need[k] = running  # nothing known about capacity yet: hold what runs
         else:
             need[k] = math.ceil(demand / cap - 1e-9)
@@ -203,8 +209,7 @@ def _forward(
         if need[k] > keep:
             raw[k] = need[k]
         else:
-            down = (
-                need[k] if not math.isfinite(cap) or cap <= 0 else math.ceil(demand / (cap * (1 - tuning.band)) - 1e-9)
-            )
-            raw[k] = down if down < keep else keep
-    return need, asked, pending, raw
+            down = math.ceil(demand / (cap * (1 - band)) - 1e-9) if known and demand > 0 else int(need[k])
+            raw[k] = min(down, keep)
+        answer[k] = int(raw[int(hold_lo[k]) : k + 1].max())
+    return Steps(need, asked, pending, raw, answer)

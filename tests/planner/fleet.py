@@ -1,0 +1,131 @@
+"""A synthetic vLLM deployment that writes what its pods would export into a real Store.
+
+Each pod keeps vLLM's series (names, ``_total`` counters, ``_bucket``/``_sum``/``_count``
+histograms with vLLM's bucket bounds, the promoted ``deployment``/``pod`` labels) and exports
+them once per simulated second. Loads are given per pod and per second, so the figures a test
+expects can be computed by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scaler.model import STALE_NAN, LabelPairs, Limits, make_labels
+from scaler.sim.vllm_metrics import ITL_BUCKETS, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS
+from scaler.store import Sample, Store
+
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@dataclass
+class Histogram:
+    bounds: tuple[float, ...]
+    counts: list[float] = field(default_factory=list)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = [0.0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float, n: float) -> None:
+        for i, bound in enumerate((*self.bounds, float("inf"))):
+            if value <= bound:
+                self.counts[i] += n
+        self.total += value * n
+
+
+@dataclass
+class Load:
+    """What one pod does during one second."""
+
+    running: float = 0.0
+    waiting: float = 0.0
+    kv: float = 0.0
+    prompt_tokens: float = 0.0
+    generation_tokens: float = 0.0
+    requests: float = 0.0
+    ttft: float = 0.05
+    itl: float = 0.02
+    queue: float = 0.0
+
+
+@dataclass
+class Pod:
+    name: str
+    prompt: float = 0.0
+    generation: float = 0.0
+    requests: float = 0.0
+    ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
+    itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
+    queue: Histogram = field(default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS))
+
+
+class Fleet:
+    def __init__(self, deployment: str, retention_seconds: float = 600.0, clock: Clock | None = None) -> None:
+        self.deployment = deployment
+        self.clock = clock or Clock()
+        self.store = Store(Limits(retention_seconds=retention_seconds), self.clock)
+        self.pods: dict[str, Pod] = {}
+
+    @property
+    def now_ms(self) -> int:
+        return self.store.now_ms()
+
+    def labels(self, name: str, pod: str, **extra: str) -> LabelPairs:
+        return make_labels(name, {"deployment": self.deployment, "pod": pod, "namespace": "llm-d", **extra})
+
+    def add(self, *names: str) -> None:
+        for name in names:
+            self.pods[name] = Pod(name)
+
+    def remove(self, name: str) -> None:
+        """The pod goes away: its collector sends one staleness marker per series."""
+        pod = self.pods.pop(name)
+        ts = self.now_ms
+        self.store.append([(labels, ts, STALE_NAN, False) for labels, _, _, _ in self._samples(pod, Load(), ts)])
+
+    def run(self, seconds: int, load: Load | dict[str, Load]) -> None:
+        """Advance ``seconds`` one second at a time; every pod exports at the end of each."""
+        for _ in range(seconds):
+            self.clock.t += 1.0
+            ts = self.now_ms
+            samples: list[Sample] = []
+            for pod in self.pods.values():
+                one = load[pod.name] if isinstance(load, dict) else load
+                pod.prompt += one.prompt_tokens
+                pod.generation += one.generation_tokens
+                pod.requests += one.requests
+                pod.ttft.observe(one.ttft, one.requests)
+                pod.itl.observe(one.itl, one.generation_tokens)
+                pod.queue.observe(one.queue, one.requests)
+                samples += self._samples(pod, one, ts)
+            result = self.store.append(samples)
+            assert result.rejected_total == 0, result
+
+    def _samples(self, pod: Pod, load: Load, ts: int) -> list[Sample]:
+        out: list[Sample] = [
+            (self.labels("vllm:num_requests_running", pod.name), ts, load.running, False),
+            (self.labels("vllm:num_requests_waiting", pod.name), ts, load.waiting, False),
+            (self.labels("vllm:kv_cache_usage_perc", pod.name), ts, load.kv, False),
+            (self.labels("vllm:prompt_tokens_total", pod.name), ts, pod.prompt, False),
+            (self.labels("vllm:generation_tokens_total", pod.name), ts, pod.generation, False),
+            (self.labels("vllm:request_success_total", pod.name, finished_reason="stop"), ts, pod.requests, False),
+        ]
+        for name, hist in (
+            ("vllm:time_to_first_token_seconds", pod.ttft),
+            ("vllm:inter_token_latency_seconds", pod.itl),
+            ("vllm:request_queue_time_seconds", pod.queue),
+        ):
+            for bound, count in zip((*hist.bounds, float("inf")), hist.counts, strict=True):
+                le = "+Inf" if bound == float("inf") else repr(float(bound))
+                out.append((self.labels(name + "_bucket", pod.name, le=le), ts, count, False))
+            out.append((self.labels(name + "_count", pod.name), ts, hist.counts[-1], False))
+            out.append((self.labels(name + "_sum", pod.name), ts, hist.total, False))
+        return out

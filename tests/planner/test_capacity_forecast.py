@@ -1,0 +1,122 @@
+"""Capacity (seed, correction, learned bounds) and forecast on hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scaler.planner import capacity, parse_spec
+from scaler.planner.forecast import forecast, trend
+from scaler.planner.plan import Tuning, grid
+from scaler.planner.signals import read
+from tests.planner.fleet import Fleet, Load
+
+# raw prefill throughput 1000 tokens / (10 + 0.09*1000) ms = 10 000 tokens/s whatever the
+# prompt length (c = 0); one 500-token prompt alone takes 10 + 0.09*500 = 55 ms
+PREFILL_PROFILE = (
+    "{base: opt125m-l4, max_num_batched_tokens: 1000, prefill: {a_ms: 10, b_ms_per_tok: 0.09, c_ms_per_tok2: 0}}"
+)
+# decode step 10 + 0.1*B ms: within a 50 ms ITL, (50 - 10) / 0.1 = 400 sequences
+DECODE_PROFILE = (
+    "{base: opt125m-l4, max_num_seqs: 1024, kv_capacity_tokens: 1000000000, "
+    "decode: {d_ms: 10, e_ms_per_seq: 0.1, f_ms_per_ctx_tok: 0}}"
+)
+
+
+def _view(fleet: Fleet, role: str, profile: str | None, ttft: str = "2s") -> capacity.RoleView:
+    metadata = {"planner": role, "deployment": fleet.deployment, "ttftTarget": ttft, "itlTarget": "50ms"}
+    if profile:
+        metadata["profile"] = profile
+    spec = parse_spec(metadata)
+    tuning = Tuning()
+    signals = read(
+        fleet.store, fleet.deployment, grid(fleet.now_ms, fleet.store.retention_ms, tuning), tuning.window_ms
+    )
+    return capacity.prefill(signals, spec) if role == "prefill" else capacity.decode(signals, spec)
+
+
+def test_prefill_seed_is_the_profile_throughput_at_the_utilisation_the_corrected_ttft_allows() -> None:
+    fleet = Fleet("pre")
+    fleet.add("a", "b")
+    fleet.run(120, Load(prompt_tokens=5000, requests=10, ttft=0.2))  # 500-token prompts
+    view = _view(fleet, "prefill", PREFILL_PROFILE)
+    # utilisation 5000/10000 = 0.5; queueing model: 0.055 * (1 + 1.5 * 0.5/0.5) = 0.1375 s expected;
+    # observed p90 0.1 + 0.9 * (0.25 - 0.1) = 0.235 s (the bucket 0.1..0.25 holds every TTFT)
+    correction = 0.235 / 0.1375
+    assert view.correction[-1] == pytest.approx(correction)
+    # budget 2 s / 2 = 1 s; corrected, 1/correction - 0.055 s of it is left for queueing:
+    # rho = slack / (slack + 1.5 * 0.055)
+    slack = 1 / correction - 0.055
+    assert view.seed[-1] == pytest.approx(10_000 * slack / (slack + 1.5 * 0.055))
+    assert view.capacity[-1] == pytest.approx(view.seed[-1])
+    assert view.demand[-1] == pytest.approx(10_000)
+    assert view.held[-1] and not view.missed[-1]
+
+
+def test_without_a_profile_prefill_capacity_is_the_throughput_seen_while_the_slo_held() -> None:
+    fleet = Fleet("pre")
+    fleet.add("a", "b")
+    fleet.run(100, Load(prompt_tokens=7000, requests=10, ttft=0.2))
+    fleet.run(100, Load(prompt_tokens=3000, requests=6, ttft=0.2))
+    view = _view(fleet, "prefill", None)
+    assert np.isnan(view.seed[-1])
+    assert view.capacity[-1] == pytest.approx(7000, rel=1e-6)
+    assert view.demand[-1] == pytest.approx(6000)
+
+
+def test_a_miss_while_queueing_caps_prefill_capacity_below_an_optimistic_seed() -> None:
+    fleet = Fleet("pre")
+    fleet.add("a", "b")
+    # saturated: a queue on every pod, TTFT 1.5 s over the 1 s budget
+    fleet.run(120, Load(prompt_tokens=4000, requests=8, ttft=1.5, waiting=5))
+    view = _view(fleet, "prefill", "{base: opt125m-l4, prefill_tokens_per_second: 50000}")
+    assert view.missed[-1]
+    assert view.upper[-1] == pytest.approx(4000)
+    assert view.capacity[-1] == pytest.approx(4000)
+    # demand: the arrivals are what finished (the queue is steady here): 8000 tokens/s
+    assert view.demand[-1] == pytest.approx(8000)
+    assert view.backlog[-1] == pytest.approx(10 * 500)
+
+
+def test_decode_seed_is_the_itl_bound_and_the_correction_scales_the_step_time() -> None:
+    fleet = Fleet("dec")
+    fleet.add("a", "b")
+    # 100 running per pod; step 10 + 0.1*100 = 20 ms expected and observed
+    fleet.run(120, Load(running=100, generation_tokens=5000, requests=10, prompt_tokens=5000, itl=0.02))
+    view = _view(fleet, "decode", DECODE_PROFILE)
+    assert view.correction[-1] == pytest.approx(1.0)
+    assert view.seed[-1] == pytest.approx(400)
+    # Little: each sequence holds its slot 100 / 10 = 10 s; no queue growth, so demand = running
+    assert view.demand[-1] == pytest.approx(200)
+    fleet.run(120, Load(running=100, generation_tokens=2500, requests=10, prompt_tokens=5000, itl=0.04))
+    slow = _view(fleet, "decode", DECODE_PROFILE)
+    # observed 40 ms where the model says 20: correction 2, so the step must stay under
+    # 50/2 = 25 ms: (25 - 10) / 0.1 = 150 sequences
+    assert slow.correction[-1] == pytest.approx(2.0)
+    assert slow.seed[-1] == pytest.approx(150)
+
+
+def test_decode_demand_adds_the_queue_growth_the_arrivals_would_sustain() -> None:
+    fleet = Fleet("dec")
+    fleet.add("a")
+    fleet.run(60, Load(running=100, generation_tokens=5000, requests=10, itl=0.02))
+    for second in range(1, 31):  # the queue grows by 2 per second
+        fleet.run(1, Load(running=100, waiting=2 * second, generation_tokens=5000, requests=10, itl=0.02))
+    view = _view(fleet, "decode", None)
+    # running 100 + growth 2/s × 10 s per sequence = 120; backlog 60 sequences × 10 s
+    assert view.demand[-1] == pytest.approx(120)
+    assert view.backlog[-1] == pytest.approx(600)
+
+
+def test_trend_needs_a_steady_rise_in_three_segments_and_forecast_is_capped() -> None:
+    times = np.arange(0, 125_000, 5_000, dtype=np.int64)
+    ramp = 100 + 2.0 * times / 1000
+    assert trend(times, ramp, 30_000)[-1] == pytest.approx(2.0)
+    # a step seen through a 30-s window: a 30-s ramp, wherever it sits among the segments
+    for end in range(30_000, 125_000, 5_000):
+        smoothed = 100 + 200 * np.clip((times - (end - 30_000)) / 30_000, 0, 1)
+        assert (trend(times, smoothed, 30_000) == 0.0).all()
+    falling = 500 - 2.0 * times / 1000
+    assert trend(times, falling, 30_000)[-1] == 0.0
+    assert forecast(np.array([100.0]), np.array([2.0]), 30)[0] == pytest.approx(160)
+    assert forecast(np.array([100.0]), np.array([10.0]), 60)[0] == pytest.approx(200)  # capped at 2x

@@ -1,0 +1,92 @@
+"""Signals of a deployment over the grid, checked by hand and against the PromQL engine."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scaler import query
+from scaler.planner.signals import read
+from scaler.series import Int64Array
+from tests.planner.fleet import Fleet, Load
+
+
+def _at(fleet: Fleet, *offsets_s: int) -> Int64Array:
+    return np.array([fleet.now_ms - o * 1000 for o in offsets_s], dtype=np.int64)
+
+
+def test_pods_count_while_they_export_and_stop_at_their_staleness_marker() -> None:
+    fleet = Fleet("dec")
+    fleet.add("a", "b")
+    fleet.run(20, Load(running=3))
+    fleet.add("c")
+    fleet.run(10, Load(running=3))
+    fleet.remove("b")
+    fleet.run(1, Load(running=3))
+    signals = read(fleet.store, "dec", _at(fleet, 25, 5, 0), 30_000)
+    assert signals.pods.tolist() == [2.0, 3.0, 2.0]
+    assert signals.running.tolist() == [6.0, 9.0, 6.0]
+
+
+def test_a_pod_that_stops_exporting_without_a_marker_stops_counting_after_15_s() -> None:
+    fleet = Fleet("dec")
+    fleet.add("a", "b")
+    fleet.run(5, Load(running=1))
+    fleet.pods.pop("b")  # crashed: no marker
+    fleet.run(20, Load(running=1))
+    signals = read(fleet.store, "dec", _at(fleet, 10, 0), 30_000)
+    assert signals.pods.tolist() == [2.0, 1.0]
+
+
+def test_rates_and_latency_agree_with_promql_over_the_same_window() -> None:
+    fleet = Fleet("pre")
+    fleet.add("a", "b", "c")
+    loads = {
+        "a": Load(prompt_tokens=3000, requests=3, ttft=0.3, waiting=2),
+        "b": Load(prompt_tokens=1000, requests=1, ttft=0.9, waiting=0),
+        "c": Load(prompt_tokens=2000, requests=2, ttft=0.07, waiting=1),
+    }
+    fleet.run(90, loads)
+    signals = read(fleet.store, "pre", _at(fleet, 0), 30_000)
+    engine = query.Engine(fleet.store)
+
+    def promql(text: str) -> float:
+        result = engine.instant(text, fleet.now_ms)
+        assert isinstance(result, query.Vector) and len(result.samples) == 1, result
+        return result.samples[0].value
+
+    sel = '{deployment="pre"}'
+    assert signals.prompt_rate[0] == pytest.approx(promql(f"sum(rate(vllm:prompt_tokens_total{sel}[30s]))"))
+    assert signals.prompt_rate[0] == pytest.approx(6000.0)
+    assert signals.request_rate[0] == pytest.approx(6.0)
+    assert signals.waiting[0] == 3.0
+    for q in (0.5, 0.9, 0.99):
+        expected = promql(
+            f"histogram_quantile({q}, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket{sel}[30s])))"
+        )
+        assert signals.ttft.quantile(q)[0] == pytest.approx(expected)
+    mean = promql(
+        f"sum(rate(vllm:time_to_first_token_seconds_sum{sel}[30s])) / "
+        f"sum(rate(vllm:time_to_first_token_seconds_count{sel}[30s]))"
+    )
+    assert signals.ttft.mean()[0] == pytest.approx(mean)
+
+
+def test_share_above_interpolates_inside_the_bucket_like_histogram_quantile() -> None:
+    fleet = Fleet("pre")
+    fleet.add("a")
+    # per second: 8 requests at 0.3 s (bucket 0.25..0.5) and 2 at 0.9 s (bucket 0.75..1.0)
+    fleet.run(40, Load(requests=8, ttft=0.3))
+    signals_low = read(fleet.store, "pre", _at(fleet, 0), 30_000)
+    assert signals_low.ttft.share_above(0.5)[0] == 0.0
+    assert signals_low.ttft.share_above(0.375)[0] == pytest.approx(0.5)  # half-way through 0.25..0.5
+    fleet.run(40, {"a": Load(requests=8, ttft=0.3)})
+    fleet.pods["a"].ttft.observe(0.9, 60)  # 60 slow requests within the last window
+    fleet.run(1, Load(requests=0))
+    signals = read(fleet.store, "pre", _at(fleet, 0), 30_000)
+    total = 8 * 29 + 60
+    assert signals.ttft.share_above(0.75)[0] == pytest.approx(60 / total)
+    assert signals.ttft.share_above(2.5)[0] == 0.0
+    assert math.isnan(read(fleet.store, "nobody", _at(fleet, 0), 30_000).ttft.share_above(1.0)[0])
