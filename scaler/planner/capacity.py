@@ -51,10 +51,12 @@ DEFAULT_ISL = 512.0
 """Mean prompt length assumed before any request finished (only to size a backlog)."""
 DEFAULT_DECODE_S = 10.0
 """How long a sequence decodes, assumed before any request finished (only to size a backlog)."""
-KINGMAN_P90 = 1.5
-"""p90 queueing delay ≈ 1.5 × service time × ρ/(1−ρ): Kingman's M/G/1 mean wait
-``ρ/(1−ρ)·(1+c_s²)/2·s`` with ``c_s² ≈ 0.5`` (prompt lengths vary), times ~2 for the p90 of
-an exponential-tailed wait."""
+KINGMAN_MEAN = 0.75
+"""Mean queueing delay ≈ 0.75 × service time × ρ/(1−ρ): Kingman's M/G/1 mean wait
+``ρ/(1−ρ)·(1+c_s²)/2·s`` with Poisson arrivals and ``c_s² ≈ 0.5`` (prompt lengths vary)."""
+KINGMAN_P90 = 2 * KINGMAN_MEAN
+"""The p90 of an exponential-tailed wait is ~2 × its mean (ln 10 ≈ 2.3, less the requests
+that do not wait at all)."""
 RHO_RANGE = (0.5, 0.95)
 CORRECTION_RANGE = (0.5, 3.0)
 
@@ -72,8 +74,10 @@ class RoleView:
     upper: FloatArray
     capacity: FloatArray
     correction: FloatArray
-    latency_p90: FloatArray
-    """The role's SLO latency p90 over the window (prefill: TTFT; decode: ITL)."""
+    latency_mean: FloatArray
+    """The role's SLO latency over the window, mean (prefill: TTFT; decode: ITL)."""
+    miss_share: FloatArray
+    """Share of the window's observations over the role's target (the p90 holds while ≤ 10 %)."""
     held: BoolArray
     missed: BoolArray
 
@@ -118,14 +122,13 @@ def _combine(seed: FloatArray, lower: FloatArray, upper: FloatArray) -> FloatArr
 
 def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
     budget = spec.ttft_budget_s
-    isl = _fill_forward(
-        signals.prompt_rate / np.where(signals.request_rate > 0, signals.request_rate, np.nan), DEFAULT_ISL
-    )
+    requests = np.where(signals.request_rate > 0, signals.request_rate, np.nan)
+    isl = _fill_forward(signals.prompt_rate / requests, DEFAULT_ISL)
     backlog = signals.waiting * isl
     arrivals = signals.prompt_rate + (backlog - np.nan_to_num(_shift(backlog, signals))) / (signals.window_ms / 1000)
     demand = np.maximum(arrivals, 0.0)
     share = signals.ttft.share_above(budget)
-    p90 = signals.ttft.quantile(SLO_QUANTILE)
+    mean = signals.ttft.mean()
     active = signals.request_rate > 0
     held = active & (share <= MISS_SHARE)
     queued = (signals.waiting >= np.maximum(signals.pods, 1)) & (np.nan_to_num(_shift(signals.waiting, signals)) > 0)
@@ -138,25 +141,18 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
         raw = np.array([profile.prefill_tokens_per_s(x) for x in isl])
         service = np.array([profile.prefill_service_s(x) for x in isl])
         rho = np.clip(per_pod / raw, 0.0, 0.99)
-        expected = service * (1 + KINGMAN_P90 * rho / (1 - rho))
-        observed = np.where(np.isfinite(p90) & active, p90, expected)
-        correction = np.clip(observed / expected, *CORRECTION_RANGE)
+        expected = service * (1 + KINGMAN_MEAN * rho / (1 - rho))
+        # measured only while not saturated: in a queue the TTFT grows with the backlog, not
+        # with a model error, and the demand (which counts the queue) already answers that
+        measured = np.isfinite(mean) & active & ~queued
+        correction = _fill_forward(np.where(measured, np.clip(mean / expected, *CORRECTION_RANGE), np.nan), 1.0)
         slack = budget / correction - service
         target_rho = np.clip(slack / np.maximum(slack + KINGMAN_P90 * service, 1e-9), *RHO_RANGE)
         seed = np.where(slack > 0, target_rho, RHO_RANGE[0]) * raw
     lower, upper = _bounds(per_pod, held, missed)
+    capacity = _combine(seed, lower, upper)
     return RoleView(
-        "prompt tokens/s",
-        demand,
-        backlog,
-        seed,
-        lower,
-        upper,
-        _combine(seed, lower, upper),
-        correction,
-        p90,
-        held,
-        missed,
+        "prompt tokens/s", demand, backlog, seed, lower, upper, capacity, correction, mean, share, held, missed
     )
 
 
@@ -172,7 +168,7 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     demand = np.maximum(signals.running + queue_growth * duration, 0.0)
     itl_share = signals.itl.share_above(spec.itl_target_s)
     queue_share = signals.queue.share_above(spec.ttft_budget_s)
-    p90 = signals.itl.quantile(SLO_QUANTILE)
+    mean = signals.itl.mean()
     active = signals.generation_rate > 0
     held = active & (itl_share <= MISS_SHARE) & ~(queue_share > MISS_SHARE)
     missed = active & ((itl_share > MISS_SHARE) | (queue_share > MISS_SHARE))
@@ -184,9 +180,8 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
         context = isl + osl / 2
         batch = np.maximum(per_pod, 1.0)
         expected = np.array([profile.decode_step_s(b, c) for b, c in zip(batch, context, strict=True)])
-        observed = signals.itl.mean()
-        observed = np.where(np.isfinite(observed) & active, observed, expected)
-        correction = np.clip(observed / expected, *CORRECTION_RANGE)
+        measured = np.isfinite(mean) & active
+        correction = _fill_forward(np.where(measured, np.clip(mean / expected, *CORRECTION_RANGE), np.nan), 1.0)
         seed = np.array(
             [
                 profile.decode_sequences_within(spec.itl_target_s / k, c, i + o)
@@ -194,16 +189,8 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
             ]
         )
     lower, upper = _bounds(per_pod, held, missed)
+    capacity = _combine(seed, lower, upper)
+    backlog = signals.waiting * duration
     return RoleView(
-        "sequences",
-        demand,
-        signals.waiting * duration,
-        seed,
-        lower,
-        upper,
-        _combine(seed, lower, upper),
-        correction,
-        p90,
-        held,
-        missed,
+        "sequences", demand, backlog, seed, lower, upper, capacity, correction, mean, itl_share, held, missed
     )

@@ -33,7 +33,7 @@ import numpy as np
 
 from scaler.planner import capacity, rolling
 from scaler.planner.forecast import forecast, trend
-from scaler.planner.signals import read
+from scaler.planner.signals import Signals, read
 from scaler.planner.spec import PlannerSpec
 from scaler.series import FloatArray, Int64Array
 from scaler.store import Store
@@ -77,8 +77,9 @@ class Plan:
     learned_lower: float
     learned_upper: float
     correction: float
-    latency_p90_s: float
+    latency_mean_s: float
     latency_target_s: float
+    miss_share: float
     slo_held: bool
     need: int
     asked: int
@@ -97,7 +98,7 @@ class Plan:
             f"(slope {_g(self.slope_per_s)}/s) backlog={_g(self.backlog)} "
             f"capacity/replica={_g(self.capacity)} (seed {_g(self.seed)}, learned {_g(self.learned_lower)}"
             f"..{_g(self.learned_upper)}, correction {self.correction:.2f}) "
-            f"p90={_g(self.latency_p90_s)}s target={_g(self.latency_target_s)}s"
+            f"latency mean={_g(self.latency_mean_s)}s, {_pct(self.miss_share)} over target {_g(self.latency_target_s)}s"
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -106,6 +107,10 @@ class Plan:
 
 def _g(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{value:.4g}"
+
+
+def _pct(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value:.0%}"
 
 
 def grid(now_ms: int, retention_ms: int, tuning: Tuning) -> Int64Array:
@@ -119,14 +124,30 @@ def grid(now_ms: int, retention_ms: int, tuning: Tuning) -> Int64Array:
     return times
 
 
+def observe(
+    store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
+) -> tuple[Int64Array, Signals, capacity.RoleView]:
+    """The grid, the signals on it and the role's demand and capacity there."""
+    times = grid(now_ms, store.retention_ms, tuning)
+    signals = read(
+        store,
+        spec.deployment,
+        times,
+        tuning.window_ms,
+        ttft_limits=(spec.ttft_budget_s,),
+        itl_limits=(spec.itl_target_s,),
+        queue_limits=(spec.ttft_budget_s,),
+    )
+    view = capacity.prefill(signals, spec) if spec.role == "prefill" else capacity.decode(signals, spec)
+    return times, signals, view
+
+
 def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()) -> Plan | None:
     """The desired replicas of ``spec.role`` at ``now_ms``; None when no pod of the deployment
     exports now (the caller answers "not found", as for any trigger without data)."""
-    times = grid(now_ms, store.retention_ms, tuning)
-    signals = read(store, spec.deployment, times, tuning.window_ms)
+    times, signals, view = observe(store, spec, now_ms, tuning)
     if signals.pods[-1] <= 0:
         return None
-    view = capacity.prefill(signals, spec) if spec.role == "prefill" else capacity.decode(signals, spec)
     horizon = spec.startup_s + tuning.grid_ms / 1000
     slope = trend(times, view.demand, tuning.trend_segment_ms)
     expected = forecast(view.demand, slope, horizon)
@@ -150,8 +171,9 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
         learned_lower=float(view.lower[last]),
         learned_upper=float(view.upper[last]),
         correction=float(view.correction[last]),
-        latency_p90_s=float(view.latency_p90[last]),
+        latency_mean_s=float(view.latency_mean[last]),
         latency_target_s=spec.ttft_budget_s if spec.role == "prefill" else spec.itl_target_s,
+        miss_share=float(view.miss_share[last]),
         slo_held=bool(view.held[last]),
         need=int(steps.need[last]),
         asked=int(steps.asked[last]),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from scaler.model import STALE_NAN_BITS
+from scaler.model import STALE_NAN_BITS, LabelPairs
 from scaler.series import FloatArray, Int64Array, Series
 
 SPAN = 1 << 40
@@ -40,7 +40,7 @@ class Block:
     on a marker returns NaN: the series has ended.
     """
 
-    labels: tuple[dict[str, str], ...]
+    labels: tuple[LabelPairs, ...]
     keys: Int64Array
     vals: FloatArray
     ts: Int64Array
@@ -49,24 +49,29 @@ class Block:
 
     @staticmethod
     def of(series: Sequence[Series], drop_stale: bool = False) -> Block:
-        labels = tuple(dict(s.labels) for s in series)
-        parts_ts: list[Int64Array] = []
-        parts_vals: list[FloatArray] = []
-        for s in series:
-            ts, vals = s.ts[: s.n], s.vals[: s.n]
-            if drop_stale and len(vals):
-                keep = ~stale_mask(vals)
-                ts, vals = ts[keep], vals[keep]
-            parts_ts.append(ts)
-            parts_vals.append(vals)
-        counts = np.array([len(t) for t in parts_ts], dtype=np.int64)
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64) if len(counts) else counts
-        ts_all = np.concatenate(parts_ts) if parts_ts else np.empty(0, dtype=np.int64)
-        vals_all = np.concatenate(parts_vals) if parts_vals else np.empty(0, dtype=np.float64)
+        labels = tuple(s.labels for s in series)
+        counts = np.fromiter((s.n for s in series), dtype=np.int64, count=len(series))
+        if counts.sum() == 0:
+            empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+            return Block(labels, empty_i, empty_f, empty_i, np.zeros(len(series), dtype=np.int64), 0)
+        ts_all = np.concatenate([s.ts[: s.n] for s in series])
+        vals_all = np.concatenate([s.vals[: s.n] for s in series])
+        index = np.repeat(np.arange(len(series), dtype=np.int64), counts)
+        if drop_stale:
+            keep = ~stale_mask(vals_all)
+            if not keep.all():
+                ts_all, vals_all, index = ts_all[keep], vals_all[keep], index[keep]
+                counts = np.bincount(index, minlength=len(series)).astype(np.int64)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
         base = int(ts_all.min()) if len(ts_all) else 0
-        index = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
         keys = index * SPAN + (ts_all - base)
         return Block(labels, keys, vals_all, ts_all, starts, base)
+
+    def label(self, i: int, name: str) -> str:
+        for key, value in self.labels[i]:
+            if key == name:
+                return value
+        return ""
 
     @property
     def size(self) -> int:

@@ -12,15 +12,21 @@ Only what vLLM itself exports (pd-serving-facts.md §5) is read, selected by the
 
 A pod counts as exporting at an instant when its ``num_requests_running`` gauge has a sample
 no older than :data:`FRESH_MS` that is not a staleness marker (a removed pod's collector sends
-one marker per series, so it stops counting at once). Rates and latency distributions are taken
-over ``(t − window, t]`` from counter increases, summed over every pod that exported in the
-window, including pods that went away in it: their work was done.
+one marker per series, so it stops counting at once). Rates and latencies are taken over
+``(t − window, t]`` from counter increases, summed over every pod that exported in the window,
+including pods that went away in it: their work was done.
+
+Cost: the SLO is a p90, and "p90 ≤ target" is "at most 10 % of the observations above the
+target", which two buckets (those around the target) and the count answer; so of each
+histogram only those, ``_sum`` and ``_count`` are read, not its ~20 buckets. All counters go
+into one :class:`~scaler.planner.series.Block` and all gauges into another: two concatenations
+and four ``searchsorted`` calls per decision, whatever the number of pods and instants.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,70 +53,21 @@ QUEUE = ("vllm:request_queue_time_seconds",)
 
 @dataclass(frozen=True)
 class Latency:
-    """A latency histogram's observations in each window: ``buckets[b, i]`` is the cumulative
-    count of bound ``bounds[b]`` (the last bound is +Inf) for instant ``i``."""
+    """One latency histogram over each window: observations, their sum, and the share of them
+    above each limit asked for (linear inside the bucket that holds the limit, as
+    ``histogram_quantile`` interpolates)."""
 
-    bounds: tuple[float, ...]
-    buckets: FloatArray
+    counts: FloatArray
     sums: FloatArray
-
-    @staticmethod
-    def empty(n: int) -> Latency:
-        return Latency((), np.zeros((0, n)), np.zeros(n))
-
-    @property
-    def counts(self) -> FloatArray:
-        if not self.bounds:
-            return np.zeros(self.sums.shape)
-        return np.asarray(self.buckets[-1], dtype=np.float64)
-
-    def quantile(self, q: float) -> FloatArray:
-        """Prometheus' ``histogram_quantile`` per instant (NaN: no observations): linear
-        interpolation inside the bucket holding rank ``q × count``, from 0 in the first bucket,
-        the highest finite bound when the rank falls into +Inf."""
-        total = self.counts
-        out = np.full(total.shape, np.nan)
-        if len(self.bounds) < 2:
-            return out
-        bounds = np.array(self.bounds)
-        rank = q * total
-        b = np.argmax(self.buckets >= rank[None, :], axis=0)
-        cols = np.arange(len(total))
-        hi_count = self.buckets[b, cols]
-        lo_count = np.where(b > 0, self.buckets[np.maximum(b - 1, 0), cols], 0.0)
-        lo_bound = np.where(b > 0, bounds[np.maximum(b - 1, 0)], 0.0)
-        hi_bound = bounds[b]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            inside = lo_bound + (hi_bound - lo_bound) * (rank - lo_count) / (hi_count - lo_count)
-        value = np.where(b == len(bounds) - 1, bounds[-2], np.where(hi_count > lo_count, inside, hi_bound))
-        value = np.where((b == 0) & (bounds[0] <= 0), bounds[0], value)
-        return np.where(total > 0, value, out)
+    above: dict[float, FloatArray]
 
     def share_above(self, limit: float) -> FloatArray:
-        """Per instant, the share of observations above ``limit`` (NaN: no observations),
-        interpolated linearly inside the bucket that holds ``limit``, as ``histogram_quantile``."""
-        out = np.full(self.sums.shape, np.nan)
-        if len(self.bounds) < 2:
-            return out
-        bounds = np.array(self.bounds)
-        b = int(np.searchsorted(bounds, limit, side="left"))
-        total = self.buckets[-1]
-        if b >= len(bounds) - 1:  # at or beyond the last finite bound: only +Inf is above
-            below = self.buckets[len(bounds) - 2]
-        else:
-            lo_bound = bounds[b - 1] if b > 0 else 0.0
-            lo = self.buckets[b - 1] if b > 0 else np.zeros(total.shape)
-            hi = self.buckets[b]
-            frac = 1.0 if bounds[b] == lo_bound else (limit - lo_bound) / (bounds[b] - lo_bound)
-            below = lo + (hi - lo) * frac
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = 1.0 - below / total
-        return np.where(total > 0, np.clip(share, 0.0, 1.0), out)
+        """Per instant, the share of observations above ``limit`` (NaN: none observed)."""
+        return self.above[limit]
 
     def mean(self) -> FloatArray:
-        counts = self.counts
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(counts > 0, self.sums / counts, np.nan)
+            return np.where(self.counts > 0, self.sums / self.counts, np.nan)
 
 
 @dataclass(frozen=True)
@@ -140,15 +97,32 @@ class Signals:
         return len(self.times)
 
 
-class Reader:
-    """Selects one deployment's series once and evaluates them at any instants."""
+class _Rows:
+    """Series gathered for one Block, with a row index per named part."""
 
+    def __init__(self) -> None:
+        self.series: list[Series] = []
+        self.parts: dict[str, list[int]] = {}
+
+    def add(self, part: str, found: Iterable[Series]) -> None:
+        rows = self.parts.setdefault(part, [])
+        for s in found:
+            rows.append(len(self.series))
+            self.series.append(s)
+
+    def sum(self, matrix: FloatArray, part: str, width: int) -> FloatArray:
+        rows = self.parts.get(part, [])
+        if not rows:
+            return np.zeros(width)
+        return np.asarray(np.nansum(matrix[rows], axis=0), dtype=np.float64)
+
+
+class _Reader:
     def __init__(self, store: Store, deployment: str) -> None:
         self.store = store
         self.deployment = deployment
-        self.series_read = 0
 
-    def _series(self, names: Sequence[str], suffix: str = "") -> list[Series]:
+    def select(self, names: Sequence[str], suffix: str = "") -> list[Series]:
         for name in names:
             found = self.store.select(
                 [
@@ -157,80 +131,135 @@ class Reader:
                 ]
             )
             if found:
-                self.series_read += len(found)
-                return list(found)
+                return found
         return []
 
-    def block(self, names: Sequence[str], suffix: str = "", drop_stale: bool = False) -> Block:
-        return Block.of(self._series(names, suffix), drop_stale)
-
-    def gauge_sum(self, names: Sequence[str], times: Int64Array) -> tuple[FloatArray, FloatArray]:
-        """Fleet sum of a gauge and the number of series reporting it, per instant."""
-        values = self.block(names).at(times, FRESH_MS)
-        reporting = (~np.isnan(values)).sum(axis=0).astype(np.float64)
-        return np.asarray(np.nansum(values, axis=0), dtype=np.float64), reporting
-
-    def pods(self, times: Int64Array) -> FloatArray:
-        block = self.block(RUNNING)
-        values = block.at(times, FRESH_MS)
-        if block.size == 0:
-            return np.zeros(len(times))
-        names = [labels.get("pod") or labels.get("instance") or str(i) for i, labels in enumerate(block.labels)]
-        _, pod_index = np.unique(np.array(names), return_inverse=True)
-        alive = ~np.isnan(values)
-        per_pod = np.zeros((int(pod_index.max()) + 1, len(times)), dtype=bool)
-        np.logical_or.at(per_pod, pod_index, alive)
-        return np.asarray(per_pod.sum(axis=0), dtype=np.float64)
-
-    def rate(self, names: Sequence[str], times: Int64Array, window_ms: int) -> FloatArray:
-        block = self.block(names, drop_stale=True)
-        if block.size == 0:
-            return np.zeros(len(times))
-        return np.asarray(np.nansum(increase(block, times, window_ms), axis=0) / (window_ms / 1000.0), dtype=np.float64)
-
-    def latency(self, names: Sequence[str], times: Int64Array, window_ms: int) -> Latency:
+    def histogram(self, rows: _Rows, key: str, names: Sequence[str], limits: Sequence[float]) -> bool:
+        """Add to ``rows`` the buckets around each limit, +Inf (the count) and the sum of the
+        first of ``names`` exported; False when none is (or it has no +Inf bucket)."""
         for name in names:
-            buckets = self.block((name,), "_bucket", drop_stale=True)
-            if buckets.size:
+            buckets = self.select((name,), "_bucket")
+            if buckets:
                 break
         else:
-            return Latency.empty(len(times))
-        grown = np.nan_to_num(increase(buckets, times, window_ms))
-        bounds: dict[float, FloatArray] = {}
-        for labels, row in zip(buckets.labels, grown, strict=True):
-            bound = parse_go_float(labels.get("le", ""))
-            if bound is None or math.isnan(bound):
-                continue
-            bounds[bound] = bounds[bound] + row if bound in bounds else row.copy()
-        if math.inf not in bounds or len(bounds) < 2:
-            return Latency.empty(len(times))
-        ordered = sorted(bounds)
-        matrix = np.maximum.accumulate(np.array([bounds[b] for b in ordered]), axis=0)
-        sums_block = self.block((name,), "_sum", drop_stale=True)
-        sums = np.nansum(increase(sums_block, times, window_ms), axis=0) if sums_block.size else np.zeros(len(times))
-        return Latency(tuple(ordered), matrix, sums)
+            return False
+        by_le: dict[str, list[Series]] = {}
+        for s in buckets:
+            by_le.setdefault(s.label("le"), []).append(s)
+        by_bound: dict[float, list[Series]] = {}
+        for le, group in by_le.items():
+            bound = parse_go_float(le)
+            if bound is not None and not math.isnan(bound):
+                by_bound.setdefault(bound, []).extend(group)
+        if math.inf not in by_bound or len(by_bound) < 2:
+            return False
+        finite = sorted(b for b in by_bound if math.isfinite(b))
+        needed = {math.inf}
+        for limit in limits:
+            b = int(np.searchsorted(finite, limit, side="left"))
+            needed |= {finite[min(b, len(finite) - 1)]} | ({finite[b - 1]} if b > 0 else set())
+        for bound in sorted(needed):
+            rows.add(f"{key}:{bound!r}", by_bound[bound])
+        rows.add(f"{key}:sum", self.select((name,), "_sum"))
+        return True
 
 
-def read(store: Store, deployment: str, times: Int64Array, window_ms: int) -> Signals:
-    """The signals of ``deployment`` at each instant of ``times``."""
-    reader = Reader(store, deployment)
-    running, _ = reader.gauge_sum(RUNNING, times)
-    waiting, _ = reader.gauge_sum(WAITING, times)
-    kv_sum, kv_reporting = reader.gauge_sum(KV_USAGE, times)
+def _latency(rows: _Rows, grown: FloatArray, key: str, limits: Sequence[float], width: int, found: bool) -> Latency:
+    counts = rows.sum(grown, f"{key}:{math.inf!r}", width)
+    sums = rows.sum(grown, f"{key}:sum", width)
+    above: dict[float, FloatArray] = {}
+    for limit in limits:
+        if not found:
+            above[limit] = np.full(width, np.nan)
+            continue
+        above[limit] = _share_above(rows, grown, key, limit, counts, width)
+    return Latency(counts, sums, above)
+
+
+def _share_above(rows: _Rows, grown: FloatArray, key: str, limit: float, counts: FloatArray, width: int) -> FloatArray:
+    bounds = sorted(float(p.split(":", 1)[1]) for p in rows.parts if p.startswith(key + ":") and p != f"{key}:sum")
+    finite = [b for b in bounds if math.isfinite(b)]
+    below_bounds = [b for b in finite if b < limit]
+    at_or_above = [b for b in finite if b >= limit]
+    lo_bound = below_bounds[-1] if below_bounds else 0.0
+    lo = rows.sum(grown, f"{key}:{lo_bound!r}", width) if below_bounds else np.zeros(width)
+    if at_or_above:
+        hi_bound = at_or_above[0]
+        hi = rows.sum(grown, f"{key}:{hi_bound!r}", width)
+        weight = 1.0 if hi_bound == lo_bound else (limit - lo_bound) / (hi_bound - lo_bound)
+        below = lo + (hi - lo) * weight
+    else:
+        below = lo
+    # cumulative counts: a bucket never holds fewer than the one below it (Prometheus' fix)
+    below = np.minimum(below, counts)
     with np.errstate(invalid="ignore", divide="ignore"):
-        kv_usage = np.where(kv_reporting > 0, kv_sum / kv_reporting, np.nan)
+        share = 1.0 - below / counts
+    return np.where(counts > 0, np.clip(share, 0.0, 1.0), np.nan)
+
+
+def read(
+    store: Store,
+    deployment: str,
+    times: Int64Array,
+    window_ms: int,
+    ttft_limits: Sequence[float] = (),
+    itl_limits: Sequence[float] = (),
+    queue_limits: Sequence[float] = (),
+) -> Signals:
+    """The signals of ``deployment`` at each instant of ``times``; each latency histogram
+    reports its share of observations above the given limits."""
+    reader = _Reader(store, deployment)
+    width = len(times)
+    gauges = _Rows()
+    gauges.add("running", reader.select(RUNNING))
+    gauges.add("waiting", reader.select(WAITING))
+    gauges.add("kv", reader.select(KV_USAGE))
+    counters = _Rows()
+    counters.add("prompt", reader.select(PROMPT_TOKENS))
+    counters.add("generation", reader.select(GENERATION_TOKENS))
+    counters.add("requests", reader.select(REQUESTS))
+    histograms = {
+        key: reader.histogram(counters, key, names, limits)
+        for key, names, limits in (
+            ("ttft", TTFT, ttft_limits),
+            ("itl", ITL, itl_limits),
+            ("queue", QUEUE, queue_limits),
+        )
+    }
+    gauge_block = Block.of(gauges.series)
+    values = gauge_block.at(times, FRESH_MS)
+    counter_block = Block.of(counters.series, drop_stale=True)
+    grown = np.nan_to_num(increase(counter_block, times, window_ms))
+    seconds = window_ms / 1000.0
+    kv_rows = gauges.parts["kv"]
+    kv_reporting = (~np.isnan(values[kv_rows])).sum(axis=0) if kv_rows else np.zeros(width)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kv_usage = np.where(kv_reporting > 0, gauges.sum(values, "kv", width) / kv_reporting, np.nan)
     return Signals(
         times=times,
         window_ms=window_ms,
-        pods=reader.pods(times),
-        running=running,
-        waiting=waiting,
+        pods=_pods(gauge_block, values, gauges.parts["running"], width),
+        running=gauges.sum(values, "running", width),
+        waiting=gauges.sum(values, "waiting", width),
         kv_usage=kv_usage,
-        prompt_rate=reader.rate(PROMPT_TOKENS, times, window_ms),
-        generation_rate=reader.rate(GENERATION_TOKENS, times, window_ms),
-        request_rate=reader.rate(REQUESTS, times, window_ms),
-        ttft=reader.latency(TTFT, times, window_ms),
-        itl=reader.latency(ITL, times, window_ms),
-        queue=reader.latency(QUEUE, times, window_ms),
-        series=reader.series_read,
+        prompt_rate=counters.sum(grown, "prompt", width) / seconds,
+        generation_rate=counters.sum(grown, "generation", width) / seconds,
+        request_rate=counters.sum(grown, "requests", width) / seconds,
+        ttft=_latency(counters, grown, "ttft", ttft_limits, width, histograms["ttft"]),
+        itl=_latency(counters, grown, "itl", itl_limits, width, histograms["itl"]),
+        queue=_latency(counters, grown, "queue", queue_limits, width, histograms["queue"]),
+        series=len(gauges.series) + len(counters.series),
     )
+
+
+def _pods(block: Block, values: FloatArray, rows: list[int], width: int) -> FloatArray:
+    """Distinct pods (``pod`` label, else ``instance``) with a live running gauge (an engine
+    per data-parallel rank exports its own series: they count once)."""
+    if not rows:
+        return np.zeros(width)
+    names = [block.label(r, "pod") or block.label(r, "instance") or str(r) for r in rows]
+    _, pod_index = np.unique(np.array(names), return_inverse=True)
+    alive = ~np.isnan(values[rows])
+    per_pod = np.zeros((int(pod_index.max()) + 1, width), dtype=bool)
+    np.logical_or.at(per_pod, pod_index, alive)
+    return np.asarray(per_pod.sum(axis=0), dtype=np.float64)

@@ -7,8 +7,7 @@ import pytest
 
 from scaler.planner import capacity, parse_spec
 from scaler.planner.forecast import forecast, trend
-from scaler.planner.plan import Tuning, grid
-from scaler.planner.signals import read
+from scaler.planner.plan import observe
 from tests.planner.fleet import Fleet, Load
 
 # raw prefill throughput 1000 tokens / (10 + 0.09*1000) ms = 10 000 tokens/s whatever the
@@ -27,12 +26,8 @@ def _view(fleet: Fleet, role: str, profile: str | None, ttft: str = "2s") -> cap
     metadata = {"planner": role, "deployment": fleet.deployment, "ttftTarget": ttft, "itlTarget": "50ms"}
     if profile:
         metadata["profile"] = profile
-    spec = parse_spec(metadata)
-    tuning = Tuning()
-    signals = read(
-        fleet.store, fleet.deployment, grid(fleet.now_ms, fleet.store.retention_ms, tuning), tuning.window_ms
-    )
-    return capacity.prefill(signals, spec) if role == "prefill" else capacity.decode(signals, spec)
+    _, _, view = observe(fleet.store, parse_spec(metadata), fleet.now_ms)
+    return view
 
 
 def test_prefill_seed_is_the_profile_throughput_at_the_utilisation_the_corrected_ttft_allows() -> None:
@@ -40,12 +35,12 @@ def test_prefill_seed_is_the_profile_throughput_at_the_utilisation_the_corrected
     fleet.add("a", "b")
     fleet.run(120, Load(prompt_tokens=5000, requests=10, ttft=0.2))  # 500-token prompts
     view = _view(fleet, "prefill", PREFILL_PROFILE)
-    # utilisation 5000/10000 = 0.5; queueing model: 0.055 * (1 + 1.5 * 0.5/0.5) = 0.1375 s expected;
-    # observed p90 0.1 + 0.9 * (0.25 - 0.1) = 0.235 s (the bucket 0.1..0.25 holds every TTFT)
-    correction = 0.235 / 0.1375
+    # utilisation 5000/10000 = 0.5; queueing model (Kingman): mean TTFT 0.055 * (1 + 0.75 *
+    # 0.5/0.5) = 0.09625 s expected, 0.2 s observed
+    correction = 0.2 / 0.09625
     assert view.correction[-1] == pytest.approx(correction)
-    # budget 2 s / 2 = 1 s; corrected, 1/correction - 0.055 s of it is left for queueing:
-    # rho = slack / (slack + 1.5 * 0.055)
+    # budget 2 s / 2 = 1 s; corrected, 1/correction - 0.055 s of it is left for the p90 wait
+    # (1.5 × service × rho/(1 - rho)): rho = slack / (slack + 1.5 * 0.055)
     slack = 1 / correction - 0.055
     assert view.seed[-1] == pytest.approx(10_000 * slack / (slack + 1.5 * 0.055))
     assert view.capacity[-1] == pytest.approx(view.seed[-1])

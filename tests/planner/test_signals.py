@@ -49,7 +49,8 @@ def test_rates_and_latency_agree_with_promql_over_the_same_window() -> None:
         "c": Load(prompt_tokens=2000, requests=2, ttft=0.07, waiting=1),
     }
     fleet.run(90, loads)
-    signals = read(fleet.store, "pre", _at(fleet, 0), 30_000)
+    limits = (0.04, 0.5, 0.75, 1.0, 5.0)
+    signals = read(fleet.store, "pre", _at(fleet, 0), 30_000, ttft_limits=limits)
     engine = query.Engine(fleet.store)
 
     def promql(text: str) -> float:
@@ -62,31 +63,26 @@ def test_rates_and_latency_agree_with_promql_over_the_same_window() -> None:
     assert signals.prompt_rate[0] == pytest.approx(6000.0)
     assert signals.request_rate[0] == pytest.approx(6.0)
     assert signals.waiting[0] == 3.0
-    for q in (0.5, 0.9, 0.99):
-        expected = promql(
-            f"histogram_quantile({q}, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket{sel}[30s])))"
-        )
-        assert signals.ttft.quantile(q)[0] == pytest.approx(expected)
-    mean = promql(
-        f"sum(rate(vllm:time_to_first_token_seconds_sum{sel}[30s])) / "
-        f"sum(rate(vllm:time_to_first_token_seconds_count{sel}[30s]))"
-    )
+    count = f"sum(rate(vllm:time_to_first_token_seconds_count{sel}[30s]))"
+    for limit in limits:  # bucket bounds: the share above is exact
+        below = promql(f'sum(rate(vllm:time_to_first_token_seconds_bucket{{deployment="pre",le="{limit!r}"}}[30s]))')
+        assert signals.ttft.share_above(limit)[0] == pytest.approx(1 - below / promql(count))
+    mean = promql(f"sum(rate(vllm:time_to_first_token_seconds_sum{sel}[30s])) / {count}")
     assert signals.ttft.mean()[0] == pytest.approx(mean)
 
 
 def test_share_above_interpolates_inside_the_bucket_like_histogram_quantile() -> None:
     fleet = Fleet("pre")
     fleet.add("a")
-    # per second: 8 requests at 0.3 s (bucket 0.25..0.5) and 2 at 0.9 s (bucket 0.75..1.0)
-    fleet.run(40, Load(requests=8, ttft=0.3))
-    signals_low = read(fleet.store, "pre", _at(fleet, 0), 30_000)
-    assert signals_low.ttft.share_above(0.5)[0] == 0.0
-    assert signals_low.ttft.share_above(0.375)[0] == pytest.approx(0.5)  # half-way through 0.25..0.5
-    fleet.run(40, {"a": Load(requests=8, ttft=0.3)})
+    limits = (0.375, 0.5, 0.75, 2.5, 3000.0)
+    fleet.run(40, Load(requests=8, ttft=0.3))  # every TTFT in the bucket 0.25..0.5
+    signals = read(fleet.store, "pre", _at(fleet, 0), 30_000, ttft_limits=limits)
+    assert signals.ttft.share_above(0.5)[0] == 0.0
+    assert signals.ttft.share_above(0.375)[0] == pytest.approx(0.5)  # half-way through 0.25..0.5
     fleet.pods["a"].ttft.observe(0.9, 60)  # 60 slow requests within the last window
     fleet.run(1, Load(requests=0))
-    signals = read(fleet.store, "pre", _at(fleet, 0), 30_000)
-    total = 8 * 29 + 60
-    assert signals.ttft.share_above(0.75)[0] == pytest.approx(60 / total)
+    signals = read(fleet.store, "pre", _at(fleet, 0), 30_000, ttft_limits=limits)
+    assert signals.ttft.share_above(0.75)[0] == pytest.approx(60 / (8 * 29 + 60))
     assert signals.ttft.share_above(2.5)[0] == 0.0
-    assert math.isnan(read(fleet.store, "nobody", _at(fleet, 0), 30_000).ttft.share_above(1.0)[0])
+    assert signals.ttft.share_above(3000.0)[0] == 0.0  # past the last bound: only +Inf is above
+    assert math.isnan(read(fleet.store, "nobody", _at(fleet, 0), 30_000, ttft_limits=(1.0,)).ttft.share_above(1.0)[0])
