@@ -5,15 +5,18 @@ Each role is reduced to one unit of work, chosen so that capacity adds up over r
 * **prefill**: prompt tokens per second. Demand is the token *arrival* rate — tokens finished
   plus the growth of the queue (waiting requests × mean prompt length) — so a saturated fleet,
   whose throughput is capped, still shows how far it is behind.
-* **decode**: concurrent sequences, because a decode replica's limits are batch slots, KV
-  cache and the step time that grows with the batch (the ITL). Demand is the running batch plus
-  the growth of the queue times how long a sequence runs (Little's law: the concurrency the
-  arrivals would sustain), so a saturated fleet shows how far it is behind.
+* **decode**: generated tokens per second. A decode replica's limits are batch slots, KV
+  cache and the step time that grows with the batch (the ITL); they cap its batch, and the
+  batch over the step time is its token rate. Concurrency itself would be a poor unit: by
+  Little's law the running batch is arrivals × (output length × ITL), and the ITL falls as
+  replicas are added, so the same load reads as fewer sequences on a larger fleet. Demand is
+  the token rate plus the growth of the queue (waiting requests × mean output length).
 
-The queue already built up is kept apart as a **backlog** (prefill: tokens; decode: sequence-
-seconds of batch slots): the planner drains it over one start-up interval, and not at all while
-replicas it asked for are still starting — they will drain it, and counting it again on every
-call is how threshold recipes pile on.
+Only a *growing* queue adds to the demand; a draining one is being served faster than it
+arrives, which is no demand. The queue itself is kept apart as a **backlog** (tokens): the
+planner drains it over one start-up interval, and not at all while replicas it asked for are
+still starting — they will drain it, and counting it again on every call is how threshold
+recipes pile on.
 
 Capacity per replica "at SLO" comes from three sources, in this order of authority:
 
@@ -39,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scaler.planner import rolling
+from scaler.planner.profile import Profile
 from scaler.planner.series import BoolArray
 from scaler.planner.signals import Signals
 from scaler.planner.spec import PlannerSpec
@@ -49,8 +53,8 @@ MISS_SHARE = 1.0 - SLO_QUANTILE
 """The SLO is a p90: a window misses it when more than 10 % of its observations exceed the target."""
 DEFAULT_ISL = 512.0
 """Mean prompt length assumed before any request finished (only to size a backlog)."""
-DEFAULT_DECODE_S = 10.0
-"""How long a sequence decodes, assumed before any request finished (only to size a backlog)."""
+DEFAULT_OSL = 128.0
+"""Mean output length assumed before any request finished (only to size a backlog)."""
 KINGMAN_MEAN = 0.75
 """Mean queueing delay ≈ 0.75 × service time × ρ/(1−ρ): Kingman's M/G/1 mean wait
 ``ρ/(1−ρ)·(1+c_s²)/2·s`` with Poisson arrivals and ``c_s² ≈ 0.5`` (prompt lengths vary)."""
@@ -59,6 +63,8 @@ KINGMAN_P90 = 2 * KINGMAN_MEAN
 that do not wait at all)."""
 RHO_RANGE = (0.5, 0.95)
 CORRECTION_RANGE = (0.5, 3.0)
+KV_FULL = 0.9
+"""KV-cache usage from which a pod's queue is put down to its KV cache, not its compute."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,8 @@ class RoleView:
     """Share of the window's observations over the role's target (the p90 holds while ≤ 10 %)."""
     held: BoolArray
     missed: BoolArray
+    busy: BoolArray
+    """Requests were running or waiting at the instant."""
 
 
 def _fill_forward(values: FloatArray, default: float) -> FloatArray:
@@ -98,6 +106,17 @@ def _mean_pods(signals: Signals) -> FloatArray:
     return rolling.mean(signals.pods, rolling.starts(signals.times, signals.window_ms))
 
 
+def _busy(signals: Signals) -> BoolArray:
+    return np.asarray((signals.running + signals.waiting) > 0, dtype=np.bool_)
+
+
+def _stable(signals: Signals) -> BoolArray:
+    """Windows in which the same number of pods exported throughout: only then do the window's
+    latencies and the per-replica load belong together (right after pods join, the latencies
+    still show the queue the fewer pods had)."""
+    return rolling.constant(signals.pods, rolling.starts(signals.times, signals.window_ms)) & (signals.pods > 0)
+
+
 def _shift(values: FloatArray, signals: Signals) -> FloatArray:
     """``values`` one window earlier (NaN where the grid does not reach back that far)."""
     idx = np.searchsorted(signals.times, signals.times - signals.window_ms, side="left")
@@ -105,9 +124,13 @@ def _shift(values: FloatArray, signals: Signals) -> FloatArray:
     return np.where(exact, values[np.minimum(idx, len(values) - 1)], np.nan)
 
 
-def _bounds(per_pod: FloatArray, held: BoolArray, missed: BoolArray) -> tuple[FloatArray, FloatArray]:
+def _bounds(
+    per_pod: FloatArray, held: BoolArray, missed: BoolArray, at_miss: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """Running max of the per-replica load over windows that held the SLO, running min over
+    windows that missed it (``at_miss``: the load to take for a miss, default ``per_pod``)."""
     lower = np.maximum.accumulate(np.where(held, per_pod, 0.0))
-    upper = np.minimum.accumulate(np.where(missed, per_pod, np.inf))
+    upper = np.minimum.accumulate(np.where(missed, per_pod if at_miss is None else at_miss, np.inf))
     return lower, upper
 
 
@@ -125,14 +148,21 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
     requests = np.where(signals.request_rate > 0, signals.request_rate, np.nan)
     isl = _fill_forward(signals.prompt_rate / requests, DEFAULT_ISL)
     backlog = signals.waiting * isl
-    arrivals = signals.prompt_rate + (backlog - np.nan_to_num(_shift(backlog, signals))) / (signals.window_ms / 1000)
+    # a queue that grows shows arrivals beyond what was served; one that drains is served
+    # faster than it arrives, and that surplus is not demand
+    growth = np.maximum(backlog - np.nan_to_num(_shift(backlog, signals)), 0.0) / (signals.window_ms / 1000)
+    arrivals = signals.prompt_rate + growth
     demand = np.maximum(arrivals, 0.0)
     share = signals.ttft.share_above(budget)
     mean = signals.ttft.mean()
     active = signals.request_rate > 0
-    held = active & (share <= MISS_SHARE)
+    stable = _stable(signals)
+    held = active & stable & (share <= MISS_SHARE)
     queued = (signals.waiting >= np.maximum(signals.pods, 1)) & (np.nan_to_num(_shift(signals.waiting, signals)) > 0)
-    missed = (share > MISS_SHARE) & queued
+    # a prefill pod's KV blocks wait for the decode pods to pull them: with its KV cache full it
+    # queues because decode is behind, which says nothing about prefill's own capacity
+    own = ~(np.nan_to_num(signals.kv_usage) >= KV_FULL)
+    missed = stable & own & (share > MISS_SHARE) & queued
     per_pod = signals.prompt_rate / np.maximum(_mean_pods(signals), 1.0)
     correction = np.ones(len(demand))
     seed = np.full(len(demand), np.nan)
@@ -144,7 +174,7 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
         expected = service * (1 + KINGMAN_MEAN * rho / (1 - rho))
         # measured only while not saturated: in a queue the TTFT grows with the backlog, not
         # with a model error, and the demand (which counts the queue) already answers that
-        measured = np.isfinite(mean) & active & ~queued
+        measured = np.isfinite(mean) & active & stable & ~queued
         correction = _fill_forward(np.where(measured, np.clip(mean / expected, *CORRECTION_RANGE), np.nan), 1.0)
         slack = budget / correction - service
         target_rho = np.clip(slack / np.maximum(slack + KINGMAN_P90 * service, 1e-9), *RHO_RANGE)
@@ -152,45 +182,74 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
     lower, upper = _bounds(per_pod, held, missed)
     capacity = _combine(seed, lower, upper)
     return RoleView(
-        "prompt tokens/s", demand, backlog, seed, lower, upper, capacity, correction, mean, share, held, missed
+        "prompt tokens/s",
+        demand,
+        backlog,
+        seed,
+        lower,
+        upper,
+        capacity,
+        correction,
+        mean,
+        share,
+        held,
+        missed,
+        _busy(signals),
     )
 
 
 def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     requests = np.where(signals.request_rate > 0, signals.request_rate, np.nan)
     isl = _fill_forward(signals.prompt_rate / requests, DEFAULT_ISL)
-    osl = _fill_forward(signals.generation_rate / requests, DEFAULT_ISL / 4)
-    # Little's law on the running batch (both sides over the same window, so pods that joined
-    # or left mid-window count alike): how long a sequence holds a batch slot
-    window_running = rolling.mean(signals.running, rolling.starts(signals.times, signals.window_ms))
-    duration = _fill_forward(window_running / requests, DEFAULT_DECODE_S)
-    queue_growth = (signals.waiting - np.nan_to_num(_shift(signals.waiting, signals))) / (signals.window_ms / 1000)
-    demand = np.maximum(signals.running + queue_growth * duration, 0.0)
+    osl = _fill_forward(signals.generation_rate / requests, DEFAULT_OSL)
+    growth = np.maximum(signals.waiting - np.nan_to_num(_shift(signals.waiting, signals)), 0.0)
+    demand = signals.generation_rate + growth * osl / (signals.window_ms / 1000)
     itl_share = signals.itl.share_above(spec.itl_target_s)
     queue_share = signals.queue.share_above(spec.ttft_budget_s)
     mean = signals.itl.mean()
     active = signals.generation_rate > 0
-    held = active & (itl_share <= MISS_SHARE) & ~(queue_share > MISS_SHARE)
-    missed = active & ((itl_share > MISS_SHARE) | (queue_share > MISS_SHARE))
-    per_pod = signals.running / np.maximum(signals.pods, 1.0)
+    stable = _stable(signals)
+    queued = (signals.waiting >= np.maximum(signals.pods, 1)) & (np.nan_to_num(_shift(signals.waiting, signals)) > 0)
+    held = active & stable & (itl_share <= MISS_SHARE) & ~(queue_share > MISS_SHARE)
+    missed = active & stable & ((itl_share > MISS_SHARE) | ((queue_share > MISS_SHARE) & queued))
+    pods = np.maximum(_mean_pods(signals), 1.0)
+    per_pod = signals.generation_rate / pods
     correction = np.ones(len(demand))
     seed = np.full(len(demand), np.nan)
     profile = spec.profile
     if profile is not None:
         context = isl + osl / 2
-        batch = np.maximum(per_pod, 1.0)
+        # the batch over the same window the ITL was measured in
+        batch = np.maximum(rolling.mean(signals.running, rolling.starts(signals.times, signals.window_ms)) / pods, 1.0)
         expected = np.array([profile.decode_step_s(b, c) for b, c in zip(batch, context, strict=True)])
-        measured = np.isfinite(mean) & active
+        measured = np.isfinite(mean) & active & stable
         correction = _fill_forward(np.where(measured, np.clip(mean / expected, *CORRECTION_RANGE), np.nan), 1.0)
         seed = np.array(
-            [
-                profile.decode_sequences_within(spec.itl_target_s / k, c, i + o)
-                for k, c, i, o in zip(correction, context, isl, osl, strict=True)
-            ]
+            [_decode_seed(profile, spec.itl_target_s, *x) for x in zip(correction, context, isl, osl, strict=True)]
         )
     lower, upper = _bounds(per_pod, held, missed)
     capacity = _combine(seed, lower, upper)
-    backlog = signals.waiting * duration
     return RoleView(
-        "sequences", demand, backlog, seed, lower, upper, capacity, correction, mean, itl_share, held, missed
+        "generated tokens/s",
+        demand,
+        signals.waiting * osl,
+        seed,
+        lower,
+        upper,
+        capacity,
+        correction,
+        mean,
+        itl_share,
+        held,
+        missed,
+        _busy(signals),
     )
+
+
+def _decode_seed(profile: Profile, itl_s: float, correction: float, context: float, isl: float, osl: float) -> float:
+    """Tokens/s one decode replica generates at the largest batch its limits allow, with the
+    step time corrected by ``correction`` (observed/expected); a measured hint is taken as is."""
+    if profile.decode_tokens_per_second is not None:
+        return profile.decode_tokens_per_second
+    batch = profile.decode_sequences_within(itl_s / correction, context, isl + osl)
+    return batch / (correction * profile.decode_step_s(batch, context)) if batch > 0 else 0.0

@@ -9,11 +9,13 @@ hysteresis window, while one missing for a rise that does come misses the SLO fo
 start-up interval. A falling trend is left to the hysteresis.
 
 A rise must also be *steady*: the span is cut into :data:`SEGMENTS` consecutive segments, each
-as long as the measurement window, whose least-squares slopes must all agree within a factor of
-two (the smallest is used). Rates measured over a window turn a step into a ramp as long as the
-window; extrapolating that ramp would ask for the step a second time. Such a ramp touches at
-most two segments, so the third one stays flat; a real ramp rises alike in all three.
-"""
+a little longer than the measurement window, whose means must rise by similar steps (within a factor of
+:data:`STEADY`); the slope is then the rise of the means from the first segment to the last.
+Rates measured over a window turn a step into a ramp as long as the window; extrapolating that
+ramp would ask for the step a second time. Such a ramp lifts at most two segments unevenly, or,
+centred in the middle one, leaves the first and the last flat inside; a real ramp lifts each by
+the same step and rises inside each. Means of a segment's points are also far less noisy
+than slopes fitted inside one."""
 
 from __future__ import annotations
 
@@ -23,22 +25,31 @@ from scaler.planner import rolling
 from scaler.series import FloatArray, Int64Array
 
 STEADY = 0.5
-"""The segments' slopes must agree within this ratio for the rise to count as a trend."""
+"""The segments' steps must agree within this ratio for the rise to count as a trend."""
 SEGMENTS = 3
 
 
 def trend(times_ms: Int64Array, values: FloatArray, segment_ms: int) -> FloatArray:
     """Per instant ``i``, the steady slope (units per second) of ``values`` over the
-    :data:`SEGMENTS` segments of ``segment_ms`` before ``t_i``: the smallest of their
-    least-squares slopes when it is at least :data:`STEADY` × the largest, else 0 (also when a
-    segment holds fewer than three points)."""
-    slopes = rolling.slope(times_ms, values, rolling.starts(times_ms, segment_ms))
-    low, high = slopes.copy(), slopes.copy()
+    :data:`SEGMENTS` segments of ``segment_ms`` before ``t_i`` (see the module docstring); 0
+    unless every step between consecutive segment means is positive and at least
+    :data:`STEADY` × the largest step, and every segment holds three points or more."""
+    means = rolling.mean(values, rolling.starts(times_ms, segment_ms), min_points=3)
+    segments = [means]
     for k in range(1, SEGMENTS):
         end = np.searchsorted(times_ms, times_ms - k * segment_ms, side="right") - 1
-        earlier = np.where(end >= 0, slopes[np.maximum(end, 0)], 0.0)
-        low, high = np.minimum(low, earlier), np.maximum(high, earlier)
-    return np.asarray(np.where((low > 0) & (low >= STEADY * high), low, 0.0), dtype=np.float64)
+        segments.append(np.where(end >= 0, means[np.maximum(end, 0)], np.nan))
+    steps = [segments[k] - segments[k + 1] for k in range(SEGMENTS - 1)]
+    # the newest and the oldest segment must each rise inside too: a step centred in the middle
+    # segment steps the means evenly but leaves both ends flat
+    slopes = rolling.slope(times_ms, values, rolling.starts(times_ms, segment_ms))
+    oldest_end = np.searchsorted(times_ms, times_ms - (SEGMENTS - 1) * segment_ms, side="right") - 1
+    ends_rise = (slopes > 0) & (np.where(oldest_end >= 0, slopes[np.maximum(oldest_end, 0)], 0.0) > 0)
+    low = np.minimum.reduce(steps)
+    high = np.maximum.reduce(steps)
+    rise = (segments[0] - segments[-1]) / ((SEGMENTS - 1) * segment_ms / 1000)
+    steady = np.isfinite(rise) & (low > 0) & (low >= STEADY * high) & ends_rise
+    return np.asarray(np.where(steady, rise, 0.0), dtype=np.float64)
 
 
 def forecast(level: FloatArray, slope: FloatArray, horizon_s: float, growth_cap: float = 2.0) -> FloatArray:

@@ -47,8 +47,9 @@ class Tuning:
     """Spacing of the instants the recommendation is evaluated at."""
     window_ms: int = 30_000
     """Window of rates and latency percentiles (the lab and the SLO judge 30-s windows too)."""
-    trend_segment_ms: int = 30_000
-    """Length of each of the trend's three segments (see :mod:`~scaler.planner.forecast`)."""
+    trend_segment_ms: int = 40_000
+    """Length of each of the trend's three segments (see :mod:`~scaler.planner.forecast`):
+    longer than the window, so that the ramp a window makes of a step lifts two at most."""
     band: float = 0.1
     """Hysteresis band: scale down only when the demand fits into fewer replicas at 90 % of
     their capacity."""
@@ -222,7 +223,8 @@ def _forward(
             demand += float(view.backlog[k]) / startup_s
         known = math.isfinite(cap) and cap > 0
         if demand <= 0:
-            need[k] = 0
+            # no work measured: none to do, unless requests run without counters to show it
+            need[k] = running if view.busy[k] else 0
         elif not known:
             need[k] = running  # nothing known about capacity yet: hold what runs
         else:

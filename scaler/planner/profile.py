@@ -15,8 +15,8 @@ The key holds a built-in name (``llama8b-h100``) or a YAML/JSON flow mapping wit
 of the capacity-profiles YAML, optionally on top of a built-in:
 ``{base: llama8b-h100, startup_seconds: [60, 90], decode: {d_ms: 8}}``. Two direct hints
 override the model where a user has measured them: ``prefill_tokens_per_second`` (a replica's
-saturated prefill throughput) and ``decode_sequences`` (concurrent sequences a decode replica
-serves within the ITL target).
+saturated prefill throughput) and ``decode_tokens_per_second`` (tokens/s a decode replica
+generates at the largest batch that keeps its step time within the ITL target).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Profile:
     decode_f_ms_per_ctx_tok: float
     startup_seconds: tuple[float, float]
     prefill_tokens_per_second: float | None = None
-    decode_sequences: float | None = None
+    decode_tokens_per_second: float | None = None
 
     def prefill_service_s(self, isl: float) -> float:
         """One prompt of ``isl`` tokens prefilled alone."""
@@ -72,8 +72,6 @@ class Profile:
         """Concurrent sequences one decode replica serves with its step time ≤ ``itl_s``:
         the least of the batch slots, the ITL bound and the KV bound (``tokens_per_seq`` =
         prompt + output tokens a sequence holds at most)."""
-        if self.decode_sequences is not None:
-            return self.decode_sequences
         per_seq = self.decode_e_ms_per_seq + self.decode_f_ms_per_ctx_tok * context
         itl_bound = (itl_s * 1000 - self.decode_d_ms) / per_seq if per_seq > 0 else math.inf
         kv_bound = self.kv_capacity_tokens / max(tokens_per_seq, 1.0)
@@ -112,7 +110,7 @@ _SCALARS = {
     "max_num_batched_tokens": int,
     "kv_capacity_tokens": int,
     "prefill_tokens_per_second": float,
-    "decode_sequences": float,
+    "decode_tokens_per_second": float,
 }
 _IGNORED = frozenset({"gpu", "tp", "enforce_eager", "kv_bytes_per_token", "max_model_len", "kv_transfer"})
 """Fields of the capacity-profiles YAML the planner does not use (accepted so it can be pasted)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from scaler.planner.series import BoolArray
 from scaler.series import FloatArray, Int64Array
 
 
@@ -20,12 +21,13 @@ def _window_sum(values: FloatArray, lo: Int64Array) -> FloatArray:
     return np.asarray(cumulative[np.arange(1, len(values) + 1)] - cumulative[lo], dtype=np.float64)
 
 
-def mean(values: FloatArray, lo: Int64Array) -> FloatArray:
+def mean(values: FloatArray, lo: Int64Array, min_points: int = 1) -> FloatArray:
+    """The mean of each window's finite values; NaN with fewer than ``min_points``."""
     finite = np.isfinite(values)
     count = _window_sum(finite.astype(np.float64), lo)
     total = _window_sum(np.where(finite, values, 0.0), lo)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan)
+        return np.where(count >= max(min_points, 1), total / count, np.nan)
 
 
 def slope(times_ms: Int64Array, values: FloatArray, lo: Int64Array, min_points: int = 3) -> FloatArray:
@@ -40,3 +42,24 @@ def slope(times_ms: Int64Array, values: FloatArray, lo: Int64Array, min_points: 
     with np.errstate(invalid="ignore", divide="ignore"):
         out = (n * sxy - sx * sy) / denom
     return np.where((n >= min_points) & (denom > 1e-9), out, 0.0)
+
+
+def maximum(values: FloatArray, lo: Int64Array) -> FloatArray:
+    """Each window's largest value (NaN-free input)."""
+    out = values.copy()
+    positions = np.arange(len(values))
+    for j in range(1, int((positions - lo).max(initial=0)) + 1):
+        idx = positions - j
+        out = np.where(idx >= lo, np.maximum(out, values[np.maximum(idx, 0)]), out)
+    return out
+
+
+def constant(values: FloatArray, lo: Int64Array) -> BoolArray:
+    """Whether each window's values are all equal (and finite)."""
+    out = np.isfinite(values)
+    for j in range(1, int((np.arange(len(values)) - lo).max(initial=0)) + 1):
+        idx = np.arange(len(values)) - j
+        inside = idx >= lo
+        previous = values[np.maximum(idx, 0)]
+        out &= ~inside | (previous == values)
+    return np.asarray(out, dtype=np.bool_)

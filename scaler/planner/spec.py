@@ -9,6 +9,7 @@ optional ``profile`` (:mod:`scaler.planner.profile`). Every error names the key.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -24,6 +25,10 @@ KEYS = frozenset({"planner", "deployment", "ttftTarget", "itlTarget", "profile"}
 DEFAULT_STARTUP_S = 60.0
 """Start-up interval assumed without a profile (the upper end of a warm vLLM pod, E in
 capacity-profiles.md §4)."""
+
+
+_DECIMAL = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m)?")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 
 
 class SpecError(ValueError):
@@ -62,12 +67,13 @@ def _duration(metadata: Mapping[str, str], key: str) -> float:
     raw = metadata.get(key, "").strip()
     if not raw:
         raise SpecError(key, "required (a duration such as 1s or 50ms)")
-    try:
-        seconds = float(raw)
-    except ValueError:
+    decimal = _DECIMAL.fullmatch(raw)
+    if decimal is not None:
+        seconds = float(decimal[1]) * _UNITS[decimal[2] or "s"]
+    else:
         ms = parse_duration_ms(raw)
         if ms is None:
-            raise SpecError(key, f"{raw!r} is not a duration (use e.g. 1s, 500ms, 2.5)") from None
+            raise SpecError(key, f"{raw!r} is not a duration (use e.g. 1s, 1.5s, 500ms, 2.5)")
         seconds = ms / 1000
     if not math.isfinite(seconds) or seconds <= 0:
         raise SpecError(key, f"{raw!r} must be a positive duration")

@@ -31,7 +31,7 @@ def test_a_mapping_overrides_a_base_and_direct_hints_win_over_the_model() -> Non
     assert profile.startup_seconds == (60.0, 90.0)
     assert profile.decode_d_ms == 8.0 and profile.decode_e_ms_per_seq == 0.0112
     assert profile.prefill_tokens_per_s(1000) == 20_000
-    assert parse_profile('{"base": "opt125m-l4", "decode_sequences": 180}').decode_sequences_within(0.05, 1, 1) == 180
+    assert parse_profile('{"base": "opt125m-l4", "decode_tokens_per_second": 9000}').decode_tokens_per_second == 9000
 
 
 def test_a_full_mapping_without_base_is_accepted_and_a_partial_one_is_not() -> None:
@@ -68,6 +68,8 @@ def test_good_metadata_parses_durations_and_the_profile() -> None:
     assert (spec.role, spec.deployment, spec.ttft_target_s, spec.itl_target_s) == ("decode", "pd-decode", 1.5, 0.05)
     assert spec.startup_s == 60.0 and spec.ttft_budget_s == 0.75
     assert parse_spec(GOOD).profile is None and parse_spec(GOOD).startup_s == 60.0
+    assert parse_spec(GOOD | {"ttftTarget": "1.5s", "itlTarget": "0.5m"}).itl_target_s == 30.0
+    assert parse_spec(GOOD | {"ttftTarget": "1m30s"}).ttft_target_s == 90.0
 
 
 @pytest.mark.parametrize(
