@@ -3,35 +3,38 @@
 Each role is reduced to one unit of work, chosen so that capacity adds up over replicas:
 
 * **prefill**: prompt tokens per second. Demand is the token *arrival* rate — tokens finished
-  plus the growth of the queue (waiting requests × mean prompt length) — so a saturated fleet,
-  whose throughput is capped, still shows how far it is behind.
+  plus the change of the queue (waiting requests × mean prompt length) over the same window —
+  so a saturated fleet, whose throughput is capped, still shows how far it is behind, and one
+  draining a queue (serving faster than requests arrive) is not mistaken for more demand.
 * **decode**: generated tokens per second. A decode replica's limits are batch slots, KV
   cache and the step time that grows with the batch (the ITL); they cap its batch, and the
   batch over the step time is its token rate. Concurrency itself would be a poor unit: by
   Little's law the running batch is arrivals × (output length × ITL), and the ITL falls as
   replicas are added, so the same load reads as fewer sequences on a larger fleet. Demand is
-  the token rate plus the growth of the queue (waiting requests × mean output length).
+  the token rate plus the change of the queue (requests waiting × mean output length).
 
-Only a *growing* queue adds to the demand; a draining one is being served faster than it
-arrives, which is no demand. The queue itself is kept apart as a **backlog** (tokens): the
-planner drains it over one start-up interval, and not at all while replicas it asked for are
-still starting — they will drain it, and counting it again on every call is how threshold
-recipes pile on.
+The queue itself is kept apart as a **backlog** (tokens): the planner drains it over one
+start-up interval, and not at all while replicas it asked for are still starting — they will
+drain it, and counting it again on every call is how threshold recipes pile on.
 
-Capacity per replica "at SLO" comes from three sources, in this order of authority:
+Capacity per replica "at SLO" comes from three sources:
 
 1. **seed** — the profile's analytical model for the observed mean prompt/output lengths,
    *corrected* as Dynamo's SLA planner does with ``observed latency / expected latency``
-   (prefill: TTFT against a queueing model; decode: mean ITL against the step-time model);
-2. **learned lower bound** — the highest per-replica throughput (prefill) or concurrency
-   (decode) observed over a window in which the role met its SLO: the pods *did* that within
-   the SLO, so capacity is at least that (the issue's "learned from throughput observed while
-   the SLO held");
-3. **learned upper bound** — the lowest per-replica load observed over a window in which the
-   role missed its SLO while queueing: capacity is below that, whatever the seed said.
+   (prefill: mean TTFT against a queueing model; decode: mean ITL against the step-time model),
+   the correction scaling the modelled service or step time;
+2. **learned lower bound** — the highest per-replica throughput observed over a window in
+   which the role met its SLO: the pods *did* that within the SLO, so capacity is at least that
+   (the issue's "learned from throughput observed while the SLO held");
+3. **learned upper bound** — the lowest per-replica throughput observed over windows in which
+   the role kept missing its SLO while a queue stood: capacity is below that, whatever the seed
+   said. It is dropped when it contradicts the lower bound (a window met the SLO at more load,
+   so the miss had another cause: a routing imbalance, a backlog from before).
 
-Every bound at instant ``i`` uses only instants up to ``i`` (a running max/min), so the
-recommendation at a past instant is what the planner would have said then.
+Only windows in which the pod count stayed constant teach anything (right after pods join,
+the window's latencies still show the queue the fewer pods had). Every bound at instant ``i``
+uses only instants up to ``i`` (a running max/min), so the recommendation at a past instant is
+what the planner would have said then.
 """
 
 from __future__ import annotations
@@ -63,8 +66,12 @@ KINGMAN_P90 = 2 * KINGMAN_MEAN
 that do not wait at all)."""
 RHO_RANGE = (0.5, 0.95)
 CORRECTION_RANGE = (0.5, 3.0)
-KV_FULL = 0.9
-"""KV-cache usage from which a pod's queue is put down to its KV cache, not its compute."""
+KV_FULL = 0.8
+"""Mean prefill KV-cache usage from which its queue is put down to decode: a prefill pod holds
+a prompt's KV until the decode pod pulls it, so a slow decode fleet fills prefill's cache and
+queues requests there that more prefill pods would not serve any sooner."""
+MISS_PERSISTS = 3
+"""Consecutive missed instants (15 s on a 5-s grid) before a miss lowers the upper bound."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ class RoleView:
     unit: str
     demand: FloatArray
     backlog: FloatArray
-    """Work queued that still has to be done (prefill: tokens; decode: sequence-seconds)."""
+    """Work queued that still has to be done (tokens)."""
     seed: FloatArray
     lower: FloatArray
     upper: FloatArray
@@ -102,7 +109,7 @@ def _fill_forward(values: FloatArray, default: float) -> FloatArray:
 
 
 def _mean_pods(signals: Signals) -> FloatArray:
-    """Mean pods exporting over each window (pods that joined mid-window count partly)."""
+    """Mean pods exporting over each rate window (pods that joined mid-window count partly)."""
     return rolling.mean(signals.pods, rolling.starts(signals.times, signals.window_ms))
 
 
@@ -112,57 +119,69 @@ def _busy(signals: Signals) -> BoolArray:
 
 def _stable(signals: Signals) -> BoolArray:
     """Windows in which the same number of pods exported throughout: only then do the window's
-    latencies and the per-replica load belong together (right after pods join, the latencies
-    still show the queue the fewer pods had)."""
-    return rolling.constant(signals.pods, rolling.starts(signals.times, signals.window_ms)) & (signals.pods > 0)
+    latencies and the per-replica load belong together."""
+    lo = rolling.starts(signals.times, signals.latency_window_ms)
+    return rolling.constant(signals.pods, lo) & (signals.pods > 0)
 
 
 def _shift(values: FloatArray, signals: Signals) -> FloatArray:
-    """``values`` one window earlier (NaN where the grid does not reach back that far)."""
-    idx = np.searchsorted(signals.times, signals.times - signals.window_ms, side="left")
-    exact = (idx < len(values)) & (signals.times[np.minimum(idx, len(values) - 1)] == signals.times - signals.window_ms)
-    return np.where(exact, values[np.minimum(idx, len(values) - 1)], np.nan)
+    """``values`` one rate window earlier (NaN where the grid does not reach back that far)."""
+    target = signals.times - signals.window_ms
+    idx = np.minimum(np.searchsorted(signals.times, target, side="left"), len(values) - 1)
+    return np.where(signals.times[idx] == target, values[idx], np.nan)
 
 
-def _bounds(
-    per_pod: FloatArray, held: BoolArray, missed: BoolArray, at_miss: FloatArray | None = None
-) -> tuple[FloatArray, FloatArray]:
-    """Running max of the per-replica load over windows that held the SLO, running min over
-    windows that missed it (``at_miss``: the load to take for a miss, default ``per_pod``)."""
+def _arrivals(served: FloatArray, queued_tokens: FloatArray, signals: Signals) -> FloatArray:
+    """Work arriving per second: what was served plus what the queue grew (or less what it
+    shrank) over the same window; the queue's start is unknown before the grid begins."""
+    before = _shift(queued_tokens, signals)
+    change = np.where(np.isnan(before), 0.0, queued_tokens - before)
+    return np.asarray(np.maximum(served + change / (signals.window_ms / 1000), 0.0), dtype=np.float64)
+
+
+def _standing(waiting: FloatArray, signals: Signals) -> BoolArray:
+    """A queue on every pod now, and one a window ago."""
+    return np.asarray(
+        (waiting >= np.maximum(signals.pods, 1)) & (np.nan_to_num(_shift(waiting, signals)) > 0), dtype=np.bool_
+    )
+
+
+def _bounds(per_pod: FloatArray, held: BoolArray, missed: BoolArray) -> tuple[FloatArray, FloatArray]:
+    """Running max of the per-replica load over windows that held the SLO; running min over
+    windows that kept missing it (:data:`MISS_PERSISTS` instants in a row)."""
     lower = np.maximum.accumulate(np.where(held, per_pod, 0.0))
-    upper = np.minimum.accumulate(np.where(missed, per_pod if at_miss is None else at_miss, np.inf))
+    persists = missed.copy()
+    for k in range(1, MISS_PERSISTS):
+        persists[k:] &= missed[:-k]
+        persists[:k] = False
+    upper = np.minimum.accumulate(np.where(persists, per_pod, np.inf))
     return lower, upper
 
 
 def _combine(seed: FloatArray, lower: FloatArray, upper: FloatArray) -> FloatArray:
-    """The seed, raised to the learned lower bound and capped by the learned upper bound; the
-    upper bound wins a conflict (a miss is the more recent and the more costly evidence)."""
+    """The seed, raised to the learned lower bound and capped by the learned upper bound, unless
+    the two bounds contradict each other (then the upper one is disregarded)."""
+    upper = np.where(upper > lower, upper, np.inf)
     with np.errstate(invalid="ignore"):
         raised = np.where(np.isnan(seed), np.where(lower > 0, lower, np.nan), np.fmax(seed, lower))
         capped = np.where(np.isfinite(upper), np.fmin(raised, upper), raised)
-    return np.where(np.isnan(capped) & np.isfinite(upper), upper, capped)
+    return np.asarray(np.where(np.isnan(capped) & np.isfinite(upper), upper, capped), dtype=np.float64)
 
 
 def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
     budget = spec.ttft_budget_s
     requests = np.where(signals.request_rate > 0, signals.request_rate, np.nan)
     isl = _fill_forward(signals.prompt_rate / requests, DEFAULT_ISL)
-    backlog = signals.waiting * isl
-    # a queue that grows shows arrivals beyond what was served; one that drains is served
-    # faster than it arrives, and that surplus is not demand
-    growth = np.maximum(backlog - np.nan_to_num(_shift(backlog, signals)), 0.0) / (signals.window_ms / 1000)
-    arrivals = signals.prompt_rate + growth
-    demand = np.maximum(arrivals, 0.0)
+    own = ~(np.nan_to_num(signals.kv_usage) >= KV_FULL)
+    backlog = np.where(own, signals.waiting * isl, 0.0)
+    demand = _arrivals(signals.prompt_rate, backlog, signals)
     share = signals.ttft.share_above(budget)
     mean = signals.ttft.mean()
     active = signals.request_rate > 0
     stable = _stable(signals)
+    standing = _standing(signals.waiting, signals)
     held = active & stable & (share <= MISS_SHARE)
-    queued = (signals.waiting >= np.maximum(signals.pods, 1)) & (np.nan_to_num(_shift(signals.waiting, signals)) > 0)
-    # a prefill pod's KV blocks wait for the decode pods to pull them: with its KV cache full it
-    # queues because decode is behind, which says nothing about prefill's own capacity
-    own = ~(np.nan_to_num(signals.kv_usage) >= KV_FULL)
-    missed = stable & own & (share > MISS_SHARE) & queued
+    missed = stable & own & (share > MISS_SHARE) & standing
     per_pod = signals.prompt_rate / np.maximum(_mean_pods(signals), 1.0)
     correction = np.ones(len(demand))
     seed = np.full(len(demand), np.nan)
@@ -172,29 +191,31 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
         service = np.array([profile.prefill_service_s(x) for x in isl])
         rho = np.clip(per_pod / raw, 0.0, 0.99)
         expected = service * (1 + KINGMAN_MEAN * rho / (1 - rho))
-        # measured only while not saturated: in a queue the TTFT grows with the backlog, not
+        # measured only without a standing queue: then the TTFT grows with the backlog, not
         # with a model error, and the demand (which counts the queue) already answers that
-        measured = np.isfinite(mean) & active & stable & ~queued
+        measured = np.isfinite(mean) & active & stable & ~standing
         correction = _fill_forward(np.where(measured, np.clip(mean / expected, *CORRECTION_RANGE), np.nan), 1.0)
-        slack = budget / correction - service
+        # the correction scales the service time: throughput by 1/correction, and the share of
+        # the budget one prompt's own prefill takes by correction
+        service = service * correction
+        slack = budget - service
         target_rho = np.clip(slack / np.maximum(slack + KINGMAN_P90 * service, 1e-9), *RHO_RANGE)
-        seed = np.where(slack > 0, target_rho, RHO_RANGE[0]) * raw
+        seed = np.where(slack > 0, target_rho, RHO_RANGE[0]) * raw / correction
     lower, upper = _bounds(per_pod, held, missed)
-    capacity = _combine(seed, lower, upper)
     return RoleView(
-        "prompt tokens/s",
-        demand,
-        backlog,
-        seed,
-        lower,
-        upper,
-        capacity,
-        correction,
-        mean,
-        share,
-        held,
-        missed,
-        _busy(signals),
+        unit="prompt tokens/s",
+        demand=demand,
+        backlog=backlog,
+        seed=seed,
+        lower=lower,
+        upper=upper,
+        capacity=_combine(seed, lower, upper),
+        correction=correction,
+        latency_mean=mean,
+        miss_share=share,
+        held=held,
+        missed=missed,
+        busy=_busy(signals),
     )
 
 
@@ -202,16 +223,22 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     requests = np.where(signals.request_rate > 0, signals.request_rate, np.nan)
     isl = _fill_forward(signals.prompt_rate / requests, DEFAULT_ISL)
     osl = _fill_forward(signals.generation_rate / requests, DEFAULT_OSL)
-    growth = np.maximum(signals.waiting - np.nan_to_num(_shift(signals.waiting, signals)), 0.0)
-    demand = signals.generation_rate + growth * osl / (signals.window_ms / 1000)
+    # Requests waiting for this role: its own queue or, better, what llm-d's EPP has routed to
+    # its pods and they do not run yet. Under P/D a slow decode fleet holds the prefill pods' KV
+    # until it pulls it, so the queue builds up at prefill, out of decode's own sight; the EPP
+    # counts it on the decode pod each request is bound for.
+    epp = np.isfinite(signals.in_flight)
+    waiting = np.where(epp, np.maximum(signals.in_flight - signals.running, 0.0), signals.waiting)
+    backlog = waiting * osl
+    demand = _arrivals(signals.generation_rate, backlog, signals)
     itl_share = signals.itl.share_above(spec.itl_target_s)
     queue_share = signals.queue.share_above(spec.ttft_budget_s)
     mean = signals.itl.mean()
     active = signals.generation_rate > 0
     stable = _stable(signals)
-    queued = (signals.waiting >= np.maximum(signals.pods, 1)) & (np.nan_to_num(_shift(signals.waiting, signals)) > 0)
     held = active & stable & (itl_share <= MISS_SHARE) & ~(queue_share > MISS_SHARE)
-    missed = active & stable & ((itl_share > MISS_SHARE) | ((queue_share > MISS_SHARE) & queued))
+    over = (itl_share > MISS_SHARE) | ((queue_share > MISS_SHARE) & _standing(signals.waiting, signals))
+    missed = active & stable & over
     pods = np.maximum(_mean_pods(signals), 1.0)
     per_pod = signals.generation_rate / pods
     correction = np.ones(len(demand))
@@ -220,30 +247,34 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     if profile is not None:
         context = isl + osl / 2
         # the batch over the same window the ITL was measured in
-        batch = np.maximum(rolling.mean(signals.running, rolling.starts(signals.times, signals.window_ms)) / pods, 1.0)
+        lo = rolling.starts(signals.times, signals.latency_window_ms)
+        batch = np.maximum(rolling.mean(signals.running, lo) / np.maximum(rolling.mean(signals.pods, lo), 1.0), 1.0)
         expected = np.array([profile.decode_step_s(b, c) for b, c in zip(batch, context, strict=True)])
         measured = np.isfinite(mean) & active & stable
         correction = _fill_forward(np.where(measured, np.clip(mean / expected, *CORRECTION_RANGE), np.nan), 1.0)
-        seed = np.array(
-            [_decode_seed(profile, spec.itl_target_s, *x) for x in zip(correction, context, isl, osl, strict=True)]
-        )
+        rows = zip(correction, context, isl, osl, strict=True)
+        seed = np.array([_decode_seed(profile, spec.itl_target_s, *row) for row in rows])
     lower, upper = _bounds(per_pod, held, missed)
-    capacity = _combine(seed, lower, upper)
     return RoleView(
-        "generated tokens/s",
-        demand,
-        signals.waiting * osl,
-        seed,
-        lower,
-        upper,
-        capacity,
-        correction,
-        mean,
-        itl_share,
-        held,
-        missed,
-        _busy(signals),
+        unit="generated tokens/s",
+        demand=demand,
+        backlog=backlog,
+        seed=seed,
+        lower=lower,
+        upper=upper,
+        capacity=_combine(seed, lower, upper),
+        correction=correction,
+        latency_mean=mean,
+        miss_share=itl_share,
+        held=held,
+        missed=missed,
+        busy=_busy(signals),
     )
+
+
+ITL_MARGIN = 0.85
+"""The seed keeps the *mean* step this far under the ITL target: the SLO is on the p90, and
+steps vary with the batch's composition and the prefill chunks a decode pod runs itself."""
 
 
 def _decode_seed(profile: Profile, itl_s: float, correction: float, context: float, isl: float, osl: float) -> float:
@@ -251,5 +282,5 @@ def _decode_seed(profile: Profile, itl_s: float, correction: float, context: flo
     step time corrected by ``correction`` (observed/expected); a measured hint is taken as is."""
     if profile.decode_tokens_per_second is not None:
         return profile.decode_tokens_per_second
-    batch = profile.decode_sequences_within(itl_s / correction, context, isl + osl)
+    batch = profile.decode_sequences_within(ITL_MARGIN * itl_s / correction, context, isl + osl)
     return batch / (correction * profile.decode_step_s(batch, context)) if batch > 0 else 0.0

@@ -45,9 +45,11 @@ class Tuning:
 
     grid_ms: int = 5_000
     """Spacing of the instants the recommendation is evaluated at."""
-    window_ms: int = 30_000
-    """Window of rates and latency percentiles (the lab and the SLO judge 30-s windows too)."""
-    trend_segment_ms: int = 40_000
+    window_ms: int = 15_000
+    """Window of the rates (the demand): short, so a step shows within one HPA sync."""
+    latency_window_ms: int = 30_000
+    """Window of the latency distributions (the SLO is judged over 30-s windows too)."""
+    trend_segment_ms: int = 20_000
     """Length of each of the trend's three segments (see :mod:`~scaler.planner.forecast`):
     longer than the window, so that the ramp a window makes of a step lifts two at most."""
     band: float = 0.1
@@ -117,7 +119,7 @@ def _pct(value: float) -> str:
 def grid(now_ms: int, retention_ms: int, tuning: Tuning) -> Int64Array:
     """Instants aligned to multiples of ``grid_ms`` inside the retention window, then ``now``."""
     step = tuning.grid_ms
-    first = -(-(now_ms - retention_ms + tuning.window_ms) // step) * step
+    first = -(-(now_ms - retention_ms + max(tuning.window_ms, tuning.latency_window_ms)) // step) * step
     last = (now_ms // step) * step
     times = np.arange(first, last + 1, step, dtype=np.int64) if last >= first else np.empty(0, dtype=np.int64)
     if not len(times) or times[-1] != now_ms:
@@ -135,6 +137,7 @@ def observe(
         spec.deployment,
         times,
         tuning.window_ms,
+        tuning.latency_window_ms,
         ttft_limits=(spec.ttft_budget_s,),
         itl_limits=(spec.itl_target_s,),
         queue_limits=(spec.ttft_budget_s,),

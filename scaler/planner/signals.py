@@ -49,6 +49,10 @@ REQUESTS = ("vllm:request_success_total",)
 TTFT = ("vllm:time_to_first_token_seconds",)
 ITL = ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
 QUEUE = ("vllm:request_queue_time_seconds",)
+EPP_IN_FLIGHT = "llm_d_epp_inflight_requests"
+"""llm-d's endpoint picker, inflight-load-producer: requests routed to an endpoint and not yet
+released (on a P/D pool a request counts on its decode endpoint from admission to the end of
+its stream, so also while it waits for, or sits in, a prefill pod)."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,17 @@ class Signals:
 
     times: Int64Array
     window_ms: int
+    """Window of the rates."""
+    latency_window_ms: int
+    """Window of the latency distributions."""
     pods: FloatArray
     """Pods exporting at the instant."""
     running: FloatArray
     waiting: FloatArray
     kv_usage: FloatArray
     """Mean KV-cache usage (0..1) over the exporting pods; NaN when none reports it."""
+    in_flight: FloatArray
+    """Requests llm-d's EPP has in flight on the pods (NaN without an EPP reporting them)."""
     prompt_rate: FloatArray
     """Prompt tokens/s finished over the window (prefill work done)."""
     generation_rate: FloatArray
@@ -202,18 +211,23 @@ def read(
     deployment: str,
     times: Int64Array,
     window_ms: int,
+    latency_window_ms: int | None = None,
     ttft_limits: Sequence[float] = (),
     itl_limits: Sequence[float] = (),
     queue_limits: Sequence[float] = (),
 ) -> Signals:
-    """The signals of ``deployment`` at each instant of ``times``; each latency histogram
-    reports its share of observations above the given limits."""
+    """The signals of ``deployment`` at each instant of ``times``: rates over ``window_ms``,
+    latencies over ``latency_window_ms`` (default the same), each latency histogram with its
+    share of observations above the given limits."""
+    latency_window_ms = latency_window_ms or window_ms
     reader = _Reader(store, deployment)
     width = len(times)
     gauges = _Rows()
-    gauges.add("running", reader.select(RUNNING))
+    running_series = reader.select(RUNNING)
+    gauges.add("running", running_series)
     gauges.add("waiting", reader.select(WAITING))
     gauges.add("kv", reader.select(KV_USAGE))
+    gauges.add("epp", _epp_series(store, running_series))
     counters = _Rows()
     counters.add("prompt", reader.select(PROMPT_TOKENS))
     counters.add("generation", reader.select(GENERATION_TOKENS))
@@ -230,6 +244,10 @@ def read(
     values = gauge_block.at(times, FRESH_MS)
     counter_block = Block.of(counters.series, drop_stale=True)
     grown = np.nan_to_num(increase(counter_block, times, window_ms))
+    if latency_window_ms == window_ms:
+        latency_grown = grown
+    else:
+        latency_grown = np.nan_to_num(increase(counter_block, times, latency_window_ms))
     seconds = window_ms / 1000.0
     kv_rows = gauges.parts["kv"]
     kv_reporting = (~np.isnan(values[kv_rows])).sum(axis=0) if kv_rows else np.zeros(width)
@@ -238,18 +256,43 @@ def read(
     return Signals(
         times=times,
         window_ms=window_ms,
+        latency_window_ms=latency_window_ms,
         pods=_pods(gauge_block, values, gauges.parts["running"], width),
         running=gauges.sum(values, "running", width),
         waiting=gauges.sum(values, "waiting", width),
         kv_usage=kv_usage,
+        in_flight=_in_flight(gauge_block, values, gauges.parts["epp"], width),
         prompt_rate=counters.sum(grown, "prompt", width) / seconds,
         generation_rate=counters.sum(grown, "generation", width) / seconds,
         request_rate=counters.sum(grown, "requests", width) / seconds,
-        ttft=_latency(counters, grown, "ttft", ttft_limits, width, histograms["ttft"]),
-        itl=_latency(counters, grown, "itl", itl_limits, width, histograms["itl"]),
-        queue=_latency(counters, grown, "queue", queue_limits, width, histograms["queue"]),
+        ttft=_latency(counters, latency_grown, "ttft", ttft_limits, width, histograms["ttft"]),
+        itl=_latency(counters, latency_grown, "itl", itl_limits, width, histograms["itl"]),
+        queue=_latency(counters, latency_grown, "queue", queue_limits, width, histograms["queue"]),
         series=len(gauges.series) + len(counters.series),
     )
+
+
+def _epp_series(store: Store, running: Sequence[Series]) -> list[Series]:
+    """The EPP's in-flight series of this deployment's pods (``endpoint_name`` is the pod name,
+    ``namespace`` its namespace; the EPP's own resource labels say nothing about the pods)."""
+    pods = {(s.label("pod"), s.label("namespace")) for s in running if s.label("pod")}
+    if not pods:
+        return []
+    candidates = store.select([Matcher.of(METRIC_NAME, MatchOp.EQ, EPP_IN_FLIGHT)])
+    return [s for s in candidates if (s.label("endpoint_name"), s.label("namespace")) in pods]
+
+
+def _in_flight(block: Block, values: FloatArray, rows: list[int], width: int) -> FloatArray:
+    """Requests the EPP has in flight on the pods, per instant: the largest count of each pod
+    over the EPP's producer instances, summed (NaN when the EPP reports none of them)."""
+    if not rows:
+        return np.full(width, np.nan)
+    names = [block.label(r, "endpoint_name") for r in rows]
+    _, index = np.unique(np.array(names), return_inverse=True)
+    per_pod = np.full((int(index.max()) + 1, width), np.nan)
+    np.fmax.at(per_pod, index, values[rows])
+    reported = ~np.isnan(per_pod).all(axis=0)
+    return np.where(reported, np.nansum(per_pod, axis=0), np.nan)
 
 
 def _pods(block: Block, values: FloatArray, rows: list[int], width: int) -> FloatArray:

@@ -39,11 +39,15 @@ def test_prefill_seed_is_the_profile_throughput_at_the_utilisation_the_corrected
     # 0.5/0.5) = 0.09625 s expected, 0.2 s observed
     correction = 0.2 / 0.09625
     assert view.correction[-1] == pytest.approx(correction)
-    # budget 2 s / 2 = 1 s; corrected, 1/correction - 0.055 s of it is left for the p90 wait
-    # (1.5 × service × rho/(1 - rho)): rho = slack / (slack + 1.5 * 0.055)
-    slack = 1 / correction - 0.055
-    assert view.seed[-1] == pytest.approx(10_000 * slack / (slack + 1.5 * 0.055))
-    assert view.capacity[-1] == pytest.approx(view.seed[-1])
+    # the correction scales the service time (0.055 s → 0.055 × correction) and so divides the
+    # throughput; budget 2 s / 2 = 1 s, of which 1 - service is left for the p90 wait
+    # (1.5 × service × rho/(1 - rho)): rho = slack / (slack + 1.5 × service)
+    service = 0.055 * correction
+    slack = 1 - service
+    assert view.seed[-1] == pytest.approx(10_000 / correction * slack / (slack + 1.5 * service))
+    # each pod did 5000 tokens/s within the SLO: the learned lower bound lifts the seed
+    assert view.lower[-1] == pytest.approx(5000)
+    assert view.capacity[-1] == pytest.approx(5000)
     assert view.demand[-1] == pytest.approx(10_000)
     assert view.held[-1] and not view.missed[-1]
 
@@ -80,15 +84,16 @@ def test_decode_seed_is_the_token_rate_at_the_itl_bound_and_the_correction_scale
     fleet.run(120, Load(running=100, generation_tokens=5000, requests=10, prompt_tokens=5000, itl=0.02))
     view = _view(fleet, "decode", DECODE_PROFILE)
     assert view.correction[-1] == pytest.approx(1.0)
-    # the largest batch within 50 ms is 400 sequences, each getting a token every 50 ms
-    assert view.seed[-1] == pytest.approx(400 / 0.050)
+    # the largest batch whose mean step stays within 0.85 × 50 ms is (42.5 - 10) / 0.1 = 325
+    # sequences, each getting a token every 42.5 ms
+    assert view.seed[-1] == pytest.approx(325 / 0.0425)
     assert view.demand[-1] == pytest.approx(10_000)
     fleet.run(120, Load(running=100, generation_tokens=2500, requests=10, prompt_tokens=5000, itl=0.04))
     slow = _view(fleet, "decode", DECODE_PROFILE)
     # observed 40 ms where the model says 20: correction 2, so the modelled step must stay
-    # under 50/2 = 25 ms: (25 - 10) / 0.1 = 150 sequences, at 2 × 25 ms per token
+    # under 42.5/2 = 21.25 ms: (21.25 - 10) / 0.1 = 112.5 sequences, at 2 × 21.25 ms per token
     assert slow.correction[-1] == pytest.approx(2.0)
-    assert slow.seed[-1] == pytest.approx(150 / 0.050)
+    assert slow.seed[-1] == pytest.approx(112.5 / 0.0425)
 
 
 def test_decode_demand_adds_the_tokens_a_growing_queue_asks_for() -> None:
