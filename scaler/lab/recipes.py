@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import yaml
 
+from scaler import config
 from scaler.sim import capacity, manifests
 from scaler.sim.manifests import ManifestError, ScaledObject
 from scaler.sim.scenario import Role, Scenario
@@ -36,7 +37,7 @@ from scaler.sim.validate import SpecError, mapping, number, strict, text
 LAB_FILE = "lab.yaml"
 Policy = Literal["scaledobjects", "static", "static-best", "oracle"]
 POLICIES: tuple[Policy, ...] = ("scaledobjects", "static", "static-best", "oracle")
-_LAB_KEYS = frozenset({"description", "policy", "replicas", "headroom", "calibration"})
+_LAB_KEYS = frozenset({"description", "policy", "replicas", "headroom", "calibration", "settings"})
 
 
 class RecipeError(ValueError):
@@ -56,6 +57,9 @@ class Recipe:
     replicas: Mapping[Role, int | None] = field(default_factory=dict)
     """``static``: fixed replicas per role (None: the scenario's maximum)."""
     headroom: capacity.Headroom = field(default_factory=capacity.Headroom)
+    settings: Mapping[str, str] = field(default_factory=dict)
+    """The scaler's environment for this recipe (what its manifests deploy), e.g.
+    ``METRIC_STORE_RETENTION_SECONDS``; the service defaults otherwise."""
 
     def scaled_objects(self, scenario: Scenario) -> list[ScaledObject]:
         """The ScaledObjects on this scenario (and its profile), held to its pod limits."""
@@ -136,6 +140,16 @@ def _replicas(raw: Any, where: str) -> dict[Role, int | None]:
     return out
 
 
+def _settings(lab: Mapping[str, Any], where: Path) -> dict[str, str]:
+    raw = mapping(lab.get("settings", {}), f"{where}: settings")
+    out = {str(k): str(v) for k, v in raw.items()}
+    try:
+        config.load({}, out)
+    except config.SettingsError as exc:
+        raise SpecError(f"settings: {exc}") from None
+    return out
+
+
 def load(path: Path) -> Recipe:
     """Read and check a recipe directory; raises RecipeError naming the file and the key."""
     if not path.is_dir():
@@ -149,7 +163,7 @@ def load(path: Path) -> Recipe:
         policy = lab.get("policy", "scaledobjects")
         if policy not in POLICIES:
             raise SpecError(f"{lab_path}: policy: {policy!r} is not one of {', '.join(POLICIES)}")
-        recipe = Recipe(path.name, path, policy, text(lab, "description"))
+        recipe = Recipe(path.name, path, policy, text(lab, "description"), settings=_settings(lab, lab_path))
         if policy == "scaledobjects":
             docs = tuple((d, src) for d, src in manifests.render_sources(path) if Path(src).name != LAB_FILE)
             recipe = replace(

@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from scaler import config
 from scaler._gen import externalscaler_pb2 as pb
 from scaler.lab import vtime
 from scaler.lab.inproc import EPOCH, InProcessScaler
@@ -109,12 +111,17 @@ async def _check_triggers(scaler: InProcessScaler, objects: list[ScaledObject]) 
 
 
 def _keda_run(
-    scenario: Scenario, objects: list[ScaledObject], seed: int, outcomes: Outcomes, events: list[dict[str, Any]]
+    scenario: Scenario,
+    objects: list[ScaledObject],
+    seed: int,
+    outcomes: Outcomes,
+    events: list[dict[str, Any]],
+    settings: Mapping[str, str],
 ) -> Simulation:
     async def main() -> Simulation:
         sim = Simulation(scenario, seed, outcomes)
         start_clock(sim)
-        scaler = InProcessScaler(sim.clock)
+        scaler = InProcessScaler(sim.clock, config.load({}, settings))
         await _check_triggers(scaler, objects)
         emulators = [
             ScaledObjectEmulator(
@@ -193,7 +200,7 @@ def simulate(
     oracle = oracle or oracle_schedule(scenario, seed)
     if recipe.policy == "scaledobjects":
         objects = recipe.scaled_objects(scenario)
-        sim = _keda_run(scenario, objects, seed, outcomes, result.events)
+        sim = _keda_run(scenario, objects, seed, outcomes, result.events, recipe.settings)
     elif recipe.policy == "oracle":
         schedule = oracle if recipe.headroom == Headroom() else oracle_schedule(scenario, seed, recipe.headroom)
         first = {role: schedule.at(role, 0.0) for role in ROLES}

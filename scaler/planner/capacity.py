@@ -11,7 +11,9 @@ Each role is reduced to one unit of work, chosen so that capacity adds up over r
   batch over the step time is its token rate. Concurrency itself would be a poor unit: by
   Little's law the running batch is arrivals × (output length × ITL), and the ITL falls as
   replicas are added, so the same load reads as fewer sequences on a larger fleet. Demand is
-  the token rate plus the change of the queue (requests waiting × mean output length).
+  the request arrival rate (requests finished plus the change of those in the system, running
+  or waiting) × the mean output length; a sequence just admitted has not yet produced the
+  tokens it will, so the token rate alone lags a rise by a whole output.
 
 The queue itself is kept apart as a **backlog** (tokens): the planner drains it over one
 start-up interval, and not at all while replicas it asked for are still starting — they will
@@ -131,11 +133,12 @@ def _shift(values: FloatArray, signals: Signals) -> FloatArray:
     return np.where(signals.times[idx] == target, values[idx], np.nan)
 
 
-def _arrivals(served: FloatArray, queued_tokens: FloatArray, signals: Signals) -> FloatArray:
-    """Work arriving per second: what was served plus what the queue grew (or less what it
-    shrank) over the same window; the queue's start is unknown before the grid begins."""
-    before = _shift(queued_tokens, signals)
-    change = np.where(np.isnan(before), 0.0, queued_tokens - before)
+def _arrivals(served: FloatArray, held: FloatArray, signals: Signals) -> FloatArray:
+    """Work arriving per second: what was served plus what the work ``held`` (queued, or in
+    the system) grew, or less what it shrank, over the same window (its value before the grid
+    begins is unknown: no change is assumed)."""
+    before = _shift(held, signals)
+    change = np.where(np.isnan(before), 0.0, held - before)
     return np.asarray(np.maximum(served + change / (signals.window_ms / 1000), 0.0), dtype=np.float64)
 
 
@@ -173,8 +176,9 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
     requests = np.where(signals.request_rate > 0, signals.request_rate, np.nan)
     isl = _fill_forward(signals.prompt_rate / requests, DEFAULT_ISL)
     own = ~(np.nan_to_num(signals.kv_usage) >= KV_FULL)
-    backlog = np.where(own, signals.waiting * isl, 0.0)
-    demand = _arrivals(signals.prompt_rate, backlog, signals)
+    queued = signals.waiting * isl
+    demand = _arrivals(signals.prompt_rate, queued, signals)
+    backlog = np.where(own, queued, 0.0)
     share = signals.ttft.share_above(budget)
     mean = signals.ttft.mean()
     active = signals.request_rate > 0
@@ -193,7 +197,7 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
         expected = service * (1 + KINGMAN_MEAN * rho / (1 - rho))
         # measured only without a standing queue: then the TTFT grows with the backlog, not
         # with a model error, and the demand (which counts the queue) already answers that
-        measured = np.isfinite(mean) & active & stable & ~standing
+        measured = np.isfinite(mean) & active & stable & own & ~standing
         correction = _fill_forward(np.where(measured, np.clip(mean / expected, *CORRECTION_RANGE), np.nan), 1.0)
         # the correction scales the service time: throughput by 1/correction, and the share of
         # the budget one prompt's own prefill takes by correction
@@ -227,10 +231,11 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     # its pods and they do not run yet. Under P/D a slow decode fleet holds the prefill pods' KV
     # until it pulls it, so the queue builds up at prefill, out of decode's own sight; the EPP
     # counts it on the decode pod each request is bound for.
-    epp = np.isfinite(signals.in_flight)
-    waiting = np.where(epp, np.maximum(signals.in_flight - signals.running, 0.0), signals.waiting)
-    backlog = waiting * osl
-    demand = _arrivals(signals.generation_rate, backlog, signals)
+    in_system = np.where(np.isfinite(signals.in_flight), signals.in_flight, signals.running + signals.waiting)
+    backlog = np.maximum(in_system - signals.running, 0.0) * osl
+    # requests arriving: those that finished plus the change of those in the system, whether
+    # queued or just admitted (a sequence admitted has not yet produced the tokens it will)
+    demand = _arrivals(signals.request_rate, in_system, signals) * osl
     itl_share = signals.itl.share_above(spec.itl_target_s)
     queue_share = signals.queue.share_above(spec.ttft_budget_s)
     mean = signals.itl.mean()

@@ -57,6 +57,8 @@ EXPECTED_KUSTOMIZATIONS = {
     "keda-push",
     "keda-tls",
     "keda-push-tls",
+    "keda-planner",
+    "keda-planner/scaler",
     "llm-d",
     "scaler-ha",
     "scaler-ha-tls",

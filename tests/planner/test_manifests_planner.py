@@ -1,0 +1,63 @@
+"""manifests/keda-planner: the planner's ScaledObjects and the scaler overlay they need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scaler import planner
+from tests.manifests.test_manifests import (
+    SCALER_HOST,
+    TARGETS,
+    by_kind,
+    render,
+    scaler_env,
+    service_port,
+)
+
+Doc = dict[str, Any]
+
+
+def _planner_objects() -> dict[str, Doc]:
+    sos = {so["spec"]["scaleTargetRef"]["name"]: so for so in by_kind(render("keda-planner"), "ScaledObject")}
+    assert set(sos) == set(TARGETS.values())
+    return {role: sos[target] for role, target in TARGETS.items()}
+
+
+@pytest.mark.parametrize("role", sorted(TARGETS))
+def test_each_role_has_one_planner_trigger_the_scaler_accepts(role: str) -> None:
+    so = _planner_objects()[role]
+    (trigger,) = so["spec"]["triggers"]
+    meta = trigger["metadata"]
+    assert trigger["type"] == "external" and trigger["metricType"] == "AverageValue"
+    assert meta["targetValue"] == "1"  # HPA: ceil(desired / 1) = desired
+    assert all(isinstance(v, str) for v in meta.values())
+    host, _, port = meta["scalerAddress"].rpartition(":")
+    assert (host, int(port)) == (SCALER_HOST, service_port("keda"))
+    spec = planner.parse_spec(meta)
+    assert spec.role == role and spec.deployment == so["spec"]["scaleTargetRef"]["name"]
+    assert spec.profile is not None and spec.profile.name in planner.BUILTIN
+
+
+def test_the_hpa_applies_the_planners_answer_and_leaves_hysteresis_to_it() -> None:
+    for so in _planner_objects().values():
+        behavior = so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 0
+        assert so["spec"]["fallback"]["behavior"] == "currentReplicasIfHigher"
+
+
+def test_the_scaler_overlay_keeps_the_history_every_builtin_profile_needs() -> None:
+    env = scaler_env("keda-planner/scaler")
+    retention = float(env["METRIC_STORE_RETENTION_SECONDS"])
+    tuning = planner.Tuning()
+    for profile in planner.BUILTIN.values():
+        # the latency window, then one start-up of answers held, then one start-up of asks
+        needed = tuning.latency_window_ms / 1000 + 2 * profile.startup_max_s
+        assert retention >= needed, profile.name
+    # everything else is the scaler's own deployment
+    base = scaler_env()
+    assert {k: v for k, v in env.items() if k != "METRIC_STORE_RETENTION_SECONDS"} == {
+        k: v for k, v in base.items() if k != "METRIC_STORE_RETENTION_SECONDS"
+    }
