@@ -135,10 +135,11 @@ def _shift(values: FloatArray, signals: Signals) -> FloatArray:
 
 def _arrivals(served: FloatArray, held: FloatArray, signals: Signals) -> FloatArray:
     """Work arriving per second: what was served plus what the work ``held`` (queued, or in
-    the system) grew, or less what it shrank, over the same window (its value before the grid
-    begins is unknown: no change is assumed)."""
+    the system) grew, or less what it shrank, over the same window (before any pod exported,
+    what was held is unknown: no change is assumed)."""
     before = _shift(held, signals)
-    change = np.where(np.isnan(before), 0.0, held - before)
+    known = ~np.isnan(before) & (np.nan_to_num(_shift(signals.pods, signals)) > 0)
+    change = np.where(known, held - np.nan_to_num(before), 0.0)
     return np.asarray(np.maximum(served + change / (signals.window_ms / 1000), 0.0), dtype=np.float64)
 
 

@@ -42,12 +42,14 @@ def trend(times_ms: Int64Array, values: FloatArray, segment_ms: int) -> FloatArr
     steps = [segments[k] - segments[k + 1] for k in range(SEGMENTS - 1)]
     # the newest and the oldest segment must each rise inside too: a step centred in the middle
     # segment steps the means evenly but leaves both ends flat
-    slopes = rolling.slope(times_ms, values, rolling.starts(times_ms, segment_ms))
-    oldest_end = np.searchsorted(times_ms, times_ms - (SEGMENTS - 1) * segment_ms, side="right") - 1
-    ends_rise = (slopes > 0) & (np.where(oldest_end >= 0, slopes[np.maximum(oldest_end, 0)], 0.0) > 0)
     low = np.minimum.reduce(steps)
     high = np.maximum.reduce(steps)
     rise = (segments[0] - segments[-1]) / ((SEGMENTS - 1) * segment_ms / 1000)
+    # inside, a segment of a steady ramp rises by a whole step; a quarter of one is required
+    slopes = rolling.slope(times_ms, values, rolling.starts(times_ms, segment_ms))
+    oldest_end = np.searchsorted(times_ms, times_ms - (SEGMENTS - 1) * segment_ms, side="right") - 1
+    oldest = np.where(oldest_end >= 0, slopes[np.maximum(oldest_end, 0)], 0.0)
+    ends_rise = np.minimum(slopes, oldest) >= STEADY / 2 * np.maximum(rise, 0.0)
     steady = np.isfinite(rise) & (low > 0) & (low >= STEADY * high) & ends_rise
     return np.asarray(np.where(steady, rise, 0.0), dtype=np.float64)
 

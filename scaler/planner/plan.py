@@ -49,14 +49,19 @@ class Tuning:
     """Window of the rates (the demand): short, so a step shows within one HPA sync."""
     latency_window_ms: int = 30_000
     """Window of the latency distributions (the SLO is judged over 30-s windows too)."""
-    trend_segment_ms: int = 20_000
+    trend_segment_ms: int = 30_000
     """Length of each of the trend's three segments (see :mod:`~scaler.planner.forecast`):
     longer than the window, so that the ramp a window makes of a step lifts two at most."""
     band: float = 0.1
     """Hysteresis band: scale down only when the demand fits into fewer replicas at 90 % of
     their capacity."""
-    min_hold_s: float = 30.0
-    """Shortest scale-down hold, whatever the start-up interval."""
+    min_hold_s: float = 300.0
+    """Shortest scale-down hold, whatever the start-up interval (as the HPA's default
+    scale-down stabilization): demand that went away often comes back within minutes —
+    bursts, a retried batch job — and a replica released now takes a start-up to return."""
+    drain_s: float = 30.0
+    """A queue expected when the replicas asked for arrive is asked to drain within this: the
+    SLO is judged per 30-s window."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,10 @@ class Plan:
     miss_share: float
     slo_held: bool
     need: int
+    drain: int
     asked: int
     pending: int
-    recommendation: int
+    projected_backlog: float
     hold_s: float
     history_s: float
     series: int
@@ -96,9 +102,10 @@ class Plan:
         """One log line: inputs, learned capacity, forecast, pending replicas, result."""
         return (
             f"planner {self.role} {self.deployment}: desired={self.desired} (pods={self.pods} "
-            f"pending={self.pending} asked={self.asked} need={self.need} hold={self.hold_s:.0f}s) "
+            f"pending={self.pending} asked={self.asked} need={self.need} drain={self.drain} "
+            f"hold={self.hold_s:.0f}s) "
             f"demand={_g(self.demand)} {self.unit} forecast={_g(self.forecast)} over {self.horizon_s:.0f}s "
-            f"(slope {_g(self.slope_per_s)}/s) backlog={_g(self.backlog)} "
+            f"(slope {_g(self.slope_per_s)}/s) backlog={_g(self.backlog)} (at arrival {_g(self.projected_backlog)}) "
             f"capacity/replica={_g(self.capacity)} (seed {_g(self.seed)}, learned {_g(self.learned_lower)}"
             f"..{_g(self.learned_upper)}, correction {self.correction:.2f}) "
             f"latency mean={_g(self.latency_mean_s)}s, {_pct(self.miss_share)} over target {_g(self.latency_target_s)}s"
@@ -156,7 +163,7 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
     slope = trend(times, view.demand, tuning.trend_segment_ms)
     expected = forecast(view.demand, slope, horizon)
     hold_s = max(spec.startup_s, tuning.min_hold_s)
-    steps = _forward(times, signals.pods, expected, view, spec.startup_s, hold_s, tuning.band)
+    steps = _forward(times, signals.pods, expected, view, spec.startup_s, hold_s, tuning)
     last = len(times) - 1
     return Plan(
         role=spec.role,
@@ -182,7 +189,8 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
         need=int(steps.need[last]),
         asked=int(steps.asked[last]),
         pending=int(steps.pending[last]),
-        recommendation=int(steps.recommendation[last]),
+        drain=int(steps.drain[last]),
+        projected_backlog=float(steps.projected[last]),
         hold_s=hold_s,
         history_s=float(times[-1] - times[0]) / 1000,
         series=signals.series,
@@ -194,11 +202,15 @@ class Steps:
     """The forward pass' figures at every grid instant."""
 
     need: Int64Array
+    """Replicas the forecast demand needs, within the hysteresis band (held over the window)."""
+    drain: Int64Array
+    """Replicas that also drain the queue expected when asked-for replicas arrive (not held)."""
     asked: Int64Array
     pending: Int64Array
-    recommendation: Int64Array
+    projected: FloatArray
+    """The queue (work units) expected when the replicas asked for are ready."""
     answer: Int64Array
-    """The recommendation held over the scale-down window: what the planner answered."""
+    """What the planner answered: the highest need of the hold window, or the drain if higher."""
 
 
 def _forward(
@@ -208,35 +220,55 @@ def _forward(
     view: capacity.RoleView,
     startup_s: float,
     hold_s: float,
-    band: float,
+    tuning: Tuning,
 ) -> Steps:
     """Oldest first, each instant using only the answers before it."""
     n = len(times)
-    need, asked, pending, raw, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
+    need, drain, asked, pending, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
+    projected = np.zeros(n)
     ask_lo = rolling.starts(times, int(startup_s * 1000))
     hold_lo = rolling.starts(times, int(hold_s * 1000))
     for k in range(n):
         running = int(pods[k])
         lo = int(ask_lo[k])
-        asked[k] = int(answer[lo:k].max()) if k > lo else 0
+        recent = answer[lo:k]
+        asked[k] = int(recent.max()) if k > lo else 0
         pending[k] = max(0, int(asked[k]) - running)
         cap = float(view.capacity[k])
         demand = float(expected[k])
-        if pending[k] == 0 and startup_s > 0:
-            demand += float(view.backlog[k]) / startup_s
         known = math.isfinite(cap) and cap > 0
-        if demand <= 0:
-            # no work measured: none to do, unless requests run without counters to show it
-            need[k] = running if view.busy[k] else 0
-        elif not known:
-            need[k] = running  # nothing known about capacity yet: hold what runs
+        if not known:
+            # nothing known about capacity yet: hold what runs (none without work to do)
+            need[k] = drain[k] = running if demand > 0 or view.busy[k] else 0
         else:
-            need[k] = math.ceil(demand / cap - 1e-9)
-        keep = running + int(pending[k])
-        if need[k] > keep:
-            raw[k] = need[k]
-        else:
-            down = math.ceil(demand / (cap * (1 - band)) - 1e-9) if known and demand > 0 else int(need[k])
-            raw[k] = min(down, keep)
-        answer[k] = int(raw[int(hold_lo[k]) : k + 1].max())
-    return Steps(need, asked, pending, raw, answer)
+            need[k] = _banded(demand, cap, running + int(pending[k]), tuning.band, bool(view.busy[k]), running)
+            # the queue keeps growing by what the exporting replicas fall short, until the
+            # replicas asked for arrive: one start-up after the oldest ask still not exporting
+            first = k
+            while first > 0 and answer[first - 1] > running:
+                first -= 1
+            waited_s = (times[k] - times[first]) / 1000
+            if waited_s <= startup_s:
+                shortfall = max(0.0, float(view.demand[k]) - cap * running)
+                projected[k] = float(view.backlog[k]) + shortfall * (startup_s - waited_s)
+            else:
+                projected[k] = float(view.backlog[k])
+            drain[k] = math.ceil((demand + projected[k] / tuning.drain_s) / cap - 1e-9) if demand > 0 else 0
+            if waited_s > startup_s:
+                # the replicas asked for are overdue (held back by maxReplicaCount, a quota, a
+                # slow node): asking for more would not bring them sooner
+                drain[k] = min(int(drain[k]), int(asked[k]))
+        held = int(need[int(hold_lo[k]) : k + 1].max())
+        answer[k] = max(held, int(drain[k]))
+    return Steps(need, drain, asked, pending, projected, answer)
+
+
+def _banded(demand: float, cap: float, keep: int, band: float, busy: bool, running: int) -> int:
+    """``ceil(demand / capacity)`` above what runs or is pending; below it only once the
+    demand fits even at ``1 − band`` of the capacity."""
+    if demand <= 0:
+        return running if busy and cap <= 0 else 0
+    up = math.ceil(demand / cap - 1e-9)
+    if up > keep:
+        return up
+    return min(math.ceil(demand / (cap * (1 - band)) - 1e-9), keep)

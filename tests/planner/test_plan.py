@@ -42,20 +42,28 @@ def test_the_need_is_the_demand_over_the_capacity_per_replica() -> None:
     assert (result.need, result.desired, result.pending, result.capacity) == (2, 2, 0, 5000)
 
 
-def test_while_asked_for_replicas_start_the_growing_queue_is_not_asked_for_again() -> None:
+def test_the_queue_expected_when_asked_for_replicas_arrive_is_asked_for_once() -> None:
     fleet = Fleet("dec")
     fleet.add("a", "b")
     fleet.run(120, _busy(100))
     assert _plan(fleet).desired == 2
     # arrivals double: both pods stay at 100 running and the queue grows by 10/s per pod
+    answers = []
     for second in range(1, 61):
         fleet.run(1, _busy(100, waiting=10 * second))
+        if second % 5 == 0:
+            answers.append(_plan(fleet).desired)
     result = _plan(fleet)
-    # demand = 10000 tokens/s served + the queue's growth 20/s × 500 tokens = 20000 → 4 replicas;
-    # the 1200 waiting requests are a backlog the 2 pending replicas will drain, not a reason for
-    # more (had nothing been pending: 1200 × 500 tokens over the 60-s start-up = 2 replicas more)
-    assert (result.demand, result.desired, result.pending, result.pods) == (20_000, 4, 2, 2)
-    assert result.backlog == 600_000
+    # demand: 20 requests/s finish and 20/s more join the queue, × 500 tokens = 20000 tokens/s:
+    # 4 replicas, but with 9 asked for the hysteresis band needs 20000 / (0.9 × 5000) → 5
+    assert (result.demand, result.need, result.pods, result.backlog) == (20_000, 5, 2, 600_000)
+    # asked 15 s into the rise, the replicas are due 60 s later; until then the 2 pods fall
+    # 10000 tokens/s short, so the queue they will find is 600000 + 5 s × 10000 = 650000
+    # tokens, to drain within 30 s: (20000 + 650000 / 30) / 5000 = 8.3 → 9
+    assert result.projected_backlog == pytest.approx(650_000)
+    assert (result.drain, result.desired, result.pending) == (9, 9, 7)
+    # the same answer on every call since: the queue grows, the wait shrinks alike
+    assert answers[2:] == [9] * 10
 
 
 def test_asked_for_replicas_that_never_come_stay_pending_and_the_queue_is_not_piled_on() -> None:
@@ -65,28 +73,28 @@ def test_asked_for_replicas_that_never_come_stay_pending_and_the_queue_is_not_pi
     for second in range(1, 181):  # the extra pods never come (e.g. maxReplicaCount is 2)
         fleet.run(1, _busy(100, waiting=10 * second))
     result = _plan(fleet)
-    assert (result.desired, result.pending) == (4, 2)
-    # once they come, the queue (3600 requests × 500 tokens, drained over the 60-s start-up
-    # interval: 30000 tokens/s) is asked for on top of the demand (served + the queue's growth)
+    # overdue: asking for more would not bring them sooner, so the ask stays what it was
+    # (9, as computed in the test above), though the queue (3600 requests) has grown sixfold
+    assert (result.desired, result.drain, result.pending, result.backlog) == (9, 9, 7, 1_800_000)
+    # once two of them come (taking 200 of the queue), what is still asked for stays asked for
     fleet.add("c", "d")
-    fleet.run(5, _busy(100, waiting=900))
+    fleet.run(5, _busy(100, waiting=850))
     result = _plan(fleet)
-    assert result.pending == 0
-    assert result.backlog == pytest.approx(3600 * 500, rel=0.05)
-    assert result.desired == result.need == math.ceil((result.forecast + result.backlog / 60) / 5000)
-    assert result.desired == 10
+    assert (result.desired, result.pending) == (9, 5)
 
 
-def test_scale_down_waits_one_startup_interval_and_needs_the_hysteresis_band() -> None:
+def test_scale_down_waits_for_the_hold_and_needs_the_hysteresis_band() -> None:
     fleet = Fleet("dec")
     fleet.add("a", "b", "c", "d")
     fleet.run(120, _busy(95))  # 19000 tokens/s → 4 replicas
     assert _plan(fleet).desired == 4
     fleet.run(30, _busy(68))  # 13600: 3 replicas would do, but 13600/(3 × 4500) > 1: inside the band
-    assert _plan(fleet).desired == 4
-    fleet.run(30, _busy(60))  # 12000 fits 3 replicas at 90 %: recommended 3, held for 60 s
+    assert (_plan(fleet).need, _plan(fleet).desired) == (4, 4)
+    fleet.run(30, _busy(60))  # 12000 fits 3 replicas at 90 %: needs 3, held for 300 s
     result = _plan(fleet)
-    assert (result.recommendation, result.desired) == (3, 4)
+    assert (result.need, result.desired, result.hold_s) == (3, 4, 300)
+    fleet.run(240, _busy(60))
+    assert _plan(fleet).desired == 4
     fleet.run(65, _busy(60))
     assert _plan(fleet).desired == 3
 
