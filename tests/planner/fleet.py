@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from scaler.model import STALE_NAN, LabelPairs, Limits, make_labels
+from scaler.config import StoreLimits
+from scaler.model import STALE_NAN, LabelPairs, Sample, make_labels
 from scaler.sim.vllm_metrics import ITL_BUCKETS, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS
-from scaler.store import Sample, Store
+from scaler.store import Store
 
 T0 = 1_800_000_000.0
 
@@ -71,7 +72,7 @@ class Fleet:
     def __init__(self, deployment: str, retention_seconds: float = 600.0, clock: Clock | None = None) -> None:
         self.deployment = deployment
         self.clock = clock or Clock()
-        self.store = Store(Limits(retention_seconds=retention_seconds), self.clock)
+        self.store = Store(StoreLimits(retention_seconds=retention_seconds), self.clock)
         self.pods: dict[str, Pod] = {}
 
     @property
