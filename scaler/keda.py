@@ -43,7 +43,7 @@ from scaler.selfmetrics import SelfMetrics, go_labels
 from scaler.status import Registry
 from scaler.store import Store
 from scaler.streams import StreamHub, StreamsExhausted
-from scaler.trigger import Reading, State, Trigger, TriggerCache, TriggerError, metric_name_of, read_async
+from scaler.trigger import AnyTrigger, Reading, State, Trigger, TriggerCache, TriggerError, metric_name_of, read_async
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         await context.abort(status.code, status.message)
         raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
-    async def _trigger(self, ref: pb.ScaledObjectRef, context: Context, method: str) -> Trigger:
+    async def _trigger(self, ref: pb.ScaledObjectRef, context: Context, method: str) -> AnyTrigger:
         try:
             trigger = self.triggers.get(ref.scalerMetadata)
         except TriggerError as exc:
@@ -124,14 +124,15 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         self.status.asked(ref.namespace, ref.name, trigger, method)
         return trigger
 
-    async def _read(self, ref: pb.ScaledObjectRef, trigger: Trigger) -> Reading:
+    async def _read(self, ref: pb.ScaledObjectRef, trigger: AnyTrigger) -> Reading:
         """Every evaluation of a trigger goes through here (one place to observe readings)."""
         reading = await read_async(trigger, self.engine, self.store.now_ms(), self.warming())
-        self.metrics.kedify.read_compat(trigger.query, reading)
+        if isinstance(trigger, Trigger):
+            self.metrics.kedify.read_compat(trigger.query, reading)
         self.status.read(ref.namespace, ref.name, trigger, reading)
         return reading
 
-    async def _reading(self, ref: pb.ScaledObjectRef, trigger: Trigger, context: Context, method: str) -> Reading:
+    async def _reading(self, ref: pb.ScaledObjectRef, trigger: AnyTrigger, context: Context, method: str) -> Reading:
         """A reading with a number, or the call fails with the status that says why there is none."""
         reading = await self._read(ref, trigger)
         answer = answer_of(ref, reading)
@@ -139,14 +140,14 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             await self._fail(context, ref, trigger.metric_name, method, answer)
         return reading
 
-    def _record(self, ref: pb.ScaledObjectRef, trigger: Trigger, value: float | None, active: bool | None) -> None:
+    def _record(self, ref: pb.ScaledObjectRef, trigger: AnyTrigger, value: float | None, active: bool | None) -> None:
         # the trigger's own name (metricName, else from its query): a ScaledObject's compat triggers all
         # answer GetMetricSpec with <namespace>-<name>, and the status registry evicts by this key
         labels = (ref.namespace, ref.name, trigger.metric_name)
         if value is not None:
             self.metrics.trigger_value.labels(*labels).set(value)
             self.metrics.trigger_target.labels(*labels).set(trigger.target)
-            compat = trigger.query.compat
+            compat = trigger.query.compat if isinstance(trigger, Trigger) else None
             if compat is not None:
                 self.metrics.kedify.answered(
                     compat.name,
@@ -194,7 +195,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     ) -> AsyncIterator[pb.IsActiveResponse]:
         trigger = await self._trigger(request, context, "StreamIsActive")
         try:
-            watch = self.streams.open(trigger.query.expr)
+            watch = self.streams.open(trigger.expr)
         except StreamsExhausted as exc:
             self.metrics.streams_refused.labels("max_streams").inc()
             self._log.emit("streams", "StreamIsActive refused for %s: %s", _who(request), exc)
@@ -238,7 +239,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         await asyncio.Event().wait()  # the spec only changes with the metadata: hold until cancelled
 
 
-def _spec(ref: pb.ScaledObjectRef, trigger: Trigger) -> pb.GetMetricSpecResponse:
+def _spec(ref: pb.ScaledObjectRef, trigger: AnyTrigger) -> pb.GetMetricSpecResponse:
     return pb.GetMetricSpecResponse(
         metricSpecs=[
             pb.MetricSpec(

@@ -1,7 +1,7 @@
 """A KEDA trigger, from its metadata to the number KEDA gets: the one core every surface uses.
 
-* :func:`parse` turns ScaledObject ``triggers[].metadata`` into a validated :class:`Trigger`,
-  one small parser per key; every error is a :class:`TriggerError` naming the key, so KEDA
+* :func:`parse` turns ScaledObject ``triggers[].metadata`` into a validated :class:`Trigger`
+  (:func:`parse_any` also into a :class:`PlannerTrigger`), one small parser per key; every error is a :class:`TriggerError` naming the key, so KEDA
   shows the user exactly what to fix. :class:`TriggerCache` keeps parsed triggers, so a poll
   does no parsing.
 * :func:`compile_compat` (compat form, with its window checked against the retention) and
@@ -17,6 +17,9 @@
   behaviour is a choice rather than a bug, a compat-form trigger (``metricQuery``) keeps it:
   active iff the value KEDA gets is above 0 (no activation key), ``valueIfNotFound`` not
   clamped, and ``<namespace>-<name>`` of the ScaledObject as the metric name.
+* A second kind, :class:`PlannerTrigger` (metadata key ``planner``, INTERFACE §8), reads the
+  desired replicas of a prefill or decode Deployment from :func:`scaler.planner.plan` instead of
+  a query, through the same :func:`read` with the same not-found and warm-up policy.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from scaler import query
+from scaler import planner, query
 from scaler.config import TriggerDefaults
 from scaler.configvalues import parse_bool
 from scaler.model import METRIC_NAME
+from scaler.query.ast import BinaryExpr, Expr, VectorMatching, VectorSelector
+from scaler.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -259,21 +264,26 @@ def _reduce(aggregate: str, values: list[float]) -> float:
     return min(values)
 
 
-def read(trigger: Trigger, engine: query.Engine, now_ms: int, warming: bool) -> Reading:
-    """The trigger's query at ``now_ms`` with its not-found policy applied: during the warm-up
-    (``warming``) "nothing" is "not yet" (HOLD), else the fallback or, with errIfNotFound, none."""
+def read(trigger: AnyTrigger, engine: query.Engine, now_ms: int, warming: bool) -> Reading:
+    """The trigger's query (or plan) at ``now_ms`` with its not-found policy applied: during the
+    warm-up (``warming``) "nothing" is "not yet" (HOLD), else the fallback or, with
+    errIfNotFound, none."""
+    if isinstance(trigger, PlannerTrigger):
+        return _policy(trigger, trigger.read(engine.store, now_ms), warming)
     return _policy(trigger, evaluate(trigger.query, engine, now_ms), warming)
 
 
-async def read_async(trigger: Trigger, engine: query.Engine, now_ms: int, warming: bool) -> Reading:
+async def read_async(trigger: AnyTrigger, engine: query.Engine, now_ms: int, warming: bool) -> Reading:
     """:func:`read` with :func:`evaluate_async` (what the KEDA servicer runs)."""
+    if isinstance(trigger, PlannerTrigger):
+        return read(trigger, engine, now_ms, warming)
     return _policy(trigger, await evaluate_async(trigger.query, engine, now_ms), warming)
 
 
-def _policy(trigger: Trigger, reading: Reading, warming: bool) -> Reading:
+def _policy(trigger: AnyTrigger, reading: Reading, warming: bool) -> Reading:
     if reading.state is not State.NOT_FOUND:
         return reading
-    text = trigger.query.text
+    text = trigger.text
     if warming:
         return replace(
             reading,
@@ -355,10 +365,107 @@ class Trigger:
         joined = f"{namespace}-{name}" if namespace else name
         return joined if _K8S_NAMES.fullmatch(joined) else sanitize_metric_name(joined)
 
+    @property
+    def text(self) -> str:
+        """What the trigger reads, for messages."""
+        return self.query.text
+
+    @property
+    def expr(self) -> Expr:
+        """What the trigger selects (a stream waits for new samples of it)."""
+        return self.query.expr
+
+
+@dataclass(frozen=True)
+class PlannerTrigger:
+    """A planner trigger: the desired replicas of one role, as a number for KEDA."""
+
+    spec: planner.PlannerSpec
+    metric_name: str
+    value_if_not_found: float
+    error_if_not_found: bool
+    target: float = 1.0
+    """GetMetricSpec's target: with AverageValue the HPA runs ceil(desired / 1) replicas."""
+    last: list[planner.Plan] = field(default_factory=list, compare=False, hash=False, repr=False)
+    """The latest decision (at most one), for logs and the status API; it does not feed back."""
+
+    def read(self, store: Store, now_ms: int) -> Reading:
+        """The plan at ``now_ms`` as a VALUE (the desired replicas) or NOT_FOUND (no pod of the
+        deployment exports). Logs one line each time the answer changes."""
+        decision = planner.plan(store, self.spec, now_ms)
+        if decision is None:
+            return Reading(State.NOT_FOUND, message="no pod exports")
+        if not self.last or self.last[0].desired != decision.desired:
+            logger.info("%s", decision.line())
+        self.last[:] = [decision]
+        return Reading(State.VALUE, raw=float(decision.desired))
+
+    def metric_value(self, reading: Reading) -> float:
+        """The desired replicas (or the fallback), as they are."""
+        number = reading.number
+        assert number is not None, "a reading without a number is answered with a gRPC status"
+        return min(max(number, -KEDA_VALUE_LIMIT), KEDA_VALUE_LIMIT)
+
+    def is_active(self, reading: Reading) -> bool:
+        """Active iff at least one replica is wanted (scale to zero where the ScaledObject allows)."""
+        return self.metric_value(reading) > 0
+
+    def metric_name_for(self, namespace: str, name: str) -> str:
+        return self.metric_name
+
+    def explain(self) -> dict[str, object] | None:
+        """The latest decision's figures (:meth:`scaler.planner.Plan.as_dict`), for the status API."""
+        return self.last[0].as_dict() if self.last else None
+
+    @property
+    def text(self) -> str:
+        return f"the {self.spec.role} planner of deployment {self.spec.deployment!r}"
+
+    @property
+    def expr(self) -> Expr:
+        """Every series the plan reads, as one selector per metric (a stream waits for them)."""
+        first, *rest = [VectorSelector(m[0].value, m) for m in planner.watched(self.spec.deployment)]
+        out: Expr = first
+        for selector in rest:
+            out = BinaryExpr("or", out, selector, VectorMatching("many-to-many"))
+        return out
+
+
+AnyTrigger = Trigger | PlannerTrigger
+
+_QUERY_ONLY = frozenset({"metricQuery", "operationOverTime", "window", "query", "aggregate"})
+_QUERY_ONLY |= {"activationThreshold", "activationTargetValue", "clampMin", "clampMax", "threshold"}
+
+
+def _planner(metadata: Mapping[str, str], defaults: TriggerDefaults) -> PlannerTrigger:
+    for key in sorted(_QUERY_ONLY & metadata.keys()):
+        raise TriggerError(key, "does not apply to a planner trigger (it answers the desired replica count)")
+    target = _number(metadata, "targetValue", positive=True)
+    if target is not None and target != 1:
+        raise TriggerError("targetValue", f"{target:g}: a planner trigger answers replicas, so it must be 1")
+    try:
+        spec = planner.parse_spec(metadata)
+    except planner.SpecError as exc:
+        raise TriggerError(exc.key, exc.problem) from None
+    value_if_not_found = _number(metadata, "valueIfNotFound")
+    return PlannerTrigger(
+        spec=spec,
+        metric_name=metric_name_of(metadata),
+        value_if_not_found=defaults.value_if_not_found if value_if_not_found is None else value_if_not_found,
+        error_if_not_found=_error_if_not_found(metadata, defaults),
+    )
+
+
+def parse_any(metadata: Mapping[str, str], defaults: TriggerDefaults, retention_seconds: float) -> AnyTrigger:
+    """A planner trigger (metadata key ``planner``) or a query trigger; raises TriggerError."""
+    if "planner" in metadata:
+        return _planner(metadata, defaults)
+    return parse(metadata, defaults, retention_seconds)
+
 
 def parse(metadata: Mapping[str, str], defaults: TriggerDefaults, retention_seconds: float) -> Trigger:
-    """Validate trigger metadata; raises TriggerError naming the key at fault."""
-    unknown = set(metadata) - OUR_KEYS - KEDA_KEYS
+    """Validate a query trigger's metadata; raises TriggerError naming the key at fault."""
+    unknown = set(metadata) - OUR_KEYS - KEDA_KEYS - planner.KEYS
     if unknown:
         logger.debug("ignoring unknown trigger metadata keys: %s", ", ".join(sorted(unknown)))
     target = _number(metadata, "targetValue", "threshold", positive=True)
@@ -421,6 +528,8 @@ def metric_name_of(metadata: Mapping[str, str]) -> str:
     """A trigger's metric name: ``metricName``, else derived from its query (also for metadata
     that does not parse, so its status entry is the one the fixed trigger will use)."""
     given = metadata.get("metricName", "").strip()
+    if not given and "planner" in metadata:
+        given = f"planner-{metadata['planner']}-{metadata.get('deployment', '')}"
     return sanitize_metric_name(given or metadata.get("metricQuery") or metadata.get("query", ""))
 
 
@@ -455,14 +564,14 @@ class TriggerCache:
         self.defaults = defaults
         self.retention_seconds = retention_seconds
         self.size = size
-        self._entries: OrderedDict[frozenset[tuple[str, str]], Trigger | TriggerError] = OrderedDict()
+        self._entries: OrderedDict[frozenset[tuple[str, str]], AnyTrigger | TriggerError] = OrderedDict()
 
-    def get(self, metadata: Mapping[str, str]) -> Trigger:
+    def get(self, metadata: Mapping[str, str]) -> AnyTrigger:
         key = frozenset(metadata.items())
         entry = self._entries.get(key)
         if entry is None:
             try:
-                entry = parse(metadata, self.defaults, self.retention_seconds)
+                entry = parse_any(metadata, self.defaults, self.retention_seconds)
             except TriggerError as exc:
                 entry = exc
             self._entries[key] = entry

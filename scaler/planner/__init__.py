@@ -7,11 +7,13 @@ replica count and the inputs, learned capacity, forecast and pending replicas it
 
 from scaler.planner.plan import Plan, Tuning, plan
 from scaler.planner.profile import BUILTIN, Profile, ProfileError, parse_profile
+from scaler.planner.signals import METRIC_NAMES, watched
 from scaler.planner.spec import KEYS, ROLES, PlannerSpec, Role, SpecError, parse_spec
 
 __all__ = [
     "BUILTIN",
     "KEYS",
+    "METRIC_NAMES",
     "ROLES",
     "Plan",
     "PlannerSpec",
@@ -23,4 +25,5 @@ __all__ = [
     "parse_profile",
     "parse_spec",
     "plan",
+    "watched",
 ]

@@ -82,6 +82,8 @@ class RoleView:
 
     unit: str
     demand: FloatArray
+    served: FloatArray
+    """Work done per second (the queue grows by demand − served)."""
     backlog: FloatArray
     """Work queued that still has to be done (tokens)."""
     seed: FloatArray
@@ -210,6 +212,7 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
     return RoleView(
         unit="prompt tokens/s",
         demand=demand,
+        served=signals.prompt_rate,
         backlog=backlog,
         seed=seed,
         lower=lower,
@@ -264,6 +267,7 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     return RoleView(
         unit="generated tokens/s",
         demand=demand,
+        served=signals.generation_rate,
         backlog=backlog,
         seed=seed,
         lower=lower,

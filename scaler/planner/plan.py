@@ -242,14 +242,15 @@ def _forward(
             need[k] = drain[k] = running if demand > 0 or view.busy[k] else 0
         else:
             need[k] = _banded(demand, cap, running + int(pending[k]), tuning.band, bool(view.busy[k]), running)
-            # the queue keeps growing by what the exporting replicas fall short, until the
-            # replicas asked for arrive: one start-up after the oldest ask still not exporting
+            # the queue keeps growing by what the exporting replicas fall short of the demand,
+            # until the replicas asked for arrive: one start-up after the oldest ask still not
+            # exporting
             first = k
             while first > 0 and answer[first - 1] > running:
                 first -= 1
             waited_s = (times[k] - times[first]) / 1000
             if waited_s <= startup_s:
-                shortfall = max(0.0, float(view.demand[k]) - cap * running)
+                shortfall = max(0.0, float(view.demand[k]) - float(view.served[k]))
                 projected[k] = float(view.backlog[k]) + shortfall * (startup_s - waited_s)
             else:
                 projected[k] = float(view.backlog[k])

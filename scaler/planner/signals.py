@@ -54,6 +54,21 @@ EPP_IN_FLIGHT = "llm_d_epp_inflight_requests"
 released (on a P/D pool a request counts on its decode endpoint from admission to the end of
 its stream, so also while it waits for, or sits in, a prefill pod)."""
 
+METRIC_NAMES = frozenset(
+    [*RUNNING, *WAITING, *KV_USAGE, *PROMPT_TOKENS, *GENERATION_TOKENS, *REQUESTS, EPP_IN_FLIGHT]
+    + [name + suffix for name in (*TTFT, *ITL, *QUEUE) for suffix in ("_bucket", "_sum", "_count")]
+)
+"""Every metric the planner reads (new samples of these may change its answer)."""
+
+
+def watched(deployment: str) -> list[tuple[Matcher, ...]]:
+    """The selectors of what the planner reads for ``deployment`` (as :class:`_Reader` selects
+    it): its pods' series by name and ``deployment`` label, the EPP's by name."""
+    own = sorted(METRIC_NAMES - {EPP_IN_FLIGHT})
+    deployment_is = Matcher.of("deployment", MatchOp.EQ, deployment)
+    out = [(Matcher.of(METRIC_NAME, MatchOp.EQ, name), deployment_is) for name in own]
+    return [*out, (Matcher.of(METRIC_NAME, MatchOp.EQ, EPP_IN_FLIGHT),)]
+
 
 @dataclass(frozen=True)
 class Latency:

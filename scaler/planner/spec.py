@@ -37,6 +37,7 @@ class SpecError(ValueError):
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"metadata key {key!r}: {problem}")
         self.key = key
+        self.problem = problem
 
 
 @dataclass(frozen=True)

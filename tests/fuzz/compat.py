@@ -25,6 +25,7 @@ with atheris.instrument_imports(include=["scaler"]):
     from scaler.query import QueryError
     from scaler.trigger import (
         OUR_KEYS,
+        AnyTrigger,
         Query,
         State,
         Trigger,
@@ -115,7 +116,7 @@ def check_input(data: bytes) -> None:
     cache = TriggerCache(DEFAULTS, RETENTION_S, size=1)
     for _ in range(2):
         try:
-            got: Trigger | TriggerError = cache.get(metadata)
+            got: AnyTrigger | TriggerError = cache.get(metadata)
         except TriggerError as exc:
             got = exc
         if type(got) is not type(cached) or str(got) != str(cached):

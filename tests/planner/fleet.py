@@ -2,20 +2,28 @@
 
 Each pod keeps vLLM's series (names, ``_total`` counters, ``_bucket``/``_sum``/``_count``
 histograms with vLLM's bucket bounds, the promoted ``deployment``/``pod`` labels) and exports
-them once per simulated second. Loads are given per pod and per second, so the figures a test
-expects can be computed by hand.
+them once per simulated second, into the fleet's own store and, as OTLP requests shaped like a
+collector's (:meth:`Fleet.run`'s ``sink``), to anything else. Loads are given per pod and per
+second, so the figures a test expects can be computed by hand.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from scaler.config import StoreLimits
 from scaler.model import STALE_NAN, LabelPairs, Sample, make_labels
 from scaler.sim.vllm_metrics import ITL_BUCKETS, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS
 from scaler.store import Store
+from tests import otlpdata
 
 T0 = 1_800_000_000.0
+
+Sink = Callable[[ExportMetricsServiceRequest], None]
+"""Where a pod's OTLP request goes (e.g. a real server's MetricsService/Export)."""
 
 
 class Clock:
@@ -92,8 +100,14 @@ class Fleet:
         ts = self.now_ms
         self.store.append([(labels, ts, STALE_NAN, False) for labels, _, _, _ in self._samples(pod, Load(), ts)])
 
-    def run(self, seconds: int, load: Load | dict[str, Load]) -> None:
-        """Advance ``seconds`` one second at a time; every pod exports at the end of each."""
+    def run(
+        self,
+        seconds: int,
+        load: Load | dict[str, Load],
+        sink: Callable[[ExportMetricsServiceRequest], None] | None = None,
+    ) -> None:
+        """Advance ``seconds`` one second at a time; every pod exports at the end of each (also
+        to ``sink`` as one OTLP request per pod)."""
         for _ in range(seconds):
             self.clock.t += 1.0
             ts = self.now_ms
@@ -107,8 +121,28 @@ class Fleet:
                 pod.itl.observe(one.itl, one.generation_tokens)
                 pod.queue.observe(one.queue, one.requests)
                 samples += self._samples(pod, one, ts)
+                if sink is not None:
+                    sink(self._otlp(pod, one, ts * 1_000_000))
             result = self.store.append(samples)
             assert result.rejected_total == 0, result
+
+    def _otlp(self, pod: Pod, load: Load, t_ns: int) -> ExportMetricsServiceRequest:
+        metrics = [
+            otlpdata.gauge("vllm:num_requests_running", load.running, t_ns),
+            otlpdata.gauge("vllm:num_requests_waiting", load.waiting, t_ns),
+            otlpdata.gauge("vllm:kv_cache_usage_perc", load.kv, t_ns),
+            otlpdata.counter("vllm:prompt_tokens_total", pod.prompt, t_ns),
+            otlpdata.counter("vllm:generation_tokens_total", pod.generation, t_ns),
+            otlpdata.counter("vllm:request_success_total", pod.requests, t_ns, finished_reason="stop"),
+        ]
+        for name, hist in (
+            ("vllm:time_to_first_token_seconds", pod.ttft),
+            ("vllm:inter_token_latency_seconds", pod.itl),
+            ("vllm:request_queue_time_seconds", pod.queue),
+        ):
+            per_bucket = [int(c - p) for c, p in zip(hist.counts, [0.0, *hist.counts[:-1]], strict=True)]
+            metrics.append(otlpdata.histogram(name, list(hist.bounds), per_bucket, hist.total, t_ns))
+        return otlpdata.request(self.deployment, pod.name, *metrics)
 
     def _samples(self, pod: Pod, load: Load, ts: int) -> list[Sample]:
         out: list[Sample] = [

@@ -1,0 +1,204 @@
+"""The planner trigger over real gRPC: spec, desired replicas, activity, not found, warm-up,
+bad metadata; two scaler instances fed the same data answer the same, and so does a restart
+from the snapshot."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from scaler.trigger import PlannerTrigger
+from tests.conftest import BASE_SETTINGS, RunningService
+from tests.integration.test_keda import Keda
+from tests.otlpdata import DECODE, otlp_stub
+from tests.planner.fleet import Clock, Fleet, Load
+
+# a decode replica generates 5000 tokens/s (a measured hint) and starts within 60 s
+PROFILE = "{base: opt125m-l4, decode_tokens_per_second: 5000, startup_seconds: 60}"
+META = {
+    "planner": "decode",
+    "deployment": DECODE,
+    "ttftTarget": "1s",
+    "itlTarget": "50ms",
+    "profile": PROFILE,
+    "targetValue": "1",
+}
+
+
+def busy(running: float) -> Load:
+    # each sequence gets 50 tokens/s and makes 500 tokens: running/10 requests finish per second
+    return Load(running=running, generation_tokens=50 * running, requests=running / 10, itl=0.02)
+
+
+Start = Callable[..., RunningService]
+
+
+@pytest.fixture
+def start() -> Iterator[Start]:
+    """Start services on one shared fake clock (a fleet's), stopped at the end."""
+    started: list[RunningService] = []
+
+    def make(clock: Clock, **overrides: Any) -> RunningService:
+        svc = RunningService(BASE_SETTINGS.replace(**overrides), clock)
+        svc.start()
+        started.append(svc)
+        return svc
+
+    yield make
+    for svc in started:
+        svc.stop()
+
+
+def _fleet(*services: RunningService, seconds: int, load: Load, fleet: Fleet | None = None) -> Fleet:
+    """``fleet`` (or a new 2-pod decode fleet) runs ``seconds``, exporting to every service."""
+    stubs = [otlp_stub(s.ports.otlp) for s in services]
+    fleet = fleet or _decode_fleet()
+
+    def push(request: Any) -> None:
+        for stub in stubs:
+            stub.Export(request)
+
+    fleet.run(seconds, load, push)
+    return fleet
+
+
+def _decode_fleet() -> Fleet:
+    fleet = Fleet(DECODE)
+    fleet.add("pd-decode-a", "pd-decode-b")
+    return fleet
+
+
+@pytest.fixture
+def fleet() -> Fleet:
+    return _decode_fleet()
+
+
+def test_the_spec_is_a_replica_count_and_metrics_are_the_desired_replicas(start: Start, fleet: Fleet) -> None:
+    svc = start(fleet.clock)
+    keda = Keda(svc)
+    spec = keda.spec(**META)
+    assert (spec.metricName, spec.targetSizeFloat, spec.targetSize) == (f"planner-decode-{DECODE}", 1.0, 1)
+    assert keda.spec(**META, metricName="Decode Planner").metricName == "decode-planner"
+    _fleet(svc, seconds=120, load=busy(90), fleet=fleet)
+    # 2 pods × 90 sequences × 50 tokens/s = 9000 tokens/s; 5000 per replica → 2
+    value = keda.metrics(**META)
+    assert (value.metricValueFloat, value.metricValue) == (2.0, 2)
+    assert keda.active(**META)
+    # the traffic stops: nothing runs, nothing is asked for once the 300-s hold has passed
+    _fleet(svc, seconds=320, load=Load(), fleet=fleet)
+    assert keda.metrics(**META).metricValueFloat == 0.0
+    assert not keda.active(**META)
+
+
+def test_the_decision_is_explained_once_per_change(
+    start: Start, fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    svc = start(fleet.clock)
+    keda = Keda(svc)
+    _fleet(svc, seconds=120, load=busy(90), fleet=fleet)
+    with caplog.at_level("INFO", logger="scaler.trigger"):
+        for _ in range(3):
+            keda.metrics(**META)
+        keda.active(**META)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("planner decode")]
+    assert len(lines) == 1
+    assert lines[0].startswith(f"planner decode {DECODE}: desired=2 (pods=2 pending=0")
+    for part in ("demand=9000 generated tokens/s", "capacity/replica=5000", "forecast=9000", "over 65s"):
+        assert part in lines[0]
+    (trigger,) = [t for t in svc.call(lambda: list(_cached(svc))) if isinstance(t, PlannerTrigger)]
+    state = trigger.last[0].as_dict()
+    assert (state["desired"], state["pods"], state["capacity"], state["unit"]) == (2, 2, 5000.0, "generated tokens/s")
+
+
+def _cached(svc: RunningService) -> list[object]:
+    assert svc.service is not None
+    return [entry for entry in svc.service.triggers._entries.values()]
+
+
+def test_a_deployment_with_no_exporting_pod_follows_the_not_found_policy(start: Start, fleet: Fleet) -> None:
+    svc = start(fleet.clock)
+    keda = Keda(svc)
+    assert keda.metrics(**META).metricValueFloat == 0.0  # METRIC_STORE_VALUE_IF_NOT_FOUND
+    assert not keda.active(**META)
+    assert keda.metrics(**META, valueIfNotFound="3").metricValueFloat == 3.0
+    with pytest.raises(grpc.RpcError) as info:
+        keda.metrics(**META, errIfNotFound="true")
+    assert info.value.code() is grpc.StatusCode.NOT_FOUND
+    assert f"the decode planner of deployment {DECODE!r}" in str(info.value.details())
+    warming = start(fleet.clock, warmup_seconds=60.0)
+    with pytest.raises(grpc.RpcError) as info:
+        Keda(warming).metrics(**META)
+    assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "problem"),
+    [
+        ({"planner": "both"}, "planner", "'both' is not a role; use prefill or decode"),
+        ({"deployment": ""}, "deployment", "required"),
+        ({"ttftTarget": None}, "ttftTarget", "required"),
+        ({"ttftTarget": "fast"}, "ttftTarget", "'fast' is not a duration"),
+        ({"itlTarget": "-50ms"}, "itlTarget", "not a duration"),
+        ({"itlTarget": "0"}, "itlTarget", "must be a positive duration"),
+        ({"profile": "h100-fast"}, "profile", "neither a built-in profile"),
+        ({"profile": "{base: llama8b-h100, decode: {d_ms: fast}}"}, "profile", "decode.d_ms: 'fast' is not a number"),
+        ({"targetValue": "2"}, "targetValue", "must be 1"),
+        ({"query": "sum(x)"}, "query", "does not apply to a planner trigger"),
+        ({"errIfNotFound": "maybe"}, "errIfNotFound", "'maybe' is not true/false"),
+    ],
+)
+def test_bad_metadata_is_invalid_argument_naming_the_scaled_object_and_the_key(
+    start: Start, fleet: Fleet, change: dict[str, str | None], key: str, problem: str
+) -> None:
+    keda = Keda(start(fleet.clock))
+    metadata = {k: v for k, v in (META | change).items() if v is not None}
+    for call in (keda.spec, keda.metrics, keda.active):
+        with pytest.raises(grpc.RpcError) as info:
+            call(**metadata)
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        details = str(info.value.details())
+        assert details.startswith(f"ScaledObject llm-d/pd-decode: metadata key {key!r}: "), details
+        assert problem in details
+
+
+def test_stream_is_active_sends_the_planners_activity(start: Start, fleet: Fleet) -> None:
+    svc = start(fleet.clock)
+    _fleet(svc, seconds=60, load=busy(40), fleet=fleet)
+    keda = Keda(svc)
+    stream = keda.stub.StreamIsActive(keda.ref(**META))
+    try:
+        assert next(iter(stream)).result is True
+    finally:
+        stream.cancel()
+
+
+def test_two_scaler_instances_fed_the_same_data_answer_the_same(start: Start, fleet: Fleet) -> None:
+    one, two = start(fleet.clock), start(fleet.clock)
+    keda_one, keda_two = Keda(one), Keda(two)
+    answers: list[tuple[float, float]] = []
+    # a load that rises, holds and falls: the answer moves through several values
+    for running in itertools.chain(range(40, 200, 40), [240, 240, 120, 60, 20]):
+        _fleet(one, two, seconds=45, load=busy(running), fleet=fleet)
+        answers.append((keda_one.metrics(**META).metricValueFloat, keda_two.metrics(**META).metricValueFloat))
+    assert all(a == b for a, b in answers), answers
+    assert len({a for a, _ in answers}) >= 3, answers  # the load moved the answer
+    last = [next(t for t in _cached(s) if isinstance(t, PlannerTrigger)).last[0] for s in (one, two)]
+    assert last[0] == last[1]  # every input, bound and intermediate figure, not just the answer
+
+
+def test_a_restart_from_the_snapshot_answers_the_same(start: Start, fleet: Fleet, tmp_path: Path) -> None:
+    snapshot = str(tmp_path / "store.snap")
+    settings = {"snapshot_path": snapshot, "retention_seconds": 900.0}
+    before = start(fleet.clock, **settings)
+    _fleet(before, seconds=90, load=busy(60), fleet=fleet)
+    _fleet(before, seconds=90, load=busy(180), fleet=fleet)
+    answer = Keda(before).metrics(**META).metricValueFloat
+    assert answer >= 2.0  # 18000 tokens/s at 5000-9000 per replica (hint and learned capacity)
+    before.stop()  # SIGTERM's path: the snapshot is written
+    after = start(fleet.clock, **settings)
+    assert Keda(after).metrics(**META).metricValueFloat == answer
