@@ -30,8 +30,9 @@ Capacity per replica "at SLO" comes from three sources:
    (the issue's "learned from throughput observed while the SLO held");
 3. **learned upper bound** — the lowest per-replica throughput observed over windows in which
    the role kept missing its SLO while a queue stood: capacity is below that, whatever the seed
-   said. It is dropped when it contradicts the lower bound (a window met the SLO at more load,
-   so the miss had another cause: a routing imbalance, a backlog from before).
+   said. When the two bounds contradict each other the newer evidence wins: the workload
+   changed (prompt lengths, cache hits), or the older miss had another cause (a routing
+   imbalance, a backlog from before).
 
 Only windows in which the pod count stayed constant teach anything (right after pods join,
 the window's latencies still show the queue the fewer pods had). Every bound at instant ``i``
@@ -51,7 +52,7 @@ from scaler.planner.profile import Profile
 from scaler.planner.series import BoolArray
 from scaler.planner.signals import Signals
 from scaler.planner.spec import PlannerSpec
-from scaler.series import FloatArray
+from scaler.series import FloatArray, Int64Array
 
 SLO_QUANTILE = 0.9
 MISS_SHARE = 1.0 - SLO_QUANTILE
@@ -74,6 +75,9 @@ a prompt's KV until the decode pod pulls it, so a slow decode fleet fills prefil
 queues requests there that more prefill pods would not serve any sooner."""
 MISS_PERSISTS = 3
 """Consecutive missed instants (15 s on a 5-s grid) before a miss lowers the upper bound."""
+EVIDENCE_MS = 300_000
+"""How long a learned bound or a measured correction stands without being seen again: the
+workload it was learned on (its prompt lengths, its cache hits) may have gone."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,11 @@ class RoleView:
     unit: str
     demand: FloatArray
     served: FloatArray
-    """Work done per second (the queue grows by demand − served)."""
+    """Work done per second."""
     backlog: FloatArray
     """Work queued that still has to be done (tokens)."""
+    growth: FloatArray
+    """How fast the backlog grows (tokens/s; 0 while it shrinks)."""
     seed: FloatArray
     lower: FloatArray
     upper: FloatArray
@@ -112,6 +118,19 @@ def _fill_forward(values: FloatArray, default: float) -> FloatArray:
     return out
 
 
+def _correction(measured: FloatArray, times: Int64Array) -> FloatArray:
+    """The latest measured correction, for :data:`EVIDENCE_MS` after it was measured; then 1
+    (the model as is): an old correction belongs to the workload of its time (a cache-hit
+    regime that ended, say), not to the one that cannot be measured now."""
+    out = np.ones(len(measured))
+    last, at = 1.0, None
+    for i, value in enumerate(measured):
+        if math.isfinite(value):
+            last, at = float(value), int(times[i])
+        out[i] = last if at is not None and times[i] - at <= EVIDENCE_MS else 1.0
+    return np.clip(out, *CORRECTION_RANGE)
+
+
 def _mean_pods(signals: Signals) -> FloatArray:
     """Mean pods exporting over each rate window (pods that joined mid-window count partly)."""
     return rolling.mean(signals.pods, rolling.starts(signals.times, signals.window_ms))
@@ -128,21 +147,32 @@ def _stable(signals: Signals) -> BoolArray:
     return rolling.constant(signals.pods, lo) & (signals.pods > 0)
 
 
-def _shift(values: FloatArray, signals: Signals) -> FloatArray:
-    """``values`` one rate window earlier (NaN where the grid does not reach back that far)."""
-    target = signals.times - signals.window_ms
+def _shift(values: FloatArray, signals: Signals, window_ms: int | None = None) -> FloatArray:
+    """``values`` one window (default: the rate window) earlier (NaN where the grid does not
+    reach back that far)."""
+    target = signals.times - (signals.window_ms if window_ms is None else window_ms)
     idx = np.minimum(np.searchsorted(signals.times, target, side="left"), len(values) - 1)
     return np.where(signals.times[idx] == target, values[idx], np.nan)
 
 
-def _arrivals(served: FloatArray, held: FloatArray, signals: Signals) -> FloatArray:
+def _change(held: FloatArray, signals: Signals, window_ms: int) -> FloatArray:
+    """How much ``held`` grew (or, negative, shrank) per second over the window ending at each
+    instant; 0 where nothing was held yet (before any pod exported, it is unknown)."""
+    before = _shift(held, signals, window_ms)
+    known = ~np.isnan(before) & (np.nan_to_num(_shift(signals.pods, signals, window_ms)) > 0)
+    return np.asarray(np.where(known, held - np.nan_to_num(before), 0.0) / (window_ms / 1000), dtype=np.float64)
+
+
+def _arrivals(served: FloatArray, held: FloatArray, signals: Signals, window_ms: int) -> FloatArray:
     """Work arriving per second: what was served plus what the work ``held`` (queued, or in
-    the system) grew, or less what it shrank, over the same window (before any pod exported,
-    what was held is unknown: no change is assumed)."""
-    before = _shift(held, signals)
-    known = ~np.isnan(before) & (np.nan_to_num(_shift(signals.pods, signals)) > 0)
-    change = np.where(known, held - np.nan_to_num(before), 0.0)
-    return np.asarray(np.maximum(served + change / (signals.window_ms / 1000), 0.0), dtype=np.float64)
+    the system) grew, or less what it shrank, over the same window."""
+    return np.asarray(np.maximum(served + _change(held, signals, window_ms), 0.0), dtype=np.float64)
+
+
+def _never_queued(signals: Signals) -> BoolArray:
+    """No pod had a queue at any instant of the latency window."""
+    lo = rolling.starts(signals.times, signals.latency_window_ms)
+    return np.asarray(rolling.maximum(signals.waiting / np.maximum(signals.pods, 1.0), lo) < 1.0, dtype=np.bool_)
 
 
 def _standing(waiting: FloatArray, signals: Signals) -> BoolArray:
@@ -152,22 +182,45 @@ def _standing(waiting: FloatArray, signals: Signals) -> BoolArray:
     )
 
 
-def _bounds(per_pod: FloatArray, held: BoolArray, missed: BoolArray) -> tuple[FloatArray, FloatArray]:
-    """Running max of the per-replica load over windows that held the SLO; running min over
-    windows that kept missing it (:data:`MISS_PERSISTS` instants in a row)."""
-    lower = np.maximum.accumulate(np.where(held, per_pod, 0.0))
+def _bounds(
+    per_pod: FloatArray, held: BoolArray, missed: BoolArray, times: Int64Array
+) -> tuple[FloatArray, FloatArray]:
+    """The learned lower and upper bounds at each instant, oldest evidence first.
+
+    A window that held the SLO raises the lower bound to its per-replica load; a miss that
+    persists (:data:`MISS_PERSISTS` instants) lowers the upper bound to its load. When a new
+    piece of evidence contradicts the other bound, the newer one wins and the older bound is
+    dropped: the workload changed (its prompt lengths, its cache hits) and with it the
+    throughput a replica manages, or the older miss had another cause. A bound not seen again
+    for :data:`EVIDENCE_MS` is forgotten for the same reason."""
     persists = missed.copy()
     for k in range(1, MISS_PERSISTS):
         persists[k:] &= missed[:-k]
         persists[:k] = False
-    upper = np.minimum.accumulate(np.where(persists, per_pod, np.inf))
+    lower = np.zeros(len(per_pod))
+    upper = np.full(len(per_pod), np.inf)
+    low, high = 0.0, math.inf
+    low_at = high_at = 0
+    for k, load in enumerate(per_pod):
+        t = int(times[k])
+        if low > 0 and t - low_at > EVIDENCE_MS:
+            low = 0.0
+        if math.isfinite(high) and t - high_at > EVIDENCE_MS:
+            high = math.inf
+        if held[k] and load >= low:
+            low, low_at = float(load), t
+            if low >= high:
+                high = math.inf
+        elif persists[k] and load <= high:
+            high, high_at = float(load), t
+            if high <= low:
+                low = 0.0
+        lower[k], upper[k] = low, high
     return lower, upper
 
 
 def _combine(seed: FloatArray, lower: FloatArray, upper: FloatArray) -> FloatArray:
-    """The seed, raised to the learned lower bound and capped by the learned upper bound, unless
-    the two bounds contradict each other (then the upper one is disregarded)."""
-    upper = np.where(upper > lower, upper, np.inf)
+    """The seed, raised to the learned lower bound and capped by the learned upper bound."""
     with np.errstate(invalid="ignore"):
         raised = np.where(np.isnan(seed), np.where(lower > 0, lower, np.nan), np.fmax(seed, lower))
         capped = np.where(np.isfinite(upper), np.fmin(raised, upper), raised)
@@ -176,12 +229,12 @@ def _combine(seed: FloatArray, lower: FloatArray, upper: FloatArray) -> FloatArr
 
 def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
     budget = spec.ttft_budget_s
-    requests = np.where(signals.request_rate > 0, signals.request_rate, np.nan)
-    isl = _fill_forward(signals.prompt_rate / requests, DEFAULT_ISL)
+    isl = _fill_forward(signals.mean_prompt, DEFAULT_ISL)
     own = ~(np.nan_to_num(signals.kv_usage) >= KV_FULL)
     queued = signals.waiting * isl
-    demand = _arrivals(signals.prompt_rate, queued, signals)
+    demand = _arrivals(signals.prompt_rate, queued, signals, signals.window_ms)
     backlog = np.where(own, queued, 0.0)
+    growth = np.where(own, np.maximum(_change(queued, signals, signals.window_ms), 0.0), 0.0)
     share = signals.ttft.share_above(budget)
     mean = signals.ttft.mean()
     active = signals.request_rate > 0
@@ -200,19 +253,22 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
         expected = service * (1 + KINGMAN_MEAN * rho / (1 - rho))
         # measured only without a standing queue: then the TTFT grows with the backlog, not
         # with a model error, and the demand (which counts the queue) already answers that
-        measured = np.isfinite(mean) & active & stable & own & ~standing
-        correction = _fill_forward(np.where(measured, np.clip(mean / expected, *CORRECTION_RANGE), np.nan), 1.0)
+        # measured only in windows without any queue: a queue's TTFT is the backlog's, which the
+        # demand (counting the queue) already answers, not a model error
+        measured = np.isfinite(mean) & active & stable & own & _never_queued(signals)
+        correction = _correction(np.where(measured, mean / expected, np.nan), signals.times)
         # the correction scales the service time: throughput by 1/correction, and the share of
         # the budget one prompt's own prefill takes by correction
         service = service * correction
         slack = budget - service
         target_rho = np.clip(slack / np.maximum(slack + KINGMAN_P90 * service, 1e-9), *RHO_RANGE)
         seed = np.where(slack > 0, target_rho, RHO_RANGE[0]) * raw / correction
-    lower, upper = _bounds(per_pod, held, missed)
+    lower, upper = _bounds(per_pod, held, missed, signals.times)
     return RoleView(
         unit="prompt tokens/s",
         demand=demand,
         served=signals.prompt_rate,
+        growth=growth,
         backlog=backlog,
         seed=seed,
         lower=lower,
@@ -228,9 +284,8 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
 
 
 def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
-    requests = np.where(signals.request_rate > 0, signals.request_rate, np.nan)
-    isl = _fill_forward(signals.prompt_rate / requests, DEFAULT_ISL)
-    osl = _fill_forward(signals.generation_rate / requests, DEFAULT_OSL)
+    isl = _fill_forward(signals.mean_prompt, DEFAULT_ISL)
+    osl = _fill_forward(signals.mean_output, DEFAULT_OSL)
     # Requests waiting for this role: its own queue or, better, what llm-d's EPP has routed to
     # its pods and they do not run yet. Under P/D a slow decode fleet holds the prefill pods' KV
     # until it pulls it, so the queue builds up at prefill, out of decode's own sight; the EPP
@@ -238,8 +293,11 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     in_system = np.where(np.isfinite(signals.in_flight), signals.in_flight, signals.running + signals.waiting)
     backlog = np.maximum(in_system - signals.running, 0.0) * osl
     # requests arriving: those that finished plus the change of those in the system, whether
-    # queued or just admitted (a sequence admitted has not yet produced the tokens it will)
-    demand = _arrivals(signals.request_rate, in_system, signals) * osl
+    # queued or just admitted (a sequence admitted has not yet produced the tokens it will),
+    # over the latency window: decode requests are few and long, so 15 s would be noisy
+    window = signals.latency_window_ms
+    demand = _arrivals(signals.slow_request_rate, in_system, signals, window) * osl
+    growth = np.maximum(_change(backlog, signals, window), 0.0)
     itl_share = signals.itl.share_above(spec.itl_target_s)
     queue_share = signals.queue.share_above(spec.ttft_budget_s)
     mean = signals.itl.mean()
@@ -260,14 +318,15 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
         batch = np.maximum(rolling.mean(signals.running, lo) / np.maximum(rolling.mean(signals.pods, lo), 1.0), 1.0)
         expected = np.array([profile.decode_step_s(b, c) for b, c in zip(batch, context, strict=True)])
         measured = np.isfinite(mean) & active & stable
-        correction = _fill_forward(np.where(measured, np.clip(mean / expected, *CORRECTION_RANGE), np.nan), 1.0)
+        correction = _correction(np.where(measured, mean / expected, np.nan), signals.times)
         rows = zip(correction, context, isl, osl, strict=True)
         seed = np.array([_decode_seed(profile, spec.itl_target_s, *row) for row in rows])
-    lower, upper = _bounds(per_pod, held, missed)
+    lower, upper = _bounds(per_pod, held, missed, signals.times)
     return RoleView(
         unit="generated tokens/s",
         demand=demand,
         served=signals.generation_rate,
+        growth=growth,
         backlog=backlog,
         seed=seed,
         lower=lower,

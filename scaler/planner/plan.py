@@ -48,7 +48,10 @@ class Tuning:
     window_ms: int = 15_000
     """Window of the rates (the demand): short, so a step shows within one HPA sync."""
     latency_window_ms: int = 30_000
-    """Window of the latency distributions (the SLO is judged over 30-s windows too)."""
+    """Window of the latency distributions (the SLO is judged over 30-s windows too) and of
+    decode's request arrivals (fewer and longer requests than prefill's tokens)."""
+    long_window_ms: int = 300_000
+    """Window of the mean prompt and output lengths (stable figures, noisy over short windows)."""
     trend_segment_ms: int = 30_000
     """Length of each of the trend's three segments (see :mod:`~scaler.planner.forecast`):
     longer than the window, so that the ramp a window makes of a step lifts two at most."""
@@ -145,6 +148,7 @@ def observe(
         times,
         tuning.window_ms,
         tuning.latency_window_ms,
+        tuning.long_window_ms,
         ttft_limits=(spec.ttft_budget_s,),
         itl_limits=(spec.itl_target_s,),
         queue_limits=(spec.ttft_budget_s,),
@@ -242,15 +246,14 @@ def _forward(
             need[k] = drain[k] = running if demand > 0 or view.busy[k] else 0
         else:
             need[k] = _banded(demand, cap, running + int(pending[k]), tuning.band, bool(view.busy[k]), running)
-            # the queue keeps growing by what the exporting replicas fall short of the demand,
-            # until the replicas asked for arrive: one start-up after the oldest ask still not
-            # exporting
+            # the queue keeps growing as fast as it grows now, until the replicas asked for
+            # arrive: one start-up after the oldest ask still not exporting
             first = k
             while first > 0 and answer[first - 1] > running:
                 first -= 1
             waited_s = (times[k] - times[first]) / 1000
             if waited_s <= startup_s:
-                shortfall = max(0.0, float(view.demand[k]) - float(view.served[k]))
+                shortfall = float(view.growth[k])
                 projected[k] = float(view.backlog[k]) + shortfall * (startup_s - waited_s)
             else:
                 projected[k] = float(view.backlog[k])

@@ -97,7 +97,7 @@ class Signals:
     window_ms: int
     """Window of the rates."""
     latency_window_ms: int
-    """Window of the latency distributions."""
+    """Window of the latency distributions and of the slow request rate."""
     pods: FloatArray
     """Pods exporting at the instant."""
     running: FloatArray
@@ -110,6 +110,14 @@ class Signals:
     """Prompt tokens/s finished over the window (prefill work done)."""
     generation_rate: FloatArray
     request_rate: FloatArray
+    slow_request_rate: FloatArray
+    """Requests finished per second over the latency window (less noisy, for arrivals)."""
+    mean_prompt: FloatArray
+    """Prompt tokens per finished request over the long window (NaN: none finished)."""
+    mean_output: FloatArray
+    """Generated tokens per finished request over the long window: the mean output length.
+    Over a short window it would be noisy (long outputs finish few at a time) and biased
+    towards the short ones right after a rise (they finish first)."""
     ttft: Latency
     itl: Latency
     queue: Latency
@@ -227,14 +235,17 @@ def read(
     times: Int64Array,
     window_ms: int,
     latency_window_ms: int | None = None,
+    long_window_ms: int | None = None,
     ttft_limits: Sequence[float] = (),
     itl_limits: Sequence[float] = (),
     queue_limits: Sequence[float] = (),
 ) -> Signals:
     """The signals of ``deployment`` at each instant of ``times``: rates over ``window_ms``,
-    latencies over ``latency_window_ms`` (default the same), each latency histogram with its
-    share of observations above the given limits."""
+    latencies and the slow request rate over ``latency_window_ms``, mean lengths over
+    ``long_window_ms`` (both default to ``window_ms``), each latency histogram with its share
+    of observations above the given limits."""
     latency_window_ms = latency_window_ms or window_ms
+    long_window_ms = long_window_ms or window_ms
     reader = _Reader(store, deployment)
     width = len(times)
     gauges = _Rows()
@@ -263,6 +274,7 @@ def read(
         latency_grown = grown
     else:
         latency_grown = np.nan_to_num(increase(counter_block, times, latency_window_ms))
+    long_grown = np.nan_to_num(increase(counter_block, times, long_window_ms))
     seconds = window_ms / 1000.0
     kv_rows = gauges.parts["kv"]
     kv_reporting = (~np.isnan(values[kv_rows])).sum(axis=0) if kv_rows else np.zeros(width)
@@ -280,11 +292,19 @@ def read(
         prompt_rate=counters.sum(grown, "prompt", width) / seconds,
         generation_rate=counters.sum(grown, "generation", width) / seconds,
         request_rate=counters.sum(grown, "requests", width) / seconds,
+        slow_request_rate=counters.sum(latency_grown, "requests", width) / (latency_window_ms / 1000.0),
+        mean_prompt=_ratio(counters.sum(long_grown, "prompt", width), counters.sum(long_grown, "requests", width)),
+        mean_output=_ratio(counters.sum(long_grown, "generation", width), counters.sum(long_grown, "requests", width)),
         ttft=_latency(counters, latency_grown, "ttft", ttft_limits, width, histograms["ttft"]),
         itl=_latency(counters, latency_grown, "itl", itl_limits, width, histograms["itl"]),
         queue=_latency(counters, latency_grown, "queue", queue_limits, width, histograms["queue"]),
         series=len(gauges.series) + len(counters.series),
     )
+
+
+def _ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.where(denominator > 0, numerator / denominator, np.nan), dtype=np.float64)
 
 
 def _epp_series(store: Store, running: Sequence[Series]) -> list[Series]:

@@ -122,3 +122,20 @@ def test_trend_needs_a_steady_rise_in_three_segments_and_forecast_is_capped() ->
     assert trend(times, falling, 40_000)[-1] == 0.0
     assert forecast(np.array([100.0]), np.array([2.0]), 30)[0] == pytest.approx(160)
     assert forecast(np.array([100.0]), np.array([10.0]), 60)[0] == pytest.approx(200)  # capped at 2x
+
+
+def test_learned_bounds_keep_the_newer_evidence_when_they_contradict() -> None:
+    load = np.array([50.0, 100.0, 90.0, 60.0, 60.0, 60.0, 70.0, 40.0, 110.0])
+    held = np.array([1, 1, 1, 0, 0, 0, 1, 0, 1], dtype=bool)
+    missed = np.array([0, 0, 0, 1, 1, 1, 0, 1, 0], dtype=bool)
+    lower, upper = capacity._bounds(load, held, missed, np.arange(9, dtype=np.int64) * 5000)
+    # held at 50 then 100: at least 100; 60 missed three times in a row (a workload that
+    # changed: the cache stopped hitting) caps it at 60 and drops the older 100; held at 70
+    # contradicts that cap in turn; a single miss at 40 does not persist; held at 110
+    assert lower.tolist() == [50, 100, 100, 100, 100, 0, 70, 70, 110]
+    assert upper.tolist() == [np.inf] * 5 + [60, np.inf, np.inf, np.inf]
+    assert capacity._combine(np.full(9, 80.0), lower, upper).tolist() == [80, 100, 100, 100, 100, 60, 80, 80, 110]
+    # evidence not seen again for 300 s is forgotten
+    late = np.array([0, 305_000], dtype=np.int64)
+    lower, upper = capacity._bounds(np.array([100.0, 10.0]), np.array([True, False]), np.array([False, False]), late)
+    assert lower.tolist() == [100, 0]
