@@ -17,8 +17,10 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    from piling on during start-up; then the **hysteresis band**: above what runs or is pending
    the need applies at once, below it only when the demand would fit even at ``1 − band`` of
    the capacity;
-4. **scale-down hysteresis in time**: the answer is the highest recommendation of the last
-   start-up interval (a replica released now would take that long to come back).
+4. **scale-down hysteresis in time**: the answer is the highest need of the last start-up
+   (at least :attr:`Tuning.min_hold_s`); a need that *recurs* — reached twice within
+   :attr:`Tuning.recur_hold_s` — is held that long (bursts come back before a released
+   replica could).
 
 Every instant beyond the data (before the retention, before the pods existed) contributes no
 demand, so missing data can only lower the answer, never raise it.
@@ -26,6 +28,7 @@ demand, so missing data can only lower the answer, never raise it.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import asdict, dataclass
 
@@ -33,6 +36,7 @@ import numpy as np
 
 from scaler.planner import capacity, rolling
 from scaler.planner.forecast import forecast, trend
+from scaler.planner.series import BoolArray
 from scaler.planner.signals import Signals, read
 from scaler.planner.spec import PlannerSpec
 from scaler.series import FloatArray, Int64Array
@@ -60,8 +64,12 @@ class Tuning:
     their capacity."""
     min_hold_s: float = 300.0
     """Shortest scale-down hold, whatever the start-up interval (as the HPA's default
-    scale-down stabilization): demand that went away often comes back within minutes —
-    bursts, a retried batch job — and a replica released now takes a start-up to return."""
+    stabilization): a replica released now takes a start-up to come back, and demand that went
+    away often comes back within minutes."""
+    recur_hold_s: float = 600.0
+    """Hold for a need that came back: the highest level the need rose to twice within this
+    recurs (bursts, a periodic batch job) and is held, since releasing it between bursts only
+    buys a miss at the next one (a start-up is as long as a burst)."""
     drain_s: float = 30.0
     """A queue expected when the replicas asked for arrive is asked to drain within this: the
     SLO is judged per 30-s window."""
@@ -168,6 +176,7 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
     expected = forecast(view.demand, slope, horizon)
     hold_s = max(spec.startup_s, tuning.min_hold_s)
     steps = _forward(times, signals.pods, expected, view, spec.startup_s, hold_s, tuning)
+    recurring = bool(steps.recurring[len(times) - 1])
     last = len(times) - 1
     return Plan(
         role=spec.role,
@@ -195,7 +204,7 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
         pending=int(steps.pending[last]),
         drain=int(steps.drain[last]),
         projected_backlog=float(steps.projected[last]),
-        hold_s=hold_s,
+        hold_s=tuning.recur_hold_s if recurring else hold_s,
         history_s=float(times[-1] - times[0]) / 1000,
         series=signals.series,
     )
@@ -215,6 +224,8 @@ class Steps:
     """The queue (work units) expected when the replicas asked for are ready."""
     answer: Int64Array
     """What the planner answered: the highest need of the hold window, or the drain if higher."""
+    recurring: BoolArray
+    """The held need recurred: it was risen to twice within the recurrence hold."""
 
 
 def _forward(
@@ -230,8 +241,13 @@ def _forward(
     n = len(times)
     need, drain, asked, pending, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
     projected = np.zeros(n)
+    recurring = np.zeros(n, dtype=np.bool_)
     ask_lo = rolling.starts(times, int(startup_s * 1000))
     hold_lo = rolling.starts(times, int(hold_s * 1000))
+    recur_ms = int(tuning.recur_hold_s * 1000)
+    recur_lo = rolling.starts(times, recur_ms)
+    rises: dict[int, list[int]] = {}
+    """Per need level, the instants at which the need rose to it (from below)."""
     for k in range(n):
         running = int(pods[k])
         lo = int(ask_lo[k])
@@ -262,9 +278,25 @@ def _forward(
                 # the replicas asked for are overdue (held back by maxReplicaCount, a quota, a
                 # slow node): asking for more would not bring them sooner
                 drain[k] = min(int(drain[k]), int(asked[k]))
+        previous = int(need[k - 1]) if k > 0 else 0
+        for level in range(previous + 1, int(need[k]) + 1):
+            rises.setdefault(level, []).append(int(times[k]))
         held = int(need[int(hold_lo[k]) : k + 1].max())
-        answer[k] = max(held, int(drain[k]))
-    return Steps(need, drain, asked, pending, projected, answer)
+        # the highest level the need rose to twice within the recurrence hold
+        since = int(times[k]) - recur_ms
+        for level in range(int(need[int(recur_lo[k]) : k + 1].max()), held, -1):
+            if _recurs(rises.get(level, []), since):
+                held, recurring[k] = level, True
+                break
+        # a replica asked for to drain a queue is not cancelled while it starts: cancelled and
+        # asked for again, it would start over
+        answer[k] = max(held, int(drain[int(ask_lo[k]) : k + 1].max()))
+    return Steps(need, drain, asked, pending, projected, answer, recurring)
+
+
+def _recurs(rise_times: list[int], since_ms: int) -> bool:
+    """The need rose to this level at least twice since ``since_ms``."""
+    return len(rise_times) - bisect.bisect_right(rise_times, since_ms) >= 2
 
 
 def _banded(demand: float, cap: float, keep: int, band: float, busy: bool, running: int) -> int:
