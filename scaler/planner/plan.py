@@ -246,18 +246,15 @@ def _forward(
     hold_lo = rolling.starts(times, int(hold_s * 1000))
     recur_ms = int(tuning.recur_hold_s * 1000)
     recur_lo = rolling.starts(times, recur_ms)
-    rises: dict[int, list[int]] = {}
-    """Per need level, the instants at which the need rose to it (from below)."""
+    recurrence = Recurrence()
     for k in range(n):
         running = int(pods[k])
         lo = int(ask_lo[k])
-        recent = answer[lo:k]
-        asked[k] = int(recent.max()) if k > lo else 0
+        asked[k] = int(answer[lo:k].max()) if k > lo else 0
         pending[k] = max(0, int(asked[k]) - running)
         cap = float(view.capacity[k])
         demand = float(expected[k])
-        known = math.isfinite(cap) and cap > 0
-        if not known:
+        if not (math.isfinite(cap) and cap > 0):
             # nothing known about capacity yet: hold what runs (none without work to do)
             need[k] = drain[k] = running if demand > 0 or view.busy[k] else 0
         else:
@@ -268,35 +265,48 @@ def _forward(
             while first > 0 and answer[first - 1] > running:
                 first -= 1
             waited_s = (times[k] - times[first]) / 1000
-            if waited_s <= startup_s:
-                shortfall = float(view.growth[k])
-                projected[k] = float(view.backlog[k]) + shortfall * (startup_s - waited_s)
-            else:
-                projected[k] = float(view.backlog[k])
+            projected[k] = float(view.backlog[k]) + float(view.growth[k]) * max(startup_s - waited_s, 0.0)
             drain[k] = math.ceil((demand + projected[k] / tuning.drain_s) / cap - 1e-9) if demand > 0 else 0
             if waited_s > startup_s:
                 # the replicas asked for are overdue (held back by maxReplicaCount, a quota, a
                 # slow node): asking for more would not bring them sooner
                 drain[k] = min(int(drain[k]), int(asked[k]))
-        previous = int(need[k - 1]) if k > 0 else 0
-        for level in range(previous + 1, int(need[k]) + 1):
-            rises.setdefault(level, []).append(int(times[k]))
+        recurrence.update(int(times[k]), int(need[k]))
         held = int(need[int(hold_lo[k]) : k + 1].max())
-        # the highest level the need rose to twice within the recurrence hold
-        since = int(times[k]) - recur_ms
-        for level in range(int(need[int(recur_lo[k]) : k + 1].max()), held, -1):
-            if _recurs(rises.get(level, []), since):
-                held, recurring[k] = level, True
-                break
+        level = recurrence.level(int(times[k]) - recur_ms, int(need[int(recur_lo[k]) : k + 1].max()), held)
+        if level > held:
+            held, recurring[k] = level, True
         # a replica asked for to drain a queue is not cancelled while it starts: cancelled and
         # asked for again, it would start over
-        answer[k] = max(held, int(drain[int(ask_lo[k]) : k + 1].max()))
+        answer[k] = max(held, int(drain[lo : k + 1].max()))
     return Steps(need, drain, asked, pending, projected, answer, recurring)
 
 
-def _recurs(rise_times: list[int], since_ms: int) -> bool:
-    """The need rose to this level at least twice since ``since_ms``."""
-    return len(rise_times) - bisect.bisect_right(rise_times, since_ms) >= 2
+class Recurrence:
+    """When the need rose to each level, counting a rise only after the need had fallen well
+    below that level (by a quarter, at least two replicas): a need wobbling by one replica
+    around a level does not recur, a burst that comes back does."""
+
+    def __init__(self) -> None:
+        self.rises: dict[int, list[int]] = {}
+        self.armed: dict[int, bool] = {}
+
+    def update(self, t_ms: int, need: int) -> None:
+        for level in range(1, max(need, max(self.armed, default=0)) + 1):
+            if need >= level and self.armed.get(level, True):
+                self.rises.setdefault(level, []).append(t_ms)
+                self.armed[level] = False
+            elif need <= level - max(2, math.ceil(level / 4)):
+                self.armed[level] = True
+
+    def level(self, since_ms: int, ceiling: int, floor: int) -> int:
+        """The highest level in ``(floor, ceiling]`` risen to twice since ``since_ms`` (else
+        ``floor``)."""
+        for level in range(ceiling, floor, -1):
+            times = self.rises.get(level, [])
+            if len(times) - bisect.bisect_right(times, since_ms) >= 2:
+                return level
+        return floor
 
 
 def _banded(demand: float, cap: float, keep: int, band: float, busy: bool, running: int) -> int:
