@@ -6,7 +6,9 @@ Two forms (``docs/lab.md`` has the details):
   directory (rendered like ``kubectl apply -k``/``-f``). KEDA and the HPA are emulated from
   them, talking to the real scaler. An optional ``lab.yaml`` adds a ``description`` and
   per-profile ``calibration``: JSON6902 patches (kustomize's form) applied to a ScaledObject
-  on that profile only, for the hardware constants a recipe tells its users to measure.
+  on that profile only, for the hardware constants a recipe tells its users to measure (a
+  patch's strings may hold ``$(SLO_TTFT_P90)``/``$(SLO_ITL_P90)``: the scenario's SLO
+  targets, for triggers that take the SLO).
 * **Policies** — a ``lab.yaml`` with ``policy``: ``static`` (fixed ``replicas`` per role, a
   number or ``max``: the scenario's pod limit), ``static-best`` (the smallest fixed counts
   that meet the SLO, found by search) or ``oracle`` (clairvoyant: sized from the future
@@ -71,7 +73,7 @@ class Recipe:
                 raise RecipeError(f"{where}: no ScaledObject named {target!r} in {self.path}")
             for doc in matched:
                 try:
-                    manifests.json_patch(doc, ops, where)
+                    manifests.json_patch(doc, _with_slo(ops, scenario), where)
                 except (KeyError, IndexError, ValueError, TypeError) as exc:
                     raise RecipeError(f"{where}: patch does not apply: {exc!r}") from None
         fleet = {scenario.prefill_deployment: "prefill", scenario.decode_deployment: "decode"}
@@ -96,6 +98,29 @@ class Recipe:
         if not out:
             raise RecipeError(f"{self.path}: no ScaledObject (and no {LAB_FILE} with a policy)")
         return out
+
+
+SLO_VARIABLES = {"$(SLO_TTFT_P90)": "ttft_p90_seconds", "$(SLO_ITL_P90)": "itl_p90_seconds"}
+"""Variables a calibration patch's string values may hold: the scenario's SLO targets on its
+profile, as durations (``2s``, ``50ms``), for a recipe whose triggers take the SLO itself."""
+
+
+def _with_slo(ops: list[dict[str, Any]], scenario: Scenario) -> list[dict[str, Any]]:
+    def duration(seconds: float) -> str:
+        return f"{seconds:g}s" if seconds >= 1 else f"{seconds * 1000:g}ms"
+
+    def sub(value: Any) -> Any:
+        if isinstance(value, str):
+            for var, attr in SLO_VARIABLES.items():
+                value = value.replace(var, duration(getattr(scenario.slo, attr)))
+            return value
+        if isinstance(value, dict):
+            return {k: sub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [sub(v) for v in value]
+        return value
+
+    return [sub(op) for op in ops]
 
 
 def builtin_dir() -> Path:

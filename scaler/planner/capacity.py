@@ -69,6 +69,12 @@ KINGMAN_P90 = 2 * KINGMAN_MEAN
 that do not wait at all)."""
 RHO_RANGE = (0.5, 0.95)
 CORRECTION_RANGE = (0.5, 3.0)
+PREFILL_CORRECTION_RANGE = (1.0, 1.5)
+"""A prefill pod batches prompts into shared steps (chunked prefill), so its TTFT under load
+departs from the single-server queueing model by more than a model error, and mostly
+downwards: a TTFT below the model's says little about how much more the pod could take. So
+the correction only ever slows the model (by up to 50 %); what the pods can do beyond it is
+learned from the throughput they served while the SLO held (the lower bound)."""
 KV_FULL = 0.8
 """Mean prefill KV-cache usage from which its queue is put down to decode: a prefill pod holds
 a prompt's KV until the decode pod pulls it, so a slow decode fleet fills prefill's cache and
@@ -118,7 +124,7 @@ def _fill_forward(values: FloatArray, default: float) -> FloatArray:
     return out
 
 
-def _correction(measured: FloatArray, times: Int64Array) -> FloatArray:
+def _correction(measured: FloatArray, times: Int64Array, bounds: tuple[float, float] = CORRECTION_RANGE) -> FloatArray:
     """The latest measured correction, for :data:`EVIDENCE_MS` after it was measured; then 1
     (the model as is): an old correction belongs to the workload of its time (a cache-hit
     regime that ended, say), not to the one that cannot be measured now."""
@@ -128,7 +134,7 @@ def _correction(measured: FloatArray, times: Int64Array) -> FloatArray:
         if math.isfinite(value):
             last, at = float(value), int(times[i])
         out[i] = last if at is not None and times[i] - at <= EVIDENCE_MS else 1.0
-    return np.clip(out, *CORRECTION_RANGE)
+    return np.clip(out, *bounds)
 
 
 def _mean_pods(signals: Signals) -> FloatArray:
@@ -232,6 +238,8 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
     isl = _fill_forward(signals.mean_prompt, DEFAULT_ISL)
     own = ~(np.nan_to_num(signals.kv_usage) >= KV_FULL)
     queued = signals.waiting * isl
+    # arrivals whoever holds them up; the queue is only prefill's to drain while its KV cache is
+    # not full (see KV_FULL)
     demand = _arrivals(signals.prompt_rate, queued, signals, signals.window_ms)
     backlog = np.where(own, queued, 0.0)
     growth = np.where(own, np.maximum(_change(queued, signals, signals.window_ms), 0.0), 0.0)
@@ -256,7 +264,7 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
         # measured only in windows without any queue: a queue's TTFT is the backlog's, which the
         # demand (counting the queue) already answers, not a model error
         measured = np.isfinite(mean) & active & stable & own & _never_queued(signals)
-        correction = _correction(np.where(measured, mean / expected, np.nan), signals.times)
+        correction = _correction(np.where(measured, mean / expected, np.nan), signals.times, PREFILL_CORRECTION_RANGE)
         # the correction scales the service time: throughput by 1/correction, and the share of
         # the budget one prompt's own prefill takes by correction
         service = service * correction
@@ -291,7 +299,7 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     # until it pulls it, so the queue builds up at prefill, out of decode's own sight; the EPP
     # counts it on the decode pod each request is bound for.
     in_system = np.where(np.isfinite(signals.in_flight), signals.in_flight, signals.running + signals.waiting)
-    backlog = np.maximum(in_system - signals.running, 0.0) * osl
+    backlog = signals.waiting * osl
     # requests arriving: those that finished plus the change of those in the system, whether
     # queued or just admitted (a sequence admitted has not yet produced the tokens it will),
     # over the latency window: decode requests are few and long, so 15 s would be noisy
@@ -341,7 +349,7 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     )
 
 
-ITL_MARGIN = 0.85
+ITL_MARGIN = 0.95
 """The seed keeps the *mean* step this far under the ITL target: the SLO is on the p90, and
 steps vary with the batch's composition and the prefill chunks a decode pod runs itself."""
 

@@ -18,9 +18,10 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    the need applies at once, below it only when the demand would fit even at ``1 − band`` of
    the capacity;
 4. **scale-down hysteresis in time**: the answer is the highest need of the last start-up
-   (at least :attr:`Tuning.min_hold_s`); a need that *recurs* — reached twice within
-   :attr:`Tuning.recur_hold_s` — is held that long (bursts come back before a released
-   replica could).
+   (at least :attr:`Tuning.min_hold_s`); a level the need *returns* to — reached for a
+   sustained while after its replicas had been released, twice within
+   :attr:`Tuning.recur_hold_s` — recurs and is held ``recur_hold_s`` after the need was last
+   there (bursts come back sooner than a released replica could; see :class:`Recurrence`).
 
 Every instant beyond the data (before the retention, before the pods existed) contributes no
 demand, so missing data can only lower the answer, never raise it.
@@ -28,7 +29,6 @@ demand, so missing data can only lower the answer, never raise it.
 
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import asdict, dataclass
 
@@ -62,15 +62,19 @@ class Tuning:
     band: float = 0.1
     """Hysteresis band: scale down only when the demand fits into fewer replicas at 90 % of
     their capacity."""
-    min_hold_s: float = 300.0
-    """Shortest scale-down hold, whatever the start-up interval (as the HPA's default
-    stabilization): a replica released now takes a start-up to come back, and demand that went
-    away often comes back within minutes."""
+    min_hold_s: float = 60.0
+    """Shortest scale-down hold, whatever the start-up interval: a need that went away one
+    rate window ago may still be a lull. The hold is otherwise one start-up: a replica released
+    later than that would take no longer to come back than one asked for anew."""
     recur_hold_s: float = 600.0
-    """Hold for a need that came back: the highest level the need rose to twice within this
-    recurs (bursts, a periodic batch job) and is held, since releasing it between bursts only
-    buys a miss at the next one (a start-up is as long as a burst)."""
-    drain_s: float = 30.0
+    """Hold for a need that came back: a level the need returned to twice within this recurs
+    (bursts, a periodic batch job) and is held this long after the need was last there, since
+    releasing it between bursts only buys a miss at the next one (a start-up is as long as a
+    burst)."""
+    sustain_ms: int = 30_000
+    """How long the need must stay at a level for a return to it to count (a burst, not a blip
+    of the rates): one SLO window."""
+    drain_s: float = 60.0
     """A queue expected when the replicas asked for arrive is asked to drain within this: the
     SLO is judged per 30-s window."""
 
@@ -244,9 +248,7 @@ def _forward(
     recurring = np.zeros(n, dtype=np.bool_)
     ask_lo = rolling.starts(times, int(startup_s * 1000))
     hold_lo = rolling.starts(times, int(hold_s * 1000))
-    recur_ms = int(tuning.recur_hold_s * 1000)
-    recur_lo = rolling.starts(times, recur_ms)
-    recurrence = Recurrence()
+    recurrence = Recurrence(int(hold_s * 1000), int(tuning.recur_hold_s * 1000), tuning.sustain_ms)
     for k in range(n):
         running = int(pods[k])
         lo = int(ask_lo[k])
@@ -273,7 +275,7 @@ def _forward(
                 drain[k] = min(int(drain[k]), int(asked[k]))
         recurrence.update(int(times[k]), int(need[k]))
         held = int(need[int(hold_lo[k]) : k + 1].max())
-        level = recurrence.level(int(times[k]) - recur_ms, int(need[int(recur_lo[k]) : k + 1].max()), held)
+        level = recurrence.level(int(times[k]), held)
         if level > held:
             held, recurring[k] = level, True
         # a replica asked for to drain a queue is not cancelled while it starts: cancelled and
@@ -283,28 +285,47 @@ def _forward(
 
 
 class Recurrence:
-    """When the need rose to each level, counting a rise only after the need had fallen well
-    below that level (by a quarter, at least two replicas): a need wobbling by one replica
-    around a level does not recur, a burst that comes back does."""
+    """The levels the need returns to. The need is *at* a level once it stayed at or above it
+    for :attr:`Tuning.sustain_ms` (a burst, not a blip of the rates); it *returns* to the level
+    when that happens after it was below the level for longer than the ordinary hold, i.e.
+    after the planner had released it. Two returns within :attr:`Tuning.recur_hold_s` make the
+    level recurring, and it is held until ``recur_hold_s`` after the need was last at it. A need
+    that wobbles within a burst does not recur (the ordinary hold covers it); a burst that comes
+    back after its replicas went does."""
 
-    def __init__(self) -> None:
-        self.rises: dict[int, list[int]] = {}
-        self.armed: dict[int, bool] = {}
+    def __init__(self, hold_ms: int, recur_ms: int, sustain_ms: int) -> None:
+        self.hold_ms = hold_ms
+        self.recur_ms = recur_ms
+        self.sustain_ms = sustain_ms
+        self.run_start: dict[int, int] = {}
+        """Since when the need has been at or above each level (levels it is below are absent)."""
+        self.last_at: dict[int, int] = {}
+        """When the need was last at each level (after it had stayed there ``sustain_ms``)."""
+        self.returns: dict[int, list[int]] = {}
 
     def update(self, t_ms: int, need: int) -> None:
-        for level in range(1, max(need, max(self.armed, default=0)) + 1):
-            if need >= level and self.armed.get(level, True):
-                self.rises.setdefault(level, []).append(t_ms)
-                self.armed[level] = False
-            elif need <= level - max(2, math.ceil(level / 4)):
-                self.armed[level] = True
+        for level in [level for level in self.run_start if level > need]:
+            del self.run_start[level]
+        for level in range(1, need + 1):
+            start = self.run_start.setdefault(level, t_ms)
+            if t_ms - start < self.sustain_ms:
+                continue
+            last = self.last_at.get(level)
+            if last is None or (last < start and start - last > self.hold_ms):
+                self.returns.setdefault(level, []).append(start)
+            self.last_at[level] = t_ms
 
-    def level(self, since_ms: int, ceiling: int, floor: int) -> int:
-        """The highest level in ``(floor, ceiling]`` risen to twice since ``since_ms`` (else
-        ``floor``)."""
-        for level in range(ceiling, floor, -1):
-            times = self.rises.get(level, [])
-            if len(times) - bisect.bisect_right(times, since_ms) >= 2:
+    def level(self, t_ms: int, floor: int) -> int:
+        """The highest recurring level above ``floor`` still held at ``t_ms`` (else ``floor``)."""
+        for level in sorted(self.last_at, reverse=True):
+            if level <= floor:
+                break
+            times = self.returns.get(level, [])
+            if (
+                len(times) >= 2
+                and times[-1] - times[-2] <= self.recur_ms
+                and t_ms - self.last_at[level] <= self.recur_ms
+            ):
                 return level
         return floor
 

@@ -14,9 +14,9 @@ from tests.lab.helpers import load, recipe
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_builtin_recipes_are_the_issues_six() -> None:
+def test_the_builtin_recipes_are_the_issues_six_and_the_planner() -> None:
     names = [p.name for p in recipes.builtin()]
-    assert names == ["kedify-vllm", "llmd-token-aware", "oracle", "shipped", "static-best", "static-peak"]
+    assert names == ["kedify-vllm", "llmd-token-aware", "oracle", "planner", "shipped", "static-best", "static-peak"]
     kinds = {n: recipe(n).policy for n in names}
     assert kinds["static-peak"] == "static" and kinds["static-best"] == "static-best"
     assert kinds["oracle"] == "oracle" and kinds["shipped"] == "scaledobjects"

@@ -33,11 +33,11 @@ def _view(fleet: Fleet, role: str, profile: str | None, ttft: str = "2s") -> cap
 def test_prefill_seed_is_the_profile_throughput_at_the_utilisation_the_corrected_ttft_allows() -> None:
     fleet = Fleet("pre")
     fleet.add("a", "b")
-    fleet.run(120, Load(prompt_tokens=5000, requests=10, ttft=0.2))  # 500-token prompts
+    fleet.run(120, Load(prompt_tokens=5000, requests=10, ttft=0.12))  # 500-token prompts
     view = _view(fleet, "prefill", PREFILL_PROFILE)
     # utilisation 5000/10000 = 0.5; queueing model (Kingman): mean TTFT 0.055 * (1 + 0.75 *
-    # 0.5/0.5) = 0.09625 s expected, 0.2 s observed
-    correction = 0.2 / 0.09625
+    # 0.5/0.5) = 0.09625 s expected, 0.12 s observed
+    correction = 0.12 / 0.09625
     assert view.correction[-1] == pytest.approx(correction)
     # the correction scales the service time (0.055 s → 0.055 × correction) and so divides the
     # throughput; budget 2 s / 2 = 1 s, of which 1 - service is left for the p90 wait
@@ -45,11 +45,21 @@ def test_prefill_seed_is_the_profile_throughput_at_the_utilisation_the_corrected
     service = 0.055 * correction
     slack = 1 - service
     assert view.seed[-1] == pytest.approx(10_000 / correction * slack / (slack + 1.5 * service))
-    # each pod did 5000 tokens/s within the SLO: the learned lower bound lifts the seed
+    # each pod did 5000 tokens/s within the SLO: the learned lower bound, under the seed here
     assert view.lower[-1] == pytest.approx(5000)
-    assert view.capacity[-1] == pytest.approx(5000)
+    assert view.capacity[-1] == pytest.approx(view.seed[-1])
     assert view.demand[-1] == pytest.approx(10_000)
     assert view.held[-1] and not view.missed[-1]
+
+
+def test_prefill_correction_only_slows_the_model_and_by_half_at_most() -> None:
+    for ttft, expected in ((0.05, 1.0), (0.2, 1.5)):
+        fleet = Fleet("pre")
+        fleet.add("a", "b")
+        fleet.run(120, Load(prompt_tokens=5000, requests=10, ttft=ttft))
+        # 0.05 / 0.09625 = 0.52: a TTFT under the model's does not make the pods faster;
+        # 0.2 / 0.09625 = 2.08: capped at 1.5
+        assert _view(fleet, "prefill", PREFILL_PROFILE).correction[-1] == pytest.approx(expected)
 
 
 def test_without_a_profile_prefill_capacity_is_the_throughput_seen_while_the_slo_held() -> None:
@@ -84,16 +94,16 @@ def test_decode_seed_is_the_token_rate_at_the_itl_bound_and_the_correction_scale
     fleet.run(120, Load(running=100, generation_tokens=5000, requests=10, prompt_tokens=5000, itl=0.02))
     view = _view(fleet, "decode", DECODE_PROFILE)
     assert view.correction[-1] == pytest.approx(1.0)
-    # the largest batch whose mean step stays within 0.85 × 50 ms is (42.5 - 10) / 0.1 = 325
-    # sequences, each getting a token every 42.5 ms
-    assert view.seed[-1] == pytest.approx(325 / 0.0425)
+    # the largest batch whose mean step stays within 0.95 × 50 ms is (47.5 - 10) / 0.1 = 375
+    # sequences, each getting a token every 47.5 ms
+    assert view.seed[-1] == pytest.approx(375 / 0.0475)
     assert view.demand[-1] == pytest.approx(10_000)
     fleet.run(120, Load(running=100, generation_tokens=2500, requests=10, prompt_tokens=5000, itl=0.04))
     slow = _view(fleet, "decode", DECODE_PROFILE)
     # observed 40 ms where the model says 20: correction 2, so the modelled step must stay
-    # under 42.5/2 = 21.25 ms: (21.25 - 10) / 0.1 = 112.5 sequences, at 2 × 21.25 ms per token
+    # under 47.5/2 = 23.75 ms: (23.75 - 10) / 0.1 = 137.5 sequences, at 2 × 23.75 ms per token
     assert slow.correction[-1] == pytest.approx(2.0)
-    assert slow.seed[-1] == pytest.approx(112.5 / 0.0425)
+    assert slow.seed[-1] == pytest.approx(137.5 / 0.0475)
 
 
 def test_decode_demand_adds_the_tokens_a_growing_queue_asks_for() -> None:

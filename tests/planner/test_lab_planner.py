@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scaler.lab import runner
+from scaler.lab import recipes, runner
+from scaler.sim import scenario as sc
 from tests.lab.helpers import load, recipe
 
 
@@ -21,3 +22,12 @@ def test_the_planner_beats_shipped_on_a_short_step(tmp_path: Path) -> None:
     assert planner.gpu_hours < shipped.gpu_hours
     assert planner.scale_events < shipped.scale_events
     assert planner.failed == 0
+
+
+def test_the_planner_recipe_takes_each_scenarios_slo_and_profile() -> None:
+    planner = recipe("planner")
+    for name, ttft, profile in (("prefill-heavy", "2s", "llama8b-h100"), ("step-up-down", "1s", "opt125m-l4")):
+        scenario = sc.load(recipes.builtin_dir().parent / "scenarios" / f"{name}.yaml")
+        for so in planner.scaled_objects(scenario):
+            metadata = so.triggers[0].metadata
+            assert (metadata["ttftTarget"], metadata["itlTarget"], metadata["profile"]) == (ttft, "50ms", profile)

@@ -53,17 +53,17 @@ def test_the_queue_expected_when_asked_for_replicas_arrive_is_asked_for_once() -
             answers.append(_plan(fleet).desired)
     result = _plan(fleet)
     # demand: 20 requests/s finish and 20/s more join the queue, × 500 tokens = 20000 tokens/s:
-    # 4 replicas, but with 9 asked for the hysteresis band needs 20000 / (0.9 × 5000) → 5
+    # 4 replicas, but with 7 asked for the hysteresis band needs 20000 / (0.9 × 5000) → 5
     assert (result.demand, result.need, result.pods, result.backlog) == (20_000, 5, 2, 600_000)
     # asked 5 s into the rise, the replicas are due 60 s later; until then the 2 pods fall
     # 10000 tokens/s short, so the queue they will find is 600000 + 5 s × 10000 = 650000
-    # tokens, to drain within 30 s: (20000 + 650000 / 30) / 5000 = 8.3 → 9
+    # tokens, to drain within 60 s: (20000 + 650000 / 60) / 5000 = 6.2 → 7
     assert result.projected_backlog == pytest.approx(650_000)
-    assert (result.drain, result.desired, result.pending) == (9, 9, 7)
+    assert (result.drain, result.desired, result.pending) == (7, 7, 5)
     # the same answer on every call once the 30-s window of decode arrivals has filled: the
     # queue grows, the wait shrinks alike
-    assert answers[:6] == [4, 5, 6, 7, 8, 9]
-    assert answers[5:] == [9] * 7
+    assert answers[:6] == [3, 4, 5, 5, 6, 7]
+    assert answers[5:] == [7] * 7
 
 
 def test_asked_for_replicas_that_never_come_stay_pending_and_the_queue_is_not_piled_on() -> None:
@@ -74,13 +74,13 @@ def test_asked_for_replicas_that_never_come_stay_pending_and_the_queue_is_not_pi
         fleet.run(1, _busy(100, waiting=10 * second))
     result = _plan(fleet)
     # overdue: asking for more would not bring them sooner, so the ask stays what it was
-    # (9, as computed in the test above), though the queue (3600 requests) has grown sixfold
-    assert (result.desired, result.drain, result.pending, result.backlog) == (9, 9, 7, 1_800_000)
+    # (7, as computed in the test above), though the queue (3600 requests) has grown sixfold
+    assert (result.desired, result.drain, result.pending, result.backlog) == (7, 7, 5, 1_800_000)
     # once two of them come (taking 200 of the queue), what is still asked for stays asked for
     fleet.add("c", "d")
     fleet.run(5, _busy(100, waiting=850))
     result = _plan(fleet)
-    assert (result.desired, result.pending) == (9, 5)
+    assert (result.desired, result.pending) == (7, 3)
 
 
 def test_scale_down_waits_for_the_hold_and_needs_the_hysteresis_band() -> None:
@@ -91,12 +91,12 @@ def test_scale_down_waits_for_the_hold_and_needs_the_hysteresis_band() -> None:
     fleet.run(60, _busy(68))  # 13600: 3 replicas would do, but 13600/(3 × 4500) > 1: inside the band
     result = _plan(fleet)
     assert (round(result.demand), result.need, result.desired) == (13_600, 4, 4)
-    fleet.run(60, _busy(60))  # 12000 fits 3 replicas at 90 %: needs 3, held for 300 s
+    fleet.run(30, _busy(60))  # 12000 fits 3 replicas at 90 %: needs 3, but 4 are held for 60 s
     result = _plan(fleet)
-    assert (round(result.demand), result.need, result.desired, result.hold_s) == (12_000, 3, 4, 300)
-    fleet.run(225, _busy(60))
+    assert (result.need, result.desired, result.hold_s) == (3, 4, 60)
+    fleet.run(25, _busy(60))
     assert _plan(fleet).desired == 4
-    fleet.run(15, _busy(60))
+    fleet.run(5, _busy(60))
     assert _plan(fleet).desired == 3
 
 
@@ -112,3 +112,45 @@ def test_a_deployment_without_exporting_pods_is_not_found_and_missing_latency_ra
     fleet.remove("a")
     fleet.run(1, Load())
     assert plan(fleet.store, spec, fleet.now_ms) is None
+
+
+def _through(fleet: Fleet, seconds: int, load: Load) -> list[tuple[int, int, float]]:
+    """(need, desired, hold) every 5 s."""
+    out = []
+    for _ in range(seconds // 5):
+        fleet.run(5, load)
+        result = _plan(fleet)
+        out.append((result.need, result.desired, result.hold_s))
+    return out
+
+
+def test_a_burst_that_returns_after_its_replica_went_is_held_for_the_recurrence_hold() -> None:
+    fleet = Fleet("dec", retention_seconds=1200)
+    fleet.add("a", "b", "c")
+    fleet.run(120, _busy(90))  # 13500 tokens/s: 3 replicas
+    # a burst (21000 tokens/s: 4 replicas) for 60 s: the need is at 4 for longer than 30 s
+    assert {need for need, _, _ in _through(fleet, 60, _busy(140))} == {4}
+    # then the ordinary hold: 4 for 60 s after the need left 4, then 3
+    quiet = _through(fleet, 120, _busy(90))
+    assert [desired for _, desired, _ in quiet[:11]] == [4] * 11
+    assert {desired for _, desired, _ in quiet[11:]} == {3}
+    # a second burst 180 s after the first, after its replica went: a return to 4 within
+    # 600 s, so 4 recurs and is held 600 s after the need was last at 4
+    burst = _through(fleet, 60, _busy(140))
+    assert burst[-1][:2] == (4, 4)
+    after = _through(fleet, 660, _busy(90))
+    assert {need for need, _, _ in after[12:]} == {3}
+    assert {(desired, hold) for _, desired, hold in after[11:120]} == {(4, 600)}
+    assert {(desired, hold) for _, desired, hold in after[121:]} == {(3, 60)}
+
+
+def test_a_blip_shorter_than_an_slo_window_does_not_recur() -> None:
+    fleet = Fleet("dec", retention_seconds=1200)
+    fleet.add("a", "b", "c")
+    fleet.run(120, _busy(90))
+    _through(fleet, 60, _busy(140))
+    _through(fleet, 120, _busy(90))
+    # 20 s at 4 replicas' need: not a return, so only the ordinary hold follows it
+    assert max(need for need, _, _ in _through(fleet, 45, _busy(140))) == 4
+    after = _through(fleet, 120, _busy(90))
+    assert {(desired, hold) for _, desired, hold in after[12:]} == {(3, 60)}
