@@ -1,9 +1,9 @@
 """A KEDA trigger, from its metadata to the number KEDA gets: the one core every surface uses.
 
 * :func:`parse` turns ScaledObject ``triggers[].metadata`` into a validated :class:`Trigger`
-  (:func:`parse_any` also into a :class:`PlannerTrigger`), one small parser per key; every error is a :class:`TriggerError` naming the key, so KEDA
-  shows the user exactly what to fix. :class:`TriggerCache` keeps parsed triggers, so a poll
-  does no parsing.
+  (:func:`parse_any` also into a :class:`PlannerTrigger`), one small parser per key; every
+  error is a :class:`TriggerError` naming the key, so KEDA shows the user exactly what to fix.
+  :class:`TriggerCache` keeps parsed triggers, so a poll does no parsing.
 * :func:`compile_compat` (compat form, with its window checked against the retention) and
   :func:`compile_promql` build a :class:`Query`; ``POST /memstore/query`` calls them too. Both
   forms compile to the same PromQL AST and run through the same engine, so they cannot disagree.
