@@ -147,12 +147,13 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         if value is not None:
             self.metrics.trigger_value.labels(*labels).set(value)
             self.metrics.trigger_target.labels(*labels).set(trigger.target)
-            compat = trigger.query.compat if isinstance(trigger, Trigger) else None
-            if compat is not None:
+            query = trigger.query if isinstance(trigger, Trigger) else None
+            compat = None if query is None else query.compat
+            if query is not None and compat is not None:
                 self.metrics.kedify.answered(
                     compat.name,
                     go_labels(compat.labels),
-                    trigger.query.operation,
+                    query.operation,
                     compat.aggregation,
                     (ref.name, ref.namespace),
                     value,

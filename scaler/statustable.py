@@ -88,7 +88,9 @@ def _state(trigger: Mapping[str, Any]) -> str:
 
 def _series(series: Mapping[str, Any] | None, planner: Mapping[str, Any] | None) -> str:
     if planner is not None:
-        return "planner: " + ", ".join(f"{k}={_number(v)}" for k, v in list(planner.items())[:4])
+        # the planner's explanation: figures, or groups of them (the result first)
+        leaves = [kv for k, v in planner.items() for kv in (v.items() if isinstance(v, Mapping) else [(k, v)])]
+        return "planner: " + ", ".join(f"{k}={_number(v)}" for k, v in leaves[:4])
     if series is None:
         return "-"
     if not series["count"]:

@@ -414,8 +414,8 @@ class PlannerTrigger:
         return self.metric_name
 
     def explain(self) -> dict[str, object] | None:
-        """The latest decision's figures (:meth:`scaler.planner.Plan.as_dict`), for the status API."""
-        return self.last[0].as_dict() if self.last else None
+        """The latest decision, grouped (:meth:`scaler.planner.Plan.explain`), for the status API."""
+        return self.last[0].explain() if self.last else None
 
     @property
     def text(self) -> str:

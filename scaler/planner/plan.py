@@ -30,7 +30,7 @@ demand, so missing data can only lower the answer, never raise it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -110,6 +110,8 @@ class Plan:
     pending: int
     projected_backlog: float
     hold_s: float
+    recurring: bool
+    band: float
     history_s: float
     series: int
 
@@ -118,7 +120,7 @@ class Plan:
         return (
             f"planner {self.role} {self.deployment}: desired={self.desired} (pods={self.pods} "
             f"pending={self.pending} asked={self.asked} need={self.need} drain={self.drain} "
-            f"hold={self.hold_s:.0f}s) "
+            f"hold={self.hold_s:.0f}s{' recurring' if self.recurring else ''}) "
             f"demand={_g(self.demand)} {self.unit} forecast={_g(self.forecast)} over {self.horizon_s:.0f}s "
             f"(slope {_g(self.slope_per_s)}/s) backlog={_g(self.backlog)} (at arrival {_g(self.projected_backlog)}) "
             f"capacity/replica={_g(self.capacity)} (seed {_g(self.seed)}, learned {_g(self.learned_lower)}"
@@ -126,8 +128,41 @@ class Plan:
             f"latency mean={_g(self.latency_mean_s)}s, {_pct(self.miss_share)} over target {_g(self.latency_target_s)}s"
         )
 
-    def as_dict(self) -> dict[str, object]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+    def explain(self) -> dict[str, object]:
+        """The decision for the status API, grouped as it was made: the inputs, the learned
+        capacity and its correction, the forecast, the pending replicas, the hysteresis and
+        the result (JSON-ready: a figure that is not known yet is None)."""
+        groups: dict[str, dict[str, object]] = {
+            "result": {"desired": self.desired, "need": self.need, "drain": self.drain},
+            "inputs": {
+                "pods": self.pods,
+                "unit": self.unit,
+                "demand": self.demand,
+                "backlog": self.backlog,
+                "latencyMeanSeconds": self.latency_mean_s,
+                "latencyTargetSeconds": self.latency_target_s,
+                "missShare": self.miss_share,
+                "series": self.series,
+                "historySeconds": self.history_s,
+            },
+            "capacity": {
+                "perReplica": self.capacity,
+                "seed": self.seed,
+                "learnedLower": self.learned_lower,
+                "learnedUpper": self.learned_upper,
+                "sloHeld": self.slo_held,
+            },
+            "correction": {"factor": self.correction},
+            "forecast": {"demand": self.forecast, "slopePerSecond": self.slope_per_s, "horizonSeconds": self.horizon_s},
+            "pending": {"asked": self.asked, "pending": self.pending, "projectedBacklog": self.projected_backlog},
+            "hysteresis": {"holdSeconds": self.hold_s, "recurring": self.recurring, "band": self.band},
+        }
+        out: dict[str, object] = {name: {k: _json(v) for k, v in group.items()} for name, group in groups.items()}
+        return out | {"role": self.role, "deployment": self.deployment, "atMs": self.at_ms}
+
+
+def _json(value: object) -> object:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _g(value: float) -> str:
@@ -209,6 +244,8 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
         drain=int(steps.drain[last]),
         projected_backlog=float(steps.projected[last]),
         hold_s=tuning.recur_hold_s if recurring else hold_s,
+        recurring=recurring,
+        band=tuning.band,
         history_s=float(times[-1] - times[0]) / 1000,
         series=signals.series,
     )

@@ -27,7 +27,7 @@ def test_the_planner_beats_shipped_on_a_short_step(tmp_path: Path) -> None:
 def test_the_planner_recipe_takes_each_scenarios_slo_and_profile() -> None:
     planner = recipe("planner")
     for name, ttft, profile in (("prefill-heavy", "2s", "llama8b-h100"), ("step-up-down", "1s", "opt125m-l4")):
-        scenario = sc.load(recipes.builtin_dir().parent / "scenarios" / f"{name}.yaml")
+        scenario = sc.load(str(recipes.builtin_dir().parent / "scenarios" / f"{name}.yaml"))
         for so in planner.scaled_objects(scenario):
             metadata = so.triggers[0].metadata
             assert (metadata["ttftTarget"], metadata["itlTarget"], metadata["profile"]) == (ttft, "50ms", profile)

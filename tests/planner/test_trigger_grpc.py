@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-from scaler.trigger import PlannerTrigger
 from tests.conftest import BASE_SETTINGS, RunningService
 from tests.integration.test_keda import Keda
 from tests.otlpdata import DECODE, otlp_stub
 from tests.planner.fleet import Clock, Fleet, Load
+from tests.planner.sdkexport import sdk_sink
 
 # a decode replica generates 5000 tokens/s (a measured hint) and starts within 60 s
 PROFILE = "{base: opt125m-l4, decode_tokens_per_second: 5000, startup_seconds: 60}"
@@ -105,19 +108,50 @@ def test_the_decision_is_explained_once_per_change(
         for _ in range(3):
             keda.metrics(**META)
         keda.active(**META)
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("planner decode")]
+        assert len(lines) == 1
+        assert lines[0].startswith(f"planner decode {DECODE}: desired=2 (pods=2 pending=0")
+        for part in ("demand=9000 generated tokens/s", "capacity/replica=5000", "forecast=9000", "over 65s"):
+            assert part in lines[0]
+        # the load triples: the answer changes, and so one more line says why
+        _fleet(svc, seconds=60, load=busy(270), fleet=fleet)
+        assert keda.metrics(**META).metricValueFloat > 2
+        keda.metrics(**META)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("planner decode")]
-    assert len(lines) == 1
-    assert lines[0].startswith(f"planner decode {DECODE}: desired=2 (pods=2 pending=0")
-    for part in ("demand=9000 generated tokens/s", "capacity/replica=5000", "forecast=9000", "over 65s"):
-        assert part in lines[0]
-    (trigger,) = [t for t in svc.call(lambda: list(_cached(svc))) if isinstance(t, PlannerTrigger)]
-    state = trigger.last[0].as_dict()
-    assert (state["desired"], state["pods"], state["capacity"], state["unit"]) == (2, 2, 5000.0, "generated tokens/s")
+    assert len(lines) == 2 and "desired=2 " not in lines[1]
 
 
-def _cached(svc: RunningService) -> list[object]:
-    assert svc.service is not None
-    return [entry for entry in svc.service.triggers._entries.values()]
+def test_the_status_api_shows_the_planners_state_grouped(start: Start, fleet: Fleet) -> None:
+    svc = start(fleet.clock)
+    keda = Keda(svc)
+    _fleet(svc, seconds=120, load=busy(90), fleet=fleet)
+    keda.metrics(**META)
+    reply = httpx.get(svc.http + "/api/v1/scaledobjects")
+    assert reply.status_code == 200, reply.text
+    (so,) = reply.json()["scaledObjects"]
+    (trigger,) = so["triggers"]
+    assert (trigger["kind"], trigger["metricName"], trigger["value"], trigger["replicas"]) == (
+        "planner",
+        f"planner-decode-{DECODE}",
+        2,
+        2,
+    )
+    state = trigger["planner"]
+    assert list(state) == [
+        *("result", "inputs", "capacity", "correction", "forecast", "pending", "hysteresis"),
+        *("role", "deployment", "atMs"),
+    ]
+    assert state["result"] == {"desired": 2, "need": 2, "drain": 2}
+    assert (state["inputs"]["pods"], state["inputs"]["demand"], state["inputs"]["unit"]) == (
+        2,
+        9000.0,
+        "generated tokens/s",
+    )
+    assert state["capacity"]["perReplica"] == 5000.0 and state["capacity"]["seed"] == 5000.0
+    assert state["forecast"] == {"demand": 9000.0, "slopePerSecond": 0.0, "horizonSeconds": 65.0}
+    assert state["pending"] == {"asked": 2, "pending": 0, "projectedBacklog": 0.0}
+    assert state["hysteresis"] == {"holdSeconds": 60.0, "recurring": False, "band": 0.1}
+    assert (state["role"], state["deployment"], state["atMs"]) == ("decode", DECODE, fleet.now_ms)
 
 
 def test_a_deployment_with_no_exporting_pod_follows_the_not_found_policy(start: Start, fleet: Fleet) -> None:
@@ -178,17 +212,43 @@ def test_stream_is_active_sends_the_planners_activity(start: Start, fleet: Fleet
 
 
 def test_two_scaler_instances_fed_the_same_data_answer_the_same(start: Start, fleet: Fleet) -> None:
+    """Each instance gets every pod's export through one of the OpenTelemetry SDK's exporters
+    (one over gRPC, one over HTTP); both answer the same, down to every figure of the plan."""
     one, two = start(fleet.clock), start(fleet.clock)
+    exporters = [
+        GrpcExporter(endpoint=f"127.0.0.1:{one.ports.otlp}", insecure=True),
+        HttpExporter(endpoint=f"{two.http}/v1/metrics"),
+    ]
+    sinks = [sdk_sink(e) for e in exporters]
+
+    def both(request: Any) -> None:
+        for sink in sinks:
+            sink(request)
+
     keda_one, keda_two = Keda(one), Keda(two)
     answers: list[tuple[float, float]] = []
-    # a load that rises, holds and falls: the answer moves through several values
-    for running in itertools.chain(range(40, 200, 40), [240, 240, 120, 60, 20]):
-        _fleet(one, two, seconds=45, load=busy(running), fleet=fleet)
-        answers.append((keda_one.metrics(**META).metricValueFloat, keda_two.metrics(**META).metricValueFloat))
+    try:
+        # a load that rises, holds and falls: the answer moves through several values
+        for running in itertools.chain(range(40, 200, 40), [240, 240, 120, 60, 20]):
+            fleet.run(45, busy(running), both)
+            answers.append((keda_one.metrics(**META).metricValueFloat, keda_two.metrics(**META).metricValueFloat))
+            explained = [_planner_state(svc) for svc in (one, two)]
+            assert explained[0] == explained[1]  # every input, bound and intermediate figure
+    finally:
+        for exporter in exporters:
+            exporter.shutdown()
     assert all(a == b for a, b in answers), answers
     assert len({a for a, _ in answers}) >= 3, answers  # the load moved the answer
-    last = [next(t for t in _cached(s) if isinstance(t, PlannerTrigger)).last[0] for s in (one, two)]
-    assert last[0] == last[1]  # every input, bound and intermediate figure, not just the answer
+
+
+def _planner_state(svc: RunningService) -> dict[str, Any]:
+    reply = httpx.get(svc.http + "/api/v1/scaledobjects")
+    assert reply.status_code == 200, reply.text
+    (so,) = reply.json()["scaledObjects"]
+    (trigger,) = so["triggers"]
+    state: dict[str, Any] = trigger["planner"]
+    assert state["result"]["desired"] == trigger["value"]
+    return state
 
 
 def test_a_restart_from_the_snapshot_answers_the_same(start: Start, fleet: Fleet, tmp_path: Path) -> None:
