@@ -218,7 +218,10 @@ def _share_above(rows: _Rows, grown: FloatArray, key: str, limit: float, counts:
     if at_or_above:
         hi_bound = at_or_above[0]
         hi = rows.sum(grown, f"{key}:{hi_bound!r}", width)
-        weight = 1.0 if hi_bound == lo_bound else (limit - lo_bound) / (hi_bound - lo_bound)
+        # a limit inside the first bucket is taken at its bound, the finest the histogram
+        # tells: what falls there is mostly at 0 (a queue time), and interpolating from 0 would
+        # put a share of it over any limit (vLLM's queue-time buckets start at 0.3 s)
+        weight = 1.0 if hi_bound == lo_bound or not below_bounds else (limit - lo_bound) / (hi_bound - lo_bound)
         below = lo + (hi - lo) * weight
     else:
         below = lo

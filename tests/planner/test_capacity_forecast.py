@@ -40,10 +40,10 @@ def test_prefill_seed_is_the_profile_throughput_at_the_utilisation_the_corrected
     correction = 0.12 / 0.09625
     assert view.correction[-1] == pytest.approx(correction)
     # the correction scales the service time (0.055 s → 0.055 × correction) and so divides the
-    # throughput; budget 2 s / 2 = 1 s, of which 1 - service is left for the p90 wait
-    # (1.5 × service × rho/(1 - rho)): rho = slack / (slack + 1.5 × service)
+    # throughput; prefill's budget is 2 s × 0.7 = 1.4 s, of which 1.4 - service is left for
+    # the p90 wait (1.5 × service × rho/(1 - rho)): rho = slack / (slack + 1.5 × service)
     service = 0.055 * correction
-    slack = 1 - service
+    slack = 1.4 - service
     assert view.seed[-1] == pytest.approx(10_000 / correction * slack / (slack + 1.5 * service))
     # each pod did 5000 tokens/s within the SLO: the learned lower bound, under the seed here
     assert view.lower[-1] == pytest.approx(5000)

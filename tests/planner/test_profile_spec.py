@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from scaler.planner import BUILTIN, ProfileError, SpecError, parse_profile, parse_spec
@@ -66,7 +68,9 @@ def test_a_bad_profile_names_the_field(text: str, problem: str) -> None:
 def test_good_metadata_parses_durations_and_the_profile() -> None:
     spec = parse_spec(GOOD | {"ttftTarget": "1.5", "itlTarget": "0.05", "profile": "opt125m-l4"})
     assert (spec.role, spec.deployment, spec.ttft_target_s, spec.itl_target_s) == ("decode", "pd-decode", 1.5, 0.05)
-    assert spec.startup_s == 60.0 and spec.ttft_budget_s == 0.75
+    # decode's queue holds 30 % of the TTFT target, prefill 70 %
+    assert spec.startup_s == 60.0 and spec.ttft_budget_s == pytest.approx(0.45)
+    assert replace(spec, role="prefill").ttft_budget_s == pytest.approx(1.05)
     assert parse_spec(GOOD).profile is None and parse_spec(GOOD).startup_s == 60.0
     assert parse_spec(GOOD | {"ttftTarget": "1.5s", "itlTarget": "0.5m"}).itl_target_s == 30.0
     assert parse_spec(GOOD | {"ttftTarget": "1m30s"}).ttft_target_s == 90.0

@@ -86,3 +86,18 @@ def test_share_above_interpolates_inside_the_bucket_like_histogram_quantile() ->
     assert signals.ttft.share_above(2.5)[0] == 0.0
     assert signals.ttft.share_above(3000.0)[0] == 0.0  # past the last bound: only +Inf is above
     assert math.isnan(read(fleet.store, "nobody", _at(fleet, 0), 30_000, ttft_limits=(1.0,)).ttft.share_above(1.0)[0])
+
+
+def test_a_limit_inside_the_first_bucket_is_taken_at_its_bound() -> None:
+    # vLLM's queue-time buckets start at 0.3 s: requests that did not wait (0 s) all fall into
+    # the first bucket, and none of them is over a 0.25-s limit (interpolating from 0 would put
+    # 1 - 0.25/0.3 of them over it)
+    fleet = Fleet("dec")
+    fleet.add("a")
+    fleet.run(40, Load(requests=8, queue=0.0))
+    signals = read(fleet.store, "dec", _at(fleet, 0), 30_000, queue_limits=(0.25,))
+    assert signals.queue.share_above(0.25)[0] == 0.0
+    fleet.pods["a"].queue.observe(0.4, 60)  # 60 requests waited 0.4 s within the last window
+    fleet.run(1, Load(requests=0))
+    signals = read(fleet.store, "dec", _at(fleet, 0), 30_000, queue_limits=(0.25,))
+    assert signals.queue.share_above(0.25)[0] == pytest.approx(60 / (8 * 29 + 60))
