@@ -202,11 +202,19 @@ def test_bad_metadata_is_invalid_argument_naming_the_scaled_object_and_the_key(
 
 def test_stream_is_active_sends_the_planners_activity(start: Start, fleet: Fleet) -> None:
     svc = start(fleet.clock)
+    assert svc.service is not None
+    # no idle recheck within the test: only data the planner reads can wake the stream
+    svc.service.scaler.recheck_seconds = 3600.0
     _fleet(svc, seconds=60, load=busy(40), fleet=fleet)
     keda = Keda(svc)
-    stream = keda.stub.StreamIsActive(keda.ref(**META))
+    stream = keda.stub.StreamIsActive(keda.ref(**META), timeout=60)
     try:
-        assert next(iter(stream)).result is True
+        replies = iter(stream)
+        assert next(replies).result is True
+        # the traffic stops: the pods' exports wake the stream (it waits on every series the
+        # planner reads), and once the hold has passed it sends the change
+        _fleet(svc, seconds=120, load=Load(), fleet=fleet)
+        assert next(replies).result is False
     finally:
         stream.cancel()
 
