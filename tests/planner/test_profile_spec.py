@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import pytest
 
 from scaler.planner import BUILTIN, ProfileError, SpecError, parse_profile, parse_spec
+from scaler.sim import profiles
 
 GOOD = {"planner": "decode", "deployment": "pd-decode", "ttftTarget": "1s", "itlTarget": "50ms"}
 
@@ -93,3 +95,15 @@ def test_bad_metadata_names_the_key(change: dict[str, str], key: str) -> None:
     with pytest.raises(SpecError) as info:
         parse_spec(GOOD | change)
     assert info.value.key == key and f"metadata key {key!r}" in str(info.value)
+
+
+def test_builtin_profiles_are_the_simulators() -> None:
+    # the planner (core) keeps its own copy of the capacity profiles' model figures, since the
+    # simulator's library is not part of the service; the two must not drift apart
+    library = profiles.library()
+    assert set(BUILTIN) == set(library)
+    for name, ours in BUILTIN.items():
+        sim = library[name]
+        fields = [f.name for f in dataclasses.fields(ours) if hasattr(sim, f.name)]
+        assert len(fields) == 11, fields  # the model, its limits and start-up (the hints are the planner's)
+        assert {f: getattr(ours, f) for f in fields} == {f: getattr(sim, f) for f in fields}

@@ -5,7 +5,7 @@ from the snapshot."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,10 @@ import pytest
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-from tests.conftest import BASE_SETTINGS, RunningService
+from tests.conftest import RunningService
 from tests.integration.test_keda import Keda
 from tests.otlpdata import DECODE, otlp_stub
-from tests.planner.fleet import Clock, Fleet, Load
+from tests.planner.fleet import Fleet, Load
 from tests.planner.sdkexport import sdk_sink
 
 # a decode replica generates 5000 tokens/s (a measured hint) and starts within 60 s
@@ -42,19 +42,9 @@ Start = Callable[..., RunningService]
 
 
 @pytest.fixture
-def start() -> Iterator[Start]:
-    """Start services on one shared fake clock (a fleet's), stopped at the end."""
-    started: list[RunningService] = []
-
-    def make(clock: Clock, **overrides: Any) -> RunningService:
-        svc = RunningService(BASE_SETTINGS.replace(**overrides), clock)
-        svc.start()
-        started.append(svc)
-        return svc
-
-    yield make
-    for svc in started:
-        svc.stop()
+def start(service_factory: Callable[..., RunningService]) -> Start:
+    """Services on one shared fake clock (a fleet's): ``start(fleet.clock, **settings)``."""
+    return service_factory
 
 
 def _fleet(*services: RunningService, seconds: int, load: Load, fleet: Fleet | None = None) -> Fleet:
