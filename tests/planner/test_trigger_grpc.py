@@ -15,6 +15,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
+from scaler import statustable
 from tests.conftest import RunningService
 from tests.integration.test_keda import Keda
 from tests.otlpdata import DECODE, otlp_stub
@@ -142,6 +143,8 @@ def test_the_status_api_shows_the_planners_state_grouped(start: Start, fleet: Fl
     assert state["pending"] == {"asked": 2, "pending": 0, "projectedBacklog": 0.0}
     assert state["hysteresis"] == {"holdSeconds": 60.0, "recurring": False, "band": 0.1}
     assert (state["role"], state["deployment"], state["atMs"]) == ("decode", DECODE, fleet.now_ms)
+    # `keda-otel-scaler status` shows the result and the inputs it came from
+    assert "planner: desired=2, need=2, drain=2, pods=2" in statustable.render(reply.json())
 
 
 def test_a_deployment_with_no_exporting_pod_follows_the_not_found_policy(start: Start, fleet: Fleet) -> None:
