@@ -74,7 +74,9 @@ class ServiceFailed(RuntimeError):
 class Service:
     """The running scaler. See the module docstring."""
 
-    def __init__(self, settings: Settings, clock: Clock = time.time) -> None:
+    def __init__(self, settings: Settings, clock: Clock = time.time, monotonic: Clock = time.monotonic) -> None:
+        """``clock`` is the store's (Unix seconds); ``monotonic`` times the warm-up (the lab
+        injects its virtual time into both)."""
         self.settings = settings
         self.store = Store(settings.store, clock)
         q = settings.query
@@ -94,7 +96,8 @@ class Service:
         self.triggers = TriggerCache(
             settings.triggers, settings.store.retention_seconds, size=max(4096, settings.keda.max_streams)
         )
-        self._warm_until = time.monotonic() + settings.triggers.warmup_seconds
+        self._monotonic = monotonic
+        self._warm_until = monotonic() + settings.triggers.warmup_seconds
         polling_ms = settings.keda.is_active_polling_interval_ms
         self.streams = StreamHub(self.store, settings.keda.max_streams)
         self.scaler = ExternalScaler(
@@ -213,18 +216,23 @@ class Service:
         if self.peers.configured:
             fetched = await self.peers.warm_start()
             if fetched is not None:
-                self.persistence.restore(fetched.snapshot, f"peer {fetched.peer}", fetched.seconds)
-                self._warm_from_peer = True
-                self.peer_status["warmStart"] = {
-                    "outcome": "restored",
-                    "peer": fetched.peer,
-                    "bytes": fetched.size,
-                    "seconds": round(fetched.seconds, 3),
-                }
+                self.restore_from_peer(fetched)
                 return
             self.peer_status["warmStart"] = {"outcome": "none"}
             logger.warning("no peer gave a snapshot: the snapshot file, if any, and the warm-up apply")
         self.persistence.load()
+
+    def restore_from_peer(self, fetched: peers.Fetched) -> None:
+        """Put a peer's snapshot into the empty store: this replica is then warmed (and Ready).
+        The warm start's second half; the evaluation lab's restarted replicas call it too."""
+        self.persistence.restore(fetched.snapshot, f"peer {fetched.peer}", fetched.seconds)
+        self._warm_from_peer = True
+        self.peer_status["warmStart"] = {
+            "outcome": "restored",
+            "peer": fetched.peer,
+            "bytes": fetched.size,
+            "seconds": round(fetched.seconds, 3),
+        }
 
     async def _serve_when_ready(self) -> None:
         """Turn the gRPC health SERVING once :meth:`ready` (with PEERS: data or the warm-up's end)."""
@@ -412,7 +420,7 @@ class Service:
 
     def warming(self) -> bool:
         """Within WARMUP_SECONDS of start: "no data" means "not yet", not "zero"."""
-        return time.monotonic() < self._warm_until
+        return self._monotonic() < self._warm_until
 
     def _warm_reason(self) -> str:
         if self._warm_from_peer:
@@ -427,7 +435,7 @@ class Service:
         return runtime_info(self.settings.store.retention_seconds, ports)
 
     def warmup_remaining(self) -> float:
-        return max(0.0, self._warm_until - time.monotonic())
+        return max(0.0, self._warm_until - self._monotonic())
 
     def info(self) -> dict[str, Any]:
         """kedify/otel-add-on's flat string fields, then ours."""

@@ -3,8 +3,12 @@
 Arguments name scenarios (a YAML file, a directory of them, or the stem of a built-in one)
 and recipes (a recipe directory, a directory of recipe directories, or the name of a
 built-in one); by default every built-in scenario on its own profile and every built-in
-recipe, one seed. ``--full`` adds the other profiles and three seeds. Exit code 0 when
-every run completed, 1 when any failed (the report says which and why), 2 for bad
+recipe, one seed. ``--full`` adds the other profiles and three seeds. ``--replicas N`` runs
+the scaler as N replicas (the high-availability layout: every replica gets every OTLP
+export, KEDA's calls go round-robin with one retry), ``--kill-replica-at F`` kills replica
+1 (the only one with N=1) at F × each scenario's duration and restarts it
+``--restart-after`` seconds later, warmed from a peer's snapshot (docs/lab.md). Exit code 0
+when every run completed, 1 when any failed (the report says which and why), 2 for bad
 arguments.
 """
 
@@ -21,6 +25,7 @@ from types import FrameType
 
 from scaler import extras
 from scaler.lab import recipes
+from scaler.lab.replicas import Failover
 from scaler.sim import profiles
 
 DEFAULT_REPORT = "evaluate-report"
@@ -122,6 +127,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"also run every scenario on these profiles ({', '.join(profiles.library())})",
     )
     parser.add_argument("--full", action="store_true", help=f"every scenario on every profile, {FULL_SEEDS} seeds")
+    ha = parser.add_argument_group(
+        "high availability", "ScaledObject recipes only: fixed fleets and the oracle ask no scaler"
+    )
+    ha.add_argument(
+        "--replicas", type=int, default=1, metavar="N", help="scaler replicas, each fed every export (default 1)"
+    )
+    ha.add_argument(
+        "--kill-replica-at",
+        type=float,
+        default=None,
+        metavar="F",
+        help="kill replica 1 (0 with --replicas 1) at F x the scenario's duration, 0 <= F < 1 (e.g. 0.5: halfway)",
+    )
+    ha.add_argument(
+        "--restart-after",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="restart the killed replica this long after the kill, warmed from a peer's snapshot (default 30)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -141,6 +166,11 @@ def main(args: argparse.Namespace) -> int:
     if seeds < 1 or (args.jobs is not None and args.jobs < 1):
         print("keda-otel-scaler evaluate: --seeds and --jobs must be >= 1", file=sys.stderr)
         return 2
+    try:
+        failover = failover_of(args)
+    except ValueError as exc:
+        print(f"keda-otel-scaler evaluate: {exc}", file=sys.stderr)
+        return 2
     workers = args.jobs or os.cpu_count() or 1
     if absent := extras.missing(extras.REPORT_PLOT):
         print(
@@ -149,7 +179,7 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     started, cpu = time.monotonic(), time.process_time()
-    planned = matrix.plan(scenario_paths, recipe_dirs, seeds, extra)
+    planned = matrix.plan(scenario_paths, recipe_dirs, seeds, extra, failover)
     progress = matrix.Progress(len(planned.jobs), quiet=args.quiet)
     done: list[matrix.RunResult] = []
 
@@ -184,6 +214,8 @@ def main(args: argparse.Namespace) -> int:
         "speed": simulated / cpu_total if cpu_total else 0.0,
         "interrupted": interrupted,
     }
+    if failover is not None:
+        meta["scaler"] = failover.describe()
     paths = report.write(Path(args.report), runs, planned.scenarios, [p.name for p in recipe_dirs], meta)
     if not args.quiet:
         print(f"report: {', '.join(str(p) for p in paths[:2])} (+{len(paths) - 2} plots)")
@@ -195,6 +227,14 @@ def main(args: argparse.Namespace) -> int:
     if interrupted:
         return 130
     return 1 if meta["failed"] else 0
+
+
+def failover_of(args: argparse.Namespace) -> Failover | None:
+    """The replicas and the kill the flags ask for; None for the default single scaler.
+    ValueError names the flag that is out of range."""
+    if args.replicas == 1 and args.kill_replica_at is None:
+        return None
+    return Failover(args.replicas, args.kill_replica_at, args.restart_after)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

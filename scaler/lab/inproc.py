@@ -11,8 +11,8 @@ constructed and never started (no listener, no housekeeping task):
   warm-up — called directly with a minimal ``ServicerContext`` stand-in whose ``abort``
   raises, and turned into the :class:`~scaler.sim.keda_emulator.ScalerCallError` the KEDA
   emulation expects from any transport;
-* the store's clock is ``EPOCH + clock()`` (the virtual time of the run), and so is the
-  warm-up after start (``WARMUP_SECONDS``, counted from virtual time 0);
+* the store's clock is ``EPOCH + clock()`` (the virtual time of the run), and the warm-up
+  after start (``WARMUP_SECONDS``) is counted on ``clock()`` from the scaler's creation;
 * retention housekeeping (``Store.collect``) runs every 10 s of that time, as the service's
   sweep does.
 
@@ -82,13 +82,11 @@ class InProcessScaler(ScalerCalls):
 
     def __init__(self, clock: Callable[[], float], settings: config.Settings | None = None) -> None:
         self.clock = clock
-        self.service = app.Service(settings or config.load({}, {}), clock=lambda: EPOCH + clock())
+        self.service = app.Service(settings or config.load({}, {}), clock=lambda: EPOCH + clock(), monotonic=clock)
         self.settings = self.service.settings
         self.store = self.service.store
         self.ingestor = self.service.ingestor
         self.servicer = self.service.scaler
-        warm_until = clock() + self.settings.triggers.warmup_seconds
-        self.servicer.warming = lambda: clock() < warm_until  # the warm-up on the lab's clock too
         self.rejected = 0
         """Samples the store turned away (a healthy run has none)."""
         self._collected_at = clock()

@@ -21,6 +21,7 @@ from typing import TextIO
 
 from scaler.lab import recipes, runner
 from scaler.lab.recipes import Recipe, RecipeError
+from scaler.lab.replicas import Failover
 from scaler.lab.runner import RunResult
 
 __all__ = ["Job", "Plan", "Progress", "RunResult", "execute", "plan", "run_job"]
@@ -43,6 +44,8 @@ class Job:
     """Path of the recipe directory."""
     seed: int
     cost: float = 1.0
+    failover: Failover | None = None
+    """Several scaler replicas, one perhaps killed (``--replicas``, ``--kill-replica-at``)."""
 
 
 @dataclass
@@ -64,7 +67,11 @@ def load_scenario(path: str, profile: str = "") -> Scenario:
 
 
 def plan(
-    scenario_paths: Sequence[str], recipe_dirs: Sequence[Path], seeds: int, extra_profiles: Sequence[str] = ()
+    scenario_paths: Sequence[str],
+    recipe_dirs: Sequence[Path],
+    seeds: int,
+    extra_profiles: Sequence[str] = (),
+    failover: Failover | None = None,
 ) -> Plan:
     """Expand the matrix; load errors become failed runs."""
     loaded: list[tuple[Path, Recipe | str]] = []
@@ -98,8 +105,9 @@ def plan(
                     if isinstance(recipe, str):
                         failed.append(_failure(s.name, path.name, seed, pname, recipe))
                     else:
-                        cost = s.duration * _COST[recipe.policy]
-                        jobs.append(Job(spath, "" if pname == base.profile.name else pname, str(path), seed, cost))
+                        cost = s.duration * _COST[recipe.policy] * (failover.replicas if failover else 1)
+                        profile = "" if pname == base.profile.name else pname
+                        jobs.append(Job(spath, profile, str(path), seed, cost, failover))
     jobs.sort(key=lambda j: -j.cost)
     return Plan(jobs, failed, scenarios)
 
@@ -117,7 +125,7 @@ def run_job(job: Job) -> RunResult:
     stem, name = Path(job.scenario).stem, Path(job.recipe).name
     try:
         s = load_scenario(job.scenario, job.profile)
-        return runner.simulate(s, recipes.load(Path(job.recipe)), job.seed)
+        return runner.simulate(s, recipes.load(Path(job.recipe)), job.seed, failover=job.failover)
     except (SpecError, RecipeError) as exc:
         return _failure(stem, name, job.seed, job.profile, str(exc))
     except Exception as exc:  # a bug must cost one run, not the matrix

@@ -106,6 +106,7 @@ def markdown(
         f"{meta['runs']} runs ({meta['failed']} failed), {meta['seeds']} seed(s), "
         f"{meta['simulated_hours']:.1f} simulated hours in {meta['wall_seconds']:.0f} s of wall clock "
         f"with {meta['jobs']} worker(s) ({meta['speed']:.0f}x real time per core).",
+        *(["", f"Scaler: {meta['scaler']} (`runs[].ha` in report.json)."] if meta.get("scaler") else []),
         "",
         "Cells: share of 30-s windows meeting the SLO (TTFT p90 and ITL p90) · GPU-hours. "
         "Means over seeds. **Bold**: best of the row (highest window attainment; among the recipes "

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Mapping
@@ -38,8 +39,9 @@ from scaler.lab.policies import (
     workload_of,
 )
 from scaler.lab.recipes import Recipe, RecipeError
+from scaler.lab.replicas import Failover, Replicas
 from scaler.sim.capacity import Headroom
-from scaler.sim.keda_emulator import ScaledObjectEmulator, ScalerCallError
+from scaler.sim.keda_emulator import ExternalScalerClient, ScaledObjectEmulator, ScalerCallError
 from scaler.sim.manifests import ScaledObject
 from scaler.sim.run import Simulation, drive, start_clock
 from scaler.sim.scenario import Role, Scenario
@@ -85,6 +87,9 @@ class RunResult:
     """KEDA/HPA scaling decisions: ``{"t", "scaledObject", "change"}``."""
     search: list[dict[str, Any]] = field(default_factory=list)
     """``static-best``: every fleet tried (replicas, whether it met the SLO, GPU-hours)."""
+    ha: dict[str, Any] | None = None
+    """With several scaler replicas or a kill (:mod:`scaler.lab.replicas`): what happened to
+    the replicas and KEDA's calls (first attempts failed, on the killed one, failed after the retry)."""
     max_replicas: dict[str, int] = field(default_factory=dict)
     simulated_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -98,7 +103,7 @@ class RunResult:
         return out
 
 
-async def _check_triggers(scaler: InProcessScaler, objects: list[ScaledObject]) -> None:
+async def _check_triggers(scaler: ExternalScalerClient, objects: list[ScaledObject]) -> None:
     """Let the scaler parse every trigger's metadata now (KEDA would see the error at once)."""
     for so in objects:
         for trig in so.triggers:
@@ -115,14 +120,24 @@ def _keda_run(
     objects: list[ScaledObject],
     seed: int,
     outcomes: Outcomes,
-    events: list[dict[str, Any]],
+    result: RunResult,
     settings: Mapping[str, str],
+    failover: Failover | None = None,
 ) -> Simulation:
+    """The run through one in-process scaler, or through ``failover``'s replicas; the scaling
+    events (and the replicas' figures) go to ``result``."""
+    events = result.events
+
     async def main() -> Simulation:
         sim = Simulation(scenario, seed, outcomes)
         start_clock(sim)
-        scaler = InProcessScaler(sim.clock, config.load({}, settings))
-        await _check_triggers(scaler, objects)
+        scaler: InProcessScaler | Replicas
+        if failover is None:
+            scaler = InProcessScaler(sim.clock, config.load({}, settings))
+            await _check_triggers(scaler, objects)
+        else:
+            scaler = Replicas(sim.clock, failover, config.load({}, settings))
+            await _check_triggers(scaler.first(), objects)  # the recipe's check, not a call of KEDA's
         emulators = [
             ScaledObjectEmulator(
                 so, scaler, sim, sim.clock, SCALER_ADDRESS, scenario.time_scale, scenario.hpa_sync_seconds
@@ -131,18 +146,25 @@ def _keda_run(
         ]
         stop = asyncio.Event()
         tasks = [asyncio.create_task(e.run(stop)) for e in emulators]
+        schedule = asyncio.create_task(scaler.follow(scenario.duration)) if isinstance(scaler, Replicas) else None
         try:
             await drive(sim, scaler, scenario.duration, EPOCH)
         finally:
             stop.set()
+            if schedule is not None:
+                schedule.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await schedule
             results = await asyncio.gather(*tasks, return_exceptions=True)
             happened = sorted((ev for e in emulators for ev in e.events), key=lambda ev: ev.t)
             events.extend(
                 {"t": round(ev.t, 3), "scaledObject": ev.scaled_object, "change": ev.message} for ev in happened
             )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+            if isinstance(scaler, Replicas):
+                result.ha = scaler.figures()
+        for outcome in results:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return sim
 
     return vtime.run(main)
@@ -189,9 +211,12 @@ def simulate(
     oracle: Schedule | None = None,
     counts: dict[Role, int] | None = None,
     give_up: bool = False,
+    failover: Failover | None = None,
 ) -> RunResult:
     """One run of ``recipe`` (``counts`` overrides a fixed fleet's size and ``give_up`` stops it
-    once it cannot meet the SLO — both for the static-best search)."""
+    once it cannot meet the SLO — both for the static-best search; ``failover`` runs a
+    ScaledObject recipe through several scaler replicas, one perhaps killed: fixed fleets and
+    the oracle ask no scaler)."""
     if recipe.policy == "static-best" and counts is None:
         return search_static(scenario, recipe, seed, oracle)
     started, cpu = time.perf_counter(), time.process_time()
@@ -200,7 +225,7 @@ def simulate(
     oracle = oracle or oracle_schedule(scenario, seed)
     if recipe.policy == "scaledobjects":
         objects = recipe.scaled_objects(scenario)
-        sim = _keda_run(scenario, objects, seed, outcomes, result.events, recipe.settings)
+        sim = _keda_run(scenario, objects, seed, outcomes, result, recipe.settings, failover)
     elif recipe.policy == "oracle":
         schedule = oracle if recipe.headroom == Headroom() else oracle_schedule(scenario, seed, recipe.headroom)
         first = {role: schedule.at(role, 0.0) for role in ROLES}
