@@ -75,8 +75,9 @@ class Service:
     """The running scaler. See the module docstring."""
 
     def __init__(self, settings: Settings, clock: Clock = time.time, monotonic: Clock = time.monotonic) -> None:
-        """``clock`` is the store's (Unix seconds); ``monotonic`` times the warm-up (the lab
-        injects its virtual time into both)."""
+        """``clock`` is the store's (Unix seconds); ``monotonic`` times the warm-up and the query
+        engine's slices and timeouts (the evaluation lab injects its virtual time into both, so
+        where a query lets the event loop run does not depend on the machine's load)."""
         self.settings = settings
         self.store = Store(settings.store, clock)
         q = settings.query
@@ -87,6 +88,7 @@ class Service:
                 max_samples=q.query_max_samples,
                 evaluation_interval_ms=round(q.evaluation_interval_seconds * 1000),
             ),
+            clock=monotonic,
         )
         self.metrics = SelfMetrics(lambda: self.store.series_count, self.store.names)
         self.status = status.Registry(clock, settings.store.retention_seconds, on_evict=self.metrics.status_evicted)

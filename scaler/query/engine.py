@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from scaler.model import METRIC_NAME, Matcher, MatchOp
@@ -88,10 +88,20 @@ _Run = tuple[Generator[None, None, Value], Annotations]
 class Engine:
     """Evaluates PromQL over a :class:`~scaler.store.Store`."""
 
-    def __init__(self, store: Store, lookback_ms: int = 300_000, limits: QueryLimits | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        lookback_ms: int = 300_000,
+        limits: QueryLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``clock`` (seconds) times the slices of :meth:`evaluate_async` and the timeout: the
+        evaluation lab injects its virtual clock, on which a query takes no time, so where the
+        event loop gets a turn does not depend on how loaded the machine is."""
         self.store = store
         self.lookback_ms = lookback_ms
         self.limits = limits or QueryLimits()
+        self.clock = clock
         self._evaluator = Evaluator(store)
 
     # ------------------------------------------------------------------ public API
@@ -124,7 +134,7 @@ class Engine:
         here; raises :class:`QueryError` (also past the timeout). ``text``: the source of a
         parsed ``expr``, for the positions in annotations."""
         gen, annotations, deadline = self._start(expr, start_ms, end_ms, step_ms, lookback_ms, timeout_s, text)
-        clock = time.monotonic
+        clock = self.clock
         while True:
             try:
                 next(gen)
@@ -147,7 +157,7 @@ class Engine:
     ) -> Result:
         """:meth:`evaluate`, yielding to the event loop every ``SLICE_SECONDS`` of work."""
         gen, annotations, deadline = self._start(expr, start_ms, end_ms, step_ms, lookback_ms, timeout_s, text)
-        clock = time.monotonic
+        clock = self.clock
         slice_end = clock() + SLICE_SECONDS
         while True:
             try:
@@ -176,7 +186,7 @@ class Engine:
     ) -> tuple[Generator[None, None, Value], Annotations, float]:
         """The evaluation generator, its annotations and its monotonic deadline."""
         gen, annotations = self._run(expr, start, end, step, lookback_ms, text)
-        return gen, annotations, time.monotonic() + (self.limits.timeout_s if timeout_s is None else timeout_s)
+        return gen, annotations, self.clock() + (self.limits.timeout_s if timeout_s is None else timeout_s)
 
     def _run(
         self, expr: Expr | str, start: int, end: int | None, step: int, lookback_ms: int | None, text: str = ""

@@ -20,12 +20,14 @@ import pytest
 
 from scaler import cli
 from scaler.lab import replicas, runner
+from scaler.lab.matrix import load_scenario
 from scaler.lab.recipes import load as load_recipe
 from scaler.lab.replicas import Failover
 from scaler.lab.runner import RunResult
 from tests.lab.helpers import load, recipe, short_step, write
 
 REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = REPO / "scaler" / "lab" / "scenarios"
 HALFWAY = Failover(3, kill_at=0.5, restart_after=30)
 DECIDED = ("events", "window_attainment", "ttft_attainment", "itl_attainment", "gpu_hours", "scale_events", "failed")
 
@@ -138,3 +140,30 @@ def test_evaluate_runs_the_replicas_and_reports_the_calls(tmp_path: Path, capsys
             cli.main(["evaluate", *bad, "--report", str(tmp_path / "unused")])
         assert exit_.value.code == 2
         assert named in capsys.readouterr().err
+
+
+@pytest.mark.timeout(300)
+def test_a_loaded_machine_changes_no_decision() -> None:
+    """The comparisons above hold on a busy machine too: a query's slices (where it lets the
+    event loop run, and so where a scrape due at the same virtual instant may land) are timed
+    on the lab's clock, not the wall clock. Here a thread competes for the interpreter, as a
+    loaded machine would; the run decides exactly as it does alone. (With the slices on the
+    wall clock, such runs scaled 25 or 27 times, at different GPU-hours.)"""
+    import threading
+
+    scenario, shipped = load_scenario(str(SCENARIOS / "step-up-down.yaml")), recipe("shipped")
+    calm = runner.simulate(scenario, shipped, 1)
+    stop = threading.Event()
+
+    def hog() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    rival = threading.Thread(target=hog, daemon=True)
+    rival.start()
+    try:
+        loaded = runner.simulate(scenario, shipped, 1)
+    finally:
+        stop.set()
+        rival.join()
+    assert _decided(loaded) == _decided(calm)
