@@ -29,7 +29,9 @@ What the README's "High availability" section deploys, on the lab's clock:
   peer is the first live, warmed one after the restarted replica (the service picks one at
   random; the lab stays deterministic). With no such peer the replica starts empty and is
   Ready after data arrives or its warm-up, as the service does. The restart takes no virtual
-  time: the real one's few seconds to Ready are part of ``restart_after``.
+  time: the real one's few seconds to Ready are part of ``restart_after``. Both happen at the
+  first delivery or call at or after their time, not on a timer: nothing sees a replica in
+  between, and one more timer would reorder the run's simultaneous events (see :meth:`Replicas._due`).
 
 Every call is counted (:class:`Calls`): first attempts that failed, those that landed on the
 killed replica, and calls that failed after the retry. Every unary call's final answer (the
@@ -46,7 +48,7 @@ import contextlib
 import hashlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -132,7 +134,13 @@ class Replicas(ScalerCalls):
     :class:`scaler.sim.keda_emulator.ExternalScalerClient` (see the module docstring).
     """
 
-    def __init__(self, clock: Callable[[], float], failover: Failover, settings: config.Settings | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        failover: Failover,
+        duration: float,
+        settings: config.Settings | None = None,
+    ) -> None:
         self.clock = clock
         self.failover = failover
         self.settings = settings or config.load({}, {})
@@ -147,10 +155,16 @@ class Replicas(ScalerCalls):
         self._answers: list[bytes] = []
         self._lock = asyncio.Lock()
         """Held by a delivery, a kill and a restart: a restart sees every export or none."""
+        self._plan: list[tuple[float, Callable[[int], Awaitable[None]]]] = []
+        """The kill and the restart still to come, by virtual time."""
+        if failover.kill_at is not None:
+            kill_at = failover.kill_at * duration
+            self._plan = [(kill_at, self._kill), (kill_at + failover.restart_after, self._restart)]
 
     # ------------------------------------------------------------------ OTLP (MetricsSink)
 
     async def export(self, resources: list[metrics_pb2.ResourceMetrics]) -> None:
+        await self._due()
         async with self._lock:
             for member in self.members:
                 if member.scaler is not None:
@@ -180,6 +194,7 @@ class Replicas(ScalerCalls):
         return reply
 
     async def _call(self, method: str, request: Any) -> Any:
+        await self._due()
         try:
             reply = await self._routed(method, request)
         except ScalerCallError as exc:
@@ -213,6 +228,7 @@ class Replicas(ScalerCalls):
         self._answers.append(entry.digest())
 
     async def stream_is_active(self, ref: pb.ScaledObjectRef) -> AsyncIterator[pb.IsActiveResponse]:
+        await self._due()
         member = self.members[self._next()]
         self.counts.calls += 1
         scaler = member.scaler
@@ -243,26 +259,36 @@ class Replicas(ScalerCalls):
 
     # ------------------------------------------------------------------ failover
 
-    async def kill(self, index: int) -> None:
+    async def _due(self) -> None:
+        """Kill or restart now if its time has come. Called on every delivery and call: nothing
+        sees a replica in between, and a timer of its own would change the order in which the
+        run's simultaneous events (a scrape, a KEDA read) happen, so the run would not be the
+        undisturbed one but for the kill."""
+        if not self._plan or self._plan[0][0] > self.clock():
+            return
         async with self._lock:
-            member = self.members[index]
-            member.scaler = None
-            member.killed.set()
-            self.history.append({"t": round(self.clock(), 3), "replica": member.name, "event": "killed"})
+            while self._plan and self._plan[0][0] <= self.clock():
+                _, action = self._plan.pop(0)
+                await action(self.failover.killed)
 
-    async def restart(self, index: int) -> None:
+    async def _kill(self, index: int) -> None:
+        member = self.members[index]
+        member.scaler = None
+        member.killed.set()
+        self.history.append({"t": round(self.clock(), 3), "replica": member.name, "event": "killed"})
+
+    async def _restart(self, index: int) -> None:
         """A new process in the slot, warmed from a peer's snapshot when one is live and warmed."""
-        async with self._lock:
-            member = self.members[index]
-            fresh = InProcessScaler(self.clock, self.settings)
-            event: dict[str, Any] = {"t": round(self.clock(), 3), "replica": member.name, "event": "restarted"}
-            fetched = await self._peer_snapshot(index)
-            if fetched is not None:
-                fresh.service.restore_from_peer(fetched)
-                event |= {"peer": fetched.peer, "bytes": fetched.size, "series": len(fetched.snapshot.labels)}
-            event["ready"] = fresh.service.warmed()
-            self.members[index] = Replica(member.name, fresh, restarted=True)
-            self.history.append(event)
+        member = self.members[index]
+        fresh = InProcessScaler(self.clock, self.settings)
+        event: dict[str, Any] = {"t": round(self.clock(), 3), "replica": member.name, "event": "restarted"}
+        fetched = await self._peer_snapshot(index)
+        if fetched is not None:
+            fresh.service.restore_from_peer(fetched)
+            event |= {"peer": fetched.peer, "bytes": fetched.size, "series": len(fetched.snapshot.labels)}
+        event["ready"] = fresh.service.warmed()
+        self.members[index] = Replica(member.name, fresh, restarted=True)
+        self.history.append(event)
 
     async def _peer_snapshot(self, index: int) -> peers.Fetched | None:
         """``GET /snapshot`` of the first live, warmed peer after ``index``, in-process."""
@@ -284,16 +310,6 @@ class Replicas(ScalerCalls):
         scaler = self.members[0].scaler
         assert scaler is not None, "replica-0 is down"
         return scaler
-
-    async def follow(self, duration: float) -> None:
-        """Kill and restart as the failover says (a task of the run; cancelled at its end)."""
-        failover = self.failover
-        if failover.kill_at is None:
-            return
-        await asyncio.sleep(max(0.0, failover.kill_at * duration - self.clock()))
-        await self.kill(failover.killed)
-        await asyncio.sleep(failover.restart_after)
-        await self.restart(failover.killed)
 
     def figures(self) -> dict[str, Any]:
         """``report.json``'s ``runs[].ha``: the layout, what happened, and the call counts."""

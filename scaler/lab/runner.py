@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Mapping
@@ -136,7 +135,7 @@ def _keda_run(
             scaler = InProcessScaler(sim.clock, config.load({}, settings))
             await _check_triggers(scaler, objects)
         else:
-            scaler = Replicas(sim.clock, failover, config.load({}, settings))
+            scaler = Replicas(sim.clock, failover, scenario.duration, config.load({}, settings))
             await _check_triggers(scaler.first(), objects)  # the recipe's check, not a call of KEDA's
         emulators = [
             ScaledObjectEmulator(
@@ -146,15 +145,10 @@ def _keda_run(
         ]
         stop = asyncio.Event()
         tasks = [asyncio.create_task(e.run(stop)) for e in emulators]
-        schedule = asyncio.create_task(scaler.follow(scenario.duration)) if isinstance(scaler, Replicas) else None
         try:
             await drive(sim, scaler, scenario.duration, EPOCH)
         finally:
             stop.set()
-            if schedule is not None:
-                schedule.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await schedule
             results = await asyncio.gather(*tasks, return_exceptions=True)
             happened = sorted((ev for e in emulators for ev in e.events), key=lambda ev: ev.t)
             events.extend(
