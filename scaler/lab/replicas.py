@@ -37,8 +37,8 @@ Every call is counted (:class:`Calls`): first attempts that failed, those that l
 killed replica, and calls that failed after the retry. Every unary call's final answer (the
 reply's bytes, or the status code), with its time and request, is hashed; the sorted hashes
 make one SHA-256 (``answers_sha256``): two runs whose digests are equal gave KEDA the same
-answers to the same questions at the same times. (Sorted, because calls due at the same
-instant may run in another order when the run has one more timer, the kill's.)
+answers to the same questions at the same times, whatever the order of calls due at the
+same instant and whichever replica answered each.
 """
 
 from __future__ import annotations
