@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -16,18 +18,31 @@ from scaler.model import METRIC_NAME, STALE_NAN_BITS, LabelPairs
 from scaler.query.errors import QueryError
 from scaler.query.tokens import go_quote
 
+if TYPE_CHECKING:
+    from scaler.query.selection import Selection
+
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 
 class Vec:
-    """An instant vector during evaluation."""
+    """An instant vector during evaluation. ``origin``/``rows``, when set: ``labels[i]`` is
+    ``origin.dropped[rows[i]]`` (a range function's result over a selection), so fast paths
+    may use the selection's memos (uniqueness, groups) instead of the labels."""
 
-    __slots__ = ("labels", "values")
+    __slots__ = ("labels", "origin", "rows", "values")
 
-    def __init__(self, labels: list[LabelPairs] | None = None, values: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        labels: list[LabelPairs] | None = None,
+        values: list[float] | None = None,
+        origin: Selection | None = None,
+        rows: Int64Array | None = None,
+    ) -> None:
         self.labels: list[LabelPairs] = labels if labels is not None else []
         self.values: list[float] = values if values is not None else []
+        self.origin = origin
+        self.rows = rows
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -42,9 +57,11 @@ class Vec:
 
 class RangeData:
     """Samples of a range selector: series ``i`` owns ``ts[offs[i]:offs[i+1]]`` (never empty;
-    staleness markers already removed). ``start``/``end`` bound the window ``(start, end]``."""
+    staleness markers already removed). ``start``/``end`` bound the window ``(start, end]``.
+    ``origin``/``rows``, when set: the labels are those of ``origin.series[rows[i]]`` (a
+    :class:`~scaler.query.selection.Selection`, whose memos fast paths may use)."""
 
-    __slots__ = ("end", "labels", "offs", "range_ms", "start", "ts", "vals")
+    __slots__ = ("end", "labels", "offs", "origin", "range_ms", "rows", "start", "ts", "vals")
 
     def __init__(
         self,
@@ -55,6 +72,8 @@ class RangeData:
         start: int,
         end: int,
         range_ms: int,
+        origin: Selection | None = None,
+        rows: Int64Array | None = None,
     ) -> None:
         self.labels = labels
         self.ts = ts
@@ -63,6 +82,8 @@ class RangeData:
         self.start = start
         self.end = end
         self.range_ms = range_ms
+        self.origin = origin
+        self.rows = rows
 
     @classmethod
     def build(
@@ -82,22 +103,28 @@ class RangeData:
             return cls([], empty_i, np.zeros(0), np.zeros(1, dtype=np.int64), start, end, range_ms)
         sizes = lengths if lengths is not None else [p.shape[0] for p in ts_parts]
         offs = np.array([0, *itertools.accumulate(sizes)], dtype=np.int64)
-        ts = np.concatenate(ts_parts)
-        vals = np.concatenate(val_parts)
-        stale = vals.view(np.uint64) == np.uint64(STALE_NAN_BITS)
-        if stale.any():
-            keep = ~stale
-            kept = np.zeros(len(vals) + 1, dtype=np.int64)
-            np.cumsum(keep, out=kept[1:])
-            offs = kept[offs]
-            ts, vals = ts[keep], vals[keep]
-            lengths_after = np.diff(offs)
-            if not lengths_after.all():
-                nonempty = lengths_after > 0
-                labels = [lb for lb, ok in zip(labels, nonempty.tolist(), strict=True) if ok]
-                offs = np.zeros(len(labels) + 1, dtype=np.int64)
-                np.cumsum(lengths_after[nonempty], out=offs[1:])
+        offs, ts, vals, kept = _without_stale(offs, np.concatenate(ts_parts), np.concatenate(val_parts))
+        if kept is not None:
+            labels = [lb for lb, ok in zip(labels, kept.tolist(), strict=True) if ok]
         return cls(labels, ts, vals, offs, start, end, range_ms)
+
+    @classmethod
+    def gathered(
+        cls,
+        origin: Selection,
+        rows: Int64Array,
+        offs: Int64Array,
+        ts: Int64Array,
+        vals: FloatArray,
+        window: tuple[int, int, int],
+    ) -> RangeData:
+        """The windows of ``origin.series[rows[i]]`` read by ``gather``; ``window``:
+        ``(start, end, range_ms)``."""
+        offs, ts, vals, kept = _without_stale(offs, ts, vals)
+        if kept is not None:
+            rows = rows[kept]
+        series = origin.series
+        return cls([series[i].labels for i in rows.tolist()], ts, vals, offs, *window, origin=origin, rows=rows)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -108,9 +135,39 @@ class RangeData:
             return self
         offs = self.offs[a : b + 1]
         lo, hi = int(offs[0]), int(offs[-1])
+        rows = None if self.rows is None else self.rows[a:b]
         return RangeData(
-            self.labels[a:b], self.ts[lo:hi], self.vals[lo:hi], offs - lo, self.start, self.end, self.range_ms
+            self.labels[a:b],
+            self.ts[lo:hi],
+            self.vals[lo:hi],
+            offs - lo,
+            self.start,
+            self.end,
+            self.range_ms,
+            self.origin,
+            rows,
         )
+
+
+def _without_stale(
+    offs: Int64Array, ts: Int64Array, vals: FloatArray
+) -> tuple[Int64Array, Int64Array, FloatArray, npt.NDArray[np.bool_] | None]:
+    """The segments without staleness markers, and which segments are left (None: all)."""
+    stale = vals.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+    if not stale.any():
+        return offs, ts, vals, None
+    keep = ~stale
+    kept = np.zeros(len(vals) + 1, dtype=np.int64)
+    np.cumsum(keep, out=kept[1:])
+    offs = kept[offs]
+    ts, vals = ts[keep], vals[keep]
+    lengths = np.diff(offs)
+    if lengths.all():
+        return offs, ts, vals, None
+    nonempty = lengths > 0
+    offs = np.zeros(int(nonempty.sum()) + 1, dtype=np.int64)
+    np.cumsum(lengths[nonempty], out=offs[1:])
+    return offs, ts, vals, nonempty
 
 
 _DROPPED: dict[LabelPairs, LabelPairs] = {}
@@ -159,5 +216,27 @@ def format_labels(labels: LabelPairs) -> str:
 
 def check_unique(vec: Vec) -> Vec:
     if len(set(vec.labels)) != len(vec.labels):
-        raise QueryError.execution("vector cannot contain metrics with the same labelset")
+        raise QueryError.execution(_SAME_LABELSET)
+    return vec
+
+
+_SAME_LABELSET = "vector cannot contain metrics with the same labelset"
+UNIQUE_STEP = 4096
+"""Label sets hashed between two of :func:`unique_steps`' yields (~2 ms: a label set of ten
+pairs is hashed afresh every time, tuples do not cache their hash)."""
+
+
+def unique_steps(vec: Vec) -> Generator[None, None, Vec]:
+    """:func:`check_unique` in pieces: over 50k series the one set is ~30 ms of hashing."""
+    labels = vec.labels
+    if vec.origin is not None and vec.origin.dropped_unique:
+        return vec
+    if len(labels) <= UNIQUE_STEP:
+        return check_unique(vec)
+    seen: set[LabelPairs] = set()
+    for a in range(0, len(labels), UNIQUE_STEP):
+        seen.update(labels[a : a + UNIQUE_STEP])
+        yield
+    if len(seen) != len(labels):
+        raise QueryError.execution(_SAME_LABELSET)
     return vec
