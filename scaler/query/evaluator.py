@@ -53,7 +53,7 @@ from scaler.query.binary import scalar_binop, set_binop, vector_binop, vector_sc
 from scaler.query.errors import QueryError
 from scaler.query.functions import INSTANT_FUNCTIONS, Arg
 from scaler.query.histogram import histogram_fraction, histogram_quantile
-from scaler.query.rangefuncs import RANGE_FUNCTIONS
+from scaler.query.rangefuncs import RANGE_FUNCTIONS, VECTORISED
 from scaler.query.selection import Selection, SelectionCache, gather
 from scaler.query.vec import RangeData, Vec, drop_name, unique_steps
 from scaler.store import Series, Store
@@ -65,6 +65,8 @@ Points = dict[LabelPairs, tuple[list[int], list[float]]]
 
 CHECKPOINT_SERIES = 256
 """Series read or computed between two checkpoints (each costs well under a millisecond)."""
+VECTORISED_STEP = 4096
+"""Series a range function computed with numpy (:data:`VECTORISED`) takes between checkpoints."""
 GATHER_STEP = 4096
 """Series whose windows one ``gather`` reads between two checkpoints (~1 ms in C)."""
 _DEFAULT_MATCHING = VectorMatching()
@@ -311,19 +313,27 @@ class Evaluator:
             q = scalars[0]
             if math.isnan(q) or q < 0 or q > 1:
                 ctx.annotations.invalid_quantile(q, e.args[0].pos)
+        step = VECTORISED_STEP if e.func in VECTORISED else CHECKPOINT_SERIES
         out = Vec()
-        for a in range(0, len(window), CHECKPOINT_SERIES):
-            part = fn(window.slice(a, a + CHECKPOINT_SERIES), scalars, ctx.t)
+        rows = []
+        for a in range(0, len(window), step):
+            part = fn(window.slice(a, a + step), scalars, ctx.t)
             out.labels += part.labels
             out.values += part.values
+            rows.append(part.rows)
+            out.origin = part.origin
             yield
+        if out.origin is not None and all(r is not None for r in rows):  # still the selection's labels
+            out.rows = rows[0] if len(rows) == 1 else np.concatenate(rows)
+        else:
+            out.origin = None
         return (yield from unique_steps(out))
 
     def _check_counter_names(self, window: RangeData, arg: Expr, ctx: Context) -> None:
-        names = {
-            lb[0][1] if lb and lb[0][0] == METRIC_NAME else next((v for k, v in lb if k == METRIC_NAME), "")
-            for lb in window.labels
-        }
+        origin = window.origin
+        if origin is not None and origin.memo("counter_names", lambda: _all_counters(origin.series)):
+            return  # every selected series is named like a counter: nothing to warn about
+        names = {_name_of(lb) for lb in window.labels}
         for name in sorted(names):
             if name and not name.endswith(COUNTER_SUFFIXES):
                 ctx.annotations.possible_non_counter(name, arg.pos)
@@ -364,6 +374,17 @@ class Evaluator:
             return -value
         assert isinstance(value, Vec)
         return (yield from unique_steps(Vec([drop_name(lb) for lb in value.labels], [-v for v in value.values])))
+
+
+def _name_of(labels: LabelPairs) -> str:
+    if labels and labels[0][0] == METRIC_NAME:
+        return labels[0][1]
+    return next((v for k, v in labels if k == METRIC_NAME), "")
+
+
+def _all_counters(series: list[Series]) -> bool:
+    """Whether every series' name ends like a counter's (``rate`` has nothing to warn about)."""
+    return all(s.name.endswith(COUNTER_SUFFIXES) for s in series)
 
 
 def _absent_labels(arg: Expr) -> LabelPairs:

@@ -59,6 +59,14 @@ class Selection:
             found = self._memo[key] = make()
         return found
 
+    def recall(self, key: Hashable) -> Any:
+        """What :meth:`keep` kept under ``key``, or None."""
+        return self._memo.get(key)
+
+    def keep(self, key: Hashable, value: Any) -> None:
+        """Memoise ``value`` (made in pieces by the caller) under ``key``."""
+        self._memo[key] = value
+
     @property
     def dropped(self) -> list[LabelPairs]:
         """Each series' labels without the metric name (what most functions return)."""

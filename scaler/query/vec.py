@@ -61,11 +61,11 @@ class RangeData:
     ``origin``/``rows``, when set: the labels are those of ``origin.series[rows[i]]`` (a
     :class:`~scaler.query.selection.Selection`, whose memos fast paths may use)."""
 
-    __slots__ = ("end", "labels", "offs", "origin", "range_ms", "rows", "start", "ts", "vals")
+    __slots__ = ("_labels", "end", "offs", "origin", "range_ms", "rows", "start", "ts", "vals")
 
     def __init__(
         self,
-        labels: list[LabelPairs],
+        labels: list[LabelPairs] | None,
         ts: Int64Array,
         vals: FloatArray,
         offs: Int64Array,
@@ -75,7 +75,8 @@ class RangeData:
         origin: Selection | None = None,
         rows: Int64Array | None = None,
     ) -> None:
-        self.labels = labels
+        self._labels = labels
+        """None: made from ``origin``/``rows`` when first read (a fast path may never need them)."""
         self.ts = ts
         self.vals = vals
         self.offs = offs
@@ -123,21 +124,29 @@ class RangeData:
         offs, ts, vals, kept = _without_stale(offs, ts, vals)
         if kept is not None:
             rows = rows[kept]
-        series = origin.series
-        return cls([series[i].labels for i in rows.tolist()], ts, vals, offs, *window, origin=origin, rows=rows)
+        return cls(None, ts, vals, offs, *window, origin=origin, rows=rows)
+
+    @property
+    def labels(self) -> list[LabelPairs]:
+        labels = self._labels
+        if labels is None:
+            assert self.origin is not None and self.rows is not None
+            series = self.origin.series
+            labels = self._labels = [series[i].labels for i in self.rows.tolist()]
+        return labels
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.offs) - 1
 
     def slice(self, a: int, b: int) -> RangeData:
         """Series ``a`` to ``b`` (exclusive) only, sharing this one's arrays."""
-        if a == 0 and b >= len(self.labels):
+        if a == 0 and b >= len(self):
             return self
         offs = self.offs[a : b + 1]
         lo, hi = int(offs[0]), int(offs[-1])
         rows = None if self.rows is None else self.rows[a:b]
         return RangeData(
-            self.labels[a:b],
+            None if self._labels is None else self._labels[a:b],
             self.ts[lo:hi],
             self.vals[lo:hi],
             offs - lo,
