@@ -316,17 +316,18 @@ class Evaluator:
         step = VECTORISED_STEP if e.func in VECTORISED else CHECKPOINT_SERIES
         out = Vec()
         rows = []
+        origin = window.origin
         for a in range(0, len(window), step):
             part = fn(window.slice(a, a + step), scalars, ctx.t)
             out.labels += part.labels
             out.values += part.values
-            rows.append(part.rows)
-            out.origin = part.origin
+            if part.rows is None:
+                origin = None
+            else:
+                rows.append(part.rows)
             yield
-        if out.origin is not None and all(r is not None for r in rows):  # still the selection's labels
-            out.rows = rows[0] if len(rows) == 1 else np.concatenate(rows)
-        else:
-            out.origin = None
+        if origin is not None and rows:  # the labels are still the selection's, names dropped
+            out.origin, out.rows = origin, rows[0] if len(rows) == 1 else np.concatenate(rows)
         return (yield from unique_steps(out))
 
     def _check_counter_names(self, window: RangeData, arg: Expr, ctx: Context) -> None:
