@@ -9,6 +9,8 @@
 * **Broad queries vs Prometheus 2.42**: ``sum by (deployment) (rate(...[1m]))`` over 1,000
   counter series and the TTFT p90 ``histogram_quantile`` over 1,000 prefill pods × 22 buckets,
   through ``/api/v1/query`` of both servers on the same data, p99 against p99.
+* **Broad queries over KEDA's gRPC**: the same two as KEDA triggers (``GetMetrics``), p99
+  against a ``grpc.health`` Check round trip in the same run (what any call costs here).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import grpc
 import httpx
 
 from bench import latency
-from bench.server import GRPC_OPTIONS, ServerProcess
+from bench.server import GRPC_OPTIONS, HEALTH_PATH, ServerProcess
 from bench.stats import Latency, time_calls
 from scaler._gen import externalscaler_pb2_grpc as pb_grpc
 
@@ -39,6 +41,32 @@ BROAD_QUERIES = {
 BROAD_TARGETS_MS = {"sum by (deployment) (rate(…[1m])), 1,000 series": 3.0}
 HISTOGRAM_TARGET_MS = 10.0
 HISTOGRAM_TARGET_RATIO = 1 / 20
+
+
+@dataclass(frozen=True)
+class BroadGrpc:
+    health: Latency
+    queries: dict[str, Latency]
+    values: dict[str, float]
+
+
+def broad_grpc(server: ServerProcess, n: int) -> BroadGrpc:
+    """:data:`BROAD_QUERIES` as KEDA triggers over gRPC, and health Checks in between."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.keda}", options=GRPC_OPTIONS)
+    try:
+        health: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(HEALTH_PATH)
+        stub = pb_grpc.ExternalScalerStub(channel)
+        queries: dict[str, Latency] = {}
+        values: dict[str, float] = {}
+        health_times: list[float] = []
+        for i, (name, expr) in enumerate(BROAD_QUERIES.items()):
+            request = latency.metrics_request(f"broad{i}", {"query": expr, "targetValue": "1"})
+            values[name] = stub.GetMetrics(request).metricValues[0].metricValueFloat
+            health_times += time_calls(lambda: health(b""), n // 2)
+            queries[name] = Latency.of(time_calls(lambda r=request: stub.GetMetrics(r), n))  # type: ignore[misc]
+        return BroadGrpc(Latency.of(health_times), queries, values)
+    finally:
+        channel.close()
 
 
 def _heavy_loop(base_url: str, seconds: float, out: mp.Queue[float]) -> None:  # pragma: no cover - child

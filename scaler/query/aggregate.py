@@ -269,9 +269,9 @@ def _kahan_terms(v: FloatArray) -> tuple[FloatArray, FloatArray]:
     """The running sums of Prometheus' Kahan–Neumaier loop over ``v`` (``total`` after each
     step; numpy's ``add.accumulate`` adds strictly left to right) and each step's
     compensation term (``-0`` made ``+0``, which cannot change a sum started from ``+0``)."""
-    totals = np.add.accumulate(v)
-    prev, inc, cur = totals[:-1], v[1:], totals[1:]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in Go
+        totals = np.add.accumulate(v)
+        prev, inc, cur = totals[:-1], v[1:], totals[1:]
         terms = np.where(np.abs(prev) >= np.abs(inc), (prev - cur) + inc, (inc - cur) + prev) + 0.0
     return totals, terms
 
@@ -282,7 +282,8 @@ def kahan_sum_array(v: FloatArray) -> float:
     inf = np.isinf(totals[1:])
     if inf.any():  # the compensation restarts from 0 after the last infinite running sum
         terms = terms[len(inf) - int(np.argmax(inf[::-1])) :]
-    c = float(np.add.accumulate(terms)[-1]) if len(terms) else 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        c = float(np.add.accumulate(terms)[-1]) if len(terms) else 0.0
     return float(totals[-1]) + c
 
 
@@ -292,7 +293,8 @@ def _kahan_avg_array(v: FloatArray) -> float:
     if np.isinf(totals[1:]).any():  # the incremental mean takes over: Python's loop
         return kahan_avg(v.tolist())
     count = float(len(v))
-    c = float(np.add.accumulate(terms)[-1])
+    with np.errstate(invalid="ignore", over="ignore"):
+        c = float(np.add.accumulate(terms)[-1])
     return float(totals[-1]) / count + c / count
 
 
