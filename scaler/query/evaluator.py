@@ -314,20 +314,11 @@ class Evaluator:
             if math.isnan(q) or q < 0 or q > 1:
                 ctx.annotations.invalid_quantile(q, e.args[0].pos)
         step = VECTORISED_STEP if e.func in VECTORISED else CHECKPOINT_SERIES
-        out = Vec()
-        rows = []
-        origin = window.origin
+        parts: list[Vec] = []
         for a in range(0, len(window), step):
-            part = fn(window.slice(a, a + step), scalars, ctx.t)
-            out.labels += part.labels
-            out.values += part.values
-            if part.rows is None:
-                origin = None
-            else:
-                rows.append(part.rows)
+            parts.append(fn(window.slice(a, a + step), scalars, ctx.t))
             yield
-        if origin is not None and rows:  # the labels are still the selection's, names dropped
-            out.origin, out.rows = origin, rows[0] if len(rows) == 1 else np.concatenate(rows)
+        out = _joined(parts, window.origin)
         return (yield from unique_steps(out))
 
     def _check_counter_names(self, window: RangeData, arg: Expr, ctx: Context) -> None:
@@ -375,6 +366,18 @@ class Evaluator:
             return -value
         assert isinstance(value, Vec)
         return (yield from unique_steps(Vec([drop_name(lb) for lb in value.labels], [-v for v in value.values])))
+
+
+def _joined(parts: list[Vec], origin: Selection | None) -> Vec:
+    """The pieces of a range function's result as one vector (still labelled by the selection
+    when every piece is)."""
+    if len(parts) <= 1:
+        return parts[0] if parts else Vec()
+    values = [v for part in parts for v in part.values]
+    rows = [part.rows for part in parts if part.rows is not None]
+    if origin is not None and len(rows) == len(parts) and all(part.origin is origin for part in parts):
+        return Vec(None, values, origin, np.concatenate(rows))
+    return Vec([lb for part in parts for lb in part.labels], values)
 
 
 def _name_of(labels: LabelPairs) -> str:

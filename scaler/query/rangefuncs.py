@@ -27,9 +27,7 @@ def _vec(
 ) -> Vec:
     vals = values.tolist() if isinstance(values, np.ndarray) else values
     if not keep_name and rd.origin is not None and rd.rows is not None:  # names dropped once per selection
-        rows = rd.rows if index is None else rd.rows[index]
-        dropped = rd.origin.dropped
-        return Vec([dropped[i] for i in rows.tolist()], vals, rd.origin, rows)
+        return Vec(None, vals, rd.origin, rd.rows if index is None else rd.rows[index])
     labels = rd.labels if index is None else [rd.labels[i] for i in index]
     if not keep_name:
         labels = [drop_name(lb) for lb in labels]

@@ -27,10 +27,11 @@ FloatArray = npt.NDArray[np.float64]
 
 class Vec:
     """An instant vector during evaluation. ``origin``/``rows``, when set: ``labels[i]`` is
-    ``origin.dropped[rows[i]]`` (a range function's result over a selection), so fast paths
-    may use the selection's memos (uniqueness, groups) instead of the labels."""
+    ``origin.dropped[rows[i]]`` (a range function's result over a selection); the labels are
+    then made only when read, and fast paths may use the selection's memos (uniqueness,
+    groups) instead."""
 
-    __slots__ = ("labels", "origin", "rows", "values")
+    __slots__ = ("_labels", "origin", "rows", "values")
 
     def __init__(
         self,
@@ -39,13 +40,26 @@ class Vec:
         origin: Selection | None = None,
         rows: Int64Array | None = None,
     ) -> None:
-        self.labels: list[LabelPairs] = labels if labels is not None else []
+        self._labels: list[LabelPairs] | None = labels if labels is not None or origin is not None else []
         self.values: list[float] = values if values is not None else []
         self.origin = origin
         self.rows = rows
 
+    @property
+    def labels(self) -> list[LabelPairs]:
+        labels = self._labels
+        if labels is None:
+            assert self.origin is not None and self.rows is not None
+            dropped = self.origin.dropped
+            labels = self._labels = [dropped[i] for i in self.rows.tolist()]
+        return labels
+
+    @labels.setter
+    def labels(self, labels: list[LabelPairs]) -> None:
+        self._labels = labels
+
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.values)
 
     def append(self, labels: LabelPairs, value: float) -> None:
         self.labels.append(labels)

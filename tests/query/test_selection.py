@@ -90,7 +90,9 @@ def test_numpy_kahan_sums_are_prometheus_bits(seed: int) -> None:
 
 
 def test_a_repeated_query_reuses_its_selection_until_a_series_comes_or_goes() -> None:
-    series = {f'c_total{{d="{i % 3}",i="{i}"}}': [(NOW_MS - 20 * S, 0.0), (NOW_MS - 5 * S, float(i))] for i in range(30)}
+    series = {
+        f'c_total{{d="{i % 3}",i="{i}"}}': [(NOW_MS - 20 * S, 0.0), (NOW_MS - 5 * S, float(i))] for i in range(30)
+    }
     store = store_with(series)
     engine = Engine(store)
     calls = []
