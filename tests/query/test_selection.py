@@ -49,12 +49,12 @@ def test_native_gather_is_the_python_reference() -> None:
 def test_native_gather_refuses_what_is_not_a_series() -> None:
     assert sel._native_gather is not None
     with pytest.raises(AttributeError):
-        sel._native_gather([object()], 0, 1)
+        sel._native_gather([object()], 0, 1)  # type: ignore[list-item]
     with pytest.raises(TypeError):
         sel._native_gather("not a list", 0, 1)  # type: ignore[arg-type]
     bad = Series(1, make_labels("m", {}))
     bad.append(5, 1.0, 0)
-    bad.ts = bad.ts.astype(np.int32)  # type: ignore[assignment]
+    bad.ts = bad.ts.astype(np.int32)
     with pytest.raises(TypeError, match="not a contiguous 1-d array"):
         sel._native_gather([bad], 0, 10)
 
