@@ -13,13 +13,70 @@
 
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
+#include <structmember.h>
 
 static PyObject *name_n, *name_ts, *name_vals;
 
-typedef struct {
-    PyArrayObject *ts, *vals;
-    Py_ssize_t start, end;
-} Window;
+/* Where the type of the series last gathered keeps its n, ts and vals slots: read directly, the
+ * next series' objects and arrays can be prefetched while this one is read (the loop is bound by
+ * cache misses: ~5 objects a series, scattered over the heap). Other types go through getattr. */
+static struct {
+    PyTypeObject *type;
+    Py_ssize_t n, ts, vals;
+} layout;
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static int slot_offset(PyTypeObject *tp, PyObject *name, Py_ssize_t *offset) {
+    PyObject *descr = PyObject_GetAttr((PyObject *)tp, name);
+    if (!descr) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+             ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX &&
+             PyType_IsSubtype(tp, ((PyMemberDescrObject *)descr)->d_common.d_type);
+    if (ok) *offset = ((PyMemberDescrObject *)descr)->d_member->offset;
+    Py_DECREF(descr);
+    return ok;
+}
+
+/* 1 if the slots of ``tp`` can be read directly (layout filled), else 0. */
+static int layout_for(PyTypeObject *tp) {
+    if (layout.type == tp) return 1;
+    Py_ssize_t n, ts, vals;
+    if (!slot_offset(tp, name_n, &n) || !slot_offset(tp, name_ts, &ts) || !slot_offset(tp, name_vals, &vals)) return 0;
+    Py_INCREF(tp);
+    Py_XSETREF(layout.type, tp);
+    layout.n = n;
+    layout.ts = ts;
+    layout.vals = vals;
+    return 1;
+}
+
+static void prefetch_objects(PyObject *series) {
+    if (Py_TYPE(series) != layout.type) return;
+    PyObject *ts = SLOT(series, layout.ts), *vals = SLOT(series, layout.vals), *n = SLOT(series, layout.n);
+    if (ts) __builtin_prefetch(ts);
+    if (vals) __builtin_prefetch(vals);
+    if (n) __builtin_prefetch(n);
+}
+
+static void prefetch_data(PyObject *series) {
+    if (Py_TYPE(series) != layout.type) return;
+    PyObject *ts = SLOT(series, layout.ts), *vals = SLOT(series, layout.vals), *n_obj = SLOT(series, layout.n);
+    if (!ts || !vals || !n_obj || !PyArray_Check(ts) || !PyArray_Check(vals) || !PyLong_CheckExact(n_obj)) return;
+    Py_ssize_t n = PyLong_AsSsize_t(n_obj);
+    if (n <= 0) {
+        PyErr_Clear();
+        return;
+    }
+    const char *t = PyArray_DATA((PyArrayObject *)ts), *v = PyArray_DATA((PyArrayObject *)vals);
+    __builtin_prefetch(t + (n - 1) * 8);  /* the newest samples: a window ends there */
+    __builtin_prefetch(t + (n / 2) * 8);
+    __builtin_prefetch(v + (n - 1) * 8);
+    __builtin_prefetch(v + (n / 2) * 8);
+}
 
 static Py_ssize_t upper_bound(const int64_t *ts, Py_ssize_t n, int64_t x) {
     Py_ssize_t lo = 0, hi = n;
@@ -33,8 +90,16 @@ static Py_ssize_t upper_bound(const int64_t *ts, Py_ssize_t n, int64_t x) {
     return lo;
 }
 
-static PyArrayObject *column(PyObject *series, PyObject *name, int type, Py_ssize_t n) {
-    PyObject *obj = PyObject_GetAttr(series, name);
+static PyObject *get(PyObject *series, PyObject *name, Py_ssize_t offset) {
+    if (Py_TYPE(series) == layout.type) {
+        PyObject *obj = SLOT(series, offset);
+        if (obj) return Py_NewRef(obj);
+    }
+    return PyObject_GetAttr(series, name); /* also raises the AttributeError of an unset slot */
+}
+
+static PyArrayObject *column(PyObject *series, PyObject *name, Py_ssize_t offset, int type, Py_ssize_t n) {
+    PyObject *obj = get(series, name, offset);
     if (!obj) return NULL;
     if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != type || PyArray_NDIM((PyArrayObject *)obj) != 1 ||
         !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)obj) || PyArray_DIM((PyArrayObject *)obj, 0) < n) {
@@ -46,11 +111,30 @@ static PyArrayObject *column(PyObject *series, PyObject *name, int type, Py_ssiz
     return (PyArrayObject *)obj;
 }
 
-/* The window of one series; 0 on success (w->ts/vals are new references, or NULL if empty). */
-static int window_of(PyObject *series, int64_t lo, int64_t hi, Window *w) {
-    w->ts = w->vals = NULL;
-    w->start = w->end = 0;
-    PyObject *n_obj = PyObject_GetAttr(series, name_n);
+/* Growing output: the samples copied right after their window is found, while they are hot. */
+typedef struct {
+    int64_t *ts, *rows, *offs;
+    double *vals;
+    Py_ssize_t len, cap, nrows;
+} Out;
+
+static int out_room(Out *out, Py_ssize_t more) {
+    if (out->len + more <= out->cap) return 0;
+    Py_ssize_t cap = out->cap ? out->cap : 1024;
+    while (cap < out->len + more) cap *= 2;
+    int64_t *ts = PyMem_Realloc(out->ts, (size_t)cap * sizeof(int64_t));
+    if (!ts) return -1;
+    out->ts = ts;
+    double *vals = PyMem_Realloc(out->vals, (size_t)cap * sizeof(double));
+    if (!vals) return -1;
+    out->vals = vals;
+    out->cap = cap;
+    return 0;
+}
+
+/* Copy the window of one series into ``out``; 0 on success. */
+static int copy_window(PyObject *series, Py_ssize_t row, int64_t lo, int64_t hi, Out *out) {
+    PyObject *n_obj = get(series, name_n, layout.n);
     if (!n_obj) return -1;
     Py_ssize_t n = PyLong_AsSsize_t(n_obj);
     Py_DECREF(n_obj);
@@ -59,7 +143,7 @@ static int window_of(PyObject *series, int64_t lo, int64_t hi, Window *w) {
         return -1;
     }
     if (n == 0) return 0;
-    PyArrayObject *ts = column(series, name_ts, NPY_INT64, n);
+    PyArrayObject *ts = column(series, name_ts, layout.ts, NPY_INT64, n);
     if (!ts) return -1;
     const int64_t *t = (const int64_t *)PyArray_DATA(ts);
     Py_ssize_t end = t[n - 1] <= hi ? n : upper_bound(t, n, hi);
@@ -68,21 +152,28 @@ static int window_of(PyObject *series, int64_t lo, int64_t hi, Window *w) {
         Py_DECREF(ts);
         return 0;
     }
-    PyArrayObject *vals = column(series, name_vals, NPY_FLOAT64, n);
-    if (!vals) {
-        Py_DECREF(ts);
-        return -1;
+    PyArrayObject *vals = column(series, name_vals, layout.vals, NPY_FLOAT64, n);
+    int failed = !vals || out_room(out, end - start) < 0;
+    if (!failed) {
+        Py_ssize_t len = end - start;
+        memcpy(out->ts + out->len, t + start, (size_t)len * sizeof(int64_t));
+        memcpy(out->vals + out->len, (const double *)PyArray_DATA(vals) + start, (size_t)len * sizeof(double));
+        out->len += len;
+        out->rows[out->nrows++] = (int64_t)row;
+        out->offs[out->nrows] = (int64_t)out->len;
+    } else if (vals) {
+        PyErr_NoMemory();
     }
-    w->ts = ts;
-    w->vals = vals;
-    w->start = start;
-    w->end = end;
-    return 0;
+    Py_DECREF(ts);
+    Py_XDECREF(vals);
+    return failed ? -1 : 0;
 }
 
-static PyObject *new_array(Py_ssize_t n, int type) {
+static PyObject *array_of(const void *data, Py_ssize_t n, int type, size_t item) {
     npy_intp dims[1] = {(npy_intp)n};
-    return PyArray_SimpleNew(1, dims, type);
+    PyObject *array = PyArray_SimpleNew(1, dims, type);
+    if (array && n) memcpy(PyArray_DATA((PyArrayObject *)array), data, (size_t)n * item);
+    return array;
 }
 
 static PyObject *gather(PyObject *self, PyObject *args) {
@@ -91,44 +182,32 @@ static PyObject *gather(PyObject *self, PyObject *args) {
     long long lo, hi;
     if (!PyArg_ParseTuple(args, "O!LL", &PyList_Type, &list, &lo, &hi)) return NULL;
     Py_ssize_t count = PyList_GET_SIZE(list);
-    Window *windows = PyMem_Calloc(count ? (size_t)count : 1, sizeof(Window));
-    if (!windows) return PyErr_NoMemory();
+    Out out = {0};
     PyObject *result = NULL, *rows = NULL, *offs = NULL, *ts = NULL, *vals = NULL;
-    Py_ssize_t nonempty = 0, total = 0;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (window_of(PyList_GET_ITEM(list, i), (int64_t)lo, (int64_t)hi, &windows[i]) < 0) goto done;
-        if (windows[i].ts) {
-            nonempty++;
-            total += windows[i].end - windows[i].start;
-        }
+    out.rows = PyMem_Malloc((size_t)(count + 1) * sizeof(int64_t));
+    out.offs = PyMem_Malloc((size_t)(count + 1) * sizeof(int64_t));
+    if (!out.rows || !out.offs) {
+        PyErr_NoMemory();
+        goto done;
     }
-    rows = new_array(nonempty, NPY_INT64);
-    offs = new_array(nonempty + 1, NPY_INT64);
-    ts = new_array(total, NPY_INT64);
-    vals = new_array(total, NPY_FLOAT64);
-    if (!rows || !offs || !ts || !vals) goto done;
-    int64_t *row_out = PyArray_DATA((PyArrayObject *)rows), *off_out = PyArray_DATA((PyArrayObject *)offs);
-    int64_t *ts_out = PyArray_DATA((PyArrayObject *)ts);
-    double *val_out = PyArray_DATA((PyArrayObject *)vals);
-    Py_ssize_t at = 0, row = 0;
-    off_out[0] = 0;
+    out.offs[0] = 0;
+    if (count) layout_for(Py_TYPE(PyList_GET_ITEM(list, 0)));
     for (Py_ssize_t i = 0; i < count; i++) {
-        Window *w = &windows[i];
-        if (!w->ts) continue;
-        Py_ssize_t len = w->end - w->start;
-        memcpy(ts_out + at, (const int64_t *)PyArray_DATA(w->ts) + w->start, (size_t)len * sizeof(int64_t));
-        memcpy(val_out + at, (const double *)PyArray_DATA(w->vals) + w->start, (size_t)len * sizeof(double));
-        at += len;
-        row_out[row] = (int64_t)i;
-        off_out[++row] = (int64_t)at;
+        if (i + 8 < count) __builtin_prefetch(PyList_GET_ITEM(list, i + 8));
+        if (i + 4 < count) prefetch_objects(PyList_GET_ITEM(list, i + 4));
+        if (i + 2 < count) prefetch_data(PyList_GET_ITEM(list, i + 2));
+        if (copy_window(PyList_GET_ITEM(list, i), i, (int64_t)lo, (int64_t)hi, &out) < 0) goto done;
     }
-    result = PyTuple_Pack(4, rows, offs, ts, vals);
+    rows = array_of(out.rows, out.nrows, NPY_INT64, sizeof(int64_t));
+    offs = array_of(out.offs, out.nrows + 1, NPY_INT64, sizeof(int64_t));
+    ts = array_of(out.ts, out.len, NPY_INT64, sizeof(int64_t));
+    vals = array_of(out.vals, out.len, NPY_FLOAT64, sizeof(double));
+    if (rows && offs && ts && vals) result = PyTuple_Pack(4, rows, offs, ts, vals);
 done:
-    for (Py_ssize_t i = 0; i < count; i++) {
-        Py_XDECREF(windows[i].ts);
-        Py_XDECREF(windows[i].vals);
-    }
-    PyMem_Free(windows);
+    PyMem_Free(out.ts);
+    PyMem_Free(out.vals);
+    PyMem_Free(out.rows);
+    PyMem_Free(out.offs);
     Py_XDECREF(rows);
     Py_XDECREF(offs);
     Py_XDECREF(ts);
