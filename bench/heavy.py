@@ -23,7 +23,7 @@ import grpc
 import httpx
 
 from bench import latency
-from bench.server import GRPC_OPTIONS, HEALTH_PATH, ServerProcess
+from bench.server import GRPC_OPTIONS, ServerProcess
 from bench.stats import Latency, time_calls
 from scaler._gen import externalscaler_pb2_grpc as pb_grpc
 
@@ -43,32 +43,16 @@ HISTOGRAM_TARGET_MS = 10.0
 HISTOGRAM_TARGET_RATIO = 1 / 20
 
 
-@dataclass(frozen=True)
-class BroadGrpc:
-    health: Latency
-    queries: dict[str, Latency]
-    values: dict[str, float]
-
-
-def broad_grpc(server: ServerProcess, n: int) -> BroadGrpc:
-    """:data:`BROAD_QUERIES` as KEDA triggers over gRPC, and health Checks in between."""
-    channel = grpc.insecure_channel(f"127.0.0.1:{server.keda}", options=GRPC_OPTIONS)
-    try:
-        health: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(HEALTH_PATH)
-        stub = pb_grpc.ExternalScalerStub(channel)
-        queries: dict[str, Latency] = {}
-        values: dict[str, float] = {}
-        health_times: list[float] = []
-        for i, (name, expr) in enumerate(BROAD_QUERIES.items()):
-            # sum by (deployment) answers 20 series: KEDA gets their max (the trigger's aggregate)
-            metadata = {"query": expr, "targetValue": "1", "aggregate": "max"}
-            request = latency.metrics_request(f"broad{i}", metadata)
-            values[name] = stub.GetMetrics(request).metricValues[0].metricValueFloat
-            health_times += time_calls(lambda: health(b""), n // 2)
-            queries[name] = Latency.of(time_calls(lambda r=request: stub.GetMetrics(r), n))  # type: ignore[misc]
-        return BroadGrpc(Latency.of(health_times), queries, values)
-    finally:
-        channel.close()
+def broad_grpc(server: ServerProcess, n: int) -> dict[str, tuple[Latency, float, Latency]]:
+    """:data:`BROAD_QUERIES` as KEDA triggers over gRPC: per query (latency, value, health
+    Check latency in the same run)."""
+    # sum by (deployment) answers 20 series: KEDA gets their max (the trigger's aggregate)
+    keys = {f"broad{i}": name for i, name in enumerate(BROAD_QUERIES)}
+    metadata = {
+        key: {"query": BROAD_QUERIES[name], "targetValue": "1", "aggregate": "max"} for key, name in keys.items()
+    }
+    result = latency.measure_grpc(server, n, metadata)
+    return {name: (result.queries[key], result.values[key], result.health) for key, name in keys.items()}
 
 
 def _heavy_loop(base_url: str, seconds: float, out: mp.Queue[float]) -> None:  # pragma: no cover - child

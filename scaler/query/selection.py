@@ -82,26 +82,31 @@ class Selection:
 
 
 class SelectionCache:
-    """Selections by matcher set, valid while the store's generation is unchanged."""
+    """Selections by matcher set, valid while the store's generation is unchanged: a new
+    generation drops them all at once (they are all stale then), so a cache never keeps a
+    deleted series, or its samples, alive."""
 
     def __init__(self, store: Store, size: int = SELECTIONS) -> None:
         self.store = store
         self.size = size
-        self._entries: OrderedDict[tuple[Matcher, ...], tuple[int, Selection]] = OrderedDict()
+        self._generation = store.generation
+        self._entries: OrderedDict[tuple[Matcher, ...], Selection] = OrderedDict()
 
     def select_steps(self, matchers: tuple[Matcher, ...]) -> Generator[None, None, Selection]:
         """The selection of ``matchers`` (:meth:`Store.select_steps`), from the cache when
         no series was created or deleted since it was made."""
         store = self.store
-        entry = self._entries.get(matchers)
-        if entry is not None and entry[0] == store.generation:
+        if store.generation != self._generation:
+            self._entries.clear()
+            self._generation = store.generation
+        found = self._entries.get(matchers)
+        if found is not None:
             self._entries.move_to_end(matchers)
-            return entry[1]
+            return found
         generation = store.generation
         selection = Selection((yield from store.select_steps(matchers)))
-        if store.generation == generation:  # nothing came or went while the selection paused
-            self._entries[matchers] = (generation, selection)
-            self._entries.move_to_end(matchers)
+        if store.generation == generation == self._generation:  # nothing came or went meanwhile
+            self._entries[matchers] = selection
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
         return selection

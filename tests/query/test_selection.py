@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from scaler.model import STALE_NAN, make_labels
-from scaler.query import Engine, parse_promql
+from scaler.query import Engine, parse_metric_selector, parse_promql
 from scaler.query import selection as sel
 from scaler.query.aggregate import _SIMPLE, _kahan_avg_array, kahan_sum_array
 from scaler.query.gomath import kahan_avg
 from scaler.series import Series
+from scaler.store import drain
 from tests.query.helpers import NOW_MS, store_with, values
 
 S = 1000
@@ -114,3 +115,14 @@ def test_a_repeated_query_reuses_its_selection_until_a_series_comes_or_goes() ->
     assert after['{d="0"}'] > first['{d="0"}']  # the new series is counted at once
     store.reset()
     assert values(engine.instant(expr, NOW_MS)) == {}
+    kept = engine._evaluator._selections._entries
+    assert [len(selection) for selection in kept.values()] == [0]  # the deleted series are not held
+
+
+def test_selections_are_bounded() -> None:
+    store = store_with({f'g{{i="{i}"}}': [(NOW_MS - S, float(i))] for i in range(20)})
+    cache = sel.SelectionCache(store, size=4)
+    for i in range(20):
+        found = drain(cache.select_steps(tuple(parse_metric_selector(f'g{{i="{i}"}}'))))
+        assert [s.labels for s in found.series] == [make_labels("g", {"i": str(i)})]
+    assert len(cache._entries) == 4
