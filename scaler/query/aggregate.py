@@ -16,10 +16,10 @@ import numpy as np
 
 from scaler.model import METRIC_NAME, LabelPairs
 from scaler.query.errors import QueryError
-from scaler.query.gomath import NAN, kahan_avg, quantile
+from scaler.query.gomath import NAN, kahan_avg, kahan_avg_array, kahan_sum_array, quantile
 from scaler.query.printer import format_number
 from scaler.query.values import format_value
-from scaler.query.vec import FloatArray, Int64Array, Vec, keep_only, set_label, without
+from scaler.query.vec import Int64Array, Vec, keep_only, set_label, without
 from scaler.store import drain
 
 if TYPE_CHECKING:
@@ -241,8 +241,8 @@ def _group_ids(
 
 
 SUM_VECTORISED = 16
-"""Groups at least this big are summed with numpy (:func:`kahan_sum_array`), smaller ones by
-the Python loop (cheaper below it)."""
+"""Groups at least this big are summed with numpy (``gomath.kahan_sum_array``), smaller ones
+by the Python loop (cheaper below it)."""
 
 
 def _sums(op: str, values: list[float], members: list[tuple[LabelPairs, Int64Array]]) -> Generator[None, None, Vec]:
@@ -259,43 +259,10 @@ def _sums(op: str, values: list[float], members: list[tuple[LabelPairs, Int64Arr
         elif op == "sum":
             value = kahan_sum_array(arr[rows])
         else:
-            value = _kahan_avg_array(arr[rows])
+            value = kahan_avg_array(arr[rows])
         out.labels.append(key)
         out.values.append(value)
     return out
-
-
-def _kahan_terms(v: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """The running sums of Prometheus' Kahan–Neumaier loop over ``v`` (``total`` after each
-    step; numpy's ``add.accumulate`` adds strictly left to right) and each step's
-    compensation term (``-0`` made ``+0``, which cannot change a sum started from ``+0``)."""
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in Go
-        totals = np.add.accumulate(v)
-        prev, inc, cur = totals[:-1], v[1:], totals[1:]
-        terms = np.where(np.abs(prev) >= np.abs(inc), (prev - cur) + inc, (inc - cur) + prev) + 0.0
-    return totals, terms
-
-
-def kahan_sum_array(v: FloatArray) -> float:
-    """:func:`_sum` of ``v`` (two or more values), the same bits without a Python loop."""
-    totals, terms = _kahan_terms(v)
-    inf = np.isinf(totals[1:])
-    if inf.any():  # the compensation restarts from 0 after the last infinite running sum
-        terms = terms[len(inf) - int(np.argmax(inf[::-1])) :]
-    with np.errstate(invalid="ignore", over="ignore"):
-        c = float(np.add.accumulate(terms)[-1]) if len(terms) else 0.0
-    return float(totals[-1]) + c
-
-
-def _kahan_avg_array(v: FloatArray) -> float:
-    """:func:`kahan_avg` of ``v``: the Kahan sum over the count while it stays finite."""
-    totals, terms = _kahan_terms(v)
-    if np.isinf(totals[1:]).any():  # the incremental mean takes over: Python's loop
-        return kahan_avg(v.tolist())
-    count = float(len(v))
-    with np.errstate(invalid="ignore", over="ignore"):
-        c = float(np.add.accumulate(terms)[-1])
-    return float(totals[-1]) / count + c / count
 
 
 def _per_group(

@@ -55,7 +55,7 @@ from scaler.query.functions import INSTANT_FUNCTIONS, Arg
 from scaler.query.histogram import histogram_fraction, histogram_quantile
 from scaler.query.rangefuncs import RANGE_FUNCTIONS, VECTORISED
 from scaler.query.selection import Selection, SelectionCache, gather
-from scaler.query.vec import RangeData, Vec, drop_name, unique_steps
+from scaler.query.vec import RangeData, Vec, drop_name, joined, unique_steps
 from scaler.store import Series, Store
 
 Internal = float | str | Vec | RangeData
@@ -318,7 +318,7 @@ class Evaluator:
         for a in range(0, len(window), step):
             parts.append(fn(window.slice(a, a + step), scalars, ctx.t))
             yield
-        out = _joined(parts, window.origin)
+        out = joined(parts, window.origin)
         return (yield from unique_steps(out))
 
     def _check_counter_names(self, window: RangeData, arg: Expr, ctx: Context) -> None:
@@ -366,18 +366,6 @@ class Evaluator:
             return -value
         assert isinstance(value, Vec)
         return (yield from unique_steps(Vec([drop_name(lb) for lb in value.labels], [-v for v in value.values])))
-
-
-def _joined(parts: list[Vec], origin: Selection | None) -> Vec:
-    """The pieces of a range function's result as one vector (still labelled by the selection
-    when every piece is)."""
-    if len(parts) <= 1:
-        return parts[0] if parts else Vec()
-    values = [v for part in parts for v in part.values]
-    rows = [part.rows for part in parts if part.rows is not None]
-    if origin is not None and len(rows) == len(parts) and all(part.origin is origin for part in parts):
-        return Vec(None, values, origin, np.concatenate(rows))
-    return Vec([lb for part in parts for lb in part.labels], values)
 
 
 def _name_of(labels: LabelPairs) -> str:

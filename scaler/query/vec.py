@@ -193,6 +193,18 @@ def _without_stale(
     return offs, ts, vals, nonempty
 
 
+def joined(parts: list[Vec], origin: Selection | None) -> Vec:
+    """The pieces of a range function's result as one vector (still labelled by the selection
+    when every piece is)."""
+    if len(parts) <= 1:
+        return parts[0] if parts else Vec()
+    values = [v for part in parts for v in part.values]
+    rows = [part.rows for part in parts if part.rows is not None]
+    if origin is not None and len(rows) == len(parts) and all(part.origin is origin for part in parts):
+        return Vec(None, values, origin, np.concatenate(rows))
+    return Vec([lb for part in parts for lb in part.labels], values)
+
+
 _DROPPED: dict[LabelPairs, LabelPairs] = {}
 _DROPPED_MAX = 1 << 16
 
