@@ -1,4 +1,4 @@
-"""Build script for the native OTLP ingest extension; everything else is in pyproject.toml.
+"""Build script for the native extensions (OTLP ingest; the query's window gather); everything else is in pyproject.toml.
 
 setuptools reads the project metadata from pyproject.toml; this file only adds the C extension,
 which needs numpy's headers at build time (``build-system.requires``).
@@ -15,6 +15,12 @@ setup(
             depends=["scaler/_native/series.h", "scaler/_native/wire.h"],
             include_dirs=[numpy.get_include()],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
-        )
+        ),
+        Extension(
+            "scaler._native.gather",
+            ["scaler/_native/gather.c"],
+            include_dirs=[numpy.get_include()],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+        ),
     ]
 )

@@ -62,7 +62,8 @@ class GrpcLatency:
     """Per query: (p50, p99) in ms from the server's histogram."""
 
 
-def measure_grpc(server: ServerProcess, n: int) -> GrpcLatency:
+def measure_grpc(server: ServerProcess, n: int, queries: Mapping[str, Mapping[str, str]] | None = None) -> GrpcLatency:
+    """GetMetrics of each trigger (by default :func:`triggers`) and health Checks in between."""
     channel = grpc.insecure_channel(f"127.0.0.1:{server.keda}", options=GRPC_OPTIONS)
     try:
         health: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(HEALTH_PATH)
@@ -71,7 +72,7 @@ def measure_grpc(server: ServerProcess, n: int) -> GrpcLatency:
         values: dict[str, float] = {}
         server_side: dict[str, tuple[float, float]] = {}
         health_times: list[float] = []
-        for name, metadata in triggers().items():
+        for name, metadata in (triggers() if queries is None else queries).items():
             request = metrics_request(name, metadata)
             values[name] = stub.GetMetrics(request).metricValues[0].metricValueFloat
             health_times += time_calls(lambda: health(b""), n // 2)

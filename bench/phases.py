@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -165,6 +166,7 @@ def store_phase(report: Report, sizes: Sizes, figures: set[str]) -> None:
                 _memory_rows(report, sizes.big_series, rss_empty, rss_full)
             if "query" in figures:
                 _query_rows(report, server, sizes)
+                _broad_grpc_rows(report, server, sizes)
                 _heavy_rows(report, server, sizes)
             if prometheus is not None:
                 _prometheus_rows(report, server, prometheus, sizes, rss_full)
@@ -251,7 +253,7 @@ def _prometheus_rows(
                 ours.p50 < theirs.p50,
             )
         )
-        agree = abs(ours_value - their_value) <= 1e-9 * max(1.0, abs(their_value))
+        agree = _agree(ours_value, their_value)
         report.note(
             f"`{expr}` at t={t_s:.3f}: ours {ours_value:g}, Prometheus {their_value:g} "
             f"({'agree' if agree else 'DISAGREE'})"
@@ -268,6 +270,29 @@ def _prometheus_rows(
             rss_ours < theirs_rss,
         )
     )
+
+
+def _broad_grpc_rows(report: Report, server: ServerProcess, sizes: Sizes) -> None:
+    for name, (lat, value, base) in heavy.broad_grpc(server, sizes.latency_calls).items():
+        target_ms = heavy.BROAD_TARGETS_MS.get(name, heavy.HISTOGRAM_TARGET_MS)
+        report.add(
+            Row(
+                f"2 GetMetrics {name}, end to end over gRPC (p99)",
+                f"{lat.p99:.2f} ms (p50 {lat.p50:.2f})",
+                f"health Check {base.p99:.2f} ms (p50 {base.p50:.2f})",
+                lat.p99 / base.p99,
+                f"p99 ≤ {target_ms:.0f} ms",
+                lat.p99 <= target_ms,
+            )
+        )
+        report.note(f"GetMetrics `{heavy.BROAD_QUERIES[name]}`: value {value:g}; {lat}; health {base}")
+
+
+def _agree(ours: float, theirs: float) -> bool:
+    """The same answer (NaN agrees with NaN: no observation in the window on either side)."""
+    if math.isnan(ours) or math.isnan(theirs):
+        return math.isnan(ours) and math.isnan(theirs)
+    return abs(ours - theirs) <= 1e-9 * max(1.0, abs(theirs))
 
 
 def _heavy_rows(report: Report, server: ServerProcess, sizes: Sizes) -> None:
@@ -311,7 +336,7 @@ def _broad_rows(
                 holds,
             )
         )
-        agree = abs(ours_value - their_value) <= 1e-9 * max(1.0, abs(their_value))
+        agree = _agree(ours_value, their_value)
         report.note(
             f"`{expr}`: ours {ours_value:g}, Prometheus {their_value:g} "
             f"({'agree' if agree else 'DISAGREE'}); ours {ours}, Prometheus {theirs}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import socket
@@ -26,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
-from scaler import __version__, api, api_prom, api_status, httpserver, peers, query, receiver, status
+from scaler import __version__, api, api_prom, api_status, gctune, httpserver, peers, query, receiver, status
 from scaler._gen import externalscaler_pb2, externalscaler_pb2_grpc
 from scaler.config import Settings, TLSFiles
 from scaler.keda import ExternalScaler
@@ -487,15 +486,9 @@ async def serve_until(service: Service, stop: asyncio.Event) -> None:
         raise ServiceFailed("a listener stopped unexpectedly (see the log above)")
 
 
-_GC_THRESHOLDS = (50_000, 50, 100)
-"""The store keeps every series in GC-tracked objects that never form cycles, while each OTLP
-request allocates thousands of short-lived tuples; with CPython's default (700, 10, 10) the
-cyclic GC walks the whole store every few requests (bench/RESULTS.md: ``gc_collect_main``)."""
-
-
 def run(settings: Settings) -> int:
     """Blocking entry point for ``keda-otel-scaler serve``; returns the exit code."""
-    gc.set_threshold(*_GC_THRESHOLDS)
+    gctune.install()  # short GC pauses however big the store grows (scaler/gctune.py)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -94,6 +94,9 @@ class Store:
         self._gc_queue: list[int] = []
         self.deletions = 0
         """Series deleted so far (retention and reset): caches of series use it to prune."""
+        self.generation = 0
+        """Bumped whenever a series is created or deleted: a selection made at one generation
+        holds exactly the matching series for as long as it is current (labels never change)."""
 
     # ----------------------------------------------------------------- ingestion
 
@@ -232,6 +235,7 @@ class Store:
         labels = tuple(shared)
         series = Series(self._next_id, labels)
         self._next_id += 1
+        self.generation += 1
         self._series[series.id] = series
         self._by_labels[labels] = series
         for key, value in labels:
@@ -245,6 +249,7 @@ class Store:
     def _delete(self, series: Series) -> None:
         series.alive = False
         self.deletions += 1
+        self.generation += 1
         del self._series[series.id]
         del self._by_labels[series.labels]
         for key, value in series.labels:
@@ -298,6 +303,7 @@ class Store:
         for series in self._series.values():
             series.alive = False
         self.deletions += len(self._series)
+        self.generation += 1
         self._series.clear()
         self._by_labels.clear()
         self._postings.clear()

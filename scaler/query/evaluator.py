@@ -53,8 +53,9 @@ from scaler.query.binary import scalar_binop, set_binop, vector_binop, vector_sc
 from scaler.query.errors import QueryError
 from scaler.query.functions import INSTANT_FUNCTIONS, Arg
 from scaler.query.histogram import histogram_fraction, histogram_quantile
-from scaler.query.rangefuncs import RANGE_FUNCTIONS
-from scaler.query.vec import RangeData, Vec, check_unique, drop_name
+from scaler.query.rangefuncs import RANGE_FUNCTIONS, VECTORISED
+from scaler.query.selection import Selection, SelectionCache, gather
+from scaler.query.vec import RangeData, Vec, drop_name, joined, unique_steps
 from scaler.store import Series, Store
 
 Internal = float | str | Vec | RangeData
@@ -64,6 +65,10 @@ Points = dict[LabelPairs, tuple[list[int], list[float]]]
 
 CHECKPOINT_SERIES = 256
 """Series read or computed between two checkpoints (each costs well under a millisecond)."""
+VECTORISED_STEP = 4096
+"""Series a range function computed with numpy (:data:`VECTORISED`) takes between checkpoints."""
+GATHER_STEP = 4096
+"""Series whose windows one ``gather`` reads between two checkpoints (~1 ms in C)."""
 _DEFAULT_MATCHING = VectorMatching()
 TOO_MANY_SAMPLES = "query processing would load too many samples into memory in query execution"
 
@@ -82,7 +87,7 @@ class Context:
     annotations: Annotations
     samples: int = 0
     """Samples held by the evaluation now (loaded by selectors, or kept as results)."""
-    cache: dict[tuple[Matcher, ...], list[Series]] = field(default_factory=dict)
+    cache: dict[tuple[Matcher, ...], Selection] = field(default_factory=dict)
 
     def count(self, n: int) -> None:
         self.samples += n
@@ -114,6 +119,7 @@ class Evaluator:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._selections = SelectionCache(store)
         self._dispatch: dict[type, Callable[[Any, Context], Gen[Internal]]] = {
             NumberLiteral: self._literal,
             StringLiteral: self._literal,
@@ -171,10 +177,10 @@ class Evaluator:
         assert isinstance(v, float)
         return v
 
-    def _select(self, matchers: tuple[Matcher, ...], ctx: Context) -> Gen[list[Series]]:
+    def _select(self, matchers: tuple[Matcher, ...], ctx: Context) -> Gen[Selection]:
         found = ctx.cache.get(matchers)
         if found is None:
-            found = ctx.cache[matchers] = yield from self.store.select_steps(matchers)
+            found = ctx.cache[matchers] = yield from self._selections.select_steps(matchers)
         return found
 
     def _latest(self, vs: VectorSelector, ctx: Context) -> Gen[tuple[list[Series], list[int], list[float]]]:
@@ -185,7 +191,7 @@ class Evaluator:
         times: list[int] = []
         values: list[float] = []
         selected = yield from self._select(vs.matchers, ctx)
-        for i, s in enumerate(selected):
+        for i, s in enumerate(selected.series):
             if i % CHECKPOINT_SERIES == CHECKPOINT_SERIES - 1:
                 yield
             if not s.n:
@@ -216,29 +222,22 @@ class Evaluator:
         vs = ms.selector
         ref = _ref_time(vs.at, vs.offset_ms, ctx)
         lo = ref - ms.range_ms
-        labels: list[LabelPairs] = []
-        lengths: list[int] = []
-        ts_parts: list[Any] = []
-        val_parts: list[Any] = []
-        chunk_ts: list[Any] = []
-        chunk_vals: list[Any] = []
         selected = yield from self._select(vs.matchers, ctx)
-        for i, s in enumerate(selected):
-            if i % CHECKPOINT_SERIES == CHECKPOINT_SERIES - 1:
-                if chunk_ts:  # copy what was read before pausing: the store may change meanwhile
-                    ts_parts.append(np.concatenate(chunk_ts))
-                    val_parts.append(np.concatenate(chunk_vals))
-                    chunk_ts, chunk_vals = [], []
+        series = selected.series
+        if len(series) <= GATHER_STEP:
+            rows, offs, ts, vals = gather(series, lo, ref)
+        else:  # in pieces, each copied before the pause: the store may change meanwhile
+            parts = []
+            for a in range(0, len(series), GATHER_STEP):
+                parts.append(gather(series[a : a + GATHER_STEP], lo, ref))
                 yield
-            ts, vals = s.window(lo, ref)
-            if ts.shape[0]:
-                labels.append(s.labels)
-                lengths.append(ts.shape[0])
-                chunk_ts.append(ts)
-                chunk_vals.append(vals)
-        ts_parts += chunk_ts
-        val_parts += chunk_vals
-        rd = RangeData.build(labels, ts_parts, val_parts, lo, ref, ms.range_ms, lengths)
+            rows = np.concatenate([p[0] + a for p, a in zip(parts, range(0, len(series), GATHER_STEP), strict=True)])
+            sizes = np.concatenate([np.diff(p[1]) for p in parts])
+            offs = np.zeros(len(sizes) + 1, dtype=np.int64)
+            np.cumsum(sizes, out=offs[1:])
+            ts = np.concatenate([p[2] for p in parts])
+            vals = np.concatenate([p[3] for p in parts])
+        rd = RangeData.gathered(selected, rows, offs, ts, vals, (lo, ref, ms.range_ms))
         ctx.count(len(rd.ts))
         return rd
 
@@ -267,7 +266,7 @@ class Evaluator:
         args = [_unparen(a) for a in e.args]
         if name == "timestamp" and isinstance(args[0], VectorSelector):
             found, times, _ = yield from self._latest(args[0], ctx)
-            return check_unique(Vec([drop_name(s.labels) for s in found], [t / 1000 for t in times]))
+            return (yield from unique_steps(Vec([drop_name(s.labels) for s in found], [t / 1000 for t in times])))
         if name == "absent":
             present = yield from self._vector(args[0], ctx)
             return Vec() if len(present) else Vec([_absent_labels(args[0])], [1.0])
@@ -284,7 +283,7 @@ class Evaluator:
             assert not isinstance(value, RangeData)
             values.append(value)
         result = INSTANT_FUNCTIONS[name](values, ctx.t)
-        return check_unique(result) if isinstance(result, Vec) else result
+        return (yield from unique_steps(result)) if isinstance(result, Vec) else result
 
     def _histogram(self, e: Call, args: list[Expr], ctx: Context) -> Gen[Internal]:
         scalars = []
@@ -293,8 +292,8 @@ class Evaluator:
         vec = yield from self._vector(args[-1], ctx)
         pos = e.args[-1].pos
         if e.func == "histogram_quantile":
-            return check_unique(histogram_quantile(scalars[0], vec, ctx.annotations, e.args[0].pos, pos))
-        return check_unique(histogram_fraction(scalars[0], scalars[1], vec, ctx.annotations, pos))
+            return (yield from unique_steps(histogram_quantile(scalars[0], vec, ctx.annotations, e.args[0].pos, pos)))
+        return (yield from unique_steps(histogram_fraction(scalars[0], scalars[1], vec, ctx.annotations, pos)))
 
     def _range_call(self, e: Call, args: list[Expr], ctx: Context) -> Gen[Internal]:
         fn = RANGE_FUNCTIONS[e.func]
@@ -314,19 +313,19 @@ class Evaluator:
             q = scalars[0]
             if math.isnan(q) or q < 0 or q > 1:
                 ctx.annotations.invalid_quantile(q, e.args[0].pos)
-        out = Vec()
-        for a in range(0, len(window), CHECKPOINT_SERIES):
-            part = fn(window.slice(a, a + CHECKPOINT_SERIES), scalars, ctx.t)
-            out.labels += part.labels
-            out.values += part.values
+        step = VECTORISED_STEP if e.func in VECTORISED else CHECKPOINT_SERIES
+        parts: list[Vec] = []
+        for a in range(0, len(window), step):
+            parts.append(fn(window.slice(a, a + step), scalars, ctx.t))
             yield
-        return check_unique(out)
+        out = joined(parts, window.origin)
+        return (yield from unique_steps(out))
 
     def _check_counter_names(self, window: RangeData, arg: Expr, ctx: Context) -> None:
-        names = {
-            lb[0][1] if lb and lb[0][0] == METRIC_NAME else next((v for k, v in lb if k == METRIC_NAME), "")
-            for lb in window.labels
-        }
+        origin = window.origin
+        if origin is not None and origin.memo("counter_names", lambda: _all_counters(origin.series)):
+            return  # every selected series is named like a counter: nothing to warn about
+        names = {_name_of(lb) for lb in window.labels}
         for name in sorted(names):
             if name and not name.endswith(COUNTER_SUFFIXES):
                 ctx.annotations.possible_non_counter(name, arg.pos)
@@ -350,14 +349,14 @@ class Evaluator:
         if isinstance(lhs, float) and isinstance(rhs, float):
             return scalar_binop(e.op, lhs, rhs)
         if isinstance(lhs, Vec) and isinstance(rhs, float):
-            return check_unique(vector_scalar_binop(e.op, lhs, rhs, False, e.return_bool))
+            return (yield from unique_steps(vector_scalar_binop(e.op, lhs, rhs, False, e.return_bool)))
         if isinstance(lhs, float) and isinstance(rhs, Vec):
-            return check_unique(vector_scalar_binop(e.op, rhs, lhs, True, e.return_bool))
+            return (yield from unique_steps(vector_scalar_binop(e.op, rhs, lhs, True, e.return_bool)))
         assert isinstance(lhs, Vec) and isinstance(rhs, Vec)
         matching = e.matching or _DEFAULT_MATCHING
         if e.op in SET_OPS:
-            return check_unique(set_binop(e.op, lhs, rhs, matching))
-        return check_unique(vector_binop(e.op, lhs, rhs, matching, e.return_bool))
+            return (yield from unique_steps(set_binop(e.op, lhs, rhs, matching)))
+        return (yield from unique_steps(vector_binop(e.op, lhs, rhs, matching, e.return_bool)))
 
     def _unary(self, e: UnaryExpr, ctx: Context) -> Gen[Internal]:
         value = yield from self.eval(e.expr, ctx)
@@ -366,7 +365,18 @@ class Evaluator:
         if isinstance(value, float):
             return -value
         assert isinstance(value, Vec)
-        return check_unique(Vec([drop_name(lb) for lb in value.labels], [-v for v in value.values]))
+        return (yield from unique_steps(Vec([drop_name(lb) for lb in value.labels], [-v for v in value.values])))
+
+
+def _name_of(labels: LabelPairs) -> str:
+    if labels and labels[0][0] == METRIC_NAME:
+        return labels[0][1]
+    return next((v for k, v in labels if k == METRIC_NAME), "")
+
+
+def _all_counters(series: list[Series]) -> bool:
+    """Whether every series' name ends like a counter's (``rate`` has nothing to warn about)."""
+    return all(s.name.endswith(COUNTER_SUFFIXES) for s in series)
 
 
 def _absent_labels(arg: Expr) -> LabelPairs:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
+import numpy.typing as npt
+
 INF = math.inf
 NAN = math.nan
 _LOG2E = 1.44269504088896340735992468100189214  # 1/Ln2 as Go's exact constant
@@ -190,3 +193,40 @@ def quantile(q: float, values: list[float]) -> float:
     upper = min(n - 1, lower + 1)
     weight = rank - math.floor(rank)
     return ordered[int(lower)] * (1 - weight) + ordered[int(upper)] * weight
+
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _kahan_terms(v: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The running sums of Prometheus' Kahan–Neumaier loop over ``v`` (``total`` after each
+    step; numpy's ``add.accumulate`` adds strictly left to right) and each step's
+    compensation term (``-0`` made ``+0``, which cannot change a sum started from ``+0``)."""
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in Go
+        totals = np.add.accumulate(v)
+        prev, inc, cur = totals[:-1], v[1:], totals[1:]
+        terms = np.where(np.abs(prev) >= np.abs(inc), (prev - cur) + inc, (inc - cur) + prev) + 0.0
+    return totals, terms
+
+
+def kahan_sum_array(v: FloatArray) -> float:
+    """Prometheus' ``sum`` of ``v`` (:func:`kahan_inc` from the first value; two or more
+    values): the same bits without a Python loop."""
+    totals, terms = _kahan_terms(v)
+    inf = np.isinf(totals[1:])
+    if inf.any():  # the compensation restarts from 0 after the last infinite running sum
+        terms = terms[len(inf) - int(np.argmax(inf[::-1])) :]
+    with np.errstate(invalid="ignore", over="ignore"):
+        c = float(np.add.accumulate(terms)[-1]) if len(terms) else 0.0
+    return float(totals[-1]) + c
+
+
+def kahan_avg_array(v: FloatArray) -> float:
+    """:func:`kahan_avg` of ``v``: the Kahan sum over the count while it stays finite."""
+    totals, terms = _kahan_terms(v)
+    if np.isinf(totals[1:]).any():  # the incremental mean takes over: Python's loop
+        return kahan_avg(v.tolist())
+    count = float(len(v))
+    with np.errstate(invalid="ignore", over="ignore"):
+        c = float(np.add.accumulate(terms)[-1])
+    return float(totals[-1]) / count + c / count

@@ -25,10 +25,12 @@ RangeFunction = Callable[[RangeData, list[float], int], Vec]
 def _vec(
     rd: RangeData, index: Int64Array | list[int] | None, values: FloatArray | list[float], keep_name: bool = False
 ) -> Vec:
+    vals = values.tolist() if isinstance(values, np.ndarray) else values
+    if not keep_name and rd.origin is not None and rd.rows is not None:  # names dropped once per selection
+        return Vec(None, vals, rd.origin, rd.rows if index is None else rd.rows[index])
     labels = rd.labels if index is None else [rd.labels[i] for i in index]
     if not keep_name:
         labels = [drop_name(lb) for lb in labels]
-    vals = values.tolist() if isinstance(values, np.ndarray) else values
     return Vec(labels, vals)
 
 
@@ -256,3 +258,9 @@ RANGE_FUNCTIONS: dict[str, RangeFunction] = {
     "quantile_over_time": _quantile_over_time,
 }
 """Every function whose argument is a range vector (``absent_over_time`` is the engine's)."""
+
+VECTORISED = frozenset(
+    {"rate", "increase", "delta", "irate", "idelta", "changes", "resets", "count_over_time", "last_over_time"}
+    | {"present_over_time"}
+)
+"""The functions computed for all series at once with numpy (no Python loop per series)."""

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -16,21 +18,48 @@ from scaler.model import METRIC_NAME, STALE_NAN_BITS, LabelPairs
 from scaler.query.errors import QueryError
 from scaler.query.tokens import go_quote
 
+if TYPE_CHECKING:
+    from scaler.query.selection import Selection
+
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 
 class Vec:
-    """An instant vector during evaluation."""
+    """An instant vector during evaluation. ``origin``/``rows``, when set: ``labels[i]`` is
+    ``origin.dropped[rows[i]]`` (a range function's result over a selection); the labels are
+    then made only when read, and fast paths may use the selection's memos (uniqueness,
+    groups) instead."""
 
-    __slots__ = ("labels", "values")
+    __slots__ = ("_labels", "origin", "rows", "values")
 
-    def __init__(self, labels: list[LabelPairs] | None = None, values: list[float] | None = None) -> None:
-        self.labels: list[LabelPairs] = labels if labels is not None else []
+    def __init__(
+        self,
+        labels: list[LabelPairs] | None = None,
+        values: list[float] | None = None,
+        origin: Selection | None = None,
+        rows: Int64Array | None = None,
+    ) -> None:
+        self._labels: list[LabelPairs] | None = labels if labels is not None or origin is not None else []
         self.values: list[float] = values if values is not None else []
+        self.origin = origin
+        self.rows = rows
+
+    @property
+    def labels(self) -> list[LabelPairs]:
+        labels = self._labels
+        if labels is None:
+            assert self.origin is not None and self.rows is not None
+            dropped = self.origin.dropped
+            labels = self._labels = [dropped[i] for i in self.rows.tolist()]
+        return labels
+
+    @labels.setter
+    def labels(self, labels: list[LabelPairs]) -> None:
+        self._labels = labels
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.values)
 
     def append(self, labels: LabelPairs, value: float) -> None:
         self.labels.append(labels)
@@ -42,27 +71,34 @@ class Vec:
 
 class RangeData:
     """Samples of a range selector: series ``i`` owns ``ts[offs[i]:offs[i+1]]`` (never empty;
-    staleness markers already removed). ``start``/``end`` bound the window ``(start, end]``."""
+    staleness markers already removed). ``start``/``end`` bound the window ``(start, end]``.
+    ``origin``/``rows``, when set: the labels are those of ``origin.series[rows[i]]`` (a
+    :class:`~scaler.query.selection.Selection`, whose memos fast paths may use)."""
 
-    __slots__ = ("end", "labels", "offs", "range_ms", "start", "ts", "vals")
+    __slots__ = ("_labels", "end", "offs", "origin", "range_ms", "rows", "start", "ts", "vals")
 
     def __init__(
         self,
-        labels: list[LabelPairs],
+        labels: list[LabelPairs] | None,
         ts: Int64Array,
         vals: FloatArray,
         offs: Int64Array,
         start: int,
         end: int,
         range_ms: int,
+        origin: Selection | None = None,
+        rows: Int64Array | None = None,
     ) -> None:
-        self.labels = labels
+        self._labels = labels
+        """None: made from ``origin``/``rows`` when first read (a fast path may never need them)."""
         self.ts = ts
         self.vals = vals
         self.offs = offs
         self.start = start
         self.end = end
         self.range_ms = range_ms
+        self.origin = origin
+        self.rows = rows
 
     @classmethod
     def build(
@@ -82,35 +118,91 @@ class RangeData:
             return cls([], empty_i, np.zeros(0), np.zeros(1, dtype=np.int64), start, end, range_ms)
         sizes = lengths if lengths is not None else [p.shape[0] for p in ts_parts]
         offs = np.array([0, *itertools.accumulate(sizes)], dtype=np.int64)
-        ts = np.concatenate(ts_parts)
-        vals = np.concatenate(val_parts)
-        stale = vals.view(np.uint64) == np.uint64(STALE_NAN_BITS)
-        if stale.any():
-            keep = ~stale
-            kept = np.zeros(len(vals) + 1, dtype=np.int64)
-            np.cumsum(keep, out=kept[1:])
-            offs = kept[offs]
-            ts, vals = ts[keep], vals[keep]
-            lengths_after = np.diff(offs)
-            if not lengths_after.all():
-                nonempty = lengths_after > 0
-                labels = [lb for lb, ok in zip(labels, nonempty.tolist(), strict=True) if ok]
-                offs = np.zeros(len(labels) + 1, dtype=np.int64)
-                np.cumsum(lengths_after[nonempty], out=offs[1:])
+        offs, ts, vals, kept = _without_stale(offs, np.concatenate(ts_parts), np.concatenate(val_parts))
+        if kept is not None:
+            labels = [lb for lb, ok in zip(labels, kept.tolist(), strict=True) if ok]
         return cls(labels, ts, vals, offs, start, end, range_ms)
 
+    @classmethod
+    def gathered(
+        cls,
+        origin: Selection,
+        rows: Int64Array,
+        offs: Int64Array,
+        ts: Int64Array,
+        vals: FloatArray,
+        window: tuple[int, int, int],
+    ) -> RangeData:
+        """The windows of ``origin.series[rows[i]]`` read by ``gather``; ``window``:
+        ``(start, end, range_ms)``."""
+        offs, ts, vals, kept = _without_stale(offs, ts, vals)
+        if kept is not None:
+            rows = rows[kept]
+        return cls(None, ts, vals, offs, *window, origin=origin, rows=rows)
+
+    @property
+    def labels(self) -> list[LabelPairs]:
+        labels = self._labels
+        if labels is None:
+            assert self.origin is not None and self.rows is not None
+            series = self.origin.series
+            labels = self._labels = [series[i].labels for i in self.rows.tolist()]
+        return labels
+
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.offs) - 1
 
     def slice(self, a: int, b: int) -> RangeData:
         """Series ``a`` to ``b`` (exclusive) only, sharing this one's arrays."""
-        if a == 0 and b >= len(self.labels):
+        if a == 0 and b >= len(self):
             return self
         offs = self.offs[a : b + 1]
         lo, hi = int(offs[0]), int(offs[-1])
+        rows = None if self.rows is None else self.rows[a:b]
         return RangeData(
-            self.labels[a:b], self.ts[lo:hi], self.vals[lo:hi], offs - lo, self.start, self.end, self.range_ms
+            None if self._labels is None else self._labels[a:b],
+            self.ts[lo:hi],
+            self.vals[lo:hi],
+            offs - lo,
+            self.start,
+            self.end,
+            self.range_ms,
+            self.origin,
+            rows,
         )
+
+
+def _without_stale(
+    offs: Int64Array, ts: Int64Array, vals: FloatArray
+) -> tuple[Int64Array, Int64Array, FloatArray, npt.NDArray[np.bool_] | None]:
+    """The segments without staleness markers, and which segments are left (None: all)."""
+    stale = vals.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+    if not stale.any():
+        return offs, ts, vals, None
+    keep = ~stale
+    kept = np.zeros(len(vals) + 1, dtype=np.int64)
+    np.cumsum(keep, out=kept[1:])
+    offs = kept[offs]
+    ts, vals = ts[keep], vals[keep]
+    lengths = np.diff(offs)
+    if lengths.all():
+        return offs, ts, vals, None
+    nonempty = lengths > 0
+    offs = np.zeros(int(nonempty.sum()) + 1, dtype=np.int64)
+    np.cumsum(lengths[nonempty], out=offs[1:])
+    return offs, ts, vals, nonempty
+
+
+def joined(parts: list[Vec], origin: Selection | None) -> Vec:
+    """The pieces of a range function's result as one vector (still labelled by the selection
+    when every piece is)."""
+    if len(parts) <= 1:
+        return parts[0] if parts else Vec()
+    values = [v for part in parts for v in part.values]
+    rows = [part.rows for part in parts if part.rows is not None]
+    if origin is not None and len(rows) == len(parts) and all(part.origin is origin for part in parts):
+        return Vec(None, values, origin, np.concatenate(rows))
+    return Vec([lb for part in parts for lb in part.labels], values)
 
 
 _DROPPED: dict[LabelPairs, LabelPairs] = {}
@@ -159,5 +251,27 @@ def format_labels(labels: LabelPairs) -> str:
 
 def check_unique(vec: Vec) -> Vec:
     if len(set(vec.labels)) != len(vec.labels):
-        raise QueryError.execution("vector cannot contain metrics with the same labelset")
+        raise QueryError.execution(_SAME_LABELSET)
+    return vec
+
+
+_SAME_LABELSET = "vector cannot contain metrics with the same labelset"
+UNIQUE_STEP = 4096
+"""Label sets hashed between two of :func:`unique_steps`' yields (~2 ms: a label set of ten
+pairs is hashed afresh every time, tuples do not cache their hash)."""
+
+
+def unique_steps(vec: Vec) -> Generator[None, None, Vec]:
+    """:func:`check_unique` in pieces: over 50k series the one set is ~30 ms of hashing."""
+    labels = vec.labels
+    if vec.origin is not None and vec.origin.dropped_unique:
+        return vec
+    if len(labels) <= UNIQUE_STEP:
+        return check_unique(vec)
+    seen: set[LabelPairs] = set()
+    for a in range(0, len(labels), UNIQUE_STEP):
+        seen.update(labels[a : a + UNIQUE_STEP])
+        yield
+    if len(seen) != len(labels):
+        raise QueryError.execution(_SAME_LABELSET)
     return vec

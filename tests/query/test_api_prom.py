@@ -16,7 +16,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
-from scaler import __version__, api_prom, httpserver, query
+from scaler import __version__, api_prom, httpserver, promjson, query
 from scaler.api_prom import parse_step_ms, parse_time_ms
 from scaler.model import STALE_NAN
 from tests.query.helpers import NOW_MS, store_with
@@ -293,3 +293,29 @@ def test_parse_time_rejects(text: str) -> None:
 @pytest.mark.parametrize(("text", "ms"), [("15", 15_000), ("0.5", 500), ("1m30s", 90_000), ("250ms", 250)])
 def test_parse_step(text: str, ms: int) -> None:
     assert parse_step_ms(text) == ms
+
+
+def test_big_results_are_streamed_whole() -> None:
+    """Past one render slice the answer is streamed (chunked) in slices: the same JSON, every
+    series once, in order, the annotations after the data."""
+    n = 2 * promjson._RENDER_SLICE + 7
+    series = {f'rq{{pod="p{i:05d}"}}': [(NOW_MS - 20 * S, float(i)), (NOW_MS - 5 * S, float(2 * i))] for i in range(n)}
+    app = FastAPI()
+    app.include_router(api_prom.router)
+    store = store_with(series)
+    httpserver.provide(app, store, query.Engine(store))
+    client = TestClient(app)
+    response = client.get("/api/v1/query", params={"query": "rate(rq[1m])", "time": NOW_MS / 1000})
+    assert response.status_code == 200
+    assert "content-length" not in response.headers
+    body = response.json()
+    result = body["data"]["result"]
+    assert body["data"]["resultType"] == "vector"
+    assert [r["metric"]["pod"] for r in result] == [f"p{i:05d}" for i in range(n)]
+    # increase (n-1) over 15 s sampled, extrapolated by 7.5 s to the start and 5 s to the end
+    assert float(result[-1]["value"][1]) == pytest.approx((n - 1) * 27.5 / 15 / 60)
+    assert body["infos"] == [
+        'PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: "rq" (1:6)'
+    ]
+    matrix = client.get("/api/v1/query", params={"query": "rq[1m]", "time": NOW_MS / 1000}).json()
+    assert [len(r["values"]) for r in matrix["data"]["result"]] == [2] * n

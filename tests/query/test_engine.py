@@ -17,11 +17,13 @@ from scaler.query import (
     Scalar,
     String,
     Vector,
+    evaluator,
     metric_names,
     parse_promql,
     selectors,
 )
 from scaler.query.histogram import _fix_counts, bucket_quantile
+from scaler.query.selection import gather_python
 from scaler.store import Series
 from tests.query.helpers import engine_with, store_with, values
 
@@ -340,10 +342,12 @@ def test_cost_follows_the_selected_series_not_the_store(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(store, "select_steps", counting_select)
     monkeypatch.setattr(Series, "window", counting_window)
+    monkeypatch.setattr(evaluator, "gather", gather_python)  # the C gather reads no Series.window
     e = Engine(store)
     rate = (1.0 * ((15.0 + 7.5 + 5.0) / 15.0)) / 60.0
     assert at(e, 'sum(rate(m{d="7"}[1m]))', 20 * S) == pytest.approx({"{}": 20 * rate})
     assert calls == {"selected": 20, "windows": 20}
+    e = Engine(store)  # a fresh engine: no selection kept from the query above
     m = e.range_query('sum(m{d="7"})', 0, 60 * S, 15 * S)
     assert m[0].values == (20.0, 40.0, 40.0, 40.0, 40.0)
     assert calls["selected"] == 40  # one selection for the whole range query

@@ -1,0 +1,137 @@
+"""Selections kept across queries, and the windows of a selection read in one pass.
+
+KEDA asks the same queries every few seconds, and in steady state no series appears or goes
+away between two asks. :class:`SelectionCache` keeps the series a matcher set selected together
+with the store's :attr:`~scaler.store.Store.generation` at that time; while the generation is
+unchanged the selection is still exact (a series' labels never change), so a repeated query
+skips the postings, the regular expressions and the sort. What is derived from the selected
+series' labels alone (their labels without the metric name, whether those are distinct, the
+group of each series under a ``by``/``without`` clause) is memoised on the :class:`Selection`
+and lives as long as it.
+
+:func:`gather` reads the samples ``lo < ts <= hi`` of many series into concatenated arrays: in
+C (``scaler/_native/gather.c``) when the extension is built, else per series in Python.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from collections.abc import Callable, Generator, Hashable
+from typing import Any
+
+import numpy as np
+
+from scaler.model import LabelPairs, Matcher
+from scaler.query.vec import drop_name
+from scaler.store import FloatArray, Int64Array, Series, Store
+
+Gathered = tuple[Int64Array, Int64Array, Int64Array, FloatArray]
+"""``(rows, offs, ts, vals)``: series ``rows[i]`` of the list owns ``ts[offs[i]:offs[i+1]]``."""
+
+_native_gather: Callable[[list[Series], int, int], Gathered] | None
+try:
+    from scaler._native.gather import gather as _native_gather
+except ImportError:  # a source checkout that was never built: the Python loop below serves
+    _native_gather = None
+
+SELECTIONS = 512
+"""Matcher sets whose selections are kept (least recently used first out)."""
+
+
+class Selection:
+    """The series a matcher set selected (sorted by labels; read-only) and what is derived
+    from their labels, memoised."""
+
+    __slots__ = ("_memo", "series")
+
+    def __init__(self, series: list[Series]) -> None:
+        self.series = series
+        self._memo: dict[Hashable, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """``make()``, computed once per selection under ``key``."""
+        found = self._memo.get(key, self._memo)
+        if found is self._memo:
+            found = self._memo[key] = make()
+        return found
+
+    def recall(self, key: Hashable) -> Any:
+        """What :meth:`keep` kept under ``key``, or None."""
+        return self._memo.get(key)
+
+    def keep(self, key: Hashable, value: Any) -> None:
+        """Memoise ``value`` (made in pieces by the caller) under ``key``."""
+        self._memo[key] = value
+
+    @property
+    def dropped(self) -> list[LabelPairs]:
+        """Each series' labels without the metric name (what most functions return)."""
+        labels: list[LabelPairs] = self.memo("dropped", lambda: [drop_name(s.labels) for s in self.series])
+        return labels
+
+    @property
+    def dropped_unique(self) -> bool:
+        """Whether no two series differ only in their name: then no subset of their dropped
+        labels repeats, and the duplicate-labelset check can be skipped."""
+        unique: bool = self.memo("dropped_unique", lambda: len(set(self.dropped)) == len(self.series))
+        return unique
+
+
+class SelectionCache:
+    """Selections by matcher set, valid while the store's generation is unchanged: a new
+    generation drops them all at once (they are all stale then), so a cache never keeps a
+    deleted series, or its samples, alive."""
+
+    def __init__(self, store: Store, size: int = SELECTIONS) -> None:
+        self.store = store
+        self.size = size
+        self._generation = store.generation
+        self._entries: OrderedDict[tuple[Matcher, ...], Selection] = OrderedDict()
+
+    def select_steps(self, matchers: tuple[Matcher, ...]) -> Generator[None, None, Selection]:
+        """The selection of ``matchers`` (:meth:`Store.select_steps`), from the cache when
+        no series was created or deleted since it was made."""
+        store = self.store
+        if store.generation != self._generation:
+            self._entries.clear()
+            self._generation = store.generation
+        found = self._entries.get(matchers)
+        if found is not None:
+            self._entries.move_to_end(matchers)
+            return found
+        generation = store.generation
+        selection = Selection((yield from store.select_steps(matchers)))
+        if store.generation == generation == self._generation:  # nothing came or went meanwhile
+            self._entries[matchers] = selection
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return selection
+
+
+def gather(series: list[Series], lo: int, hi: int) -> Gathered:
+    """The samples ``lo < ts <= hi`` of each series, back to back (see :data:`Gathered`);
+    series with none are left out of ``rows``."""
+    if _native_gather is not None:
+        return _native_gather(series, lo, hi)
+    return gather_python(series, lo, hi)
+
+
+def gather_python(series: list[Series], lo: int, hi: int) -> Gathered:
+    """:func:`gather` without the extension (and its reference in tests)."""
+    rows: list[int] = []
+    ts_parts: list[Int64Array] = []
+    val_parts: list[FloatArray] = []
+    for i, s in enumerate(series):
+        ts, vals = s.window(lo, hi)
+        if ts.shape[0]:
+            rows.append(i)
+            ts_parts.append(ts)
+            val_parts.append(vals)
+    offs = np.array([0, *itertools.accumulate(p.shape[0] for p in ts_parts)], dtype=np.int64)
+    if not rows:
+        return np.zeros(0, dtype=np.int64), offs, np.zeros(0, dtype=np.int64), np.zeros(0)
+    return np.array(rows, dtype=np.int64), offs, np.concatenate(ts_parts), np.concatenate(val_parts)
