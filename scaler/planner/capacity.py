@@ -233,6 +233,41 @@ def _combine(seed: FloatArray, lower: FloatArray, upper: FloatArray) -> FloatArr
     return np.asarray(np.where(np.isnan(capped) & np.isfinite(upper), upper, capped), dtype=np.float64)
 
 
+def _view(
+    signals: Signals,
+    unit: str,
+    served: FloatArray,
+    load: tuple[FloatArray, FloatArray, FloatArray],
+    model: tuple[FloatArray, FloatArray, FloatArray],
+    slo: tuple[FloatArray, FloatArray, BoolArray, BoolArray],
+) -> RoleView:
+    """A role's view from its ``load`` (demand, growth, backlog), its ``model`` (the seed, the
+    work per pod, the correction) and its ``slo`` (latency mean, share over target, held,
+    missed): the bounds learned from the work per pod where the SLO held or missed, and the
+    capacity they and the seed give."""
+    demand, growth, backlog = load
+    seed, per_pod, correction = model
+    mean, share, held, missed = slo
+    lower, upper = _bounds(per_pod, held, missed, signals.times)
+    return RoleView(
+        unit=unit,
+        demand=demand,
+        served=served,
+        growth=growth,
+        backlog=backlog,
+        seed=seed,
+        lower=lower,
+        upper=upper,
+        capacity=_combine(seed, lower, upper),
+        correction=correction,
+        latency_mean=mean,
+        miss_share=share,
+        held=held,
+        missed=missed,
+        busy=_busy(signals),
+    )
+
+
 def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
     budget = spec.ttft_budget_s
     isl = _fill_forward(signals.mean_prompt, DEFAULT_ISL)
@@ -271,23 +306,13 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
         slack = budget - service
         target_rho = np.clip(slack / np.maximum(slack + KINGMAN_P90 * service, 1e-9), *RHO_RANGE)
         seed = np.where(slack > 0, target_rho, RHO_RANGE[0]) * raw / correction
-    lower, upper = _bounds(per_pod, held, missed, signals.times)
-    return RoleView(
-        unit="prompt tokens/s",
-        demand=demand,
-        served=signals.prompt_rate,
-        growth=growth,
-        backlog=backlog,
-        seed=seed,
-        lower=lower,
-        upper=upper,
-        capacity=_combine(seed, lower, upper),
-        correction=correction,
-        latency_mean=mean,
-        miss_share=share,
-        held=held,
-        missed=missed,
-        busy=_busy(signals),
+    return _view(
+        signals,
+        "prompt tokens/s",
+        signals.prompt_rate,
+        (demand, growth, backlog),
+        (seed, per_pod, correction),
+        (mean, share, held, missed),
     )
 
 
@@ -329,23 +354,13 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
         correction = _correction(np.where(measured, mean / expected, np.nan), signals.times)
         rows = zip(correction, context, isl, osl, strict=True)
         seed = np.array([_decode_seed(profile, spec.itl_target_s, *row) for row in rows])
-    lower, upper = _bounds(per_pod, held, missed, signals.times)
-    return RoleView(
-        unit="generated tokens/s",
-        demand=demand,
-        served=signals.generation_rate,
-        growth=growth,
-        backlog=backlog,
-        seed=seed,
-        lower=lower,
-        upper=upper,
-        capacity=_combine(seed, lower, upper),
-        correction=correction,
-        latency_mean=mean,
-        miss_share=itl_share,
-        held=held,
-        missed=missed,
-        busy=_busy(signals),
+    return _view(
+        signals,
+        "generated tokens/s",
+        signals.generation_rate,
+        (demand, growth, backlog),
+        (seed, per_pod, correction),
+        (mean, itl_share, held, missed),
     )
 
 
