@@ -147,13 +147,11 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         if value is not None:
             self.metrics.trigger_value.labels(*labels).set(value)
             self.metrics.trigger_target.labels(*labels).set(trigger.target)
-            query = trigger.query if isinstance(trigger, Trigger) else None
-            compat = None if query is None else query.compat
-            if query is not None and compat is not None:
+            if isinstance(trigger, Trigger) and (compat := trigger.query.compat) is not None:
                 self.metrics.kedify.answered(
                     compat.name,
                     go_labels(compat.labels),
-                    query.operation,
+                    trigger.query.operation,
                     compat.aggregation,
                     (ref.name, ref.namespace),
                     value,

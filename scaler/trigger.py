@@ -304,6 +304,11 @@ KEDA_VALUE_LIMIT = 9e15
 milli-units (at most ~9.22e15)."""
 
 
+def keda_bounded(value: float) -> float:
+    """``value`` within ``±KEDA_VALUE_LIMIT``, what KEDA can carry."""
+    return min(max(value, -KEDA_VALUE_LIMIT), KEDA_VALUE_LIMIT)
+
+
 @dataclass(frozen=True)
 class Trigger:
     """One validated trigger: what to evaluate and how to turn it into KEDA's answers."""
@@ -343,8 +348,7 @@ class Trigger:
         scale the fleet down; bounded, they ask for ``maxReplicaCount``."""
         number = reading.number
         assert number is not None, "a reading without a number is answered with a gRPC status"
-        value = self.clamp(number) if reading.state is State.VALUE or not self.compat else number
-        return min(max(value, -KEDA_VALUE_LIMIT), KEDA_VALUE_LIMIT)
+        return keda_bounded(self.clamp(number) if reading.state is State.VALUE or not self.compat else number)
 
     def is_active(self, reading: Reading) -> bool:
         """IsActive for a reading with a number: the unclamped number above ``activationThreshold``
@@ -404,7 +408,7 @@ class PlannerTrigger:
         """The desired replicas (or the fallback), as they are."""
         number = reading.number
         assert number is not None, "a reading without a number is answered with a gRPC status"
-        return min(max(number, -KEDA_VALUE_LIMIT), KEDA_VALUE_LIMIT)
+        return keda_bounded(number)
 
     def is_active(self, reading: Reading) -> bool:
         """Active iff at least one replica is wanted (scale to zero where the ScaledObject allows)."""
