@@ -38,6 +38,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from scaler.model import Matcher
+from scaler.query import terms
 from scaler.query.ast import (
     AGGREGATE_OPS,
     FUNCTIONS,
@@ -86,11 +87,7 @@ _BINARY_PREC: dict[T, int] = {
     T.POW: 6,
 }
 _UNARY_OPERAND_PREC = 6  # the operand of unary +/- only absorbs "^"
-MAX_DEPTH = 128
-"""How deeply expressions may nest (parentheses, calls, operands): Python recurses once or a
-few times per level in every pass over the tree, and must stay well inside its recursion
-limit. Prometheus has no such limit; no real query comes near it."""
-_TOO_DEEP = f"expression nests too deeply (more than {MAX_DEPTH} levels)"
+MAX_DEPTH = terms.MAX_DEPTH
 
 
 class Parser(TermParser):
@@ -99,8 +96,6 @@ class Parser(TermParser):
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.op_pos: dict[int, tuple[int, int]] = {}
-        self.nesting = 0
-        """How many :meth:`expression` calls are active (bounds the parser's own recursion)."""
         self.depths: dict[int, int] = {}
         """Tree depth of each inner node built so far, by ``id`` (leaves are 1)."""
 
@@ -120,14 +115,12 @@ class Parser(TermParser):
         every later pass (type checks, printing, evaluation) recurses once per level."""
         depth = 1 + max((self.depths.get(id(c), 1) for c in children), default=0)
         if depth > MAX_DEPTH:
-            raise self.error(start_of(node), _TOO_DEEP)
+            raise self.error(start_of(node), terms.TOO_DEEP)
         self.depths[id(node)] = depth
         return node
 
     def expression(self, min_prec: int) -> Expr:
-        self.nesting += 1
-        if self.nesting > MAX_DEPTH:
-            raise self.error(self.tok.pos, _TOO_DEEP)
+        self.deeper()
         left = self.unary()
         while True:
             prec = _BINARY_PREC.get(self.kind())

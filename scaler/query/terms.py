@@ -31,6 +31,11 @@ _LABEL_WORDS = METRIC_WORDS | {T.BOOL, T.ON, T.IGNORING, T.GROUP_LEFT, T.GROUP_R
 _LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _DURATION_START = frozenset({T.NUMBER, T.DURATION, T.LEFT_PAREN, T.ADD, T.SUB, T.IDENTIFIER})
 _DURATION_PREC = {T.ADD: 1, T.SUB: 1, T.MUL: 2, T.DIV: 2, T.MOD: 2, T.POW: 3}
+MAX_DEPTH = 128
+"""How deeply expressions may nest (parentheses, calls, operands, duration expressions): Python
+recurses once or a few times per level in parsing and in every pass over the tree, and must stay
+well inside its recursion limit. Prometheus has no such limit; no real query comes near it."""
+TOO_DEEP = f"expression nests too deeply (more than {MAX_DEPTH} levels)"
 _MAX_DURATION_MS = (2**63 - 1) // 1_000_000
 """The longest duration Prometheus parses (a Go ``time.Duration``, ~292 years); longer is
 ``duration out of range`` there, and would overflow the store's int64 timestamps here."""
@@ -45,6 +50,18 @@ def end_of(e: Expr) -> int:
 
 
 class TermParser(TokenStream):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.nesting = 0
+        """How many levels of the parser's own recursion are active (expressions, and the
+        operands of duration expressions), bounded by :data:`MAX_DEPTH`."""
+
+    def deeper(self) -> None:
+        """Enter one more level of recursion (the caller leaves it with ``nesting -= 1``)."""
+        self.nesting += 1
+        if self.nesting > MAX_DEPTH:
+            raise self.error(self.tok.pos, TOO_DEEP)
+
     def range_suffix(self, expr: Expr) -> Expr:
         open_tok = self.advance()
         if self.kind() not in _DURATION_START:
@@ -85,11 +102,13 @@ class TermParser(TokenStream):
         return round(seconds * 1000)
 
     def _duration_binary(self, min_prec: int) -> float:
+        self.deeper()
         left = self._duration_unary()
         while True:
             op = self.kind()
             prec = _DURATION_PREC.get(op)
             if prec is None or prec < min_prec:
+                self.nesting -= 1
                 return left
             op_tok = self.advance()
             right = self._duration_binary(prec if op is T.POW else prec + 1)

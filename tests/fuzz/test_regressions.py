@@ -224,6 +224,10 @@ def test_the_longest_duration_still_parses() -> None:
         "abs(" * 200 + "x" + ")" * 200,
         "sum(" * 200 + "x" + ")" * 200,
         "+".join(["x"] * 1200),  # no parser recursion, but every later pass recursed per operator
+        # duration expressions recursed without the bound (a RecursionError out of the parser)
+        "rate(x[" + "-" * 5000 + "5m])",
+        "x[" + "(" * 5000 + "5m" + ")" * 5000 + "]",
+        "x offset (" + "+" * 5000 + "1)",
     ],
 )
 def test_too_deep_nesting_is_a_query_error_not_a_recursion_error(text: str) -> None:
