@@ -44,8 +44,13 @@ class Expr:
 
 @dataclass(frozen=True, slots=True)
 class NumberLiteral(Expr):
+    """A number; ``duration`` when it was written as a duration (``5m``), which Prometheus'
+    printer keeps (``5m``, not ``300``). The spelling is not part of the value: it does not
+    take part in ``==``."""
+
     value: float
     pos: Pos = field(default=(0, 0), compare=False, repr=False)
+    duration: bool = field(default=False, compare=False)
 
     @property
     def type(self) -> ValueType:
@@ -71,15 +76,37 @@ class At:
 
 
 @dataclass(frozen=True, slots=True)
+class DurationExpr:
+    """A duration expression as written (``26m + 4m``, ``-(1m * 2)``): Prometheus'
+    ``parser.DurationExpr``. ``lhs`` is None for unary minus; ``wrapped`` when it was written
+    in parentheses. Leaves are :class:`NumberLiteral` (seconds; ``duration`` for ``4m``, not
+    ``240``). A parenthesised literal is the literal itself and a signed literal is folded
+    into the literal, as in Prometheus. The parser evaluates it at once: the node that holds
+    it also holds its value in milliseconds, which is what evaluation reads; this tree is
+    only printed (``format_query``, ``str(expr)``) and shown (``parse_query``)."""
+
+    op: str
+    lhs: DurationOperand | None
+    rhs: DurationOperand
+    wrapped: bool = False
+
+
+DurationOperand = NumberLiteral | DurationExpr
+
+
+@dataclass(frozen=True, slots=True)
 class VectorSelector(Expr):
     """``name{matchers} offset d @ t``. ``matchers`` includes ``__name__="name"`` when the
-    name is written outside the braces; ``name`` is then that name, else ``""``."""
+    name is written outside the braces; ``name`` is then that name, else ``""``.
+    ``offset_expr``: the offset's duration expression when one was written
+    (``offset (1m + 1m)``); ``offset_ms`` is its value either way."""
 
     name: str
     matchers: tuple[Matcher, ...]
     offset_ms: int = 0
     at: At | None = None
     pos: Pos = field(default=(0, 0), compare=False, repr=False)
+    offset_expr: DurationExpr | None = field(default=None, compare=False)
 
     @property
     def type(self) -> ValueType:
@@ -88,9 +115,12 @@ class VectorSelector(Expr):
 
 @dataclass(frozen=True, slots=True)
 class MatrixSelector(Expr):
+    """``selector[range]``; ``range_expr`` as for :class:`VectorSelector`'s ``offset_expr``."""
+
     selector: VectorSelector
     range_ms: int
     pos: Pos = field(default=(0, 0), compare=False, repr=False)
+    range_expr: DurationExpr | None = field(default=None, compare=False)
 
     @property
     def type(self) -> ValueType:
@@ -99,7 +129,8 @@ class MatrixSelector(Expr):
 
 @dataclass(frozen=True, slots=True)
 class SubqueryExpr(Expr):
-    """``expr[range:step] offset d @ t``; ``step_ms`` 0 means the engine's evaluation interval."""
+    """``expr[range:step] offset d @ t``; ``step_ms`` 0 means the engine's evaluation interval.
+    ``range_expr``/``step_expr``/``offset_expr`` as for :class:`VectorSelector`."""
 
     expr: Expr
     range_ms: int
@@ -107,6 +138,9 @@ class SubqueryExpr(Expr):
     offset_ms: int = 0
     at: At | None = None
     pos: Pos = field(default=(0, 0), compare=False, repr=False)
+    range_expr: DurationExpr | None = field(default=None, compare=False)
+    step_expr: DurationExpr | None = field(default=None, compare=False)
+    offset_expr: DurationExpr | None = field(default=None, compare=False)
 
     @property
     def type(self) -> ValueType:

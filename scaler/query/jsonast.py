@@ -1,6 +1,10 @@
 """A syntax tree as JSON in the shape of Prometheus' ``/api/v1/parse_query``
-(``web/api/v1/translate_ast.go``). Duration expressions are reported by their value:
-``rangeExpr``/``offsetExpr``/``stepExpr`` are null, as for a plain duration there."""
+(``web/api/v1/translate_ast.go`` of 3.13/3.14). A range, offset or step written as a duration
+expression is reported as Prometheus' parser leaves it before evaluation: ``range``/``offset``/
+``step`` 0, and ``rangeExpr``/``offsetExpr``/``stepExpr`` the expression's tree
+(``{"type": "durationExpr", "op", "lhs", "rhs", "wrapped"}``, leaves
+``{"type": "numberLiteral", "val": seconds, "duration": written as a duration}``); they are
+null for a plain duration, whose value is in ``range``/``offset``/``step``."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from scaler.query.ast import (
     At,
     BinaryExpr,
     Call,
+    DurationExpr,
+    DurationOperand,
     Expr,
     MatrixSelector,
     NumberLiteral,
@@ -23,6 +29,7 @@ from scaler.query.ast import (
     ValueType,
     VectorSelector,
 )
+from scaler.query.printer import format_float
 from scaler.query.values import format_value
 
 _TYPE_NAMES = {
@@ -46,12 +53,34 @@ def _at(at: At | None) -> tuple[int | None, str | None]:
     return None, at.kind
 
 
+def _duration_ast(d: DurationOperand | None) -> dict[str, Any] | None:
+    """``translateDurationExpr``: the tree of a duration expression."""
+    if d is None:
+        return None
+    if isinstance(d, NumberLiteral):
+        return {"type": "numberLiteral", "val": format_float(d.value), "duration": d.duration}
+    return {
+        "type": "durationExpr",
+        "op": d.op,
+        "lhs": _duration_ast(d.lhs),
+        "rhs": _duration_ast(d.rhs),
+        "wrapped": d.wrapped,
+    }
+
+
+def _duration(ms: int, expr: DurationExpr | None) -> tuple[int, dict[str, Any] | None]:
+    """A range's, offset's or step's value and expression: Prometheus' parser leaves the value
+    0 (until evaluation) where an expression was written."""
+    return (0 if expr is not None else ms), _duration_ast(expr)
+
+
 def _selector(vs: VectorSelector) -> dict[str, Any]:
     timestamp, start_or_end = _at(vs.at)
+    offset, offset_expr = _duration(vs.offset_ms, vs.offset_expr)
     return {
         "name": vs.name,
-        "offset": vs.offset_ms,
-        "offsetExpr": None,
+        "offset": offset,
+        "offsetExpr": offset_expr,
         "matchers": _matchers(vs.matchers),
         "timestamp": timestamp,
         "startOrEnd": start_or_end,
@@ -97,18 +126,22 @@ def translate_ast(e: Expr) -> dict[str, Any]:
             "args": [translate_ast(a) for a in e.args],
         }
     if isinstance(e, MatrixSelector):
-        return {"type": "matrixSelector", "range": e.range_ms, "rangeExpr": None, **_selector(e.selector)}
+        range_, range_expr = _duration(e.range_ms, e.range_expr)
+        return {"type": "matrixSelector", "range": range_, "rangeExpr": range_expr, **_selector(e.selector)}
     if isinstance(e, SubqueryExpr):
         timestamp, start_or_end = _at(e.at)
+        range_, range_expr = _duration(e.range_ms, e.range_expr)
+        offset, offset_expr = _duration(e.offset_ms, e.offset_expr)
+        step, step_expr = _duration(e.step_ms, e.step_expr)
         return {
             "type": "subquery",
             "expr": translate_ast(e.expr),
-            "range": e.range_ms,
-            "rangeExpr": None,
-            "offset": e.offset_ms,
-            "offsetExpr": None,
-            "step": e.step_ms,
-            "stepExpr": None,
+            "range": range_,
+            "rangeExpr": range_expr,
+            "offset": offset,
+            "offsetExpr": offset_expr,
+            "step": step,
+            "stepExpr": step_expr,
             "timestamp": timestamp,
             "startOrEnd": start_or_end,
         }

@@ -168,7 +168,7 @@ class Parser(TermParser):
             operand = self.expression(_UNARY_OPERAND_PREC)
             if isinstance(operand, NumberLiteral):
                 value = -operand.value if op_tok.type is T.SUB else operand.value
-                return NumberLiteral(value, pos=(op_tok.pos, end_of(operand)))
+                return NumberLiteral(value, pos=(op_tok.pos, end_of(operand)), duration=operand.duration)
             return self.nested(UnaryExpr(op_tok.text, operand, pos=(op_tok.pos, end_of(operand))), operand)
         return self.postfix(self.primary())
 
@@ -192,7 +192,7 @@ class Parser(TermParser):
             return NumberLiteral(self.number(tok), pos=(tok.pos, tok.end))
         if t is T.DURATION:
             ms = self.duration_literal()
-            return NumberLiteral(ms / 1000, pos=(tok.pos, tok.end))
+            return NumberLiteral(ms / 1000, pos=(tok.pos, tok.end), duration=True)
         if t is T.STRING:
             self.advance()
             return StringLiteral(unquote(tok.text), pos=(tok.pos, tok.end))

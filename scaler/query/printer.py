@@ -1,5 +1,14 @@
 """PromQL text from a syntax tree, in Prometheus' canonical spelling (durations like ``1m30s``,
-numbers like Go's ``%g``, quoted UTF-8 names where the legacy charset does not fit)."""
+numbers like Go's ``%g``, quoted UTF-8 names where the legacy charset does not fit).
+
+Duration expressions print as written, normalised as Prometheus' ``DurationExpr.String()`` does
+(``printer.go``): one space around each operator, parentheses only where they were written,
+duration literals in ``model.Duration`` spelling (``90s`` → ``1m30s``), other numbers as Go's
+``strconv.FormatFloat(v, 'f', -1, 64)`` (``1.5``, ``0.0001``). Two deliberate differences, both
+so that the text reads back to the same value: a duration literal prints its exact
+milliseconds (Prometheus converts ``seconds * 1e9`` to an integer by truncation, so ``1s1ms``
+would print as ``1s``), and a negative literal on the left of ``^`` keeps its parentheses
+(``(-2) ^ 2``; Prometheus prints ``-2 ^ 2``, which reads back as ``-(2 ^ 2)``)."""
 
 from __future__ import annotations
 
@@ -12,6 +21,8 @@ from scaler.query.ast import (
     AggregateExpr,
     BinaryExpr,
     Call,
+    DurationExpr,
+    DurationOperand,
     Expr,
     MatrixSelector,
     NumberLiteral,
@@ -73,6 +84,47 @@ def format_number(value: float) -> str:
     return format(digits.normalize(), "f")
 
 
+def format_float(value: float) -> str:
+    """Go's ``strconv.FormatFloat(v, 'f', -1, 64)``: the shortest digits, never an exponent."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    return format(decimal.Decimal(repr(value)).normalize(), "f")
+
+
+def _format_literal(n: NumberLiteral) -> str:
+    """A number as Prometheus' ``NumberLiteral.String()`` in a duration expression: a duration
+    literal in ``model.Duration`` spelling with its sign, any other number as Go's ``'f'``."""
+    if not n.duration:
+        return format_float(n.value)
+    return ("-" if n.value < 0 else "") + format_duration(round(abs(n.value) * 1000))
+
+
+def _negative(n: DurationOperand) -> bool:
+    return isinstance(n, NumberLiteral) and math.copysign(1.0, n.value) < 0
+
+
+def format_duration_expr(d: DurationOperand) -> str:
+    """A duration expression as Prometheus' ``DurationExpr.String()`` writes it."""
+    if isinstance(d, NumberLiteral):
+        return _format_literal(d)
+    if d.lhs is None:
+        body = ("-" if d.op == "-" else "") + format_duration_expr(d.rhs)
+    else:
+        lhs = format_duration_expr(d.lhs)
+        if d.op == "^" and _negative(d.lhs):
+            lhs = f"({lhs})"  # "-2 ^ 2" would read back as "-(2 ^ 2)": "^" binds tighter than "-"
+        body = f"{lhs} {d.op} {format_duration_expr(d.rhs)}"
+    return f"({body})" if d.wrapped else body
+
+
+def _duration(ms: int, expr: DurationExpr | None) -> str:
+    return format_duration(ms) if expr is None else format_duration_expr(expr)
+
+
 def format_label_name(name: str) -> str:
     return name if _LEGACY_LABEL.match(name) else go_quote(name)
 
@@ -103,8 +155,8 @@ def _format_selector(vs: VectorSelector) -> str:
 
 def _modifiers(vs: VectorSelector | SubqueryExpr) -> str:
     out = ""
-    if vs.offset_ms:
-        out += f" offset {format_duration(vs.offset_ms)}"
+    if vs.offset_ms or vs.offset_expr is not None:
+        out += f" offset {_duration(vs.offset_ms, vs.offset_expr)}"
     if vs.at is not None:
         at = vs.at
         out += f" @ {at.kind}()" if at.kind != "time" else f" @ {at.t_ms / 1000:.3f}"
@@ -118,17 +170,17 @@ def _grouping(labels: tuple[str, ...]) -> str:
 def format_expr(e: Expr) -> str:
     """PromQL text for a tree, as Prometheus' ``String()`` spells it."""
     if isinstance(e, NumberLiteral):
-        return format_number(e.value)
+        return _format_literal(e) if e.duration else format_number(e.value)
     if isinstance(e, StringLiteral):
         return go_quote(e.value)
     if isinstance(e, VectorSelector):
         return _format_selector(e) + _modifiers(e)
     if isinstance(e, MatrixSelector):
         vs = e.selector
-        return f"{_format_selector(vs)}[{format_duration(e.range_ms)}]{_modifiers(vs)}"
+        return f"{_format_selector(vs)}[{_duration(e.range_ms, e.range_expr)}]{_modifiers(vs)}"
     if isinstance(e, SubqueryExpr):
-        step = format_duration(e.step_ms) if e.step_ms else ""
-        return f"{format_expr(e.expr)}[{format_duration(e.range_ms)}:{step}]{_modifiers(e)}"
+        step = _duration(e.step_ms, e.step_expr) if e.step_ms or e.step_expr is not None else ""
+        return f"{format_expr(e.expr)}[{_duration(e.range_ms, e.range_expr)}:{step}]{_modifiers(e)}"
     if isinstance(e, Call):
         return f"{e.func}({', '.join(format_expr(a) for a in e.args)})"
     if isinstance(e, ParenExpr):

@@ -9,7 +9,17 @@ import re
 from dataclasses import replace
 
 from scaler.model import METRIC_NAME, Matcher
-from scaler.query.ast import DURATION_FUNCTIONS, At, Expr, MatrixSelector, SubqueryExpr, VectorSelector
+from scaler.query.ast import (
+    DURATION_FUNCTIONS,
+    At,
+    DurationExpr,
+    DurationOperand,
+    Expr,
+    MatrixSelector,
+    NumberLiteral,
+    SubqueryExpr,
+    VectorSelector,
+)
 from scaler.query.stream import TokenStream
 from scaler.query.tokens import AGGREGATORS, T, Token, go_quote, parse_duration_ms, parse_number, unquote
 from scaler.regex import RegexError
@@ -31,6 +41,7 @@ _LABEL_WORDS = METRIC_WORDS | {T.BOOL, T.ON, T.IGNORING, T.GROUP_LEFT, T.GROUP_R
 _LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _DURATION_START = frozenset({T.NUMBER, T.DURATION, T.LEFT_PAREN, T.ADD, T.SUB, T.IDENTIFIER})
 _DURATION_PREC = {T.ADD: 1, T.SUB: 1, T.MUL: 2, T.DIV: 2, T.MOD: 2, T.POW: 3}
+_DURATION_OPS = {T.ADD: "+", T.SUB: "-", T.MUL: "*", T.DIV: "/", T.MOD: "%", T.POW: "^"}
 MAX_DEPTH = 128
 """How deeply expressions may nest (parentheses, calls, operands, duration expressions): Python
 recurses once or a few times per level in parsing and in every pass over the tree, and must stay
@@ -39,6 +50,23 @@ TOO_DEEP = f"expression nests too deeply (more than {MAX_DEPTH} levels)"
 _MAX_DURATION_MS = (2**63 - 1) // 1_000_000
 """The longest duration Prometheus parses (a Go ``time.Duration``, ~292 years); longer is
 ``duration out of range`` there, and would overflow the store's int64 timestamps here."""
+
+
+def go_seconds(ms: int) -> float:
+    """A duration literal's value as Prometheus' parser holds it: Go's
+    ``time.Duration.Seconds()`` (whole seconds plus the nanoseconds / 1e9), which differs in
+    the last bit from ``ms / 1000`` for some values (1118 ms); ``parse_query`` shows it."""
+    sign = -1 if ms < 0 else 1
+    whole, rest = divmod(abs(ms), 1000)
+    return sign * (whole + rest * 1_000_000 / 1e9)
+
+
+def _negated(node: DurationOperand, pos: int) -> DurationOperand:
+    """Unary minus in a duration expression, as Prometheus' grammar builds it: folded into a
+    literal (keeping its spelling), else a ``-`` node without a left operand."""
+    if isinstance(node, NumberLiteral):
+        return replace(node, value=-node.value, pos=(pos, node.pos[1]))
+    return DurationExpr("-", None, node)
 
 
 def start_of(e: Expr) -> int:
@@ -66,58 +94,61 @@ class TermParser(TokenStream):
         open_tok = self.advance()
         if self.kind() not in _DURATION_START:
             raise self.unexpected("subquery selector", "number or duration")
-        range_ms = self.duration_expr()
+        range_ms, range_expr = self.duration_expr()
         if self.kind() is T.COLON:
             self.advance()
-            step_ms = 0
+            step_ms, step_expr = 0, None
             if self.kind() is not T.RIGHT_BRACKET:
-                step_ms = self.duration_expr()
+                step_ms, step_expr = self.duration_expr()
                 if step_ms <= 0:
                     raise self.error(open_tok.pos, "step must be greater than 0")
             close_tok = self.expect(T.RIGHT_BRACKET, "subquery selector", '"]"')
             if range_ms <= 0:
                 raise self.error(open_tok.pos, "range must be greater than 0")
-            return SubqueryExpr(expr, range_ms, step_ms, pos=(start_of(expr), close_tok.end))
+            pos = (start_of(expr), close_tok.end)
+            return SubqueryExpr(expr, range_ms, step_ms, pos=pos, range_expr=range_expr, step_expr=step_expr)
         if self.kind() is not T.RIGHT_BRACKET:
             raise self.unexpected("subquery or range", '":" or "]"')
         close_tok = self.advance()
         message = ""
         if not isinstance(expr, VectorSelector):
             message = "ranges only allowed for vector selectors"
-        elif expr.offset_ms:
+        elif expr.offset_ms or expr.offset_expr is not None:
             message = "no offset modifiers allowed before range"
         elif expr.at is not None:
             message = "no @ modifiers allowed before range"
         if message:
             raise self.error(open_tok.pos, message)
         assert isinstance(expr, VectorSelector)
-        return MatrixSelector(expr, range_ms, pos=(start_of(expr), close_tok.end))
+        return MatrixSelector(expr, range_ms, pos=(start_of(expr), close_tok.end), range_expr=range_expr)
 
-    def duration_expr(self) -> int:
-        """A duration expression (``5m``, ``26m+4m``, ``2m*(10+5)``, ``30``) in milliseconds."""
+    def duration_expr(self) -> tuple[int, DurationExpr | None]:
+        """A duration expression (``5m``, ``26m+4m``, ``2m*(10+5)``, ``30``): its value in
+        milliseconds, and the expression as written unless it is a plain (signed) literal."""
         start = self.tok.pos
-        seconds = self._duration_binary(0)
+        seconds, node = self._duration_binary(0)
         if not abs(seconds) * 1000 <= _MAX_DURATION_MS:  # also NaN
             raise self.error(start, "duration out of range")
-        return round(seconds * 1000)
+        return round(seconds * 1000), node if isinstance(node, DurationExpr) else None
 
-    def _duration_binary(self, min_prec: int) -> float:
+    def _duration_binary(self, min_prec: int) -> tuple[float, DurationOperand]:
         self.deeper()
-        left = self._duration_unary()
+        left, left_node = self._duration_unary()
         while True:
             op = self.kind()
             prec = _DURATION_PREC.get(op)
             if prec is None or prec < min_prec:
                 self.nesting -= 1
-                return left
+                return left, left_node
             op_tok = self.advance()
-            right = self._duration_binary(prec if op is T.POW else prec + 1)
+            right, right_node = self._duration_binary(prec if op is T.POW else prec + 1)
             left = self._duration_apply(op_tok, left, right)
+            left_node = DurationExpr(_DURATION_OPS[op], left_node, right_node)
 
     def _duration_apply(self, op_tok: Token, left: float, right: float) -> float:
         op = op_tok.type
         if op in (T.DIV, T.MOD) and right == 0:
-            raise self.error(op_tok.pos, "division by zero")
+            raise self.error(op_tok.pos, "division by zero" if op is T.DIV else "modulo by zero")
         if op is T.ADD:
             return left + right
         if op is T.SUB:
@@ -133,18 +164,24 @@ class TermParser(TokenStream):
         except (OverflowError, ValueError):
             raise self.error(op_tok.pos, "duration out of range") from None
 
-    def _duration_unary(self) -> float:
+    def _duration_unary(self) -> tuple[float, DurationOperand]:
         if self.kind() in (T.ADD, T.SUB):
-            sign = -1.0 if self.advance().type is T.SUB else 1.0
-            return sign * self._duration_binary(_DURATION_PREC[T.POW])
+            sign_tok = self.advance()
+            value, node = self._duration_binary(_DURATION_PREC[T.POW])
+            if sign_tok.type is T.ADD:
+                return value, node
+            return -value, _negated(node, sign_tok.pos)
         tok = self.tok
         if tok.type is T.LEFT_PAREN:
             self.advance()
-            value = self._duration_binary(0)
+            value, node = self._duration_binary(0)
             self.expect(T.RIGHT_PAREN, "duration expression", '")"')
-            return value
+            return value, replace(node, wrapped=True) if isinstance(node, DurationExpr) else node
         if tok.type in (T.NUMBER, T.DURATION):
-            return self.duration_literal() / 1000
+            ms = self.duration_literal()
+            if tok.type is T.NUMBER:
+                return ms / 1000, NumberLiteral(self.number(tok), pos=(tok.pos, tok.end))
+            return ms / 1000, NumberLiteral(go_seconds(ms), pos=(tok.pos, tok.end), duration=True)
         if tok.type in METRIC_WORDS and tok.text.lower() in DURATION_FUNCTIONS:
             raise self.error(
                 tok.pos,
@@ -188,32 +225,39 @@ class TermParser(TokenStream):
             )
         return vs
 
-    def _rebuild(self, expr: Expr, node: VectorSelector | SubqueryExpr, offset_ms: int, at: At | None) -> Expr:
+    def _rebuild(
+        self, expr: Expr, node: VectorSelector | SubqueryExpr, offset: tuple[int, DurationExpr | None], at: At | None
+    ) -> Expr:
+        offset_ms, offset_expr = offset
+        pos = (start_of(node), self.last_end)
         if isinstance(node, SubqueryExpr):
-            return replace(node, offset_ms=offset_ms, at=at, pos=(start_of(node), self.last_end))
-        vs = VectorSelector(node.name, node.matchers, offset_ms, at, pos=(start_of(node), self.last_end))
+            return replace(node, offset_ms=offset_ms, offset_expr=offset_expr, at=at, pos=pos)
+        vs = VectorSelector(node.name, node.matchers, offset_ms, at, pos=pos, offset_expr=offset_expr)
         if isinstance(expr, MatrixSelector):
-            return MatrixSelector(vs, expr.range_ms, pos=(start_of(expr), self.last_end))
+            return MatrixSelector(vs, expr.range_ms, pos=(start_of(expr), self.last_end), range_expr=expr.range_expr)
         return vs
 
     def offset_suffix(self, expr: Expr) -> Expr:
         self.advance()
-        sign = 1
+        negative = False
         if self.kind() in (T.ADD, T.SUB) and self.peek().type is T.LEFT_PAREN:
-            sign = -1 if self.advance().type is T.SUB else 1
+            negative = self.advance().type is T.SUB
         elif self.kind() is T.SUB:
             self.advance()
-            sign = -1
+            negative = True
+        offset_expr = None
         if self.kind() is T.LEFT_PAREN:
-            offset = sign * self.duration_expr()
+            offset, offset_expr = self.duration_expr()
+            if negative and offset_expr is not None:
+                offset_expr = DurationExpr("-", None, offset_expr)
         elif self.kind() in (T.NUMBER, T.DURATION):
-            offset = sign * self.duration_literal()
+            offset = self.duration_literal()
         else:
             raise self.unexpected("offset", "number or duration")
         node = self._modified(expr, "offset")
-        if node.offset_ms:
+        if node.offset_ms or node.offset_expr is not None:
             raise self.error(start_of(expr), "offset may not be set multiple times")
-        return self._rebuild(expr, node, offset, node.at)
+        return self._rebuild(expr, node, (-offset if negative else offset, offset_expr), node.at)
 
     def at_suffix(self, expr: Expr) -> Expr:
         self.advance()
@@ -238,7 +282,7 @@ class TermParser(TokenStream):
         node = self._modified(expr, "@")
         if node.at is not None:
             raise self.error(start_of(expr), "@ <timestamp> may not be set multiple times")
-        return self._rebuild(expr, node, node.offset_ms, at)
+        return self._rebuild(expr, node, (node.offset_ms, node.offset_expr), at)
 
     def selector(self, name: str, start: int) -> VectorSelector:
         matchers: list[Matcher] = []

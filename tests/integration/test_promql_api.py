@@ -44,7 +44,7 @@ def test_format_and_parse_query(service: RunningService) -> None:
         f"{service.http}/api/v1/format_query",
         params={"query": "max_over_time( sum(rate(x[1m]))[5m:30s] offset (1m+1m))"},
     ).json()
-    assert body == {"status": "success", "data": "max_over_time(sum(rate(x[1m]))[5m:30s] offset 2m)"}
+    assert body == {"status": "success", "data": "max_over_time(sum(rate(x[1m]))[5m:30s] offset (1m + 1m))"}
     body = httpx.get(f"{service.http}/api/v1/parse_query", params={"query": 'x{a="b"}[5m:]'}).json()
     assert body["data"] == {
         "type": "subquery",
