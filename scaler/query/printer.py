@@ -6,9 +6,10 @@ Duration expressions print as written, normalised as Prometheus' ``DurationExpr.
 duration literals in ``model.Duration`` spelling (``90s`` → ``1m30s``), other numbers as Go's
 ``strconv.FormatFloat(v, 'f', -1, 64)`` (``1.5``, ``0.0001``). Two deliberate differences, both
 so that the text reads back to the same value: a duration literal prints its exact
-milliseconds (Prometheus converts ``seconds * 1e9`` to an integer by truncation, so ``1s1ms``
-would print as ``1s``), and a negative literal on the left of ``^`` keeps its parentheses
-(``(-2) ^ 2``; Prometheus prints ``-2 ^ 2``, which reads back as ``-(2 ^ 2)``)."""
+milliseconds and its sign bit (Prometheus converts ``seconds * 1e9`` to an integer by
+truncation, so ``1s1ms`` would print as ``1s``, and ``-0s`` as ``0s``), and a negative literal
+on the left of ``^`` keeps its parentheses (``(-2) ^ 2``; Prometheus prints ``-2 ^ 2``, which
+reads back as ``-(2 ^ 2)``)."""
 
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def _format_literal(n: NumberLiteral) -> str:
     literal in ``model.Duration`` spelling with its sign, any other number as Go's ``'f'``."""
     if not n.duration:
         return format_float(n.value)
-    return ("-" if n.value < 0 else "") + format_duration(round(abs(n.value) * 1000))
+    return ("-" if math.copysign(1.0, n.value) < 0 else "") + format_duration(round(abs(n.value) * 1000))
 
 
 def _negative(n: DurationOperand) -> bool:
@@ -154,12 +155,13 @@ def _format_selector(vs: VectorSelector) -> str:
 
 
 def _modifiers(vs: VectorSelector | SubqueryExpr) -> str:
+    """`` @ t offset d``: Prometheus' printer writes the ``@`` modifier first."""
     out = ""
-    if vs.offset_ms or vs.offset_expr is not None:
-        out += f" offset {_duration(vs.offset_ms, vs.offset_expr)}"
     if vs.at is not None:
         at = vs.at
         out += f" @ {at.kind}()" if at.kind != "time" else f" @ {at.t_ms / 1000:.3f}"
+    if vs.offset_ms or vs.offset_expr is not None:
+        out += f" offset {_duration(vs.offset_ms, vs.offset_expr)}"
     return out
 
 
