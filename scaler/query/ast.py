@@ -90,6 +90,11 @@ class DurationExpr:
     rhs: DurationOperand
     wrapped: bool = False
 
+    def __str__(self) -> str:
+        from scaler.query.printer import format_duration_expr  # the printer imports the node classes
+
+        return format_duration_expr(self)
+
 
 DurationOperand = NumberLiteral | DurationExpr
 
