@@ -52,13 +52,12 @@ _MAX_DURATION_MS = (2**63 - 1) // 1_000_000
 ``duration out of range`` there, and would overflow the store's int64 timestamps here."""
 
 
-def go_seconds(ms: int) -> float:
+def _go_seconds(ms: int) -> float:
     """A duration literal's value as Prometheus' parser holds it: Go's
     ``time.Duration.Seconds()`` (whole seconds plus the nanoseconds / 1e9), which differs in
     the last bit from ``ms / 1000`` for some values (1118 ms); ``parse_query`` shows it."""
-    sign = -1 if ms < 0 else 1
-    whole, rest = divmod(abs(ms), 1000)
-    return sign * (whole + rest * 1_000_000 / 1e9)
+    whole, rest = divmod(ms, 1000)
+    return whole + rest * 1_000_000 / 1e9
 
 
 def _negated(node: DurationOperand, pos: int) -> DurationOperand:
@@ -181,7 +180,7 @@ class TermParser(TokenStream):
             ms = self.duration_literal()
             if tok.type is T.NUMBER:
                 return ms / 1000, NumberLiteral(self.number(tok), pos=(tok.pos, tok.end))
-            return ms / 1000, NumberLiteral(go_seconds(ms), pos=(tok.pos, tok.end), duration=True)
+            return ms / 1000, NumberLiteral(_go_seconds(ms), pos=(tok.pos, tok.end), duration=True)
         if tok.type in METRIC_WORDS and tok.text.lower() in DURATION_FUNCTIONS:
             raise self.error(
                 tok.pos,

@@ -160,6 +160,12 @@ SHOWN: list[tuple[str, str, dict[str, Any]]] = [
         "vectorSelector",
         {"offset": 0, "offsetExpr": _dexpr("-", None, _dexpr("^", _number("1", False), _number("2", False), True))},
     ),
+    # number_duration_literal holds Go's time.Duration.Seconds() (sec + nsec/1e9): 1 + 0.118.
+    (
+        "x[1s118ms+1m]",
+        "matrixSelector",
+        {"range": 0, "rangeExpr": _dexpr("+", _number("1.1179999999999999", True), _number("60", True))},
+    ),
     (
         "foo[-5m+35m]",
         "matrixSelector",
