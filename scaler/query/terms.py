@@ -239,11 +239,8 @@ class TermParser(TokenStream):
     def offset_suffix(self, expr: Expr) -> Expr:
         self.advance()
         negative = False
-        if self.kind() in (T.ADD, T.SUB) and self.peek().type is T.LEFT_PAREN:
+        if self.kind() in (T.ADD, T.SUB):  # Prometheus' offset_duration_expr: unary_op before a literal or "("
             negative = self.advance().type is T.SUB
-        elif self.kind() is T.SUB:
-            self.advance()
-            negative = True
         offset_expr = None
         if self.kind() is T.LEFT_PAREN:
             offset, offset_expr = self.duration_expr()

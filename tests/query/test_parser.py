@@ -86,6 +86,8 @@ def test_offset_and_at_modifiers() -> None:
     assert isinstance(e, VectorSelector) and e.offset_ms == 300_000
     e = parse_promql("x offset -1m30s")
     assert isinstance(e, VectorSelector) and e.offset_ms == -90_000
+    e = parse_promql("x offset +1m30s")  # Prometheus 3: offset_duration_expr: unary_op number_duration_literal
+    assert isinstance(e, VectorSelector) and e.offset_ms == 90_000
     e = parse_promql("rate(x[5m] offset 1m)")
     assert isinstance(e, Call)
     arg = e.args[0]
