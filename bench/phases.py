@@ -436,13 +436,25 @@ def vllm_phase(report: Report, sizes: Sizes, profile: bool) -> None:
                 loaded.p99 <= UNDER_LOAD_TARGET_MS if path == "native" else None,
             )
         )
+        report.add(
+            Row(
+                f"2 GetMetrics client p99 while the same ingest goes to another server process, {path} path",
+                f"{r.elsewhere.p99:.2f} ms (p50 {r.elsewhere.p50:.2f})",
+                f"idle {idle.p99:.2f} ms (p50 {idle.p50:.2f})",
+                r.elsewhere.p99 / idle.p99,
+                "— (the machine's share of the row above)",
+                None,
+            )
+        )
         load = r.load
         report.note(f"vLLM-shaped ingest ({shape}), {path} path: {r.ingest}")
         report.note(
             f"half-capacity load, {path} path: {load.get('points', 0) / max(load.get('seconds', 1), 1e-9) / 1000:.0f}k "
             f"points/s asked {0.5 * r.points_rate / 1000:.0f}k, {load.get('requests', 0):.0f} requests, "
             f"{load.get('rejected', 0):.0f} rejected, max lateness {load.get('max_late_s', 0) * 1000:.0f} ms; "
-            f"GetMetrics idle {idle}, loaded {loaded}"
+            f"GetMetrics idle {idle}, loaded {loaded}, load sent to another server process {r.elsewhere}; "
+            f"CPU during the loaded calls (share of one core): server {r.cpu.get('server', 0):.0%}, "
+            f"load generator {r.cpu.get('load', 0):.0%}, timing client {r.cpu.get('client', 0):.0%}"
         )
         if r.profile:
             title = f"Ingest, vLLM-shaped payload, {path} path (server, OTLP gRPC, {shape})"
@@ -482,5 +494,8 @@ def streams_phase(report: Report, sizes: Sizes) -> None:
         f"streams: {r.served:,} of {n} served, errors {r.errors or 'none'}; flips {r.flips_open.n} and "
         f"{r.flips_alone.n} (Export → message at each of {FLIP_STREAMS} streams), {r.missed} missed; "
         f"server CPU with every stream open and no data {100 * r.idle_cpu:.1f} % of a core (rechecks); "
+        f"CPU while they opened: server {r.open_cpu[0]:.2f} s ({1000 * r.open_cpu[0] / r.streams:.2f} ms a stream), "
+        f"clients {r.open_cpu[1]:.2f} s; during the IsActive calls: server {r.unary_cpu[0]:.2f} s, "
+        f"clients {r.unary_cpu[1]:.2f} s; "
         f"background {bg.get('samples', 0):.0f} samples in {bg.get('seconds', 0):.0f} s"
     )

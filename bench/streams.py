@@ -59,6 +59,10 @@ class StreamsResult:
     missed: int
     idle_cpu: float
     """Server CPU (cores) with every stream open and no data arriving."""
+    open_cpu: tuple[float, float]
+    """CPU seconds of the server and of all client processes while the streams opened."""
+    unary_cpu: tuple[float, float]
+    """The same for the ``IsActive`` calls."""
     background: dict[str, float]
 
 
@@ -101,8 +105,16 @@ class Clients:
             answers[index] = answer
         return [answers[i] for i in range(len(self.procs))]
 
+    def cpu(self, server_pid: int) -> tuple[float, float]:
+        """CPU seconds so far of the server and of all client processes."""
+        return cpu_seconds(server_pid), sum(cpu_seconds(p.pid) for p in self.procs)
+
     def close(self) -> None:
         end_children(self.procs)
+
+
+def _spent(before: tuple[float, float], after: tuple[float, float]) -> tuple[float, float]:
+    return after[0] - before[0], after[1] - before[1]
 
 
 def _flips(clients: Clients, export: Any, flips: int, flip_streams: int) -> tuple[list[float], int]:
@@ -137,11 +149,14 @@ def measure(
     clients = Clients(server.keda, streams, processes, flip_streams)
     bg: subprocess.Popen[bytes] | None = None
     try:
+        cpu = clients.cpu(server.pid)
         opened = clients.ask({"cmd": "open"})
+        cpu, open_cpu = clients.cpu(server.pid), _spent(cpu, clients.cpu(server.pid))
         open_seconds = max(a["end"] for a in opened) - min(a["start"] for a in opened)
         served = sum(int(a["served"]) for a in opened)
         errors = [e for a in opened for e in a["errors"]]
         unary = clients.ask({"cmd": "unary"})  # after: with the triggers parsed, the baseline is the cheaper
+        unary_cpu = _spent(cpu, clients.cpu(server.pid))
         if any(a["errors"] for a in unary):
             raise RuntimeError(f"IsActive failed: {[a['errors'] for a in unary]}")
         unary_seconds = max(a["end"] for a in unary) - min(a["start"] for a in unary)
@@ -176,6 +191,8 @@ def measure(
         Latency.of(alone),
         missed_open + missed_alone,
         idle_cpu,
+        open_cpu,
+        unary_cpu,
         background,
     )
 

@@ -24,7 +24,7 @@ from bench.ingest import SECOND_NS
 from bench.loadgen import IngestResult, LoadClient
 from bench.profiling import Profile, Recorder, hotspots, inclusive
 from bench.server import GRPC_OPTIONS, ServerProcess
-from bench.stats import Latency, time_paced
+from bench.stats import Latency, cpu_seconds, time_paced
 from scaler._gen import externalscaler_pb2_grpc as pb_grpc
 
 SHAPE = workload.VLLM16
@@ -46,7 +46,11 @@ class PathResult:
     """Decode + walk of the same requests, samples/s."""
     idle: Latency
     loaded: Latency
+    elsewhere: Latency
+    """The same calls while the same load goes to a second server process."""
     load: dict[str, float]
+    cpu: dict[str, float]
+    """Share of one core during the loaded calls: ``server``, ``load`` (generator), ``client``."""
     profile: Profile | None
     shares: dict[str, float]
 
@@ -88,14 +92,36 @@ def measure(path: str, pods: int, rounds: int, calls: int, clients: tuple[int, i
                 profile_path = recorder.stop()
                 hot, shares = hotspots(profile_path), inclusive(profile_path, SHARES)
         rate = 0.5 * result.rate * SHAPE.points_per_pod / SHAPE.series_per_pod
-        idle, loaded, load_summary = _latency_under_load(server, pods, rate, calls)
-    return PathResult(path, result, limit, idle, loaded, load_summary, hot, shares)
+        with ServerProcess(prelude=PATHS[path]) as other:
+            _paced(other, pods, FILL_RATE, FILL_SECONDS).communicate(timeout=60)  # its series exist too
+            u = _latency_under_load(server, other, pods, rate, calls)
+    return PathResult(path, result, limit, u.idle, u.loaded, u.elsewhere, u.load, u.cpu, hot, shares)
 
 
-def _latency_under_load(
-    server: ServerProcess, pods: int, rate: float, calls: int
-) -> tuple[Latency, Latency, dict[str, float]]:
-    """GetMetrics client latency idle, then while :mod:`bench.paced` sends ``rate`` points/s.
+FILL_RATE = 50_000.0
+FILL_SECONDS = 3.0
+"""The second server gets the load's series first (points/s, seconds), as the first has them."""
+
+
+@dataclass(frozen=True)
+class _UnderLoad:
+    idle: Latency
+    loaded: Latency
+    elsewhere: Latency
+    load: dict[str, float]
+    cpu: dict[str, float]
+
+
+def _paced(server: ServerProcess, pods: int, rate: float, duration: float) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "bench.paced", "--port", str(server.otlp)]
+    command += ["--pods", str(pods), "--per-request", str(PER_REQUEST), "--rate", f"{rate:.0f}"]
+    command += ["--duration", str(duration)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE)
+
+
+def _latency_under_load(server: ServerProcess, other: ServerProcess, pods: int, rate: float, calls: int) -> _UnderLoad:
+    """GetMetrics client latency idle, then while :mod:`bench.paced` sends ``rate`` points/s to
+    ``server``, then while it sends them to ``other`` (the calls still go to ``server``).
 
     The calls are paced (:data:`PROBE_INTERVAL_S` apart, like KEDA polling many ScaledObjects)
     rather than back to back, which would load the event loop by themselves."""
@@ -103,19 +129,30 @@ def _latency_under_load(
     request = latency.metrics_request("compat", trigger)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.keda}", options=GRPC_OPTIONS)
     stub = pb_grpc.ExternalScalerStub(channel)
-    try:
-        idle = Latency.of(time_paced(lambda: stub.GetMetrics(request), calls, PROBE_INTERVAL_S))
-        command = [sys.executable, "-m", "bench.paced", "--port", str(server.otlp)]
-        command += ["--pods", str(pods), "--per-request", str(PER_REQUEST), "--rate", f"{rate:.0f}"]
-        command += ["--duration", str(30 + calls * PROBE_INTERVAL_S)]
-        load = subprocess.Popen(command, stdout=subprocess.PIPE)
+
+    def probe() -> Latency:
+        return Latency.of(time_paced(lambda: stub.GetMetrics(request), calls, PROBE_INTERVAL_S))
+
+    def under(target: ServerProcess) -> tuple[Latency, dict[str, float], dict[str, float]]:
+        load = _paced(target, pods, rate, 30 + calls * PROBE_INTERVAL_S)
         try:
             time.sleep(2.0)  # the load settles
-            loaded = Latency.of(time_paced(lambda: stub.GetMetrics(request), calls, PROBE_INTERVAL_S))
+            pids = {"server": server.pid, "load": load.pid}
+            before = {k: cpu_seconds(pid) for k, pid in pids.items()} | {"client": time.process_time()}
+            start = time.monotonic()
+            result = probe()
+            wall = time.monotonic() - start
+            after = {k: cpu_seconds(pid) for k, pid in pids.items()} | {"client": time.process_time()}
         finally:
             load.terminate()
             out, _ = load.communicate(timeout=60)
         summary = json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else {}
-        return idle, loaded, summary
+        return result, summary, {k: (after[k] - before[k]) / wall for k in before}
+
+    try:
+        idle = probe()
+        loaded, summary, cpu = under(server)
+        elsewhere, _, _ = under(other)
+        return _UnderLoad(idle, loaded, elsewhere, summary, cpu)
     finally:
         channel.close()

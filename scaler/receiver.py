@@ -43,6 +43,7 @@ from scaler import nativeingest, otlp, sources, status
 from scaler.config import OtlpSettings
 from scaler.httpserver import BodyError, need, read_body
 from scaler.logs import RateLimitedLog
+from scaler.lowpriority import LowPriority
 from scaler.model import RejectReason
 from scaler.selfmetrics import SelfMetrics
 from scaler.store import AppendResult, Store
@@ -111,6 +112,8 @@ class Ingestor:
         self.metrics = metrics
         self.log = RateLimitedLog(logger)
         self.native = nativeingest.NativeIngest(store, self.promotions) if native and nativeingest.AVAILABLE else None
+        self.turns = LowPriority()
+        """Every yield between ingest slices and validation pieces: a ready KEDA step runs first."""
         self._storing = asyncio.Lock()
         """One request stores at a time, in FIFO order. Storing is CPU on the one event loop, so
         running several at once adds no throughput; but each of their slices would be queued
@@ -140,7 +143,7 @@ class Ingestor:
             return ExportRequest.FromString(data)
         for i, (start, end) in enumerate(pieces):
             if i:
-                await asyncio.sleep(0)
+                await self.turns.pause()
             ExportRequest.FromString(data[start:end])
         return None
 
@@ -178,7 +181,7 @@ class Ingestor:
         pos: tuple[int, int, int] | None = nativeingest.START
         while pos is not None:
             if pos != nativeingest.START:
-                await asyncio.sleep(0)
+                await self.turns.pause()
             try:
                 pos = native.run(data, pos, now_ms, NATIVE_SLICE_SAMPLES, result).next_pos
             except ValueError as exc:  # protobuf validated what the native reader refuses
@@ -192,7 +195,7 @@ class Ingestor:
         parts = otlp.translate_in_parts(request, self.promotions, self.store.now_ms(), _PART_SAMPLES)
         for i, part in enumerate(parts):
             if i:
-                await asyncio.sleep(0)
+                await self.turns.pause()
             result.merge(self.store.append(part.samples))
             result.rejected.update(part.rejected)
         return result
