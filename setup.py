@@ -18,7 +18,8 @@ setup(
         ),
         Extension(
             "scaler._native.gather",
-            ["scaler/_native/gather.c"],
+            ["scaler/_native/gather.c", "scaler/_native/groupsum.c"],
+            depends=["scaler/_native/groupsum.h"],
             include_dirs=[numpy.get_include()],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
         ),

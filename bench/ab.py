@@ -7,7 +7,9 @@ a temporary directory. One server runs per variant plus one unpatched, all at on
 in its copy's directory, which ``python -m`` puts first on sys.path), and the same pre-rendered
 rounds go to each in turn, round by round, so machine noise hits every variant alike. Reports
 ingest samples/s, server CPU per sample, RSS after the fill, GetMetrics and ``/api/v1/query``
-latency, and with ``--reaction`` the Export → StreamIsActive p99 under background load.
+latency, the broad queries of :mod:`bench.heavy` through ``/api/v1/query`` (one call to each
+variant in turn, so both see the same moment's load), and with ``--reaction`` the Export →
+StreamIsActive p99 under background load.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench import latency, prom, reaction
+import httpx
+
+from bench import heavy, latency, prom, reaction
 from bench.loadgen import LoadClient
 from bench.server import ServerProcess
-from bench.stats import cpu_seconds
+from bench.stats import Latency, cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,6 +59,27 @@ def start_variant(path: Path | None) -> ServerProcess:
         server.stop()
         raise RuntimeError(f"variant imports {probe.stdout}, not {expected}")
     return server
+
+
+def broad_interleaved(servers: Mapping[str, ServerProcess], calls: int) -> dict[str, dict[str, Latency]]:
+    """Each of :data:`bench.heavy.BROAD_QUERIES` through every server's ``/api/v1/query``, one
+    call to each server in turn (after 20 untimed rounds): per server, per query, latency."""
+    t_s = time.time()
+    out: dict[str, dict[str, Latency]] = {name: {} for name in servers}
+    with ExitStack() as stack:
+        clients = {n: stack.enter_context(httpx.Client(base_url=s.url(""), timeout=60)) for n, s in servers.items()}
+        for label, expr in heavy.BROAD_QUERIES.items():
+            params = {"query": expr, "time": f"{t_s:.3f}"}
+            durations: dict[str, list[float]] = {name: [] for name in servers}
+            for i in range(calls + 20):
+                for name, client in clients.items():
+                    start = time.perf_counter()
+                    client.get("/api/v1/query", params=params).raise_for_status()
+                    if i >= 20:
+                        durations[name].append(time.perf_counter() - start)
+            for name in servers:
+                out[name][label] = Latency.of(durations[name])
+    return out
 
 
 def run(variants: dict[str, Path | None], series: int, rounds: int, calls: int, flips: int) -> list[str]:
@@ -88,6 +113,7 @@ def run(variants: dict[str, Path | None], series: int, rounds: int, calls: int, 
         lat = {name: latency.measure_grpc(server, calls) for name, server in servers.items()}
         expr = latency.promql_forms()["promql"]
         http = {name: prom.query_latency(s.url(""), expr, time.time(), calls // 10)[0] for name, s in servers.items()}
+        broad = broad_interleaved(servers, calls // 4)
         react = {name: reaction.measure(s, flips, 10_000).stream.p99 if flips else 0.0 for name, s in servers.items()}
         per_round = series
         base = next(iter(servers))
@@ -107,6 +133,11 @@ def run(variants: dict[str, Path | None], series: int, rounds: int, calls: int, 
                 f"{q['compat'].p50:.3f} / {q['compat'].p99:.3f} | {q['promql'].p50:.3f} / {q['promql'].p99:.3f} | "
                 f"{http[name].p50:.2f} | {react[name]:.1f} |"
             )
+        lines += ["", "| variant | " + " | ".join(f"{label} p50 / p99 ms" for label in heavy.BROAD_QUERIES) + " |"]
+        lines.append("|" + "---|" * (1 + len(heavy.BROAD_QUERIES)))
+        for name in servers:
+            cells = [f"{lat.p50:.2f} / {lat.p99:.2f}" for lat in broad[name].values()]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
         for name, server in servers.items():
             lines.append(f"<!-- {name}: server pid {server.pid}, CPU {cpu_seconds(server.pid):.1f} s -->")
     return lines

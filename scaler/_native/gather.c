@@ -1,19 +1,30 @@
-/* Range-selector windows of many series gathered in one call (scaler.query.gather).
+/* Range-selector windows of many series read in one call (scaler.query.selection).
  *
  * gather(series, lo, hi) reads, for each scaler.series.Series of the list, its samples with
  * lo < ts <= hi (two binary searches over ts[:n]) and copies them back to back into new arrays:
  * (rows, offs, ts, vals) where rows are the indices of the series whose window is not empty and
  * series rows[i] owns ts[offs[i]:offs[i+1]]. The Python equivalent (Series.window per series,
  * then numpy.concatenate) costs ~2 us a series; this is a few tens of nanoseconds plus the copy.
- * Read only: the store is not touched, and no Python code runs during the call. */
+ *
+ * rate(series, first, stop, lo, hi, kind, range_seconds) is rate / increase / delta over the
+ * windows of series[first:stop]
+ * without copying them: per series one pass over its window (staleness markers skipped) gives
+ * the value of Prometheus' extrapolatedRate, float operation for float operation.
+ *
+ * group_sums(values, groups, ngroups) (groupsum.c) is PromQL's sum per group.
+ *
+ * Read only: the store is not touched, and no Python code runs during a call. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
 #include <structmember.h>
+
+#include "groupsum.h"
 
 static PyObject *name_n, *name_ts, *name_vals;
 
@@ -72,10 +83,20 @@ static void prefetch_data(PyObject *series) {
         return;
     }
     const char *t = PyArray_DATA((PyArrayObject *)ts), *v = PyArray_DATA((PyArrayObject *)vals);
+    __builtin_prefetch(PyArray_DIMS((PyArrayObject *)ts)); /* a separate block: read by the size check */
+    __builtin_prefetch(PyArray_DIMS((PyArrayObject *)vals));
     __builtin_prefetch(t + (n - 1) * 8);  /* the newest samples: a window ends there */
     __builtin_prefetch(t + (n / 2) * 8);
     __builtin_prefetch(v + (n - 1) * 8);
     __builtin_prefetch(v + (n / 2) * 8);
+}
+
+/* Series are read in list order: their objects, then their arrays' newest samples, are asked for
+ * a few series ahead, so that the cache misses of several series overlap. */
+static void prefetch_ahead(PyObject *list, Py_ssize_t i, Py_ssize_t count) {
+    if (i + 8 < count) __builtin_prefetch(PyList_GET_ITEM(list, i + 8));
+    if (i + 4 < count) prefetch_objects(PyList_GET_ITEM(list, i + 4));
+    if (i + 2 < count) prefetch_data(PyList_GET_ITEM(list, i + 2));
 }
 
 static Py_ssize_t upper_bound(const int64_t *ts, Py_ssize_t n, int64_t x) {
@@ -132,8 +153,22 @@ static int out_room(Out *out, Py_ssize_t more) {
     return 0;
 }
 
-/* Copy the window of one series into ``out``; 0 on success. */
-static int copy_window(PyObject *series, Py_ssize_t row, int64_t lo, int64_t hi, Out *out) {
+/* The window lo < ts <= hi of one series: its bounds and the arrays holding it. */
+typedef struct {
+    PyArrayObject *ts, *vals; /* new references while the window is held, else NULL */
+    const int64_t *t;
+    const double *v;
+    Py_ssize_t start, end;
+} Window;
+
+static void window_release(Window *w) {
+    Py_CLEAR(w->ts);
+    Py_CLEAR(w->vals);
+}
+
+/* 1: ``w`` holds a non-empty window (release it after use); 0: the window is empty; -1: error. */
+static int window_find(PyObject *series, int64_t lo, int64_t hi, Window *w) {
+    w->ts = w->vals = NULL;
     PyObject *n_obj = get(series, name_n, layout.n);
     if (!n_obj) return -1;
     Py_ssize_t n = PyLong_AsSsize_t(n_obj);
@@ -143,29 +178,41 @@ static int copy_window(PyObject *series, Py_ssize_t row, int64_t lo, int64_t hi,
         return -1;
     }
     if (n == 0) return 0;
-    PyArrayObject *ts = column(series, name_ts, layout.ts, NPY_INT64, n);
-    if (!ts) return -1;
-    const int64_t *t = (const int64_t *)PyArray_DATA(ts);
-    Py_ssize_t end = t[n - 1] <= hi ? n : upper_bound(t, n, hi);
-    Py_ssize_t start = upper_bound(t, end, lo);
-    if (start >= end) {
-        Py_DECREF(ts);
+    w->ts = column(series, name_ts, layout.ts, NPY_INT64, n);
+    if (!w->ts) return -1;
+    w->t = (const int64_t *)PyArray_DATA(w->ts);
+    w->end = w->t[n - 1] <= hi ? n : upper_bound(w->t, n, hi);
+    w->start = upper_bound(w->t, w->end, lo);
+    if (w->start >= w->end) {
+        window_release(w);
         return 0;
     }
-    PyArrayObject *vals = column(series, name_vals, layout.vals, NPY_FLOAT64, n);
-    int failed = !vals || out_room(out, end - start) < 0;
+    w->vals = column(series, name_vals, layout.vals, NPY_FLOAT64, n);
+    if (!w->vals) {
+        window_release(w);
+        return -1;
+    }
+    w->v = (const double *)PyArray_DATA(w->vals);
+    return 1;
+}
+
+/* Copy the window of one series into ``out``; 0 on success. */
+static int copy_window(PyObject *series, Py_ssize_t row, int64_t lo, int64_t hi, Out *out) {
+    Window w;
+    int found = window_find(series, lo, hi, &w);
+    if (found <= 0) return found;
+    Py_ssize_t len = w.end - w.start;
+    int failed = out_room(out, len) < 0;
     if (!failed) {
-        Py_ssize_t len = end - start;
-        memcpy(out->ts + out->len, t + start, (size_t)len * sizeof(int64_t));
-        memcpy(out->vals + out->len, (const double *)PyArray_DATA(vals) + start, (size_t)len * sizeof(double));
+        memcpy(out->ts + out->len, w.t + w.start, (size_t)len * sizeof(int64_t));
+        memcpy(out->vals + out->len, w.v + w.start, (size_t)len * sizeof(double));
         out->len += len;
         out->rows[out->nrows++] = (int64_t)row;
         out->offs[out->nrows] = (int64_t)out->len;
-    } else if (vals) {
+    } else {
         PyErr_NoMemory();
     }
-    Py_DECREF(ts);
-    Py_XDECREF(vals);
+    window_release(&w);
     return failed ? -1 : 0;
 }
 
@@ -193,9 +240,7 @@ static PyObject *gather(PyObject *self, PyObject *args) {
     out.offs[0] = 0;
     if (count) layout_for(Py_TYPE(PyList_GET_ITEM(list, 0)));
     for (Py_ssize_t i = 0; i < count; i++) {
-        if (i + 8 < count) __builtin_prefetch(PyList_GET_ITEM(list, i + 8));
-        if (i + 4 < count) prefetch_objects(PyList_GET_ITEM(list, i + 4));
-        if (i + 2 < count) prefetch_data(PyList_GET_ITEM(list, i + 2));
+        prefetch_ahead(list, i, count);
         if (copy_window(PyList_GET_ITEM(list, i), i, (int64_t)lo, (int64_t)hi, &out) < 0) goto done;
     }
     rows = array_of(out.rows, out.nrows, NPY_INT64, sizeof(int64_t));
@@ -215,16 +260,134 @@ done:
     return result;
 }
 
+#define STALE_NAN_BITS 0x7FF0000000000002ULL
+
+static int is_stale(double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return bits == STALE_NAN_BITS;
+}
+
+enum { DELTA, INCREASE, RATE };
+
+/* Prometheus' extrapolatedRate over one window (staleness markers skipped); 1 with ``*value``
+ * set, 0 for fewer than two samples. ``*samples`` counts the samples read. The operations and
+ * their order are Prometheus' (and scaler.query.rangefuncs'), so the bits are the same. */
+static int rate_window(const Window *w, int64_t lo, int64_t hi, int kind, double range_s, double *value,
+                       Py_ssize_t *samples) {
+    Py_ssize_t count = 0, first = 0, last = 0;
+    int dropped = 0;
+    double prev = 0.0;
+    for (Py_ssize_t i = w->start; i < w->end; i++) {
+        double v = w->v[i];
+        if (is_stale(v)) continue;
+        if (count == 0)
+            first = i;
+        else if (v < prev)
+            dropped = 1;
+        last = i;
+        prev = v;
+        count++;
+    }
+    *samples += count;
+    if (count < 2) return 0;
+    int counter = kind != DELTA;
+    double first_v = w->v[first], result = w->v[last] - first_v;
+    if (counter && dropped) { /* each drop adds the value before it, in order */
+        prev = first_v;
+        for (Py_ssize_t i = first + 1; i <= last; i++) {
+            double v = w->v[i];
+            if (is_stale(v)) continue;
+            if (v < prev) result += prev;
+            prev = v;
+        }
+    }
+    int64_t first_t = w->t[first], last_t = w->t[last];
+    double to_start = (double)(first_t - lo) / 1000;
+    double to_end = (double)(hi - last_t) / 1000;
+    double sampled = (double)(last_t - first_t) / 1000;
+    double average = sampled / (double)(count - 1);
+    double threshold = average * 1.1;
+    if (to_start >= threshold) to_start = average / 2;
+    if (counter) {
+        double to_zero = result > 0 && first_v >= 0 ? sampled * (first_v / result) : to_start;
+        if (to_zero < to_start) to_start = to_zero;
+    }
+    if (to_end >= threshold) to_end = average / 2;
+    double factor = (sampled + to_start + to_end) / sampled;
+    if (kind == RATE) factor = factor / range_s;
+    *value = result * factor;
+    return 1;
+}
+
+static PyObject *rate(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *list;
+    Py_ssize_t first, stop;
+    long long lo, hi;
+    int kind;
+    double range_s;
+    if (!PyArg_ParseTuple(args, "O!nnLLid", &PyList_Type, &list, &first, &stop, &lo, &hi, &kind, &range_s))
+        return NULL;
+    if (kind < DELTA || kind > RATE) {
+        PyErr_SetString(PyExc_ValueError, "rate: kind is 0 (delta), 1 (increase) or 2 (rate)");
+        return NULL;
+    }
+    /* series [first, stop) of the list: a slice of it would touch every series (its refcount)
+     * before the loop below gets to prefetch them */
+    Py_ssize_t count = PyList_GET_SIZE(list), nrows = 0, samples = 0;
+    if (stop > count) stop = count;
+    if (first < 0 || first > stop) {
+        PyErr_SetString(PyExc_ValueError, "rate: 0 <= first <= stop is required");
+        return NULL;
+    }
+    npy_intp dims[1] = {(npy_intp)(stop - first)};
+    PyArrayObject *rows = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_INT64);
+    PyArrayObject *values = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_FLOAT64);
+    if (!rows || !values) goto fail;
+    int64_t *row_out = (int64_t *)PyArray_DATA(rows);
+    double *value_out = (double *)PyArray_DATA(values);
+    if (first < stop) layout_for(Py_TYPE(PyList_GET_ITEM(list, first)));
+    for (Py_ssize_t i = first; i < stop; i++) {
+        prefetch_ahead(list, i, stop);
+        Window w;
+        int found = window_find(PyList_GET_ITEM(list, i), (int64_t)lo, (int64_t)hi, &w);
+        if (found < 0) goto fail;
+        if (!found) continue;
+        if (rate_window(&w, (int64_t)lo, (int64_t)hi, kind, range_s, value_out + nrows, &samples)) row_out[nrows++] = i;
+        window_release(&w);
+    }
+    /* Shrinking in place keeps the first nrows items (no copy). */
+    PyArray_Dims shape = {dims, 1};
+    dims[0] = (npy_intp)nrows;
+    PyObject *r = PyArray_Resize(rows, &shape, 0, NPY_CORDER);
+    if (!r) goto fail;
+    Py_DECREF(r);
+    r = PyArray_Resize(values, &shape, 0, NPY_CORDER);
+    if (!r) goto fail;
+    Py_DECREF(r);
+    return Py_BuildValue("NNn", rows, values, samples);
+fail:
+    Py_XDECREF(rows);
+    Py_XDECREF(values);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"gather", gather, METH_VARARGS,
      "gather(series, lo, hi) -> (rows, offs, ts, vals): the samples lo < ts <= hi of each series, back to back"},
+    {"rate", rate, METH_VARARGS,
+     "rate(series, first, stop, lo, hi, kind, range_seconds) -> (rows, values, samples): delta (kind 0), increase (1) "
+     "or rate (2) of each series of series[first:stop] with two samples or more in lo < ts <= hi"},
+    {"group_sums", group_sums, METH_VARARGS,
+     "group_sums(values, groups, ngroups) -> (order, sums): PromQL's sum of each group, in order of first member"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "gather", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit_gather(void) {
-    if (_import_array() < 0) return NULL;
+    if (_import_array() < 0 || groupsum_import_numpy() < 0) return NULL;
     name_n = PyUnicode_InternFromString("n");
     name_ts = PyUnicode_InternFromString("ts");
     name_vals = PyUnicode_InternFromString("vals");

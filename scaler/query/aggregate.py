@@ -3,7 +3,9 @@ count_values``, with ``by (...)`` / ``without (...)``.
 
 Groups are formed in input order. Values are computed exactly as Prometheus 3 does (Kahan
 sums for ``sum``/``avg``, Welford for ``stddev``/``stdvar``, Go's heap for ``topk``/``bottomk``
-so ties keep the same series), so results are bit-identical.
+so ties keep the same series), so results are bit-identical. A ``sum`` over a range
+function's result on a selection groups by an index per series memoised on the selection and
+sums in C (``scaler/_native/gather.c``'s ``group_sums``, the same Kahan loop).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from scaler.model import METRIC_NAME, LabelPairs
 from scaler.query.errors import QueryError
 from scaler.query.gomath import NAN, kahan_avg, kahan_avg_array, kahan_sum_array, quantile
 from scaler.query.printer import format_number
+from scaler.query.selection import native_group_sums
 from scaler.query.values import format_value
 from scaler.query.vec import Int64Array, Vec, keep_only, set_label, without
 from scaler.store import drain
@@ -180,6 +183,12 @@ def aggregate_steps(
     computed (``by (pod)`` over 40k series is 40k groups)."""
     if op in ("topk", "bottomk", "count_values") or not len(vec):
         return aggregate(op, vec, grouping, drop, param)
+    if op == "sum" and native_group_sums is not None:
+        found = yield from _selection_group_ids(vec, grouping, drop)
+        if found is not None:
+            gids, keys = found
+            order, sums = native_group_sums(vec.floats(), gids, len(keys))
+            return Vec([keys[k] for k in order.tolist()], sums.tolist())
     members = yield from _selection_groups(vec, grouping, drop)
     if members is not None:
         if op in ("sum", "avg"):
@@ -200,6 +209,28 @@ def _selection_groups(
     :func:`groups_steps` forms them. Each series' group is found once per selection (memoised
     on it), then grouping is numpy. None for other vectors, or too many groups (the
     general path does them in pieces)."""
+    found = yield from _selection_group_ids(vec, grouping, drop)
+    if found is None:
+        return None
+    g, keys = found
+    order = np.argsort(g, kind="stable")
+    ordered = g[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    ends = np.append(starts[1:], len(order))
+    firsts = order[starts]  # a group's first member: the groups in order of appearance
+    out = []
+    for j in np.argsort(firsts).tolist():
+        a, b = int(starts[j]), int(ends[j])
+        out.append((keys[int(ordered[a])], order[a:b]))
+    return out
+
+
+def _selection_group_ids(
+    vec: Vec, grouping: tuple[str, ...], drop: bool
+) -> Generator[None, None, tuple[Int64Array, list[LabelPairs]] | None]:
+    """For a vector labelled by a selection: the group index of each of its series, and the
+    group keys (of the whole selection; memoised on it). None for other vectors, or too many
+    groups (the general path does them in pieces)."""
     origin, rows = vec.origin, vec.rows
     if origin is None or rows is None:
         return None
@@ -211,17 +242,7 @@ def _selection_groups(
     gids, keys = found
     if len(keys) > GROUP_STEP:
         return None
-    g = gids[rows]
-    order = np.argsort(g, kind="stable")
-    ordered = g[order]
-    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    ends = np.append(starts[1:], len(order))
-    firsts = order[starts]  # a group's first member: the groups in order of appearance
-    out = []
-    for j in np.argsort(firsts).tolist():
-        a, b = int(starts[j]), int(ends[j])
-        out.append((keys[int(ordered[a])], order[a:b]))
-    return out
+    return gids[rows], keys
 
 
 def _group_ids(

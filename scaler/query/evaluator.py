@@ -53,8 +53,8 @@ from scaler.query.binary import scalar_binop, set_binop, vector_binop, vector_sc
 from scaler.query.errors import QueryError
 from scaler.query.functions import INSTANT_FUNCTIONS, Arg
 from scaler.query.histogram import histogram_fraction, histogram_quantile
-from scaler.query.rangefuncs import RANGE_FUNCTIONS, VECTORISED
-from scaler.query.selection import Selection, SelectionCache, gather
+from scaler.query.rangefuncs import RANGE_FUNCTIONS, VECTORISED, duration_seconds
+from scaler.query.selection import RATE_KINDS, Selection, SelectionCache, gather, native_rate, rate_steps
 from scaler.query.vec import RangeData, Vec, drop_name, joined, unique_steps
 from scaler.store import Series, Store
 
@@ -296,6 +296,10 @@ class Evaluator:
         return (yield from unique_steps(histogram_fraction(scalars[0], scalars[1], vec, ctx.annotations, pos)))
 
     def _range_call(self, e: Call, args: list[Expr], ctx: Context) -> Gen[Internal]:
+        if e.func in RATE_KINDS and native_rate is not None and isinstance(args[0], MatrixSelector):
+            fused = yield from self._rate_of_windows(e.func, args[0], ctx)
+            if fused is not None:
+                return fused
         fn = RANGE_FUNCTIONS[e.func]
         window: RangeData | None = None
         window_arg = 0
@@ -320,6 +324,19 @@ class Evaluator:
             yield
         out = joined(parts, window.origin)
         return (yield from unique_steps(out))
+
+    def _rate_of_windows(self, func: str, ms: MatrixSelector, ctx: Context) -> Gen[Vec | None]:
+        """``rate``/``increase``/``delta`` of a selector straight from the series' windows (in C,
+        nothing copied); None where the general path must run: a ``rate``/``increase`` over a
+        series not named like a counter (its warning names what the windows hold)."""
+        vs = ms.selector
+        selected = yield from self._select(vs.matchers, ctx)
+        if func != "delta" and not selected.memo("counter_names", lambda: _all_counters(selected.series)):
+            return None
+        ref = _ref_time(vs.at, vs.offset_ms, ctx)
+        seconds = duration_seconds(ms.range_ms)
+        vec = yield from rate_steps(selected, ref - ms.range_ms, ref, func, seconds, ctx.count, GATHER_STEP)
+        return (yield from unique_steps(vec))
 
     def _check_counter_names(self, window: RangeData, arg: Expr, ctx: Context) -> None:
         origin = window.origin

@@ -5,6 +5,9 @@ series. The common scaling functions — ``rate``/``increase``/``delta``, ``irat
 ``count``/``last``/``present_over_time``, ``changes``, ``resets`` — are computed for all series
 at once with numpy, using exactly Prometheus' float operations so results are bit-identical.
 The compensated (Kahan) summations run per series over Python floats, as in Prometheus.
+``rate``/``increase``/``delta`` straight over a selector whose series are all named like
+counters skip this module when the C extension is built: ``scaler/_native/gather.c`` computes
+them from the series' windows without copying them (the same operations; tests compare bits).
 """
 
 from __future__ import annotations
@@ -81,11 +84,11 @@ def _extrapolated_rate(rd: RangeData, is_counter: bool, is_rate: bool) -> Vec:
     to_end = np.where(to_end >= threshold, half, to_end)
     factor = (sampled + to_start + to_end) / sampled
     if is_rate:
-        factor = factor / _seconds(rd.range_ms)
+        factor = factor / duration_seconds(rd.range_ms)
     return _vec(rd, idx, result * factor)
 
 
-def _seconds(ms: int) -> float:
+def duration_seconds(ms: int) -> float:
     """Go's ``Duration.Seconds()`` for a whole number of milliseconds."""
     whole, frac = divmod(ms, 1000)
     return float(whole) + frac * 1_000_000 / 1e9

@@ -11,6 +11,8 @@ and lives as long as it.
 
 :func:`gather` reads the samples ``lo < ts <= hi`` of many series into concatenated arrays: in
 C (``scaler/_native/gather.c``) when the extension is built, else per series in Python.
+:data:`native_rate` reads the same windows but keeps only ``delta``/``increase``/``rate`` of
+each (no copy of the samples), and :data:`native_group_sums` sums such values per group.
 """
 
 from __future__ import annotations
@@ -23,17 +25,31 @@ from typing import Any
 import numpy as np
 
 from scaler.model import LabelPairs, Matcher
-from scaler.query.vec import drop_name
+from scaler.query.vec import Vec, drop_name
 from scaler.store import FloatArray, Int64Array, Series, Store
 
 Gathered = tuple[Int64Array, Int64Array, Int64Array, FloatArray]
 """``(rows, offs, ts, vals)``: series ``rows[i]`` of the list owns ``ts[offs[i]:offs[i+1]]``."""
 
+Rated = tuple[Int64Array, FloatArray, int]
+"""``(rows, values, samples)``: ``values[i]`` is the value of series ``rows[i]`` of the list;
+``samples`` were read."""
+
 _native_gather: Callable[[list[Series], int, int], Gathered] | None
+native_rate: Callable[[list[Series], int, int, int, int, int, float], Rated] | None
+"""``delta``/``increase``/``rate`` straight from the windows, in C (kinds :data:`RATE_KINDS`);
+None without the extension (the evaluator then gathers and uses numpy)."""
+native_group_sums: Callable[[FloatArray, Int64Array, int], tuple[Int64Array, FloatArray]] | None
+"""PromQL's ``sum`` per group in C: ``(groups in order of first member, sums)``; or None."""
 try:
     from scaler._native.gather import gather as _native_gather
-except ImportError:  # a source checkout that was never built: the Python loop below serves
-    _native_gather = None
+    from scaler._native.gather import group_sums as native_group_sums
+    from scaler._native.gather import rate as native_rate
+except ImportError:  # a source checkout that was never built: the Python and numpy code serves
+    _native_gather = native_rate = native_group_sums = None
+
+RATE_KINDS = {"delta": 0, "increase": 1, "rate": 2}
+"""The range functions :data:`native_rate` computes, by its ``kind`` argument."""
 
 SELECTIONS = 512
 """Matcher sets whose selections are kept (least recently used first out)."""
@@ -118,6 +134,31 @@ def gather(series: list[Series], lo: int, hi: int) -> Gathered:
     if _native_gather is not None:
         return _native_gather(series, lo, hi)
     return gather_python(series, lo, hi)
+
+
+def rate_steps(
+    selection: Selection, lo: int, hi: int, func: str, range_seconds: float, count: Callable[[int], None], step: int
+) -> Generator[None, None, Vec]:
+    """``func`` (one of :data:`RATE_KINDS`) of every selected series over its samples
+    ``lo < ts <= hi``, computed in C :data:`native_rate` ``step`` series between two yields;
+    ``count`` is told the samples read. The vector is labelled by the selection (names dropped)
+    and holds its values as an array."""
+    assert native_rate is not None
+    series = selection.series
+    row_parts: list[Int64Array] = []
+    value_parts: list[FloatArray] = []
+    for a in range(0, len(series), step):
+        if a:
+            yield
+        rows, values, samples = native_rate(series, a, a + step, lo, hi, RATE_KINDS[func], range_seconds)
+        count(samples)
+        row_parts.append(rows)
+        value_parts.append(values)
+    if not row_parts:
+        return Vec()
+    if len(row_parts) == 1:
+        return Vec(None, None, selection, row_parts[0], value_parts[0])
+    return Vec(None, None, selection, np.concatenate(row_parts), np.concatenate(value_parts))
 
 
 def gather_python(series: list[Series], lo: int, hi: int) -> Gathered:

@@ -29,9 +29,11 @@ class Vec:
     """An instant vector during evaluation. ``origin``/``rows``, when set: ``labels[i]`` is
     ``origin.dropped[rows[i]]`` (a range function's result over a selection); the labels are
     then made only when read, and fast paths may use the selection's memos (uniqueness,
-    groups) instead."""
+    groups) instead. ``array``, when given instead of ``values``: the values as a float64
+    array (computed in C or numpy); the list is made only when read, and :meth:`floats` hands
+    the array itself to whatever works on arrays."""
 
-    __slots__ = ("_labels", "origin", "rows", "values")
+    __slots__ = ("_array", "_labels", "_values", "origin", "rows")
 
     def __init__(
         self,
@@ -39,9 +41,13 @@ class Vec:
         values: list[float] | None = None,
         origin: Selection | None = None,
         rows: Int64Array | None = None,
+        array: FloatArray | None = None,
     ) -> None:
         self._labels: list[LabelPairs] | None = labels if labels is not None or origin is not None else []
-        self.values: list[float] = values if values is not None else []
+        if values is None and array is None:
+            values = []
+        self._values: list[float] | None = values
+        self._array = array if values is None else None
         self.origin = origin
         self.rows = rows
 
@@ -58,8 +64,28 @@ class Vec:
     def labels(self, labels: list[LabelPairs]) -> None:
         self._labels = labels
 
+    @property
+    def values(self) -> list[float]:
+        values = self._values
+        if values is None:  # from here on the list is the values (callers may append to it)
+            assert self._array is not None
+            values = self._values = self._array.tolist()
+            self._array = None
+        return values
+
+    @values.setter
+    def values(self, values: list[float]) -> None:
+        self._values = values
+        self._array = None
+
+    def floats(self) -> FloatArray:
+        """The values as a float64 array (the array itself when the vector was made from one)."""
+        if self._array is not None:
+            return self._array
+        return np.array(self.values, dtype=np.float64)
+
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self._array) if self._array is not None else len(self.values)
 
     def append(self, labels: LabelPairs, value: float) -> None:
         self.labels.append(labels)
@@ -263,9 +289,9 @@ pairs is hashed afresh every time, tuples do not cache their hash)."""
 
 def unique_steps(vec: Vec) -> Generator[None, None, Vec]:
     """:func:`check_unique` in pieces: over 50k series the one set is ~30 ms of hashing."""
-    labels = vec.labels
     if vec.origin is not None and vec.origin.dropped_unique:
-        return vec
+        return vec  # before the labels are read: a selection's result may never need them
+    labels = vec.labels
     if len(labels) <= UNIQUE_STEP:
         return check_unique(vec)
     seen: set[LabelPairs] = set()
