@@ -52,6 +52,31 @@ def test_prefill_seed_is_the_profile_throughput_at_the_utilisation_the_corrected
     assert view.held[-1] and not view.missed[-1]
 
 
+def test_prefill_work_is_the_prompt_tokens_the_prefix_cache_does_not_hold() -> None:
+    fleet = Fleet("pre")
+    fleet.add("a", "b")
+    # 10 prompts/s of 500 tokens per pod, 450 of each found in the prefix cache
+    fleet.run(120, Load(prompt_tokens=5000, requests=10, ttft=0.05, cached_tokens=4500))
+    view = _view(fleet, "prefill", PREFILL_PROFILE)
+    assert view.unit == "uncached prompt tokens/s"
+    assert view.served[-1] == pytest.approx(1000)
+    assert view.demand[-1] == pytest.approx(1000)
+    assert view.lower[-1] == pytest.approx(500)  # per pod, within the SLO
+    # the seed is the model's for 50-token prompts: 10 + 0.09*50 = 14.5 ms alone; utilisation
+    # 500/10 000; Kingman's mean TTFT 14.5 ms × (1 + 0.75 × 0.05/0.95) under the 50 ms seen,
+    # so the correction is at its cap, 1.5
+    assert view.correction[-1] == pytest.approx(1.5)
+    service = 0.0145 * 1.5
+    slack = 1.4 - service
+    rho = min(slack / (slack + 1.5 * service), 0.95)
+    assert view.seed[-1] == pytest.approx(10_000 / 1.5 * rho)
+    # the same pods without the counters: every prompt token is work
+    plain = Fleet("pre")
+    plain.add("a", "b")
+    plain.run(120, Load(prompt_tokens=5000, requests=10, ttft=0.05))
+    assert _view(plain, "prefill", PREFILL_PROFILE).demand[-1] == pytest.approx(10_000)
+
+
 def test_prefill_correction_only_slows_the_model_and_by_half_at_most() -> None:
     for ttft, expected in ((0.05, 1.0), (0.2, 1.5)):
         fleet = Fleet("pre")
