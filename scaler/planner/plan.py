@@ -10,8 +10,9 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    (:mod:`~scaler.planner.capacity`) at every grid instant of the retention window;
 2. **forecast** (:mod:`~scaler.planner.forecast`) of the demand one start-up interval ahead;
 3. a forward pass over the grid, oldest first: the **need** ``ceil(forecast / capacity)``;
-   the replicas **asked for** (the highest answer of the last start-up interval) that do not
-   export (**pending**) — while some are pending, the queue that built up is not added again
+   the replicas **asked for** (the highest answer of the last start-up interval, since the
+   answer last went down: replicas released are not on their way) that do not export
+   (**pending**) — while some are pending, the queue that built up is not added again
    (the pods on their way will drain it, and if they never come, e.g. held back by
    ``maxReplicaCount``, asking for more would not help either), which is what keeps the planner
    from piling on during start-up; then the **hysteresis band**: above what runs or is pending
@@ -286,9 +287,12 @@ def _forward(
     ask_lo = rolling.starts(times, int(startup_s * 1000))
     hold_lo = rolling.starts(times, int(hold_s * 1000))
     recurrence = Recurrence(int(hold_s * 1000), int(tuning.recur_hold_s * 1000), tuning.sustain_ms)
+    lowered = 0  # the last instant the answer went down: what was asked before it was released
     for k in range(n):
         running = int(pods[k])
-        lo = int(ask_lo[k])
+        if k > 1 and answer[k - 1] < answer[k - 2]:
+            lowered = k - 1
+        lo = max(int(ask_lo[k]), lowered)
         asked[k] = int(answer[lo:k].max()) if k > lo else 0
         pending[k] = max(0, int(asked[k]) - running)
         cap = float(view.capacity[k])
