@@ -128,8 +128,10 @@ def test_a_burst_that_returns_after_its_replica_went_is_held_for_the_recurrence_
     fleet = Fleet("dec", retention_seconds=1200)
     fleet.add("a", "b", "c")
     fleet.run(120, _busy(90))  # 13500 tokens/s: 3 replicas
-    # a burst (21000 tokens/s: 4 replicas) for 60 s: the need is at 4 for longer than 30 s
-    assert {need for need, _, _ in _through(fleet, 60, _busy(140))} == {4}
+    # a burst (21000 tokens/s: 4 replicas) for 60 s: the need is at 4 for longer than 30 s (its
+    # first 20 s are the 30-s window's ramp, and the learned capacity keeps 3 for part of it)
+    needs = [need for need, _, _ in _through(fleet, 60, _busy(140))]
+    assert set(needs[:4]) <= {3, 4} and set(needs[4:]) == {4}
     # then the ordinary hold: 4 for 60 s after the need left 4, then 3
     quiet = _through(fleet, 120, _busy(90))
     assert [desired for _, desired, _ in quiet[:11]] == [4] * 11
