@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scaler.planner import capacity, parse_spec
-from scaler.planner.forecast import forecast, trend
+from scaler.planner.forecast import forecast, settle, trend
 from scaler.planner.plan import observe
 from tests.planner.fleet import Fleet, Load
 
@@ -157,6 +157,31 @@ def test_trend_needs_a_steady_rise_in_three_segments_and_forecast_is_capped() ->
     assert trend(times, falling, 40_000)[-1] == 0.0
     assert forecast(np.array([100.0]), np.array([2.0]), 30)[0] == pytest.approx(160)
     assert forecast(np.array([100.0]), np.array([10.0]), 60)[0] == pytest.approx(200)  # capped at 2x
+
+
+def test_the_level_caps_the_noise_at_the_minute_mean_but_passes_surges_falls_and_lasting_rises() -> None:
+    times = np.arange(0, 120_000, 5_000, dtype=np.int64)  # 24 instants
+    noisy = np.array([100.0, 110.0, 90.0, 120.0] * 6)  # mean 105
+    level, surging = settle(times, noisy, 60_000)
+    # from the 13th instant on, the minute's mean is 105: peaks are capped at it, lows pass
+    assert level[12:].tolist() == [100.0, 105.0, 90.0, 105.0] * 3
+    assert not surging.any()
+    # a step to 200 surges (200 > 1.3 x the mean) and is taken at once
+    step = np.concatenate([np.full(12, 100.0), np.full(12, 200.0)])
+    level, surging = settle(times, step, 60_000)
+    assert level[12] == 200.0 and surging[12]
+    # the mean catches up; the 20-s low is 200 once four instants are at 200, so the level stays
+    assert (level[12:] == 200.0).all()
+    # a 20 % rise does not surge: capped at the mean until it fills the trailing 20 s (four
+    # instants), then taken whole
+    rise = np.concatenate([np.full(12, 100.0), np.full(12, 120.0)])
+    level, surging = settle(times, rise, 60_000)
+    assert not surging.any()
+    assert level[12:15].tolist() == pytest.approx([100 + 20 * k / 12 for k in range(1, 4)])
+    assert (level[15:] == 120.0).all()
+    # a fall is taken at once
+    fall = np.concatenate([np.full(12, 100.0), np.full(12, 50.0)])
+    assert (settle(times, fall, 60_000)[0][12:] == 50.0).all()
 
 
 def test_learned_bounds_keep_the_newer_evidence_when_they_contradict() -> None:
