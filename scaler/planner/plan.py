@@ -66,15 +66,8 @@ class Tuning:
     """Length of each of the trend's three segments (see :mod:`~scaler.planner.forecast`):
     longer than the window, so that the ramp a window makes of a step lifts two at most."""
     band: float = 0.1
-    """Decode's hysteresis band: scale down only when the demand fits into fewer replicas at
-    90 % of their capacity (decode's capacity is its batch at 95 % of the ITL target: little
-    slack of its own)."""
-    prefill_band: float = 0.0
-    """Prefill's: none. Its capacity is already the load at which the queueing model keeps the
-    TTFT p90 inside the budget (~80 % utilisation for long prompts); a band on top held a
-    replica more through every plateau that sat within 10 % of a boundary (lab, seeds 1-3:
-    prefill-heavy 3.45 -> 3.10 GPU-hours, prefix-collapse 3.77 -> 3.37, attainment within a
-    point), and the hold already keeps a need for a start-up."""
+    """Hysteresis band: scale down only when the demand fits into fewer replicas at 90 % of
+    their capacity."""
     min_hold_s: float = 60.0
     """Shortest scale-down hold, whatever the start-up interval: a need that went away one
     rate window ago may still be a lull. The hold is otherwise one start-up: a replica released
@@ -240,7 +233,7 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
     slope = trend(times, view.demand, tuning.trend_segment_ms)
     expected = forecast(level, slope, horizon)
     hold_s = max(spec.startup_s, tuning.min_hold_s)
-    steps = _forward(times, signals.pods, expected, view, (spec.startup_s, hold_s, _band(spec, tuning)), tuning)
+    steps = _forward(times, signals.pods, expected, view, spec.startup_s, hold_s, tuning)
     recurring = bool(steps.recurring[len(times) - 1])
     last = len(times) - 1
     return Plan(
@@ -273,7 +266,7 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
         projected_backlog=float(steps.projected[last]),
         hold_s=tuning.recur_hold_s if recurring else hold_s,
         recurring=recurring,
-        band=_band(spec, tuning),
+        band=tuning.band,
         history_s=float(times[-1] - times[0]) / 1000,
         series=signals.series,
     )
@@ -302,12 +295,11 @@ def _forward(
     pods: FloatArray,
     expected: FloatArray,
     view: capacity.RoleView,
-    role: tuple[float, float, float],
+    startup_s: float,
+    hold_s: float,
     tuning: Tuning,
 ) -> Steps:
-    """Oldest first, each instant using only the answers before it; ``role`` is the role's
-    start-up, hold (seconds) and hysteresis band."""
-    startup_s, hold_s, band = role
+    """Oldest first, each instant using only the answers before it."""
     n = len(times)
     need, drain, asked, pending, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
     projected = np.zeros(n)
@@ -329,7 +321,7 @@ def _forward(
             # nothing known about capacity yet: hold what runs (none without work to do)
             need[k] = drain[k] = running if demand > 0 or view.busy[k] else 0
         else:
-            need[k] = _banded(demand, cap, running + int(pending[k]), band, bool(view.busy[k]), running)
+            need[k] = _banded(demand, cap, running + int(pending[k]), tuning.band, bool(view.busy[k]), running)
             # the queue keeps growing as fast as it grows now, until the replicas asked for
             # arrive: one start-up after the oldest ask still not exporting
             first = k
@@ -397,10 +389,6 @@ class Recurrence:
             ):
                 return level
         return floor
-
-
-def _band(spec: PlannerSpec, tuning: Tuning) -> float:
-    return tuning.prefill_band if spec.role == "prefill" else tuning.band
 
 
 def _banded(demand: float, cap: float, keep: int, band: float, busy: bool, running: int) -> int:
