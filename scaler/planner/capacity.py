@@ -2,10 +2,14 @@
 
 Each role is reduced to one unit of work, chosen so that capacity adds up over replicas:
 
-* **prefill**: prompt tokens per second. Demand is the token *arrival* rate — tokens finished
-  plus the change of the queue (waiting requests × mean prompt length) over the same window —
-  so a saturated fleet, whose throughput is capped, still shows how far it is behind, and one
-  draining a queue (serving faster than requests arrive) is not mistaken for more demand.
+* **prefill**: prompt tokens per second that the prefix cache does not hold (vLLM's
+  ``prefix_cache_hits``/``_queries`` counters; all of them without those counters). Demand is
+  the token *arrival* rate — tokens finished plus the change of the queue (waiting requests ×
+  mean uncached prompt length) over the same window — so a saturated fleet, whose throughput
+  is capped, still shows how far it is behind, and one draining a queue (serving faster than
+  requests arrive) is not mistaken for more demand. Counting cached tokens would mix two
+  workloads: a fleet serving 90 % hits does ten times the tokens it could without them, and
+  capacity learned there says nothing about the moment the hits stop.
 * **decode**: generated tokens per second. A decode replica's limits are batch slots, KV
   cache and the step time that grows with the batch (the ITL); they cap its batch, and the
   batch over the step time is its token rate. Concurrency itself would be a poor unit: by
@@ -270,12 +274,15 @@ def _view(
 
 def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
     budget = spec.ttft_budget_s
-    isl = _fill_forward(signals.mean_prompt, DEFAULT_ISL)
+    # the work per prompt: the tokens the prefix cache does not hold
+    uncached = _fill_forward(signals.uncached_share, 1.0)
+    isl = _fill_forward(signals.mean_prompt, DEFAULT_ISL) * uncached
+    served = signals.prompt_rate * uncached
     own = ~(np.nan_to_num(signals.kv_usage) >= KV_FULL)
     queued = signals.waiting * isl
     # arrivals whoever holds them up; the queue is only prefill's to drain while its KV cache is
     # not full (see KV_FULL)
-    demand = _arrivals(signals.prompt_rate, queued, signals, signals.window_ms)
+    demand = _arrivals(served, queued, signals, signals.window_ms)
     backlog = np.where(own, queued, 0.0)
     growth = np.where(own, np.maximum(_change(queued, signals, signals.window_ms), 0.0), 0.0)
     share = signals.ttft.share_above(budget)
@@ -285,7 +292,7 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
     standing = _standing(signals.waiting, signals)
     held = active & stable & (share <= MISS_SHARE)
     missed = stable & own & (share > MISS_SHARE) & standing
-    per_pod = signals.prompt_rate / np.maximum(_mean_pods(signals), 1.0)
+    per_pod = served / np.maximum(_mean_pods(signals), 1.0)
     correction = np.ones(len(demand))
     seed = np.full(len(demand), np.nan)
     profile = spec.profile
@@ -308,8 +315,8 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
         seed = np.where(slack > 0, target_rho, RHO_RANGE[0]) * raw / correction
     return _view(
         signals,
-        "prompt tokens/s",
-        signals.prompt_rate,
+        "uncached prompt tokens/s",
+        served,
         (demand, growth, backlog),
         (seed, per_pod, correction),
         (mean, share, held, missed),

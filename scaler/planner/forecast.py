@@ -22,8 +22,14 @@ from __future__ import annotations
 import numpy as np
 
 from scaler.planner import rolling
+from scaler.planner.series import BoolArray
 from scaler.series import FloatArray, Int64Array
 
+SURGE = 1.3
+"""The short-window demand is planned for as is once it exceeds the settled level by this
+factor (about three standard deviations of a 15-s window's noise at a few hundred requests)."""
+SUSTAIN_MS = 20_000
+"""A rise that holds this long is taken as the demand's level (see :func:`settle`)."""
 STEADY = 0.5
 """The segments' steps must agree within this ratio for the rise to count as a trend."""
 SEGMENTS = 3
@@ -60,3 +66,26 @@ def forecast(level: FloatArray, slope: FloatArray, horizon_s: float, growth_cap:
     promise more than that over one start-up interval)."""
     rise = np.maximum(slope, 0.0) * horizon_s
     return level + np.minimum(rise, np.maximum(level, 0.0) * (growth_cap - 1.0))
+
+
+def settle(
+    times_ms: Int64Array, demand: FloatArray, span_ms: int, sustain_ms: int = SUSTAIN_MS, surge: float = SURGE
+) -> tuple[FloatArray, BoolArray]:
+    """The demand level to plan for, and where it surges: ``demand`` capped by the higher of its
+    mean over the last ``span_ms`` and its lowest value over the last ``sustain_ms``; uncapped
+    where it exceeds ``surge`` × that mean.
+
+    A short window sees a step within one HPA sync but is noisy, and the planner holds the
+    highest need of its hold window, i.e. the noise's peaks: at ±9 % per window, the highest of
+    two minutes of instants runs ~18 % above the mean, a replica more than the load needs for
+    most of the time. Capped by the mean over a minute, the peaks are the mean's, half as
+    high. A rise that lasts lifts the cap within ``sustain_ms`` (its lowest value there rises
+    with it; the mean would take a minute), a step or a burst shows at once, as a surge
+    (Knative's autoscaler reads a stable and a panic window the same way), and a fall at once
+    too, since the cap only ever lowers the demand."""
+    stable = rolling.mean(demand, rolling.starts(times_ms, span_ms))
+    lowest = -rolling.maximum(-np.nan_to_num(demand), rolling.starts(times_ms, sustain_ms))
+    surging = np.asarray(np.isfinite(stable) & (demand > surge * stable), dtype=np.bool_)
+    cap = np.fmax(stable, lowest)
+    level = np.where(surging | ~np.isfinite(stable), demand, np.fmin(demand, cap))
+    return np.asarray(level, dtype=np.float64), surging

@@ -8,10 +8,14 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
 
 1. **signals** (:mod:`~scaler.planner.signals`) and **demand/capacity**
    (:mod:`~scaler.planner.capacity`) at every grid instant of the retention window;
-2. **forecast** (:mod:`~scaler.planner.forecast`) of the demand one start-up interval ahead;
+2. **forecast** (:mod:`~scaler.planner.forecast`) of the demand one start-up interval ahead,
+   from its level: the short window's demand, capped by its mean over :attr:`Tuning.settle_ms`
+   unless it surges above that mean (a step shows at once, the window's noise does not set
+   the level);
 3. a forward pass over the grid, oldest first: the **need** ``ceil(forecast / capacity)``;
-   the replicas **asked for** (the highest answer of the last start-up interval) that do not
-   export (**pending**) — while some are pending, the queue that built up is not added again
+   the replicas **asked for** (the highest answer of the last start-up interval, since the
+   answer last went down: replicas released are not on their way) that do not export
+   (**pending**) — while some are pending, the queue that built up is not added again
    (the pods on their way will drain it, and if they never come, e.g. held back by
    ``maxReplicaCount``, asking for more would not help either), which is what keeps the planner
    from piling on during start-up; then the **hysteresis band**: above what runs or is pending
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scaler.planner import capacity, rolling
-from scaler.planner.forecast import forecast, trend
+from scaler.planner.forecast import forecast, settle, trend
 from scaler.planner.series import BoolArray
 from scaler.planner.signals import Signals, read
 from scaler.planner.spec import PlannerSpec
@@ -56,6 +60,8 @@ class Tuning:
     decode's request arrivals (fewer and longer requests than prefill's tokens)."""
     long_window_ms: int = 300_000
     """Window of the mean prompt and output lengths (stable figures, noisy over short windows)."""
+    settle_ms: int = 60_000
+    """Span of the mean that settles the demand's level (see :func:`~scaler.planner.forecast.settle`)."""
     trend_segment_ms: int = 30_000
     """Length of each of the trend's three segments (see :mod:`~scaler.planner.forecast`):
     longer than the window, so that the ramp a window makes of a step lifts two at most."""
@@ -91,6 +97,9 @@ class Plan:
     pods: int
     unit: str
     demand: float
+    level: float
+    """The demand planned for: the demand capped by its mean over a minute, unless it surges."""
+    surging: bool
     backlog: float
     slope_per_s: float
     forecast: float
@@ -121,7 +130,8 @@ class Plan:
             f"planner {self.role} {self.deployment}: desired={self.desired} (pods={self.pods} "
             f"pending={self.pending} asked={self.asked} need={self.need} drain={self.drain} "
             f"hold={self.hold_s:.0f}s{' recurring' if self.recurring else ''}) "
-            f"demand={_g(self.demand)} {self.unit} forecast={_g(self.forecast)} over {self.horizon_s:.0f}s "
+            f"demand={_g(self.demand)} {self.unit} (level {_g(self.level)}{', surging' if self.surging else ''}) "
+            f"forecast={_g(self.forecast)} over {self.horizon_s:.0f}s "
             f"(slope {_g(self.slope_per_s)}/s) backlog={_g(self.backlog)} (at arrival {_g(self.projected_backlog)}) "
             f"capacity/replica={_g(self.capacity)} (seed {_g(self.seed)}, learned {_g(self.learned_lower)}"
             f"..{_g(self.learned_upper)}, correction {self.correction:.2f}) "
@@ -153,7 +163,13 @@ class Plan:
                 "sloHeld": self.slo_held,
             },
             "correction": {"factor": self.correction},
-            "forecast": {"demand": self.forecast, "slopePerSecond": self.slope_per_s, "horizonSeconds": self.horizon_s},
+            "forecast": {
+                "level": self.level,
+                "surging": self.surging,
+                "demand": self.forecast,
+                "slopePerSecond": self.slope_per_s,
+                "horizonSeconds": self.horizon_s,
+            },
             "pending": {"asked": self.asked, "pending": self.pending, "projectedBacklog": self.projected_backlog},
             "hysteresis": {"holdSeconds": self.hold_s, "recurring": self.recurring, "band": self.band},
         }
@@ -211,8 +227,11 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
     if signals.pods[-1] <= 0:
         return None
     horizon = spec.startup_s + tuning.grid_ms / 1000
+    level, surging = settle(times, view.demand, tuning.settle_ms)
+    # the trend of the demand itself: the level dips below it for a while after a surge (the
+    # mean catches up), which would read as a rise
     slope = trend(times, view.demand, tuning.trend_segment_ms)
-    expected = forecast(view.demand, slope, horizon)
+    expected = forecast(level, slope, horizon)
     hold_s = max(spec.startup_s, tuning.min_hold_s)
     steps = _forward(times, signals.pods, expected, view, spec.startup_s, hold_s, tuning)
     recurring = bool(steps.recurring[len(times) - 1])
@@ -225,6 +244,8 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
         pods=int(signals.pods[last]),
         unit=view.unit,
         demand=float(view.demand[last]),
+        level=float(level[last]),
+        surging=bool(surging[last]),
         backlog=float(view.backlog[last]),
         slope_per_s=float(slope[last]),
         forecast=float(expected[last]),
@@ -286,9 +307,12 @@ def _forward(
     ask_lo = rolling.starts(times, int(startup_s * 1000))
     hold_lo = rolling.starts(times, int(hold_s * 1000))
     recurrence = Recurrence(int(hold_s * 1000), int(tuning.recur_hold_s * 1000), tuning.sustain_ms)
+    lowered = 0  # the last instant the answer went down: what was asked before it was released
     for k in range(n):
         running = int(pods[k])
-        lo = int(ask_lo[k])
+        if k > 1 and answer[k - 1] < answer[k - 2]:
+            lowered = k - 1
+        lo = max(int(ask_lo[k]), lowered)
         asked[k] = int(answer[lo:k].max()) if k > lo else 0
         pending[k] = max(0, int(asked[k]) - running)
         cap = float(view.capacity[k])

@@ -6,7 +6,8 @@ Only what vLLM itself exports (pd-serving-facts.md §5) is read, selected by the
 * gauges ``vllm:num_requests_running``, ``vllm:num_requests_waiting``,
   ``vllm:kv_cache_usage_perc`` (older name ``vllm:gpu_cache_usage_perc``);
 * counters ``vllm:prompt_tokens_total``, ``vllm:generation_tokens_total``,
-  ``vllm:request_success_total``;
+  ``vllm:request_success_total``, ``vllm:prefix_cache_queries_total`` and
+  ``vllm:prefix_cache_hits_total`` (older names ``vllm:gpu_prefix_cache_*``; optional);
 * histograms ``vllm:time_to_first_token_seconds``, ``vllm:inter_token_latency_seconds``
   (older name ``vllm:time_per_output_token_seconds``), ``vllm:request_queue_time_seconds``.
 
@@ -46,6 +47,8 @@ KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 PROMPT_TOKENS = ("vllm:prompt_tokens_total",)
 GENERATION_TOKENS = ("vllm:generation_tokens_total",)
 REQUESTS = ("vllm:request_success_total",)
+PREFIX_QUERIES = ("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total")
+PREFIX_HITS = ("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total")
 TTFT = ("vllm:time_to_first_token_seconds",)
 ITL = ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
 QUEUE = ("vllm:request_queue_time_seconds",)
@@ -55,7 +58,8 @@ released (on a P/D pool a request counts on its decode endpoint from admission t
 its stream, so also while it waits for, or sits in, a prefill pod)."""
 
 METRIC_NAMES = frozenset(
-    [*RUNNING, *WAITING, *KV_USAGE, *PROMPT_TOKENS, *GENERATION_TOKENS, *REQUESTS, EPP_IN_FLIGHT]
+    [*RUNNING, *WAITING, *KV_USAGE, *PROMPT_TOKENS, *GENERATION_TOKENS, *REQUESTS, *PREFIX_QUERIES, *PREFIX_HITS]
+    + [EPP_IN_FLIGHT]
     + [name + suffix for name in (*TTFT, *ITL, *QUEUE) for suffix in ("_bucket", "_sum", "_count")]
 )
 """Every metric the planner reads (new samples of these may change its answer)."""
@@ -110,6 +114,10 @@ class Signals:
     """Prompt tokens/s finished over the window (prefill work done)."""
     generation_rate: FloatArray
     request_rate: FloatArray
+    uncached_share: FloatArray
+    """Share of the prompt tokens looked up in the prefix cache over the window that were not
+    found there (the work prefill still does); NaN where none were looked up, or the pods do
+    not export the prefix-cache counters."""
     slow_request_rate: FloatArray
     """Requests finished per second over the latency window (less noisy, for arrivals)."""
     mean_prompt: FloatArray
@@ -261,6 +269,8 @@ def read(
     counters.add("prompt", reader.select(PROMPT_TOKENS))
     counters.add("generation", reader.select(GENERATION_TOKENS))
     counters.add("requests", reader.select(REQUESTS))
+    counters.add("prefix_queries", reader.select(PREFIX_QUERIES))
+    counters.add("prefix_hits", reader.select(PREFIX_HITS))
     histograms = {
         key: reader.histogram(counters, key, names, limits)
         for key, names, limits in (
@@ -295,6 +305,7 @@ def read(
         prompt_rate=counters.sum(grown, "prompt", width) / seconds,
         generation_rate=counters.sum(grown, "generation", width) / seconds,
         request_rate=counters.sum(grown, "requests", width) / seconds,
+        uncached_share=_uncached(counters, grown, width),
         slow_request_rate=counters.sum(latency_grown, "requests", width) / (latency_window_ms / 1000.0),
         mean_prompt=_ratio(counters.sum(long_grown, "prompt", width), counters.sum(long_grown, "requests", width)),
         mean_output=_ratio(counters.sum(long_grown, "generation", width), counters.sum(long_grown, "requests", width)),
@@ -303,6 +314,12 @@ def read(
         queue=_latency(counters, latency_grown, "queue", queue_limits, width, histograms["queue"]),
         series=len(gauges.series) + len(counters.series),
     )
+
+
+def _uncached(counters: _Rows, grown: FloatArray, width: int) -> FloatArray:
+    """1 − hits/queries of the prefix cache over each window (NaN: nothing looked up)."""
+    hits = _ratio(counters.sum(grown, "prefix_hits", width), counters.sum(grown, "prefix_queries", width))
+    return np.asarray(np.clip(1.0 - hits, 0.0, 1.0), dtype=np.float64)
 
 
 def _ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:

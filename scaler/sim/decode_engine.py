@@ -131,6 +131,7 @@ class DecodeEngine(VllmEngine):
             if req.preempted_at is not None:  # recompute: the prompt (mostly cached) and what it generated
                 req.todo = max(1, req.isl + req.generated - self.cache.match(req.segments))
                 req.done = 0
+                self.metrics.prefix_lookup(req.isl + req.generated, req.todo)
                 self.prefilling.append(req)
                 continue
             req.decode_scheduled = self.t
@@ -139,11 +140,13 @@ class DecodeEngine(VllmEngine):
             if req.remote_prefill:
                 # NIXL pulls only the blocks this pod does not already hold (its prefix cache)
                 missing = req.isl - self.cache.match(req.segments)
+                self.metrics.prefix_lookup(req.isl, missing)
                 done = self.t + self.slowdown * p.kv_transfer_s(missing)
                 heapq.heappush(self.transfers, (done, next(self._seq), req))
             else:
                 req.todo = max(1, req.isl - self.cache.match(req.segments))
                 req.done = 0
+                self.metrics.prefix_lookup(req.isl, req.todo)
                 self.prefilling.append(req)
 
     def _join(self, req: Request, generated: int) -> None:

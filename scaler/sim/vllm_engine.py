@@ -119,6 +119,7 @@ class PrefillEngine(VllmEngine):
             req.prefill_scheduled = self.t
             req.todo = max(1, req.isl - self.cache.match(req.segments))
             req.done = 0
+            self.metrics.prefix_lookup(req.isl, req.todo)
             assert req.prefill_arrival is not None
             self.metrics.queue.observe(self.t - req.prefill_arrival)
             self.running.append(req)

@@ -4,7 +4,8 @@ Names, types, labels and histogram buckets are vLLM v1's (``vllm/v1/metrics/logg
 see pd-serving-facts.md §5): gauges ``vllm:num_requests_running``,
 ``vllm:num_requests_waiting``, ``vllm:kv_cache_usage_perc``; counters (exposed with
 ``_total``) ``vllm:request_success{finished_reason}``, ``vllm:prompt_tokens``,
-``vllm:generation_tokens``; histograms ``vllm:time_to_first_token_seconds``,
+``vllm:generation_tokens``, ``vllm:prefix_cache_queries`` and ``vllm:prefix_cache_hits`` (in
+tokens, counted when a request is scheduled); histograms ``vllm:time_to_first_token_seconds``,
 ``vllm:inter_token_latency_seconds``, ``vllm:e2e_request_latency_seconds``,
 ``vllm:request_queue_time_seconds``. Exactly the set the repository's collectors keep
 (``manifests/collectors``, ``filter/vllm-scaling``).
@@ -143,6 +144,15 @@ class VllmMetrics:
         self.running, self.waiting, self.kv_usage = running.child(*labels), waiting.child(*labels), kv.child(*labels)
         self._success = {reason: success.child(*labels, reason) for reason in ("stop", "length", "abort")}
         self.prompt_tokens = prompt.child(*labels)
+        queries = _Family(
+            "counter", "vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
+            LABEL_NAMES, r,
+        )  # fmt: skip
+        hits = _Family(
+            "counter", "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
+            LABEL_NAMES, r,
+        )  # fmt: skip
+        self._prefix_queries, self._prefix_hits = queries.child(*labels), hits.child(*labels)
         self.generation_tokens = generation.child(*labels)
         self.ttft = WeightedHistogram(
             "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TTFT_BUCKETS, labels, r
@@ -165,9 +175,16 @@ class VllmMetrics:
             r,
         )
         self.families: tuple[_Family | WeightedHistogram, ...] = (
-            running, waiting, kv, success, prompt, generation, self.ttft, self.itl, self.e2e, self.queue,
+            running, waiting, kv, success, prompt, generation, queries, hits, self.ttft, self.itl, self.e2e,
+            self.queue,
         )  # fmt: skip
         """Every family, in the order the registry exposes them."""
 
     def success(self, reason: str) -> None:
         self._success[reason].value += 1.0
+
+    def prefix_lookup(self, queried: int, to_compute: int) -> None:
+        """A request scheduled: its ``queried`` tokens looked up in the prefix cache, all but
+        ``to_compute`` found there (vLLM counts both in tokens, for every request it schedules)."""
+        self._prefix_queries.value += queried
+        self._prefix_hits.value += queried - to_compute

@@ -63,6 +63,9 @@ class Load:
     ttft: float = 0.05
     itl: float = 0.02
     queue: float = 0.0
+    cached_tokens: float | None = None
+    """Of ``prompt_tokens``, those found in the prefix cache; None: the pod does not export the
+    prefix-cache counters (an older vLLM, or a collector that drops them)."""
 
 
 @dataclass
@@ -71,6 +74,8 @@ class Pod:
     prompt: float = 0.0
     generation: float = 0.0
     requests: float = 0.0
+    prefix: tuple[float, float] | None = None
+    """Prefix-cache queries and hits so far (tokens), once the pod exports them."""
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
     queue: Histogram = field(default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS))
@@ -117,6 +122,9 @@ class Fleet:
                 pod.prompt += one.prompt_tokens
                 pod.generation += one.generation_tokens
                 pod.requests += one.requests
+                if one.cached_tokens is not None:
+                    queries, hits = pod.prefix or (0.0, 0.0)
+                    pod.prefix = (queries + one.prompt_tokens, hits + one.cached_tokens)
                 pod.ttft.observe(one.ttft, one.requests)
                 pod.itl.observe(one.itl, one.generation_tokens)
                 pod.queue.observe(one.queue, one.requests)
@@ -135,6 +143,9 @@ class Fleet:
             otlpdata.counter("vllm:generation_tokens_total", pod.generation, t_ns),
             otlpdata.counter("vllm:request_success_total", pod.requests, t_ns, finished_reason="stop"),
         ]
+        if pod.prefix is not None:
+            metrics.append(otlpdata.counter("vllm:prefix_cache_queries_total", pod.prefix[0], t_ns))
+            metrics.append(otlpdata.counter("vllm:prefix_cache_hits_total", pod.prefix[1], t_ns))
         for name, hist in (
             ("vllm:time_to_first_token_seconds", pod.ttft),
             ("vllm:inter_token_latency_seconds", pod.itl),
@@ -153,6 +164,9 @@ class Fleet:
             (self.labels("vllm:generation_tokens_total", pod.name), ts, pod.generation, False),
             (self.labels("vllm:request_success_total", pod.name, finished_reason="stop"), ts, pod.requests, False),
         ]
+        if pod.prefix is not None:
+            out.append((self.labels("vllm:prefix_cache_queries_total", pod.name), ts, pod.prefix[0], False))
+            out.append((self.labels("vllm:prefix_cache_hits_total", pod.name), ts, pod.prefix[1], False))
         for name, hist in (
             ("vllm:time_to_first_token_seconds", pod.ttft),
             ("vllm:inter_token_latency_seconds", pod.itl),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scaler.planner import capacity, parse_spec
-from scaler.planner.forecast import forecast, trend
+from scaler.planner.forecast import forecast, settle, trend
 from scaler.planner.plan import observe
 from tests.planner.fleet import Fleet, Load
 
@@ -50,6 +50,31 @@ def test_prefill_seed_is_the_profile_throughput_at_the_utilisation_the_corrected
     assert view.capacity[-1] == pytest.approx(view.seed[-1])
     assert view.demand[-1] == pytest.approx(10_000)
     assert view.held[-1] and not view.missed[-1]
+
+
+def test_prefill_work_is_the_prompt_tokens_the_prefix_cache_does_not_hold() -> None:
+    fleet = Fleet("pre")
+    fleet.add("a", "b")
+    # 10 prompts/s of 500 tokens per pod, 450 of each found in the prefix cache
+    fleet.run(120, Load(prompt_tokens=5000, requests=10, ttft=0.05, cached_tokens=4500))
+    view = _view(fleet, "prefill", PREFILL_PROFILE)
+    assert view.unit == "uncached prompt tokens/s"
+    assert view.served[-1] == pytest.approx(1000)
+    assert view.demand[-1] == pytest.approx(1000)
+    assert view.lower[-1] == pytest.approx(500)  # per pod, within the SLO
+    # the seed is the model's for 50-token prompts: 10 + 0.09*50 = 14.5 ms alone; utilisation
+    # 500/10 000; Kingman's mean TTFT 14.5 ms × (1 + 0.75 × 0.05/0.95) under the 50 ms seen,
+    # so the correction is at its cap, 1.5
+    assert view.correction[-1] == pytest.approx(1.5)
+    service = 0.0145 * 1.5
+    slack = 1.4 - service
+    rho = min(slack / (slack + 1.5 * service), 0.95)
+    assert view.seed[-1] == pytest.approx(10_000 / 1.5 * rho)
+    # the same pods without the counters: every prompt token is work
+    plain = Fleet("pre")
+    plain.add("a", "b")
+    plain.run(120, Load(prompt_tokens=5000, requests=10, ttft=0.05))
+    assert _view(plain, "prefill", PREFILL_PROFILE).demand[-1] == pytest.approx(10_000)
 
 
 def test_prefill_correction_only_slows_the_model_and_by_half_at_most() -> None:
@@ -132,6 +157,31 @@ def test_trend_needs_a_steady_rise_in_three_segments_and_forecast_is_capped() ->
     assert trend(times, falling, 40_000)[-1] == 0.0
     assert forecast(np.array([100.0]), np.array([2.0]), 30)[0] == pytest.approx(160)
     assert forecast(np.array([100.0]), np.array([10.0]), 60)[0] == pytest.approx(200)  # capped at 2x
+
+
+def test_the_level_caps_the_noise_at_the_minute_mean_but_passes_surges_falls_and_lasting_rises() -> None:
+    times = np.arange(0, 120_000, 5_000, dtype=np.int64)  # 24 instants
+    noisy = np.array([100.0, 110.0, 90.0, 120.0] * 6)  # mean 105
+    level, surging = settle(times, noisy, 60_000)
+    # from the 13th instant on, the minute's mean is 105: peaks are capped at it, lows pass
+    assert level[12:].tolist() == [100.0, 105.0, 90.0, 105.0] * 3
+    assert not surging.any()
+    # a step to 200 surges (200 > 1.3 x the mean) and is taken at once
+    step = np.concatenate([np.full(12, 100.0), np.full(12, 200.0)])
+    level, surging = settle(times, step, 60_000)
+    assert level[12] == 200.0 and surging[12]
+    # the mean catches up; the 20-s low is 200 once four instants are at 200, so the level stays
+    assert (level[12:] == 200.0).all()
+    # a 20 % rise does not surge: capped at the mean until it fills the trailing 20 s (four
+    # instants), then taken whole
+    rise = np.concatenate([np.full(12, 100.0), np.full(12, 120.0)])
+    level, surging = settle(times, rise, 60_000)
+    assert not surging.any()
+    assert level[12:15].tolist() == pytest.approx([100 + 20 * k / 12 for k in range(1, 4)])
+    assert (level[15:] == 120.0).all()
+    # a fall is taken at once
+    fall = np.concatenate([np.full(12, 100.0), np.full(12, 50.0)])
+    assert (settle(times, fall, 60_000)[0][12:] == 50.0).all()
 
 
 def test_learned_bounds_keep_the_newer_evidence_when_they_contradict() -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from scaler import planner
+from scaler.planner import signals
 from tests.manifests.test_manifests import (
     SCALER_HOST,
     TARGETS,
     by_kind,
+    collector,
     render,
     scaler_env,
     service_port,
@@ -62,3 +65,14 @@ def test_the_scaler_overlay_keeps_the_history_every_builtin_profile_needs() -> N
     assert {k: v for k, v in env.items() if k != "METRIC_STORE_RETENTION_SECONDS"} == {
         k: v for k, v in base.items() if k != "METRIC_STORE_RETENTION_SECONDS"
     }
+
+
+@pytest.mark.parametrize("role", sorted(TARGETS))
+def test_the_collectors_keep_every_vllm_metric_the_planner_reads_under_its_current_name(role: str) -> None:
+    condition = " ".join(collector(role)["spec"]["config"]["processors"]["filter/vllm-scaling"]["metrics"]["metric"])
+    kept = set(re.findall(r'name == "([^"]+)"', condition))
+    current = [
+        signals.RUNNING, signals.WAITING, signals.KV_USAGE, signals.PROMPT_TOKENS, signals.GENERATION_TOKENS,
+        signals.REQUESTS, signals.PREFIX_QUERIES, signals.PREFIX_HITS, signals.TTFT, signals.ITL, signals.QUEUE,
+    ]  # fmt: skip
+    assert {names[0] for names in current} <= kept

@@ -128,8 +128,10 @@ def test_a_burst_that_returns_after_its_replica_went_is_held_for_the_recurrence_
     fleet = Fleet("dec", retention_seconds=1200)
     fleet.add("a", "b", "c")
     fleet.run(120, _busy(90))  # 13500 tokens/s: 3 replicas
-    # a burst (21000 tokens/s: 4 replicas) for 60 s: the need is at 4 for longer than 30 s
-    assert {need for need, _, _ in _through(fleet, 60, _busy(140))} == {4}
+    # a burst (21000 tokens/s: 4 replicas) for 60 s: the need is at 4 for longer than 30 s (its
+    # first 20 s are the 30-s window's ramp, and the learned capacity keeps 3 for part of it)
+    needs = [need for need, _, _ in _through(fleet, 60, _busy(140))]
+    assert set(needs[:4]) <= {3, 4} and set(needs[4:]) == {4}
     # then the ordinary hold: 4 for 60 s after the need left 4, then 3
     quiet = _through(fleet, 120, _busy(90))
     assert [desired for _, desired, _ in quiet[:11]] == [4] * 11
@@ -154,3 +156,25 @@ def test_a_blip_shorter_than_an_slo_window_does_not_recur() -> None:
     assert max(need for need, _, _ in _through(fleet, 45, _busy(140))) == 4
     after = _through(fleet, 120, _busy(90))
     assert {(desired, hold) for _, desired, hold in after[12:]} == {(3, 60)}
+
+
+def test_replicas_released_are_not_pending() -> None:
+    fleet = Fleet("dec")
+    fleet.add("a", "b", "c")
+    fleet.run(120, {"a": _busy(80), "b": _busy(90), "c": _busy(90)})
+    assert _plan(fleet).desired == 3
+    # b and c go idle: after the 60-s hold the answer falls to 1 and the HPA removes them
+    idle = {"a": _busy(80), "b": _busy(0), "c": _busy(0)}
+    answers = []
+    while not answers or answers[-1] > 1:
+        fleet.run(5, idle)
+        answers.append(_plan(fleet).desired)
+    fleet.remove("b")
+    fleet.remove("c")
+    # within a start-up (60 s) of the fall, 3 is still the highest answer, but its replicas
+    # were released, not asked for: nothing is pending. (Counted as pending, they made the
+    # band keep 3 in view, and any demand over 90 % of one replica asked for a second again.)
+    for _ in range(6):
+        fleet.run(5, _busy(80))
+        result = _plan(fleet)
+        assert (result.asked, result.pending, result.desired) == (1, 0, 1), result.line()

@@ -71,6 +71,34 @@ def test_rates_and_latency_agree_with_promql_over_the_same_window() -> None:
     assert signals.ttft.mean()[0] == pytest.approx(mean)
 
 
+def test_uncached_share_is_one_minus_the_prefix_cache_hit_rate_as_promql_computes_it() -> None:
+    fleet = Fleet("pre")
+    fleet.add("a", "b")
+    loads = {
+        "a": Load(prompt_tokens=4000, requests=1, cached_tokens=3600),
+        "b": Load(prompt_tokens=1000, requests=1, cached_tokens=400),
+    }
+    fleet.run(60, loads)
+    signals = read(fleet.store, "pre", _at(fleet, 0), 30_000)
+    hits = query.Engine(fleet.store).instant(
+        'sum(rate(vllm:prefix_cache_hits_total{deployment="pre"}[30s]))'
+        ' / sum(rate(vllm:prefix_cache_queries_total{deployment="pre"}[30s]))',
+        fleet.now_ms,
+    )
+    assert isinstance(hits, query.Vector) and len(hits.samples) == 1
+    assert signals.uncached_share[0] == pytest.approx(1 - hits.samples[0].value)
+    assert signals.uncached_share[0] == pytest.approx(1 - 4000 / 5000)
+
+
+def test_uncached_share_is_unknown_without_the_prefix_cache_counters_or_lookups() -> None:
+    fleet = Fleet("pre")
+    fleet.add("a")
+    fleet.run(60, Load(prompt_tokens=1000, requests=1))
+    assert math.isnan(read(fleet.store, "pre", _at(fleet, 0), 30_000).uncached_share[0])
+    fleet.run(60, Load(cached_tokens=0))  # exported, but nothing looked up in the window
+    assert math.isnan(read(fleet.store, "pre", _at(fleet, 0), 30_000).uncached_share[0])
+
+
 def test_share_above_interpolates_inside_the_bucket_like_histogram_quantile() -> None:
     fleet = Fleet("pre")
     fleet.add("a")

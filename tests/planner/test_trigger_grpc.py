@@ -139,7 +139,13 @@ def test_the_status_api_shows_the_planners_state_grouped(start: Start, fleet: Fl
         "generated tokens/s",
     )
     assert state["capacity"]["perReplica"] == 5000.0 and state["capacity"]["seed"] == 5000.0
-    assert state["forecast"] == {"demand": 9000.0, "slopePerSecond": 0.0, "horizonSeconds": 65.0}
+    assert state["forecast"] == {
+        "level": 9000.0,
+        "surging": False,
+        "demand": 9000.0,
+        "slopePerSecond": 0.0,
+        "horizonSeconds": 65.0,
+    }
     assert state["pending"] == {"asked": 2, "pending": 0, "projectedBacklog": 0.0}
     assert state["hysteresis"] == {"holdSeconds": 60.0, "recurring": False, "band": 0.1}
     assert (state["role"], state["deployment"], state["atMs"]) == ("decode", DECODE, fleet.now_ms)
