@@ -165,7 +165,7 @@ def test_replicas_released_are_not_pending() -> None:
     assert _plan(fleet).desired == 3
     # b and c go idle: after the 60-s hold the answer falls to 1 and the HPA removes them
     idle = {"a": _busy(80), "b": _busy(0), "c": _busy(0)}
-    answers = []
+    answers: list[int] = []
     while not answers or answers[-1] > 1:
         fleet.run(5, idle)
         answers.append(_plan(fleet).desired)
