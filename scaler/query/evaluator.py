@@ -331,7 +331,7 @@ class Evaluator:
         series not named like a counter (its warning names what the windows hold)."""
         vs = ms.selector
         selected = yield from self._select(vs.matchers, ctx)
-        if func != "delta" and not selected.memo("counter_names", lambda: _all_counters(selected.series)):
+        if func != "delta" and not _named_like_counters(selected):
             return None
         ref = _ref_time(vs.at, vs.offset_ms, ctx)
         seconds = duration_seconds(ms.range_ms)
@@ -340,7 +340,7 @@ class Evaluator:
 
     def _check_counter_names(self, window: RangeData, arg: Expr, ctx: Context) -> None:
         origin = window.origin
-        if origin is not None and origin.memo("counter_names", lambda: _all_counters(origin.series)):
+        if origin is not None and _named_like_counters(origin):
             return  # every selected series is named like a counter: nothing to warn about
         names = {_name_of(lb) for lb in window.labels}
         for name in sorted(names):
@@ -391,9 +391,11 @@ def _name_of(labels: LabelPairs) -> str:
     return next((v for k, v in labels if k == METRIC_NAME), "")
 
 
-def _all_counters(series: list[Series]) -> bool:
-    """Whether every series' name ends like a counter's (``rate`` has nothing to warn about)."""
-    return all(s.name.endswith(COUNTER_SUFFIXES) for s in series)
+def _named_like_counters(selection: Selection) -> bool:
+    """Whether every selected series' name ends like a counter's (``rate`` has nothing to warn
+    about); memoised on the selection, which both the fused and the general path consult."""
+    named = selection.memo("counter_names", lambda: all(s.name.endswith(COUNTER_SUFFIXES) for s in selection.series))
+    return bool(named)
 
 
 def _absent_labels(arg: Expr) -> LabelPairs:
