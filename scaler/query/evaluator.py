@@ -52,8 +52,9 @@ from scaler.query.ast import (
 from scaler.query.binary import scalar_binop, set_binop, vector_binop, vector_scalar_binop
 from scaler.query.errors import QueryError
 from scaler.query.functions import INSTANT_FUNCTIONS, Arg
+from scaler.query.gomath import duration_seconds
 from scaler.query.histogram import histogram_fraction, histogram_quantile
-from scaler.query.rangefuncs import RANGE_FUNCTIONS, VECTORISED, duration_seconds
+from scaler.query.rangefuncs import RANGE_FUNCTIONS, VECTORISED
 from scaler.query.selection import RATE_KINDS, Selection, SelectionCache, gather, native_rate, rate_steps
 from scaler.query.vec import RangeData, Vec, drop_name, joined, unique_steps
 from scaler.store import Series, Store

@@ -230,3 +230,10 @@ def kahan_avg_array(v: FloatArray) -> float:
     with np.errstate(invalid="ignore", over="ignore"):
         c = float(np.add.accumulate(terms)[-1])
     return float(totals[-1]) / count + c / count
+
+
+def duration_seconds(ms: int) -> float:
+    """Go's ``Duration.Seconds()`` for a whole number of milliseconds (whole seconds plus the
+    nanoseconds / 1e9: for some values, 1118 ms, one bit off ``ms / 1000``)."""
+    whole, frac = divmod(ms, 1000)
+    return float(whole) + frac * 1_000_000 / 1e9

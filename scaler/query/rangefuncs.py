@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scaler.query.gomath import NAN, div, kahan_avg, kahan_inc, quantile, sqrt
+from scaler.query.gomath import NAN, div, duration_seconds, kahan_avg, kahan_inc, quantile, sqrt
 from scaler.query.vec import FloatArray, Int64Array, RangeData, Vec, drop_name
 
 RangeFunction = Callable[[RangeData, list[float], int], Vec]
@@ -86,12 +86,6 @@ def _extrapolated_rate(rd: RangeData, is_counter: bool, is_rate: bool) -> Vec:
     if is_rate:
         factor = factor / duration_seconds(rd.range_ms)
     return _vec(rd, idx, result * factor)
-
-
-def duration_seconds(ms: int) -> float:
-    """Go's ``Duration.Seconds()`` for a whole number of milliseconds."""
-    whole, frac = divmod(ms, 1000)
-    return float(whole) + frac * 1_000_000 / 1e9
 
 
 def _instant_value(rd: RangeData, is_rate: bool) -> Vec:

@@ -20,6 +20,7 @@ from scaler.query.ast import (
     SubqueryExpr,
     VectorSelector,
 )
+from scaler.query.gomath import duration_seconds
 from scaler.query.stream import TokenStream
 from scaler.query.tokens import AGGREGATORS, T, Token, go_quote, parse_duration_ms, parse_number, unquote
 from scaler.regex import RegexError
@@ -50,14 +51,6 @@ TOO_DEEP = f"expression nests too deeply (more than {MAX_DEPTH} levels)"
 _MAX_DURATION_MS = (2**63 - 1) // 1_000_000
 """The longest duration Prometheus parses (a Go ``time.Duration``, ~292 years); longer is
 ``duration out of range`` there, and would overflow the store's int64 timestamps here."""
-
-
-def _go_seconds(ms: int) -> float:
-    """A duration literal's value as Prometheus' parser holds it: Go's
-    ``time.Duration.Seconds()`` (whole seconds plus the nanoseconds / 1e9), which differs in
-    the last bit from ``ms / 1000`` for some values (1118 ms); ``parse_query`` shows it."""
-    whole, rest = divmod(ms, 1000)
-    return whole + rest * 1_000_000 / 1e9
 
 
 def _negated(node: DurationOperand, pos: int) -> DurationOperand:
@@ -180,7 +173,7 @@ class TermParser(TokenStream):
             ms = self.duration_literal()
             if tok.type is T.NUMBER:
                 return ms / 1000, NumberLiteral(self.number(tok), pos=(tok.pos, tok.end))
-            return ms / 1000, NumberLiteral(_go_seconds(ms), pos=(tok.pos, tok.end), duration=True)
+            return ms / 1000, NumberLiteral(duration_seconds(ms), pos=(tok.pos, tok.end), duration=True)
         if tok.type in METRIC_WORDS and tok.text.lower() in DURATION_FUNCTIONS:
             raise self.error(
                 tok.pos,

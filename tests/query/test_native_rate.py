@@ -17,7 +17,8 @@ from scaler.query import aggregate as agg
 from scaler.query import evaluator as ev
 from scaler.query import selection as sel
 from scaler.query.aggregate import _SIMPLE, _SINGLE
-from scaler.query.rangefuncs import RANGE_FUNCTIONS, duration_seconds
+from scaler.query.gomath import duration_seconds
+from scaler.query.rangefuncs import RANGE_FUNCTIONS
 from scaler.query.vec import RangeData, Vec
 from scaler.series import Series
 from tests.query.helpers import NOW_MS, store_with
