@@ -160,6 +160,14 @@ def collector(role: str, rel_dir: str = "collectors") -> Doc:
     return one(render(rel_dir), "OpenTelemetryCollector", f"vllm-{role}-collector")
 
 
+def collector_keeps(role: str) -> set[str]:
+    """The metric names the role's collector passes through its ``filter/vllm-scaling``."""
+    processors = collector(role)["spec"]["config"]["processors"]
+    condition = " ".join(processors["filter/vllm-scaling"]["metrics"]["metric"])
+    assert condition.strip().startswith("not ("), "the filter must drop everything NOT listed"
+    return set(re.findall(r'name == "([^"]+)"', condition))
+
+
 def alternative_triggers(path: Path) -> dict[str, Doc]:
     """The commented-out ALTERNATIVE trigger blocks of a ScaledObject file, parsed.
 
@@ -479,10 +487,7 @@ def test_collector_filter_keeps_every_metric_the_queries_use() -> None:
             used.add(re.sub(r"_(bucket|count|sum)$", "", name))
     assert used, "no vllm metric found in the ScaledObjects"
     for role in TARGETS:
-        processors = collector(role)["spec"]["config"]["processors"]
-        condition = " ".join(processors["filter/vllm-scaling"]["metrics"]["metric"])
-        kept = set(re.findall(r'name == "([^"]+)"', condition))
-        assert condition.strip().startswith("not ("), "the filter must drop everything NOT listed"
+        kept = collector_keeps(role)
         assert used <= kept, used - kept
 
 

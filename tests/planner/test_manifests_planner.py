@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from tests.manifests.test_manifests import (
     SCALER_HOST,
     TARGETS,
     by_kind,
-    collector,
+    collector_keeps,
     render,
     scaler_env,
     service_port,
@@ -69,8 +68,7 @@ def test_the_scaler_overlay_keeps_the_history_every_builtin_profile_needs() -> N
 
 @pytest.mark.parametrize("role", sorted(TARGETS))
 def test_the_collectors_keep_every_vllm_metric_the_planner_reads_under_its_current_name(role: str) -> None:
-    condition = " ".join(collector(role)["spec"]["config"]["processors"]["filter/vllm-scaling"]["metrics"]["metric"])
-    kept = set(re.findall(r'name == "([^"]+)"', condition))
+    kept = collector_keeps(role)
     current = [
         signals.RUNNING, signals.WAITING, signals.KV_USAGE, signals.PROMPT_TOKENS, signals.GENERATION_TOKENS,
         signals.REQUESTS, signals.PREFIX_QUERIES, signals.PREFIX_HITS, signals.TTFT, signals.ITL, signals.QUEUE,
