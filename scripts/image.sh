@@ -305,7 +305,10 @@ done
 say "probing from inside the container"
 "${ENGINE[@]}" exec -i "$CONTAINER" python - --http-port 9090 --otlp-port 4317 --keda-port 4318 --metrics-port 8080 \
   <tests/image/probe.py || fail "the probe failed under kedify's chart settings (its output is above)"
-"${ENGINE[@]}" logs "$CONTAINER" 2>&1 | grep -q "kedify/otel-add-on logging flags mapped to --log-level=info" ||
+# The log is read whole before grep: with pipefail, `logs | grep -q` fails when grep exits at its first
+# match and the engine's write gets SIGPIPE.
+container_log=$("${ENGINE[@]}" logs "$CONTAINER" 2>&1) || fail "'logs' failed"
+grep -qF "kedify/otel-add-on logging flags mapped to --log-level=info" <<<"$container_log" ||
   fail "no log line about kedify's --zap-* flags"
 "${ENGINE[@]}" stop -t "$STOP_TIMEOUT" "$CONTAINER" >/dev/null || fail "'stop' failed"
 code=$("${ENGINE[@]}" inspect --format '{{.State.ExitCode}}' "$CONTAINER")
