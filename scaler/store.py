@@ -1,27 +1,24 @@
 """The in-memory time-series store.
 
-* Series are found through an inverted index (label name → value → series ids), so a query
-  touches only the series it selects, never the whole store.
+* Series are found through an inverted index (label name → value → series ids,
+  :mod:`scaler.seriesindex`), so a query touches only the series it selects, never the whole store.
 * Each series keeps its samples in two parallel numpy arrays (:mod:`scaler.series`), about
   one retention window of them; samples arrive in any order.
-* Series with no sample left in the retention window are deleted by :meth:`Store.collect`,
-  which the application runs in small slices so the event loop never stalls.
+* Series with no sample left in the retention window are deleted by :meth:`Store.collect`
+  (:mod:`scaler.retention`), which the application runs in small slices so the event loop
+  never stalls.
 
 The store is single-threaded by design: the application calls it only from its event loop.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 
@@ -31,14 +28,15 @@ from scaler.model import (
     Clock,
     LabelPairs,
     Matcher,
-    MatchOp,
     RejectReason,
     Sample,
     escape_name,
 )
+from scaler.retention import RetentionSweep
 from scaler.series import FloatArray, Int64Array, Series
+from scaler.seriesindex import SELECT_STEP, SeriesIndex, drain
 
-__all__ = ["AppendResult", "FloatArray", "Int64Array", "Series", "Store"]
+__all__ = ["SELECT_STEP", "AppendResult", "FloatArray", "Int64Array", "Series", "Store", "drain"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,29 +72,24 @@ class Store:
     def __init__(self, limits: StoreLimits | None = None, clock: Clock = time.time) -> None:
         self.limits = limits or StoreLimits()
         self.clock = clock
-        self._series: dict[int, Series] = {}
-        self._by_labels: dict[LabelPairs, Series] = {}
-        self._postings: dict[str, dict[str, set[int]]] = {}
-        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
-        """One shared ``(name, value)`` tuple per distinct label pair, alive as long as its
-        postings entry: most pairs (``namespace``, ``job``, ``pod``, ``__name__``, ``le``…) are
-        common to many series, so a series costs one tuple of references, not ~10 tuples."""
-        self._escaped_names: dict[str, set[str]] = {}
-        """The Go reference's escaped form of a metric name (``.``, ``/`` → ``_``) → the names
-        stored under that form: a metric named in either form is found (see :meth:`_ids_for`)."""
-        self._next_id = 1
+        self._index = SeriesIndex()
+        self._sweep = RetentionSweep(self._index)
         self._listeners: list[Listener] = []
         self._series_listeners: list[SeriesListener] = []
         self._watch_requested: frozenset[str] = frozenset()
         self.watched: set[str] = set()
         """Metric names (as stored) whose touched series are reported to the series listeners:
         those :meth:`set_watched` asked for, and those that escape to one of them."""
-        self._gc_queue: list[int] = []
-        self.deletions = 0
-        """Series deleted so far (retention and reset): caches of series use it to prune."""
-        self.generation = 0
-        """Bumped whenever a series is created or deleted: a selection made at one generation
-        holds exactly the matching series for as long as it is current (labels never change)."""
+
+    @property
+    def deletions(self) -> int:
+        """:attr:`SeriesIndex.deletions <scaler.seriesindex.SeriesIndex.deletions>`."""
+        return self._index.deletions
+
+    @property
+    def generation(self) -> int:
+        """:attr:`SeriesIndex.generation <scaler.seriesindex.SeriesIndex.generation>`."""
+        return self._index.generation
 
     # ----------------------------------------------------------------- ingestion
 
@@ -116,7 +109,7 @@ class Store:
         touched = result.written
         watched = self.watched
         touched_series: list[Series] = []
-        by_labels = self._by_labels
+        by_labels = self._index.by_labels
         rejected = result.rejected
         accepted = 0
         for labels, ts_ms, value, is_delta in samples:
@@ -157,7 +150,7 @@ class Store:
 
     def resolve(self, labels: LabelPairs) -> Series | RejectReason:
         """The series of ``labels``, created if the limits admit it, or why it cannot be."""
-        series = self._by_labels.get(labels)
+        series = self._index.by_labels.get(labels)
         if series is None:
             reason = self._admit(labels)
             if reason is not None:
@@ -185,14 +178,14 @@ class Store:
         self._watch_requested = requested
         watched = set(requested)
         for name in requested:
-            watched.update(self._escaped_names.get(name, ()))
+            watched.update(self._index.escaping_to(name))
         self.watched.clear()  # in place: an append in progress sees the update
         self.watched.update(watched)
 
     def restore(self, labels: LabelPairs, ts: Int64Array, vals: FloatArray, delta_total: float) -> int:
         """Re-create a series from a snapshot with its samples inside the retention window and
         the skew horizon; limits apply as to ingested data. Returns the samples restored."""
-        if not len(ts) or labels in self._by_labels or self._admit(labels) is not None:
+        if not len(ts) or labels in self._index.by_labels or self._admit(labels) is not None:
             return 0
         if len(ts) > 1 and not bool((ts[1:] > ts[:-1]).all()):  # never from our own writer
             order = np.argsort(ts, kind="stable")
@@ -213,7 +206,7 @@ class Store:
 
     def _admit(self, labels: LabelPairs) -> RejectReason | None:
         limits = self.limits
-        if len(self._series) >= limits.max_series:
+        if len(self._index.by_id) >= limits.max_series:
             return RejectReason.SERIES_LIMIT
         if len(labels) > limits.max_labels_per_series + 1:  # + __name__
             return RejectReason.TOO_MANY_LABELS
@@ -225,53 +218,10 @@ class Store:
         return None
 
     def _create(self, labels: LabelPairs) -> Series:
-        pairs = self._pairs
-        shared = []
-        for pair in labels:
-            canonical = pairs.get(pair)
-            if canonical is None:
-                canonical = pairs[pair] = (sys.intern(pair[0]), sys.intern(pair[1]))
-            shared.append(canonical)
-        labels = tuple(shared)
-        series = Series(self._next_id, labels)
-        self._next_id += 1
-        self.generation += 1
-        self._series[series.id] = series
-        self._by_labels[labels] = series
-        for key, value in labels:
-            self._postings.setdefault(key, {}).setdefault(value, set()).add(series.id)
-        escaped = escape_name(series.name)
-        self._escaped_names.setdefault(escaped, set()).add(series.name)
-        if escaped in self._watch_requested:
+        series = self._index.add(labels)
+        if self._watch_requested and escape_name(series.name) in self._watch_requested:
             self.watched.add(series.name)
         return series
-
-    def _delete(self, series: Series) -> None:
-        series.alive = False
-        self.deletions += 1
-        self.generation += 1
-        del self._series[series.id]
-        del self._by_labels[series.labels]
-        for key, value in series.labels:
-            values = self._postings[key]
-            ids = values[value]
-            ids.discard(series.id)
-            if not ids:
-                del values[value]
-                self._pairs.pop((key, value), None)
-                if not values:
-                    del self._postings[key]
-                    continue
-            if key == METRIC_NAME and value not in values:
-                self._forget_escaped(value)
-
-    def _forget_escaped(self, name: str) -> None:
-        escaped = escape_name(name)
-        real = self._escaped_names.get(escaped)
-        if real is not None:
-            real.discard(name)
-            if not real:
-                del self._escaped_names[escaped]
 
     # ----------------------------------------------------------------- retention
 
@@ -280,36 +230,12 @@ class Store:
 
         Successive calls walk the whole store round-robin; returns the series deleted.
         """
-        if not self._gc_queue:
-            self._gc_queue = list(self._series)
-        cutoff = self.now_ms() - self.retention_ms
-        take = len(self._gc_queue) if budget is None else min(budget, len(self._gc_queue))
-        batch = self._gc_queue[-take:]
-        del self._gc_queue[-take:]
-        deleted = 0
-        for series_id in batch:
-            series = self._series.get(series_id)
-            if series is None:
-                continue
-            if series.n == 0 or series.last_ts < cutoff:
-                self._delete(series)
-                deleted += 1
-            elif series.first_ts < cutoff:
-                series.trim(cutoff)
-        return deleted
+        return self._sweep.collect(self.now_ms() - self.retention_ms, budget)
 
     def reset(self) -> None:
         """Delete every series (``POST /memstore/reset``)."""
-        for series in self._series.values():
-            series.alive = False
-        self.deletions += len(self._series)
-        self.generation += 1
-        self._series.clear()
-        self._by_labels.clear()
-        self._postings.clear()
-        self._pairs.clear()
-        self._escaped_names.clear()
-        self._gc_queue.clear()
+        self._index.clear()
+        self._sweep.clear()
 
     # ----------------------------------------------------------------- selection
 
@@ -320,118 +246,40 @@ class Store:
         return drain(self.select_steps(matchers))
 
     def select_steps(self, matchers: Sequence[Matcher]) -> Generator[None, None, list[Series]]:
-        """:meth:`select` as a generator that yields (``None``) after every ``SELECT_STEP``
-        units of work (posting lists merged, label values or series matched, series sorted),
-        so a caller may give the event loop its turn: a broad regex over 100k series is
-        ~100 ms of work in one piece otherwise. The result is the same as :meth:`select`'s
-        for the store as it was when the selection began; the series are read at the end."""
-        postings: list[set[int]] = []
-        rest: list[Matcher] = []
-        for matcher in sorted(matchers, key=_selectivity):
-            if matcher.matches_empty:
-                rest.append(matcher)
-                continue
-            ids = yield from self._ids_steps(matcher)
-            if not ids:
-                return []
-            postings.append(ids)
-        if postings:
-            postings.sort(key=len)  # intersect from the smallest posting list
-            candidates = set(postings[0])  # the only copy, of the smallest set
-            for ids in postings[1:]:
-                candidates &= ids
-                if not candidates:
-                    return []
-            pool = [self._series[i] for i in candidates if i in self._series]
-        else:
-            pool = list(self._series.values())
-        if rest:
-            pool = yield from self._filter_steps(pool, rest)
-        return (yield from _sorted_steps(pool))
-
-    def _filter_steps(self, pool: list[Series], rest: list[Matcher]) -> Generator[None, None, list[Series]]:
-        # one RE2 match per distinct label value (~4 us each), not per series
-        memos: list[tuple[Matcher, dict[str, bool]]] = [(m, {}) for m in rest]
-        out: list[Series] = []
-        for a in range(0, len(pool), SELECT_STEP):
-            for series in pool[a : a + SELECT_STEP]:
-                for matcher, memo in memos:
-                    value = series.label(matcher.name)
-                    hit = memo.get(value)
-                    if hit is None:
-                        hit = memo[value] = matcher.matches(value)
-                    if not hit:
-                        break
-                else:
-                    out.append(series)
-            yield
-        return out
-
-    def _ids_steps(self, matcher: Matcher) -> Generator[None, None, set[int]]:
-        values = self._postings.get(matcher.name, {})
-        if matcher.op is MatchOp.EQ:
-            ids = values.get(matcher.value)
-            if ids is None and matcher.name == METRIC_NAME:
-                return self._escaped_ids(escape_name(matcher.value))
-            return ids if ids is not None else set()  # read-only: select() never mutates it
-        out: set[int] = set()
-        work = 0
-        for value, ids in list(values.items()):
-            if matcher.matches(value):
-                out |= ids
-                work += len(ids)
-            work += 1
-            if work >= SELECT_STEP:
-                work = 0
-                yield
-        return out
-
-    def _escaped_ids(self, name: str) -> set[int]:
-        """Series whose name escapes to ``name``: a metric name no series has exactly finds the
-        names of the same escaped form, in either direction (``a.b`` finds ``a_b`` and
-        ``a/b``, and ``a_b`` finds ``a.b``), as kedify/otel-add-on, which stores names escaped."""
-        out: set[int] = set()
-        names = self._postings.get(METRIC_NAME, {})
-        for real in self._escaped_names.get(name, ()):
-            out |= names.get(real, set())
-        return out
+        """:meth:`select` in steps, so a caller may give the event loop its turn
+        (:meth:`SeriesIndex.select_steps <scaler.seriesindex.SeriesIndex.select_steps>`)."""
+        return self._index.select_steps(matchers)
 
     def series(self) -> Iterator[Series]:
-        return iter(list(self._series.values()))
+        return self._index.series()
 
     def get(self, labels: LabelPairs) -> Series | None:
-        return self._by_labels.get(labels)
+        return self._index.by_labels.get(labels)
 
     def names(self) -> list[str]:
-        return sorted(self._postings.get(METRIC_NAME, {}))
+        return self._index.names()
 
     def label_names(self) -> list[str]:
-        return sorted(self._postings)
+        return self._index.label_names()
 
     def label_values(self, name: str) -> list[str]:
-        return sorted(self._postings.get(name, {}))
+        return self._index.label_values(name)
 
     def count_matching(self, pairs: Sequence[tuple[str, str]]) -> int:
-        """How many series carry every ``(label, value)`` pair: an intersection of posting
-        lists walked from the smallest, with no series list built or sorted."""
-        sets = sorted((self._postings.get(name, {}).get(value, set()) for name, value in pairs), key=len)
-        if not sets:
-            return len(self._series)
-        smallest, rest = sets[0], sets[1:]
-        return sum(1 for i in smallest if all(i in ids for ids in rest))
+        """How many series carry every ``(label, value)`` pair (no series list built or sorted)."""
+        return self._index.count_matching(pairs)
 
     def distinct_values(self, name: str) -> int:
-        """How many values label ``name`` has across the store (0: no series carries it)."""
-        return len(self._postings.get(name, ()))
+        return self._index.distinct_values(name)
 
     # ----------------------------------------------------------------- observation
 
     @property
     def series_count(self) -> int:
-        return len(self._series)
+        return len(self._index.by_id)
 
     def sample_count(self) -> int:
-        return sum(s.n for s in self._series.values())
+        return sum(s.n for s in self._index.by_id.values())
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` after every append that stored samples; returns an unsubscribe."""
@@ -453,50 +301,3 @@ class Store:
                 self._series_listeners.remove(listener)
 
         return unsubscribe
-
-
-T = TypeVar("T")
-
-
-def drain(steps: Generator[None, None, T]) -> T:
-    """Run a stepwise computation (a generator that yields ``None`` between pieces) to its end."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            result: T = done.value
-            return result
-
-
-SELECT_STEP = 4096
-"""Units of selection work (series or label values) between two of ``select_steps``' yields:
-about a millisecond each."""
-
-
-def _sorted_steps(pool: list[Series]) -> Generator[None, None, list[Series]]:
-    """``sorted(pool, key=labels)`` in pieces: runs of ``SELECT_STEP`` sorted one per step,
-    then merged lazily, a yield every ``SELECT_STEP`` series."""
-    if len(pool) <= SELECT_STEP:
-        pool.sort(key=_labels_of)
-        return pool
-    runs: list[list[Series]] = []
-    for a in range(0, len(pool), SELECT_STEP):
-        runs.append(sorted(pool[a : a + SELECT_STEP], key=_labels_of))
-        yield
-    out: list[Series] = []
-    merged = heapq.merge(*runs, key=_labels_of)
-    while True:
-        piece = list(itertools.islice(merged, SELECT_STEP))
-        out += piece
-        if len(piece) < SELECT_STEP:
-            return out
-        yield
-
-
-def _labels_of(series: Series) -> LabelPairs:
-    return series.labels
-
-
-def _selectivity(matcher: Matcher) -> int:
-    """Evaluate cheap, selective matchers first: equality before regex."""
-    return 0 if matcher.op is MatchOp.EQ else 1
