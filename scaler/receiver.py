@@ -41,7 +41,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from scaler import nativeingest, otlp, sources, status
 from scaler.config import OtlpSettings
-from scaler.httpserver import BodyError, need, read_body
+from scaler.httpbody import BodyError, read_body
+from scaler.httpserver import need
 from scaler.logs import RateLimitedLog
 from scaler.lowpriority import LowPriority
 from scaler.model import RejectReason

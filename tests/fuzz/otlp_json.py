@@ -10,7 +10,7 @@ from tests.fuzz.common import atheris
 from tests.fuzz.otlp_protobuf import translate_and_store
 
 with atheris.instrument_imports(include=["scaler"]):
-    from scaler.httpserver import BodyError
+    from scaler.httpbody import BodyError
     from scaler.receiver import decode
 
 

@@ -15,7 +15,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 
 from scaler import otlp
-from scaler.httpserver import BodyError
+from scaler.httpbody import BodyError
 from scaler.model import STALE_NAN
 from scaler.query import QueryError, compat_to_promql_text, format_expr, parse_promql
 from scaler.query.parser import MAX_DEPTH
