@@ -1,10 +1,13 @@
 """Composition root: one asyncio loop hosting the OTLP gRPC server, the KEDA gRPC server,
-uvicorn, and the retention/TLS housekeeping task.
+uvicorn, and the retention/TLS housekeeping task (:mod:`scaler.housekeeping`), after the
+replica's warm start (:mod:`scaler.warmup`).
 
 ``Service`` is usable in-process (tests): ``async with Service(settings) as svc`` binds every
 listener (ports may be 0) and exposes the bound ports; ``run`` is the CLI's blocking entry
-point with SIGTERM/SIGINT → graceful stop → exit 0. Every server is watched after start: a
-listener that stops by itself is logged at once and stops the service (exit 1).
+point with SIGTERM/SIGINT → graceful stop → exit 0. Here the settings become components and
+servers; how a server is bound, watched and stopped is :mod:`scaler.listeners`'. Every server is
+watched after start: a listener that stops by itself is logged at once and stops the service
+(exit 1).
 """
 
 from __future__ import annotations
@@ -15,27 +18,27 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 from scaler import __version__, api, api_prom, api_status, gctune, httpserver, peers, query, receiver, status
 from scaler._gen import externalscaler_pb2, externalscaler_pb2_grpc
-from scaler.config import Settings, TLSFiles
+from scaler.config import Settings
+from scaler.housekeeping import Housekeeping
 from scaler.keda import ExternalScaler
+from scaler.listeners import Listeners
 from scaler.model import Clock
 from scaler.persistence import Persistence
 from scaler.selfmetrics import SelfMetrics, runtime_info
 from scaler.store import Store
 from scaler.streams import StreamHub
-from scaler.tls import ReloadingSSLContext, grpc_credentials
+from scaler.tls import ReloadingSSLContext
 from scaler.trigger import TriggerCache
+from scaler.warmup import WarmUp
 
 logger = logging.getLogger(__name__)
 
@@ -43,19 +46,8 @@ _KEDA_MAX_MESSAGE_BYTES = 1 << 20
 """KEDA sends a ScaledObjectRef with its trigger metadata: a few KB."""
 _KEDA_MIN_PENDING_CALLS = 4096
 """KEDA calls gRPC may queue before the service accepts them (at least; 2 × MAX_STREAMS)."""
-_HOUSEKEEPING_SECONDS = 1.0
 _READY_POLL_SECONDS = 0.05
 """How soon after the first data (or the warm-up's end) a warming replica turns Ready."""
-_GC_SLICE = 250
-"""Series per ``Store.collect`` call between yields to the loop: ~0.7 ms of work when every
-series has samples to trim (steady state), so a KEDA call that arrives meanwhile waits at most
-that (1000 a slice was 2.7 ms: ~3 % of calls landed in one, which set the 3-ms p99 of
-``sum by (deployment) (rate(...))``; same work per sweep, in four times as many slices)."""
-_GC_SWEEP_SECONDS = 10.0
-"""Visit every series once per this period rather than every tick: with 100k series a full
-sweep every second cost ~40% of the loop and stalled it for tens of ms per slice
-(bench/RESULTS.md, reaction phase). Expired series still go within this period, and queries
-never read samples outside their window."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +92,9 @@ class Service:
         self.triggers = TriggerCache(
             settings.triggers, settings.store.retention_seconds, size=max(4096, settings.keda.max_streams)
         )
-        self._monotonic = monotonic
-        self._warm_until = monotonic() + settings.triggers.warmup_seconds
+        self.persistence = Persistence(settings.snapshot.path, self.store, self.metrics)
+        self.peers = peers.PeerClient(settings.peer, settings.rest_tls, self.metrics)
+        self.warmup = WarmUp(self.store, self.persistence, self.peers, settings.triggers.warmup_seconds, monotonic)
         polling_ms = settings.keda.is_active_polling_interval_ms
         self.streams = StreamHub(self.store, settings.keda.max_streams)
         self.scaler = ExternalScaler(
@@ -109,7 +102,7 @@ class Service:
             self.engine,
             self.triggers,
             self.metrics,
-            warming=self.warming,
+            warming=self.warmup.warming,
             heartbeat_seconds=None if polling_ms is None else polling_ms / 1000,
             status=self.status,
             streams=self.streams,
@@ -119,21 +112,11 @@ class Service:
         self._bound: BoundPorts | None = None
         """Set once every listener is bound (``/info`` may be asked in between)."""
         self.started_at = time.time()
-        self.persistence = Persistence(settings.snapshot.path, self.store, self.metrics)
-        self.peers = peers.PeerClient(settings.peer, settings.rest_tls, self.metrics)
-        self.peer_status: dict[str, Any] = {"peers": [str(p) for p in self.peers.sources]}
-        self._warm_from_peer = False
         self.failed = asyncio.Event()
-        """Set when a listener stops by itself after start (see :meth:`_watch`)."""
-        self._stopping = False
-        self._last_save = time.monotonic()
-        self._grpc: list[grpc.aio.Server] = []
-        self._health: list[health.aio.HealthServicer] = []
-        self._health_names: dict[health.aio.HealthServicer, tuple[str, ...]] = {}
-        self._http: list[tuple[httpserver.Server, asyncio.Task[None]]] = []
-        self._ssl: ReloadingSSLContext | None = None
-        self._housekeeping: asyncio.Task[None] | None = None
-        self._watchers: list[asyncio.Task[Any]] = []
+        """Set when a listener stops by itself after start (see :meth:`_failed`)."""
+        self.listeners = Listeners(on_failure=self._failed)
+        self.housekeeping = Housekeeping(self.store, self.persistence, settings.snapshot.interval_seconds)
+        self._housekeeping_task: asyncio.Task[None] | None = None
         self._readiness: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -148,7 +131,7 @@ class Service:
 
     async def _start(self) -> BoundPorts:
         s, listen = self.settings, self.settings.listeners
-        await self._warm_start()
+        await self.warmup.warm_start()
         # gRPC reads messages up to twice the limit (after decompression) and the receiver
         # rejects and counts those over it; gRPC itself cuts larger ones while reading.
         read_limit = min(2 * self.ingestor.max_bytes, 2**31 - 1)
@@ -156,7 +139,7 @@ class Service:
             options=[("grpc.max_receive_message_length", read_limit), ("grpc.so_reuseport", 0)]
         )
         otlp_server.add_generic_rpc_handlers((receiver.MetricsService(self.ingestor).handler(),))
-        otlp_port = await self._bind_grpc(
+        otlp_port = await self.listeners.add_grpc(
             otlp_server,
             listen.otlp_address,
             listen.otlp_receiver_port,
@@ -177,7 +160,7 @@ class Service:
             ]
         )
         externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(self.scaler, keda_server)
-        keda_port = await self._bind_grpc(
+        keda_port = await self.listeners.add_grpc(
             keda_server,
             listen.keda_address,
             listen.keda_external_scaler_port,
@@ -195,7 +178,7 @@ class Service:
             await self._mark_ready()
         else:
             self._readiness = asyncio.create_task(self._serve_when_ready(), name="readiness")
-        self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
+        self._housekeeping_task = asyncio.create_task(self.housekeeping.run(), name="housekeeping")
         logger.info(
             "keda-otel-scaler %s ready: otlp-grpc=%d keda-grpc=%d%s http=%d internal-metrics=%d "
             "(bound to %s, %s, %s, %s)",
@@ -212,32 +195,6 @@ class Service:
         )
         return self.ports
 
-    async def _warm_start(self) -> None:
-        """Before any listener binds: a snapshot from a peer (``PEERS``), else the snapshot file.
-
-        Nothing is accepted meanwhile, so no sample has to be merged with the snapshot: the
-        collectors' exporters retry what they could not deliver, and it arrives after the bind."""
-        if self.peers.configured:
-            fetched = await self.peers.warm_start()
-            if fetched is not None:
-                self.restore_from_peer(fetched)
-                return
-            self.peer_status["warmStart"] = {"outcome": "none"}
-            logger.warning("no peer gave a snapshot: the snapshot file, if any, and the warm-up apply")
-        self.persistence.load()
-
-    def restore_from_peer(self, fetched: peers.Fetched) -> None:
-        """Put a peer's snapshot into the empty store: this replica is then warmed (and Ready).
-        The warm start's second half; the evaluation lab's restarted replicas call it too."""
-        self.persistence.restore(fetched.snapshot, f"peer {fetched.peer}", fetched.seconds)
-        self._warm_from_peer = True
-        self.peer_status["warmStart"] = {
-            "outcome": "restored",
-            "peer": fetched.peer,
-            "bytes": fetched.size,
-            "seconds": round(fetched.seconds, 3),
-        }
-
     async def _serve_when_ready(self) -> None:
         """Turn the gRPC health SERVING once :meth:`ready` (with PEERS: data or the warm-up's end)."""
         while not self.ready():
@@ -246,41 +203,8 @@ class Service:
 
     async def _mark_ready(self) -> None:
         self.metrics.ready.set(1)
-        for servicer in self._health:
-            await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-            for name in self._health_names[servicer]:
-                await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        logger.info("ready: %s", self._warm_reason())
-
-    async def _bind_grpc(
-        self, server: grpc.aio.Server, host: str, port: int, tls: TLSFiles, listener: str, service_name: str
-    ) -> int:
-        health_servicer = health.aio.HealthServicer()
-        await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-        await health_servicer.set(service_name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self._health_names[health_servicer] = (service_name,)
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (service_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            server,
-        )
-        address = f"{_grpc_host(host)}:{port}"
-        try:
-            if tls.active:
-                bound = server.add_secure_port(address, grpc_credentials(tls, listener))
-            else:
-                bound = server.add_insecure_port(address)
-        except RuntimeError:  # grpc's way of saying the port is taken or the address is bad
-            bound = 0
-        if bound == 0:
-            raise OSError(f"{listener} gRPC server cannot bind {address} (port in use or address invalid)")
-        await server.start()
-        self._grpc.append(server)
-        self._health.append(health_servicer)
-        watcher = asyncio.create_task(server.wait_for_termination(), name=f"{listener} gRPC")
-        watcher.add_done_callback(self._watch)
-        self._watchers.append(watcher)
-        return bound
+        await self.listeners.mark_serving()
+        logger.info("ready: %s", self.warmup.reason())
 
     def _bind_http(self) -> tuple[socket.socket, socket.socket]:
         """The sockets of the HTTP API and of the internal-metrics listener."""
@@ -307,18 +231,17 @@ class Service:
                 api.PeerAccess(
                     s.peer.peer_token.get_secret_value(),
                     bool(s.rest_tls.ca_file),
-                    self.warmed,
+                    self.warmup.warmed,
                     self.persistence.capture,
                 ),
-                api_status.StatusView.of(self.status, s.otlp.promotions, self.warmup_remaining),
+                api_status.StatusView.of(self.status, s.otlp.promotions, self.warmup.remaining),
             ],
             self.metrics,
             s.http,
             mounts=[api.docs_mount()],
         )
-        if s.rest_tls.active:
-            self._ssl = ReloadingSSLContext(s.rest_tls)
-        reloading = self._ssl
+        reloading = ReloadingSSLContext(s.rest_tls) if s.rest_tls.active else None
+        self.housekeeping.ssl = reloading
         await self._serve_http(
             app,
             http_sock,
@@ -332,47 +255,27 @@ class Service:
         config = httpserver.config(
             app, self.settings.http, self.metrics, self.settings.listeners.shutdown_grace_seconds, **extra
         )
-        server = httpserver.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name=name)
-        self._http.append((server, task))
-        while not server.started:
-            if task.done():
-                task.result()
-                raise OSError(f"{name} HTTP server stopped during start-up")
-            await asyncio.sleep(0.01)
-        task.add_done_callback(self._watch)
+        await self.listeners.add_http(config, sock, name)
 
-    def _watch(self, task: asyncio.Task[Any]) -> None:
-        """A server task that ends while the service is not stopping has failed: log it at once
-        (with its exception) and set :attr:`failed`, which stops the service."""
-        if self._stopping:
-            return
+    def _failed(self, task: asyncio.Task[Any]) -> None:
+        """A server task that ended while the service was not stopping has failed: log it at
+        once (with its exception) and set :attr:`failed`, which stops the service."""
         error = None if task.cancelled() else task.exception()
         logger.error("the %s server stopped unexpectedly: %s", task.get_name(), error or "no error given")
         self.failed.set()
 
     async def stop(self, grace: float | None = None) -> None:
-        self._stopping = True
         grace = self.settings.listeners.shutdown_grace_seconds if grace is None else grace
         logger.info("stopping: finishing in-flight calls (grace %.1fs)", grace)
-        for servicer in self._health:
-            await servicer.enter_graceful_shutdown()
+        await self.listeners.enter_graceful_shutdown()
         self.metrics.ready.set(0)
-        for task in (self._housekeeping, self._readiness):
+        for task in (self._housekeeping_task, self._readiness):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.streams.aclose()
-        stops: list[Awaitable[Any]] = [server.stop(grace) for server in self._grpc]
-        for http_server, task in self._http:
-            http_server.should_exit = True
-            stops.append(task)
-        await asyncio.gather(*stops, return_exceptions=True)
-        self._grpc.clear()
-        for watcher in self._watchers:
-            watcher.cancel()
-        self._watchers.clear()
+        await self.listeners.stop(grace)
         if self.ports is not None:  # never overwrite a snapshot when start-up failed
             await self.persistence.save()
         logger.info("stopped")
@@ -386,60 +289,28 @@ class Service:
     ) -> None:
         await self.stop(grace=1.0)
 
-    # ------------------------------------------------------------------ housekeeping
-
-    async def _housekeep(self) -> None:
-        """Retention (in slices, so the loop never stalls) and HTTP certificate reloads."""
-        while True:
-            await asyncio.sleep(_HOUSEKEEPING_SECONDS)
-            try:
-                count = self.store.series_count
-                remaining = max(_GC_SLICE, int(count * _HOUSEKEEPING_SECONDS / _GC_SWEEP_SECONDS))
-                while remaining > 0 and count:
-                    self.store.collect(min(_GC_SLICE, remaining))
-                    remaining -= _GC_SLICE
-                    await asyncio.sleep(0)
-                if self._ssl is not None:
-                    self._ssl.maybe_reload()
-                interval = self.settings.snapshot.interval_seconds
-                if interval and time.monotonic() - self._last_save >= interval:
-                    self._last_save = time.monotonic()
-                    await self.persistence.save()
-            except Exception:  # a housekeeping bug must not kill the service
-                logger.exception("housekeeping failed")
-
     # ------------------------------------------------------------------ introspection
 
     def ready(self) -> bool:
         """Every listener bound; with ``PEERS`` (the HA layout, where collectors reach every replica
         whether it is Ready or not) also :meth:`warmed`, so KEDA's Service sends no call to a
         replica that would answer from an incomplete store."""
-        listening = self.ports is not None and bool(self._http) and all(server.started for server, _ in self._http)
+        listening = self.ports is not None and self.listeners.http_started
         return listening and (not self.peers.configured or self.warmed())
 
     def warmed(self) -> bool:
-        """The replica holds data (from a peer, the snapshot file or the collectors), a peer gave
-        it a snapshot (even an empty one: the peer was warm), or the warm-up has passed."""
-        return self._warm_from_peer or self.store.series_count > 0 or not self.warming()
+        """:meth:`WarmUp.warmed <scaler.warmup.WarmUp.warmed>`."""
+        return self.warmup.warmed()
 
-    def warming(self) -> bool:
-        """Within WARMUP_SECONDS of start: "no data" means "not yet", not "zero"."""
-        return self._monotonic() < self._warm_until
-
-    def _warm_reason(self) -> str:
-        if self._warm_from_peer:
-            return "warmed from a peer's snapshot"
-        if self.store.series_count:
-            return "the store holds data"
-        return "no peers (PEERS unset)" if not self.peers.configured else "the warm-up has passed without data"
+    def restore_from_peer(self, fetched: peers.Fetched) -> None:
+        """:meth:`WarmUp.restore_from_peer <scaler.warmup.WarmUp.restore_from_peer>` (the
+        evaluation lab's restarted replicas call it)."""
+        self.warmup.restore_from_peer(fetched)
 
     def kedify_info(self) -> dict[str, str]:
         """kedify/otel-add-on's ``/info``: a flat map of strings (also its runtime-info labels)."""
         ports = asdict(self._bound) if self._bound else {"otlp": 0, "keda": 0, "http": 0, "metrics": 0}
         return runtime_info(self.settings.store.retention_seconds, ports)
-
-    def warmup_remaining(self) -> float:
-        return max(0.0, self._warm_until - self._monotonic())
 
     def info(self) -> dict[str, Any]:
         """kedify/otel-add-on's flat string fields, then ours."""
@@ -455,16 +326,12 @@ class Service:
                 "metricNames": len(self.store.names()),
             },
             "ingest": self.ingestor.path_info(),
-            "warmupRemainingSeconds": round(self.warmup_remaining(), 3),
+            "warmupRemainingSeconds": round(self.warmup.remaining(), 3),
             "snapshot": self.persistence.status,
             "ready": self.ready(),
             "warmed": self.warmed(),
-            "peers": self.peer_status,
+            "peers": self.warmup.peer_status,
         }
-
-
-def _grpc_host(address: str) -> str:
-    return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:

@@ -163,10 +163,10 @@ def test_a_listener_that_stops_by_itself_stops_the_service(listener: str, caplog
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"http://127.0.0.1:{service.ports.http}/readyz")).status_code == 200
         if listener in ("http", "internal-metrics"):
-            (server,) = [server for server, task in service._http if task.get_name() == listener]
+            (server,) = [server for server, task in service.listeners.http if task.get_name() == listener]
             server.should_exit = True  # uvicorn returns as if it had crashed out
         else:
-            await service._grpc[0 if listener == "OTLP gRPC" else 1].stop(0)
+            await service.listeners.grpc[0 if listener == "OTLP gRPC" else 1].stop(0)
         with pytest.raises(app.ServiceFailed):
             await asyncio.wait_for(running, 30)
         assert not stop.is_set()
