@@ -270,6 +270,7 @@ class Store:
         return self._index.count_matching(pairs)
 
     def distinct_values(self, name: str) -> int:
+        """How many values label ``name`` has across the store (0: no series carries it)."""
         return self._index.distinct_values(name)
 
     # ----------------------------------------------------------------- observation
