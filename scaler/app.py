@@ -5,9 +5,8 @@ replica's warm start (:mod:`scaler.warmup`).
 ``Service`` is usable in-process (tests): ``async with Service(settings) as svc`` binds every
 listener (ports may be 0) and exposes the bound ports; ``run`` is the CLI's blocking entry
 point with SIGTERM/SIGINT → graceful stop → exit 0. Here the settings become components and
-servers; how a server is bound, watched and stopped is :mod:`scaler.listeners`'. Every server is
-watched after start: a listener that stops by itself is logged at once and stops the service
-(exit 1).
+servers, which :mod:`scaler.listeners` binds, watches and stops. Every server is watched after
+start: a listener that stops by itself is logged at once and stops the service (exit 1).
 """
 
 from __future__ import annotations
