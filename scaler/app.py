@@ -84,7 +84,12 @@ class Service:
             clock=monotonic,
         )
         self.metrics = SelfMetrics(lambda: self.store.series_count, self.store.names)
-        self.status = status.Registry(clock, settings.store.retention_seconds, on_evict=self.metrics.status_evicted)
+        self.status = status.Registry(
+            clock,
+            settings.store.retention_seconds,
+            max_triggers=status.trigger_capacity(settings.keda.max_streams),
+            on_evict=self.metrics.status_evicted,
+        )
         self.ingestor = receiver.Ingestor(self.store, settings.otlp, self.metrics, registry=self.status)
         # a parsed trigger per open stream stays cached (the stream holds it anyway), so KEDA's
         # polls of that many ScaledObjects do not parse again

@@ -48,6 +48,8 @@ from scaler.trigger import AnyTrigger, Reading, State, Trigger, TriggerCache, Tr
 logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
+_METHODS = ("IsActive", "GetMetricSpec", "GetMetrics", "StreamIsActive")
+"""The methods whose latency ``keda_request_duration_seconds`` records."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,8 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         self.status = status or Registry(store.clock, store.limits.retention_seconds)
         self.streams = streams or StreamHub(store, max_streams=20_000, recheck_seconds=recheck_seconds)
         self._log = RateLimitedLog(logger)
+        self._latency = {method: metrics.keda_latency.labels(method) for method in _METHODS}
+        """The latency histogram's child per method, bound once (``labels()`` locks and validates)."""
 
     @property
     def recheck_seconds(self) -> float:
@@ -162,19 +166,19 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     # ------------------------------------------------------------------ RPCs
 
     async def IsActive(self, request: pb.ScaledObjectRef, context: Context) -> pb.IsActiveResponse:  # noqa: N802
-        with self.metrics.keda_latency.labels("IsActive").time():
+        with self._latency["IsActive"].time():
             trigger = await self._trigger(request, context, "IsActive")
             active = trigger.is_active(await self._reading(request, trigger, context, "IsActive"))
             self._record(request, trigger, None, active)
             return pb.IsActiveResponse(result=active)
 
     async def GetMetricSpec(self, request: pb.ScaledObjectRef, context: Context) -> pb.GetMetricSpecResponse:  # noqa: N802
-        with self.metrics.keda_latency.labels("GetMetricSpec").time():
+        with self._latency["GetMetricSpec"].time():
             trigger = await self._trigger(request, context, "GetMetricSpec")
             return _spec(request, trigger)
 
     async def GetMetrics(self, request: pb.GetMetricsRequest, context: Context) -> pb.GetMetricsResponse:  # noqa: N802
-        with self.metrics.keda_latency.labels("GetMetrics").time():
+        with self._latency["GetMetrics"].time():
             ref = request.scaledObjectRef
             trigger = await self._trigger(ref, context, "GetMetrics")
             value = trigger.metric_value(await self._reading(ref, trigger, context, "GetMetrics"))
@@ -219,7 +223,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
                     if active != last:
                         self._record(request, trigger, None, active)
                     last, sent = active, time.monotonic()
-                    self.metrics.keda_latency.labels("StreamIsActive").observe(time.perf_counter() - started)
+                    self._latency["StreamIsActive"].observe(time.perf_counter() - started)
                     yield pb.IsActiveResponse(result=active)
                 if heartbeat is None:
                     await watch.wait()

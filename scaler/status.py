@@ -39,9 +39,20 @@ HISTORY_POINTS = 120
 IDLE_SECONDS = 3600.0
 """An entry not touched for this long is evicted."""
 MAX_TRIGGERS = 4096
-"""Trigger entries kept at most (as many as parsed triggers are cached)."""
+"""Trigger entries kept at most, unless more streams may be open (:func:`trigger_capacity`)."""
+_FIRST_POINTS = 4
+"""A trigger's history starts with room for this many points and doubles as it fills."""
 MAX_SOURCES = 10_000
 """Source entries kept at most."""
+
+
+def trigger_capacity(max_streams: int) -> int:
+    """Trigger entries to keep with ``MAX_STREAMS`` = ``max_streams``: at least one per open stream
+    (as many as parsed triggers are cached), else a stream's every reading would evict another
+    trigger's entry (and its gauges) and the status view would miss open streams. An entry
+    holds ~1 KB plus its history (at most ~2 KB)."""
+    return max(MAX_TRIGGERS, max_streams)
+
 
 Key = tuple[str, str, str]
 """A trigger: (namespace, ScaledObject, metric name); a source: (namespace, deployment, pod)."""
@@ -69,28 +80,51 @@ class Answering(Protocol):
 
 
 class History:
-    """A trigger's value over the retention: at most ``HISTORY_POINTS + 1`` (time, value) points
-    in two fixed numpy arrays (~2 KB), one per time slot; NaN where the reading had no number."""
+    """A trigger's value over the retention: at most ``HISTORY_POINTS + 1`` (time, value) points,
+    one per time slot; NaN where the reading had no number. A ring of two numpy arrays that
+    start at ``_FIRST_POINTS`` and double as points arrive, up to ``HISTORY_POINTS + 1``
+    (~2 KB): a registry holding an entry per open stream (10,000s) pays for the points its
+    triggers have, not for the whole retention of each."""
 
     __slots__ = ("_t", "_v", "count", "head", "slot_s")
 
     def __init__(self, slot_s: float) -> None:
         self.slot_s = slot_s
-        self._t = np.zeros(HISTORY_POINTS + 1)
-        self._v = np.zeros(HISTORY_POINTS + 1)
+        self._t = np.zeros(_FIRST_POINTS)
+        self._v = np.zeros(_FIRST_POINTS)
         self.head = 0
         """Index of the newest point."""
         self.count = 0
 
     def add(self, at: float, value: float) -> None:
-        size = len(self._t)
         if self.count and math.floor(at / self.slot_s) <= math.floor(self._t[self.head] / self.slot_s):
             i = self.head  # same slot (or the clock stepped back): the newer reading wins
         else:
+            if self.count == len(self._t) < HISTORY_POINTS + 1:
+                self._grow()
+            size = len(self._t)
             i = self.head = (self.head + 1) % size if self.count else 0
             self.count = min(self.count + 1, size)
         self._t[i] = at
         self._v[i] = value
+
+    def _grow(self) -> None:
+        """Full below the cap: the points oldest first into arrays twice as long (at most the cap)."""
+        order = np.roll(np.arange(self.count), -((self.head + 1) % self.count))
+        size = min(2 * self.count, HISTORY_POINTS + 1)
+        t, v = np.zeros(size), np.zeros(size)
+        t[: self.count], v[: self.count] = self._t[order], self._v[order]
+        self._t, self._v, self.head = t, v, self.count - 1
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes its points take now."""
+        return self._t.nbytes + self._v.nbytes
+
+    @staticmethod
+    def full_nbytes() -> int:
+        """Bytes the points of a full history take."""
+        return 2 * (HISTORY_POINTS + 1) * np.dtype(np.float64).itemsize
 
     def points(self, since: float) -> list[tuple[float, float]]:
         """Points at or after ``since``, oldest first."""

@@ -5,6 +5,7 @@ KEDA's replica arithmetic, the reason in words, the matched series."""
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 
 import pytest
@@ -13,7 +14,7 @@ from scaler.config import StoreLimits, TriggerDefaults
 from scaler.model import STALE_NAN, RejectReason, make_labels
 from scaler.reason import matched, number_text, reason, replicas_for, source_series
 from scaler.sources import key_of as source_key
-from scaler.status import HISTORY_POINTS, History, Key, Registry
+from scaler.status import HISTORY_POINTS, MAX_TRIGGERS, History, Key, Registry, trigger_capacity
 from scaler.store import Store
 from scaler.trigger import Reading, State, Trigger, parse
 
@@ -55,6 +56,27 @@ def test_history_keeps_one_point_per_slot_over_the_retention() -> None:
     assert [t for t, _ in history.points(500.0)] == [float(t) for t in range(500, 520)]
     history.add(100.0, 7.0)  # the clock stepped back: it replaces the newest point, never reorders
     assert history.points(0)[-1] == (100.0, 7.0) and len(history.points(0)) == HISTORY_POINTS + 1
+
+
+def test_history_grows_as_points_arrive_and_keeps_the_same_points_as_a_full_ring() -> None:
+    """It starts small and doubles (a registry holds an entry per open stream); whatever the
+    sizes it passed through, its points are those of a list keeping the last ``HISTORY_POINTS
+    + 1`` slots, the newer reading winning in a slot."""
+    rng = random.Random(20)
+    for _ in range(50):
+        history, model = History(slot_s=1.0), list[tuple[float, float]]()
+        at = 0.0
+        for i in range(rng.randrange(1, 400)):
+            at += rng.choice((0.3, 1.0, 2.5, -0.5))  # the same slot, the next, a gap, a step back
+            history.add(at, float(i))
+            if model and math.floor(at) <= math.floor(model[-1][0]):
+                model[-1] = (at, float(i))
+            else:
+                model = [*model, (at, float(i))][-(HISTORY_POINTS + 1) :]
+            assert history.points(-math.inf) == model
+    small = History(slot_s=1.0)
+    small.add(1.0, 1.0)
+    assert small.points(0) == [(1.0, 1.0)] and small.nbytes < History.full_nbytes() // 10
 
 
 def test_a_reading_is_recorded_with_what_keda_gets() -> None:
@@ -183,6 +205,21 @@ def test_past_the_cap_the_least_recently_touched_entry_goes() -> None:
         registry.exported([("ns", "dep", pod)], {})
     assert [s.pod for s in registry.sources()] == ["p2", "p3"]
     assert evicted.seen == [("trigger", "cap", ("ns", "b", "waiting")), ("source", "cap", ("ns", "dep", "p1"))]
+
+
+def test_the_trigger_cap_holds_an_entry_per_open_stream() -> None:
+    """With MAX_STREAMS above the default cap, every open stream keeps its entry: past the cap,
+    each stream's reading would evict another's (and drop its gauges)."""
+    clock, evicted = Clock(), Evictions()
+    streams = MAX_TRIGGERS + 500
+    registry = Registry(clock, 120.0, max_triggers=trigger_capacity(streams), on_evict=evicted)
+    for i in range(streams):
+        registry.asked("ns", f"so-{i}", trigger(), "StreamIsActive")
+        registry.read("ns", f"so-{i}", trigger(), VALUE)
+    assert len(registry.triggers()) == streams and evicted.seen == []
+    registry.asked("ns", "one-more", trigger(), "GetMetrics")
+    assert evicted.seen == [("trigger", "cap", ("ns", "so-0", "waiting"))]
+    assert trigger_capacity(10) == MAX_TRIGGERS
 
 
 def test_a_source_counts_its_exports_and_its_rejections_or_shared_ones() -> None:
