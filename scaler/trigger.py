@@ -30,8 +30,9 @@ import logging
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
 from scaler import planner, query
 from scaler.config import TriggerDefaults
@@ -460,15 +461,20 @@ def _planner(metadata: Mapping[str, str], defaults: TriggerDefaults) -> PlannerT
     )
 
 
-def parse_any(metadata: Mapping[str, str], defaults: TriggerDefaults, retention_seconds: float) -> AnyTrigger:
+def parse_any(
+    metadata: Mapping[str, str], defaults: TriggerDefaults, retention_seconds: float, queries: Queries | None = None
+) -> AnyTrigger:
     """A planner trigger (metadata key ``planner``) or a query trigger; raises TriggerError."""
     if "planner" in metadata:
         return _planner(metadata, defaults)
-    return parse(metadata, defaults, retention_seconds)
+    return parse(metadata, defaults, retention_seconds, queries)
 
 
-def parse(metadata: Mapping[str, str], defaults: TriggerDefaults, retention_seconds: float) -> Trigger:
-    """Validate a query trigger's metadata; raises TriggerError naming the key at fault."""
+def parse(
+    metadata: Mapping[str, str], defaults: TriggerDefaults, retention_seconds: float, queries: Queries | None = None
+) -> Trigger:
+    """Validate a query trigger's metadata; raises TriggerError naming the key at fault.
+    ``queries``: compiled queries to share with other triggers of the same query."""
     unknown = set(metadata) - OUR_KEYS - KEDA_KEYS - planner.KEYS
     if unknown:
         logger.debug("ignoring unknown trigger metadata keys: %s", ", ".join(sorted(unknown)))
@@ -480,7 +486,7 @@ def parse(metadata: Mapping[str, str], defaults: TriggerDefaults, retention_seco
     value_if_not_found = _number(metadata, "valueIfNotFound")
     error_if_not_found = _error_if_not_found(metadata, defaults)
     return Trigger(
-        query=_query(metadata, retention_seconds),
+        query=_query(metadata, retention_seconds, queries),
         metric_name=metric_name_of(metadata),
         target=target,
         activation=0.0 if activation is None else activation,
@@ -546,7 +552,7 @@ def sanitize_metric_name(text: str) -> str:
     return name
 
 
-def _query(metadata: Mapping[str, str], retention_seconds: float) -> Query:
+def _query(metadata: Mapping[str, str], retention_seconds: float, queries: Queries | None) -> Query:
     compat = metadata.get("metricQuery", "").strip()
     promql = metadata.get("query", "").strip()
     if compat and promql:
@@ -555,27 +561,37 @@ def _query(metadata: Mapping[str, str], retention_seconds: float) -> Query:
         for key in ("operationOverTime", "window"):
             if key in metadata:
                 raise TriggerError(key, "only applies to 'metricQuery'; in PromQL use a range selector")
-        return compile_promql(promql, metadata.get("aggregate", "").strip() or None)
+        aggregate = metadata.get("aggregate", "").strip() or None
+        if queries is None:
+            return compile_promql(promql, aggregate)
+        return queries.get(("query", promql, aggregate), lambda: compile_promql(promql, aggregate))
     if not compat:
         raise TriggerError("metricQuery", "required: set 'metricQuery' (compat form) or 'query' (PromQL)")
-    return compile_compat(compat, metadata.get("operationOverTime", ""), metadata.get("window"), retention_seconds)
+    operation, window = metadata.get("operationOverTime", ""), metadata.get("window")
+    if queries is None:
+        return compile_compat(compat, operation, window, retention_seconds)
+    return queries.get(
+        ("metricQuery", compat, operation, window), lambda: compile_compat(compat, operation, window, retention_seconds)
+    )
 
 
-class TriggerCache:
-    """LRU cache of parsed triggers keyed by their metadata (bad metadata is cached too)."""
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
-    def __init__(self, defaults: TriggerDefaults, retention_seconds: float, size: int = 4096) -> None:
-        self.defaults = defaults
-        self.retention_seconds = retention_seconds
+
+class _Lru(Generic[K, V]):
+    """At most ``size`` results of a parse or compile by their input, least recently used out
+    first; an error (TriggerError) is kept and raised again like a result."""
+
+    def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[frozenset[tuple[str, str]], AnyTrigger | TriggerError] = OrderedDict()
+        self._entries: OrderedDict[K, V | TriggerError] = OrderedDict()
 
-    def get(self, metadata: Mapping[str, str]) -> AnyTrigger:
-        key = frozenset(metadata.items())
+    def get(self, key: K, make: Callable[[], V]) -> V:
         entry = self._entries.get(key)
         if entry is None:
             try:
-                entry = parse_any(metadata, self.defaults, self.retention_seconds)
+                entry = make()
             except TriggerError as exc:
                 entry = exc
             self._entries[key] = entry
@@ -586,3 +602,36 @@ class TriggerCache:
         if isinstance(entry, TriggerError):
             raise entry
         return entry
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+Queries = _Lru[tuple[str | None, ...], Query]
+"""Compiled queries by the metadata they compile from (``metricQuery`` with
+``operationOverTime`` and ``window``, or ``query`` with ``aggregate``)."""
+
+
+class TriggerCache:
+    """LRU cache of parsed triggers keyed by their metadata (bad metadata is cached too), and of
+    their compiled queries keyed by the query's own metadata, so that triggers that differ only
+    elsewhere (``targetValue``, ``metricName``, …: several ScaledObjects or triggers on one
+    query) share one compiled Query. Both hold at most ``size`` entries: the service sizes it
+    ``max(4096, MAX_STREAMS)``, a trigger per open stream (~2.6 KB each with its Query)."""
+
+    def __init__(self, defaults: TriggerDefaults, retention_seconds: float, size: int = 4096) -> None:
+        self.defaults = defaults
+        self.retention_seconds = retention_seconds
+        self.size = size
+        self._entries: _Lru[frozenset[tuple[str, str]], AnyTrigger] = _Lru(size)
+        self.queries: Queries = _Lru(size)
+
+    def get(self, metadata: Mapping[str, str]) -> AnyTrigger:
+        return self._entries.get(
+            frozenset(metadata.items()),
+            lambda: parse_any(metadata, self.defaults, self.retention_seconds, self.queries),
+        )
+
+    def __len__(self) -> int:
+        """Triggers cached."""
+        return len(self._entries)

@@ -186,7 +186,29 @@ def test_the_cache_returns_the_same_trigger_and_the_same_error() -> None:
     assert first.value is second.value
     cache.get({**BASE, "targetValue": "2"})
     cache.get({**BASE, "targetValue": "3"})  # evicts the least recently used
-    assert len(cache._entries) == 2
+    assert len(cache) == 2
+
+
+def test_triggers_of_one_query_share_its_compiled_query_and_its_error() -> None:
+    """Triggers that differ elsewhere than in their query compile it once; a different window
+    or operation is a different query; the compiled queries are bounded like the triggers."""
+    cache = TriggerCache(DEFAULTS, RETENTION, size=3)
+    compat = {"metricQuery": "sum(waiting{deployment=a})", "operationOverTime": "avg"}
+    one, two = cache.get({**compat, "targetValue": "2"}), cache.get({**compat, "targetValue": "3", "metricName": "b"})
+    assert isinstance(one, Trigger) and isinstance(two, Trigger)
+    assert one.query is two.query and (one.target, two.target) == (2.0, 3.0)
+    assert one.query == parse({**compat, "targetValue": "2"}, DEFAULTS, RETENTION).query
+    other = cache.get({**compat, "targetValue": "2", "window": "30s"})
+    assert isinstance(other, Trigger) and other.query is not one.query and other.query.text != one.query.text
+    promql = {"query": "sum(rate(x_total[1m]))", "aggregate": "max"}
+    first, second = cache.get({**promql, "targetValue": "1"}), cache.get({**promql, "targetValue": "4"})
+    assert isinstance(first, Trigger) and isinstance(second, Trigger) and first.query is second.query
+    with pytest.raises(TriggerError) as bad:
+        cache.get({"metricQuery": "sum(x{a=~b})", "targetValue": "1"})
+    with pytest.raises(TriggerError) as again:
+        cache.get({"metricQuery": "sum(x{a=~b})", "targetValue": "2"})
+    assert bad.value.key == again.value.key == "metricQuery" and str(bad.value) == str(again.value)
+    assert len(cache.queries) == 3 and len(cache) == 3
 
 
 # ---------------------------------------------------------------------- compile
