@@ -228,7 +228,10 @@ def _noted(q: Query, result: query.Result) -> Reading:
         if text not in q.logged:
             q.logged.add(text)
             logger.warning("query %r: %s", q.text, text)
-    return replace(_reduced(q, result.value), warnings=result.warnings, infos=result.infos)
+    reading = _reduced(q, result.value)
+    if not result.warnings and not result.infos:
+        return reading  # the common case: no copy
+    return replace(reading, warnings=result.warnings, infos=result.infos)
 
 
 def _reduced(q: Query, result: query.Value) -> Reading:
