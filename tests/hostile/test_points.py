@@ -142,7 +142,7 @@ def test_nan_and_infinities_are_stored_and_served_as_strict_json(hostile: Hostil
         compat = hostile.http.post("/memstore/query", json={"query": f'{name}{{v="{label}"}}'})
         assert compat.status_code == 200
         value = strict_json(compat.text)["value"]
-        if label != "nan":  # a NaN result reads as "not found" (scaler/trigger.py), by design
+        if label != "nan":  # a NaN result reads as "not found" (scaler/trigger/readings.py), by design
             assert value == spelled
 
 
