@@ -133,7 +133,10 @@ class Lru(Generic[K, V]):
         else:
             self._entries.move_to_end(key)
         if isinstance(entry, TriggerError):
-            raise entry
+            # without its last traceback: each raise of the same instance would add its frames to the
+            # one before, and the cached error would keep every failed call's frames (and their gRPC
+            # contexts) alive, a little more at each poll of bad metadata
+            raise entry.with_traceback(None)
         return entry
 
     def __len__(self) -> int:

@@ -211,6 +211,24 @@ def test_triggers_of_one_query_share_its_compiled_query_and_its_error() -> None:
     assert len(cache.queries) == 3 and len(cache) == 3
 
 
+def test_a_cached_error_raised_again_and_again_keeps_one_traceback() -> None:
+    """Each raise of the same exception object appends its frames to the traceback it already
+    has: the cache must not let a ScaledObject polled with bad metadata grow it (and keep every
+    failed call's frames alive) without bound."""
+    cache = TriggerCache(DEFAULTS, RETENTION)
+
+    def depth() -> int:
+        with pytest.raises(TriggerError) as caught:
+            cache.get({"metricQuery": "x", "targetValue": "0"})
+        tb, frames = caught.value.__traceback__, 0
+        while tb is not None:
+            frames, tb = frames + 1, tb.tb_next
+        return frames
+
+    first = depth()
+    assert [depth() for _ in range(20)] == [first] * 20
+
+
 # ---------------------------------------------------------------------- compile
 
 
