@@ -18,9 +18,10 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    (**pending**) — while some are pending, the queue that built up is not added again
    (the pods on their way will drain it, and if they never come, e.g. held back by
    ``maxReplicaCount``, asking for more would not help either), which is what keeps the planner
-   from piling on during start-up; then the **hysteresis band**: above what runs or is pending
-   the need applies at once, below it only when the demand would fit even at ``1 − band`` of
-   the capacity;
+   from piling on during start-up; then the **tolerance and band**: above what runs or is
+   pending the need applies at once — unless the SLO holds with no queue and the demand is
+   within :attr:`Tuning.tolerance` of their capacity — and below it only when the demand would
+   fit even at ``1 − band`` of the capacity (decode; prefill has no band);
 4. **scale-down hysteresis in time**: the answer is the highest need of the last start-up
    (at least :attr:`Tuning.min_hold_s`); a level the need *returns* to — reached for a
    sustained while after its replicas had been released, twice within
@@ -34,12 +35,13 @@ demand, so missing data can only lower the answer, never raise it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from scaler.planner import capacity, rolling
 from scaler.planner.forecast import forecast, settle, trend
+from scaler.planner.recurrence import Recurrence
 from scaler.planner.series import BoolArray
 from scaler.planner.signals import Signals, read
 from scaler.planner.spec import PlannerSpec
@@ -66,8 +68,18 @@ class Tuning:
     """Length of each of the trend's three segments (see :mod:`~scaler.planner.forecast`):
     longer than the window, so that the ramp a window makes of a step lifts two at most."""
     band: float = 0.1
-    """Hysteresis band: scale down only when the demand fits into fewer replicas at 90 % of
-    their capacity."""
+    """Decode's hysteresis band: scale down only when the demand fits into fewer replicas at
+    90 % of their capacity."""
+    prefill_band: float = 0.0
+    """Prefill's hysteresis band: none. A prefill replica's modelled capacity already holds the
+    queueing margin of its TTFT share, and its demand sits within a few percent of a
+    replica boundary for whole phases (long prompts, few replicas), where a band keeps one
+    replica more than the SLO needs; the scale-up tolerance keeps it from flapping there."""
+    tolerance: float = 0.1
+    """Scale-up tolerance while the role holds its SLO with no queue: a demand up to 10 % above
+    what the replicas running can take at the modelled capacity adds none (the HPA's own
+    tolerance). The capacity is a target utilisation, not a limit, and the pods show they keep
+    up; a 15-s rate's noise alone crosses it a few percent either way."""
     min_hold_s: float = 60.0
     """Shortest scale-down hold, whatever the start-up interval: a need that went away one
     rate window ago may still be a lull. The hold is otherwise one start-up: a replica released
@@ -233,6 +245,8 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
     slope = trend(times, view.demand, tuning.trend_segment_ms)
     expected = forecast(level, slope, horizon)
     hold_s = max(spec.startup_s, tuning.min_hold_s)
+    if spec.role == "prefill":
+        tuning = replace(tuning, band=tuning.prefill_band)
     steps = _forward(times, signals.pods, expected, view, spec.startup_s, hold_s, tuning)
     recurring = bool(steps.recurring[len(times) - 1])
     last = len(times) - 1
@@ -321,7 +335,10 @@ def _forward(
             # nothing known about capacity yet: hold what runs (none without work to do)
             need[k] = drain[k] = running if demand > 0 or view.busy[k] else 0
         else:
-            need[k] = _banded(demand, cap, running + int(pending[k]), tuning.band, bool(view.busy[k]), running)
+            # calm: the SLO held over the latency window, with no more than a second of one
+            # replica's work queued
+            calm = bool(view.held[k]) and float(view.backlog[k]) <= cap and pending[k] == 0
+            need[k] = _banded(demand, cap, running + int(pending[k]), tuning, bool(view.busy[k]), running, calm)
             # the queue keeps growing as fast as it grows now, until the replicas asked for
             # arrive: one start-up after the oldest ask still not exporting
             first = k
@@ -345,58 +362,15 @@ def _forward(
     return Steps(need, drain, asked, pending, projected, answer, recurring)
 
 
-class Recurrence:
-    """The levels the need returns to. The need is *at* a level once it stayed at or above it
-    for :attr:`Tuning.sustain_ms` (a burst, not a blip of the rates); it *returns* to the level
-    when that happens after it was below the level for longer than the ordinary hold, i.e.
-    after the planner had released it. Two returns within :attr:`Tuning.recur_hold_s` make the
-    level recurring, and it is held until ``recur_hold_s`` after the need was last at it. A need
-    that wobbles within a burst does not recur (the ordinary hold covers it); a burst that comes
-    back after its replicas went does."""
-
-    def __init__(self, hold_ms: int, recur_ms: int, sustain_ms: int) -> None:
-        self.hold_ms = hold_ms
-        self.recur_ms = recur_ms
-        self.sustain_ms = sustain_ms
-        self.run_start: dict[int, int] = {}
-        """Since when the need has been at or above each level (levels it is below are absent)."""
-        self.last_at: dict[int, int] = {}
-        """When the need was last at each level (after it had stayed there ``sustain_ms``)."""
-        self.returns: dict[int, list[int]] = {}
-
-    def update(self, t_ms: int, need: int) -> None:
-        for level in [level for level in self.run_start if level > need]:
-            del self.run_start[level]
-        for level in range(1, need + 1):
-            start = self.run_start.setdefault(level, t_ms)
-            if t_ms - start < self.sustain_ms:
-                continue
-            last = self.last_at.get(level)
-            if last is None or (last < start and start - last > self.hold_ms):
-                self.returns.setdefault(level, []).append(start)
-            self.last_at[level] = t_ms
-
-    def level(self, t_ms: int, floor: int) -> int:
-        """The highest recurring level above ``floor`` still held at ``t_ms`` (else ``floor``)."""
-        for level in sorted(self.last_at, reverse=True):
-            if level <= floor:
-                break
-            times = self.returns.get(level, [])
-            if (
-                len(times) >= 2
-                and times[-1] - times[-2] <= self.recur_ms
-                and t_ms - self.last_at[level] <= self.recur_ms
-            ):
-                return level
-        return floor
-
-
-def _banded(demand: float, cap: float, keep: int, band: float, busy: bool, running: int) -> int:
-    """``ceil(demand / capacity)`` above what runs or is pending; below it only once the
-    demand fits even at ``1 − band`` of the capacity."""
+def _banded(demand: float, cap: float, keep: int, tuning: Tuning, busy: bool, running: int, calm: bool) -> int:
+    """``ceil(demand / capacity)`` above what runs or is pending (while ``calm``, only beyond
+    ``1 + tolerance`` of their capacity); below it only once the demand fits even at
+    ``1 − band`` of the capacity."""
     if demand <= 0:
         return running if busy and cap <= 0 else 0
     up = math.ceil(demand / cap - 1e-9)
     if up > keep:
+        if calm and keep > 0 and demand <= keep * cap * (1 + tuning.tolerance):
+            return keep
         return up
-    return min(math.ceil(demand / (cap * (1 - band)) - 1e-9), keep)
+    return min(math.ceil(demand / (cap * (1 - tuning.band)) - 1e-9), keep)
