@@ -36,7 +36,7 @@ from scaler.selfmetrics import SelfMetrics, runtime_info
 from scaler.store import Store
 from scaler.streams import StreamHub
 from scaler.tls import ReloadingSSLContext
-from scaler.trigger import TriggerCache
+from scaler.trigger import Offload, TriggerCache, in_thread
 from scaler.warmup import WarmUp
 
 logger = logging.getLogger(__name__)
@@ -67,10 +67,18 @@ class ServiceFailed(RuntimeError):
 class Service:
     """The running scaler. See the module docstring."""
 
-    def __init__(self, settings: Settings, clock: Clock = time.time, monotonic: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
+        offload: Offload = in_thread,
+    ) -> None:
         """``clock`` is the store's (Unix seconds); ``monotonic`` times the warm-up and the query
         engine's slices and timeouts (the evaluation lab injects its virtual time into both, so
-        where a query lets the event loop run does not depend on the machine's load)."""
+        where a query lets the event loop run does not depend on the machine's load).
+        ``offload`` computes planner decisions: in a worker thread, or inline in the lab (a
+        thread would let its virtual clock run on while a decision is computed)."""
         self.settings = settings
         self.store = Store(settings.store, clock)
         q = settings.query
@@ -110,6 +118,7 @@ class Service:
             heartbeat_seconds=None if polling_ms is None else polling_ms / 1000,
             status=self.status,
             streams=self.streams,
+            offload=offload,
         )
         self.ports: BoundPorts | None = None
         """Set once every listener serves."""

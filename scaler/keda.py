@@ -43,7 +43,18 @@ from scaler.selfmetrics import SelfMetrics, go_labels
 from scaler.status import Registry
 from scaler.store import Store
 from scaler.streams import StreamHub, StreamsExhausted
-from scaler.trigger import AnyTrigger, Reading, State, Trigger, TriggerCache, TriggerError, metric_name_of, read_async
+from scaler.trigger import (
+    AnyTrigger,
+    Offload,
+    Reading,
+    State,
+    Trigger,
+    TriggerCache,
+    TriggerError,
+    inline,
+    metric_name_of,
+    read_async,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +95,11 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         heartbeat_seconds: float | None = None,
         status: Registry | None = None,
         streams: StreamHub | None = None,
+        offload: Offload = inline,
     ) -> None:
         self.store = store
+        self.offload = offload
+        """How a planner trigger's decision is computed (:data:`scaler.trigger.Offload`)."""
         self.engine = engine
         self.triggers = triggers
         self.metrics = metrics
@@ -130,7 +144,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
 
     async def _read(self, ref: pb.ScaledObjectRef, trigger: AnyTrigger) -> Reading:
         """Every evaluation of a trigger goes through here (one place to observe readings)."""
-        reading = await read_async(trigger, self.engine, self.store.now_ms(), self.warming())
+        reading = await read_async(trigger, self.engine, self.store.now_ms(), self.warming(), self.offload)
         if isinstance(trigger, Trigger):
             self.metrics.kedify.read_compat(trigger.query, reading)
         self.status.read(ref.namespace, ref.name, trigger, reading)

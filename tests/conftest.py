@@ -16,6 +16,7 @@ from scaler.app import BoundPorts, Service
 from scaler.config import Settings
 from scaler.model import Clock
 from scaler.runner import ScalerProcess
+from scaler.trigger import Offload, in_thread
 
 T = TypeVar("T")
 
@@ -50,9 +51,10 @@ class ManualClock:
 class RunningService:
     """A Service started on a private event loop thread; tests talk to it over sockets."""
 
-    def __init__(self, settings: Settings, clock: Clock = time.time) -> None:
+    def __init__(self, settings: Settings, clock: Clock = time.time, offload: Offload = in_thread) -> None:
         self.settings = settings
         self.clock = clock
+        self.offload = offload
         self.loop = asyncio.new_event_loop()
         self.service: Service | None = None
         self._started: Future[BoundPorts] = Future()
@@ -66,7 +68,7 @@ class RunningService:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         try:
-            self.service = Service(self.settings, self.clock)
+            self.service = Service(self.settings, self.clock, offload=self.offload)
             ports = await self.service.start()
         except BaseException as exc:
             self._started.set_exception(exc)
@@ -108,8 +110,8 @@ class RunningService:
 def service_factory() -> Iterator[Callable[..., RunningService]]:
     started: list[RunningService] = []
 
-    def make(clock: Clock = time.time, **overrides: Any) -> RunningService:
-        svc = RunningService(BASE_SETTINGS.replace(**overrides), clock)
+    def make(clock: Clock = time.time, offload: Offload = in_thread, **overrides: Any) -> RunningService:
+        svc = RunningService(BASE_SETTINGS.replace(**overrides), clock, offload)
         svc.start()
         started.append(svc)
         return svc

@@ -29,7 +29,7 @@ import grpc
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from scaler import app, config
+from scaler import app, config, trigger
 from scaler._gen import externalscaler_pb2 as pb
 from scaler.sim.keda_emulator import ScalerCallError, ScalerCalls
 
@@ -82,7 +82,9 @@ class InProcessScaler(ScalerCalls):
 
     def __init__(self, clock: Callable[[], float], settings: config.Settings | None = None) -> None:
         self.clock = clock
-        self.service = app.Service(settings or config.load({}, {}), clock=lambda: EPOCH + clock(), monotonic=clock)
+        self.service = app.Service(
+            settings or config.load({}, {}), clock=lambda: EPOCH + clock(), monotonic=clock, offload=trigger.inline
+        )
         self.settings = self.service.settings
         self.store = self.service.store
         self.ingestor = self.service.ingestor

@@ -3,11 +3,13 @@
 A pure core (no gRPC, no HTTP): :func:`parse_spec` validates a planner trigger's metadata;
 :func:`plan` reads the role's stored vLLM series and returns a :class:`Plan` — the desired
 replica count and the inputs, learned capacity, forecast and pending replicas it came from.
+:func:`plan` is :func:`take` (select and copy the series, on the event loop) then :func:`decide`
+(pure, on the copies: a worker thread may run it).
 """
 
-from scaler.planner.plan import Plan, Tuning, plan
+from scaler.planner.plan import Plan, Snapshot, Tuning, decide, plan, take
 from scaler.planner.profile import BUILTIN, Profile, ProfileError, parse_profile
-from scaler.planner.signals import METRIC_NAMES, watched
+from scaler.planner.selection import METRIC_NAMES, watched
 from scaler.planner.spec import KEYS, ROLES, PlannerSpec, Role, SpecError, parse_spec
 
 __all__ = [
@@ -20,10 +22,13 @@ __all__ = [
     "Profile",
     "ProfileError",
     "Role",
+    "Snapshot",
     "SpecError",
     "Tuning",
+    "decide",
     "parse_profile",
     "parse_spec",
     "plan",
+    "take",
     "watched",
 ]

@@ -39,11 +39,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from scaler.planner import capacity, rolling
+from scaler.planner import capacity, rolling, selection, signals
 from scaler.planner.forecast import forecast, settle, trend
 from scaler.planner.recurrence import Recurrence
+from scaler.planner.selection import Taken
 from scaler.planner.series import BoolArray
-from scaler.planner.signals import Signals, read
+from scaler.planner.signals import Signals
 from scaler.planner.spec import PlannerSpec
 from scaler.series import FloatArray, Int64Array
 from scaler.store import Store
@@ -212,31 +213,55 @@ def grid(now_ms: int, retention_ms: int, tuning: Tuning) -> Int64Array:
     return times
 
 
-def observe(
-    store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
-) -> tuple[Int64Array, Signals, capacity.RoleView]:
-    """The grid, the signals on it and the role's demand and capacity there."""
-    times = grid(now_ms, store.retention_ms, tuning)
-    signals = read(
+@dataclass(frozen=True)
+class Snapshot:
+    """What one decision reads, taken from the store on the event loop (:func:`take`); the
+    decision itself (:func:`decide`) is a pure function of it and may run in another thread."""
+
+    spec: PlannerSpec
+    now_ms: int
+    retention_ms: int
+    taken: Taken
+
+
+def take(store: Store, spec: PlannerSpec, now_ms: int) -> Snapshot:
+    """The series ``spec`` reads, selected and copied at ``now_ms``."""
+    taken = selection.take(
         store,
         spec.deployment,
-        times,
-        tuning.window_ms,
-        tuning.latency_window_ms,
-        tuning.long_window_ms,
         ttft_limits=(spec.ttft_budget_s,),
         itl_limits=(spec.itl_target_s,),
         queue_limits=(spec.ttft_budget_s,),
     )
-    view = capacity.prefill(signals, spec) if spec.role == "prefill" else capacity.decode(signals, spec)
-    return times, signals, view
+    return Snapshot(spec, now_ms, store.retention_ms, taken)
+
+
+def observe(
+    store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
+) -> tuple[Int64Array, Signals, capacity.RoleView]:
+    """The grid, the signals on it and the role's demand and capacity there."""
+    return _observe(take(store, spec, now_ms), tuning)
+
+
+def _observe(snapshot: Snapshot, tuning: Tuning) -> tuple[Int64Array, Signals, capacity.RoleView]:
+    spec = snapshot.spec
+    times = grid(snapshot.now_ms, snapshot.retention_ms, tuning)
+    seen = signals.compute(snapshot.taken, times, tuning.window_ms, tuning.latency_window_ms, tuning.long_window_ms)
+    view = capacity.prefill(seen, spec) if spec.role == "prefill" else capacity.decode(seen, spec)
+    return times, seen, view
 
 
 def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()) -> Plan | None:
     """The desired replicas of ``spec.role`` at ``now_ms``; None when no pod of the deployment
     exports now (the caller answers "not found", as for any trigger without data)."""
-    times, signals, view = observe(store, spec, now_ms, tuning)
-    if signals.pods[-1] <= 0:
+    return decide(take(store, spec, now_ms), tuning)
+
+
+def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
+    """:func:`plan` from a :class:`Snapshot` (pure: safe in a worker thread)."""
+    spec, now_ms = snapshot.spec, snapshot.now_ms
+    times, seen, view = _observe(snapshot, tuning)
+    if seen.pods[-1] <= 0:
         return None
     horizon = spec.startup_s + tuning.grid_ms / 1000
     level, surging = settle(times, view.demand, tuning.settle_ms)
@@ -247,7 +272,7 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
     hold_s = max(spec.startup_s, tuning.min_hold_s)
     if spec.role == "prefill":
         tuning = replace(tuning, band=tuning.prefill_band)
-    steps = _forward(times, signals.pods, expected, view, spec.startup_s, hold_s, tuning)
+    steps = _forward(times, seen.pods, expected, view, spec.startup_s, hold_s, tuning)
     recurring = bool(steps.recurring[len(times) - 1])
     last = len(times) - 1
     return Plan(
@@ -255,7 +280,7 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
         deployment=spec.deployment,
         at_ms=now_ms,
         desired=int(steps.answer[last]),
-        pods=int(signals.pods[last]),
+        pods=int(seen.pods[last]),
         unit=view.unit,
         demand=float(view.demand[last]),
         level=float(level[last]),
@@ -282,7 +307,7 @@ def plan(store: Store, spec: PlannerSpec, now_ms: int, tuning: Tuning = Tuning()
         recurring=recurring,
         band=tuning.band,
         history_s=float(times[-1] - times[0]) / 1000,
-        series=signals.series,
+        series=seen.series,
     )
 
 

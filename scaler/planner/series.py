@@ -32,6 +32,30 @@ def stale_mask(vals: FloatArray) -> BoolArray:
 
 
 @dataclass(frozen=True)
+class Copy:
+    """A series' labels and samples, copied: safe to read off the event loop while the store
+    keeps changing (an append may insert in place, the retention sweep trims)."""
+
+    labels: LabelPairs
+    ts: Int64Array
+    vals: FloatArray
+
+    @staticmethod
+    def of(series: Series) -> Copy:
+        return Copy(series.labels, series.ts[: series.n].copy(), series.vals[: series.n].copy())
+
+    @property
+    def n(self) -> int:
+        return len(self.ts)
+
+    def label(self, name: str) -> str:
+        for key, value in self.labels:
+            if key == name:
+                return value
+        return ""
+
+
+@dataclass(frozen=True)
 class Block:
     """Samples of several series, keyed for vectorised point lookups.
 
@@ -48,7 +72,7 @@ class Block:
     base: int
 
     @staticmethod
-    def of(series: Sequence[Series], drop_stale: bool = False) -> Block:
+    def of(series: Sequence[Series | Copy], drop_stale: bool = False) -> Block:
         labels = tuple(s.labels for s in series)
         counts = np.fromiter((s.n for s in series), dtype=np.int64, count=len(series))
         if counts.sum() == 0:

@@ -27,51 +27,18 @@ and four ``searchsorted`` calls per decision, whatever the number of pods and in
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from scaler.model import METRIC_NAME, Matcher, MatchOp
+from scaler.planner.selection import Rows, Taken, take
 from scaler.planner.series import Block, increase
-from scaler.query.histogram import parse_go_float
 from scaler.series import FloatArray, Int64Array
-from scaler.store import Series, Store
+from scaler.store import Store
 
 FRESH_MS = 15_000
 """A gauge sample older than this no longer shows a live pod (3 × the collectors' 5 s scrape)."""
-
-RUNNING = ("vllm:num_requests_running",)
-WAITING = ("vllm:num_requests_waiting",)
-KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
-PROMPT_TOKENS = ("vllm:prompt_tokens_total",)
-GENERATION_TOKENS = ("vllm:generation_tokens_total",)
-REQUESTS = ("vllm:request_success_total",)
-PREFIX_QUERIES = ("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total")
-PREFIX_HITS = ("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total")
-TTFT = ("vllm:time_to_first_token_seconds",)
-ITL = ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
-QUEUE = ("vllm:request_queue_time_seconds",)
-EPP_IN_FLIGHT = "llm_d_epp_inflight_requests"
-"""llm-d's endpoint picker, inflight-load-producer: requests routed to an endpoint and not yet
-released (on a P/D pool a request counts on its decode endpoint from admission to the end of
-its stream, so also while it waits for, or sits in, a prefill pod)."""
-
-METRIC_NAMES = frozenset(
-    [*RUNNING, *WAITING, *KV_USAGE, *PROMPT_TOKENS, *GENERATION_TOKENS, *REQUESTS, *PREFIX_QUERIES, *PREFIX_HITS]
-    + [EPP_IN_FLIGHT]
-    + [name + suffix for name in (*TTFT, *ITL, *QUEUE) for suffix in ("_bucket", "_sum", "_count")]
-)
-"""Every metric the planner reads (new samples of these may change its answer)."""
-
-
-def watched(deployment: str) -> list[tuple[Matcher, ...]]:
-    """The selectors of what the planner reads for ``deployment`` (as :class:`_Reader` selects
-    it): its pods' series by name and ``deployment`` label, the EPP's by name."""
-    own = sorted(METRIC_NAMES - {EPP_IN_FLIGHT})
-    deployment_is = Matcher.of("deployment", MatchOp.EQ, deployment)
-    out = [(Matcher.of(METRIC_NAME, MatchOp.EQ, name), deployment_is) for name in own]
-    return [*out, (Matcher.of(METRIC_NAME, MatchOp.EQ, EPP_IN_FLIGHT),)]
 
 
 @dataclass(frozen=True)
@@ -137,74 +104,7 @@ class Signals:
         return len(self.times)
 
 
-class _Rows:
-    """Series gathered for one Block, with a row index per named part."""
-
-    def __init__(self) -> None:
-        self.series: list[Series] = []
-        self.parts: dict[str, list[int]] = {}
-
-    def add(self, part: str, found: Iterable[Series]) -> None:
-        rows = self.parts.setdefault(part, [])
-        for s in found:
-            rows.append(len(self.series))
-            self.series.append(s)
-
-    def sum(self, matrix: FloatArray, part: str, width: int) -> FloatArray:
-        rows = self.parts.get(part, [])
-        if not rows:
-            return np.zeros(width)
-        return np.asarray(np.nansum(matrix[rows], axis=0), dtype=np.float64)
-
-
-class _Reader:
-    def __init__(self, store: Store, deployment: str) -> None:
-        self.store = store
-        self.deployment = deployment
-
-    def select(self, names: Sequence[str], suffix: str = "") -> list[Series]:
-        for name in names:
-            found = self.store.select(
-                [
-                    Matcher.of(METRIC_NAME, MatchOp.EQ, name + suffix),
-                    Matcher.of("deployment", MatchOp.EQ, self.deployment),
-                ]
-            )
-            if found:
-                return found
-        return []
-
-    def histogram(self, rows: _Rows, key: str, names: Sequence[str], limits: Sequence[float]) -> bool:
-        """Add to ``rows`` the buckets around each limit, +Inf (the count) and the sum of the
-        first of ``names`` exported; False when none is (or it has no +Inf bucket)."""
-        for name in names:
-            buckets = self.select((name,), "_bucket")
-            if buckets:
-                break
-        else:
-            return False
-        by_le: dict[str, list[Series]] = {}
-        for s in buckets:
-            by_le.setdefault(s.label("le"), []).append(s)
-        by_bound: dict[float, list[Series]] = {}
-        for le, group in by_le.items():
-            bound = parse_go_float(le)
-            if bound is not None and not math.isnan(bound):
-                by_bound.setdefault(bound, []).extend(group)
-        if math.inf not in by_bound or len(by_bound) < 2:
-            return False
-        finite = sorted(b for b in by_bound if math.isfinite(b))
-        needed = {math.inf}
-        for limit in limits:
-            b = int(np.searchsorted(finite, limit, side="left"))
-            needed |= {finite[min(b, len(finite) - 1)]} | ({finite[b - 1]} if b > 0 else set())
-        for bound in sorted(needed):
-            rows.add(f"{key}:{bound!r}", by_bound[bound])
-        rows.add(f"{key}:sum", self.select((name,), "_sum"))
-        return True
-
-
-def _latency(rows: _Rows, grown: FloatArray, key: str, limits: Sequence[float], width: int, found: bool) -> Latency:
+def _latency(rows: Rows, grown: FloatArray, key: str, limits: Sequence[float], width: int, found: bool) -> Latency:
     counts = rows.sum(grown, f"{key}:{math.inf!r}", width)
     sums = rows.sum(grown, f"{key}:sum", width)
     above: dict[float, FloatArray] = {}
@@ -216,7 +116,7 @@ def _latency(rows: _Rows, grown: FloatArray, key: str, limits: Sequence[float], 
     return Latency(counts, sums, above)
 
 
-def _share_above(rows: _Rows, grown: FloatArray, key: str, limit: float, counts: FloatArray, width: int) -> FloatArray:
+def _share_above(rows: Rows, grown: FloatArray, key: str, limit: float, counts: FloatArray, width: int) -> FloatArray:
     bounds = sorted(float(p.split(":", 1)[1]) for p in rows.parts if p.startswith(key + ":") and p != f"{key}:sum")
     finite = [b for b in bounds if math.isfinite(b)]
     below_bounds = [b for b in finite if b < limit]
@@ -254,31 +154,23 @@ def read(
     """The signals of ``deployment`` at each instant of ``times``: rates over ``window_ms``,
     latencies and the slow request rate over ``latency_window_ms``, mean lengths over
     ``long_window_ms`` (both default to ``window_ms``), each latency histogram with its share
-    of observations above the given limits."""
+    of observations above the given limits (:func:`take`, then :func:`compute`)."""
+    taken = take(store, deployment, ttft_limits, itl_limits, queue_limits)
+    return compute(taken, times, window_ms, latency_window_ms, long_window_ms)
+
+
+def compute(
+    taken: Taken,
+    times: Int64Array,
+    window_ms: int,
+    latency_window_ms: int | None = None,
+    long_window_ms: int | None = None,
+) -> Signals:
+    """The signals of the series ``taken`` at each instant of ``times`` (see :func:`read`)."""
     latency_window_ms = latency_window_ms or window_ms
     long_window_ms = long_window_ms or window_ms
-    reader = _Reader(store, deployment)
     width = len(times)
-    gauges = _Rows()
-    running_series = reader.select(RUNNING)
-    gauges.add("running", running_series)
-    gauges.add("waiting", reader.select(WAITING))
-    gauges.add("kv", reader.select(KV_USAGE))
-    gauges.add("epp", _epp_series(store, running_series))
-    counters = _Rows()
-    counters.add("prompt", reader.select(PROMPT_TOKENS))
-    counters.add("generation", reader.select(GENERATION_TOKENS))
-    counters.add("requests", reader.select(REQUESTS))
-    counters.add("prefix_queries", reader.select(PREFIX_QUERIES))
-    counters.add("prefix_hits", reader.select(PREFIX_HITS))
-    histograms = {
-        key: reader.histogram(counters, key, names, limits)
-        for key, names, limits in (
-            ("ttft", TTFT, ttft_limits),
-            ("itl", ITL, itl_limits),
-            ("queue", QUEUE, queue_limits),
-        )
-    }
+    gauges, counters, histograms, limits = taken.gauges, taken.counters, taken.histograms, taken.limits
     gauge_block = Block.of(gauges.series)
     values = gauge_block.at(times, FRESH_MS)
     counter_block = Block.of(counters.series, drop_stale=True)
@@ -309,14 +201,14 @@ def read(
         slow_request_rate=counters.sum(latency_grown, "requests", width) / (latency_window_ms / 1000.0),
         mean_prompt=_ratio(counters.sum(long_grown, "prompt", width), counters.sum(long_grown, "requests", width)),
         mean_output=_ratio(counters.sum(long_grown, "generation", width), counters.sum(long_grown, "requests", width)),
-        ttft=_latency(counters, latency_grown, "ttft", ttft_limits, width, histograms["ttft"]),
-        itl=_latency(counters, latency_grown, "itl", itl_limits, width, histograms["itl"]),
-        queue=_latency(counters, latency_grown, "queue", queue_limits, width, histograms["queue"]),
+        ttft=_latency(counters, latency_grown, "ttft", limits["ttft"], width, histograms["ttft"]),
+        itl=_latency(counters, latency_grown, "itl", limits["itl"], width, histograms["itl"]),
+        queue=_latency(counters, latency_grown, "queue", limits["queue"], width, histograms["queue"]),
         series=len(gauges.series) + len(counters.series),
     )
 
 
-def _uncached(counters: _Rows, grown: FloatArray, width: int) -> FloatArray:
+def _uncached(counters: Rows, grown: FloatArray, width: int) -> FloatArray:
     """1 − hits/queries of the prefix cache over each window (NaN: nothing looked up)."""
     hits = _ratio(counters.sum(grown, "prefix_hits", width), counters.sum(grown, "prefix_queries", width))
     return np.asarray(np.clip(1.0 - hits, 0.0, 1.0), dtype=np.float64)
@@ -325,16 +217,6 @@ def _uncached(counters: _Rows, grown: FloatArray, width: int) -> FloatArray:
 def _ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(np.where(denominator > 0, numerator / denominator, np.nan), dtype=np.float64)
-
-
-def _epp_series(store: Store, running: Sequence[Series]) -> list[Series]:
-    """The EPP's in-flight series of this deployment's pods (``endpoint_name`` is the pod name,
-    ``namespace`` its namespace; the EPP's own resource labels say nothing about the pods)."""
-    pods = {(s.label("pod"), s.label("namespace")) for s in running if s.label("pod")}
-    if not pods:
-        return []
-    candidates = store.select([Matcher.of(METRIC_NAME, MatchOp.EQ, EPP_IN_FLIGHT)])
-    return [s for s in candidates if (s.label("endpoint_name"), s.label("namespace")) in pods]
 
 
 def _in_flight(block: Block, values: FloatArray, rows: list[int], width: int) -> FloatArray:

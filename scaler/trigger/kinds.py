@@ -4,9 +4,11 @@ KEDA gets of a reading."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from scaler import planner, query
@@ -104,6 +106,22 @@ class Trigger:
         return self.query.expr
 
 
+PlanWork = Callable[[], planner.Plan | None]
+Offload = Callable[[PlanWork], Awaitable[planner.Plan | None]]
+"""How a planner decision is computed once its series are taken (:func:`scaler.planner.take`):
+in a worker thread (:func:`in_thread`, the service: a decision over tens of pods takes tens of
+milliseconds of numpy, and KEDA's other calls keep their latency meanwhile) or at once
+(:func:`inline`, the lab: its virtual clock must not move while a decision is computed)."""
+
+
+async def in_thread(work: PlanWork) -> planner.Plan | None:
+    return await asyncio.to_thread(work)
+
+
+async def inline(work: PlanWork) -> planner.Plan | None:
+    return work()
+
+
 @dataclass(frozen=True)
 class PlannerTrigger:
     """A planner trigger: the desired replicas of one role, as a number for KEDA."""
@@ -120,7 +138,14 @@ class PlannerTrigger:
     def read(self, store: Store, now_ms: int) -> Reading:
         """The plan at ``now_ms`` as a VALUE (the desired replicas) or NOT_FOUND (no pod of the
         deployment exports). Logs one line each time the answer changes."""
-        decision = planner.plan(store, self.spec, now_ms)
+        return self._answer(planner.plan(store, self.spec, now_ms))
+
+    async def read_async(self, store: Store, now_ms: int, offload: Offload) -> Reading:
+        """:meth:`read`, with the series taken now and the decision computed by ``offload``."""
+        snapshot = planner.take(store, self.spec, now_ms)
+        return self._answer(await offload(lambda: planner.decide(snapshot)))
+
+    def _answer(self, decision: planner.Plan | None) -> Reading:
         if decision is None:
             return Reading(State.NOT_FOUND, message="no pod exports")
         if not self.last or self.last[0].desired != decision.desired:
@@ -171,10 +196,13 @@ def read(trigger: AnyTrigger, engine: query.Engine, now_ms: int, warming: bool) 
     return _policy(trigger, evaluate(trigger.query, engine, now_ms), warming)
 
 
-async def read_async(trigger: AnyTrigger, engine: query.Engine, now_ms: int, warming: bool) -> Reading:
-    """:func:`read` with :func:`evaluate_async` (what the KEDA servicer runs)."""
+async def read_async(
+    trigger: AnyTrigger, engine: query.Engine, now_ms: int, warming: bool, offload: Offload = inline
+) -> Reading:
+    """:func:`read` with :func:`evaluate_async`, and a planner's decision computed by ``offload``
+    (what the KEDA servicer runs)."""
     if isinstance(trigger, PlannerTrigger):
-        return read(trigger, engine, now_ms, warming)
+        return _policy(trigger, await trigger.read_async(engine.store, now_ms, offload), warming)
     return _policy(trigger, await evaluate_async(trigger.query, engine, now_ms), warming)
 
 

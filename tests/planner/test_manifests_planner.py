@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from scaler import planner
-from scaler.planner import signals
+from scaler.planner import selection
 from tests.manifests.test_manifests import (
     SCALER_HOST,
     TARGETS,
@@ -70,7 +70,8 @@ def test_the_scaler_overlay_keeps_the_history_every_builtin_profile_needs() -> N
 def test_the_collectors_keep_every_vllm_metric_the_planner_reads_under_its_current_name(role: str) -> None:
     kept = collector_keeps(role)
     current = [
-        signals.RUNNING, signals.WAITING, signals.KV_USAGE, signals.PROMPT_TOKENS, signals.GENERATION_TOKENS,
-        signals.REQUESTS, signals.PREFIX_QUERIES, signals.PREFIX_HITS, signals.TTFT, signals.ITL, signals.QUEUE,
+        selection.RUNNING, selection.WAITING, selection.KV_USAGE, selection.PROMPT_TOKENS,
+        selection.GENERATION_TOKENS, selection.REQUESTS, selection.PREFIX_QUERIES, selection.PREFIX_HITS,
+        selection.TTFT, selection.ITL, selection.QUEUE,
     ]  # fmt: skip
     assert {names[0] for names in current} <= kept

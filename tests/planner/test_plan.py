@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from scaler.planner import parse_spec, plan
+from scaler.planner import decide, parse_spec, plan, take
 from scaler.planner.plan import Plan, Tuning, _banded
 from scaler.planner.recurrence import Recurrence
 from tests.planner.fleet import Fleet, Load
@@ -114,6 +114,25 @@ def test_prefill_has_no_hysteresis_band_and_decode_a_10_percent_one() -> None:
     assert _banded(3.2, 1.0, 3, tuning, True, 3, True) == 3
     assert _banded(3.2, 1.0, 3, tuning, True, 3, False) == 4
     assert _banded(3.4, 1.0, 3, tuning, True, 3, True) == 4
+
+
+def test_a_decision_is_made_from_a_copy_of_the_series_taken_at_its_instant() -> None:
+    fleet = Fleet("dec")
+    fleet.add("a", "b")
+    fleet.run(120, _busy(90))
+    spec = parse_spec(
+        {"planner": "decode", "deployment": "dec", "ttftTarget": "1s", "itlTarget": "50ms", "profile": PROFILE}
+    )
+    snapshot = take(fleet.store, spec, fleet.now_ms)
+    before = decide(snapshot)
+    # the store moves on (samples appended, a pod gone) while the decision would be computed
+    # elsewhere: the snapshot's decision does not move with it
+    fleet.run(60, _busy(200))
+    fleet.remove("b")
+    fleet.run(5, _busy(200))
+    assert decide(snapshot) == before
+    assert before == plan(fleet.store, spec, snapshot.now_ms)
+    assert before is not None and before.desired == 2
 
 
 def test_a_deployment_without_exporting_pods_is_not_found_and_missing_latency_raises_nothing() -> None:

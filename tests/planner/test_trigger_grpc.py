@@ -4,8 +4,11 @@ from the snapshot."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExp
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
 from scaler import statustable
+from scaler.planner import Plan
+from scaler.trigger.kinds import PlanWork
 from tests.conftest import RunningService
 from tests.integration.test_keda import Keda
 from tests.otlpdata import DECODE, otlp_stub
@@ -87,6 +92,35 @@ def test_the_spec_is_a_replica_count_and_metrics_are_the_desired_replicas(start:
     _fleet(svc, seconds=320, load=Load(), fleet=fleet)
     assert keda.metrics(**META).metricValueFloat == 0.0
     assert not keda.active(**META)
+
+
+def test_keda_calls_are_answered_while_a_planner_decision_is_computed(start: Start, fleet: Fleet) -> None:
+    # the decision runs in a worker thread, held there until released: meanwhile the event
+    # loop answers another trigger, and the planner's answer comes once the decision is done
+    entered, release = threading.Event(), threading.Event()
+
+    async def gated(work: PlanWork) -> Plan | None:
+        def held() -> Plan | None:
+            entered.set()
+            assert release.wait(30), "the test never released the decision"
+            return work()
+
+        return await asyncio.to_thread(held)
+
+    svc = start(fleet.clock, offload=gated)
+    keda = Keda(svc)
+    _fleet(svc, seconds=120, load=busy(90), fleet=fleet)
+    with ThreadPoolExecutor(1) as pool:
+        planned = pool.submit(keda.metrics, **META)
+        try:
+            assert entered.wait(10)
+            query = f"vllm:num_requests_running{{deployment={DECODE}}}"
+            running = keda.metrics(metricQuery=query, operationOverTime="last_one", targetValue="1")
+            assert running.metricValueFloat == 180  # 2 pods × 90 (the compat form sums the series)
+            assert not planned.done()
+        finally:
+            release.set()
+        assert planned.result(10).metricValueFloat == 2.0
 
 
 def test_the_decision_is_explained_once_per_change(
