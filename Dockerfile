@@ -51,7 +51,7 @@ RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
  && /opt/venv/bin/pip install --no-deps /tmp/wheels/keda_otel_scaler-*.whl \
  && /opt/venv/bin/pip check \
  && /opt/venv/bin/keda-otel-scaler --version \
- && (cd / && /opt/venv/bin/python -c 'import scaler._native.otlpwire') \
+ && (cd / && /opt/venv/bin/python -c 'import scaler._native.otlpwire, scaler._native.gather') \
  && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools \
  && rm -rf /opt/venv/bin/pip* /tmp/wheels \
  && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/numpy/*' -exec rm -rf {} + \
