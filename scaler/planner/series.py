@@ -48,12 +48,6 @@ class Copy:
     def n(self) -> int:
         return len(self.ts)
 
-    def label(self, name: str) -> str:
-        for key, value in self.labels:
-            if key == name:
-                return value
-        return ""
-
 
 @dataclass(frozen=True)
 class Block:
