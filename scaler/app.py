@@ -92,18 +92,14 @@ class Service:
             clock=monotonic,
         )
         self.metrics = SelfMetrics(lambda: self.store.series_count, self.store.names)
+        # a parsed trigger and a status entry per open stream stay kept (the stream holds the
+        # trigger anyway), so KEDA's polls of that many ScaledObjects do not parse again
+        per_trigger = status.trigger_capacity(settings.keda.max_streams)
         self.status = status.Registry(
-            clock,
-            settings.store.retention_seconds,
-            max_triggers=status.trigger_capacity(settings.keda.max_streams),
-            on_evict=self.metrics.status_evicted,
+            clock, settings.store.retention_seconds, max_triggers=per_trigger, on_evict=self.metrics.status_evicted
         )
         self.ingestor = receiver.Ingestor(self.store, settings.otlp, self.metrics, registry=self.status)
-        # a parsed trigger per open stream stays cached (the stream holds it anyway), so KEDA's
-        # polls of that many ScaledObjects do not parse again
-        self.triggers = TriggerCache(
-            settings.triggers, settings.store.retention_seconds, size=max(4096, settings.keda.max_streams)
-        )
+        self.triggers = TriggerCache(settings.triggers, settings.store.retention_seconds, size=per_trigger)
         self.persistence = Persistence(settings.snapshot.path, self.store, self.metrics)
         self.peers = peers.PeerClient(settings.peer, settings.rest_tls, self.metrics)
         self.warmup = WarmUp(self.store, self.persistence, self.peers, settings.triggers.warmup_seconds, monotonic)
