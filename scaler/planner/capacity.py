@@ -186,9 +186,12 @@ def _never_queued(signals: Signals) -> BoolArray:
 
 
 def _standing(waiting: FloatArray, signals: Signals) -> BoolArray:
-    """A queue on every pod now, and one a window ago."""
+    """A queue on every pod now, and one a window ago. Every pod, not as many waiting requests
+    as pods: a queue stays on the pod it was routed to, so pods that just joined idle beside
+    it, and the fleet's throughput then says nothing of what its pods can do."""
     return np.asarray(
-        (waiting >= np.maximum(signals.pods, 1)) & (np.nan_to_num(_shift(waiting, signals)) > 0), dtype=np.bool_
+        (signals.queued_pods >= np.maximum(signals.pods, 1)) & (np.nan_to_num(_shift(waiting, signals)) > 0),
+        dtype=np.bool_,
     )
 
 

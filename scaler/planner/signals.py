@@ -73,6 +73,10 @@ class Signals:
     """Pods exporting at the instant."""
     running: FloatArray
     waiting: FloatArray
+    queued_pods: FloatArray
+    """Pods exporting at the instant with at least one request waiting: a fleet is at its
+    capacity only when every pod is. Requests queue on the pod they were routed to, so after
+    pods join, the old pods' queue alone can outnumber the pods while the new pods idle."""
     kv_usage: FloatArray
     """Mean KV-cache usage (0..1) over the exporting pods; NaN when none reports it."""
     in_flight: FloatArray
@@ -192,6 +196,7 @@ def compute(
         pods=_pods(gauge_block, values, gauges.parts["running"], width),
         running=gauges.sum(values, "running", width),
         waiting=gauges.sum(values, "waiting", width),
+        queued_pods=_queued_pods(gauge_block, values, gauges.parts["waiting"], width),
         kv_usage=kv_usage,
         in_flight=_in_flight(gauge_block, values, gauges.parts["epp"], width),
         prompt_rate=counters.sum(grown, "prompt", width) / seconds,
@@ -232,13 +237,30 @@ def _in_flight(block: Block, values: FloatArray, rows: list[int], width: int) ->
     return np.where(reported, np.nansum(per_pod, axis=0), np.nan)
 
 
+def _pod_index(block: Block, rows: list[int]) -> Int64Array:
+    """Each row's pod (``pod`` label, else ``instance``), numbered from 0."""
+    names = [block.label(r, "pod") or block.label(r, "instance") or str(r) for r in rows]
+    _, pod_index = np.unique(np.array(names), return_inverse=True)
+    return np.asarray(pod_index, dtype=np.int64)
+
+
+def _queued_pods(block: Block, values: FloatArray, rows: list[int], width: int) -> FloatArray:
+    """Distinct pods with a live waiting gauge of at least one request (summed over the pod's
+    data-parallel ranks)."""
+    if not rows:
+        return np.zeros(width)
+    pod_index = _pod_index(block, rows)
+    per_pod = np.zeros((int(pod_index.max()) + 1, width))
+    np.add.at(per_pod, pod_index, np.nan_to_num(values[rows]))
+    return np.asarray((per_pod >= 1.0).sum(axis=0), dtype=np.float64)
+
+
 def _pods(block: Block, values: FloatArray, rows: list[int], width: int) -> FloatArray:
     """Distinct pods (``pod`` label, else ``instance``) with a live running gauge (an engine
     per data-parallel rank exports its own series: they count once)."""
     if not rows:
         return np.zeros(width)
-    names = [block.label(r, "pod") or block.label(r, "instance") or str(r) for r in rows]
-    _, pod_index = np.unique(np.array(names), return_inverse=True)
+    pod_index = _pod_index(block, rows)
     alive = ~np.isnan(values[rows])
     per_pod = np.zeros((int(pod_index.max()) + 1, width), dtype=bool)
     np.logical_or.at(per_pod, pod_index, alive)

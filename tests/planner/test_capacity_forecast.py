@@ -112,6 +112,26 @@ def test_a_miss_while_queueing_caps_prefill_capacity_below_an_optimistic_seed() 
     assert view.backlog[-1] == pytest.approx(10 * 500)
 
 
+def test_a_miss_with_the_queue_on_one_pod_teaches_no_upper_bound() -> None:
+    fleet = Fleet("pre")
+    fleet.add("a", "b")
+    # pod b joined after a's queue built up: a drains it, b serves only new arrivals; the
+    # waiting requests outnumber the pods, but b has none, so the fleet is not at capacity
+    loads = {
+        "a": Load(prompt_tokens=4000, requests=8, ttft=1.5, waiting=10),
+        "b": Load(prompt_tokens=1500, requests=3, ttft=0.2, waiting=0),
+    }
+    fleet.run(120, loads)
+    view = _view(fleet, "prefill", "{base: opt125m-l4, prefill_tokens_per_second: 50000}")
+    assert not view.missed[-1]
+    assert np.isinf(view.upper[-1])
+    # once b queues too, the same miss is evidence
+    fleet.run(120, {**loads, "b": Load(prompt_tokens=4000, requests=8, ttft=1.5, waiting=1)})
+    view = _view(fleet, "prefill", "{base: opt125m-l4, prefill_tokens_per_second: 50000}")
+    assert view.missed[-1]
+    assert view.upper[-1] == pytest.approx(4000)
+
+
 def test_decode_seed_is_the_token_rate_at_the_itl_bound_and_the_correction_scales_the_step() -> None:
     fleet = Fleet("dec")
     fleet.add("a", "b")

@@ -63,6 +63,7 @@ def test_rates_and_latency_agree_with_promql_over_the_same_window() -> None:
     assert signals.prompt_rate[0] == pytest.approx(6000.0)
     assert signals.request_rate[0] == pytest.approx(6.0)
     assert signals.waiting[0] == 3.0
+    assert signals.queued_pods[0] == 2.0  # a and c; b has none waiting
     count = f"sum(rate(vllm:time_to_first_token_seconds_count{sel}[30s]))"
     for limit in limits:  # bucket bounds: the share above is exact
         below = promql(f'sum(rate(vllm:time_to_first_token_seconds_bucket{{deployment="pre",le="{limit!r}"}}[30s]))')
