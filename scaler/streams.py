@@ -38,6 +38,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from scaler.model import METRIC_NAME, Matcher, MatchOp, escape_name
 from scaler.query import Expr, selectors
@@ -52,10 +53,10 @@ class StreamsExhausted(Exception):
     """No stream can be opened now; the message says why."""
 
 
-@dataclass(frozen=True)
-class Selector:
+class Selector(NamedTuple):
     """What one vector selector needs of a series to concern its stream: the metric name
-    ("" when the selector has none) and the ``label="value"`` equality matchers."""
+    ("" when the selector has none) and the ``label="value"`` equality matchers. A tuple: a
+    stream's selectors are built and deduplicated (hashed) each time one opens."""
 
     name: str
     pairs: Pairs
@@ -65,11 +66,12 @@ class Selector:
         name = ""
         pairs: list[tuple[str, str]] = []
         for m in matchers:
-            if m.op is MatchOp.EQ and m.name == METRIC_NAME:
-                name = m.value
-            elif m.op is MatchOp.EQ and m.value:
-                pairs.append((m.name, m.value))
-        return Selector(name, tuple(sorted(set(pairs))))
+            if m.op is MatchOp.EQ:
+                if m.name == METRIC_NAME:
+                    name = m.value
+                elif m.value:
+                    pairs.append((m.name, m.value))
+        return Selector(name, tuple(sorted(set(pairs))) if len(pairs) > 1 else tuple(pairs))
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,6 +230,8 @@ class StreamHub:
     def _most_selective(self, pairs: Pairs) -> tuple[tuple[str, str], bool]:
         """The pair whose label has the most distinct values in the store (ties: the longer
         value), and whether the store knows any of these labels yet."""
+        if len(pairs) == 1:  # the common case: one label besides the name
+            return pairs[0], self.store.distinct_values(pairs[0][0]) > 0
         counts = {label: self.store.distinct_values(label) for label, _ in pairs}
         best = max(pairs, key=lambda pair: (counts[pair[0]], len(pair[1])))
         return best, any(counts.values())

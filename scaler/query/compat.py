@@ -24,6 +24,7 @@ and the last sample in the window over the time between them), not Prometheus' e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -55,8 +56,18 @@ _FUNCTION_OF = {
     "increase": "increase",
 }
 AGGREGATIONS: tuple[str, ...] = ("sum", "avg", "min", "max", "count")
-_NAME_STOP = set(" \t\r\n{}(),=\"'")
-_VALUE_STOP = set(" \t\r\n,}")
+_NAME_STOP = " \t\r\n{}(),=\"'"
+_VALUE_STOP = " \t\r\n,}"
+
+
+def _run_of(stop: str) -> re.Pattern[str]:
+    """A run of characters up to (not including) any of ``stop``."""
+    return re.compile("[^" + "".join(map(re.escape, stop)) + "]*")
+
+
+_NAME_RUN = _run_of(_NAME_STOP)
+_KEY_RUN = _run_of(_NAME_STOP + "!~")
+_VALUE_RUN = _run_of(_VALUE_STOP + "=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +98,12 @@ class _Reader:
         c = self.peek()
         return f"unexpected {go_quote(c)}" if c else "unexpected end of input"
 
-    def run(self, stop: set[str]) -> str:
+    def run(self, until: re.Pattern[str]) -> str:
+        """The characters from here up to a stop character of ``until`` (:func:`_run_of`)."""
         start = self.i
-        while self.i < len(self.text) and self.text[self.i] not in stop:
-            self.i += 1
+        match = until.match(self.text, start)
+        assert match is not None  # a starred class matches, if only the empty string
+        self.i = match.end()
         return self.text[start : self.i]
 
     def quoted(self) -> str:
@@ -128,7 +141,7 @@ def parse_compat(text: str) -> CompatQuery:
                 break
     r.skip()
     name_at = r.i
-    name = r.run(_NAME_STOP)
+    name = r.run(_NAME_RUN)
     if not name:
         raise r.error(f"{r.found()}, expected metric name", name_at)
     r.skip()
@@ -156,7 +169,7 @@ def _labels(r: _Reader) -> list[tuple[str, str]]:
             r.i += 1
             return labels
         key_at = r.i
-        key = r.run(_NAME_STOP | {"!", "~"})
+        key = r.run(_KEY_RUN)
         if not key:
             raise r.error(f'{r.found()}, expected label name or "}}"')
         r.skip()
@@ -166,7 +179,7 @@ def _labels(r: _Reader) -> list[tuple[str, str]]:
         r.i += 1
         r.skip()
         value_at = r.i
-        value = r.quoted() if r.peek() in ('"', "'") else r.run(_VALUE_STOP | {"="})
+        value = r.quoted() if r.peek() in ('"', "'") else r.run(_VALUE_RUN)
         if r.peek() == "=":
             raise r.error(f'unexpected "=" in the value of label {go_quote(key)}: quote a value that contains "="', r.i)
         if not value:

@@ -139,8 +139,14 @@ PUNCT = frozenset(
 )
 
 
+_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
+"""What ``json.dumps(ensure_ascii=False)`` escapes: control characters, ``"`` and ``\\``."""
+
+
 def go_quote(text: str) -> str:
     """Go's ``%q`` of a string (close enough for messages)."""
+    if _ESCAPED.search(text) is None:  # the common case, without json's call overhead (~1.5 µs)
+        return f'"{text}"'
     return json.dumps(text, ensure_ascii=False)
 
 

@@ -25,9 +25,12 @@ class TriggerCache:
         self.queries: Queries = Lru(size)
 
     def get(self, metadata: Mapping[str, str]) -> AnyTrigger:
+        # KEDA's metadata is a protobuf map, which reads slower than a dict: the parse reads it
+        # key by key (~7 µs of a ~45 µs parse), so it is copied once
+        items = dict(metadata)
         return self._entries.get(
-            frozenset(metadata.items()),
-            lambda: parse_any(metadata, self.defaults, self.retention_seconds, self.queries),
+            frozenset(items.items()),
+            lambda: parse_any(items, self.defaults, self.retention_seconds, self.queries),
         )
 
     def __len__(self) -> int:

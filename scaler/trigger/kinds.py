@@ -23,6 +23,7 @@ logger = logging.getLogger("scaler.trigger")
 _MAX_METRIC_NAME = 63
 _K8S_NAMES = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 """``<namespace>-<name>`` of a ScaledObject as is (kedify/otel-add-on sends it unchanged)."""
+_NOT_NAME = re.compile(r"[^a-z0-9]+")
 
 
 KEDA_VALUE_LIMIT = 9e15
@@ -53,6 +54,8 @@ class Trigger:
     """The metadata sets ``metricName``."""
     activation_given: bool = False
     """The metadata has an activation key (``activationThreshold`` or its alias)."""
+    not_found: dict[tuple[bool, str], Reading] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    """Its not-found readings with the policy applied, by warm-up state and cause (:func:`read`)."""
 
     @property
     def compat(self) -> bool:
@@ -134,6 +137,8 @@ class PlannerTrigger:
     """GetMetricSpec's target: with AverageValue the HPA runs ceil(desired / 1) replicas."""
     last: list[planner.Plan] = field(default_factory=list, compare=False, hash=False, repr=False)
     """The latest decision (at most one), for logs and the status API; it does not feed back."""
+    not_found: dict[tuple[bool, str], Reading] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    """Its not-found readings with the policy applied, by warm-up state and cause (:func:`read`)."""
 
     def read(self, store: Store, now_ms: int) -> Reading:
         """The plan at ``now_ms`` as a VALUE (the desired replicas) or NOT_FOUND (no pod of the
@@ -209,6 +214,18 @@ async def read_async(
 def _policy(trigger: AnyTrigger, reading: Reading, warming: bool) -> Reading:
     if reading.state is not State.NOT_FOUND:
         return reading
+    if reading.warnings or reading.infos:
+        return _not_found(trigger, reading, warming)
+    # a trigger that finds nothing is read again and again (a stream's every wake-up, every poll)
+    # to the same reading: it is made once per trigger, warm-up state and cause (a handful)
+    key = (warming, reading.message)
+    made = trigger.not_found.get(key)
+    if made is None:
+        made = trigger.not_found[key] = _not_found(trigger, reading, warming)
+    return made
+
+
+def _not_found(trigger: AnyTrigger, reading: Reading, warming: bool) -> Reading:
     text = trigger.text
     if warming:
         return replace(
@@ -224,7 +241,7 @@ def _policy(trigger: AnyTrigger, reading: Reading, warming: bool) -> Reading:
 
 def sanitize_metric_name(text: str) -> str:
     """A name KEDA/HPA accept: lowercase ``[a-z0-9-]``, at most 63 characters."""
-    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "metric"
+    name = _NOT_NAME.sub("-", text.lower()).strip("-") or "metric"
     if len(name) > _MAX_METRIC_NAME:
         digest = hashlib.sha1(text.encode()).hexdigest()[:8]
         name = name[: _MAX_METRIC_NAME - 9].rstrip("-") + "-" + digest

@@ -46,7 +46,9 @@ class Query:
     def of_compat(parsed: query.CompatQuery, operation: str, window_ms: int) -> Query:
         expr = query.compat_to_expr(parsed, operation, window_ms)
         text = query.format_expr(expr)
-        return Query(expr, text, _names(expr), None, query.compat_lookback_ms(window_ms), parsed, operation)
+        # every selector of the compat form's tree names the metric: what _names would walk to
+        names = frozenset((parsed.name,))
+        return Query(expr, text, names, None, query.compat_lookback_ms(window_ms), parsed, operation)
 
 
 def parse_duration(text: str) -> float:

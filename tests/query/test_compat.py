@@ -231,3 +231,24 @@ def test_a_series_whose_newest_sample_is_a_staleness_marker_never_contributes() 
     # plain PromQL keeps Prometheus semantics: last_over_time skips the marker and sees the old 10
     promql = values(engine.instant("sum(last_over_time(vllm:num_requests_running[1m]))", 35 * S))
     assert promql == {"{}": 13.0}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # only ASCII space, tab, CR and LF end a name or a bare value; other whitespace is part of it
+        ("a\u00a0b{k=v\u2003w}", CompatQuery("a\u00a0b", (("k", "v\u2003w"),))),
+        ("a\x0bb{k=v\x0cw}", CompatQuery("a\x0bb", (("k", "v\x0cw"),))),
+        ("x{k=v!~}", CompatQuery("x", (("k", "v!~"),))),  # "!" and "~" end a key, not a value
+        ("x{k=[a-z]+.*}", CompatQuery("x", (("k", "[a-z]+.*"),))),  # regex characters are plain here
+        ("é{ключ=値}", CompatQuery("é", (("ключ", "値"),))),
+    ],
+)
+def test_names_keys_and_bare_values_end_only_at_their_stop_characters(text: str, expected: CompatQuery) -> None:
+    assert parse_compat(text) == expected
+
+
+@pytest.mark.parametrize("text", ["x{k!=v}", "x{k~v}", "x{=v}", "x{k=a=b}"])
+def test_a_key_or_value_cut_short_by_a_stop_character_is_an_error(text: str) -> None:
+    with pytest.raises(QueryError):
+        parse_compat(text)

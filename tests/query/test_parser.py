@@ -6,6 +6,7 @@ them with promtool on every run); the rest follow Prometheus 3's grammar.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -27,7 +28,7 @@ from scaler.query.ast import (
     VectorSelector,
 )
 from scaler.query.lexer import Lexer
-from scaler.query.tokens import T, parse_number
+from scaler.query.tokens import T, go_quote, parse_number
 from tests.promql.promql_cases import EXPRESSIONS
 
 
@@ -300,3 +301,11 @@ def test_errors_are_precise(text: str, line: int, col: int, message: str) -> Non
     assert (err.line, err.col, err.message) == (line, col, message)
     assert str(err) == f"{line}:{col}: parse error: {message}"
     assert err.kind == "bad_data"
+
+
+QUOTED = ["", "plain", "so-00001-llm-d", 'a"b', "a\\b", "tab\there", "nl\n", "\x00\x1f", "\x7f", "\ud800", "{}[]'"]
+
+
+@pytest.mark.parametrize("text", [*QUOTED, "é ключ 値 \u2028"])
+def test_go_quote_is_json_s_quoting_with_or_without_its_shortcut(text: str) -> None:
+    assert go_quote(text) == json.dumps(text, ensure_ascii=False)

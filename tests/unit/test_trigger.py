@@ -319,3 +319,43 @@ def test_read_applies_the_not_found_policy() -> None:
     for warming in (True, False):  # an invalid query is invalid, warm-up or not, fallback or not
         invalid = read(wide, two, NOW_MS, warming)
         assert (invalid.state, invalid.number) == (State.INVALID, None)
+
+
+def test_a_not_found_reading_is_made_once_per_trigger_and_never_shared() -> None:
+    engine = engine_with(("w", {}, [(5, 2.0)]))
+    a = trig(metricQuery="absent_a", valueIfNotFound="3")
+    b = trig(metricQuery="absent_b", valueIfNotFound="4")
+    strict = trig(metricQuery="absent_a", errIfNotFound="true")  # a's query, another policy
+    first = read(a, engine, NOW_MS, warming=False)
+    assert read(a, engine, NOW_MS, warming=False) is first  # kept: nothing to format again
+    other = read(b, engine, NOW_MS, warming=False)
+    assert (other.fallback, "absent_b" in other.message, "absent_a" in other.message) == (4.0, True, False)
+    assert (first.fallback, "absent_a" in first.message) == (3.0, True)
+    refused = read(strict, engine, NOW_MS, warming=False)
+    assert (refused.number, "errIfNotFound" in refused.message) == (None, True)
+    hold = read(a, engine, NOW_MS, warming=True)  # the warm-up state is part of what is kept
+    assert (hold.state, hold.number) == (State.HOLD, None)
+    assert read(a, engine, NOW_MS, warming=False) is first
+    nan = read(trig(metricQuery="w", valueIfNotFound="5"), engine_with(("w", {}, [(5, math.nan)])), NOW_MS, False)
+    assert (nan.fallback, nan.message) == (5.0, "no series matches 'sum(last_over_time(w[2m]) and w)'")
+
+
+def test_a_not_found_reading_with_annotations_keeps_them() -> None:
+    engine = engine_with(("g", {}, [(5, 1.0)]))  # a gauge: rate() over it is annotated
+    absent = parse({"query": "rate(g{pod='none'}[1m])", "targetValue": "1"}, DEFAULTS, RETENTION)
+    annotated = parse({"query": "rate(g[1m]) > 100", "targetValue": "1"}, DEFAULTS, RETENTION)
+    plain = read(absent, engine, NOW_MS, warming=False)
+    noted = read(annotated, engine, NOW_MS, warming=False)
+    assert plain.state is noted.state is State.NOT_FOUND
+    assert noted.infos or noted.warnings, "rate() of a gauge carries an annotation"
+    assert read(annotated, engine, NOW_MS, warming=False) == noted
+
+
+@pytest.mark.parametrize("operation", ["", "rate", "count", "avg", "min", "max", "sum", "increase"])
+@pytest.mark.parametrize(
+    "metric_query", ["w", "max(vllm:num_requests_waiting{deployment=d, model='m'})", "http.server.duration"]
+)
+def test_a_compat_query_reads_the_names_its_tree_selects(metric_query: str, operation: str) -> None:
+    compiled = compile_compat(metric_query, operation, "1m", 600)
+    names = {m.value for ms in query.selectors(compiled.expr) for m in ms if m.name == "__name__"}
+    assert compiled.names == frozenset(names) and len(names) == 1
