@@ -303,9 +303,10 @@ def test_errors_are_precise(text: str, line: int, col: int, message: str) -> Non
     assert err.kind == "bad_data"
 
 
-QUOTED = ["", "plain", "so-00001-llm-d", 'a"b', "a\\b", "tab\there", "nl\n", "\x00\x1f", "\x7f", "\ud800", "{}[]'"]
+QUOTED = ["", "plain", "so-00001-llm-d", 'a"b', "a\\b", "tab\there", "nl\n", "\x00\x1f", "\x7f", "{}[]'"]
 
 
-@pytest.mark.parametrize("text", [*QUOTED, "é ключ 値 \u2028"])
+# a lone surrogate built with chr(): the fuzz seeds take this file's string literals as UTF-8
+@pytest.mark.parametrize("text", [*QUOTED, "é ключ 値 \u2028", chr(0xD800)])
 def test_go_quote_is_json_s_quoting_with_or_without_its_shortcut(text: str) -> None:
     assert go_quote(text) == json.dumps(text, ensure_ascii=False)
