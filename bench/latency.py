@@ -143,7 +143,7 @@ def measure_engine(pods: Sequence[workload.PodPayload], n: int) -> EngineLatency
     def ingest(payload: workload.PodPayload, round_index: int) -> None:
         request = ExportMetricsServiceRequest()
         request.ParseFromString(
-            payload.render(t_end_ns - (23 - round_index) * 5_000_000_000, workload.counter_value(round_index))
+            payload.grown(t_end_ns - (23 - round_index) * 5_000_000_000, workload.counter_value(round_index))
         )
         store.append(otlp.translate(request, promotions, 0).samples)
 

@@ -213,7 +213,8 @@ def _render(
         t_ns = first_ns + int(r * spacing_s * ingest.SECOND_NS)
         counter = workload.counter_value(first_round + r)
         for b, chunk in mine:
-            body = b"".join(p.render(t_ns, counter) for p in chunk)
+            # rendered before the clock starts, so the histograms can grow too (a store filled to be queried)
+            body = b"".join(p.grown(t_ns, counter) for p in chunk)
             out[workers.index(b % n_workers)].append((body, len(chunk)))
     return out
 

@@ -69,20 +69,21 @@ def write_request(series: Iterable[SeriesSamples]) -> bytes:
 
 def fleet_series(pods: Sequence[workload.PodPayload], timestamps_ms: Sequence[int]) -> list[SeriesSamples]:
     """Every series of the fleet with the same samples the OTLP rounds carry (round r at
-    ``timestamps_ms[r]``), labels exactly as our translation builds them."""
+    ``timestamps_ms[r]``, histograms grown as :meth:`~bench.workload.PodPayload.grown` grows
+    them), labels exactly as our translation builds them."""
     from scaler import otlp
     from scaler.config import Settings
 
     promotions = Settings().otlp.promotions
-    marker = workload.counter_value(0)
-    counters = [(t, workload.counter_value(r)) for r, t in enumerate(timestamps_ms)]
     out: list[SeriesSamples] = []
     for payload in pods:
-        request = ExportMetricsServiceRequest()
-        request.ParseFromString(payload.render(timestamps_ms[0] * 1_000_000, marker))
-        for labels, _ts, value, _delta in otlp.translate(request, promotions, 0).samples:
-            samples = counters if value == marker else [(t, value) for t in timestamps_ms]
-            out.append((labels, samples))
+        series: dict[Labels, list[tuple[int, float]]] = {}
+        for r, t in enumerate(timestamps_ms):
+            request = ExportMetricsServiceRequest()
+            request.ParseFromString(payload.grown(t * 1_000_000, workload.counter_value(r)))
+            for labels, _ts, value, _delta in otlp.translate(request, promotions, 0).samples:
+                series.setdefault(labels, []).append((t, value))
+        out.extend(series.items())
     return out
 
 

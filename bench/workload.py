@@ -15,7 +15,10 @@ Resource attributes are what a collector attaches (``k8s.deployment.name``, ``k8
 so ``{deployment="…"}`` on a one-series-per-pod metric selects 50 series.
 
 A pod's request is serialized once with placeholder bytes for the timestamp (``fixed64``) and for
-the counter value (``double``); :meth:`PodPayload.render` patches them with ``bytes.replace``.
+the counter value (``double``); :meth:`PodPayload.render` patches them with ``bytes.replace``, the
+histograms staying fixed (what the ingest loads send). :meth:`PodPayload.grown` also grows every
+histogram bucket with the counters, from placeholders in a second serialization (what a store
+filled to be queried holds: a rate of its buckets is a number, and a quantile of it is not NaN).
 Serialized ``ExportMetricsServiceRequest`` messages concatenate into one valid request (repeated
 field), which is how :func:`batch` builds a collector-style batch of several pods.
 
@@ -25,6 +28,7 @@ vLLM's 14 latency and token histograms with 16 buckets each (268 series, 30 data
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -111,6 +115,16 @@ COUNTER_MARK = 987654321.123456
 """Placeholder counter value (double), replaced per round so counters increase."""
 _TS_BYTES = struct.pack("<Q", TS_MARK)
 _COUNTER_BYTES = struct.pack("<d", COUNTER_MARK)
+BUCKET_MARK = 0x0DDBA11C0FFEE000
+"""Placeholder of bucket ``i``'s count (fixed64): ``BUCKET_MARK + i``; ``+ COUNT_SLOT``: the point's count."""
+COUNT_SLOT = 0xFF
+SUM_MARK = 876543210.654321
+"""Placeholder histogram sum (double)."""
+_BUCKET_BYTES = [struct.pack("<Q", BUCKET_MARK + i) for i in range(64)]
+_COUNT_BYTES = struct.pack("<Q", BUCKET_MARK + COUNT_SLOT)
+_SUM_BYTES = struct.pack("<d", SUM_MARK)
+COUNTER_STEP = 50.0
+"""A counter grows by this per round (:func:`counter_value`); a histogram bucket by its base count."""
 START_NS = 1_700_000_000_000_000_000
 """``start_time_unix_nano`` of every cumulative point (a fixed process start)."""
 
@@ -151,16 +165,29 @@ def point_attributes(pod: Pod) -> list[KeyValue]:
     return [kv("model_name", f"model-{pod.index // (2 * PODS_PER_DEPLOYMENT):02d}"), kv("engine", "0")]
 
 
-def pod_histogram(pod: Pod, bounds: list[float], attrs: list[KeyValue], name: str = "") -> m.Metric:
-    """A histogram of the pod (default: TTFT for prefill, ITL for decode) with placeholder time."""
-    counts = [1 + (i * 7 + pod.index) % 13 for i in range(len(bounds) + 1)]
+def base_counts(pod: Pod, buckets: int) -> list[int]:
+    """The pod's per-bucket counts: a bucket grows by this much per round."""
+    return [1 + (i * 7 + pod.index) % 13 for i in range(buckets)]
+
+
+def pod_histogram(
+    pod: Pod, bounds: list[float], attrs: list[KeyValue], name: str = "", placeholders: bool = False
+) -> m.Metric:
+    """A histogram of the pod (default: TTFT for prefill, ITL for decode) with placeholder time;
+    with ``placeholders``, placeholder counts and sum too (:class:`PodPayload`), else fixed ones."""
+    counts = base_counts(pod, len(bounds) + 1)
+    if placeholders:
+        marks = [BUCKET_MARK + i for i in range(len(counts))]
+        count, total = BUCKET_MARK + COUNT_SLOT, SUM_MARK
+    else:
+        marks, count, total = counts, sum(counts), 0.25 * sum(counts)
     point = m.HistogramDataPoint(
         start_time_unix_nano=START_NS,
         time_unix_nano=TS_MARK,
-        count=sum(counts),
-        sum=0.25 * sum(counts),
+        count=count,
+        sum=total,
         explicit_bounds=bounds,
-        bucket_counts=counts,
+        bucket_counts=marks,
         attributes=attrs,
     )
     if not name:
@@ -169,8 +196,9 @@ def pod_histogram(pod: Pod, bounds: list[float], attrs: list[KeyValue], name: st
     return m.Metric(name=name, histogram=histogram)
 
 
-def pod_request(pod: Pod, shape: Shape = DEFAULT) -> ExportMetricsServiceRequest:
-    """The pod's request with placeholder timestamps and counter values."""
+def pod_request(pod: Pod, shape: Shape = DEFAULT, grown: bool = False) -> ExportMetricsServiceRequest:
+    """The pod's request with placeholder timestamps and counter values (``grown``: and
+    placeholder histogram counts and sums)."""
     point_attrs = point_attributes(pod)
     metrics: list[m.Metric] = []
     gauge_values = (float(pod.index % 5), float(pod.index % 7), 0.1 + (pod.index % 9) / 10, 0.1 + (pod.index % 9) / 10)
@@ -190,7 +218,7 @@ def pod_request(pod: Pod, shape: Shape = DEFAULT) -> ExportMetricsServiceRequest
         )
         metrics.append(m.Metric(name=name, sum=sums))
     for name in shape.histograms or ("",):
-        metrics.append(pod_histogram(pod, shape.bounds, point_attrs, name))
+        metrics.append(pod_histogram(pod, shape.bounds, point_attrs, name, placeholders=grown))
     resource = Resource(
         attributes=[
             kv("service.name", "vllm"),
@@ -218,24 +246,73 @@ POINTS_PER_POD = len(GAUGES) + len(FINISHED_REASONS) + len(COUNTERS) + 1
 COUNTER_POINTS_PER_POD = len(FINISHED_REASONS) + len(COUNTERS)
 
 
+_TS, _COUNTER, _COUNT, _SUM = -1, -2, -3, -4
+"""Slot kinds of a template besides bucket indices (>= 0)."""
+
+
 @dataclass(frozen=True)
 class PodPayload:
-    """A pod's serialized request with patchable placeholders."""
+    """A pod's serialized request with patchable placeholders: :meth:`render` patches the time and
+    the counters of a template whose histograms stay fixed (cheap: the load generators render
+    while they send); :meth:`grown` also grows the histograms (for a store filled to be queried)."""
 
     pod: Pod
     template: bytes
+    pieces: tuple[bytes, ...]
+    """The grown template's bytes between placeholders: one more than ``slots``."""
+    slots: tuple[int, ...]
+    """What goes between ``pieces[i]`` and ``pieces[i + 1]``: a bucket index or a slot kind."""
+    base: tuple[int, ...]
+    """The pod's per-bucket growth (:func:`base_counts`)."""
 
     @staticmethod
     def of(pod: Pod, shape: Shape = DEFAULT) -> PodPayload:
         data = pod_request(pod, shape).SerializeToString()
         if data.count(_TS_BYTES) != shape.points_per_pod or data.count(_COUNTER_BYTES) != COUNTER_POINTS_PER_POD:
             raise AssertionError("placeholder bytes are not unique in the serialized pod request")
-        return PodPayload(pod, data)
+        marked = pod_request(pod, shape, grown=True).SerializeToString()
+        buckets = len(shape.bounds) + 1
+        marks = {_TS_BYTES: _TS, _COUNTER_BYTES: _COUNTER, _COUNT_BYTES: _COUNT, _SUM_BYTES: _SUM}
+        marks.update({_BUCKET_BYTES[i]: i for i in range(buckets)})
+        expected = {_TS: shape.points_per_pod, _COUNTER: COUNTER_POINTS_PER_POD}
+        expected.update({kind: shape.histogram_count for kind in (_COUNT, _SUM, *range(buckets))})
+        found = sorted((at, kind) for mark, kind in marks.items() for at in _positions(marked, mark))
+        counted = {kind: sum(1 for _, k in found if k == kind) for kind in expected}
+        starts = [at for at, _ in found]
+        if counted != expected or any(b < a + 8 for a, b in itertools.pairwise(starts)):
+            raise AssertionError("placeholder bytes are not unique in the serialized grown pod request")
+        cuts = [0, *(p for at in starts for p in (at, at + 8)), len(marked)]
+        pieces = tuple(marked[cuts[i] : cuts[i + 1]] for i in range(0, len(cuts), 2))
+        return PodPayload(pod, data, pieces, tuple(kind for _, kind in found), tuple(base_counts(pod, buckets)))
 
     def render(self, t_ns: int, counter: float) -> bytes:
+        """The request at ``t_ns`` with counters at ``counter`` and the histograms fixed."""
         return self.template.replace(_TS_BYTES, struct.pack("<Q", t_ns)).replace(
             _COUNTER_BYTES, struct.pack("<d", counter)
         )
+
+    def grown(self, t_ns: int, counter: float) -> bytes:
+        """:meth:`render`, and each histogram bucket at its base count × ``counter / COUNTER_STEP``:
+        buckets grow with the counters, so a rate over the rounds is a number and a quantile of
+        it is not NaN (~4× the cost of :meth:`render`)."""
+        grown = [int(b * counter / COUNTER_STEP) for b in self.base]
+        values = {_TS: struct.pack("<Q", t_ns), _COUNTER: struct.pack("<d", counter)}
+        values.update({i: struct.pack("<Q", v) for i, v in enumerate(grown)})
+        values[_COUNT] = struct.pack("<Q", sum(grown))
+        values[_SUM] = struct.pack("<d", 0.25 * sum(grown))
+        out = [self.pieces[0]]
+        for slot, piece in zip(self.slots, self.pieces[1:], strict=True):
+            out.append(values[slot])
+            out.append(piece)
+        return b"".join(out)
+
+
+def _positions(data: bytes, mark: bytes) -> list[int]:
+    out, at = [], data.find(mark)
+    while at >= 0:
+        out.append(at)
+        at = data.find(mark, at + 1)
+    return out
 
 
 def payloads(series: int, prefix: str = "m", shape: Shape = DEFAULT) -> list[PodPayload]:
@@ -245,7 +322,7 @@ def payloads(series: int, prefix: str = "m", shape: Shape = DEFAULT) -> list[Pod
 
 def counter_value(round_index: int) -> float:
     """Counters grow by 50 per round (10/s at 5 s spacing)."""
-    return 1000.0 + 50.0 * round_index
+    return 1000.0 + COUNTER_STEP * round_index
 
 
 def render_round(pods: Sequence[PodPayload], t_ns: int, round_index: int, pods_per_request: int) -> list[bytes]:
