@@ -17,8 +17,8 @@ so ``{deployment="…"}`` on a one-series-per-pod metric selects 50 series.
 A pod's request is serialized once with placeholder bytes for the timestamp (``fixed64``) and for
 the counter value (``double``); :meth:`PodPayload.render` patches them with ``bytes.replace``, the
 histograms staying fixed (what the ingest loads send). :meth:`PodPayload.grown` also grows every
-histogram bucket with the counters, from placeholders in a second serialization (what a store
-filled to be queried holds: a rate of its buckets is a number, and a quantile of it is not NaN).
+histogram bucket with the counters, from their placeholders (what a store filled to be queried
+holds: a rate of its buckets is a number, and a quantile of it is not NaN).
 Serialized ``ExportMetricsServiceRequest`` messages concatenate into one valid request (repeated
 field), which is how :func:`batch` builds a collector-style batch of several pods.
 
@@ -196,9 +196,8 @@ def pod_histogram(
     return m.Metric(name=name, histogram=histogram)
 
 
-def pod_request(pod: Pod, shape: Shape = DEFAULT, grown: bool = False) -> ExportMetricsServiceRequest:
-    """The pod's request with placeholder timestamps and counter values (``grown``: and
-    placeholder histogram counts and sums)."""
+def pod_request(pod: Pod, shape: Shape = DEFAULT) -> ExportMetricsServiceRequest:
+    """The pod's request with placeholder timestamps, counter values and histogram counts and sums."""
     point_attrs = point_attributes(pod)
     metrics: list[m.Metric] = []
     gauge_values = (float(pod.index % 5), float(pod.index % 7), 0.1 + (pod.index % 9) / 10, 0.1 + (pod.index % 9) / 10)
@@ -218,7 +217,7 @@ def pod_request(pod: Pod, shape: Shape = DEFAULT, grown: bool = False) -> Export
         )
         metrics.append(m.Metric(name=name, sum=sums))
     for name in shape.histograms or ("",):
-        metrics.append(pod_histogram(pod, shape.bounds, point_attrs, name, placeholders=grown))
+        metrics.append(pod_histogram(pod, shape.bounds, point_attrs, name, placeholders=True))
     resource = Resource(
         attributes=[
             kv("service.name", "vllm"),
@@ -258,8 +257,9 @@ class PodPayload:
 
     pod: Pod
     template: bytes
+    """The request with its histograms at their base counts (time and counters still placeholders)."""
     pieces: tuple[bytes, ...]
-    """The grown template's bytes between placeholders: one more than ``slots``."""
+    """The request's bytes between placeholders: one more than ``slots``."""
     slots: tuple[int, ...]
     """What goes between ``pieces[i]`` and ``pieces[i + 1]``: a bucket index or a slot kind."""
     base: tuple[int, ...]
@@ -267,10 +267,7 @@ class PodPayload:
 
     @staticmethod
     def of(pod: Pod, shape: Shape = DEFAULT) -> PodPayload:
-        data = pod_request(pod, shape).SerializeToString()
-        if data.count(_TS_BYTES) != shape.points_per_pod or data.count(_COUNTER_BYTES) != COUNTER_POINTS_PER_POD:
-            raise AssertionError("placeholder bytes are not unique in the serialized pod request")
-        marked = pod_request(pod, shape, grown=True).SerializeToString()
+        marked = pod_request(pod, shape).SerializeToString()
         buckets = len(shape.bounds) + 1
         marks = {_TS_BYTES: _TS, _COUNTER_BYTES: _COUNTER, _COUNT_BYTES: _COUNT, _SUM_BYTES: _SUM}
         marks.update({_BUCKET_BYTES[i]: i for i in range(buckets)})
@@ -280,10 +277,14 @@ class PodPayload:
         counted = {kind: sum(1 for _, k in found if k == kind) for kind in expected}
         starts = [at for at, _ in found]
         if counted != expected or any(b < a + 8 for a, b in itertools.pairwise(starts)):
-            raise AssertionError("placeholder bytes are not unique in the serialized grown pod request")
+            raise AssertionError("placeholder bytes are not unique in the serialized pod request")
         cuts = [0, *(p for at in starts for p in (at, at + 8)), len(marked)]
         pieces = tuple(marked[cuts[i] : cuts[i + 1]] for i in range(0, len(cuts), 2))
-        return PodPayload(pod, data, pieces, tuple(kind for _, kind in found), tuple(base_counts(pod, buckets)))
+        base = tuple(base_counts(pod, buckets))
+        slots = tuple(kind for _, kind in found)
+        # fixed64 and double are fixed-width: filling the placeholders is serializing those values
+        fixed = _join(pieces, slots, {**_histogram_values(base, 1.0), _TS: _TS_BYTES, _COUNTER: _COUNTER_BYTES})
+        return PodPayload(pod, fixed, pieces, slots, base)
 
     def render(self, t_ns: int, counter: float) -> bytes:
         """The request at ``t_ns`` with counters at ``counter`` and the histograms fixed."""
@@ -295,16 +296,27 @@ class PodPayload:
         """:meth:`render`, and each histogram bucket at its base count × ``counter / COUNTER_STEP``:
         buckets grow with the counters, so a rate over the rounds is a number and a quantile of
         it is not NaN (~4× the cost of :meth:`render`)."""
-        grown = [int(b * counter / COUNTER_STEP) for b in self.base]
-        values = {_TS: struct.pack("<Q", t_ns), _COUNTER: struct.pack("<d", counter)}
-        values.update({i: struct.pack("<Q", v) for i, v in enumerate(grown)})
-        values[_COUNT] = struct.pack("<Q", sum(grown))
-        values[_SUM] = struct.pack("<d", 0.25 * sum(grown))
-        out = [self.pieces[0]]
-        for slot, piece in zip(self.slots, self.pieces[1:], strict=True):
-            out.append(values[slot])
-            out.append(piece)
-        return b"".join(out)
+        values = _histogram_values(self.base, counter / COUNTER_STEP)
+        values[_TS] = struct.pack("<Q", t_ns)
+        values[_COUNTER] = struct.pack("<d", counter)
+        return _join(self.pieces, self.slots, values)
+
+
+def _histogram_values(base: Sequence[int], factor: float) -> dict[int, bytes]:
+    """The serialized bucket counts (``base × factor``), count and sum of a pod's histograms."""
+    grown = [int(b * factor) for b in base]
+    values = {i: struct.pack("<Q", v) for i, v in enumerate(grown)}
+    values[_COUNT] = struct.pack("<Q", sum(grown))
+    values[_SUM] = struct.pack("<d", 0.25 * sum(grown))
+    return values
+
+
+def _join(pieces: Sequence[bytes], slots: Sequence[int], values: dict[int, bytes]) -> bytes:
+    out = [pieces[0]]
+    for slot, piece in zip(slots, pieces[1:], strict=True):
+        out.append(values[slot])
+        out.append(piece)
+    return b"".join(out)
 
 
 def _positions(data: bytes, mark: bytes) -> list[int]:
