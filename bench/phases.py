@@ -456,9 +456,14 @@ def vllm_phase(report: Report, sizes: Sizes, profile: bool) -> None:
             f"CPU during the loaded calls (share of one core): server {r.cpu.get('server', 0):.0%}, "
             f"load generator {r.cpu.get('load', 0):.0%}, timing client {r.cpu.get('client', 0):.0%}"
         )
+        for line in vllmload.breakdown(r):
+            report.note(line)
         if r.profile:
             title = f"Ingest, vLLM-shaped payload, {path} path (server, OTLP gRPC, {shape})"
             report.hotspots += markdown(title, r.profile, r.shares)
+        if r.loaded_profile:
+            title = f"GetMetrics every {vllmload.PROBE_INTERVAL_S * 1000:g} ms under half-capacity ingest, {path} path"
+            report.hotspots += markdown(title, r.loaded_profile)
 
 
 def streams_phase(report: Report, sizes: Sizes) -> None:

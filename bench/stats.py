@@ -1,9 +1,11 @@
-"""Small measurement helpers: percentiles, best-of timing, latency summaries, RSS."""
+"""Small measurement helpers: percentiles, best-of timing, latency summaries, RSS, and the
+scheduler's per-thread counters (how long a thread ran and how long it waited for a CPU)."""
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,6 +67,110 @@ def time_paced(fn: Callable[[], object], n: int, interval: float, warmup: int = 
         fn()
         out.append(clock() - began)
     return out
+
+
+@dataclass(frozen=True)
+class CallTrace:
+    """One timed call and what the scheduler did meanwhile (seconds)."""
+
+    seconds: float
+    server_run: float
+    """The server's event-loop thread on a CPU: the call's own work and whatever else the loop
+    ran while the call was in flight (ingest slices, other calls)."""
+    server_wait: float
+    """The server's event-loop thread runnable but waiting for a CPU."""
+    helpers_wait: float
+    """The server's other threads (gRPC's I/O and completion-queue threads) waiting for a CPU."""
+    client_wait: float
+    """The calling thread waiting for a CPU (woken by the answer, not yet running)."""
+
+
+class Scheduler:
+    """Run and run-queue wait times of a process's threads and of the calling thread, from
+    ``/proc/<pid>/task/<tid>/schedstat`` (kept open: one ``pread`` each per reading). The
+    process's thread ``pid`` is its main thread (the service's event loop)."""
+
+    def __init__(self, pid: int) -> None:
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+        self._fds = [os.open(f"/proc/{pid}/task/{tid}/schedstat", os.O_RDONLY) for tid in tids]
+        self._main = tids.index(pid)
+        self._fds.append(os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY))
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+
+    def read(self) -> tuple[int, int, int, int]:
+        """Nanoseconds: server loop run, server loop wait, other server threads' wait, client wait."""
+        stats = [os.pread(fd, 128, 0).split() for fd in self._fds]
+        main, client = stats[self._main], stats[-1]
+        helpers = sum(int(s[1]) for i, s in enumerate(stats[:-1]) if i != self._main)
+        return int(main[0]), int(main[1]), helpers, int(client[1])
+
+    def time_paced(self, fn: Callable[[], object], n: int, interval: float, warmup: int = 20) -> list[CallTrace]:
+        """:func:`time_paced` of ``fn`` (called from this thread), each call with the scheduler's
+        counters read just before and just after it."""
+        for _ in range(warmup):
+            fn()
+        out = []
+        clock = time.perf_counter
+        start = clock()
+        for i in range(n):
+            wait = start + i * interval - clock()
+            if wait > 0:
+                time.sleep(wait)
+            before = self.read()
+            began = clock()
+            fn()
+            seconds = clock() - began
+            after = self.read()
+            run, loop_wait, helpers, client = (1e-9 * (a - b) for a, b in zip(after, before, strict=True))
+            out.append(CallTrace(seconds, run, loop_wait, helpers, client))
+        return out
+
+
+@dataclass(frozen=True)
+class TailShares:
+    """Where the slowest calls' time went: means over the calls at or above a percentile."""
+
+    q: float
+    n: int
+    seconds: float
+    server_run: float
+    server_wait: float
+    helpers_wait: float
+    client_wait: float
+
+    @staticmethod
+    def of(traces: Sequence[CallTrace], q: float = 99.0) -> TailShares:
+        ordered = sorted(traces, key=lambda t: t.seconds)
+        tail = ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1)) :]
+
+        def mean(field: Callable[[CallTrace], float]) -> float:
+            return sum(field(t) for t in tail) / len(tail) if tail else math.nan
+
+        return TailShares(
+            q,
+            len(tail),
+            mean(lambda t: t.seconds),
+            mean(lambda t: t.server_run),
+            mean(lambda t: t.server_wait),
+            mean(lambda t: t.helpers_wait),
+            mean(lambda t: t.client_wait),
+        )
+
+    def __str__(self) -> str:
+        rest = self.seconds - self.server_run - self.server_wait - self.helpers_wait - self.client_wait
+        parts = [
+            ("server loop on a CPU", self.server_run),
+            ("server loop waiting for a CPU", self.server_wait),
+            ("server gRPC threads waiting for a CPU", self.helpers_wait),
+            ("client waiting for a CPU", self.client_wait),
+            ("the rest", rest),
+        ]
+        shown = ", ".join(f"{name} {1000 * value:.2f}" for name, value in parts)
+        label = "all calls" if self.q <= 0 else f"calls ≥ p{self.q:g} (n={self.n})"
+        return f"{label}: mean {1000 * self.seconds:.2f} ms = {shown} ms"
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:

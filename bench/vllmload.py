@@ -23,8 +23,8 @@ from bench import ingest, latency, workload
 from bench.ingest import SECOND_NS
 from bench.loadgen import IngestResult, LoadClient
 from bench.profiling import Profile, Recorder, hotspots, inclusive
-from bench.server import GRPC_OPTIONS, ServerProcess
-from bench.stats import Latency, cpu_seconds, time_paced
+from bench.server import GRPC_OPTIONS, HEALTH_PATH, ServerProcess
+from bench.stats import CallTrace, Latency, Scheduler, TailShares, cpu_seconds, time_calls, time_paced
 from scaler._gen import externalscaler_pb2_grpc as pb_grpc
 
 SHAPE = workload.VLLM16
@@ -53,6 +53,14 @@ class PathResult:
     """Share of one core during the loaded calls: ``server``, ``load`` (generator), ``client``."""
     profile: Profile | None
     shares: dict[str, float]
+    floor: dict[str, Latency]
+    """Idle, what a call costs besides the query: ``health`` (a trivial unary RPC, paced like the
+    GetMetrics calls) and ``back-to-back`` (the GetMetrics calls without pauses between them)."""
+    traces: dict[str, list[CallTrace]]
+    """Per call of ``idle``, ``loaded`` and ``elsewhere``: the scheduler's counters (:class:`Scheduler`)."""
+    loaded_profile: Profile | None
+    """The server while the load and the calls run (after the measured calls, so py-spy does not
+    slow them)."""
 
     @property
     def points_rate(self) -> float:
@@ -94,8 +102,19 @@ def measure(path: str, pods: int, rounds: int, calls: int, clients: tuple[int, i
         rate = 0.5 * result.rate * SHAPE.points_per_pod / SHAPE.series_per_pod
         with ServerProcess(prelude=PATHS[path]) as other:
             _paced(other, pods, FILL_RATE, FILL_SECONDS).communicate(timeout=60)  # its series exist too
-            u = _latency_under_load(server, other, pods, rate, calls)
-    return PathResult(path, result, limit, u.idle, u.loaded, u.elsewhere, u.load, u.cpu, hot, shares)
+            u = _latency_under_load(server, other, pods, rate, calls, f"getmetrics-loaded-{path}" if profile else "")
+    return PathResult(
+        path, result, limit, u.idle, u.loaded, u.elsewhere, u.load, u.cpu, hot, shares, u.floor, u.traces, u.profile
+    )
+
+
+def breakdown(r: PathResult) -> list[str]:
+    """Notes: where the calls' time went, idle and under load (the slowest 1 % and all calls)."""
+    floor = ", ".join(f"{name} {lat}" for name, lat in r.floor.items())
+    lines = [f"idle, {r.path} path, besides the query: {floor}"]
+    for phase, traces in r.traces.items():
+        lines += [f"{phase} GetMetrics, {r.path} path, {TailShares.of(traces, q)}" for q in (99.0, 0.0)]
+    return lines
 
 
 FILL_RATE = 50_000.0
@@ -110,6 +129,9 @@ class _UnderLoad:
     elsewhere: Latency
     load: dict[str, float]
     cpu: dict[str, float]
+    floor: dict[str, Latency]
+    traces: dict[str, list[CallTrace]]
+    profile: Profile | None
 
 
 def _paced(server: ServerProcess, pods: int, rate: float, duration: float) -> subprocess.Popen[bytes]:
@@ -119,22 +141,30 @@ def _paced(server: ServerProcess, pods: int, rate: float, duration: float) -> su
     return subprocess.Popen(command, stdout=subprocess.PIPE)
 
 
-def _latency_under_load(server: ServerProcess, other: ServerProcess, pods: int, rate: float, calls: int) -> _UnderLoad:
+def _latency_under_load(
+    server: ServerProcess, other: ServerProcess, pods: int, rate: float, calls: int, profile: str
+) -> _UnderLoad:
     """GetMetrics client latency idle, then while :mod:`bench.paced` sends ``rate`` points/s to
-    ``server``, then while it sends them to ``other`` (the calls still go to ``server``).
+    ``server``, then while it sends them to ``other`` (the calls still go to ``server``); each
+    call with the scheduler's counters of the server's threads and the calling thread.
 
     The calls are paced (:data:`PROBE_INTERVAL_S` apart, like KEDA polling many ScaledObjects)
-    rather than back to back, which would load the event loop by themselves."""
+    rather than back to back, which would load the event loop by themselves. ``profile``: the
+    name of a py-spy profile of the server under the same load and calls, taken after the
+    measured calls ("" for none)."""
     trigger = latency.triggers(workload.deployment_name(0, "v"))["compat"]
     request = latency.metrics_request("compat", trigger)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.keda}", options=GRPC_OPTIONS)
     stub = pb_grpc.ExternalScalerStub(channel)
+    health: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(HEALTH_PATH)
+    scheduler = Scheduler(server.pid)
 
-    def probe() -> Latency:
-        return Latency.of(time_paced(lambda: stub.GetMetrics(request), calls, PROBE_INTERVAL_S))
+    def probe() -> list[CallTrace]:
+        return scheduler.time_paced(lambda: stub.GetMetrics(request), calls, PROBE_INTERVAL_S)
 
-    def under(target: ServerProcess) -> tuple[Latency, dict[str, float], dict[str, float]]:
-        load = _paced(target, pods, rate, 30 + calls * PROBE_INTERVAL_S)
+    def under(target: ServerProcess) -> tuple[list[CallTrace], dict[str, float], dict[str, float], Profile | None]:
+        load = _paced(target, pods, rate, 30 + calls * PROBE_INTERVAL_S * (2 if profile else 1))
+        hot: Profile | None = None
         try:
             time.sleep(2.0)  # the load settles
             pids = {"server": server.pid, "load": load.pid}
@@ -143,16 +173,27 @@ def _latency_under_load(server: ServerProcess, other: ServerProcess, pods: int, 
             result = probe()
             wall = time.monotonic() - start
             after = {k: cpu_seconds(pid) for k, pid in pids.items()} | {"client": time.process_time()}
+            if profile and target is server:
+                recorder = Recorder(server.pid, profile)
+                time_paced(lambda: stub.GetMetrics(request), calls, PROBE_INTERVAL_S)
+                hot = hotspots(recorder.stop())
         finally:
             load.terminate()
             out, _ = load.communicate(timeout=60)
         summary = json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else {}
-        return result, summary, {k: (after[k] - before[k]) / wall for k in before}
+        return result, summary, {k: (after[k] - before[k]) / wall for k in before}, hot
 
     try:
+        floor = {
+            "health": Latency.of(time_paced(lambda: health(b""), calls, PROBE_INTERVAL_S)),
+            "back-to-back": Latency.of(time_calls(lambda: stub.GetMetrics(request), calls)),
+        }
         idle = probe()
-        loaded, summary, cpu = under(server)
-        elsewhere, _, _ = under(other)
-        return _UnderLoad(idle, loaded, elsewhere, summary, cpu)
+        loaded, summary, cpu, hot = under(server)
+        elsewhere, _, _, _ = under(other)
+        traces = {"idle": idle, "loaded": loaded, "elsewhere": elsewhere}
+        lat = {name: Latency.of([t.seconds for t in ts]) for name, ts in traces.items()}
+        return _UnderLoad(lat["idle"], lat["loaded"], lat["elsewhere"], summary, cpu, floor, traces, hot)
     finally:
+        scheduler.close()
         channel.close()

@@ -124,7 +124,9 @@ class Service:
         self.failed = asyncio.Event()
         """Set when a listener stops by itself after start (see :meth:`_failed`)."""
         self.listeners = Listeners(on_failure=self._failed)
-        self.housekeeping = Housekeeping(self.store, self.persistence, settings.snapshot.interval_seconds)
+        self.housekeeping = Housekeeping(
+            self.store, self.persistence, settings.snapshot.interval_seconds, self.ingestor.turns
+        )
         self._housekeeping_task: asyncio.Task[None] | None = None
         self._readiness: asyncio.Task[None] | None = None
 
