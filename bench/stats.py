@@ -160,17 +160,14 @@ class TailShares:
         )
 
     def __str__(self) -> str:
-        rest = self.seconds - self.server_run - self.server_wait - self.helpers_wait - self.client_wait
-        parts = [
-            ("server loop on a CPU", self.server_run),
-            ("server loop waiting for a CPU", self.server_wait),
-            ("server gRPC threads waiting for a CPU", self.helpers_wait),
-            ("client waiting for a CPU", self.client_wait),
-            ("the rest", rest),
-        ]
-        shown = ", ".join(f"{name} {1000 * value:.2f}" for name, value in parts)
+        # the waits overlap (the gRPC threads' are summed over threads): not parts of a sum
         label = "all calls" if self.q <= 0 else f"calls ≥ p{self.q:g} (n={self.n})"
-        return f"{label}: mean {1000 * self.seconds:.2f} ms = {shown} ms"
+        return (
+            f"{label}: mean {1000 * self.seconds:.2f} ms; meanwhile the server loop ran "
+            f"{1000 * self.server_run:.2f} ms and waited {1000 * self.server_wait:.2f} ms for a CPU, the server's "
+            f"gRPC threads waited {1000 * self.helpers_wait:.2f} ms (summed), the client "
+            f"{1000 * self.client_wait:.2f} ms"
+        )
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:
