@@ -7,7 +7,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -58,15 +58,23 @@ def time_paced(fn: Callable[[], object], n: int, interval: float, warmup: int = 
         fn()
     out = []
     clock = time.perf_counter
+    for _ in paced(n, interval):
+        began = clock()
+        fn()
+        out.append(clock() - began)
+    return out
+
+
+def paced(n: int, interval: float) -> Iterator[int]:
+    """``0 .. n-1``, each when its turn comes: ``interval`` seconds after the previous one's (sleeping
+    until then; at once when late)."""
+    clock = time.perf_counter
     start = clock()
     for i in range(n):
         wait = start + i * interval - clock()
         if wait > 0:
             time.sleep(wait)
-        began = clock()
-        fn()
-        out.append(clock() - began)
-    return out
+        yield i
 
 
 @dataclass(frozen=True)
@@ -114,11 +122,7 @@ class Scheduler:
             fn()
         out = []
         clock = time.perf_counter
-        start = clock()
-        for i in range(n):
-            wait = start + i * interval - clock()
-            if wait > 0:
-                time.sleep(wait)
+        for _ in paced(n, interval):
             before = self.read()
             began = clock()
             fn()
