@@ -96,13 +96,15 @@ class CallTrace:
 class Scheduler:
     """Run and run-queue wait times of a process's threads and of the calling thread, from
     ``/proc/<pid>/task/<tid>/schedstat`` (kept open: one ``pread`` each per reading). The
-    process's thread ``pid`` is its main thread (the service's event loop)."""
+    process's thread ``pid`` is its main thread (the service's event loop); its other threads are
+    those it has when this is made (a thread that ends keeps its last reading)."""
 
     def __init__(self, pid: int) -> None:
         tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
         self._fds = [os.open(f"/proc/{pid}/task/{tid}/schedstat", os.O_RDONLY) for tid in tids]
         self._main = tids.index(pid)
         self._fds.append(os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY))
+        self._last = [(0, 0)] * len(self._fds)
 
     def close(self) -> None:
         for fd in self._fds:
@@ -110,10 +112,16 @@ class Scheduler:
 
     def read(self) -> tuple[int, int, int, int]:
         """Nanoseconds: server loop run, server loop wait, other server threads' wait, client wait."""
-        stats = [os.pread(fd, 128, 0).split() for fd in self._fds]
-        main, client = stats[self._main], stats[-1]
-        helpers = sum(int(s[1]) for i, s in enumerate(stats[:-1]) if i != self._main)
-        return int(main[0]), int(main[1]), helpers, int(client[1])
+        for i, fd in enumerate(self._fds):
+            try:
+                fields = os.pread(fd, 128, 0).split()
+            except OSError:  # the thread ended
+                continue
+            self._last[i] = (int(fields[0]), int(fields[1]))
+        stats = self._last
+        (main_run, main_wait), client = stats[self._main], stats[-1][1]
+        helpers = sum(w for i, (_, w) in enumerate(stats[:-1]) if i != self._main)
+        return main_run, main_wait, helpers, client
 
     def time_paced(self, fn: Callable[[], object], n: int, interval: float, warmup: int = 20) -> list[CallTrace]:
         """:func:`time_paced` of ``fn`` (called from this thread), each call with the scheduler's

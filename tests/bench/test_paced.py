@@ -48,6 +48,21 @@ def test_scheduler_reads_the_run_time_of_the_main_thread_and_of_the_caller() -> 
         scheduler.close()
 
 
+def test_a_thread_that_ends_keeps_its_last_reading() -> None:
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait)
+    helper.start()
+    scheduler = Scheduler(os.getpid())
+    try:
+        before = scheduler.read()
+        stop.set()
+        helper.join()
+        after = scheduler.read()  # the ended thread still counts (the last reading, whether or not the file answers)
+        assert all(a >= b for a, b in zip(after, before, strict=True))
+    finally:
+        scheduler.close()
+
+
 def test_tail_shares_average_the_slowest_calls() -> None:
     traces = [CallTrace(0.001 * i, 0.0005 * i, 0.0001 * i, 0.0, 0.0) for i in range(1, 101)]
     tail = TailShares.of(traces, 99.0)
