@@ -196,16 +196,21 @@ def _standing(waiting: FloatArray, signals: Signals) -> BoolArray:
 
 
 def _bounds(
-    per_pod: FloatArray, held: BoolArray, missed: BoolArray, times: Int64Array
+    per_pod: FloatArray, held: BoolArray, missed: BoolArray, signals: Signals
 ) -> tuple[FloatArray, FloatArray]:
     """The learned lower and upper bounds at each instant, oldest evidence first.
 
     A window that held the SLO raises the lower bound to its per-replica load; a miss that
-    persists (:data:`MISS_PERSISTS` instants) lowers the upper bound to its load. When a new
+    persists (:data:`MISS_PERSISTS` instants) lowers the upper bound to the highest
+    per-replica load of the latency window that missed: the latencies over target happened
+    at some load of that window, not necessarily at the last instant's (a queue drained
+    through the window leaves its latencies in it while the load falls). When a new
     piece of evidence contradicts the other bound, the newer one wins and the older bound is
     dropped: the workload changed (its prompt lengths, its cache hits) and with it the
     throughput a replica manages, or the older miss had another cause. A bound not seen again
     for :data:`EVIDENCE_MS` is forgotten for the same reason."""
+    times = signals.times
+    peak = rolling.maximum(per_pod, rolling.starts(times, signals.latency_window_ms))
     persists = missed.copy()
     for k in range(1, MISS_PERSISTS):
         persists[k:] &= missed[:-k]
@@ -224,8 +229,8 @@ def _bounds(
             low, low_at = float(load), t
             if low >= high:
                 high = math.inf
-        elif persists[k] and load <= high:
-            high, high_at = float(load), t
+        elif persists[k] and peak[k] <= high:
+            high, high_at = float(peak[k]), t
             if high <= low:
                 low = 0.0
         lower[k], upper[k] = low, high
@@ -255,7 +260,7 @@ def _view(
     demand, growth, backlog = load
     seed, per_pod, correction = model
     mean, share, held, missed = slo
-    lower, upper = _bounds(per_pod, held, missed, signals.times)
+    lower, upper = _bounds(per_pod, held, missed, signals)
     return RoleView(
         unit=unit,
         demand=demand,
