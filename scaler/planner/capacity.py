@@ -196,7 +196,7 @@ def _standing(waiting: FloatArray, signals: Signals) -> BoolArray:
 
 
 def _bounds(
-    per_pod: FloatArray, held: BoolArray, missed: BoolArray, signals: Signals
+    per_pod: FloatArray, held: BoolArray, missed: BoolArray, times: Int64Array, window_ms: int
 ) -> tuple[FloatArray, FloatArray]:
     """The learned lower and upper bounds at each instant, oldest evidence first.
 
@@ -209,8 +209,9 @@ def _bounds(
     dropped: the workload changed (its prompt lengths, its cache hits) and with it the
     throughput a replica manages, or the older miss had another cause. A bound not seen again
     for :data:`EVIDENCE_MS` is forgotten for the same reason."""
-    times = signals.times
-    peak = rolling.maximum(per_pod, rolling.starts(times, signals.latency_window_ms))
+    known = np.isfinite(per_pod)
+    peak = rolling.maximum(np.where(known, per_pod, 0.0), rolling.starts(times, window_ms))
+    peak = np.where(known, peak, np.nan)
     persists = missed.copy()
     for k in range(1, MISS_PERSISTS):
         persists[k:] &= missed[:-k]
@@ -260,7 +261,7 @@ def _view(
     demand, growth, backlog = load
     seed, per_pod, correction = model
     mean, share, held, missed = slo
-    lower, upper = _bounds(per_pod, held, missed, signals)
+    lower, upper = _bounds(per_pod, held, missed, signals.times, signals.latency_window_ms)
     return RoleView(
         unit=unit,
         demand=demand,

@@ -208,7 +208,7 @@ def test_learned_bounds_keep_the_newer_evidence_when_they_contradict() -> None:
     load = np.array([50.0, 100.0, 90.0, 60.0, 60.0, 60.0, 70.0, 40.0, 110.0])
     held = np.array([1, 1, 1, 0, 0, 0, 1, 0, 1], dtype=bool)
     missed = np.array([0, 0, 0, 1, 1, 1, 0, 1, 0], dtype=bool)
-    lower, upper = capacity._bounds(load, held, missed, np.arange(9, dtype=np.int64) * 5000)
+    lower, upper = capacity._bounds(load, held, missed, np.arange(9, dtype=np.int64) * 5000, 0)
     # held at 50 then 100: at least 100; 60 missed three times in a row (a workload that
     # changed: the cache stopped hitting) caps it at 60 and drops the older 100; held at 70
     # contradicts that cap in turn; a single miss at 40 does not persist; held at 110
@@ -217,5 +217,23 @@ def test_learned_bounds_keep_the_newer_evidence_when_they_contradict() -> None:
     assert capacity._combine(np.full(9, 80.0), lower, upper).tolist() == [80, 100, 100, 100, 100, 60, 80, 80, 110]
     # evidence not seen again for 300 s is forgotten
     late = np.array([0, 305_000], dtype=np.int64)
-    lower, upper = capacity._bounds(np.array([100.0, 10.0]), np.array([True, False]), np.array([False, False]), late)
+    lower, upper = capacity._bounds(np.array([100.0, 10.0]), np.array([True, False]), np.array([False, False]), late, 0)
     assert lower.tolist() == [100, 0]
+
+
+def test_a_persistent_miss_caps_capacity_at_the_peak_load_of_its_latency_window() -> None:
+    # a queue drained through the window: the load per pod fell from 100 to 50 while the
+    # window's latencies stayed over target; they happened at the window's loads, so the
+    # evidence is "over 100 (then 90) misses", not "over 60 (then 50)"
+    load = np.array([100.0, 90.0, 60.0, 50.0])
+    missed = np.ones(4, dtype=bool)
+    times = np.arange(4, dtype=np.int64) * 5000
+    _, upper = capacity._bounds(load, np.zeros(4, dtype=bool), missed, times, 15_000)
+    assert upper.tolist() == [np.inf, np.inf, 100, 90]
+    # with no window behind the instant, the instant's own load, as before
+    _, upper = capacity._bounds(load, np.zeros(4, dtype=bool), missed, times, 0)
+    assert upper.tolist() == [np.inf, np.inf, 60, 50]
+    # an instant whose load is unknown teaches nothing, and does not hide the others' peak
+    gap = np.array([100.0, np.nan, 60.0, 50.0])
+    _, upper = capacity._bounds(gap, np.zeros(4, dtype=bool), missed, times, 15_000)
+    assert upper.tolist() == [np.inf, np.inf, 100, 60]
