@@ -32,9 +32,9 @@ Capacity per replica "at SLO" comes from three sources:
 2. **learned lower bound** — the highest per-replica throughput observed over a window in
    which the role met its SLO: the pods *did* that within the SLO, so capacity is at least that
    (the issue's "learned from throughput observed while the SLO held");
-3. **learned upper bound** — the lowest per-replica throughput observed over windows in which
-   the role kept missing its SLO while a queue stood: capacity is below that, whatever the seed
-   said. When the two bounds contradict each other the newer evidence wins: the workload
+3. **learned upper bound** — the lowest, over windows in which the role kept missing its SLO
+   while a queue stood, of each window's highest per-replica throughput (the latencies over
+   target happened somewhere in the window): capacity is below that, whatever the seed said. When the two bounds contradict each other the newer evidence wins: the workload
    changed (prompt lengths, cache hits), or the older miss had another cause (a routing
    imbalance, a backlog from before).
 
