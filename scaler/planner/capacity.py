@@ -87,7 +87,17 @@ MISS_PERSISTS = 3
 """Consecutive missed instants (15 s on a 5-s grid) before a miss lowers the upper bound."""
 EVIDENCE_MS = 300_000
 """How long a learned bound or a measured correction stands without being seen again: the
-workload it was learned on (its prompt lengths, its cache hits) may have gone."""
+workload it was learned on (its prompt lengths, its cache hits) may have gone. A lower bound
+learned where the workload's shape is known lasts instead while the shape does (see
+:data:`SHAPE_DRIFT`)."""
+SHAPE_DRIFT = 0.2
+"""How far the workload's shape (prefill: the profile's throughput for the uncached prompt
+length; decode: the mean context) may move from where a lower bound was learned before the
+bound is forgotten. A lower bound is not forgotten by age alone: the pods' peak load goes
+unrepeated once more replicas share it, and forgotten, it would drop the capacity to the seed
+and ask for replicas that the pods showed they do not need; an over-estimate shows as misses,
+which lower it. An upper bound still expires by age: an under-estimate would show as nothing
+but idle replicas."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +206,12 @@ def _standing(waiting: FloatArray, signals: Signals) -> BoolArray:
 
 
 def _bounds(
-    per_pod: FloatArray, held: BoolArray, missed: BoolArray, times: Int64Array, window_ms: int
+    per_pod: FloatArray,
+    held: BoolArray,
+    missed: BoolArray,
+    times: Int64Array,
+    window_ms: int,
+    shape: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """The learned lower and upper bounds at each instant, oldest evidence first.
 
@@ -207,8 +222,10 @@ def _bounds(
     through the window leaves its latencies in it while the load falls). When a new
     piece of evidence contradicts the other bound, the newer one wins and the older bound is
     dropped: the workload changed (its prompt lengths, its cache hits) and with it the
-    throughput a replica manages, or the older miss had another cause. A bound not seen again
-    for :data:`EVIDENCE_MS` is forgotten for the same reason."""
+    throughput a replica manages, or the older miss had another cause. A lower bound is
+    forgotten for the same reason once the workload's ``shape`` moved by :data:`SHAPE_DRIFT`
+    since it was learned (or, where the shape is unknown, after :data:`EVIDENCE_MS`); an upper
+    bound not seen again for :data:`EVIDENCE_MS` is forgotten."""
     known = np.isfinite(per_pod)
     peak = rolling.maximum(np.where(known, per_pod, 0.0), rolling.starts(times, window_ms))
     peak = np.where(known, peak, np.nan)
@@ -218,16 +235,18 @@ def _bounds(
         persists[:k] = False
     lower = np.zeros(len(per_pod))
     upper = np.full(len(per_pod), np.inf)
+    shapes = np.full(len(per_pod), np.nan) if shape is None else shape
     low, high = 0.0, math.inf
     low_at = high_at = 0
+    low_shape = math.nan
     for k, load in enumerate(per_pod):
         t = int(times[k])
-        if low > 0 and t - low_at > EVIDENCE_MS:
+        if low > 0 and _forgotten(t - low_at, low_shape, float(shapes[k])):
             low = 0.0
         if math.isfinite(high) and t - high_at > EVIDENCE_MS:
             high = math.inf
         if held[k] and load >= low:
-            low, low_at = float(load), t
+            low, low_at, low_shape = float(load), t, float(shapes[k])
             if low >= high:
                 high = math.inf
         elif persists[k] and peak[k] <= high:
@@ -236,6 +255,13 @@ def _bounds(
                 low = 0.0
         lower[k], upper[k] = low, high
     return lower, upper
+
+
+def _forgotten(age_ms: int, shape_then: float, shape_now: float) -> bool:
+    """Whether a lower bound learned ``age_ms`` ago at workload shape ``shape_then`` is forgotten."""
+    if math.isfinite(shape_then) and math.isfinite(shape_now) and shape_then > 0:
+        return abs(shape_now / shape_then - 1) > SHAPE_DRIFT
+    return age_ms > EVIDENCE_MS
 
 
 def _combine(seed: FloatArray, lower: FloatArray, upper: FloatArray) -> FloatArray:
@@ -251,7 +277,7 @@ def _view(
     unit: str,
     served: FloatArray,
     load: tuple[FloatArray, FloatArray, FloatArray],
-    model: tuple[FloatArray, FloatArray, FloatArray],
+    model: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
     slo: tuple[FloatArray, FloatArray, BoolArray, BoolArray],
 ) -> RoleView:
     """A role's view from its ``load`` (demand, growth, backlog), its ``model`` (the seed, the
@@ -259,9 +285,9 @@ def _view(
     missed): the bounds learned from the work per pod where the SLO held or missed, and the
     capacity they and the seed give."""
     demand, growth, backlog = load
-    seed, per_pod, correction = model
+    seed, per_pod, correction, shape = model
     mean, share, held, missed = slo
-    lower, upper = _bounds(per_pod, held, missed, signals.times, signals.latency_window_ms)
+    lower, upper = _bounds(per_pod, held, missed, signals.times, signals.latency_window_ms, shape)
     return RoleView(
         unit=unit,
         demand=demand,
@@ -303,15 +329,13 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
     missed = stable & own & (share > MISS_SHARE) & standing
     per_pod = served / np.maximum(_mean_pods(signals), 1.0)
     correction = np.ones(len(demand))
-    seed = np.full(len(demand), np.nan)
+    seed = shape = np.full(len(demand), np.nan)
     profile = spec.profile
     if profile is not None:
-        raw = np.array([profile.prefill_tokens_per_s(x) for x in isl])
+        raw = shape = np.array([profile.prefill_tokens_per_s(x) for x in isl])
         service = np.array([profile.prefill_service_s(x) for x in isl])
         rho = np.clip(per_pod / raw, 0.0, 0.99)
         expected = service * (1 + KINGMAN_MEAN * rho / (1 - rho))
-        # measured only without a standing queue: then the TTFT grows with the backlog, not
-        # with a model error, and the demand (which counts the queue) already answers that
         # measured only in windows without any queue: a queue's TTFT is the backlog's, which the
         # demand (counting the queue) already answers, not a model error
         measured = np.isfinite(mean) & active & stable & own & _never_queued(signals)
@@ -327,7 +351,7 @@ def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:
         "uncached prompt tokens/s",
         served,
         (demand, growth, backlog),
-        (seed, per_pod, correction),
+        (seed, per_pod, correction, shape),
         (mean, share, held, missed),
     )
 
@@ -358,10 +382,10 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     pods = np.maximum(_mean_pods(signals), 1.0)
     per_pod = signals.generation_rate / pods
     correction = np.ones(len(demand))
-    seed = np.full(len(demand), np.nan)
+    seed = shape = np.full(len(demand), np.nan)
     profile = spec.profile
     if profile is not None:
-        context = isl + osl / 2
+        context = shape = isl + osl / 2
         # the batch over the same window the ITL was measured in
         lo = rolling.starts(signals.times, signals.latency_window_ms)
         batch = np.maximum(rolling.mean(signals.running, lo) / np.maximum(rolling.mean(signals.pods, lo), 1.0), 1.0)
@@ -375,7 +399,7 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
         "generated tokens/s",
         signals.generation_rate,
         (demand, growth, backlog),
-        (seed, per_pod, correction),
+        (seed, per_pod, correction, shape),
         (mean, itl_share, held, missed),
     )
 
