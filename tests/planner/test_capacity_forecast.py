@@ -237,3 +237,23 @@ def test_a_persistent_miss_caps_capacity_at_the_peak_load_of_its_latency_window(
     gap = np.array([100.0, np.nan, 60.0, 50.0])
     _, upper = capacity._bounds(gap, np.zeros(4, dtype=bool), missed, times, 15_000)
     assert upper.tolist() == [np.inf, np.inf, 100, 60]
+
+
+def test_a_lower_bound_lasts_while_the_workload_shape_does_and_an_upper_bound_expires_by_age() -> None:
+    times = np.array([0, 200_000, 400_000, 600_000, 700_000], dtype=np.int64)
+    load = np.array([100.0, 40.0, 40.0, 40.0, 40.0])
+    held = np.array([1, 0, 0, 0, 0], dtype=bool)
+    none = np.zeros(5, dtype=bool)
+    # the same shape within 20 %: the pods' 100 stands 600 s later, though never seen again
+    # (more replicas share the load); a shape 25 % away is another workload: forgotten
+    shape = np.array([1000.0, 1100.0, 900.0, 1190.0, 1250.0])
+    lower, _ = capacity._bounds(load, held, none, times, 0, shape)
+    assert lower.tolist() == [100, 100, 100, 100, 0]
+    # the shape unknown (no profile): forgotten 300 s after it was learned, as before
+    lower, _ = capacity._bounds(load, held, none, times, 0, np.full(5, np.nan))
+    assert lower.tolist() == [100, 100, 0, 0, 0]
+    # an upper bound expires by age whatever the shape: an under-estimate shows only as idle pods
+    missed = np.array([1, 1, 1, 0, 0], dtype=bool)
+    close = np.array([0, 5_000, 10_000, 200_000, 320_000], dtype=np.int64)
+    _, upper = capacity._bounds(np.full(5, 50.0), none, missed, close, 0, np.full(5, 1000.0))
+    assert upper.tolist() == [np.inf, np.inf, 50, 50, np.inf]
