@@ -34,9 +34,10 @@ Capacity per replica "at SLO" comes from three sources:
    (the issue's "learned from throughput observed while the SLO held");
 3. **learned upper bound** — the lowest, over windows in which the role kept missing its SLO
    while a queue stood, of each window's highest per-replica throughput (the latencies over
-   target happened somewhere in the window): capacity is below that, whatever the seed said. When the two bounds contradict each other the newer evidence wins: the workload
-   changed (prompt lengths, cache hits), or the older miss had another cause (a routing
-   imbalance, a backlog from before).
+   target happened somewhere in the window): capacity is below that, whatever the seed said.
+   When the two bounds contradict each other the newer evidence wins: the workload changed
+   (prompt lengths, cache hits), or the older miss had another cause (a routing imbalance, a
+   backlog from before). :mod:`scaler.planner.bounds` learns them.
 
 Only windows in which the pod count stayed constant teach anything (right after pods join,
 the window's latencies still show the queue the fewer pods had). Every bound at instant ``i``
@@ -51,7 +52,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scaler.planner import rolling
+from scaler.planner import bounds, rolling
+from scaler.planner.bounds import EVIDENCE_MS
 from scaler.planner.profile import Profile
 from scaler.planner.series import BoolArray
 from scaler.planner.signals import Signals
@@ -83,21 +85,6 @@ KV_FULL = 0.8
 """Mean prefill KV-cache usage from which its queue is put down to decode: a prefill pod holds
 a prompt's KV until the decode pod pulls it, so a slow decode fleet fills prefill's cache and
 queues requests there that more prefill pods would not serve any sooner."""
-MISS_PERSISTS = 3
-"""Consecutive missed instants (15 s on a 5-s grid) before a miss lowers the upper bound."""
-EVIDENCE_MS = 300_000
-"""How long a learned bound or a measured correction stands without being seen again: the
-workload it was learned on (its prompt lengths, its cache hits) may have gone. A lower bound
-learned where the workload's shape is known lasts instead while the shape does (see
-:data:`SHAPE_DRIFT`)."""
-SHAPE_DRIFT = 0.2
-"""How far the workload's shape (prefill: the profile's throughput for the uncached prompt
-length; decode: the mean context) may move from where a lower bound was learned before the
-bound is forgotten. A lower bound is not forgotten by age alone: the pods' peak load goes
-unrepeated once more replicas share it, and forgotten, it would drop the capacity to the seed
-and ask for replicas that the pods showed they do not need; an over-estimate shows as misses,
-which lower it. An upper bound still expires by age: an under-estimate would show as nothing
-but idle replicas."""
 
 
 @dataclass(frozen=True)
@@ -205,73 +192,6 @@ def _standing(waiting: FloatArray, signals: Signals) -> BoolArray:
     )
 
 
-def _bounds(
-    per_pod: FloatArray,
-    held: BoolArray,
-    missed: BoolArray,
-    times: Int64Array,
-    window_ms: int,
-    shape: FloatArray | None = None,
-) -> tuple[FloatArray, FloatArray]:
-    """The learned lower and upper bounds at each instant, oldest evidence first.
-
-    A window that held the SLO raises the lower bound to its per-replica load; a miss that
-    persists (:data:`MISS_PERSISTS` instants) lowers the upper bound to the highest
-    per-replica load of the latency window that missed: the latencies over target happened
-    at some load of that window, not necessarily at the last instant's (a queue drained
-    through the window leaves its latencies in it while the load falls). When a new
-    piece of evidence contradicts the other bound, the newer one wins and the older bound is
-    dropped: the workload changed (its prompt lengths, its cache hits) and with it the
-    throughput a replica manages, or the older miss had another cause. A lower bound is
-    forgotten for the same reason once the workload's ``shape`` moved by :data:`SHAPE_DRIFT`
-    since it was learned (or, where the shape is unknown, after :data:`EVIDENCE_MS`); an upper
-    bound not seen again for :data:`EVIDENCE_MS` is forgotten."""
-    known = np.isfinite(per_pod)
-    peak = rolling.maximum(np.where(known, per_pod, 0.0), rolling.starts(times, window_ms))
-    peak = np.where(known, peak, np.nan)
-    persists = missed.copy()
-    for k in range(1, MISS_PERSISTS):
-        persists[k:] &= missed[:-k]
-        persists[:k] = False
-    lower = np.zeros(len(per_pod))
-    upper = np.full(len(per_pod), np.inf)
-    shapes = np.full(len(per_pod), np.nan) if shape is None else shape
-    low, high = 0.0, math.inf
-    low_at = high_at = 0
-    low_shape = math.nan
-    for k, load in enumerate(per_pod):
-        t = int(times[k])
-        if low > 0 and _forgotten(t - low_at, low_shape, float(shapes[k])):
-            low = 0.0
-        if math.isfinite(high) and t - high_at > EVIDENCE_MS:
-            high = math.inf
-        if held[k] and load >= low:
-            low, low_at, low_shape = float(load), t, float(shapes[k])
-            if low >= high:
-                high = math.inf
-        elif persists[k] and peak[k] <= high:
-            high, high_at = float(peak[k]), t
-            if high <= low:
-                low = 0.0
-        lower[k], upper[k] = low, high
-    return lower, upper
-
-
-def _forgotten(age_ms: int, shape_then: float, shape_now: float) -> bool:
-    """Whether a lower bound learned ``age_ms`` ago at workload shape ``shape_then`` is forgotten."""
-    if math.isfinite(shape_then) and math.isfinite(shape_now) and shape_then > 0:
-        return abs(shape_now / shape_then - 1) > SHAPE_DRIFT
-    return age_ms > EVIDENCE_MS
-
-
-def _combine(seed: FloatArray, lower: FloatArray, upper: FloatArray) -> FloatArray:
-    """The seed, raised to the learned lower bound and capped by the learned upper bound."""
-    with np.errstate(invalid="ignore"):
-        raised = np.where(np.isnan(seed), np.where(lower > 0, lower, np.nan), np.fmax(seed, lower))
-        capped = np.where(np.isfinite(upper), np.fmin(raised, upper), raised)
-    return np.asarray(np.where(np.isnan(capped) & np.isfinite(upper), upper, capped), dtype=np.float64)
-
-
 def _view(
     signals: Signals,
     unit: str,
@@ -287,7 +207,7 @@ def _view(
     demand, growth, backlog = load
     seed, per_pod, correction, shape = model
     mean, share, held, missed = slo
-    lower, upper = _bounds(per_pod, held, missed, signals.times, signals.latency_window_ms, shape)
+    lower, upper = bounds.learn(per_pod, held, missed, signals.times, signals.latency_window_ms, shape)
     return RoleView(
         unit=unit,
         demand=demand,
@@ -297,7 +217,7 @@ def _view(
         seed=seed,
         lower=lower,
         upper=upper,
-        capacity=_combine(seed, lower, upper),
+        capacity=bounds.combine(seed, lower, upper),
         correction=correction,
         latency_mean=mean,
         miss_share=share,

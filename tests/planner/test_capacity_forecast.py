@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaler.planner import capacity, parse_spec
+from scaler.planner import bounds, capacity, parse_spec
 from scaler.planner.forecast import forecast, settle, trend
 from scaler.planner.plan import observe
 from tests.planner.fleet import Fleet, Load
@@ -208,16 +208,16 @@ def test_learned_bounds_keep_the_newer_evidence_when_they_contradict() -> None:
     load = np.array([50.0, 100.0, 90.0, 60.0, 60.0, 60.0, 70.0, 40.0, 110.0])
     held = np.array([1, 1, 1, 0, 0, 0, 1, 0, 1], dtype=bool)
     missed = np.array([0, 0, 0, 1, 1, 1, 0, 1, 0], dtype=bool)
-    lower, upper = capacity._bounds(load, held, missed, np.arange(9, dtype=np.int64) * 5000, 0)
+    lower, upper = bounds.learn(load, held, missed, np.arange(9, dtype=np.int64) * 5000, 0)
     # held at 50 then 100: at least 100; 60 missed three times in a row (a workload that
     # changed: the cache stopped hitting) caps it at 60 and drops the older 100; held at 70
     # contradicts that cap in turn; a single miss at 40 does not persist; held at 110
     assert lower.tolist() == [50, 100, 100, 100, 100, 0, 70, 70, 110]
     assert upper.tolist() == [np.inf] * 5 + [60, np.inf, np.inf, np.inf]
-    assert capacity._combine(np.full(9, 80.0), lower, upper).tolist() == [80, 100, 100, 100, 100, 60, 80, 80, 110]
+    assert bounds.combine(np.full(9, 80.0), lower, upper).tolist() == [80, 100, 100, 100, 100, 60, 80, 80, 110]
     # evidence not seen again for 300 s is forgotten
     late = np.array([0, 305_000], dtype=np.int64)
-    lower, upper = capacity._bounds(np.array([100.0, 10.0]), np.array([True, False]), np.array([False, False]), late, 0)
+    lower, upper = bounds.learn(np.array([100.0, 10.0]), np.array([True, False]), np.array([False, False]), late, 0)
     assert lower.tolist() == [100, 0]
 
 
@@ -228,14 +228,14 @@ def test_a_persistent_miss_caps_capacity_at_the_peak_load_of_its_latency_window(
     load = np.array([100.0, 90.0, 60.0, 50.0])
     missed = np.ones(4, dtype=bool)
     times = np.arange(4, dtype=np.int64) * 5000
-    _, upper = capacity._bounds(load, np.zeros(4, dtype=bool), missed, times, 15_000)
+    _, upper = bounds.learn(load, np.zeros(4, dtype=bool), missed, times, 15_000)
     assert upper.tolist() == [np.inf, np.inf, 100, 90]
     # with no window behind the instant, the instant's own load, as before
-    _, upper = capacity._bounds(load, np.zeros(4, dtype=bool), missed, times, 0)
+    _, upper = bounds.learn(load, np.zeros(4, dtype=bool), missed, times, 0)
     assert upper.tolist() == [np.inf, np.inf, 60, 50]
     # an instant whose load is unknown teaches nothing, and does not hide the others' peak
     gap = np.array([100.0, np.nan, 60.0, 50.0])
-    _, upper = capacity._bounds(gap, np.zeros(4, dtype=bool), missed, times, 15_000)
+    _, upper = bounds.learn(gap, np.zeros(4, dtype=bool), missed, times, 15_000)
     assert upper.tolist() == [np.inf, np.inf, 100, 60]
 
 
@@ -247,13 +247,13 @@ def test_a_lower_bound_lasts_while_the_workload_shape_does_and_an_upper_bound_ex
     # the same shape within 20 %: the pods' 100 stands 600 s later, though never seen again
     # (more replicas share the load); a shape 25 % away is another workload: forgotten
     shape = np.array([1000.0, 1100.0, 900.0, 1190.0, 1250.0])
-    lower, _ = capacity._bounds(load, held, none, times, 0, shape)
+    lower, _ = bounds.learn(load, held, none, times, 0, shape)
     assert lower.tolist() == [100, 100, 100, 100, 0]
     # the shape unknown (no profile): forgotten 300 s after it was learned, as before
-    lower, _ = capacity._bounds(load, held, none, times, 0, np.full(5, np.nan))
+    lower, _ = bounds.learn(load, held, none, times, 0, np.full(5, np.nan))
     assert lower.tolist() == [100, 100, 0, 0, 0]
     # an upper bound expires by age whatever the shape: an under-estimate shows only as idle pods
     missed = np.array([1, 1, 1, 0, 0], dtype=bool)
     close = np.array([0, 5_000, 10_000, 200_000, 320_000], dtype=np.int64)
-    _, upper = capacity._bounds(np.full(5, 50.0), none, missed, close, 0, np.full(5, 1000.0))
+    _, upper = bounds.learn(np.full(5, 50.0), none, missed, close, 0, np.full(5, 1000.0))
     assert upper.tolist() == [np.inf, np.inf, 50, 50, np.inf]
