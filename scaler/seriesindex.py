@@ -145,6 +145,10 @@ class SeriesIndex:
         """How many values label ``name`` has across the store (0: no series carries it)."""
         return len(self._postings.get(name, ()))
 
+    def carries(self, name: str, value: str) -> bool:
+        """Whether some series has label ``name`` = ``value`` (O(1); no escaped-name aliasing)."""
+        return bool(self._postings.get(name, {}).get(value))
+
     # ----------------------------------------------------------------- selection
 
     def select_steps(self, matchers: Sequence[Matcher]) -> Generator[None, None, list[Series]]:

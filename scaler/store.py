@@ -273,6 +273,11 @@ class Store:
         """How many values label ``name`` has across the store (0: no series carries it)."""
         return self._index.distinct_values(name)
 
+    def carries(self, name: str, value: str) -> bool:
+        """Whether some series has label ``name`` = ``value`` now (exactly: a metric name is not
+        matched in its escaped form here, as selection does)."""
+        return self._index.carries(name, value)
+
     # ----------------------------------------------------------------- observation
 
     @property
