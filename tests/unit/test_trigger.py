@@ -257,6 +257,24 @@ def test_compile_compat_is_what_metadata_and_rest_share() -> None:
     assert caught.value.key == "aggregate"
 
 
+@pytest.mark.parametrize("operation", query.OPERATIONS)
+def test_the_compat_text_is_what_the_printer_spells(operation: str) -> None:
+    # the compat text is composed from the selector printed once: it must read as format_expr's
+    # spelling of the tree, whatever the aggregation, window, names and quoting
+    queries = [
+        "waiting",
+        "max(vllm:num_requests_waiting{deployment=so-1, pod=p})",
+        'avg(a.b{k="v[1]\\"", inf="x", on="y"})',
+        'count(inf{k_8s="é\\n", z=" ]"})',
+        "min(bool{le=0.5})",
+        'sum(x_total{path="/a{b}[c]"})',
+    ]
+    for text in queries:
+        for window in ("30s", "90s", "10m", None):
+            q = compile_compat(text, operation, window, 600)
+            assert q.text == query.format_expr(q.expr)
+
+
 # ---------------------------------------------------------------------- readings
 
 
