@@ -147,7 +147,8 @@ class SeriesIndex:
 
     def carries(self, name: str, value: str) -> bool:
         """Whether some series has label ``name`` = ``value`` (O(1); no escaped-name aliasing)."""
-        return bool(self._postings.get(name, {}).get(value))
+        values = self._postings.get(name)
+        return values is not None and bool(values.get(value))
 
     # ----------------------------------------------------------------- selection
 

@@ -84,8 +84,8 @@ def _selects_nothing(q: Query, engine: query.Engine) -> bool:
     compat = q.compat
     if compat is None:
         return False
-    store = engine.store
-    return any(value and label != METRIC_NAME and not store.carries(label, value) for label, value in compat.labels)
+    carries = engine.store.carries
+    return any(value and label != METRIC_NAME and not carries(label, value) for label, value in compat.labels)
 
 
 _NOTHING = Reading(State.NOT_FOUND, message=NOT_FOUND_MESSAGE)
