@@ -274,8 +274,8 @@ class Store:
         return self._index.distinct_values(name)
 
     def carries(self, name: str, value: str) -> bool:
-        """Whether some series has label ``name`` = ``value`` now (exactly: a metric name is not
-        matched in its escaped form here, as selection does)."""
+        """Whether some series has label ``name`` = ``value`` now, in exactly that spelling
+        (selection also finds a metric name's escaped spellings; this does not)."""
         return self._index.carries(name, value)
 
     # ----------------------------------------------------------------- observation

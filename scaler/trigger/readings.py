@@ -77,7 +77,7 @@ def _selects_nothing(q: Query, engine: query.Engine) -> bool:
     """Whether ``q`` is a compat query that asks for a ``label="value"`` no series carries now.
     Its selector then selects no series (the store's selection intersects the postings of each
     such matcher), so ``agg(f(m{…}[w]) and m{…})`` is an empty vector without annotations at
-    any time: not found, the reading the engine would give, without running it (~20 µs of
+    any time: not found, the reading the engine would give, without running it (20–50 µs of
     interpretation and a selection cached per query). A fleet scaled to zero (no pod exports),
     the rechecks of its idle streams and KEDA's polls of it read such triggers over and over.
     The metric name is left to the engine (it also matches escaped spellings)."""
