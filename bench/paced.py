@@ -31,9 +31,6 @@ import numpy.typing as npt
 from bench import workload
 from bench.server import GRPC_OPTIONS, otlp_export
 
-_TS = struct.pack("<Q", workload.TS_MARK)
-_COUNTER = struct.pack("<d", workload.COUNTER_MARK)
-
 
 class Request:
     """The pods of one request, rendered by overwriting their timestamp and counter fields in
@@ -44,16 +41,13 @@ class Request:
         template = b"".join(p.template for p in pods)
         self._buffer = bytearray(template)
         self._bytes: npt.NDArray[np.uint8] = np.frombuffer(self._buffer, dtype=np.uint8)
-        self._ts = self._fields(template, _TS)
-        self._counter = self._fields(template, _COUNTER)
+        self._ts = self._fields(template, workload.TS_BYTES)
+        self._counter = self._fields(template, workload.COUNTER_BYTES)
 
     @staticmethod
     def _fields(template: bytes, mark: bytes) -> npt.NDArray[np.intp]:
         """Byte indices, one row of 8 per field, of every occurrence of ``mark``."""
-        starts, at = [], template.find(mark)
-        while at >= 0:
-            starts.append(at)
-            at = template.find(mark, at + len(mark))
+        starts = workload.positions(template, mark)
         return np.asarray(starts, dtype=np.intp)[:, None] + np.arange(len(mark), dtype=np.intp)
 
     def render(self, t_ns: int, counter: float) -> bytes:

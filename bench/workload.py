@@ -113,8 +113,8 @@ TS_MARK = 0x1BADC0FFEE0DD00D
 """Placeholder ``time_unix_nano`` (fixed64), replaced per round."""
 COUNTER_MARK = 987654321.123456
 """Placeholder counter value (double), replaced per round so counters increase."""
-_TS_BYTES = struct.pack("<Q", TS_MARK)
-_COUNTER_BYTES = struct.pack("<d", COUNTER_MARK)
+TS_BYTES = struct.pack("<Q", TS_MARK)
+COUNTER_BYTES = struct.pack("<d", COUNTER_MARK)
 BUCKET_MARK = 0x0DDBA11C0FFEE000
 """Placeholder of bucket ``i``'s count (fixed64): ``BUCKET_MARK + i``; ``+ COUNT_SLOT``: the point's count."""
 COUNT_SLOT = 0xFF
@@ -269,11 +269,11 @@ class PodPayload:
     def of(pod: Pod, shape: Shape = DEFAULT) -> PodPayload:
         marked = pod_request(pod, shape).SerializeToString()
         buckets = len(shape.bounds) + 1
-        marks = {_TS_BYTES: _TS, _COUNTER_BYTES: _COUNTER, _COUNT_BYTES: _COUNT, _SUM_BYTES: _SUM}
+        marks = {TS_BYTES: _TS, COUNTER_BYTES: _COUNTER, _COUNT_BYTES: _COUNT, _SUM_BYTES: _SUM}
         marks.update({_BUCKET_BYTES[i]: i for i in range(buckets)})
         expected = {_TS: shape.points_per_pod, _COUNTER: COUNTER_POINTS_PER_POD}
         expected.update({kind: shape.histogram_count for kind in (_COUNT, _SUM, *range(buckets))})
-        found = sorted((at, kind) for mark, kind in marks.items() for at in _positions(marked, mark))
+        found = sorted((at, kind) for mark, kind in marks.items() for at in positions(marked, mark))
         counted = {kind: sum(1 for _, k in found if k == kind) for kind in expected}
         starts = [at for at, _ in found]
         if counted != expected or any(b < a + 8 for a, b in itertools.pairwise(starts)):
@@ -283,13 +283,13 @@ class PodPayload:
         base = tuple(base_counts(pod, buckets))
         slots = tuple(kind for _, kind in found)
         # fixed64 and double are fixed-width: filling the placeholders is serializing those values
-        fixed = _join(pieces, slots, {**_histogram_values(base, 1.0), _TS: _TS_BYTES, _COUNTER: _COUNTER_BYTES})
+        fixed = _join(pieces, slots, {**_histogram_values(base, 1.0), _TS: TS_BYTES, _COUNTER: COUNTER_BYTES})
         return PodPayload(pod, fixed, pieces, slots, base)
 
     def render(self, t_ns: int, counter: float) -> bytes:
         """The request at ``t_ns`` with counters at ``counter`` and the histograms fixed."""
-        return self.template.replace(_TS_BYTES, struct.pack("<Q", t_ns)).replace(
-            _COUNTER_BYTES, struct.pack("<d", counter)
+        return self.template.replace(TS_BYTES, struct.pack("<Q", t_ns)).replace(
+            COUNTER_BYTES, struct.pack("<d", counter)
         )
 
     def grown(self, t_ns: int, counter: float) -> bytes:
@@ -319,7 +319,8 @@ def _join(pieces: Sequence[bytes], slots: Sequence[int], values: dict[int, bytes
     return b"".join(out)
 
 
-def _positions(data: bytes, mark: bytes) -> list[int]:
+def positions(data: bytes, mark: bytes) -> list[int]:
+    """Where ``mark`` starts in ``data``, every occurrence."""
     out, at = [], data.find(mark)
     while at >= 0:
         out.append(at)
