@@ -229,8 +229,7 @@ def _in_flight(block: Block, values: FloatArray, rows: list[int], width: int) ->
     over the EPP's producer instances, summed (NaN when the EPP reports none of them)."""
     if not rows:
         return np.full(width, np.nan)
-    names = [block.label(r, "endpoint_name") for r in rows]
-    _, index = np.unique(np.array(names), return_inverse=True)
+    index = _numbered([block.label(r, "endpoint_name") for r in rows])
     per_pod = np.full((int(index.max()) + 1, width), np.nan)
     np.fmax.at(per_pod, index, values[rows])
     reported = ~np.isnan(per_pod).all(axis=0)
@@ -239,9 +238,13 @@ def _in_flight(block: Block, values: FloatArray, rows: list[int], width: int) ->
 
 def _pod_index(block: Block, rows: list[int]) -> Int64Array:
     """Each row's pod (``pod`` label, else ``instance``), numbered from 0."""
-    names = [block.label(r, "pod") or block.label(r, "instance") or str(r) for r in rows]
-    _, pod_index = np.unique(np.array(names), return_inverse=True)
-    return np.asarray(pod_index, dtype=np.int64)
+    return _numbered([block.label(r, "pod") or block.label(r, "instance") or str(r) for r in rows])
+
+
+def _numbered(names: list[str]) -> Int64Array:
+    """Each name's number among the distinct ``names`` (sorted), from 0."""
+    _, index = np.unique(np.array(names), return_inverse=True)
+    return np.asarray(index, dtype=np.int64)
 
 
 def _queued_pods(block: Block, values: FloatArray, rows: list[int], width: int) -> FloatArray:
