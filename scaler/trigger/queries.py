@@ -10,7 +10,6 @@ from typing import Generic, TypeVar
 
 from scaler import query
 from scaler.model import METRIC_NAME
-from scaler.query.ast import AggregateExpr, BinaryExpr, Call, MatrixSelector
 
 AGGREGATES = ("sum", "avg", "max", "min")
 
@@ -46,30 +45,10 @@ class Query:
     @staticmethod
     def of_compat(parsed: query.CompatQuery, operation: str, window_ms: int) -> Query:
         expr = query.compat_to_expr(parsed, operation, window_ms)
-        text = _compat_text(expr)
+        text = query.format_expr(expr)
         # every selector of the compat form's tree names the metric: what _names would walk to
         names = frozenset((parsed.name,))
         return Query(expr, text, names, None, query.compat_lookback_ms(window_ms), parsed, operation)
-
-
-def _compat_text(expr: query.Expr) -> str:
-    """``format_expr(expr)`` of the compat form's tree ``agg(f(m{…}[w]) and m{…})``, with the
-    selector printed once instead of twice (the printer's walk was ~40 % of compiling a new
-    trigger, which a stream opening on a new ScaledObject pays); the tests hold it equal to
-    ``format_expr`` over every operation, aggregation and quoting case."""
-    if (
-        isinstance(expr, AggregateExpr)
-        and expr.param is None
-        and not expr.grouping
-        and isinstance(live := expr.expr, BinaryExpr)
-        and isinstance(call := live.lhs, Call)
-        and len(call.args) == 1
-        and isinstance(ranged := call.args[0], MatrixSelector)
-        and live.rhs is ranged.selector
-    ):
-        text = query.format_expr(ranged)  # m{…}[w]: the compat form has no offset or @
-        return f"{expr.op}({call.func}({text}) {live.op} {text[: text.rindex('[')]})"
-    return query.format_expr(expr)
 
 
 def parse_duration(text: str) -> float:
