@@ -234,10 +234,10 @@ def _selection_group_ids(
     origin, rows = vec.origin, vec.rows
     if origin is None or rows is None:
         return None
-    memo_key = ("groups", grouping, drop)
+    memo_key = ("groups", grouping, drop, vec.named)
     found = origin.recall(memo_key)
     if found is None:
-        found = yield from _group_ids(origin, grouping, drop)
+        found = yield from _group_ids(origin, grouping, drop, vec.named)
         origin.keep(memo_key, found)
     gids, keys = found
     if len(keys) > GROUP_STEP:
@@ -246,11 +246,12 @@ def _selection_group_ids(
 
 
 def _group_ids(
-    origin: Selection, grouping: tuple[str, ...], drop: bool
+    origin: Selection, grouping: tuple[str, ...], drop: bool, named: bool
 ) -> Generator[None, None, tuple[Int64Array, list[LabelPairs]]]:
-    """Per series of ``origin``, the index of its group, and the group keys (in pieces)."""
+    """Per series of ``origin`` (labelled by its own labels if ``named``, else without the
+    name), the index of its group, and the group keys (in pieces)."""
     key = _grouper(grouping, drop)
-    labels = origin.dropped
+    labels = [s.labels for s in origin.series] if named else origin.dropped
     if key is None:
         return np.zeros(len(labels), dtype=np.int64), [()]
     ids: dict[LabelPairs, int] = {}

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from scaler.model import METRIC_NAME, LabelPairs, Matcher, MatchOp, is_stale
+from scaler.model import METRIC_NAME, LabelPairs, Matcher
 from scaler.query.aggregate import aggregate_steps
 from scaler.query.annotations import COUNTER_SUFFIXES, Annotations
 from scaler.query.ast import (
@@ -51,11 +51,19 @@ from scaler.query.ast import (
 )
 from scaler.query.binary import scalar_binop, set_binop, vector_binop, vector_scalar_binop
 from scaler.query.errors import QueryError
-from scaler.query.functions import INSTANT_FUNCTIONS, Arg
+from scaler.query.functions import INSTANT_FUNCTIONS, Arg, absent_labels
 from scaler.query.gomath import duration_seconds
 from scaler.query.histogram import histogram_fraction, histogram_quantile
 from scaler.query.rangefuncs import RANGE_FUNCTIONS, VECTORISED
-from scaler.query.selection import RATE_KINDS, Selection, SelectionCache, gather, native_rate, rate_steps
+from scaler.query.selection import (
+    RATE_KINDS,
+    Selection,
+    SelectionCache,
+    gather,
+    latest_steps,
+    native_rate,
+    rate_steps,
+)
 from scaler.query.vec import RangeData, Vec, drop_name, joined, unique_steps
 from scaler.store import Series, Store
 
@@ -186,34 +194,18 @@ class Evaluator:
 
     def _latest(self, vs: VectorSelector, ctx: Context) -> Gen[tuple[list[Series], list[int], list[float]]]:
         """Per selected series, the sample an instant selector sees: (series, ts, value)."""
-        ref = _ref_time(vs.at, vs.offset_ms, ctx)
-        lo = ref - ctx.lookback
-        found: list[Series] = []
-        times: list[int] = []
-        values: list[float] = []
         selected = yield from self._select(vs.matchers, ctx)
-        for i, s in enumerate(selected.series):
-            if i % CHECKPOINT_SERIES == CHECKPOINT_SERIES - 1:
-                yield
-            if not s.n:
-                continue
-            t = s.last_ts
-            if t <= ref:
-                if t <= lo:
-                    continue
-                v = s.last_value
-            else:
-                ts, vals = s.window(lo, ref)
-                if not len(ts):
-                    continue
-                t, v = int(ts[-1]), float(vals[-1])
-            if math.isnan(v) and is_stale(v):
-                continue
-            found.append(s)
-            times.append(t)
-            values.append(v)
-        ctx.count(len(found))
-        return found, times, values
+        rows, times, values = yield from self._latest_rows(vs, selected, ctx)
+        series = selected.series
+        return [series[i] for i in rows], times, values
+
+    def _latest_rows(
+        self, vs: VectorSelector, selected: Selection, ctx: Context
+    ) -> Gen[tuple[list[int], list[int], list[float]]]:
+        ref = _ref_time(vs.at, vs.offset_ms, ctx)
+        found = yield from latest_steps(selected.series, ref - ctx.lookback, ref, CHECKPOINT_SERIES)
+        ctx.count(len(found[0]))
+        return found
 
     def _vector_selector(self, vs: VectorSelector, ctx: Context) -> Gen[Internal]:
         found, _, values = yield from self._latest(vs, ctx)
@@ -270,10 +262,10 @@ class Evaluator:
             return (yield from unique_steps(Vec([drop_name(s.labels) for s in found], [t / 1000 for t in times])))
         if name == "absent":
             present = yield from self._vector(args[0], ctx)
-            return Vec() if len(present) else Vec([_absent_labels(args[0])], [1.0])
+            return Vec() if len(present) else Vec([absent_labels(args[0])], [1.0])
         if name == "absent_over_time":
             data = yield from self._range_arg(args[0], ctx)
-            return Vec() if len(data) else Vec([_absent_labels(args[0])], [1.0])
+            return Vec() if len(data) else Vec([absent_labels(args[0])], [1.0])
         if name in ("histogram_quantile", "histogram_fraction"):
             return (yield from self._histogram(e, args, ctx))
         if name in RANGE_FUNCTIONS:
@@ -332,7 +324,7 @@ class Evaluator:
         series not named like a counter (its warning names what the windows hold)."""
         vs = ms.selector
         selected = yield from self._select(vs.matchers, ctx)
-        if func != "delta" and not _named_like_counters(selected):
+        if func != "delta" and not selected.named_like_counters:
             return None
         ref = _ref_time(vs.at, vs.offset_ms, ctx)
         seconds = duration_seconds(ms.range_ms)
@@ -341,7 +333,7 @@ class Evaluator:
 
     def _check_counter_names(self, window: RangeData, arg: Expr, ctx: Context) -> None:
         origin = window.origin
-        if origin is not None and _named_like_counters(origin):
+        if origin is not None and origin.named_like_counters:
             return  # every selected series is named like a counter: nothing to warn about
         names = {_name_of(lb) for lb in window.labels}
         for name in sorted(names):
@@ -363,6 +355,11 @@ class Evaluator:
 
     def _binary(self, e: BinaryExpr, ctx: Context) -> Gen[Internal]:
         lhs = yield from self.eval(e.lhs, ctx)
+        rhs_expr = _unparen(e.rhs)
+        if e.op in _ROW_FILTERS and isinstance(lhs, Vec) and isinstance(rhs_expr, VectorSelector):
+            kept = yield from self._filter_rows(e, lhs, rhs_expr, ctx)
+            if kept is not None:
+                return (yield from unique_steps(kept))
         rhs = yield from self.eval(e.rhs, ctx)
         if isinstance(lhs, float) and isinstance(rhs, float):
             return scalar_binop(e.op, lhs, rhs)
@@ -376,6 +373,22 @@ class Evaluator:
             return (yield from unique_steps(set_binop(e.op, lhs, rhs, matching)))
         return (yield from unique_steps(vector_binop(e.op, lhs, rhs, matching, e.return_bool)))
 
+    def _filter_rows(self, e: BinaryExpr, lhs: Vec, vs: VectorSelector, ctx: Context) -> Gen[Vec | None]:
+        """``lhs and vs`` / ``lhs unless vs`` by row, without the right-hand vector or any label
+        set: when ``lhs`` is labelled by the very selection ``vs`` makes (a range function of the
+        same selector, as in the compat form ``f(x[w]) and x``) and a series' signature is its row
+        (:attr:`Selection.signatures_are_rows`). None where the general path must run."""
+        if not _by_signature(e.matching):
+            return None
+        selected = yield from self._select(vs.matchers, ctx)
+        if lhs.origin is not selected or lhs.rows is None or not selected.signatures_are_rows:
+            return None
+        rows, _, _ = yield from self._latest_rows(vs, selected, ctx)
+        live = np.zeros(len(selected), dtype=np.bool_)
+        live[rows] = True
+        keep = live[lhs.rows] if e.op == "and" else ~live[lhs.rows]
+        return Vec(None, None, selected, lhs.rows[keep], lhs.floats()[keep], named=lhs.named)
+
     def _unary(self, e: UnaryExpr, ctx: Context) -> Gen[Internal]:
         value = yield from self.eval(e.expr, ctx)
         if e.op == "+":
@@ -386,36 +399,19 @@ class Evaluator:
         return (yield from unique_steps(Vec([drop_name(lb) for lb in value.labels], [-v for v in value.values])))
 
 
+_ROW_FILTERS = frozenset({"and", "unless"})
+"""The set operations :meth:`Evaluator._filter_rows` may answer."""
+
+
+def _by_signature(matching: VectorMatching | None) -> bool:
+    """Whether a set operation matches on the default signature (the labels without the name)."""
+    return matching is None or (not matching.on and not matching.labels)
+
+
 def _name_of(labels: LabelPairs) -> str:
     if labels and labels[0][0] == METRIC_NAME:
         return labels[0][1]
     return next((v for k, v in labels if k == METRIC_NAME), "")
-
-
-def _named_like_counters(selection: Selection) -> bool:
-    """Whether every selected series' name ends like a counter's (``rate`` has nothing to warn
-    about); memoised on the selection, which both the fused and the general path consult."""
-    named = selection.memo("counter_names", lambda: all(s.name.endswith(COUNTER_SUFFIXES) for s in selection.series))
-    return bool(named)
-
-
-def _absent_labels(arg: Expr) -> LabelPairs:
-    """Labels of ``absent(sel)``'s sample: the selector's equality matchers, except names
-    matched more than once (Prometheus' historic behaviour)."""
-    vs = arg.selector if isinstance(arg, MatrixSelector) else arg
-    if not isinstance(vs, VectorSelector):
-        return ()
-    out: dict[str, str] = {}
-    seen: set[str] = set()
-    for m in vs.matchers:
-        if m.name == METRIC_NAME:
-            continue
-        if m.op is MatchOp.EQ and m.name not in seen:
-            out[m.name] = m.value
-            seen.add(m.name)
-        else:
-            out.pop(m.name, None)
-    return tuple(sorted((k, v) for k, v in out.items() if v))
 
 
 def matrix_rows(rd: RangeData) -> list[tuple[LabelPairs, tuple[int, ...], tuple[float, ...]]]:

@@ -15,8 +15,9 @@ import math
 import re
 from collections.abc import Callable
 
+from scaler.model import METRIC_NAME, LabelPairs, MatchOp
 from scaler.query import gomath
-from scaler.query.ast import NATIVE_HISTOGRAM_FUNCTIONS
+from scaler.query.ast import NATIVE_HISTOGRAM_FUNCTIONS, Expr, MatrixSelector, VectorSelector
 from scaler.query.errors import QueryError
 from scaler.query.tokens import is_valid_utf8
 from scaler.query.vec import Vec, drop_name, set_label
@@ -236,3 +237,22 @@ INSTANT_FUNCTIONS: dict[str, InstantFunction] = {
     "label_join": _label_join,
     **{name: _date(part) for name, part in _DATE_PARTS.items()},
 }
+
+
+def absent_labels(arg: Expr) -> LabelPairs:
+    """Labels of ``absent(sel)``'s sample: the selector's equality matchers, except names
+    matched more than once (Prometheus' historic behaviour)."""
+    vs = arg.selector if isinstance(arg, MatrixSelector) else arg
+    if not isinstance(vs, VectorSelector):
+        return ()
+    out: dict[str, str] = {}
+    seen: set[str] = set()
+    for m in vs.matchers:
+        if m.name == METRIC_NAME:
+            continue
+        if m.op is MatchOp.EQ and m.name not in seen:
+            out[m.name] = m.value
+            seen.add(m.name)
+        else:
+            out.pop(m.name, None)
+    return tuple(sorted((k, v) for k, v in out.items() if v))

@@ -29,8 +29,8 @@ def _vec(
     rd: RangeData, index: Int64Array | list[int] | None, values: FloatArray | list[float], keep_name: bool = False
 ) -> Vec:
     vals = values.tolist() if isinstance(values, np.ndarray) else values
-    if not keep_name and rd.origin is not None and rd.rows is not None:  # names dropped once per selection
-        return Vec(None, vals, rd.origin, rd.rows if index is None else rd.rows[index])
+    if rd.origin is not None and rd.rows is not None:  # labelled by the selection (names dropped once per selection)
+        return Vec(None, vals, rd.origin, rd.rows if index is None else rd.rows[index], named=keep_name)
     labels = rd.labels if index is None else [rd.labels[i] for i in index]
     if not keep_name:
         labels = [drop_name(lb) for lb in labels]

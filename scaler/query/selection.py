@@ -18,13 +18,15 @@ each (no copy of the samples), and :data:`native_group_sums` sums such values pe
 from __future__ import annotations
 
 import itertools
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Hashable
 from typing import Any
 
 import numpy as np
 
-from scaler.model import LabelPairs, Matcher
+from scaler.model import LabelPairs, Matcher, is_stale
+from scaler.query.annotations import COUNTER_SUFFIXES
 from scaler.query.vec import Vec, drop_name
 from scaler.store import FloatArray, Int64Array, Series, Store
 
@@ -96,6 +98,29 @@ class Selection:
         unique: bool = self.memo("dropped_unique", lambda: len(set(self.dropped)) == len(self.series))
         return unique
 
+    @property
+    def named_like_counters(self) -> bool:
+        """Whether every series' name ends like a counter's (``rate`` has nothing to warn about)."""
+        named: bool = self.memo("counter_names", lambda: all(s.name.endswith(COUNTER_SUFFIXES) for s in self.series))
+        return named
+
+    @property
+    def signatures_are_rows(self) -> bool:
+        """Whether each series' signature under a vector matching's default (its labels without
+        ``__name__``) is its :attr:`dropped` labels, and those are distinct: then matching two
+        vectors of this selection by signature is matching them by row."""
+        plain: bool = self.memo(
+            "signatures_are_rows",
+            lambda: (
+                self.dropped_unique
+                and all(
+                    len(s.labels) - len(d) == (1 if s.name else 0)
+                    for s, d in zip(self.series, self.dropped, strict=True)
+                )
+            ),
+        )
+        return plain
+
 
 class SelectionCache:
     """Selections by matcher set, valid while the store's generation is unchanged: a new
@@ -126,6 +151,38 @@ class SelectionCache:
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
         return selection
+
+
+def latest_steps(
+    series: list[Series], lo: int, ref: int, step: int
+) -> Generator[None, None, tuple[list[int], list[int], list[float]]]:
+    """Per series, the sample an instant selector sees: the newest in ``lo < ts <= ref``, unless
+    it is a staleness marker; as ``(rows, times, values)`` of the series that have one, ``step``
+    series read between two yields."""
+    rows: list[int] = []
+    times: list[int] = []
+    values: list[float] = []
+    for i, s in enumerate(series):
+        if i % step == step - 1:
+            yield
+        if not s.n:
+            continue
+        t = s.last_ts
+        if t <= ref:
+            if t <= lo:
+                continue
+            v = s.last_value
+        else:
+            ts, vals = s.window(lo, ref)
+            if not len(ts):
+                continue
+            t, v = int(ts[-1]), float(vals[-1])
+        if math.isnan(v) and is_stale(v):
+            continue
+        rows.append(i)
+        times.append(t)
+        values.append(v)
+    return rows, times, values
 
 
 def gather(series: list[Series], lo: int, hi: int) -> Gathered:

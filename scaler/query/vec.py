@@ -27,13 +27,14 @@ FloatArray = npt.NDArray[np.float64]
 
 class Vec:
     """An instant vector during evaluation. ``origin``/``rows``, when set: ``labels[i]`` is
-    ``origin.dropped[rows[i]]`` (a range function's result over a selection); the labels are
-    then made only when read, and fast paths may use the selection's memos (uniqueness,
-    groups) instead. ``array``, when given instead of ``values``: the values as a float64
-    array (computed in C or numpy); the list is made only when read, and :meth:`floats` hands
-    the array itself to whatever works on arrays."""
+    ``origin.dropped[rows[i]]`` (a range function's result over a selection), or with ``named``
+    the series' own labels ``origin.series[rows[i]].labels`` (a function that keeps the name,
+    such as ``last_over_time``); the labels are then made only when read, and fast paths may
+    use the selection's memos (uniqueness, groups) instead. ``array``, when given instead of
+    ``values``: the values as a float64 array (computed in C or numpy); the list is made only
+    when read, and :meth:`floats` hands the array itself to whatever works on arrays."""
 
-    __slots__ = ("_array", "_labels", "_values", "origin", "rows")
+    __slots__ = ("_array", "_labels", "_values", "named", "origin", "rows")
 
     def __init__(
         self,
@@ -42,6 +43,8 @@ class Vec:
         origin: Selection | None = None,
         rows: Int64Array | None = None,
         array: FloatArray | None = None,
+        *,
+        named: bool = False,
     ) -> None:
         self._labels: list[LabelPairs] | None = labels if labels is not None or origin is not None else []
         if values is None and array is None:
@@ -50,14 +53,19 @@ class Vec:
         self._array = array if values is None else None
         self.origin = origin
         self.rows = rows
+        self.named = named
 
     @property
     def labels(self) -> list[LabelPairs]:
         labels = self._labels
         if labels is None:
             assert self.origin is not None and self.rows is not None
-            dropped = self.origin.dropped
-            labels = self._labels = [dropped[i] for i in self.rows.tolist()]
+            if self.named:
+                series = self.origin.series
+                labels = self._labels = [series[i].labels for i in self.rows.tolist()]
+            else:
+                dropped = self.origin.dropped
+                labels = self._labels = [dropped[i] for i in self.rows.tolist()]
         return labels
 
     @labels.setter
@@ -226,8 +234,9 @@ def joined(parts: list[Vec], origin: Selection | None) -> Vec:
         return parts[0] if parts else Vec()
     values = [v for part in parts for v in part.values]
     rows = [part.rows for part in parts if part.rows is not None]
-    if origin is not None and len(rows) == len(parts) and all(part.origin is origin for part in parts):
-        return Vec(None, values, origin, np.concatenate(rows))
+    named = parts[0].named
+    if origin is not None and len(rows) == len(parts) and all(p.origin is origin and p.named == named for p in parts):
+        return Vec(None, values, origin, np.concatenate(rows), named=named)
     return Vec([lb for part in parts for lb in part.labels], values)
 
 
@@ -289,8 +298,9 @@ pairs is hashed afresh every time, tuples do not cache their hash)."""
 
 def unique_steps(vec: Vec) -> Generator[None, None, Vec]:
     """:func:`check_unique` in pieces: over 50k series the one set is ~30 ms of hashing."""
-    if vec.origin is not None and vec.origin.dropped_unique:
-        return vec  # before the labels are read: a selection's result may never need them
+    if vec.origin is not None and (vec.named or vec.origin.dropped_unique):
+        return vec  # before the labels are read: a selection's result may never need them (and
+        # the series' own label sets are distinct)
     labels = vec.labels
     if len(labels) <= UNIQUE_STEP:
         return check_unique(vec)
