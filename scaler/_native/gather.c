@@ -11,6 +11,9 @@
  * without copying them: per series one pass over its window (staleness markers skipped) gives
  * the value of Prometheus' extrapolatedRate, float operation for float operation.
  *
+ * latest(series, first, stop, lo, hi) is what an instant selector sees of series[first:stop]: the
+ * newest sample in the lookback window lo < ts <= hi, unless it is a staleness marker.
+ *
  * group_sums(values, groups, ngroups) (groupsum.c) is PromQL's sum per group.
  *
  * Read only: the store is not touched, and no Python code runs during a call. */
@@ -373,12 +376,68 @@ fail:
     return NULL;
 }
 
+/* latest(series, first, stop, lo, hi) -> (rows, ts, vals): per series of series[first:stop], the
+ * sample an instant selector sees, its newest with lo < ts <= hi unless that is a staleness
+ * marker; ``rows`` are indices into ``series``. */
+static PyObject *latest(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *list;
+    Py_ssize_t first, stop;
+    long long lo, hi;
+    if (!PyArg_ParseTuple(args, "O!nnLL", &PyList_Type, &list, &first, &stop, &lo, &hi)) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(list), nrows = 0;
+    if (stop > count) stop = count;
+    if (first < 0 || first > stop) {
+        PyErr_SetString(PyExc_ValueError, "latest: 0 <= first <= stop is required");
+        return NULL;
+    }
+    npy_intp dims[1] = {(npy_intp)(stop - first)};
+    PyArrayObject *rows = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_INT64);
+    PyArrayObject *times = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_INT64);
+    PyArrayObject *values = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_FLOAT64);
+    if (!rows || !times || !values) goto fail;
+    int64_t *row_out = (int64_t *)PyArray_DATA(rows), *time_out = (int64_t *)PyArray_DATA(times);
+    double *value_out = (double *)PyArray_DATA(values);
+    if (first < stop) layout_for(Py_TYPE(PyList_GET_ITEM(list, first)));
+    for (Py_ssize_t i = first; i < stop; i++) {
+        prefetch_ahead(list, i, stop);
+        Window w;
+        int found = window_find(PyList_GET_ITEM(list, i), (int64_t)lo, (int64_t)hi, &w);
+        if (found < 0) goto fail;
+        if (!found) continue;
+        double v = w.v[w.end - 1];
+        if (!is_stale(v)) {
+            row_out[nrows] = i;
+            time_out[nrows] = w.t[w.end - 1];
+            value_out[nrows++] = v;
+        }
+        window_release(&w);
+    }
+    PyArray_Dims shape = {dims, 1};
+    dims[0] = (npy_intp)nrows;
+    PyArrayObject *arrays[3] = {rows, times, values};
+    for (int k = 0; k < 3; k++) {
+        PyObject *r = PyArray_Resize(arrays[k], &shape, 0, NPY_CORDER);
+        if (!r) goto fail;
+        Py_DECREF(r);
+    }
+    return Py_BuildValue("NNN", rows, times, values);
+fail:
+    Py_XDECREF(rows);
+    Py_XDECREF(times);
+    Py_XDECREF(values);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"gather", gather, METH_VARARGS,
      "gather(series, lo, hi) -> (rows, offs, ts, vals): the samples lo < ts <= hi of each series, back to back"},
     {"rate", rate, METH_VARARGS,
      "rate(series, first, stop, lo, hi, kind, range_seconds) -> (rows, values, samples): delta (kind 0), increase (1) "
      "or rate (2) of each series of series[first:stop] with two samples or more in lo < ts <= hi"},
+    {"latest", latest, METH_VARARGS,
+     "latest(series, first, stop, lo, hi) -> (rows, ts, vals): the newest sample lo < ts <= hi of each series of "
+     "series[first:stop] that is not a staleness marker"},
     {"group_sums", group_sums, METH_VARARGS,
      "group_sums(values, groups, ngroups) -> (order, sums): PromQL's sum of each group, in order of first member"},
     {NULL, NULL, 0, NULL},

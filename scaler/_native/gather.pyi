@@ -11,6 +11,13 @@ def rate(
     ``series[first:stop]`` with two samples or more in ``lo < ts <= hi`` (staleness markers
     skipped): ``(rows, values, samples read)``, ``rows`` indices into ``series``."""
 
+def latest(
+    series: list[Series], first: int, stop: int, lo: int, hi: int, /
+) -> tuple[Int64Array, Int64Array, FloatArray]:
+    """Per series of ``series[first:stop]``, its newest sample with ``lo < ts <= hi`` unless that
+    is a staleness marker (what an instant selector sees): ``(rows, ts, vals)``, ``rows`` indices
+    into ``series``."""
+
 def group_sums(values: FloatArray, groups: Int64Array, ngroups: int, /) -> tuple[Int64Array, FloatArray]:
     """PromQL's ``sum`` of each group (Kahan-Neumaier, members in input order): ``(group
     indices in order of first member, their sums)``."""

@@ -57,10 +57,12 @@ from scaler.query.histogram import histogram_fraction, histogram_quantile
 from scaler.query.rangefuncs import RANGE_FUNCTIONS, VECTORISED
 from scaler.query.selection import (
     RATE_KINDS,
+    Latest,
     Selection,
     SelectionCache,
     gather,
     latest_steps,
+    native_latest,
     native_rate,
     rate_steps,
 )
@@ -197,19 +199,19 @@ class Evaluator:
         selected = yield from self._select(vs.matchers, ctx)
         rows, times, values = yield from self._latest_rows(vs, selected, ctx)
         series = selected.series
-        return [series[i] for i in rows], times, values
+        return [series[i] for i in rows.tolist()], times.tolist(), values.tolist()
 
-    def _latest_rows(
-        self, vs: VectorSelector, selected: Selection, ctx: Context
-    ) -> Gen[tuple[list[int], list[int], list[float]]]:
+    def _latest_rows(self, vs: VectorSelector, selected: Selection, ctx: Context) -> Gen[Latest]:
         ref = _ref_time(vs.at, vs.offset_ms, ctx)
-        found = yield from latest_steps(selected.series, ref - ctx.lookback, ref, CHECKPOINT_SERIES)
+        step = CHECKPOINT_SERIES if native_latest is None else GATHER_STEP
+        found = yield from latest_steps(selected.series, ref - ctx.lookback, ref, step)
         ctx.count(len(found[0]))
         return found
 
     def _vector_selector(self, vs: VectorSelector, ctx: Context) -> Gen[Internal]:
-        found, _, values = yield from self._latest(vs, ctx)
-        return Vec([s.labels for s in found], values)
+        selected = yield from self._select(vs.matchers, ctx)
+        rows, _, values = yield from self._latest_rows(vs, selected, ctx)
+        return Vec(None, None, selected, rows, values, named=True)
 
     def _matrix_selector(self, ms: MatrixSelector, ctx: Context) -> Gen[Internal]:
         vs = ms.selector

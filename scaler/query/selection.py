@@ -33,11 +33,15 @@ from scaler.store import FloatArray, Int64Array, Series, Store
 Gathered = tuple[Int64Array, Int64Array, Int64Array, FloatArray]
 """``(rows, offs, ts, vals)``: series ``rows[i]`` of the list owns ``ts[offs[i]:offs[i+1]]``."""
 
+Latest = tuple[Int64Array, Int64Array, FloatArray]
+"""``(rows, ts, vals)``: the sample an instant selector sees of series ``rows[i]`` of the list."""
+
 Rated = tuple[Int64Array, FloatArray, int]
 """``(rows, values, samples)``: ``values[i]`` is the value of series ``rows[i]`` of the list;
 ``samples`` were read."""
 
 _native_gather: Callable[[list[Series], int, int], Gathered] | None
+native_latest: Callable[[list[Series], int, int, int, int], Latest] | None
 native_rate: Callable[[list[Series], int, int, int, int, int, float], Rated] | None
 """``delta``/``increase``/``rate`` straight from the windows, in C (kinds :data:`RATE_KINDS`);
 None without the extension (the evaluator then gathers and uses numpy)."""
@@ -46,9 +50,10 @@ native_group_sums: Callable[[FloatArray, Int64Array, int], tuple[Int64Array, Flo
 try:
     from scaler._native.gather import gather as _native_gather
     from scaler._native.gather import group_sums as native_group_sums
+    from scaler._native.gather import latest as native_latest
     from scaler._native.gather import rate as native_rate
 except ImportError:  # a source checkout that was never built: the Python and numpy code serves
-    _native_gather = native_rate = native_group_sums = None
+    _native_gather = native_rate = native_group_sums = native_latest = None
 
 RATE_KINDS = {"delta": 0, "increase": 1, "rate": 2}
 """The range functions :data:`native_rate` computes, by its ``kind`` argument."""
@@ -153,12 +158,26 @@ class SelectionCache:
         return selection
 
 
-def latest_steps(
-    series: list[Series], lo: int, ref: int, step: int
-) -> Generator[None, None, tuple[list[int], list[int], list[float]]]:
+def latest_steps(series: list[Series], lo: int, ref: int, step: int) -> Generator[None, None, Latest]:
     """Per series, the sample an instant selector sees: the newest in ``lo < ts <= ref``, unless
-    it is a staleness marker; as ``(rows, times, values)`` of the series that have one, ``step``
-    series read between two yields."""
+    it is a staleness marker (see :data:`Latest`); in C ``step`` series between two yields."""
+    if native_latest is None:
+        return (yield from latest_python(series, lo, ref, step))
+    parts: list[Latest] = []
+    for a in range(0, len(series), step):
+        if a:
+            yield
+        parts.append(native_latest(series, a, a + step, lo, ref))
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    rows, times, values = zip(*parts, strict=True)
+    return np.concatenate(rows), np.concatenate(times), np.concatenate(values)
+
+
+def latest_python(series: list[Series], lo: int, ref: int, step: int) -> Generator[None, None, Latest]:
+    """:func:`latest_steps` without the extension (and its reference in tests)."""
     rows: list[int] = []
     times: list[int] = []
     values: list[float] = []
@@ -182,7 +201,7 @@ def latest_steps(
         rows.append(i)
         times.append(t)
         values.append(v)
-    return rows, times, values
+    return np.array(rows, dtype=np.int64), np.array(times, dtype=np.int64), np.array(values, dtype=np.float64)
 
 
 def gather(series: list[Series], lo: int, hi: int) -> Gathered:

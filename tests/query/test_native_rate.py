@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import random
 import struct
+from collections.abc import Generator
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ from scaler.series import Series
 from tests.query.helpers import NOW_MS, store_with
 
 S = 1000
+T = TypeVar("T")
 WINDOWS = [(0, 10**9), (-5, 0), (30 * S, 31 * S), (100 * S, 400 * S), (450 * S, 450 * S), (10**9, 10**10), (0, 50 * S)]
 
 
@@ -79,6 +82,30 @@ def test_native_rate_is_the_numpy_rate(seed: int) -> None:
             assert [_bits(x) for x in got.tolist()] == [_bits(x) for x in expected.values]
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_native_latest_is_the_python_latest(seed: int) -> None:
+    assert sel.native_latest is not None, "the extension is not built (make native)"
+    series = _random_series(random.Random(seed), 200)
+    for lo, hi in WINDOWS:
+        want = _run(sel.latest_python(series, lo, hi, 16))
+        got = sel.native_latest(series, 0, len(series), lo, hi)
+        assert [a.tolist() for a in got[:2]] == [a.tolist() for a in want[:2]]
+        assert [_bits(x) for x in got[2].tolist()] == [_bits(x) for x in want[2].tolist()]
+        stepped = _run(sel.latest_steps(series, lo, hi, 64))
+        assert [a.tobytes() for a in stepped] == [a.tobytes() for a in got]
+        part = sel.native_latest(series, 50, 120, lo, hi)
+        assert part[0].tolist() == [r for r in got[0].tolist() if 50 <= r < 120]
+
+
+def _run(steps: Generator[None, None, T]) -> T:
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            value: T = stop.value
+            return value
+
+
 def test_native_rate_in_steps_keeps_rows_and_counts_samples() -> None:
     assert sel.native_rate is not None
     rng = random.Random(7)
@@ -102,7 +129,7 @@ def test_native_rate_in_steps_keeps_rows_and_counts_samples() -> None:
 
 
 def test_native_rate_refuses_bad_input() -> None:
-    assert sel.native_rate is not None
+    assert sel.native_rate is not None and sel.native_latest is not None
     with pytest.raises(ValueError, match="kind"):
         sel.native_rate([], 0, 0, 0, 1, 3, 1.0)
     with pytest.raises(ValueError, match="first"):
@@ -114,6 +141,11 @@ def test_native_rate_refuses_bad_input() -> None:
     bad.vals = bad.vals[:0]
     with pytest.raises(TypeError, match="not a contiguous 1-d array"):
         sel.native_rate([bad], 0, 1, 0, 10, 2, 1.0)
+    with pytest.raises(TypeError, match="not a contiguous 1-d array"):
+        sel.native_latest([bad], 0, 1, 0, 10)
+    with pytest.raises(ValueError, match="first"):
+        sel.native_latest([], 1, 0, 0, 1)
+    assert [len(a) for a in sel.native_latest([], 0, 5, 0, 1)] == [0, 0, 0]
     assert [len(a) for a in sel.native_rate([], 0, 5, 0, 1, 2, 1.0)[:2]] == [0, 0]
 
 
@@ -176,6 +208,12 @@ QUERIES = [
     "sum by (le) (rate(h_bucket[2m] @ 3500))",
     "rate(g[1m])",  # not named like a counter: the general path, with its warning
     "sum(delta(m_total[1m])) / sum(rate(m_total[1m]))",
+    "g",
+    "g offset 2m",
+    "sum by (d) (g)",
+    "max(g @ 3500)",
+    "timestamp(g)",
+    "sum(last_over_time(g[2m]) and g)",
 ]
 
 
@@ -211,6 +249,8 @@ def test_queries_answer_the_same_with_and_without_the_c_paths(seed: int, monkeyp
     answers = {q: _answer(fast.evaluate(parse_promql(q), NOW_MS, text=q)) for q in QUERIES}
     monkeypatch.setattr(ev, "native_rate", None)
     monkeypatch.setattr(agg, "native_group_sums", None)
+    monkeypatch.setattr(sel, "native_latest", None)
+    monkeypatch.setattr(ev, "native_latest", None)
     slow = Engine(store)
     for q in QUERIES:
         assert _answer(slow.evaluate(parse_promql(q), NOW_MS, text=q)) == answers[q], q
