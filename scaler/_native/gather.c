@@ -323,6 +323,31 @@ static int rate_window(const Window *w, int64_t lo, int64_t hi, int kind, double
     return 1;
 }
 
+/* Clamp ``*stop`` to the list's length and require 0 <= first <= stop (else ValueError naming
+ * ``who``): the span series[first:stop] without slicing the list, which would touch every series
+ * (its refcount) before the loop over them gets to prefetch them. */
+static int span_of(PyObject *list, Py_ssize_t first, Py_ssize_t *stop, const char *who) {
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    if (*stop > count) *stop = count;
+    if (first < 0 || first > *stop) {
+        PyErr_Format(PyExc_ValueError, "%s: 0 <= first <= stop is required", who);
+        return -1;
+    }
+    return 0;
+}
+
+/* Keep the first ``n`` items of each of ``count`` arrays, in place (no copy). */
+static int shrink(PyArrayObject **arrays, int count, Py_ssize_t n) {
+    npy_intp dims[1] = {(npy_intp)n};
+    PyArray_Dims shape = {dims, 1};
+    for (int k = 0; k < count; k++) {
+        PyObject *r = PyArray_Resize(arrays[k], &shape, 0, NPY_CORDER);
+        if (!r) return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
 static PyObject *rate(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *list;
@@ -336,14 +361,8 @@ static PyObject *rate(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "rate: kind is 0 (delta), 1 (increase) or 2 (rate)");
         return NULL;
     }
-    /* series [first, stop) of the list: a slice of it would touch every series (its refcount)
-     * before the loop below gets to prefetch them */
-    Py_ssize_t count = PyList_GET_SIZE(list), nrows = 0, samples = 0;
-    if (stop > count) stop = count;
-    if (first < 0 || first > stop) {
-        PyErr_SetString(PyExc_ValueError, "rate: 0 <= first <= stop is required");
-        return NULL;
-    }
+    Py_ssize_t nrows = 0, samples = 0;
+    if (span_of(list, first, &stop, "rate") < 0) return NULL;
     npy_intp dims[1] = {(npy_intp)(stop - first)};
     PyArrayObject *rows = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_INT64);
     PyArrayObject *values = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_FLOAT64);
@@ -360,15 +379,8 @@ static PyObject *rate(PyObject *self, PyObject *args) {
         if (rate_window(&w, (int64_t)lo, (int64_t)hi, kind, range_s, value_out + nrows, &samples)) row_out[nrows++] = i;
         window_release(&w);
     }
-    /* Shrinking in place keeps the first nrows items (no copy). */
-    PyArray_Dims shape = {dims, 1};
-    dims[0] = (npy_intp)nrows;
-    PyObject *r = PyArray_Resize(rows, &shape, 0, NPY_CORDER);
-    if (!r) goto fail;
-    Py_DECREF(r);
-    r = PyArray_Resize(values, &shape, 0, NPY_CORDER);
-    if (!r) goto fail;
-    Py_DECREF(r);
+    PyArrayObject *arrays[2] = {rows, values};
+    if (shrink(arrays, 2, nrows) < 0) goto fail;
     return Py_BuildValue("NNn", rows, values, samples);
 fail:
     Py_XDECREF(rows);
@@ -385,12 +397,8 @@ static PyObject *latest(PyObject *self, PyObject *args) {
     Py_ssize_t first, stop;
     long long lo, hi;
     if (!PyArg_ParseTuple(args, "O!nnLL", &PyList_Type, &list, &first, &stop, &lo, &hi)) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(list), nrows = 0;
-    if (stop > count) stop = count;
-    if (first < 0 || first > stop) {
-        PyErr_SetString(PyExc_ValueError, "latest: 0 <= first <= stop is required");
-        return NULL;
-    }
+    Py_ssize_t nrows = 0;
+    if (span_of(list, first, &stop, "latest") < 0) return NULL;
     npy_intp dims[1] = {(npy_intp)(stop - first)};
     PyArrayObject *rows = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_INT64);
     PyArrayObject *times = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_INT64);
@@ -413,14 +421,8 @@ static PyObject *latest(PyObject *self, PyObject *args) {
         }
         window_release(&w);
     }
-    PyArray_Dims shape = {dims, 1};
-    dims[0] = (npy_intp)nrows;
     PyArrayObject *arrays[3] = {rows, times, values};
-    for (int k = 0; k < 3; k++) {
-        PyObject *r = PyArray_Resize(arrays[k], &shape, 0, NPY_CORDER);
-        if (!r) goto fail;
-        Py_DECREF(r);
-    }
+    if (shrink(arrays, 3, nrows) < 0) goto fail;
     return Py_BuildValue("NNN", rows, times, values);
 fail:
     Py_XDECREF(rows);

@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 import random
 import struct
-from collections.abc import Generator
-from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -23,10 +21,10 @@ from scaler.query.gomath import duration_seconds
 from scaler.query.rangefuncs import RANGE_FUNCTIONS
 from scaler.query.vec import RangeData, Vec
 from scaler.series import Series
+from scaler.seriesindex import drain
 from tests.query.helpers import NOW_MS, store_with
 
 S = 1000
-T = TypeVar("T")
 WINDOWS = [(0, 10**9), (-5, 0), (30 * S, 31 * S), (100 * S, 400 * S), (450 * S, 450 * S), (10**9, 10**10), (0, 50 * S)]
 
 
@@ -87,23 +85,14 @@ def test_native_latest_is_the_python_latest(seed: int) -> None:
     assert sel.native_latest is not None, "the extension is not built (make native)"
     series = _random_series(random.Random(seed), 200)
     for lo, hi in WINDOWS:
-        want = _run(sel.latest_python(series, lo, hi, 16))
+        want = drain(sel.latest_python(series, lo, hi, 16))
         got = sel.native_latest(series, 0, len(series), lo, hi)
         assert [a.tolist() for a in got[:2]] == [a.tolist() for a in want[:2]]
         assert [_bits(x) for x in got[2].tolist()] == [_bits(x) for x in want[2].tolist()]
-        stepped = _run(sel.latest_steps(series, lo, hi, 64))
+        stepped = drain(sel.latest_steps(series, lo, hi, 64))
         assert [a.tobytes() for a in stepped] == [a.tobytes() for a in got]
         part = sel.native_latest(series, 50, 120, lo, hi)
         assert part[0].tolist() == [r for r in got[0].tolist() if 50 <= r < 120]
-
-
-def _run(steps: Generator[None, None, T]) -> T:
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            value: T = stop.value
-            return value
 
 
 def test_native_rate_in_steps_keeps_rows_and_counts_samples() -> None:
