@@ -26,7 +26,10 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    (at least :attr:`Tuning.min_hold_s`); a level the need *returns* to — reached for a
    sustained while after its replicas had been released, twice within
    :attr:`Tuning.recur_hold_s` — recurs and is held ``recur_hold_s`` after the need was last
-   there (bursts come back sooner than a released replica could; see :class:`Recurrence`).
+   there (bursts come back sooner than a released replica could); and a level the need came
+   back to, with a surge of the demand, within one hold after a surge took it there is held
+   for the hold plus that lull (a burst train: the next burst is expected after a lull like
+   the last; see :class:`Recurrence`).
 
 Every instant beyond the data (before the retention, before the pods existed) contributes no
 demand, so missing data can only lower the answer, never raise it.
@@ -272,7 +275,7 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
     hold_s = max(spec.startup_s, tuning.min_hold_s)
     if spec.role == "prefill":
         tuning = replace(tuning, band=tuning.prefill_band)
-    steps = _forward(times, seen.pods, expected, view, spec.startup_s, hold_s, tuning)
+    steps = _forward(times, seen.pods, expected, surging, view, spec.startup_s, hold_s, tuning)
     recurring = bool(steps.recurring[len(times) - 1])
     last = len(times) - 1
     return Plan(
@@ -303,7 +306,7 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
         pending=int(steps.pending[last]),
         drain=int(steps.drain[last]),
         projected_backlog=float(steps.projected[last]),
-        hold_s=tuning.recur_hold_s if recurring else hold_s,
+        hold_s=float(steps.hold_ms[last]) / 1000 if recurring else hold_s,
         recurring=recurring,
         band=tuning.band,
         history_s=float(times[-1] - times[0]) / 1000,
@@ -326,13 +329,17 @@ class Steps:
     answer: Int64Array
     """What the planner answered: the highest need of the hold window, or the drain if higher."""
     recurring: BoolArray
-    """The held need recurred: it was risen to twice within the recurrence hold."""
+    """The held need recurred: it was risen to twice within the recurrence hold, or it is a
+    burst train's (see :class:`Recurrence`)."""
+    hold_ms: Int64Array
+    """Where it recurred, how long after the need was last at the level it is held."""
 
 
 def _forward(
     times: Int64Array,
     pods: FloatArray,
     expected: FloatArray,
+    surging: BoolArray,
     view: capacity.RoleView,
     startup_s: float,
     hold_s: float,
@@ -343,6 +350,7 @@ def _forward(
     need, drain, asked, pending, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
     projected = np.zeros(n)
     recurring = np.zeros(n, dtype=np.bool_)
+    hold_ms = np.zeros(n, dtype=np.int64)
     ask_lo = rolling.starts(times, int(startup_s * 1000))
     hold_lo = rolling.starts(times, int(hold_s * 1000))
     recurrence = Recurrence(int(hold_s * 1000), int(tuning.recur_hold_s * 1000), tuning.sustain_ms)
@@ -376,15 +384,15 @@ def _forward(
                 # the replicas asked for are overdue (held back by maxReplicaCount, a quota, a
                 # slow node): asking for more would not bring them sooner
                 drain[k] = min(int(drain[k]), int(asked[k]))
-        recurrence.update(int(times[k]), int(need[k]))
+        recurrence.update(int(times[k]), int(need[k]), bool(surging[k]))
         held = int(need[int(hold_lo[k]) : k + 1].max())
-        level = recurrence.level(int(times[k]), held)
+        level, level_hold_ms = recurrence.level(int(times[k]), held)
         if level > held:
-            held, recurring[k] = level, True
+            held, recurring[k], hold_ms[k] = level, True, level_hold_ms
         # a replica asked for to drain a queue is not cancelled while it starts: cancelled and
         # asked for again, it would start over
         answer[k] = max(held, int(drain[lo : k + 1].max()))
-    return Steps(need, drain, asked, pending, projected, answer, recurring)
+    return Steps(need, drain, asked, pending, projected, answer, recurring, hold_ms)
 
 
 def _banded(demand: float, cap: float, keep: int, tuning: Tuning, busy: bool, running: int, calm: bool) -> int:

@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _Run:
+    """One stretch of instants at which the need was at or above a level."""
+
+    start: int
+    last: int
+    surged: bool
+    """The demand surged (:func:`~scaler.planner.forecast.settle`) at one of its instants."""
+
 
 class Recurrence:
-    """The levels the need returns to. The need is *at* a level once it stayed at or above it
-    for :attr:`Tuning.sustain_ms` (a burst, not a blip of the rates); it *returns* to the level
+    """The levels the need returns to, held longer than the ordinary hold.
+
+    **Recurring levels.** The need is *at* a level once it stayed at or above it for
+    :attr:`Tuning.sustain_ms` (a burst, not a blip of the rates); it *returns* to the level
     when that happens after the need, since it was last there, stayed below the level for
-    longer than the ordinary hold, i.e. after the planner had released it. Two returns within
-    :attr:`Tuning.recur_hold_s` make the level recurring, and it is held until
-    ``recur_hold_s`` after the need was last at it. A need that wobbles within a burst does not
-    recur (the ordinary hold covers it, and a wobble never released the level); a burst that
-    comes back after its replicas went does."""
+    longer than the sustain. Two returns within :attr:`Tuning.recur_hold_s` make the level
+    recurring, and it is held until ``recur_hold_s`` after the need was last at it. A need
+    that wobbles within a burst does not recur (the ordinary hold covers it, and a wobble
+    never released the level); a burst that comes back after its replicas went does.
+
+    **Burst trains.** Before a level recurs, the ordinary hold alone decides, and bursts shorter
+    than the sustain with lulls a little longer than the hold between them release the level
+    between each two (a reversal: a start-up paid, and the next burst missed while the
+    replica starts again). So when the need's last two stretches at a level both came with a
+    surge of the demand, and the second came back within one hold after the first (the lull
+    was ``gap``, no longer than the hold: the ordinary hold bridged it), the level is held
+    ``hold + gap`` after the need was last at it: the next burst is expected after a lull like
+    the last, and a replica released sooner would be asked back for it. A need that wobbles
+    at a level boundary on a plateau does not surge, and keeps the ordinary hold.
+
+    Every figure comes from the needs fed in, oldest first: the planner recomputes it on every
+    call from the stored series (no state is kept between calls)."""
 
     def __init__(self, hold_ms: int, recur_ms: int, sustain_ms: int) -> None:
         self.hold_ms = hold_ms
@@ -22,22 +48,30 @@ class Recurrence:
         self.seen: dict[int, int] = {}
         """When the need was last at or above each level, however briefly."""
         self.released: set[int] = set()
-        """Levels the need has been below for longer than the hold since it was last at them
-        for a sustained while: their replicas went."""
+        """Levels the need has been below for longer than the sustain since it was last at them:
+        their replicas may have gone."""
         self.last_at: dict[int, int] = {}
         """When the need was last at each level (after it had stayed there ``sustain_ms``)."""
         self.returns: dict[int, list[int]] = {}
+        self.runs: dict[int, list[_Run]] = {}
+        """The last two stretches at each level."""
 
-    def update(self, t_ms: int, need: int) -> None:
+    def update(self, t_ms: int, need: int, surging: bool = False) -> None:
         for level in [level for level in self.run_start if level > need]:
             del self.run_start[level]
         for level, seen in self.seen.items():
-            # a wobble below the level and back within the hold never released it: the answer
-            # (the hold's highest need) stayed at it
+            # a wobble below the level and back within the sustain never released it: the
+            # answer (the hold's highest need) stayed at it
             if level > need and t_ms - seen > self.sustain_ms:
                 self.released.add(level)
         for level in range(1, need + 1):
             self.seen[level] = t_ms
+            if level not in self.run_start:
+                runs = self.runs.setdefault(level, [])
+                runs.append(_Run(t_ms, t_ms, surging))
+                del runs[:-2]
+            run = self.runs[level][-1]
+            run.last, run.surged = t_ms, run.surged or surging
             start = self.run_start.setdefault(level, t_ms)
             if t_ms - start < self.sustain_ms:
                 continue
@@ -46,16 +80,31 @@ class Recurrence:
                 self.released.discard(level)
             self.last_at[level] = t_ms
 
-    def level(self, t_ms: int, floor: int) -> int:
-        """The highest recurring level above ``floor`` still held at ``t_ms`` (else ``floor``)."""
-        for level in sorted(self.last_at, reverse=True):
+    def level(self, t_ms: int, floor: int) -> tuple[int, int]:
+        """The highest level above ``floor`` still held at ``t_ms``, recurring or a burst
+        train's, and how long after the need was last at it it is held (``floor`` and 0 when
+        none is)."""
+        for level in sorted(self.seen, reverse=True):
             if level <= floor:
                 break
-            times = self.returns.get(level, [])
-            if (
-                len(times) >= 2
-                and times[-1] - times[-2] <= self.recur_ms
-                and t_ms - self.last_at[level] <= self.recur_ms
-            ):
-                return level
-        return floor
+            if self._recurs(level, t_ms):
+                return level, self.recur_ms
+            gap = self._train_gap(level)
+            if gap is not None and t_ms - self.seen[level] <= self.hold_ms + gap:
+                return level, self.hold_ms + gap
+        return floor, 0
+
+    def _recurs(self, level: int, t_ms: int) -> bool:
+        times = self.returns.get(level, [])
+        return (
+            len(times) >= 2 and times[-1] - times[-2] <= self.recur_ms and t_ms - self.last_at[level] <= self.recur_ms
+        )
+
+    def _train_gap(self, level: int) -> int | None:
+        """The lull between the level's last two stretches, if both surged and the lull was no
+        longer than the hold."""
+        runs = self.runs.get(level, [])
+        if len(runs) < 2 or not (runs[0].surged and runs[1].surged):
+            return None
+        gap = runs[1].start - runs[0].last
+        return gap if gap <= self.hold_ms else None

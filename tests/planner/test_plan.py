@@ -194,6 +194,24 @@ def test_a_blip_shorter_than_an_slo_window_does_not_recur() -> None:
     assert {(desired, hold) for _, desired, hold in after[12:]} == {(3, 60)}
 
 
+def test_a_burst_train_keeps_its_replica_through_the_next_lull() -> None:
+    fleet = Fleet("dec", retention_seconds=1200)
+    fleet.add("a", "b", "c")
+    fleet.run(120, _busy(90))  # 13500 tokens/s: 3 replicas
+    # two bursts of 40 s (24000 tokens/s: a surge, 4 replicas) with a 30-s lull between them
+    assert {need for need, _, _ in _through(fleet, 40, _busy(160))} == {4}
+    assert max(need for need, _, _ in _through(fleet, 30, _busy(90))) == 3
+    second = _through(fleet, 40, _busy(160))
+    # the need is back at 4 15 s into the second burst (the rate window's ramp): 30 + 5 + 15 =
+    # 50 s after it was last at 4, within the 60-s hold; the lull after it may be as long, so
+    # 4 is held 60 + 50 s after the need was last there instead of 60 s
+    assert [need for need, _, _ in second] == [3, 3, 3, 4, 4, 4, 4, 4]
+    after = _through(fleet, 150, _busy(90))
+    assert {need for need, _, _ in after} <= {2, 3}
+    assert [(desired, hold) for _, desired, hold in after[:22]] == [(4, 60)] * 11 + [(4, 110)] * 11
+    assert {(desired, hold) for _, desired, hold in after[22:]} == {(2, 60)}
+
+
 def _recurring(needs: list[tuple[int, int]]) -> list[int]:
     """Feed (seconds, need) runs on a 5-s grid to a Recurrence (60-s hold, 600-s recurrence
     hold, 30-s sustain); the level held over an ordinary floor of 3 at each instant."""
@@ -202,7 +220,7 @@ def _recurring(needs: list[tuple[int, int]]) -> list[int]:
     for seconds, need in needs:
         for _ in range(seconds // 5):
             recurrence.update(t, need)
-            out.append(recurrence.level(t, 3))
+            out.append(recurrence.level(t, 3)[0])
             t += 5_000
     return out
 
@@ -236,3 +254,33 @@ def test_replicas_released_are_not_pending() -> None:
         fleet.run(5, _busy(80))
         result = _plan(fleet)
         assert (result.asked, result.pending, result.desired) == (1, 0, 1), result.line()
+
+
+def _held(runs: list[tuple[int, int, bool]]) -> list[tuple[int, int]]:
+    """Feed (seconds, need, surging) runs on a 5-s grid to a Recurrence (60-s hold, 600-s
+    recurrence hold, 30-s sustain); (level, hold in s) over a floor of 3 at each instant."""
+    recurrence = Recurrence(60_000, 600_000, 30_000)
+    out, t = [], 0
+    for seconds, need, surging in runs:
+        for _ in range(seconds // 5):
+            recurrence.update(t, need, surging)
+            level, hold_ms = recurrence.level(t, 3)
+            out.append((level, hold_ms // 1000))
+            t += 5_000
+    return out
+
+
+def test_a_burst_train_is_held_for_the_hold_plus_its_lull() -> None:
+    # a surge to 4 at 100-115 s (20 s: shorter than the sustain, so no return), a lull of 30 s,
+    # a second surge at 150-190 s: it came back 150 - 115 = 35 s after the need was last at 4,
+    # within the 60-s hold, so 4 is held 60 + 35 = 95 s after 190 s, i.e. through 285 s
+    needs = [(100, 3, False), (20, 4, True), (30, 3, False), (45, 4, True), (120, 3, False)]
+    after = _held(needs)[-24:]  # 195 s to 310 s
+    assert after[:19] == [(4, 95)] * 19
+    assert after[19:] == [(3, 0)] * 5
+    # the same needs without a surge (a wobble at a level boundary): the ordinary hold only
+    calm = [(seconds, need, False) for seconds, need, _ in needs]
+    assert set(_held(calm)[-24:]) == {(3, 0)}
+    # a lull longer than the hold (70 s) released the level: no train either
+    apart = [(100, 3, False), (20, 4, True), (65, 3, False), (45, 4, True), (120, 3, False)]
+    assert set(_held(apart)[-24:]) == {(3, 0)}
