@@ -353,7 +353,8 @@ def _forward(
     hold_ms = np.zeros(n, dtype=np.int64)
     ask_lo = rolling.starts(times, int(startup_s * 1000))
     hold_lo = rolling.starts(times, int(hold_s * 1000))
-    recurrence = Recurrence(int(hold_s * 1000), int(tuning.recur_hold_s * 1000), tuning.sustain_ms)
+    # the grid begins where the store's retention cut the history off
+    recurrence = Recurrence(int(hold_s * 1000), int(tuning.recur_hold_s * 1000), tuning.sustain_ms, truncated=True)
     lowered = 0  # the last instant the answer went down: what was asked before it was released
     for k in range(n):
         running = int(pods[k])

@@ -24,7 +24,12 @@ class Recurrence:
     longer than the sustain. Two returns within :attr:`Tuning.recur_hold_s` make the level
     recurring, and it is held until ``recur_hold_s`` after the need was last at it. A need
     that wobbles within a burst does not recur (the ordinary hold covers it, and a wobble
-    never released the level); a burst that comes back after its replicas went does.
+    never released the level); a burst that comes back after its replicas went does. Where the
+    history was cut off (``truncated``: the planner's grid begins at the store's retention), a
+    stretch already under way at its first instant began at an unknown time and is no return:
+    counted as one, whether the level recurred depended on whether the retention's edge fell
+    inside a stretch or in a lull (decode-heavy, seed 2: 1 and 2 decode pods on calls 15 s
+    apart).
 
     **Burst trains.** Before a level recurs, the ordinary hold alone decides, and bursts shorter
     than the sustain with lulls a little longer than the hold between them release the level
@@ -39,8 +44,12 @@ class Recurrence:
     Every figure comes from the needs fed in, oldest first: the planner recomputes it on every
     call from the stored series (no state is kept between calls)."""
 
-    def __init__(self, hold_ms: int, recur_ms: int, sustain_ms: int) -> None:
+    def __init__(self, hold_ms: int, recur_ms: int, sustain_ms: int, truncated: bool = False) -> None:
         self.hold_ms = hold_ms
+        self.truncated = truncated
+        """The needs fed in begin inside the history (the store's retention cut it off): a
+        stretch under way at the first instant began at an unknown time, and is not a return."""
+        self.origin: int | None = None
         self.recur_ms = recur_ms
         self.sustain_ms = sustain_ms
         self.run_start: dict[int, int] = {}
@@ -57,6 +66,8 @@ class Recurrence:
         """The last two stretches at each level."""
 
     def update(self, t_ms: int, need: int, surging: bool = False) -> None:
+        if self.origin is None:
+            self.origin = t_ms
         for level in [level for level in self.run_start if level > need]:
             del self.run_start[level]
         for level, seen in self.seen.items():
@@ -75,7 +86,7 @@ class Recurrence:
             start = self.run_start.setdefault(level, t_ms)
             if t_ms - start < self.sustain_ms:
                 continue
-            if level not in self.last_at or level in self.released:
+            if level in self.released or (level not in self.last_at and not self._cut(start)):
                 self.returns.setdefault(level, []).append(start)
                 self.released.discard(level)
             self.last_at[level] = t_ms
@@ -93,6 +104,10 @@ class Recurrence:
             if gap is not None and t_ms - self.seen[level] <= self.hold_ms + gap:
                 return level, self.hold_ms + gap
         return floor, 0
+
+    def _cut(self, start: int) -> bool:
+        """A stretch under way when the history began, which the retention cut off."""
+        return self.truncated and start == self.origin
 
     def _recurs(self, level: int, t_ms: int) -> bool:
         times = self.returns.get(level, [])

@@ -234,6 +234,26 @@ def test_a_level_recurs_only_after_it_was_released_in_between() -> None:
     assert set(_recurring([(100, 4), *wobble, (60, 4)])) == {3}
 
 
+def test_a_stretch_cut_by_the_retention_is_not_a_return() -> None:
+    # the planner's needs begin where the store's retention cut the history off: the need at 4
+    # from the first instant had been there since an unknown time, so coming back to 4 after
+    # a release is the first return seen, not the second (the same needs from the start of
+    # the history recur: test_a_level_recurs_only_after_it_was_released_in_between)
+    recurrence = Recurrence(60_000, 600_000, 30_000, truncated=True)
+    t = 0
+    for seconds, need in [(100, 4), (120, 3), (60, 4)]:
+        for _ in range(seconds // 5):
+            recurrence.update(t, need)
+            t += 5_000
+    assert recurrence.level(t - 5_000, 3) == (3, 0)
+    # a second return within 600 s recurs
+    for seconds, need in [(120, 3), (60, 4)]:
+        for _ in range(seconds // 5):
+            recurrence.update(t, need)
+            t += 5_000
+    assert recurrence.level(t - 5_000, 3) == (4, 600_000)
+
+
 def test_replicas_released_are_not_pending() -> None:
     fleet = Fleet("dec")
     fleet.add("a", "b", "c")
