@@ -26,10 +26,10 @@ class Recurrence:
     that wobbles within a burst does not recur (the ordinary hold covers it, and a wobble
     never released the level); a burst that comes back after its replicas went does. Where the
     history was cut off (``truncated``: the planner's grid begins at the store's retention), a
-    stretch already under way at its first instant began at an unknown time and is no return:
-    counted as one, whether the level recurred depended on whether the retention's edge fell
-    inside a stretch or in a lull (decode-heavy, seed 2: 1 and 2 decode pods on calls 15 s
-    apart).
+    stretch that began within its first hold is no return: one under way at the first instant
+    began at an unknown time, and one that begins soon after may be the forward pass's own
+    start. Counted as returns, whether a level recurred depended on where the retention's edge
+    fell (decode-heavy, seed 2: 1 and 2 decode pods on calls 15 s apart).
 
     **Burst trains.** Before a level recurs, the ordinary hold alone decides, and bursts shorter
     than the sustain with lulls a little longer than the hold between them release the level
@@ -48,7 +48,9 @@ class Recurrence:
         self.hold_ms = hold_ms
         self.truncated = truncated
         """The needs fed in begin inside the history (the store's retention cut it off): a
-        stretch under way at the first instant began at an unknown time, and is not a return."""
+        stretch under way at the first instant began at an unknown time, and one that begins
+        within the first hold may be the forward pass's own start (without the answers before
+        it, its first needs can differ from what the planner said then): neither is a return."""
         self.origin: int | None = None
         self.recur_ms = recur_ms
         self.sustain_ms = sustain_ms
@@ -106,8 +108,8 @@ class Recurrence:
         return floor, 0
 
     def _cut(self, start: int) -> bool:
-        """A stretch under way when the history began, which the retention cut off."""
-        return self.truncated and start == self.origin
+        """A stretch that began within the first hold of a cut-off history (see ``truncated``)."""
+        return self.truncated and self.origin is not None and start < self.origin + self.hold_ms
 
     def _recurs(self, level: int, t_ms: int) -> bool:
         times = self.returns.get(level, [])

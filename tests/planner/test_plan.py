@@ -252,6 +252,15 @@ def test_a_stretch_cut_by_the_retention_is_not_a_return() -> None:
             recurrence.update(t, need)
             t += 5_000
     assert recurrence.level(t - 5_000, 3) == (4, 600_000)
+    # a stretch that begins within the first hold (at 30 s) is no return either: the forward
+    # pass has no answers before its first instant, and its first needs may be its own
+    late = Recurrence(60_000, 600_000, 30_000, truncated=True)
+    t = 0
+    for seconds, need in [(30, 3), (70, 4), (120, 3), (60, 4)]:
+        for _ in range(seconds // 5):
+            late.update(t, need)
+            t += 5_000
+    assert late.level(t - 5_000, 3) == (3, 0)
 
 
 def test_replicas_released_are_not_pending() -> None:
