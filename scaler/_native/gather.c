@@ -348,6 +348,55 @@ static int shrink(PyArrayObject **arrays, int count, Py_ssize_t n) {
     return 0;
 }
 
+/* Calls ``visit`` with the window lo < ts <= hi of each series of series[first:stop] whose window
+ * is not empty, and the series' index (the window is released after the call); -1 on error. */
+typedef void (*Visit)(const Window *w, Py_ssize_t row, void *state);
+
+static int each_window(PyObject *list, Py_ssize_t first, Py_ssize_t stop, int64_t lo, int64_t hi, Visit visit,
+                       void *state) {
+    if (first < stop) layout_for(Py_TYPE(PyList_GET_ITEM(list, first)));
+    for (Py_ssize_t i = first; i < stop; i++) {
+        prefetch_ahead(list, i, stop);
+        Window w;
+        int found = window_find(PyList_GET_ITEM(list, i), lo, hi, &w);
+        if (found < 0) return -1;
+        if (!found) continue;
+        visit(&w, i, state);
+        window_release(&w);
+    }
+    return 0;
+}
+
+typedef struct {
+    int64_t lo, hi;
+    int kind;
+    double range_s;
+    int64_t *rows;
+    double *values;
+    Py_ssize_t n, samples;
+} RateState;
+
+static void rate_visit(const Window *w, Py_ssize_t row, void *state) {
+    RateState *s = state;
+    if (rate_window(w, s->lo, s->hi, s->kind, s->range_s, s->values + s->n, &s->samples)) s->rows[s->n++] = row;
+}
+
+typedef struct {
+    int64_t *rows, *times;
+    double *values;
+    Py_ssize_t n;
+} LatestState;
+
+/* The window's newest sample, unless it is a staleness marker. */
+static void latest_visit(const Window *w, Py_ssize_t row, void *state) {
+    LatestState *s = state;
+    double v = w->v[w->end - 1];
+    if (is_stale(v)) return;
+    s->rows[s->n] = row;
+    s->times[s->n] = w->t[w->end - 1];
+    s->values[s->n++] = v;
+}
+
 static PyObject *rate(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *list;
@@ -361,27 +410,16 @@ static PyObject *rate(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "rate: kind is 0 (delta), 1 (increase) or 2 (rate)");
         return NULL;
     }
-    Py_ssize_t nrows = 0, samples = 0;
     if (span_of(list, first, &stop, "rate") < 0) return NULL;
     npy_intp dims[1] = {(npy_intp)(stop - first)};
     PyArrayObject *rows = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_INT64);
     PyArrayObject *values = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_FLOAT64);
     if (!rows || !values) goto fail;
-    int64_t *row_out = (int64_t *)PyArray_DATA(rows);
-    double *value_out = (double *)PyArray_DATA(values);
-    if (first < stop) layout_for(Py_TYPE(PyList_GET_ITEM(list, first)));
-    for (Py_ssize_t i = first; i < stop; i++) {
-        prefetch_ahead(list, i, stop);
-        Window w;
-        int found = window_find(PyList_GET_ITEM(list, i), (int64_t)lo, (int64_t)hi, &w);
-        if (found < 0) goto fail;
-        if (!found) continue;
-        if (rate_window(&w, (int64_t)lo, (int64_t)hi, kind, range_s, value_out + nrows, &samples)) row_out[nrows++] = i;
-        window_release(&w);
-    }
+    RateState state = {(int64_t)lo, (int64_t)hi, kind, range_s, PyArray_DATA(rows), PyArray_DATA(values), 0, 0};
+    if (each_window(list, first, stop, (int64_t)lo, (int64_t)hi, rate_visit, &state) < 0) goto fail;
     PyArrayObject *arrays[2] = {rows, values};
-    if (shrink(arrays, 2, nrows) < 0) goto fail;
-    return Py_BuildValue("NNn", rows, values, samples);
+    if (shrink(arrays, 2, state.n) < 0) goto fail;
+    return Py_BuildValue("NNn", rows, values, state.samples);
 fail:
     Py_XDECREF(rows);
     Py_XDECREF(values);
@@ -397,32 +435,16 @@ static PyObject *latest(PyObject *self, PyObject *args) {
     Py_ssize_t first, stop;
     long long lo, hi;
     if (!PyArg_ParseTuple(args, "O!nnLL", &PyList_Type, &list, &first, &stop, &lo, &hi)) return NULL;
-    Py_ssize_t nrows = 0;
     if (span_of(list, first, &stop, "latest") < 0) return NULL;
     npy_intp dims[1] = {(npy_intp)(stop - first)};
     PyArrayObject *rows = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_INT64);
     PyArrayObject *times = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_INT64);
     PyArrayObject *values = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_FLOAT64);
     if (!rows || !times || !values) goto fail;
-    int64_t *row_out = (int64_t *)PyArray_DATA(rows), *time_out = (int64_t *)PyArray_DATA(times);
-    double *value_out = (double *)PyArray_DATA(values);
-    if (first < stop) layout_for(Py_TYPE(PyList_GET_ITEM(list, first)));
-    for (Py_ssize_t i = first; i < stop; i++) {
-        prefetch_ahead(list, i, stop);
-        Window w;
-        int found = window_find(PyList_GET_ITEM(list, i), (int64_t)lo, (int64_t)hi, &w);
-        if (found < 0) goto fail;
-        if (!found) continue;
-        double v = w.v[w.end - 1];
-        if (!is_stale(v)) {
-            row_out[nrows] = i;
-            time_out[nrows] = w.t[w.end - 1];
-            value_out[nrows++] = v;
-        }
-        window_release(&w);
-    }
+    LatestState state = {PyArray_DATA(rows), PyArray_DATA(times), PyArray_DATA(values), 0};
+    if (each_window(list, first, stop, (int64_t)lo, (int64_t)hi, latest_visit, &state) < 0) goto fail;
     PyArrayObject *arrays[3] = {rows, times, values};
-    if (shrink(arrays, 3, nrows) < 0) goto fail;
+    if (shrink(arrays, 3, state.n) < 0) goto fail;
     return Py_BuildValue("NNN", rows, times, values);
 fail:
     Py_XDECREF(rows);
