@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sized
 
-MAX_DEFERRED_TURNS = 1
-"""Turns of the loop a pause gives away to other ready work before it resumes regardless."""
+MAX_DEFERRED_TURNS = 3
+"""Turns of the loop a pause gives away to other ready work before it resumes regardless. 3, not
+1: under half-capacity ingest a GetMetrics' p99 went from 4.2–5.4 ms to 3.3–4.5 ms (six runs
+each, alternated in one script), its p50 from 2.0–2.8 to 1.6–2.2 ms (8: no better than 3)."""
 
 
 class LowPriority:
