@@ -54,8 +54,9 @@ class Recurrence:
         self.origin: int | None = None
         self.recur_ms = recur_ms
         self.sustain_ms = sustain_ms
-        self.run_start: dict[int, int] = {}
-        """Since when the need has been at or above each level (levels it is below are absent)."""
+        self.need = 0
+        """The need at the last instant fed in: each level up to it has a stretch under way (the
+        last of :attr:`runs`)."""
         self.seen: dict[int, int] = {}
         """When the need was last at or above each level, however briefly."""
         self.released: set[int] = set()
@@ -65,13 +66,11 @@ class Recurrence:
         """When the need was last at each level (after it had stayed there ``sustain_ms``)."""
         self.returns: dict[int, list[int]] = {}
         self.runs: dict[int, list[_Run]] = {}
-        """The last two stretches at each level."""
+        """The last two stretches at each level (the last one under way while the need is at it)."""
 
     def update(self, t_ms: int, need: int, surging: bool = False) -> None:
         if self.origin is None:
             self.origin = t_ms
-        for level in [level for level in self.run_start if level > need]:
-            del self.run_start[level]
         for level, seen in self.seen.items():
             # a wobble below the level and back within the sustain never released it: the
             # answer (the hold's highest need) stayed at it
@@ -79,19 +78,19 @@ class Recurrence:
                 self.released.add(level)
         for level in range(1, need + 1):
             self.seen[level] = t_ms
-            if level not in self.run_start:
+            if level > self.need:
                 runs = self.runs.setdefault(level, [])
                 runs.append(_Run(t_ms, t_ms, surging))
                 del runs[:-2]
             run = self.runs[level][-1]
             run.last, run.surged = t_ms, run.surged or surging
-            start = self.run_start.setdefault(level, t_ms)
-            if t_ms - start < self.sustain_ms:
+            if t_ms - run.start < self.sustain_ms:
                 continue
-            if level in self.released or (level not in self.last_at and not self._cut(start)):
-                self.returns.setdefault(level, []).append(start)
+            if level in self.released or (level not in self.last_at and not self._cut(run.start)):
+                self.returns.setdefault(level, []).append(run.start)
                 self.released.discard(level)
             self.last_at[level] = t_ms
+        self.need = need
 
     def level(self, t_ms: int, floor: int) -> tuple[int, int]:
         """The highest level above ``floor`` still held at ``t_ms``, recurring or a burst
