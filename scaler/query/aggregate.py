@@ -204,11 +204,11 @@ def aggregate_steps(
 def _selection_groups(
     vec: Vec, grouping: tuple[str, ...], drop: bool
 ) -> Generator[None, None, list[tuple[LabelPairs, Int64Array]] | None]:
-    """The groups of a vector whose labels are ``origin.dropped[rows]`` (a range function's
-    result): (key, member indices in input order), in order of first member, as
-    :func:`groups_steps` forms them. Each series' group is found once per selection (memoised
-    on it), then grouping is numpy. None for other vectors, or too many groups (the
-    general path does them in pieces)."""
+    """The groups of a vector labelled by a selection (``origin``/``rows``: a range function's
+    result or an instant selector's, see :class:`Vec`): (key, member indices in input order),
+    in order of first member, as :func:`groups_steps` forms them. Each series' group is found
+    once per selection (memoised on it), then grouping is numpy. None for other vectors, or
+    too many groups (the general path does them in pieces)."""
     found = yield from _selection_group_ids(vec, grouping, drop)
     if found is None:
         return None

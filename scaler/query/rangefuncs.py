@@ -29,7 +29,7 @@ def _vec(
     rd: RangeData, index: Int64Array | list[int] | None, values: FloatArray | list[float], keep_name: bool = False
 ) -> Vec:
     vals = values.tolist() if isinstance(values, np.ndarray) else values
-    if rd.origin is not None and rd.rows is not None:  # labelled by the selection (names dropped once per selection)
+    if rd.origin is not None and rd.rows is not None:  # labelled by the selection's rows (no label list made)
         return Vec(None, vals, rd.origin, rd.rows if index is None else rd.rows[index], named=keep_name)
     labels = rd.labels if index is None else [rd.labels[i] for i in index]
     if not keep_name:

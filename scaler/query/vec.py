@@ -298,9 +298,10 @@ pairs is hashed afresh every time, tuples do not cache their hash)."""
 
 def unique_steps(vec: Vec) -> Generator[None, None, Vec]:
     """:func:`check_unique` in pieces: over 50k series the one set is ~30 ms of hashing."""
+    # before the labels are read (a selection's result may never need them): the series' own
+    # label sets are distinct, and their dropped ones when the selection says so
     if vec.origin is not None and (vec.named or vec.origin.dropped_unique):
-        return vec  # before the labels are read: a selection's result may never need them (and
-        # the series' own label sets are distinct)
+        return vec
     labels = vec.labels
     if len(labels) <= UNIQUE_STEP:
         return check_unique(vec)
