@@ -59,10 +59,11 @@ class Rows:
         self.series: list[Series | Copy] = []
         self.parts: dict[str, list[int]] = {}
 
-    def copied(self) -> Rows:
-        """The same rows over copies of the series' samples (:class:`~scaler.planner.series.Copy`)."""
+    def copied(self, since_ms: int) -> Rows:
+        """The same rows over copies of the series' samples at or after ``since_ms``
+        (:class:`~scaler.planner.series.Copy`)."""
         out = Rows()
-        out.series = [Copy.of(s) if isinstance(s, Series) else s for s in self.series]
+        out.series = [Copy.of(s, since_ms) if isinstance(s, Series) else s for s in self.series]
         out.parts = self.parts
         return out
 
@@ -142,13 +143,15 @@ class Taken:
 def take(
     store: Store,
     deployment: str,
+    since_ms: int,
     ttft_limits: Sequence[float] = (),
     itl_limits: Sequence[float] = (),
     queue_limits: Sequence[float] = (),
 ) -> Taken:
     """Select ``deployment``'s series (of each histogram only the buckets around its limits)
-    and copy their samples: a few milliseconds for tens of pods, on the event loop; the rest
-    (:func:`compute`) needs nothing of the store and may run in another thread."""
+    and copy their samples at or after ``since_ms`` (the retention's cut-off): a few
+    milliseconds for tens of pods, on the event loop; the rest (:func:`compute`) needs nothing
+    of the store and may run in another thread."""
     reader = _Reader(store, deployment)
     gauges = Rows()
     running_series = reader.select(RUNNING)
@@ -167,7 +170,7 @@ def take(
         key: reader.histogram(counters, key, names, limits[key])
         for key, names in (("ttft", TTFT), ("itl", ITL), ("queue", QUEUE))
     }
-    return Taken(gauges.copied(), counters.copied(), histograms, limits)
+    return Taken(gauges.copied(since_ms), counters.copied(since_ms), histograms, limits)
 
 
 def _epp_series(store: Store, running: Sequence[Series]) -> list[Series]:

@@ -41,8 +41,13 @@ class Copy:
     vals: FloatArray
 
     @staticmethod
-    def of(series: Series) -> Copy:
-        return Copy(series.labels, series.ts[: series.n].copy(), series.vals[: series.n].copy())
+    def of(series: Series, since_ms: int) -> Copy:
+        """The samples at or after ``since_ms`` (the retention's cut-off). The sweep trims the
+        older ones a few series at a time: until it visits a series, the series still holds
+        some, and a decision that read them would depend on where the sweep stood."""
+        n = series.n
+        start = int(np.searchsorted(series.ts[:n], since_ms, side="left"))
+        return Copy(series.labels, series.ts[start:n].copy(), series.vals[start:n].copy())
 
     @property
     def n(self) -> int:

@@ -158,8 +158,9 @@ def read(
     """The signals of ``deployment`` at each instant of ``times``: rates over ``window_ms``,
     latencies and the slow request rate over ``latency_window_ms``, mean lengths over
     ``long_window_ms`` (both default to ``window_ms``), each latency histogram with its share
-    of observations above the given limits (:func:`take`, then :func:`compute`)."""
-    taken = take(store, deployment, ttft_limits, itl_limits, queue_limits)
+    of observations above the given limits (:func:`take`, then :func:`compute`), from the
+    samples inside the store's retention now."""
+    taken = take(store, deployment, store.now_ms() - store.retention_ms, ttft_limits, itl_limits, queue_limits)
     return compute(taken, times, window_ms, latency_window_ms, long_window_ms)
 
 

@@ -135,6 +135,24 @@ def test_a_decision_is_made_from_a_copy_of_the_series_taken_at_its_instant() -> 
     assert before is not None and before.desired == 2
 
 
+def test_a_decision_reads_only_the_retention_window_whichever_series_the_sweep_has_trimmed() -> None:
+    # the retention sweep trims a few series per slice, so between two of its visits some series
+    # still hold samples older than the retention and others do not: a decision that read them
+    # would depend on where the sweep stood (the mean output length, generated tokens over
+    # requests finished, moved by 2 %), and two scaler instances fed the same data answered
+    # differently
+    fleet = Fleet("dec", retention_seconds=120)
+    fleet.add("a", "b")
+    answers = []
+    for running in (40, 120, 200, 60, 20):
+        for _ in range(10):
+            fleet.run(5, _busy(running))
+            answers.append(_plan(fleet))
+            fleet.store.collect(budget=3)
+            assert _plan(fleet) == answers[-1]
+    assert len({a.desired for a in answers}) >= 2
+
+
 def test_a_deployment_without_exporting_pods_is_not_found_and_missing_latency_raises_nothing() -> None:
     fleet = Fleet("dec")
     spec = parse_spec({"planner": "decode", "deployment": "dec", "ttftTarget": "1s", "itlTarget": "50ms"})
