@@ -96,6 +96,12 @@ class Context:
     """Step of a subquery that names none (Prometheus' global evaluation interval)."""
     max_samples: int
     annotations: Annotations
+    expired: int = -(1 << 62)
+    """The newest expired instant (the store's clock less its retention, less 1 ms): no
+    selector reads a sample at or before it. The retention sweep trims a few series
+    per slice, so until it reaches a series the series still holds such samples; read, they
+    would make the answer depend on where the sweep stood (two replicas fed the same data
+    would disagree while a 5-m lookback outlasts a 2-m retention)."""
     samples: int = 0
     """Samples held by the evaluation now (loaded by selectors, or kept as results)."""
     cache: dict[tuple[Matcher, ...], Selection] = field(default_factory=dict)
@@ -204,7 +210,7 @@ class Evaluator:
     def _latest_rows(self, vs: VectorSelector, selected: Selection, ctx: Context) -> Gen[Latest]:
         ref = _ref_time(vs.at, vs.offset_ms, ctx)
         step = CHECKPOINT_SERIES if native_latest is None else GATHER_STEP
-        found = yield from latest_steps(selected.series, ref - ctx.lookback, ref, step)
+        found = yield from latest_steps(selected.series, max(ref - ctx.lookback, ctx.expired), ref, step)
         ctx.count(len(found[0]))
         return found
 
@@ -217,14 +223,15 @@ class Evaluator:
         vs = ms.selector
         ref = _ref_time(vs.at, vs.offset_ms, ctx)
         lo = ref - ms.range_ms
+        read = max(lo, ctx.expired)  # the window stays (lo, ref]: rate extrapolates to its edges
         selected = yield from self._select(vs.matchers, ctx)
         series = selected.series
         if len(series) <= GATHER_STEP:
-            rows, offs, ts, vals = gather(series, lo, ref)
+            rows, offs, ts, vals = gather(series, read, ref)
         else:  # in pieces, each copied before the pause: the store may change meanwhile
             parts = []
             for a in range(0, len(series), GATHER_STEP):
-                parts.append(gather(series[a : a + GATHER_STEP], lo, ref))
+                parts.append(gather(series[a : a + GATHER_STEP], read, ref))
                 yield
             rows = np.concatenate([p[0] + a for p, a in zip(parts, range(0, len(series), GATHER_STEP), strict=True)])
             sizes = np.concatenate([np.diff(p[1]) for p in parts])
@@ -323,12 +330,16 @@ class Evaluator:
     def _rate_of_windows(self, func: str, ms: MatrixSelector, ctx: Context) -> Gen[Vec | None]:
         """``rate``/``increase``/``delta`` of a selector straight from the series' windows (in C,
         nothing copied); None where the general path must run: a ``rate``/``increase`` over a
-        series not named like a counter (its warning names what the windows hold)."""
+        series not named like a counter (its warning names what the windows hold), or a window
+        reaching back past the retention (the C reader takes the window's edge for both the
+        samples and the extrapolation)."""
         vs = ms.selector
         selected = yield from self._select(vs.matchers, ctx)
         if func != "delta" and not selected.named_like_counters:
             return None
         ref = _ref_time(vs.at, vs.offset_ms, ctx)
+        if ref - ms.range_ms < ctx.expired:  # the general path reads only what has not expired
+            return None
         seconds = duration_seconds(ms.range_ms)
         vec = yield from rate_steps(selected, ref - ms.range_ms, ref, func, seconds, ctx.count, GATHER_STEP)
         return (yield from unique_steps(vec))

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from scaler.model import STALE_NAN
+from scaler.config import StoreLimits
+from scaler.model import STALE_NAN, make_labels
 from scaler.query import (
     Engine,
     Matrix,
@@ -24,7 +25,7 @@ from scaler.query import (
 )
 from scaler.query.histogram import _fix_counts, bucket_quantile
 from scaler.query.selection import gather_python
-from scaler.store import Series
+from scaler.store import Series, Store
 from tests.query.helpers import engine_with, store_with, values
 
 S = 1000
@@ -54,6 +55,46 @@ def test_lookback_is_left_open() -> None:
     short = Engine(store_with({"x": [(0, 1.0)]}), lookback_ms=60 * S)
     assert values(short.instant("x", 59 * S)) == {'{__name__="x"}': 1.0}
     assert values(short.instant("x", 60 * S)) == {}
+
+
+def test_an_instant_selector_never_reads_an_expired_sample_whether_or_not_the_sweep_has_run() -> None:
+    # the lookback (5 m) is longer than the retention (2 m): a series last seen 3 m ago is
+    # expired, though its samples stay until the retention sweep, which trims a few series per
+    # slice, reaches it; read, it would make two scaler replicas fed the same data disagree
+    clock = [1_000.0]
+    store = Store(StoreLimits(retention_seconds=120), clock=lambda: clock[0])
+    store.append([(make_labels("x", {"pod": "a"}), 1_000_000, 1.0, False)])
+    store.append([(make_labels("x", {"pod": "b"}), 1_000_000, 2.0, False)])
+    clock[0] += 100
+    store.append([(make_labels("x", {"pod": "b"}), 1_100_000, 3.0, False)])
+    e = Engine(store)
+    assert values(e.instant("x", 1_100_000)) == {'{__name__="x",pod="a"}': 1.0, '{__name__="x",pod="b"}': 3.0}
+    clock[0] += 80  # pod a's sample expired 60 s ago; the store still holds it
+    unswept = values(e.instant("sum(x)", 1_180_000))
+    assert store.collect() == 1
+    assert unswept == values(e.instant("sum(x)", 1_180_000)) == {"{}": 3.0}
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["count_over_time(x[5m])", "rate(x_total[5m])", "increase(x_total[3m] offset 1m)", "min_over_time(x[10m:30s])"],
+)
+def test_a_range_never_reads_an_expired_sample_whether_or_not_the_sweep_has_run(query: str) -> None:
+    # a 5-m window over a 2-m retention: what it reads must not depend on which series the
+    # sweep has trimmed yet; the window's edges (rate's extrapolation) stay where they are
+    clock = [1_000.0]
+    store = Store(StoreLimits(retention_seconds=120), clock=lambda: clock[0])
+    # 10-s samples over 5 minutes, sent at once (they are within the future skew): the series'
+    # buffers grow to hold them all, as between two visits of the sweep
+    points = [(1_000_000 + i * 10_000, float(i)) for i in range(30)]
+    for name in ("x", "x_total"):
+        labels = make_labels(name, {"pod": "a"})
+        assert store.append([(labels, t, v, False) for t, v in points]).accepted == 30
+    clock[0] = 1_300.0  # the samples before 1_180 s have expired
+    unswept = values(Engine(store).instant(query, store.now_ms()))
+    store.collect()
+    assert unswept == values(Engine(store).instant(query, store.now_ms()))
+    assert unswept  # the samples inside the retention still answer
 
 
 def test_instant_selector_takes_newest_sample_not_after_t() -> None:
