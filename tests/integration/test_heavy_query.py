@@ -25,7 +25,7 @@ def _load(svc: RunningService) -> None:
     samples = [
         (make_labels(f"heavy_{i % 10}", {"pod": f"p{i}"}), now - k * 15_000, float(i + k), False)
         for i in range(SERIES)
-        for k in range(4)
+        for k in range(8)
     ]
     samples.append((make_labels("vllm:num_requests_waiting", {"deployment": "other"}), now, 7.0, False))
     assert store.append(samples).rejected_total == 0
