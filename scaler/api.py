@@ -103,7 +103,7 @@ async def names(request: Request) -> list[str]:
 async def data(request: Request, name: str | None = None) -> dict[str, list[dict[str, Any]]]:
     store, engine = need(request, Store), need(request, query.Engine)
     now = store.now_ms()
-    lo = now - store.retention_ms
+    lo = store.cutoff_ms(now)
     series_list = store.select([Matcher.of(METRIC_NAME, MatchOp.EQ, name)]) if name else list(store.series())
     by_name: dict[str, list[Series]] = {}
     for series in series_list:

@@ -104,7 +104,7 @@ class NativeIngest:
         without a timestamp; the retention and skew limits are taken from the store's clock now,
         as :meth:`Store.append` does."""
         now = self.store.now_ms()
-        cutoff = now - self.store.retention_ms
+        cutoff = self.store.cutoff_ms(now)
         horizon = now + int(self.store.limits.max_future_skew_seconds * 1000)
         next_pos, accepted, data_points, rejected, touched, series_touched = self._ingest.run(
             data, pos, now_ms, cutoff, horizon, budget, self.store.watched, into.written

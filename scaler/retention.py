@@ -2,9 +2,9 @@
 per call, so the application can run it in small slices and the event loop never stalls.
 
 Successive calls walk the whole index round-robin; a series created meanwhile is visited on
-the next round. Nothing reads a sample older than the retention (PromQL selectors stop at
-``Context.expired``, a planner decision copies from its cut-off), so a series waiting for its
-visit costs memory, never a different answer.
+the next round. Nothing reads a sample older than the retention (``Store.cutoff_ms``: PromQL
+selectors and planner decisions read from it), so a series waiting for its visit costs memory,
+never a different answer.
 """
 
 from __future__ import annotations

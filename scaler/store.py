@@ -100,11 +100,18 @@ class Store:
     def retention_ms(self) -> int:
         return int(self.limits.retention_seconds * 1000)
 
+    def cutoff_ms(self, now_ms: int | None = None) -> int:
+        """The oldest instant inside the retention at ``now_ms`` (default: the clock now). An
+        older sample has expired: appends refuse it, the sweep trims it, and no reader (a PromQL
+        selector, a planner decision) reads it before the sweep has come, so what is answered
+        never depends on where the sweep stands."""
+        return (self.now_ms() if now_ms is None else now_ms) - self.retention_ms
+
     def append(self, samples: Iterable[Sample]) -> AppendResult:
         """Store translated samples, enforcing retention, skew and the series limits."""
         result = AppendResult()
         now = self.now_ms()
-        cutoff = now - self.retention_ms
+        cutoff = self.cutoff_ms(now)
         horizon = now + int(self.limits.max_future_skew_seconds * 1000)
         touched = result.written
         watched = self.watched
@@ -194,7 +201,7 @@ class Store:
             unique[:-1] = ts[1:] != ts[:-1]  # on a repeated timestamp the later sample wins, as in append
             ts, vals = ts[unique], vals[unique]
         now = self.now_ms()
-        start = int(ts.searchsorted(now - self.retention_ms, side="left"))
+        start = int(ts.searchsorted(self.cutoff_ms(now), side="left"))
         end = int(ts.searchsorted(now + int(self.limits.max_future_skew_seconds * 1000), side="right"))
         if start >= end:
             return 0
@@ -230,7 +237,7 @@ class Store:
 
         Successive calls walk the whole store round-robin; returns the series deleted.
         """
-        return self._sweep.collect(self.now_ms() - self.retention_ms, budget)
+        return self._sweep.collect(self.cutoff_ms(), budget)
 
     def reset(self) -> None:
         """Delete every series (``POST /memstore/reset``)."""

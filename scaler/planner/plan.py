@@ -232,7 +232,7 @@ def take(store: Store, spec: PlannerSpec, now_ms: int) -> Snapshot:
     taken = selection.take(
         store,
         spec.deployment,
-        now_ms - store.retention_ms,
+        store.cutoff_ms(now_ms),
         ttft_limits=(spec.ttft_budget_s,),
         itl_limits=(spec.itl_target_s,),
         queue_limits=(spec.ttft_budget_s,),

@@ -160,7 +160,7 @@ def read(
     ``long_window_ms`` (both default to ``window_ms``), each latency histogram with its share
     of observations above the given limits (:func:`take`, then :func:`compute`), from the
     samples inside the store's retention now."""
-    taken = take(store, deployment, store.now_ms() - store.retention_ms, ttft_limits, itl_limits, queue_limits)
+    taken = take(store, deployment, store.cutoff_ms(), ttft_limits, itl_limits, queue_limits)
     return compute(taken, times, window_ms, latency_window_ms, long_window_ms)
 
 

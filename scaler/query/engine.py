@@ -215,7 +215,7 @@ class Engine:
             self.limits.evaluation_interval_ms,
             self.limits.max_samples,
             annotations,
-            self.store.now_ms() - self.store.retention_ms - 1,
+            self.store.cutoff_ms() - 1,
         )
         run = self._range(tree, start, end, step, ctx) if step else self._instant(tree, ctx)
         return run, annotations

@@ -97,11 +97,11 @@ class Context:
     max_samples: int
     annotations: Annotations
     expired: int = -(1 << 62)
-    """The newest expired instant (the store's clock less its retention, less 1 ms): no
-    selector reads a sample at or before it. The retention sweep trims a few series
-    per slice, so until it reaches a series the series still holds such samples; read, they
-    would make the answer depend on where the sweep stood (two replicas fed the same data
-    would disagree while a 5-m lookback outlasts a 2-m retention)."""
+    """The newest expired instant (:meth:`Store.cutoff_ms` less 1 ms): no selector reads a
+    sample at or before it. The retention sweep trims a few series per slice, so until it
+    reaches a series the series still holds such samples; read, they would make the answer
+    depend on where the sweep stood (two replicas fed the same data would disagree while a
+    5-m lookback outlasts a 2-m retention)."""
     samples: int = 0
     """Samples held by the evaluation now (loaded by selectors, or kept as results)."""
     cache: dict[tuple[Matcher, ...], Selection] = field(default_factory=dict)
