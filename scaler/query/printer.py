@@ -9,7 +9,10 @@ so that the text reads back to the same value: a duration literal prints its exa
 milliseconds and its sign bit (Prometheus converts ``seconds * 1e9`` to an integer by
 truncation, so ``1s1ms`` would print as ``1s``, and ``-0s`` as ``0s``), and a negative literal
 on the left of ``^`` keeps its parentheses (``(-2) ^ 2``; Prometheus prints ``-2 ^ 2``, which
-reads back as ``-(2 ^ 2)``)."""
+reads back as ``-(2 ^ 2)``), and an offset expression is parenthesised, and signed before an
+arithmetic operator, where Prometheus' spelling reads back as another query
+(``foo offset (1m) - 8`` prints as ``foo offset (1m - 8)``, not ``foo offset 1m - 8``;
+``foo offset +(1m + 1m) * 2`` keeps its ``+``, not ``foo offset (1m + 1m) * 2``)."""
 
 from __future__ import annotations
 
@@ -126,6 +129,31 @@ def _duration(ms: int, expr: DurationExpr | None) -> str:
     return format_duration(ms) if expr is None else format_duration_expr(expr)
 
 
+_DURATION_OPS = frozenset({"+", "-", "*", "/", "%", "^"})
+
+
+def _trailing_offset(e: Expr) -> DurationExpr | None:
+    """The offset expression the printed form of ``e`` ends with, if any."""
+    while isinstance(e, (UnaryExpr, BinaryExpr, MatrixSelector)):
+        e = e.expr if isinstance(e, UnaryExpr) else e.rhs if isinstance(e, BinaryExpr) else e.selector
+    return e.offset_expr if isinstance(e, (VectorSelector, SubqueryExpr)) else None
+
+
+def _offset_text(d: DurationExpr, before_operator: bool) -> str:
+    """An offset expression spelt so that it reads back whole and alone. After ``offset`` the
+    parser takes a literal alone (``offset 1m - 8`` is ``(… offset 1m) - 8``), a signed group
+    alone (``offset -(1m) - 8``), and an unsigned group with any arithmetic that follows it
+    (``offset (1m) - 8`` is an offset of 52 s)."""
+    text = format_duration_expr(d)
+    if d.lhs is None and isinstance(d.rhs, DurationExpr) and d.rhs.wrapped:
+        return text  # "-(…)": a signed group
+    if d.wrapped:
+        return "+" + text if before_operator else text
+    if before_operator:
+        return f"+({text})"
+    return text if text.startswith("(") else f"({text})"
+
+
 def format_label_name(name: str) -> str:
     return name if _LEGACY_LABEL.match(name) else go_quote(name)
 
@@ -161,7 +189,8 @@ def _modifiers(vs: VectorSelector | SubqueryExpr) -> str:
         at = vs.at
         out += f" @ {at.kind}()" if at.kind != "time" else f" @ {at.t_ms / 1000:.3f}"
     if vs.offset_ms or vs.offset_expr is not None:
-        out += f" offset {_duration(vs.offset_ms, vs.offset_expr)}"
+        d = vs.offset_expr
+        out += f" offset {format_duration(vs.offset_ms) if d is None else _offset_text(d, before_operator=False)}"
     return out
 
 
@@ -206,6 +235,9 @@ def format_expr(e: Expr) -> str:
                 side = "group_left" if mt.card == "many-to-one" else "group_right"
                 mods += f" {side}{_grouping(mt.include)}"
         lhs = format_expr(e.lhs)
+        d = _trailing_offset(e.lhs) if e.op in _DURATION_OPS else None
+        if d is not None:  # "foo offset (1m) * 2" would read back as an offset of 2 m
+            lhs = lhs.removesuffix(_offset_text(d, before_operator=False)) + _offset_text(d, before_operator=True)
         if e.op == "^" and lhs == "+Inf":
             lhs = "Inf"  # "+Inf ^ x" would parse back as "+(Inf ^ x)": "^" binds tighter than unary +
         return f"{lhs} {e.op}{mods} {format_expr(e.rhs)}"

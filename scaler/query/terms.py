@@ -114,11 +114,12 @@ class TermParser(TokenStream):
         assert isinstance(expr, VectorSelector)
         return MatrixSelector(expr, range_ms, pos=(start_of(expr), close_tok.end), range_expr=range_expr)
 
-    def duration_expr(self) -> tuple[int, DurationExpr | None]:
+    def duration_expr(self, group_only: bool = False) -> tuple[int, DurationExpr | None]:
         """A duration expression (``5m``, ``26m+4m``, ``2m*(10+5)``, ``30``): its value in
-        milliseconds, and the expression as written unless it is a plain (signed) literal."""
+        milliseconds, and the expression as written unless it is a plain (signed) literal.
+        ``group_only`` reads one parenthesised group and stops at its ``)``."""
         start = self.tok.pos
-        seconds, node = self._duration_binary(0)
+        seconds, node = self._duration_unary() if group_only else self._duration_binary(0)
         if not abs(seconds) * 1000 <= _MAX_DURATION_MS:  # also NaN
             raise self.error(start, "duration out of range")
         return round(seconds * 1000), node if isinstance(node, DurationExpr) else None
@@ -231,12 +232,15 @@ class TermParser(TokenStream):
 
     def offset_suffix(self, expr: Expr) -> Expr:
         self.advance()
-        negative = False
+        negative = signed = False
         if self.kind() in (T.ADD, T.SUB):  # Prometheus' offset_duration_expr: unary_op before a literal or "("
+            signed = True
             negative = self.advance().type is T.SUB
         offset_expr = None
         if self.kind() is T.LEFT_PAREN:
-            offset, offset_expr = self.duration_expr()
+            # After a sign the offset is the group alone: "foo offset -(1m) - 8" is
+            # "(foo offset -1m) - 8", as Prometheus' "unary_op ( duration_expr )" rule reads it.
+            offset, offset_expr = self.duration_expr(group_only=signed)
             if negative and offset_expr is not None:
                 offset_expr = DurationExpr("-", None, offset_expr)
         elif self.kind() in (T.NUMBER, T.DURATION):

@@ -279,6 +279,18 @@ def test_names_the_lexer_reads_as_numbers_or_keywords_are_quoted(text: str, prin
     assert format_expr(parse_promql(text)) == printed
 
 
+def test_a_signed_offset_group_is_the_whole_offset() -> None:
+    # "offset -(1m)-(2 ^ 3)" was read as an offset of -(1m - 8s) and printed as "offset -1m - (2 ^ 3)",
+    # which reads back as "(… offset -1m) - 8": a subquery in arithmetic, so it did not parse
+    # (found by the 5-s fuzz run in CI). Prometheus' grammar takes the signed group alone.
+    text = "vllm:num_requests_waiting[2m*(10+5) % 7m:((8 - 2) / 3) * 7s] offset -(1m)-(2 ^ 3)"
+    promql.test_one_input(text.encode())
+    with pytest.raises(QueryError, match="binary expression must contain only scalar and instant vector types"):
+        parse_promql(text)
+    promql.test_one_input(b"x offset (1m)-(2 ^ 3) * +(1m)-(2 ^ 3)")
+    assert format_expr(parse_promql("x offset (1m)-(2 ^ 3)")) == "x offset (1m - (2 ^ 3))"
+
+
 # ----------------------------------------------------------------------------- compat
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from scaler.query import format_expr, parse_promql, translate_ast
-from scaler.query.ast import MatrixSelector, SubqueryExpr, VectorSelector
+from scaler.query import QueryError, format_expr, parse_promql, translate_ast
+from scaler.query.ast import BinaryExpr, MatrixSelector, SubqueryExpr, VectorSelector, walk
 from tests.conftest import RunningService
 
 PRINTED = [
@@ -95,6 +95,42 @@ def test_duration_expressions_print_as_prometheus_does(text: str, printed: str) 
     again = parse_promql(printed)
     assert again == tree  # the same values: ranges, steps and offsets in milliseconds
     assert translate_ast(again) == translate_ast(tree)  # and the same expressions, as written
+    assert format_expr(again) == printed
+
+
+# Offsets Prometheus' printer spells so that they read back as another query; ours keep their
+# meaning (scaler/query/printer.py). After "offset" the grammar takes a literal alone, a signed
+# group alone (generated_parser.y's "unary_op LEFT_PAREN duration_expr RIGHT_PAREN", which wins
+# its reduce/reduce conflict with paren_duration_expr by coming first) and an unsigned group with
+# the arithmetic that follows it (shift over reduce).
+REREAD = [
+    # The fuzz find: "(subquery offset -1m) - 8" is a range vector in arithmetic, not an offset of -52 s.
+    ("x[1m:] offset -(1m)-(2^3)", None, "binary expression must contain only scalar and instant vector types"),
+    ("foo offset -(1m)-(2^3)", "foo offset -1m - (2 ^ 3)", (-60_000, "-")),
+    ("foo offset +(1m)*2", "foo offset 1m * 2", (60_000, "*")),
+    ("foo offset +(1m+1m)*2", "foo offset +(1m + 1m) * 2", (120_000, "*")),  # Prometheus: "(1m + 1m) * 2"
+    ("foo offset (1m)-(2^3)", "foo offset (1m - (2 ^ 3))", (52_000, None)),  # Prometheus: "1m - (2 ^ 3)"
+    ("foo offset (-1m)*2", "foo offset (-1m * 2)", (-120_000, None)),  # Prometheus: "-1m * 2"
+    ("foo offset (1m+1m)*2 > 2", "foo offset (1m + 1m) * 2 > 2", (240_000, ">")),
+    ("a + -foo offset +(1m+1m) ^ 2", "a + -foo offset +(1m + 1m) ^ 2", (120_000, "+")),
+]
+
+
+@pytest.mark.parametrize(("text", "printed", "expected"), REREAD)
+def test_an_offset_prints_as_text_that_reads_back_as_the_same_query(
+    text: str, printed: str | None, expected: Any
+) -> None:
+    if printed is None:
+        with pytest.raises(QueryError, match=expected):
+            parse_promql(text)
+        return
+    tree = parse_promql(text)
+    offset_ms, top = expected
+    assert (tree.op if isinstance(tree, BinaryExpr) else None) == top
+    assert [e.offset_ms for e in walk(tree) if isinstance(e, VectorSelector) and e.name == "foo"] == [offset_ms]
+    assert format_expr(tree) == printed
+    again = parse_promql(printed)
+    assert again == tree
     assert format_expr(again) == printed
 
 
