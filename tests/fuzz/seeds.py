@@ -421,6 +421,7 @@ def promql_texts() -> list[str]:
         "max_over_time(sum(rate(vllm:prompt_tokens_total[1m]))[5m:30s] offset (1m+30s) @ end())",
         "rate(sum_over_time(weird_values[30s:10s])[1m:])[5m:1m]",
         "vllm:num_requests_waiting[2m*(10+5) % 7m:((8 - 2) / 3) * 7s] offset -(2 ^ 3)",
+        "vllm:num_requests_waiting offset -(1m)-(2 ^ 3) + up offset (1m)-(2^3) > up offset +(1m+1m)^2",
         'vllm:num_requests_waiting{model_name="\\xc3\\xa9\\303\\251\\u00e9\\U0001F600\\xff"}',
         "histogram_fraction(0, 0.5, vllm:time_to_first_token_seconds_bucket) + histogram_count(up)",
         "vllm:num_requests_waiting[1000000y:1ms]",
