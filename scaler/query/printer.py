@@ -36,11 +36,13 @@ from scaler.query.ast import (
     UnaryExpr,
     VectorSelector,
 )
-from scaler.query.tokens import go_quote
+from scaler.query.tokens import DURATION_OPERATORS, go_quote
 
 _LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _NUMBER_WORDS = frozenset({"inf", "nan"})
+_DURATION_OPERATORS = frozenset(DURATION_OPERATORS.values())
+"""Operators that, written after an offset's group, the parser reads as part of the offset."""
 """Legacy names the lexer reads as numbers (in any case) wherever a name could stand."""
 _NOT_METRIC_NAMES = _NUMBER_WORDS | {"bool", "on", "ignoring", "group_left", "group_right", "atan2"}
 """Legacy names the parser does not accept as a bare metric name: they must be quoted."""
@@ -127,9 +129,6 @@ def format_duration_expr(d: DurationOperand) -> str:
 
 def _duration(ms: int, expr: DurationExpr | None) -> str:
     return format_duration(ms) if expr is None else format_duration_expr(expr)
-
-
-_DURATION_OPS = frozenset({"+", "-", "*", "/", "%", "^"})
 
 
 def _trailing_offset(e: Expr) -> DurationExpr | None:
@@ -235,7 +234,7 @@ def format_expr(e: Expr) -> str:
                 side = "group_left" if mt.card == "many-to-one" else "group_right"
                 mods += f" {side}{_grouping(mt.include)}"
         lhs = format_expr(e.lhs)
-        d = _trailing_offset(e.lhs) if e.op in _DURATION_OPS else None
+        d = _trailing_offset(e.lhs) if e.op in _DURATION_OPERATORS else None
         if d is not None:  # "foo offset (1m) * 2" would read back as an offset of 2 m
             lhs = lhs.removesuffix(_offset_text(d, before_operator=False)) + _offset_text(d, before_operator=True)
         if e.op == "^" and lhs == "+Inf":

@@ -22,7 +22,16 @@ from scaler.query.ast import (
 )
 from scaler.query.gomath import duration_seconds
 from scaler.query.stream import TokenStream
-from scaler.query.tokens import AGGREGATORS, T, Token, go_quote, parse_duration_ms, parse_number, unquote
+from scaler.query.tokens import (
+    AGGREGATORS,
+    DURATION_OPERATORS,
+    T,
+    Token,
+    go_quote,
+    parse_duration_ms,
+    parse_number,
+    unquote,
+)
 from scaler.regex import RegexError
 
 _MATCH_OPS = {T.EQL: "=", T.NEQ: "!=", T.EQL_REGEX: "=~", T.NEQ_REGEX: "!~"}
@@ -42,7 +51,6 @@ _LABEL_WORDS = METRIC_WORDS | {T.BOOL, T.ON, T.IGNORING, T.GROUP_LEFT, T.GROUP_R
 _LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _DURATION_START = frozenset({T.NUMBER, T.DURATION, T.LEFT_PAREN, T.ADD, T.SUB, T.IDENTIFIER})
 _DURATION_PREC = {T.ADD: 1, T.SUB: 1, T.MUL: 2, T.DIV: 2, T.MOD: 2, T.POW: 3}
-_DURATION_OPS = {T.ADD: "+", T.SUB: "-", T.MUL: "*", T.DIV: "/", T.MOD: "%", T.POW: "^"}
 MAX_DEPTH = 128
 """How deeply expressions may nest (parentheses, calls, operands, duration expressions): Python
 recurses once or a few times per level in parsing and in every pass over the tree, and must stay
@@ -136,7 +144,7 @@ class TermParser(TokenStream):
             op_tok = self.advance()
             right, right_node = self._duration_binary(prec if op is T.POW else prec + 1)
             left = self._duration_apply(op_tok, left, right)
-            left_node = DurationExpr(_DURATION_OPS[op], left_node, right_node)
+            left_node = DurationExpr(DURATION_OPERATORS[op], left_node, right_node)
 
     def _duration_apply(self, op_tok: Token, left: float, right: float) -> float:
         op = op_tok.type

@@ -100,6 +100,8 @@ OPERATORS = frozenset(
         T.AT,
     }
 )
+DURATION_OPERATORS = {T.ADD: "+", T.SUB: "-", T.MUL: "*", T.DIV: "/", T.MOD: "%", T.POW: "^"}
+"""The operators of a duration expression (``[26m+4m]``, ``offset (1m*2)``), as they print."""
 AGGREGATORS = frozenset(
     {
         T.SUM,
