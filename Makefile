@@ -89,8 +89,13 @@ proto: $(STAMP)
 # the total measured before issue 13 (93.25 %, rounded down); raise it, never lower it.
 COVERAGE_FLOOR := 93
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time
+# (--dist loadfile: a module's server fixtures start once): most tests wait on servers, child
+# processes or the wall clock, so two workers on two cores take 6 minutes instead of 11.
+TEST_WORKERS ?= 2
+
 unit: $(STAMP) $(SYSTEM_STAMP) $(NATIVE_STAMP)
-	$(PY) -m pytest -q --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 settings-table: $(STAMP)
 	$(PY) scripts/settings_table.py
