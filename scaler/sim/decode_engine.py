@@ -120,7 +120,7 @@ class DecodeEngine(VllmEngine):
             _, req = self.waiting[0]
             if req.failed:  # the client went away: vLLM aborts it (and frees the prefill pod's KV)
                 self.waiting.popleft()
-                self.metrics.success("abort")
+                self.metrics.success("abort", req.isl, req.generated)
                 if req.remote_prefill:
                     self.on_transfer_done(req, self.t)
                 continue
@@ -187,7 +187,7 @@ class DecodeEngine(VllmEngine):
                 self.on_transfer_done(req, self.t)
                 if req.failed:
                     self._release(req)
-                    self.metrics.success("abort")
+                    self.metrics.success("abort", req.isl, req.generated)
                     continue
                 self._join(req, 0)
                 first.append(req)
@@ -195,7 +195,7 @@ class DecodeEngine(VllmEngine):
                 for req in [r for r in self.prefilling if r.failed]:
                     self.prefilling.remove(req)
                     self._release(req)
-                    self.metrics.success("abort")
+                    self.metrics.success("abort", req.isl, req.generated)
             self._make_room()
             batch = len(self.decoding)
             if batch and not first and not self.prefilling and self.bulk:
@@ -327,7 +327,7 @@ class DecodeEngine(VllmEngine):
         assert req.decode_arrival is not None
         req.finished = self.t
         self.metrics.e2e.observe(self.t - req.decode_arrival)
-        self.metrics.success("stop")
+        self.metrics.success("stop", req.isl, req.osl)
         self.on_finish(req, self.t)
 
     def abort_all(self) -> None:

@@ -189,7 +189,7 @@ class Fleet:
             lo, hi = s.profile.startup_seconds
             ready_at = self.now + self.rng.uniform(lo, hi) * s.time_scale
         name = f"{dep.name}-{dep.template_hash}-{self._random_name(5)}"
-        metrics = VllmMetrics(s.model_name)
+        metrics = VllmMetrics(s.model_name, s.profile.max_model_len)
         engine: PrefillEngine | DecodeEngine
         if dep.role == "prefill":
             engine = PrefillEngine(s.profile, s.slowdown, metrics, ready_at)

@@ -75,7 +75,7 @@ class VllmEngine:
     def _abort(self, req: Request, t: float) -> None:
         req.aborted = True
         req.finished = t
-        self.metrics.success("abort")
+        self.metrics.success("abort", req.isl, 0)
         self.on_abort(req, t)
 
 
@@ -110,7 +110,7 @@ class PrefillEngine(VllmEngine):
             _, req = self.waiting[0]
             if req.failed:  # the client went away: vLLM aborts it
                 self.waiting.popleft()
-                self.metrics.success("abort")
+                self.metrics.success("abort", req.isl, 0)
                 continue
             if self.kv_used + req.isl > p.kv_capacity_tokens:
                 break
@@ -129,7 +129,7 @@ class PrefillEngine(VllmEngine):
         for req in [r for r in self.running if r.failed]:
             self.running.remove(req)
             self.kv_used -= req.isl
-            self.metrics.success("abort")
+            self.metrics.success("abort", req.isl, 0)
 
     def advance(self, until: float) -> None:
         p = self.profile
@@ -159,7 +159,7 @@ class PrefillEngine(VllmEngine):
         m.e2e.observe(t - req.prefill_arrival)
         m.prompt_tokens.inc(req.isl)
         m.generation_tokens.inc(1)
-        m.success("length")
+        m.success("length", req.isl, 1)
         self.on_complete(req, t)
 
     def abort_all(self) -> None:

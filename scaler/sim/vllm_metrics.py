@@ -7,7 +7,9 @@ see pd-serving-facts.md §5): gauges ``vllm:num_requests_running``,
 ``vllm:generation_tokens``, ``vllm:prefix_cache_queries`` and ``vllm:prefix_cache_hits`` (in
 tokens, counted when a request is scheduled); histograms ``vllm:time_to_first_token_seconds``,
 ``vllm:inter_token_latency_seconds``, ``vllm:e2e_request_latency_seconds``,
-``vllm:request_queue_time_seconds``. Exactly the set the repository's collectors keep
+``vllm:request_queue_time_seconds``, and the lengths of each finished request,
+``vllm:request_prompt_tokens`` and ``vllm:request_generation_tokens`` (1-2-5 buckets up to
+``max_model_len``, as vLLM's ``build_1_2_5_buckets``). Exactly the set the repository's collectors keep
 (``manifests/collectors``, ``filter/vllm-scaling``).
 
 The metrics are small custom registry collectors without locks or label look-ups (a
@@ -41,6 +43,20 @@ REQUEST_LATENCY_BUCKETS = (
 )
 # fmt: on
 
+
+def token_buckets(max_model_len: int) -> tuple[int, ...]:
+    """vLLM's ``build_1_2_5_buckets(max_model_len)``: 1, 2, 5, 10, 20, 50, … up to the limit."""
+    out: list[int] = []
+    exponent = 1
+    while True:
+        for mantissa in (1, 2, 5):
+            value = mantissa * exponent
+            if value > max_model_len:
+                return tuple(out)
+            out.append(value)
+        exponent *= 10
+
+
 LABEL_NAMES = ("model_name", "engine")
 
 
@@ -52,7 +68,7 @@ class WeightedHistogram:
     ) -> None:
         self.name = name
         self.documentation = doc
-        self.bounds = tuple(buckets)
+        self.bounds = tuple(float(b) for b in buckets)
         self.labels = list(labels)
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
@@ -123,7 +139,7 @@ class _Family:
 class VllmMetrics:
     """The metrics of one vLLM engine (``engine="0"``), in their own registry."""
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model_name: str, max_model_len: int) -> None:
         self.registry = r = CollectorRegistry(auto_describe=False)
         labels = (model_name, "0")
         running = _Family(
@@ -174,14 +190,25 @@ class VllmMetrics:
             labels,
             r,
         )
+        lengths = token_buckets(max_model_len)
+        self.request_prompt = WeightedHistogram(
+            "vllm:request_prompt_tokens", "Number of prefill tokens processed.", lengths, labels, r
+        )
+        self.request_generation = WeightedHistogram(
+            "vllm:request_generation_tokens", "Number of generation tokens processed.", lengths, labels, r
+        )
         self.families: tuple[_Family | WeightedHistogram, ...] = (
             running, waiting, kv, success, prompt, generation, queries, hits, self.ttft, self.itl, self.e2e,
-            self.queue,
+            self.queue, self.request_prompt, self.request_generation,
         )  # fmt: skip
         """Every family, in the order the registry exposes them."""
 
-    def success(self, reason: str) -> None:
+    def success(self, reason: str, prompt_tokens: int, generation_tokens: int) -> None:
+        """A request finished (``reason``: stop, length or abort), with its prompt and the
+        tokens it generated: vLLM counts it and observes both lengths, whatever the reason."""
         self._success[reason].value += 1.0
+        self.request_prompt.observe(prompt_tokens)
+        self.request_generation.observe(generation_tokens)
 
     def prefix_lookup(self, queried: int, to_compute: int) -> None:
         """A request scheduled: its ``queried`` tokens looked up in the prefix cache, all but

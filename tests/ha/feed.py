@@ -42,7 +42,7 @@ class Pod:
     metrics: VllmMetrics = field(init=False)
 
     def __post_init__(self) -> None:
-        self.metrics = VllmMetrics("facebook/opt-125m")
+        self.metrics = VllmMetrics("facebook/opt-125m", 2048)
         self.metrics.waiting.set(self.waiting)
         self.metrics.running.set(2 * self.waiting)
         self.metrics.kv_usage.set(0.1 * self.waiting)

@@ -22,7 +22,7 @@ def _ref(**metadata: str) -> pb.ScaledObjectRef:
 
 
 def _scrape(pod: str, waiting: int, t: float) -> list[metrics_pb2.ResourceMetrics]:
-    m = VllmMetrics("m")
+    m = VllmMetrics("m", 2048)
     m.waiting.set(waiting)
     m.prompt_tokens.inc(1000 * t)
     metrics = registry_to_metrics(m.registry, int((EPOCH + t) * 1e9), int(EPOCH * 1e9))

@@ -21,12 +21,12 @@ POD = "pd-llm-d-modelservice-decode-7d9f8c6b5d-xk2lp"
 
 
 def pod_metrics() -> VllmMetrics:
-    m = VllmMetrics("facebook/opt-125m")
+    m = VllmMetrics("facebook/opt-125m", 2048)
     m.running.set(3)
     m.waiting.set(1)
     m.kv_usage.set(0.25)
     m.prompt_tokens.inc(512)
-    m.success("stop")
+    m.success("stop", 512, 128)
     m.ttft.observe(0.03)
     m.ttft.observe(0.3, count=2)
     m.itl.observe(0.02, count=100)
@@ -48,7 +48,13 @@ def test_names_types_and_labels_are_vllms() -> None:
         "vllm:inter_token_latency_seconds",
         "vllm:e2e_request_latency_seconds",
         "vllm:request_queue_time_seconds",
+        "vllm:request_prompt_tokens",
+        "vllm:request_generation_tokens",
     }
+    lengths = metrics["vllm:request_generation_tokens"].histogram.data_points[0]
+    assert list(lengths.explicit_bounds) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]  # 1-2-5 to 2048
+    assert (lengths.count, lengths.sum) == (1, 128)
+    assert metrics["vllm:request_prompt_tokens"].histogram.data_points[0].sum == 512
     running = metrics["vllm:num_requests_running"].gauge.data_points[0]
     assert running.as_double == 3 and {a.key: a.value.string_value for a in running.attributes} == {
         "engine": "0",
@@ -103,7 +109,7 @@ def test_a_removed_pod_sends_staleness_markers_once() -> None:
 
 def test_the_direct_conversion_sends_exactly_what_the_registry_conversion_does() -> None:
     m = pod_metrics()
-    m.success("abort")
+    m.success("abort", 300, 0)
     m.itl.observe(0.3, count=7)
     for stale in (False, True):
         direct = vllm_to_metrics(m, T_NS, T_NS - 10**9, stale=stale)

@@ -19,7 +19,7 @@ def hist(metric: WeightedHistogram) -> tuple[int, float]:
 
 
 def test_prefill_queue_drains_one_full_step_per_prompt() -> None:
-    m = VllmMetrics("m")
+    m = VllmMetrics("m", 2048)
     engine = PrefillEngine(PROFILE, 1.0, m, 0.0)
     done: list[float] = []
     engine.on_complete = lambda req, t: done.append(t)
@@ -44,7 +44,7 @@ def test_prefill_queue_drains_one_full_step_per_prompt() -> None:
 
 
 def test_prefill_chunks_long_prompts_and_shares_the_budget() -> None:
-    engine = PrefillEngine(PROFILE, 1.0, VllmMetrics("m"), 0.0)
+    engine = PrefillEngine(PROFILE, 1.0, VllmMetrics("m", 2048), 0.0)
     done: dict[int, float] = {}
     engine.on_complete = lambda req, t: done.__setitem__(req.rid, t)
     for rid, isl in ((1, 1500), (2, 1500)):
@@ -59,7 +59,7 @@ def test_prefill_chunks_long_prompts_and_shares_the_budget() -> None:
 
 
 def test_decode_step_cost_grows_with_batch_and_context() -> None:
-    engine = DecodeEngine(PROFILE, 1.0, VllmMetrics("m"), 0.0)
+    engine = DecodeEngine(PROFILE, 1.0, VllmMetrics("m", 2048), 0.0)
     times: dict[str, float] = {}
     engine.on_first_token = lambda req, t: times.__setitem__("first", t)
     engine.on_finish = lambda req, t: times.__setitem__("done", t)
@@ -75,7 +75,7 @@ def test_decode_step_cost_grows_with_batch_and_context() -> None:
 
 
 def test_slowdown_multiplies_every_latency() -> None:
-    engine = DecodeEngine(PROFILE, 10.0, VllmMetrics("m"), 0.0)
+    engine = DecodeEngine(PROFILE, 10.0, VllmMetrics("m", 2048), 0.0)
     first: list[float] = []
     engine.on_first_token = lambda req, t: first.append(t)
     req = request(1, 0.0, 100, 1)
@@ -87,7 +87,7 @@ def test_slowdown_multiplies_every_latency() -> None:
 
 def test_kv_capacity_limits_admission() -> None:
     small = replace(PROFILE, kv_capacity_tokens=1000)
-    engine = DecodeEngine(small, 1.0, VllmMetrics("m"), 0.0)
+    engine = DecodeEngine(small, 1.0, VllmMetrics("m", 2048), 0.0)
     done: list[int] = []
     engine.on_finish = lambda req, t: done.append(req.rid)
     for rid in range(3):  # each needs 400 prompt + 100 output tokens: two fit in 1000
@@ -104,7 +104,7 @@ def test_kv_capacity_limits_admission() -> None:
 
 
 def test_shared_prompt_blocks_count_once_and_cached_prompts_skip_prefill() -> None:
-    engine = DecodeEngine(PROFILE, 1.0, VllmMetrics("m"), 0.0)
+    engine = DecodeEngine(PROFILE, 1.0, VllmMetrics("m", 2048), 0.0)
     for rid in range(2):
         req = request(rid, 0.0, 500, 50, key="same")
         req.decode_arrival = 0.0
@@ -120,7 +120,7 @@ def test_shared_prompt_blocks_count_once_and_cached_prompts_skip_prefill() -> No
 
 
 def test_remote_request_waits_for_the_kv_pull() -> None:
-    engine = DecodeEngine(PROFILE, 1.0, VllmMetrics("m"), 0.0)
+    engine = DecodeEngine(PROFILE, 1.0, VllmMetrics("m", 2048), 0.0)
     pulled: list[float] = []
     first: list[float] = []
     engine.on_transfer_done = lambda req, t: pulled.append(t)
@@ -138,7 +138,7 @@ def test_remote_request_waits_for_the_kv_pull() -> None:
 
 
 def test_abort_all_reports_every_request() -> None:
-    engine = DecodeEngine(PROFILE, 1.0, VllmMetrics("m"), 0.0)
+    engine = DecodeEngine(PROFILE, 1.0, VllmMetrics("m", 2048), 0.0)
     aborted: list[int] = []
     engine.on_abort = lambda req, t: aborted.append(req.rid)
     for rid in range(3):
@@ -156,7 +156,7 @@ def _decode_trace(
 ) -> tuple[dict[int, tuple[float, float]], list[tuple[float, float, int]], float]:
     import random
 
-    engine = DecodeEngine(replace(PROFILE, kv_capacity_tokens=kv_tokens), 1.0, VllmMetrics("m"), 0.0, bulk=bulk)
+    engine = DecodeEngine(replace(PROFILE, kv_capacity_tokens=kv_tokens), 1.0, VllmMetrics("m", 2048), 0.0, bulk=bulk)
     times: dict[int, list[float]] = {}
     itl: list[tuple[float, float, int]] = []
     engine.on_first_token = lambda req, t: times.__setitem__(req.rid, [t])
@@ -192,7 +192,7 @@ def test_event_driven_decode_matches_stepping_one_step_at_a_time(kv_tokens: int)
 
 def test_a_full_kv_cache_preempts_the_newest_sequence_and_it_resumes() -> None:
     small = replace(PROFILE, kv_capacity_tokens=1000)
-    m = VllmMetrics("m")
+    m = VllmMetrics("m", 2048)
     engine = DecodeEngine(small, 1.0, m, 0.0)
     done: dict[int, float] = {}
     engine.on_finish = lambda req, t: done.__setitem__(req.rid, t)
