@@ -287,9 +287,12 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     backlog = signals.waiting * osl
     # requests arriving: those that finished plus the change of those in the system, whether
     # queued or just admitted (a sequence admitted has not yet produced the tokens it will),
-    # over the latency window: decode requests are few and long, so 15 s would be noisy
-    window = signals.latency_window_ms
-    demand = _arrivals(signals.slow_request_rate, in_system, signals, window) * osl
+    # over the rate window, as prefill's: a rise shows within one HPA sync, and its noise is
+    # the settled level's to absorb (see forecast.settle). Over the 30-s latency window a step
+    # showed 15 s later; that lag was hidden while the mean output came from the token
+    # counters, whose overstatement during a rise (see signals._mean_length) made up for it
+    window = signals.window_ms
+    demand = _arrivals(signals.request_rate, in_system, signals, window) * osl
     growth = np.maximum(_change(backlog, signals, window), 0.0)
     itl_share = signals.itl.share_above(spec.itl_target_s)
     queue_share = signals.queue.share_above(spec.ttft_budget_s)

@@ -62,8 +62,7 @@ class Tuning:
     window_ms: int = 15_000
     """Window of the rates (the demand): short, so a step shows within one HPA sync."""
     latency_window_ms: int = 30_000
-    """Window of the latency distributions (the SLO is judged over 30-s windows too) and of
-    decode's request arrivals (fewer and longer requests than prefill's tokens)."""
+    """Window of the latency distributions (the SLO is judged over 30-s windows too)."""
     long_window_ms: int = 300_000
     """Window of the mean prompt and output lengths (stable figures, noisy over short windows)."""
     settle_ms: int = 60_000

@@ -30,6 +30,10 @@ PREFIX_HITS = ("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total
 TTFT = ("vllm:time_to_first_token_seconds",)
 ITL = ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
 QUEUE = ("vllm:request_queue_time_seconds",)
+PROMPT_LENGTHS = ("vllm:request_prompt_tokens",)
+OUTPUT_LENGTHS = ("vllm:request_generation_tokens",)
+"""Per finished request, its prompt and its output length (of each histogram only ``_sum`` and
+``_count`` are read: the mean lengths of the requests that finished)."""
 EPP_IN_FLIGHT = "llm_d_epp_inflight_requests"
 """llm-d's endpoint picker, inflight-load-producer: requests routed to an endpoint and not yet
 released (on a P/D pool a request counts on its decode endpoint from admission to the end of
@@ -39,6 +43,7 @@ METRIC_NAMES = frozenset(
     [*RUNNING, *WAITING, *KV_USAGE, *PROMPT_TOKENS, *GENERATION_TOKENS, *REQUESTS, *PREFIX_QUERIES, *PREFIX_HITS]
     + [EPP_IN_FLIGHT]
     + [name + suffix for name in (*TTFT, *ITL, *QUEUE) for suffix in ("_bucket", "_sum", "_count")]
+    + [name + suffix for name in (*PROMPT_LENGTHS, *OUTPUT_LENGTHS) for suffix in ("_sum", "_count")]
 )
 """Every metric the planner reads (new samples of these may change its answer)."""
 
@@ -165,6 +170,9 @@ def take(
     counters.add("requests", reader.select(REQUESTS))
     counters.add("prefix_queries", reader.select(PREFIX_QUERIES))
     counters.add("prefix_hits", reader.select(PREFIX_HITS))
+    for key, names in (("prompt_lengths", PROMPT_LENGTHS), ("output_lengths", OUTPUT_LENGTHS)):
+        counters.add(f"{key}:sum", reader.select(names, "_sum"))
+        counters.add(f"{key}:count", reader.select(names, "_count"))
     limits = {"ttft": tuple(ttft_limits), "itl": tuple(itl_limits), "queue": tuple(queue_limits)}
     histograms = {
         key: reader.histogram(counters, key, names, limits[key])

@@ -9,7 +9,9 @@ Only what vLLM itself exports (pd-serving-facts.md §5) is read, selected by the
   ``vllm:request_success_total``, ``vllm:prefix_cache_queries_total`` and
   ``vllm:prefix_cache_hits_total`` (older names ``vllm:gpu_prefix_cache_*``; optional);
 * histograms ``vllm:time_to_first_token_seconds``, ``vllm:inter_token_latency_seconds``
-  (older name ``vllm:time_per_output_token_seconds``), ``vllm:request_queue_time_seconds``.
+  (older name ``vllm:time_per_output_token_seconds``), ``vllm:request_queue_time_seconds``;
+  of ``vllm:request_prompt_tokens`` and ``vllm:request_generation_tokens`` (each finished
+  request's lengths; optional) only ``_sum`` and ``_count``.
 
 A pod counts as exporting at an instant when its ``num_requests_running`` gauge has a sample
 no older than :data:`FRESH_MS` that is not a staleness marker (a removed pod's collector sends
@@ -68,7 +70,7 @@ class Signals:
     window_ms: int
     """Window of the rates."""
     latency_window_ms: int
-    """Window of the latency distributions and of the slow request rate."""
+    """Window of the latency distributions."""
     pods: FloatArray
     """Pods exporting at the instant."""
     running: FloatArray
@@ -89,14 +91,13 @@ class Signals:
     """Share of the prompt tokens looked up in the prefix cache over the window that were not
     found there (the work prefill still does); NaN where none were looked up, or the pods do
     not export the prefix-cache counters."""
-    slow_request_rate: FloatArray
-    """Requests finished per second over the latency window (less noisy, for arrivals)."""
     mean_prompt: FloatArray
-    """Prompt tokens per finished request over the long window (NaN: none finished)."""
+    """Mean prompt length of the requests that finished over the long window (NaN: none
+    finished); see :func:`_mean_length`."""
     mean_output: FloatArray
-    """Generated tokens per finished request over the long window: the mean output length.
-    Over a short window it would be noisy (long outputs finish few at a time) and biased
-    towards the short ones right after a rise (they finish first)."""
+    """Mean output length of the requests that finished over the long window. Over a short
+    window it would be noisy (long outputs finish few at a time) and biased towards the short
+    ones right after a rise (they finish first)."""
     ttft: Latency
     itl: Latency
     queue: Latency
@@ -156,7 +157,7 @@ def read(
     queue_limits: Sequence[float] = (),
 ) -> Signals:
     """The signals of ``deployment`` at each instant of ``times``: rates over ``window_ms``,
-    latencies and the slow request rate over ``latency_window_ms``, mean lengths over
+    latencies over ``latency_window_ms``, mean lengths over
     ``long_window_ms`` (both default to ``window_ms``), each latency histogram with its share
     of observations above the given limits (:func:`take`, then :func:`compute`), from the
     samples inside the store's retention now."""
@@ -204,9 +205,8 @@ def compute(
         generation_rate=counters.sum(grown, "generation", width) / seconds,
         request_rate=counters.sum(grown, "requests", width) / seconds,
         uncached_share=_uncached(counters, grown, width),
-        slow_request_rate=counters.sum(latency_grown, "requests", width) / (latency_window_ms / 1000.0),
-        mean_prompt=_ratio(counters.sum(long_grown, "prompt", width), counters.sum(long_grown, "requests", width)),
-        mean_output=_ratio(counters.sum(long_grown, "generation", width), counters.sum(long_grown, "requests", width)),
+        mean_prompt=_mean_length(counters, long_grown, "prompt_lengths", "prompt", width),
+        mean_output=_mean_length(counters, long_grown, "output_lengths", "generation", width),
         ttft=_latency(counters, latency_grown, "ttft", limits["ttft"], width, histograms["ttft"]),
         itl=_latency(counters, latency_grown, "itl", limits["itl"], width, histograms["itl"]),
         queue=_latency(counters, latency_grown, "queue", limits["queue"], width, histograms["queue"]),
@@ -218,6 +218,19 @@ def _uncached(counters: Rows, grown: FloatArray, width: int) -> FloatArray:
     """1 − hits/queries of the prefix cache over each window (NaN: nothing looked up)."""
     hits = _ratio(counters.sum(grown, "prefix_hits", width), counters.sum(grown, "prefix_queries", width))
     return np.asarray(np.clip(1.0 - hits, 0.0, 1.0), dtype=np.float64)
+
+
+def _mean_length(counters: Rows, grown: FloatArray, lengths: str, tokens: str, width: int) -> FloatArray:
+    """The mean length of the requests that finished over each window: the length histogram's
+    ``_sum`` over its ``_count`` (vLLM observes both lengths of every request as it finishes;
+    llm-d's workload-variant-autoscaler reads them so). Where the pods do not export it, the
+    token counter over the requests finished, which counts the tokens of requests still
+    running too: while the requests in flight grow (a rise, a start), it overstates the mean
+    (five-fold in a fleet's first minute of 1–4k-token answers, a quarter after a step up),
+    while they shrink it understates it."""
+    exact = _ratio(counters.sum(grown, f"{lengths}:sum", width), counters.sum(grown, f"{lengths}:count", width))
+    fallback = _ratio(counters.sum(grown, tokens, width), counters.sum(grown, "requests", width))
+    return np.asarray(np.where(np.isfinite(exact), exact, fallback), dtype=np.float64)
 
 
 def _ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:

@@ -66,6 +66,10 @@ class Load:
     cached_tokens: float | None = None
     """Of ``prompt_tokens``, those found in the prefix cache; None: the pod does not export the
     prefix-cache counters (an older vLLM, or a collector that drops them)."""
+    lengths: tuple[float, float] | None = None
+    """The prompt and output lengths of each of the ``requests`` that finished, observed in
+    ``vllm:request_prompt_tokens`` / ``vllm:request_generation_tokens``; None: the pod does not
+    export those histograms (a collector that drops them)."""
 
 
 @dataclass
@@ -76,6 +80,9 @@ class Pod:
     requests: float = 0.0
     prefix: tuple[float, float] | None = None
     """Prefix-cache queries and hits so far (tokens), once the pod exports them."""
+    lengths: tuple[float, float, float] | None = None
+    """Requests finished, their prompt and their output tokens so far, once the pod exports the
+    length histograms (``_sum`` and ``_count`` only: nothing reads their buckets)."""
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
     queue: Histogram = field(default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS))
@@ -125,6 +132,10 @@ class Fleet:
                 if one.cached_tokens is not None:
                     queries, hits = pod.prefix or (0.0, 0.0)
                     pod.prefix = (queries + one.prompt_tokens, hits + one.cached_tokens)
+                if one.lengths is not None:
+                    count, prompts, outputs = pod.lengths or (0.0, 0.0, 0.0)
+                    isl, osl = one.lengths
+                    pod.lengths = (count + one.requests, prompts + isl * one.requests, outputs + osl * one.requests)
                 pod.ttft.observe(one.ttft, one.requests)
                 pod.itl.observe(one.itl, one.generation_tokens)
                 pod.queue.observe(one.queue, one.requests)
@@ -146,6 +157,10 @@ class Fleet:
         if pod.prefix is not None:
             metrics.append(otlpdata.counter("vllm:prefix_cache_queries_total", pod.prefix[0], t_ns))
             metrics.append(otlpdata.counter("vllm:prefix_cache_hits_total", pod.prefix[1], t_ns))
+        if pod.lengths is not None:
+            count, prompts, outputs = pod.lengths
+            for name, total in (("vllm:request_prompt_tokens", prompts), ("vllm:request_generation_tokens", outputs)):
+                metrics.append(otlpdata.histogram(name, [], [int(count)], total, t_ns))
         for name, hist in (
             ("vllm:time_to_first_token_seconds", pod.ttft),
             ("vllm:inter_token_latency_seconds", pod.itl),
@@ -167,6 +182,11 @@ class Fleet:
         if pod.prefix is not None:
             out.append((self.labels("vllm:prefix_cache_queries_total", pod.name), ts, pod.prefix[0], False))
             out.append((self.labels("vllm:prefix_cache_hits_total", pod.name), ts, pod.prefix[1], False))
+        if pod.lengths is not None:
+            count, prompts, outputs = pod.lengths
+            for name, total in (("vllm:request_prompt_tokens", prompts), ("vllm:request_generation_tokens", outputs)):
+                out.append((self.labels(name + "_count", pod.name), ts, count, False))
+                out.append((self.labels(name + "_sum", pod.name), ts, total, False))
         for name, hist in (
             ("vllm:time_to_first_token_seconds", pod.ttft),
             ("vllm:inter_token_latency_seconds", pod.itl),

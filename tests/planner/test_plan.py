@@ -63,10 +63,10 @@ def test_the_queue_expected_when_asked_for_replicas_arrive_is_asked_for_once() -
     # tokens, to drain within 60 s: (20000 + 650000 / 60) / 5000 = 6.2 → 7
     assert result.projected_backlog == pytest.approx(650_000)
     assert (result.drain, result.desired, result.pending) == (7, 7, 5)
-    # the same answer on every call once the 30-s window of decode arrivals has filled: the
+    # the same answer on every call once the 15-s window of decode arrivals has filled: the
     # queue grows, the wait shrinks alike
-    assert answers[:6] == [3, 4, 5, 5, 6, 7]
-    assert answers[5:] == [7] * 7
+    assert answers[:3] == [3, 5, 7]
+    assert answers[2:] == [7] * 10
 
 
 def test_asked_for_replicas_that_never_come_stay_pending_and_the_queue_is_not_piled_on() -> None:
@@ -206,8 +206,10 @@ def test_a_blip_shorter_than_an_slo_window_does_not_recur() -> None:
     fleet.run(120, _busy(90))
     _through(fleet, 60, _busy(140))
     _through(fleet, 120, _busy(90))
-    # 20 s at 4 replicas' need: not a return, so only the ordinary hold follows it
-    assert max(need for need, _, _ in _through(fleet, 45, _busy(140))) == 4
+    # 25 s at 4 replicas' need (the 15-s rate window sees the rise within 5 s): not a return,
+    # so only the ordinary hold follows it
+    blip = [need for need, _, _ in _through(fleet, 30, _busy(140))]
+    assert blip == [3, 4, 4, 4, 4, 4]
     after = _through(fleet, 120, _busy(90))
     assert {(desired, hold) for _, desired, hold in after[12:]} == {(3, 60)}
 
@@ -216,18 +218,21 @@ def test_a_burst_train_keeps_its_replica_through_the_next_lull() -> None:
     fleet = Fleet("dec", retention_seconds=1200)
     fleet.add("a", "b", "c")
     fleet.run(120, _busy(90))  # 13500 tokens/s: 3 replicas
-    # two bursts of 40 s (24000 tokens/s: a surge, 4 replicas) with a 30-s lull between them
-    assert {need for need, _, _ in _through(fleet, 40, _busy(160))} == {4}
-    assert max(need for need, _, _ in _through(fleet, 30, _busy(90))) == 3
+    # two bursts of 40 s (24000 tokens/s: a surge, 4 replicas) with a 30-s lull between them;
+    # over the first burst's first 15 s the arrivals also count the 210 requests that joined
+    # at once (the rate window's change of those in the system): 5
+    first = _through(fleet, 40, _busy(160))
+    assert [need for need, _, _ in first] == [5, 5, 5, 4, 4, 4, 4, 4]
+    assert max(need for need, _, _ in _through(fleet, 30, _busy(90))) <= 3
     second = _through(fleet, 40, _busy(160))
-    # the need is back at 4 15 s into the second burst (the rate window's ramp): 30 + 5 + 15 =
-    # 50 s after it was last at 4, within the 60-s hold; the lull after it may be as long, so
-    # 4 is held 60 + 50 s after the need was last there instead of 60 s
-    assert [need for need, _, _ in second] == [3, 3, 3, 4, 4, 4, 4, 4]
+    # the need is back at 4 at the second burst's first instant: 30 + 5 = 35 s after it was
+    # last at 4, within the 60-s hold; the lull after it may be as long, so 4 is held 60 + 35 s
+    # after the need was last there instead of 60 s
+    assert [need for need, _, _ in second] == [4] * 8
     after = _through(fleet, 150, _busy(90))
-    assert {need for need, _, _ in after} <= {2, 3}
-    assert [(desired, hold) for _, desired, hold in after[:22]] == [(4, 60)] * 11 + [(4, 110)] * 11
-    assert {(desired, hold) for _, desired, hold in after[22:]} == {(2, 60)}
+    assert {need for need, _, _ in after} <= {1, 2, 3}
+    assert [(desired, hold) for _, desired, hold in after[:19]] == [(4, 60)] * 11 + [(4, 95)] * 8
+    assert {(desired, hold) for _, desired, hold in after[19:]} == {(2, 60)}
 
 
 def _recurring(needs: list[tuple[int, int]]) -> list[int]:

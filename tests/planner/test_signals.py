@@ -91,6 +91,29 @@ def test_uncached_share_is_one_minus_the_prefix_cache_hit_rate_as_promql_compute
     assert signals.uncached_share[0] == pytest.approx(1 - 4000 / 5000)
 
 
+@pytest.mark.parametrize("exported", [True, False], ids=["length histograms", "counters only"])
+def test_mean_lengths_are_those_of_the_requests_that_finished(exported: bool) -> None:
+    # a minute in which the requests in flight grow: each second 1000 tokens are generated and
+    # half a request finishes, having had a 300-token prompt and a 1000-token answer (the other
+    # tokens belong to requests still running). The counters alone read two thousand.
+    fleet = Fleet("dec")
+    fleet.add("a", "b")
+    lengths = (300.0, 1000.0) if exported else None
+    fleet.run(60, Load(running=40, prompt_tokens=600, generation_tokens=1000, requests=0.5, lengths=lengths))
+    signals = read(fleet.store, "dec", _at(fleet, 0), 30_000, long_window_ms=60_000)
+    if not exported:
+        assert signals.mean_output[0] == pytest.approx(2000.0) and signals.mean_prompt[0] == pytest.approx(1200.0)
+        return
+    assert signals.mean_output[0] == pytest.approx(1000.0) and signals.mean_prompt[0] == pytest.approx(300.0)
+    engine = query.Engine(fleet.store)
+    ratio = engine.instant(
+        'sum(rate(vllm:request_generation_tokens_sum{deployment="dec"}[1m]))'
+        ' / sum(rate(vllm:request_generation_tokens_count{deployment="dec"}[1m]))',
+        fleet.now_ms,
+    )
+    assert isinstance(ratio, query.Vector) and ratio.samples[0].value == pytest.approx(signals.mean_output[0])
+
+
 def test_uncached_share_is_unknown_without_the_prefix_cache_counters_or_lookups() -> None:
     fleet = Fleet("pre")
     fleet.add("a")
