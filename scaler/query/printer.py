@@ -41,11 +41,11 @@ from scaler.query.tokens import DURATION_OPERATORS, go_quote
 _LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _NUMBER_WORDS = frozenset({"inf", "nan"})
-_DURATION_OPERATORS = frozenset(DURATION_OPERATORS.values())
-"""Operators that, written after an offset's group, the parser reads as part of the offset."""
 """Legacy names the lexer reads as numbers (in any case) wherever a name could stand."""
 _NOT_METRIC_NAMES = _NUMBER_WORDS | {"bool", "on", "ignoring", "group_left", "group_right", "atan2"}
 """Legacy names the parser does not accept as a bare metric name: they must be quoted."""
+_DURATION_OPERATORS = frozenset(DURATION_OPERATORS.values())
+"""Operators that, written after an offset's group, the parser reads as part of the offset."""
 
 
 def format_duration(ms: int) -> str:
