@@ -333,6 +333,8 @@ class DecodeEngine(VllmEngine):
     def abort_all(self) -> None:
         admitted = [r for _, _, r in self.transfers] + self.prefilling + list(self.decoding.values())
         victims = [r for _, r in self.waiting] + admitted
+        for req in self.decoding.values():  # what each running sequence has generated so far
+            req.generated = req.ctx_base + self.steps - req.isl
         for req in admitted:
             self._ref(req, -1)
         self.waiting.clear()

@@ -45,7 +45,8 @@ class Request:
     finish_step: int = 0
     ctx_base: int = 0
     generated: int = 0
-    """Tokens generated before a preemption (a decode pod recomputes them to resume)."""
+    """Tokens generated before a preemption (a decode pod recomputes them to resume) or an abort
+    (vLLM observes them in ``vllm:request_generation_tokens``)."""
     preempted_at: float | None = None
     aborted: bool = False
     """Aborted by a pod's termination, or dropped at the gateway."""

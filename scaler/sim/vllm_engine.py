@@ -75,7 +75,7 @@ class VllmEngine:
     def _abort(self, req: Request, t: float) -> None:
         req.aborted = True
         req.finished = t
-        self.metrics.success("abort", req.isl, 0)
+        self.metrics.success("abort", req.isl, req.generated)
         self.on_abort(req, t)
 
 

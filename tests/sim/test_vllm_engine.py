@@ -146,9 +146,14 @@ def test_abort_all_reports_every_request() -> None:
         req.decode_arrival = 0.0
         engine.enqueue(req, 0.0)
     engine.advance(0.1)
+    generated = engine.metrics.generation_tokens.value
+    assert generated > 0
     engine.abort_all()
     assert sorted(aborted) == [0, 1, 2]
     assert engine.idle and engine.kv_used == 0 and engine.committed == 0
+    # each aborted sequence's length is what it generated before the abort, as vLLM observes it
+    lengths = engine.metrics.request_generation
+    assert sum(lengths.counts) == 3 and lengths.sum == generated
 
 
 def _decode_trace(
