@@ -269,8 +269,8 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
     horizon = spec.startup_s + tuning.grid_ms / 1000
     level, surging = settle(times, view.demand, tuning.settle_ms)
     # the trend of the demand itself: the level dips below it for a while after a surge (the
-    # mean catches up), which would read as a rise
-    slope = trend(times, view.demand, tuning.trend_segment_ms)
+    # mean catches up), which would read as a rise; extrapolated over a start-up once it lasted one
+    slope = trend(times, view.demand, tuning.trend_segment_ms, int(horizon * 1000))
     expected = forecast(level, slope, horizon)
     hold_s = max(spec.startup_s, tuning.min_hold_s)
     if spec.role == "prefill":

@@ -179,6 +179,26 @@ def test_trend_needs_a_steady_rise_in_three_segments_and_forecast_is_capped() ->
     assert forecast(np.array([100.0]), np.array([10.0]), 60)[0] == pytest.approx(200)  # capped at 2x
 
 
+def test_a_rise_is_extrapolated_only_once_it_lasted_the_start_up() -> None:
+    times = np.arange(0, 400_000, 5_000, dtype=np.int64)
+    # flat at 100, then rising 2/s from 100 s on: the rise of the segment means is positive
+    # from 105 s, steady from 170 s; positive at every instant of (t − 120 s, t] from 220 s
+    ramp = 100 + 2.0 * np.clip(times / 1000 - 100, 0, None)
+    assert times[np.nonzero(trend(times, ramp, 30_000))[0][0]] == 170_000
+    lasting = trend(times, ramp, 30_000, persist_ms=120_000)
+    assert times[np.nonzero(lasting)[0][0]] == 220_000
+    assert lasting[-1] == pytest.approx(2.0)
+    # the same rise ending after 100 s: steady for a while, but never for a start-up
+    bump = 100 + 2.0 * np.clip(times / 1000 - 100, 0, 100)
+    assert (trend(times, bump, 30_000) > 0).sum() == 10
+    assert (trend(times, bump, 30_000, persist_ms=120_000) == 0.0).all()
+    # a rise under way since the grid's first instant began at an unknown time: it counts from
+    # the first instant it can be measured at (the oldest segment holds three points at 70 s)
+    steady = 100 + 2.0 * times / 1000
+    assert times[np.nonzero(trend(times, steady, 30_000))[0][0]] == 70_000
+    assert times[np.nonzero(trend(times, steady, 30_000, persist_ms=120_000))[0][0]] == 185_000
+
+
 def test_the_level_caps_the_noise_at_the_minute_mean_but_passes_surges_falls_and_lasting_rises() -> None:
     times = np.arange(0, 120_000, 5_000, dtype=np.int64)  # 24 instants
     noisy = np.array([100.0, 110.0, 90.0, 120.0] * 6)  # mean 105
