@@ -24,7 +24,9 @@ or a day is made of lasts many minutes and loses nothing; a rise of the rates' n
 surge that ends, does not last a start-up (two minutes on an H100), and is no longer planned
 for: it asked for a replica that was held a whole hold for a rise that had gone. Measured in
 the lab (seeds 1–3): slow-ramp identical; GPU-hours −1 to −5 % elsewhere, scale events on
-prefix-collapse 14.3 → 10.7."""
+prefix-collapse 14.3 → 10.7. Where pods take six minutes to start (the lab's
+``llama70b-tp4-h100``) the short rises no longer extrapolated had been headroom at the next
+step: attainment there fell 2–6 points at 2–7 % fewer GPU-hours."""
 
 from __future__ import annotations
 
