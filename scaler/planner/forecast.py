@@ -54,17 +54,12 @@ def trend(times_ms: Int64Array, values: FloatArray, segment_ms: int, persist_ms:
     rise from the first segment's mean to the last's has been positive for ``persist_ms``
     (from the grid's first instant at the earliest: a rise under way there began at an
     unknown time)."""
-    means = rolling.mean(values, rolling.starts(times_ms, segment_ms), min_points=3)
-    segments = [means]
-    for k in range(1, SEGMENTS):
-        end = np.searchsorted(times_ms, times_ms - k * segment_ms, side="right") - 1
-        segments.append(np.where(end >= 0, means[np.maximum(end, 0)], np.nan))
+    segments, rise = _segment_means(times_ms, values, segment_ms)
     steps = [segments[k] - segments[k + 1] for k in range(SEGMENTS - 1)]
     # the newest and the oldest segment must each rise inside too: a step centred in the middle
     # segment steps the means evenly but leaves both ends flat
     low = np.minimum.reduce(steps)
     high = np.maximum.reduce(steps)
-    rise = (segments[0] - segments[-1]) / ((SEGMENTS - 1) * segment_ms / 1000)
     # inside, a segment of a steady ramp rises by a whole step; a quarter of one is required
     slopes = rolling.slope(times_ms, values, rolling.starts(times_ms, segment_ms))
     oldest_end = np.searchsorted(times_ms, times_ms - (SEGMENTS - 1) * segment_ms, side="right") - 1
@@ -74,13 +69,41 @@ def trend(times_ms: Int64Array, values: FloatArray, segment_ms: int, persist_ms:
     return np.asarray(np.where(steady, rise, 0.0), dtype=np.float64)
 
 
+def rising_seconds(times_ms: Int64Array, values: FloatArray, segment_ms: int) -> FloatArray:
+    """Per instant, how long the rise from the first segment's mean to the last's has been
+    positive (0 where it is not): what :func:`trend` requires to last a start-up before it
+    extrapolates (shown with each decision)."""
+    _, rise = _segment_means(times_ms, values, segment_ms)
+    positive, first = _positive_runs(rise)
+    since = times_ms - times_ms[np.minimum(first, len(rise) - 1)]
+    return np.asarray(np.where(positive, since / 1000.0, 0.0), dtype=np.float64)
+
+
+def _segment_means(times_ms: Int64Array, values: FloatArray, segment_ms: int) -> tuple[list[FloatArray], FloatArray]:
+    """The :data:`SEGMENTS` segment means before each instant, newest first, and the rise per
+    second from the oldest to the newest."""
+    means = rolling.mean(values, rolling.starts(times_ms, segment_ms), min_points=3)
+    segments = [means]
+    for k in range(1, SEGMENTS):
+        end = np.searchsorted(times_ms, times_ms - k * segment_ms, side="right") - 1
+        segments.append(np.where(end >= 0, means[np.maximum(end, 0)], np.nan))
+    rise = (segments[0] - segments[-1]) / ((SEGMENTS - 1) * segment_ms / 1000)
+    return segments, np.asarray(rise, dtype=np.float64)
+
+
+def _positive_runs(rise: FloatArray) -> tuple[BoolArray, Int64Array]:
+    """Where ``rise`` is positive, and the first instant of the positive run each is in."""
+    positive = np.isfinite(rise) & (rise > 0)
+    positions = np.arange(len(rise))
+    # one past the last instant that was not positive
+    first = np.maximum.accumulate(np.where(positive, -1, positions)) + 1
+    return np.asarray(positive, dtype=np.bool_), np.asarray(first, dtype=np.int64)
+
+
 def _lasted(times_ms: Int64Array, rise: FloatArray, persist_ms: int) -> BoolArray:
     """Where ``rise`` was positive at every instant of the last ``persist_ms`` (``(t − persist,
     t]``), the grid reaching back that far."""
-    positive = np.isfinite(rise) & (rise > 0)
-    positions = np.arange(len(rise))
-    # the first instant of each positive run: one past the last instant that was not positive
-    first = np.maximum.accumulate(np.where(positive, -1, positions)) + 1
+    positive, first = _positive_runs(rise)
     lo = rolling.starts(times_ms, persist_ms)
     return np.asarray(positive & (first <= lo) & (lo >= 1), dtype=np.bool_)
 

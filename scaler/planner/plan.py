@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from scaler.planner import capacity, rolling, selection, signals
-from scaler.planner.forecast import forecast, settle, trend
+from scaler.planner.forecast import forecast, rising_seconds, settle, trend
 from scaler.planner.recurrence import Recurrence
 from scaler.planner.selection import Taken
 from scaler.planner.series import BoolArray
@@ -117,6 +117,8 @@ class Plan:
     surging: bool
     backlog: float
     slope_per_s: float
+    rising_s: float
+    """How long the demand's rise has lasted: a trend is extrapolated once it lasted a start-up."""
     forecast: float
     horizon_s: float
     capacity: float
@@ -147,7 +149,8 @@ class Plan:
             f"hold={self.hold_s:.0f}s{' recurring' if self.recurring else ''}) "
             f"demand={_g(self.demand)} {self.unit} (level {_g(self.level)}{', surging' if self.surging else ''}) "
             f"forecast={_g(self.forecast)} over {self.horizon_s:.0f}s "
-            f"(slope {_g(self.slope_per_s)}/s) backlog={_g(self.backlog)} (at arrival {_g(self.projected_backlog)}) "
+            f"(slope {_g(self.slope_per_s)}/s, rising {self.rising_s:.0f}s) "
+            f"backlog={_g(self.backlog)} (at arrival {_g(self.projected_backlog)}) "
             f"capacity/replica={_g(self.capacity)} (seed {_g(self.seed)}, learned {_g(self.learned_lower)}"
             f"..{_g(self.learned_upper)}, correction {self.correction:.2f}) "
             f"latency mean={_g(self.latency_mean_s)}s, {_pct(self.miss_share)} over target {_g(self.latency_target_s)}s"
@@ -183,6 +186,7 @@ class Plan:
                 "surging": self.surging,
                 "demand": self.forecast,
                 "slopePerSecond": self.slope_per_s,
+                "risingSeconds": self.rising_s,
                 "horizonSeconds": self.horizon_s,
             },
             "pending": {"asked": self.asked, "pending": self.pending, "projectedBacklog": self.projected_backlog},
@@ -271,6 +275,7 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
     # the trend of the demand itself: the level dips below it for a while after a surge (the
     # mean catches up), which would read as a rise; extrapolated over a start-up once it lasted one
     slope = trend(times, view.demand, tuning.trend_segment_ms, int(horizon * 1000))
+    rising = rising_seconds(times, view.demand, tuning.trend_segment_ms)
     expected = forecast(level, slope, horizon)
     hold_s = max(spec.startup_s, tuning.min_hold_s)
     if spec.role == "prefill":
@@ -290,6 +295,7 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
         surging=bool(surging[last]),
         backlog=float(view.backlog[last]),
         slope_per_s=float(slope[last]),
+        rising_s=float(rising[last]),
         forecast=float(expected[last]),
         horizon_s=horizon,
         capacity=float(view.capacity[last]),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scaler.planner import bounds, capacity, parse_spec
-from scaler.planner.forecast import forecast, settle, trend
+from scaler.planner.forecast import forecast, rising_seconds, settle, trend
 from scaler.planner.plan import observe
 from tests.planner.fleet import Fleet, Load
 
@@ -187,6 +187,11 @@ def test_a_rise_is_extrapolated_only_once_it_lasted_the_start_up() -> None:
     assert times[np.nonzero(trend(times, ramp, 30_000))[0][0]] == 170_000
     lasting = trend(times, ramp, 30_000, persist_ms=120_000)
     assert times[np.nonzero(lasting)[0][0]] == 220_000
+    # what each decision shows: how long the rise has lasted (115 s at 220 s: every instant of
+    # (100 s, 220 s] is positive)
+    rising = rising_seconds(times, ramp, 30_000)
+    assert (rising[times <= 100_000] == 0.0).all()
+    assert rising[times == 105_000][0] == 0.0 and rising[times == 220_000][0] == 115.0
     assert lasting[-1] == pytest.approx(2.0)
     # the same rise ending after 100 s: steady for a while, but never for a start-up
     bump = 100 + 2.0 * np.clip(times / 1000 - 100, 0, 100)

@@ -136,7 +136,13 @@ def test_the_decision_is_explained_once_per_change(
         lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("planner decode")]
         assert len(lines) == 1
         assert lines[0].startswith(f"planner decode {DECODE}: desired=2 (pods=2 pending=0")
-        for part in ("demand=9000 generated tokens/s", "capacity/replica=5000", "forecast=9000", "over 65s"):
+        for part in (
+            "demand=9000 generated tokens/s",
+            "capacity/replica=5000",
+            "forecast=9000",
+            "over 65s",
+            "rising 0s",
+        ):
             assert part in lines[0]
         # the load triples: the answer changes, and so one more line says why
         _fleet(svc, seconds=60, load=busy(270), fleet=fleet)
@@ -178,6 +184,7 @@ def test_the_status_api_shows_the_planners_state_grouped(start: Start, fleet: Fl
         "surging": False,
         "demand": 9000.0,
         "slopePerSecond": 0.0,
+        "risingSeconds": 0.0,
         "horizonSeconds": 65.0,
     }
     assert state["pending"] == {"asked": 2, "pending": 0, "projectedBacklog": 0.0}
