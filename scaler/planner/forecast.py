@@ -30,6 +30,8 @@ step: attainment there fell 2–6 points at 2–7 % fewer GPU-hours."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from scaler.planner import rolling
@@ -46,66 +48,53 @@ STEADY = 0.5
 SEGMENTS = 3
 
 
-def trend(times_ms: Int64Array, values: FloatArray, segment_ms: int, persist_ms: int = 0) -> FloatArray:
+class Trend(NamedTuple):
+    """The demand's trend at each instant (see :func:`trend`)."""
+
+    slope: FloatArray
+    """The steady slope, units per second (0 where there is none to extrapolate)."""
+    rising_s: FloatArray
+    """How long the rise from the first segment's mean to the last's has been positive (0 where
+    it is not): what the slope waits on to last a start-up (shown with each decision)."""
+
+
+def trend(times_ms: Int64Array, values: FloatArray, segment_ms: int, persist_ms: int = 0) -> Trend:
     """Per instant ``i``, the steady slope (units per second) of ``values`` over the
     :data:`SEGMENTS` segments of ``segment_ms`` before ``t_i`` (see the module docstring); 0
     unless every step between consecutive segment means is positive and at least
     :data:`STEADY` × the largest step, every segment holds three points or more, and the
-    rise from the first segment's mean to the last's has been positive for ``persist_ms``
-    (from the grid's first instant at the earliest: a rise under way there began at an
-    unknown time)."""
-    segments, rise = _segment_means(times_ms, values, segment_ms)
-    steps = [segments[k] - segments[k + 1] for k in range(SEGMENTS - 1)]
-    # the newest and the oldest segment must each rise inside too: a step centred in the middle
-    # segment steps the means evenly but leaves both ends flat
-    low = np.minimum.reduce(steps)
-    high = np.maximum.reduce(steps)
-    # inside, a segment of a steady ramp rises by a whole step; a quarter of one is required
-    slopes = rolling.slope(times_ms, values, rolling.starts(times_ms, segment_ms))
-    oldest_end = np.searchsorted(times_ms, times_ms - (SEGMENTS - 1) * segment_ms, side="right") - 1
-    oldest = np.where(oldest_end >= 0, slopes[np.maximum(oldest_end, 0)], 0.0)
-    ends_rise = np.minimum(slopes, oldest) >= STEADY / 2 * np.maximum(rise, 0.0)
-    steady = np.isfinite(rise) & (low > 0) & (low >= STEADY * high) & ends_rise & _lasted(times_ms, rise, persist_ms)
-    return np.asarray(np.where(steady, rise, 0.0), dtype=np.float64)
-
-
-def rising_seconds(times_ms: Int64Array, values: FloatArray, segment_ms: int) -> FloatArray:
-    """Per instant, how long the rise from the first segment's mean to the last's has been
-    positive (0 where it is not): what :func:`trend` requires to last a start-up before it
-    extrapolates (shown with each decision)."""
-    _, rise = _segment_means(times_ms, values, segment_ms)
-    positive, first = _positive_runs(rise)
-    since = times_ms - times_ms[np.minimum(first, len(rise) - 1)]
-    return np.asarray(np.where(positive, since / 1000.0, 0.0), dtype=np.float64)
-
-
-def _segment_means(times_ms: Int64Array, values: FloatArray, segment_ms: int) -> tuple[list[FloatArray], FloatArray]:
-    """The :data:`SEGMENTS` segment means before each instant, newest first, and the rise per
-    second from the oldest to the newest."""
+    rise from the first segment's mean to the last's has been positive at every instant of the
+    last ``persist_ms`` (``(t − persist, t]``, the grid reaching back that far: a rise under
+    way at the grid's first instant began at an unknown time); and how long that rise has been
+    positive."""
     means = rolling.mean(values, rolling.starts(times_ms, segment_ms), min_points=3)
     segments = [means]
     for k in range(1, SEGMENTS):
         end = np.searchsorted(times_ms, times_ms - k * segment_ms, side="right") - 1
         segments.append(np.where(end >= 0, means[np.maximum(end, 0)], np.nan))
+    steps = [segments[k] - segments[k + 1] for k in range(SEGMENTS - 1)]
+    # the newest and the oldest segment must each rise inside too: a step centred in the middle
+    # segment steps the means evenly but leaves both ends flat
+    low = np.minimum.reduce(steps)
+    high = np.maximum.reduce(steps)
     rise = (segments[0] - segments[-1]) / ((SEGMENTS - 1) * segment_ms / 1000)
-    return segments, np.asarray(rise, dtype=np.float64)
-
-
-def _positive_runs(rise: FloatArray) -> tuple[BoolArray, Int64Array]:
-    """Where ``rise`` is positive, and the first instant of the positive run each is in."""
+    # inside, a segment of a steady ramp rises by a whole step; a quarter of one is required
+    slopes = rolling.slope(times_ms, values, rolling.starts(times_ms, segment_ms))
+    oldest_end = np.searchsorted(times_ms, times_ms - (SEGMENTS - 1) * segment_ms, side="right") - 1
+    oldest = np.where(oldest_end >= 0, slopes[np.maximum(oldest_end, 0)], 0.0)
+    ends_rise = np.minimum(slopes, oldest) >= STEADY / 2 * np.maximum(rise, 0.0)
+    # how long the rise has been positive: from the first instant of its positive run, one past
+    # the last instant that was not positive
     positive = np.isfinite(rise) & (rise > 0)
-    positions = np.arange(len(rise))
-    # one past the last instant that was not positive
-    first = np.maximum.accumulate(np.where(positive, -1, positions)) + 1
-    return np.asarray(positive, dtype=np.bool_), np.asarray(first, dtype=np.int64)
-
-
-def _lasted(times_ms: Int64Array, rise: FloatArray, persist_ms: int) -> BoolArray:
-    """Where ``rise`` was positive at every instant of the last ``persist_ms`` (``(t − persist,
-    t]``), the grid reaching back that far."""
-    positive, first = _positive_runs(rise)
+    first = np.maximum.accumulate(np.where(positive, -1, np.arange(len(rise)))) + 1
     lo = rolling.starts(times_ms, persist_ms)
-    return np.asarray(positive & (first <= lo) & (lo >= 1), dtype=np.bool_)
+    lasted = positive & (first <= lo) & (lo >= 1)
+    steady = np.isfinite(rise) & (low > 0) & (low >= STEADY * high) & ends_rise & lasted
+    since = (times_ms - times_ms[np.minimum(first, len(rise) - 1)]) / 1000.0
+    return Trend(
+        np.asarray(np.where(steady, rise, 0.0), dtype=np.float64),
+        np.asarray(np.where(positive, since, 0.0), dtype=np.float64),
+    )
 
 
 def forecast(level: FloatArray, slope: FloatArray, horizon_s: float, growth_cap: float = 2.0) -> FloatArray:

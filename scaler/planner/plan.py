@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from scaler.planner import capacity, rolling, selection, signals
-from scaler.planner.forecast import forecast, rising_seconds, settle, trend
+from scaler.planner.forecast import forecast, settle, trend
 from scaler.planner.recurrence import Recurrence
 from scaler.planner.selection import Taken
 from scaler.planner.series import BoolArray
@@ -274,8 +274,7 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
     level, surging = settle(times, view.demand, tuning.settle_ms)
     # the trend of the demand itself: the level dips below it for a while after a surge (the
     # mean catches up), which would read as a rise; extrapolated over a start-up once it lasted one
-    slope = trend(times, view.demand, tuning.trend_segment_ms, int(horizon * 1000))
-    rising = rising_seconds(times, view.demand, tuning.trend_segment_ms)
+    slope, rising = trend(times, view.demand, tuning.trend_segment_ms, int(horizon * 1000))
     expected = forecast(level, slope, horizon)
     hold_s = max(spec.startup_s, tuning.min_hold_s)
     if spec.role == "prefill":

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scaler.planner import bounds, capacity, parse_spec
-from scaler.planner.forecast import forecast, rising_seconds, settle, trend
+from scaler.planner.forecast import forecast, settle, trend
 from scaler.planner.plan import observe
 from tests.planner.fleet import Fleet, Load
 
@@ -166,15 +166,15 @@ def test_decode_demand_adds_the_tokens_a_growing_queue_asks_for() -> None:
 def test_trend_needs_a_steady_rise_in_three_segments_and_forecast_is_capped() -> None:
     times = np.arange(0, 125_000, 5_000, dtype=np.int64)
     ramp = 100 + 2.0 * times / 1000
-    assert trend(times, ramp, 40_000)[-1] == pytest.approx(2.0)
+    assert trend(times, ramp, 40_000).slope[-1] == pytest.approx(2.0)
     noisy = ramp + np.random.default_rng(1).normal(0, 10, len(times))  # ±10 around a 80-per-segment rise
-    assert trend(times, noisy, 40_000)[-1] == pytest.approx(2.0, rel=0.15)
+    assert trend(times, noisy, 40_000).slope[-1] == pytest.approx(2.0, rel=0.15)
     # a step seen through a 30-s window: a 30-s ramp, wherever it sits among the segments
     for end in range(30_000, 125_000, 5_000):
         smoothed = 100 + 200 * np.clip((times - (end - 30_000)) / 30_000, 0, 1)
-        assert (trend(times, smoothed, 40_000) == 0.0).all()
+        assert (trend(times, smoothed, 40_000).slope == 0.0).all()
     falling = 500 - 2.0 * times / 1000
-    assert trend(times, falling, 40_000)[-1] == 0.0
+    assert trend(times, falling, 40_000).slope[-1] == 0.0
     assert forecast(np.array([100.0]), np.array([2.0]), 30)[0] == pytest.approx(160)
     assert forecast(np.array([100.0]), np.array([10.0]), 60)[0] == pytest.approx(200)  # capped at 2x
 
@@ -184,24 +184,24 @@ def test_a_rise_is_extrapolated_only_once_it_lasted_the_start_up() -> None:
     # flat at 100, then rising 2/s from 100 s on: the rise of the segment means is positive
     # from 105 s, steady from 170 s; positive at every instant of (t − 120 s, t] from 220 s
     ramp = 100 + 2.0 * np.clip(times / 1000 - 100, 0, None)
-    assert times[np.nonzero(trend(times, ramp, 30_000))[0][0]] == 170_000
-    lasting = trend(times, ramp, 30_000, persist_ms=120_000)
+    assert times[np.nonzero(trend(times, ramp, 30_000).slope)[0][0]] == 170_000
+    lasting = trend(times, ramp, 30_000, persist_ms=120_000).slope
     assert times[np.nonzero(lasting)[0][0]] == 220_000
     # what each decision shows: how long the rise has lasted (115 s at 220 s: every instant of
     # (100 s, 220 s] is positive)
-    rising = rising_seconds(times, ramp, 30_000)
+    rising = trend(times, ramp, 30_000).rising_s
     assert (rising[times <= 100_000] == 0.0).all()
     assert rising[times == 105_000][0] == 0.0 and rising[times == 220_000][0] == 115.0
     assert lasting[-1] == pytest.approx(2.0)
     # the same rise ending after 100 s: steady for a while, but never for a start-up
     bump = 100 + 2.0 * np.clip(times / 1000 - 100, 0, 100)
-    assert (trend(times, bump, 30_000) > 0).sum() == 10
-    assert (trend(times, bump, 30_000, persist_ms=120_000) == 0.0).all()
+    assert (trend(times, bump, 30_000).slope > 0).sum() == 10
+    assert (trend(times, bump, 30_000, persist_ms=120_000).slope == 0.0).all()
     # a rise under way since the grid's first instant began at an unknown time: it counts from
     # the first instant it can be measured at (the oldest segment holds three points at 70 s)
     steady = 100 + 2.0 * times / 1000
-    assert times[np.nonzero(trend(times, steady, 30_000))[0][0]] == 70_000
-    assert times[np.nonzero(trend(times, steady, 30_000, persist_ms=120_000))[0][0]] == 185_000
+    assert times[np.nonzero(trend(times, steady, 30_000).slope)[0][0]] == 70_000
+    assert times[np.nonzero(trend(times, steady, 30_000, persist_ms=120_000).slope)[0][0]] == 185_000
 
 
 def test_the_level_caps_the_noise_at_the_minute_mean_but_passes_surges_falls_and_lasting_rises() -> None:
