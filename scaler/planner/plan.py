@@ -29,7 +29,7 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    there (bursts come back sooner than a released replica could); and a level the need came
    back to, with a surge of the demand, within one hold after a surge took it there is held
    for the hold plus that lull (a burst train: the next burst is expected after a lull like
-   the last; see :class:`Recurrence`).
+   the last; see :class:`~scaler.planner.recurrence.Recurrence`).
 
 Every instant beyond the data (before the retention, before the pods existed) contributes no
 demand, so missing data can only lower the answer, never raise it.
@@ -42,62 +42,17 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from scaler.planner import capacity, rolling, selection, signals
+from scaler.planner import capacity, selection, signals
 from scaler.planner.forecast import forecast, settle, trend
-from scaler.planner.recurrence import Recurrence
 from scaler.planner.selection import Taken
-from scaler.planner.series import BoolArray
 from scaler.planner.signals import Signals
 from scaler.planner.spec import PlannerSpec
-from scaler.series import FloatArray, Int64Array
+from scaler.planner.steps import forward
+from scaler.planner.tuning import Tuning
+from scaler.series import Int64Array
 from scaler.store import Store
 
-
-@dataclass(frozen=True)
-class Tuning:
-    """The planner's fixed parameters (documented in the README)."""
-
-    grid_ms: int = 5_000
-    """Spacing of the instants the recommendation is evaluated at."""
-    window_ms: int = 15_000
-    """Window of the rates (the demand): short, so a step shows within one HPA sync."""
-    latency_window_ms: int = 30_000
-    """Window of the latency distributions (the SLO is judged over 30-s windows too)."""
-    long_window_ms: int = 300_000
-    """Window of the mean prompt and output lengths (stable figures, noisy over short windows)."""
-    settle_ms: int = 60_000
-    """Span of the mean that settles the demand's level (see :func:`~scaler.planner.forecast.settle`)."""
-    trend_segment_ms: int = 30_000
-    """Length of each of the trend's three segments (see :mod:`~scaler.planner.forecast`):
-    longer than the window, so that the ramp a window makes of a step lifts two at most."""
-    band: float = 0.1
-    """Decode's hysteresis band: scale down only when the demand fits into fewer replicas at
-    90 % of their capacity."""
-    prefill_band: float = 0.0
-    """Prefill's hysteresis band: none. A prefill replica's modelled capacity already holds the
-    queueing margin of its TTFT share, and its demand sits within a few percent of a
-    replica boundary for whole phases (long prompts, few replicas), where a band keeps one
-    replica more than the SLO needs; the scale-up tolerance keeps it from flapping there."""
-    tolerance: float = 0.1
-    """Scale-up tolerance while the role holds its SLO with no queue: a demand up to 10 % above
-    what the replicas running can take at the modelled capacity adds none (the HPA's own
-    tolerance). The capacity is a target utilisation, not a limit, and the pods show they keep
-    up; a 15-s rate's noise alone crosses it a few percent either way."""
-    min_hold_s: float = 60.0
-    """Shortest scale-down hold, whatever the start-up interval: a need that went away one
-    rate window ago may still be a lull. The hold is otherwise one start-up: a replica released
-    later than that would take no longer to come back than one asked for anew."""
-    recur_hold_s: float = 600.0
-    """Hold for a need that came back: a level the need returned to twice within this recurs
-    (bursts, a periodic batch job) and is held this long after the need was last there, since
-    releasing it between bursts only buys a miss at the next one (a start-up is as long as a
-    burst)."""
-    sustain_ms: int = 30_000
-    """How long the need must stay at a level for a return to it to count (a burst, not a blip
-    of the rates): one SLO window."""
-    drain_s: float = 60.0
-    """A queue expected when the replicas asked for arrive is asked to drain within this: the
-    SLO is judged per 30-s window."""
+__all__ = ["Plan", "Snapshot", "Tuning", "decide", "observe", "plan", "take"]
 
 
 @dataclass(frozen=True)
@@ -279,7 +234,7 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
     hold_s = max(spec.startup_s, tuning.min_hold_s)
     if spec.role == "prefill":
         tuning = replace(tuning, band=tuning.prefill_band)
-    steps = _forward(times, seen.pods, expected, surging, view, spec.startup_s, hold_s, tuning)
+    steps = forward(times, seen.pods, expected, surging, view, spec.startup_s, hold_s, tuning)
     recurring = bool(steps.recurring[len(times) - 1])
     last = len(times) - 1
     return Plan(
@@ -317,99 +272,3 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
         history_s=float(times[-1] - times[0]) / 1000,
         series=seen.series,
     )
-
-
-@dataclass(frozen=True)
-class Steps:
-    """The forward pass' figures at every grid instant."""
-
-    need: Int64Array
-    """Replicas the forecast demand needs, within the hysteresis band (held over the window)."""
-    drain: Int64Array
-    """Replicas that also drain the queue expected when asked-for replicas arrive (not held)."""
-    asked: Int64Array
-    pending: Int64Array
-    projected: FloatArray
-    """The queue (work units) expected when the replicas asked for are ready."""
-    answer: Int64Array
-    """What the planner answered: the highest need of the hold window, or the drain if higher."""
-    recurring: BoolArray
-    """The held need recurred: it was risen to twice within the recurrence hold, or it is a
-    burst train's (see :class:`Recurrence`)."""
-    hold_ms: Int64Array
-    """Where it recurred, how long after the need was last at the level it is held."""
-
-
-def _forward(
-    times: Int64Array,
-    pods: FloatArray,
-    expected: FloatArray,
-    surging: BoolArray,
-    view: capacity.RoleView,
-    startup_s: float,
-    hold_s: float,
-    tuning: Tuning,
-) -> Steps:
-    """Oldest first, each instant using only the answers before it."""
-    n = len(times)
-    need, drain, asked, pending, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
-    projected = np.zeros(n)
-    recurring = np.zeros(n, dtype=np.bool_)
-    hold_ms = np.zeros(n, dtype=np.int64)
-    ask_lo = rolling.starts(times, int(startup_s * 1000))
-    hold_lo = rolling.starts(times, int(hold_s * 1000))
-    # the grid begins where the store's retention cut the history off
-    recurrence = Recurrence(int(hold_s * 1000), int(tuning.recur_hold_s * 1000), tuning.sustain_ms, truncated=True)
-    lowered = 0  # the last instant the answer went down: what was asked before it was released
-    for k in range(n):
-        running = int(pods[k])
-        if k > 1 and answer[k - 1] < answer[k - 2]:
-            lowered = k - 1
-        lo = max(int(ask_lo[k]), lowered)
-        asked[k] = int(answer[lo:k].max()) if k > lo else 0
-        pending[k] = max(0, int(asked[k]) - running)
-        cap = float(view.capacity[k])
-        demand = float(expected[k])
-        if not (math.isfinite(cap) and cap > 0):
-            # nothing known about capacity yet: hold what runs (none without work to do)
-            need[k] = drain[k] = running if demand > 0 or view.busy[k] else 0
-        else:
-            # calm: the SLO held over the latency window, with no more than a second of one
-            # replica's work queued
-            calm = bool(view.held[k]) and float(view.backlog[k]) <= cap and pending[k] == 0
-            need[k] = _banded(demand, cap, running + int(pending[k]), tuning, bool(view.busy[k]), running, calm)
-            # the queue keeps growing as fast as it grows now, until the replicas asked for
-            # arrive: one start-up after the oldest ask still not exporting
-            first = k
-            while first > 0 and answer[first - 1] > running:
-                first -= 1
-            waited_s = (times[k] - times[first]) / 1000
-            projected[k] = float(view.backlog[k]) + float(view.growth[k]) * max(startup_s - waited_s, 0.0)
-            drain[k] = math.ceil((demand + projected[k] / tuning.drain_s) / cap - 1e-9) if demand > 0 else 0
-            if waited_s > startup_s:
-                # the replicas asked for are overdue (held back by maxReplicaCount, a quota, a
-                # slow node): asking for more would not bring them sooner
-                drain[k] = min(int(drain[k]), int(asked[k]))
-        recurrence.update(int(times[k]), int(need[k]), bool(surging[k]))
-        held = int(need[int(hold_lo[k]) : k + 1].max())
-        level, level_hold_ms = recurrence.level(int(times[k]), held)
-        if level > held:
-            held, recurring[k], hold_ms[k] = level, True, level_hold_ms
-        # a replica asked for to drain a queue is not cancelled while it starts: cancelled and
-        # asked for again, it would start over
-        answer[k] = max(held, int(drain[lo : k + 1].max()))
-    return Steps(need, drain, asked, pending, projected, answer, recurring, hold_ms)
-
-
-def _banded(demand: float, cap: float, keep: int, tuning: Tuning, busy: bool, running: int, calm: bool) -> int:
-    """``ceil(demand / capacity)`` above what runs or is pending (while ``calm``, only beyond
-    ``1 + tolerance`` of their capacity); below it only once the demand fits even at
-    ``1 − band`` of the capacity."""
-    if demand <= 0:
-        return running if busy and cap <= 0 else 0
-    up = math.ceil(demand / cap - 1e-9)
-    if up > keep:
-        if calm and keep > 0 and demand <= keep * cap * (1 + tuning.tolerance):
-            return keep
-        return up
-    return min(math.ceil(demand / (cap * (1 - tuning.band)) - 1e-9), keep)

@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 
 from scaler.planner import decide, parse_spec, plan, take
-from scaler.planner.plan import Plan, Tuning, _banded
+from scaler.planner.plan import Plan, Tuning
 from scaler.planner.recurrence import Recurrence
+from scaler.planner.steps import banded
 from tests.planner.fleet import Fleet, Load
 
 # a decode replica generates 5000 tokens/s (direct hint) and starts within 60 s
@@ -107,13 +108,13 @@ def test_prefill_has_no_hysteresis_band_and_decode_a_10_percent_one() -> None:
     tuning = Tuning()
     # 2.95 replicas' worth with 4 running: decode's band keeps 4 (2.95 / 0.9 = 3.3 → 4), prefill
     # goes to 3 at once (the hold, not the band, delays the answer)
-    assert _banded(2.95, 1.0, 4, tuning, True, 4, True) == 4
-    assert _banded(2.95, 1.0, 4, replace(tuning, band=tuning.prefill_band), True, 4, True) == 3
+    assert banded(2.95, 1.0, 4, tuning, True, 4, True) == 4
+    assert banded(2.95, 1.0, 4, replace(tuning, band=tuning.prefill_band), True, 4, True) == 3
     # upwards the same for both: 3 running, 3.2 replicas' worth is within the tolerance while
     # calm, and needs a fourth when not
-    assert _banded(3.2, 1.0, 3, tuning, True, 3, True) == 3
-    assert _banded(3.2, 1.0, 3, tuning, True, 3, False) == 4
-    assert _banded(3.4, 1.0, 3, tuning, True, 3, True) == 4
+    assert banded(3.2, 1.0, 3, tuning, True, 3, True) == 3
+    assert banded(3.2, 1.0, 3, tuning, True, 3, False) == 4
+    assert banded(3.4, 1.0, 3, tuning, True, 3, True) == 4
 
 
 def test_a_decision_is_made_from_a_copy_of_the_series_taken_at_its_instant() -> None:

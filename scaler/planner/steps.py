@@ -1,0 +1,111 @@
+"""The forward pass over the grid: need, pending replicas, the queue expected when they arrive,
+and the hysteresis in time (steps 3 and 4 of :mod:`~scaler.planner.plan`'s docstring)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from scaler.planner import capacity, rolling
+from scaler.planner.recurrence import Recurrence
+from scaler.planner.series import BoolArray
+from scaler.planner.tuning import Tuning
+from scaler.series import FloatArray, Int64Array
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The forward pass' figures at every grid instant."""
+
+    need: Int64Array
+    """Replicas the forecast demand needs, within the hysteresis band (held over the window)."""
+    drain: Int64Array
+    """Replicas that also drain the queue expected when asked-for replicas arrive (not held)."""
+    asked: Int64Array
+    pending: Int64Array
+    projected: FloatArray
+    """The queue (work units) expected when the replicas asked for are ready."""
+    answer: Int64Array
+    """What the planner answered: the highest need of the hold window, or the drain if higher."""
+    recurring: BoolArray
+    """The held need recurred: it was risen to twice within the recurrence hold, or it is a
+    burst train's (see :class:`Recurrence`)."""
+    hold_ms: Int64Array
+    """Where it recurred, how long after the need was last at the level it is held."""
+
+
+def forward(
+    times: Int64Array,
+    pods: FloatArray,
+    expected: FloatArray,
+    surging: BoolArray,
+    view: capacity.RoleView,
+    startup_s: float,
+    hold_s: float,
+    tuning: Tuning,
+) -> Steps:
+    """Oldest first, each instant using only the answers before it."""
+    n = len(times)
+    need, drain, asked, pending, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
+    projected = np.zeros(n)
+    recurring = np.zeros(n, dtype=np.bool_)
+    hold_ms = np.zeros(n, dtype=np.int64)
+    ask_lo = rolling.starts(times, int(startup_s * 1000))
+    hold_lo = rolling.starts(times, int(hold_s * 1000))
+    # the grid begins where the store's retention cut the history off
+    recurrence = Recurrence(int(hold_s * 1000), int(tuning.recur_hold_s * 1000), tuning.sustain_ms, truncated=True)
+    lowered = 0  # the last instant the answer went down: what was asked before it was released
+    for k in range(n):
+        running = int(pods[k])
+        if k > 1 and answer[k - 1] < answer[k - 2]:
+            lowered = k - 1
+        lo = max(int(ask_lo[k]), lowered)
+        asked[k] = int(answer[lo:k].max()) if k > lo else 0
+        pending[k] = max(0, int(asked[k]) - running)
+        cap = float(view.capacity[k])
+        demand = float(expected[k])
+        if not (math.isfinite(cap) and cap > 0):
+            # nothing known about capacity yet: hold what runs (none without work to do)
+            need[k] = drain[k] = running if demand > 0 or view.busy[k] else 0
+        else:
+            # calm: the SLO held over the latency window, with no more than a second of one
+            # replica's work queued
+            calm = bool(view.held[k]) and float(view.backlog[k]) <= cap and pending[k] == 0
+            need[k] = banded(demand, cap, running + int(pending[k]), tuning, bool(view.busy[k]), running, calm)
+            # the queue keeps growing as fast as it grows now, until the replicas asked for
+            # arrive: one start-up after the oldest ask still not exporting
+            first = k
+            while first > 0 and answer[first - 1] > running:
+                first -= 1
+            waited_s = (times[k] - times[first]) / 1000
+            projected[k] = float(view.backlog[k]) + float(view.growth[k]) * max(startup_s - waited_s, 0.0)
+            drain[k] = math.ceil((demand + projected[k] / tuning.drain_s) / cap - 1e-9) if demand > 0 else 0
+            if waited_s > startup_s:
+                # the replicas asked for are overdue (held back by maxReplicaCount, a quota, a
+                # slow node): asking for more would not bring them sooner
+                drain[k] = min(int(drain[k]), int(asked[k]))
+        recurrence.update(int(times[k]), int(need[k]), bool(surging[k]))
+        held = int(need[int(hold_lo[k]) : k + 1].max())
+        level, level_hold_ms = recurrence.level(int(times[k]), held)
+        if level > held:
+            held, recurring[k], hold_ms[k] = level, True, level_hold_ms
+        # a replica asked for to drain a queue is not cancelled while it starts: cancelled and
+        # asked for again, it would start over
+        answer[k] = max(held, int(drain[lo : k + 1].max()))
+    return Steps(need, drain, asked, pending, projected, answer, recurring, hold_ms)
+
+
+def banded(demand: float, cap: float, keep: int, tuning: Tuning, busy: bool, running: int, calm: bool) -> int:
+    """``ceil(demand / capacity)`` above what runs or is pending (while ``calm``, only beyond
+    ``1 + tolerance`` of their capacity); below it only once the demand fits even at
+    ``1 − band`` of the capacity."""
+    if demand <= 0:
+        return running if busy and cap <= 0 else 0
+    up = math.ceil(demand / cap - 1e-9)
+    if up > keep:
+        if calm and keep > 0 and demand <= keep * cap * (1 + tuning.tolerance):
+            return keep
+        return up
+    return min(math.ceil(demand / (cap * (1 - tuning.band)) - 1e-9), keep)

@@ -1,0 +1,52 @@
+"""The planner's fixed parameters (the README's "The SLO planner" documents each)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The planner's fixed parameters (documented in the README)."""
+
+    grid_ms: int = 5_000
+    """Spacing of the instants the recommendation is evaluated at."""
+    window_ms: int = 15_000
+    """Window of the rates (the demand): short, so a step shows within one HPA sync."""
+    latency_window_ms: int = 30_000
+    """Window of the latency distributions (the SLO is judged over 30-s windows too)."""
+    long_window_ms: int = 300_000
+    """Window of the mean prompt and output lengths (stable figures, noisy over short windows)."""
+    settle_ms: int = 60_000
+    """Span of the mean that settles the demand's level (see :func:`~scaler.planner.forecast.settle`)."""
+    trend_segment_ms: int = 30_000
+    """Length of each of the trend's three segments (see :mod:`~scaler.planner.forecast`):
+    longer than the window, so that the ramp a window makes of a step lifts two at most."""
+    band: float = 0.1
+    """Decode's hysteresis band: scale down only when the demand fits into fewer replicas at
+    90 % of their capacity."""
+    prefill_band: float = 0.0
+    """Prefill's hysteresis band: none. A prefill replica's modelled capacity already holds the
+    queueing margin of its TTFT share, and its demand sits within a few percent of a
+    replica boundary for whole phases (long prompts, few replicas), where a band keeps one
+    replica more than the SLO needs; the scale-up tolerance keeps it from flapping there."""
+    tolerance: float = 0.1
+    """Scale-up tolerance while the role holds its SLO with no queue: a demand up to 10 % above
+    what the replicas running can take at the modelled capacity adds none (the HPA's own
+    tolerance). The capacity is a target utilisation, not a limit, and the pods show they keep
+    up; a 15-s rate's noise alone crosses it a few percent either way."""
+    min_hold_s: float = 60.0
+    """Shortest scale-down hold, whatever the start-up interval: a need that went away one
+    rate window ago may still be a lull. The hold is otherwise one start-up: a replica released
+    later than that would take no longer to come back than one asked for anew."""
+    recur_hold_s: float = 600.0
+    """Hold for a need that came back: a level the need returned to twice within this recurs
+    (bursts, a periodic batch job) and is held this long after the need was last there, since
+    releasing it between bursts only buys a miss at the next one (a start-up is as long as a
+    burst)."""
+    sustain_ms: int = 30_000
+    """How long the need must stay at a level for a return to it to count (a burst, not a blip
+    of the rates): one SLO window."""
+    drain_s: float = 60.0
+    """A queue expected when the replicas asked for arrive is asked to drain within this: the
+    SLO is judged per 30-s window."""
