@@ -89,13 +89,14 @@ class RunningService:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.ports.http}"
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the service's loop (the store is single-threaded by design)."""
+    def call(self, fn: Callable[[], T], timeout: float = 10) -> T:
+        """Run ``fn`` on the service's loop (the store is single-threaded by design); ``timeout``
+        only guards against a hang."""
 
         async def wrapper() -> T:
             return fn()
 
-        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout=10)
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout=timeout)
 
     def stop(self) -> None:
         if self.loop.is_closed():

@@ -16,6 +16,9 @@ from tests.integration.test_keda import Keda
 
 SERIES = 40_000
 HEAVY = 'quantile_over_time(0.5, {__name__=~"heavy_.*"}[5m:1s])'
+LOAD_TIMEOUT_S = 120.0
+"""The 320k-sample fill is a hang guard's business only: on a 2-core machine running a lab run
+beside the suite it took over 10 s."""
 
 
 def _load(svc: RunningService) -> None:
@@ -35,7 +38,7 @@ def test_get_metrics_answers_while_a_heavy_query_runs_and_the_query_times_out(
     service_factory: Callable[..., RunningService],
 ) -> None:
     svc = service_factory(query_timeout_seconds=60.0)
-    svc.call(lambda: _load(svc))
+    svc.call(lambda: _load(svc), timeout=LOAD_TIMEOUT_S)
     keda = Keda(svc)
     outcome: dict[str, object] = {}
 
@@ -70,7 +73,7 @@ def test_a_query_past_the_sample_limit_gets_prometheus_error(
     service_factory: Callable[..., RunningService],
 ) -> None:
     svc = service_factory(query_max_samples=1000)
-    svc.call(lambda: _load(svc))
+    svc.call(lambda: _load(svc), timeout=LOAD_TIMEOUT_S)
     reply = httpx.get(f"{svc.http}/api/v1/query", params={"query": 'count({__name__=~"heavy_1"})'}, timeout=60)
     assert reply.status_code == 422
     assert reply.json() == {
@@ -84,7 +87,7 @@ def test_a_query_past_the_sample_limit_gets_prometheus_error(
 
 def test_large_results_are_rendered_in_slices_and_whole(service_factory: Callable[..., RunningService]) -> None:
     svc = service_factory()
-    svc.call(lambda: _load(svc))
+    svc.call(lambda: _load(svc), timeout=LOAD_TIMEOUT_S)
     body = httpx.get(f"{svc.http}/api/v1/query", params={"query": "heavy_1 * 2"}, timeout=60).json()
     result = body["data"]["result"]
     assert body["data"]["resultType"] == "vector" and len(result) == SERIES // 10
