@@ -52,8 +52,6 @@ from scaler.planner.tuning import Tuning
 from scaler.series import Int64Array
 from scaler.store import Store
 
-__all__ = ["Plan", "Snapshot", "Tuning", "decide", "observe", "plan", "take"]
-
 
 @dataclass(frozen=True)
 class Plan:

@@ -6,8 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from scaler.planner import decide, parse_spec, plan, take
-from scaler.planner.plan import Plan, Tuning
+from scaler.planner import Plan, Tuning, decide, parse_spec, plan, take
 from scaler.planner.recurrence import Recurrence
 from scaler.planner.steps import banded
 from tests.planner.fleet import Fleet, Load
