@@ -89,7 +89,8 @@ def trend(times_ms: Int64Array, values: FloatArray, segment_ms: int, persist_ms:
     first = np.maximum.accumulate(np.where(positive, -1, np.arange(len(rise)))) + 1
     lo = rolling.starts(times_ms, persist_ms)
     lasted = positive & (first <= lo) & (lo >= 1)
-    steady = np.isfinite(rise) & (low > 0) & (low >= STEADY * high) & ends_rise & lasted
+    # lasted implies a finite, positive rise
+    steady = lasted & (low > 0) & (low >= STEADY * high) & ends_rise
     since = (times_ms - times_ms[np.minimum(first, len(rise) - 1)]) / 1000.0
     return Trend(
         np.asarray(np.where(steady, rise, 0.0), dtype=np.float64),
