@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request, Response
 
 from scaler import __version__, query
 from scaler.httpserver import need
+from scaler.lowpriority import LowPriority
 from scaler.model import LabelPairs, Matcher
 from scaler.promjson import error, metric_json, ok, query_error, result_response
 from scaler.store import Series, Store
@@ -226,7 +227,9 @@ async def instant_query(request: Request) -> Response:
         return error("bad_data", str(exc), 400)
     try:
         text = _first(params, "query")
-        return await result_response(await engine.evaluate_async(text, t, lookback_ms=lookback, timeout_s=timeout))
+        pause = need(request, LowPriority).pause
+        result = await engine.evaluate_async(text, t, lookback_ms=lookback, timeout_s=timeout, pause=pause)
+        return await result_response(result, pause)
     except query.QueryError as exc:
         return query_error(exc)
 
@@ -249,8 +252,11 @@ async def range_query(request: Request) -> Response:
         return error("bad_data", str(exc), 400)
     try:
         text = _first(params, "query")
-        result = await engine.evaluate_async(text, start, end, step, lookback_ms=lookback, timeout_s=timeout)
-        return await result_response(result)
+        pause = need(request, LowPriority).pause
+        result = await engine.evaluate_async(
+            text, start, end, step, lookback_ms=lookback, timeout_s=timeout, pause=pause
+        )
+        return await result_response(result, pause)
     except query.QueryError as exc:
         return query_error(exc)
 

@@ -238,6 +238,7 @@ class Service:
                 self.store,
                 self.engine,
                 self.ingestor,
+                self.ingestor.turns,
                 api.Host(self.info, self.ready, s.access.admin_token.get_secret_value()),
                 api.PeerAccess(
                     s.peer.peer_token.get_secret_value(),

@@ -1,4 +1,5 @@
-"""Low-priority turns of the event loop: ingest yields to every other ready callback.
+"""Low-priority turns of the event loop: ingest, the retention sweep and the HTTP API's queries
+yield to every other ready callback.
 
 Storing a large Export runs in slices with a yield to the loop between them, but a plain
 ``await asyncio.sleep(0)`` puts the next slice in the very next turn, beside whatever else became
@@ -25,7 +26,9 @@ each, alternated in one script), its p50 from 2.0–2.8 to 1.6–2.2 ms (8: no b
 
 
 class LowPriority:
-    """The pauses of one kind of background work (the receivers' ingest slices)."""
+    """The pauses of background work: the receivers' ingest slices, the retention sweep's pieces
+    and the slices of the HTTP API's queries (one instance for all of them, so they do not
+    defer to each other's paused steps)."""
 
     def __init__(self) -> None:
         self.paused = 0

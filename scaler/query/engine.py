@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 
 from scaler.model import METRIC_NAME, Matcher, MatchOp
@@ -157,8 +157,11 @@ class Engine:
         lookback_ms: int | None = None,
         timeout_s: float | None = None,
         text: str = "",
+        pause: Callable[[], Awaitable[None]] | None = None,
     ) -> Result:
-        """:meth:`evaluate`, yielding to the event loop every ``SLICE_SECONDS`` of work."""
+        """:meth:`evaluate`, yielding to the event loop every ``SLICE_SECONDS`` of work, with
+        ``pause`` (by default one turn of the loop; the HTTP API's queries pass a
+        :meth:`~scaler.lowpriority.LowPriority.pause`, which lets ready KEDA work go first)."""
         gen, annotations, deadline = self._start(expr, start_ms, end_ms, step_ms, lookback_ms, timeout_s, text)
         clock = self.clock
         slice_end = clock() + SLICE_SECONDS
@@ -172,7 +175,7 @@ class Engine:
                 gen.close()
                 raise QueryError.timeout()
             if now >= slice_end:
-                await asyncio.sleep(0)
+                await (asyncio.sleep(0) if pause is None else pause())
                 slice_end = clock() + SLICE_SECONDS
 
     # ------------------------------------------------------------------ internals

@@ -18,6 +18,7 @@ with warnings.catch_warnings():
 
 from scaler import __version__, api_prom, httpserver, promjson, query
 from scaler.api_prom import parse_step_ms, parse_time_ms
+from scaler.lowpriority import LowPriority
 from scaler.model import STALE_NAN
 from tests.query.helpers import NOW_MS, store_with
 
@@ -37,7 +38,7 @@ def client() -> TestClient:
     app = FastAPI()
     app.include_router(api_prom.router)
     store = store_with(SERIES)
-    httpserver.provide(app, store, query.Engine(store))
+    httpserver.provide(app, store, query.Engine(store), LowPriority())
     return TestClient(app)
 
 
@@ -303,10 +304,21 @@ def test_big_results_are_streamed_whole() -> None:
     app = FastAPI()
     app.include_router(api_prom.router)
     store = store_with(series)
-    httpserver.provide(app, store, query.Engine(store))
+    turns = LowPriority()
+    pauses: list[int] = []
+    plain = turns.pause
+
+    async def counted() -> None:
+        pauses.append(1)
+        await plain()
+
+    turns.pause = counted  # type: ignore[method-assign]
+    httpserver.provide(app, store, query.Engine(store), turns)
     client = TestClient(app)
     response = client.get("/api/v1/query", params={"query": "rate(rq[1m])", "time": NOW_MS / 1000})
     assert response.status_code == 200
+    # the slices gave the loop back as low-priority turns (ready KEDA work first), not bare ones
+    assert len(pauses) >= 2
     assert "content-length" not in response.headers
     body = response.json()
     result = body["data"]["result"]

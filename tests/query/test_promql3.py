@@ -11,6 +11,7 @@ import math
 import pytest
 
 from scaler.query import Engine, QueryError, QueryLimits, Vector, parse_promql
+from scaler.query import engine as engine_module
 from scaler.query.printer import format_expr
 from tests.query.helpers import NOW_MS, engine_with, values
 
@@ -217,3 +218,22 @@ def test_range_functions_over_more_series_than_one_checkpoint_chunk() -> None:
     assert values(engine.instant("count(wide)", NOW_MS)) == {"{}": 1000.0}
     async_result = asyncio.run(engine.evaluate_async("quantile_over_time(0.5, wide[1m])", NOW_MS))
     assert values(async_result.value)['{i="999"}'] == 1000.5
+
+
+def test_evaluate_async_gives_the_loop_back_through_the_pause_it_is_given() -> None:
+    """Between slices ``evaluate_async`` awaits the ``pause`` it is passed (the HTTP API passes
+    its low-priority turns), not a bare turn of the loop; the answer is the same."""
+    engine = engine_with(
+        {f'wide{{i="{i}"}}': [(NOW_MS - k * 15_000, float(i + k)) for k in range(4)] for i in range(1000)}
+    )
+    ticks = iter(range(10**9))
+    engine.clock = lambda: next(ticks) * engine_module.SLICE_SECONDS  # every checkpoint ends a slice
+    pauses: list[int] = []
+
+    async def pause() -> None:
+        pauses.append(1)
+        await asyncio.sleep(0)
+
+    paused = asyncio.run(engine.evaluate_async("quantile_over_time(0.5, wide[1m])", NOW_MS, pause=pause))
+    assert len(pauses) >= 2
+    assert values(paused.value) == values(engine.instant("quantile_over_time(0.5, wide[1m])", NOW_MS))
