@@ -28,6 +28,7 @@ from starlette.types import ASGIApp
 
 from scaler import query, snapshot, trigger
 from scaler.httpserver import need
+from scaler.lowpriority import LowPriority
 from scaler.model import METRIC_NAME, Matcher, MatchOp, is_stale
 from scaler.promjson import json_number
 from scaler.selfmetrics import SelfMetrics
@@ -137,7 +138,8 @@ async def run_query(body: QueryBody, request: Request) -> JSONResponse:
     except ValueError as exc:
         metrics.queries.labels("rest", "bad_query").inc()
         return JSONResponse({"error": str(exc)}, status_code=400)
-    reading = await trigger.evaluate_async(compiled, need(request, query.Engine), store.now_ms())
+    engine, turns = need(request, query.Engine), need(request, LowPriority)
+    reading = await trigger.evaluate_async(compiled, engine, store.now_ms(), turns.pause)
     metrics.kedify.read_compat(compiled, reading)
     notes = {k: list(v) for k, v in (("warnings", reading.warnings), ("infos", reading.infos)) if v}
     if reading.state is trigger.State.NOT_FOUND:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from scaler import query
@@ -60,14 +61,18 @@ def evaluate(q: Query, engine: query.Engine, now_ms: int) -> Reading:
     return _noted(q, result)
 
 
-async def evaluate_async(q: Query, engine: query.Engine, now_ms: int) -> Reading:
-    """:func:`evaluate` in slices that leave the event loop to other calls between them."""
+async def evaluate_async(
+    q: Query, engine: query.Engine, now_ms: int, pause: Callable[[], Awaitable[None]] | None = None
+) -> Reading:
+    """:func:`evaluate` in slices that leave the event loop to other calls between them, with
+    ``pause`` between slices (see :meth:`~scaler.query.Engine.evaluate_async`): KEDA's calls
+    take a bare turn, the REST API's queries low-priority turns."""
     if _selects_nothing(q, engine):
         return _NOTHING
     try:
         # the parsed tree, not the text: the engine's parse cache holds 512 queries, and
         # thousands of triggers (one stream each) would each be parsed again at every evaluation
-        result = await engine.evaluate_async(q.expr, now_ms, lookback_ms=q.lookback_ms, text=q.text)
+        result = await engine.evaluate_async(q.expr, now_ms, lookback_ms=q.lookback_ms, text=q.text, pause=pause)
     except query.QueryError as exc:
         return Reading(State.INVALID, message=str(exc))
     return _noted(q, result)

@@ -111,3 +111,21 @@ def test_never_an_answer_from_before_an_append_nor_after_a_deletion() -> None:
     engine.store.collect()
     assert not engine.store.carries("deployment", "new")
     assert evaluate(q, engine, later) == Reading(State.NOT_FOUND, message="Metric not found")
+
+
+def test_the_reading_passes_its_pause_to_the_engine() -> None:
+    """The REST API's readings pause between slices as low-priority work; the value is the same
+    as a bare turn's."""
+    engine = fleet("a", "b")
+    ticks = itertools.count()
+    engine.clock = lambda: next(ticks) * query.engine.SLICE_SECONDS  # every checkpoint ends a slice
+    pauses: list[int] = []
+
+    async def pause() -> None:
+        pauses.append(1)
+        await asyncio.sleep(0)
+
+    q = compat("tokens_total", "rate", "1m")
+    paused = asyncio.run(evaluate_async(q, engine, NOW_MS, pause))
+    assert pauses
+    assert paused == asyncio.run(evaluate_async(q, engine, NOW_MS)) == evaluate(q, engine, NOW_MS)
