@@ -6,12 +6,13 @@ semantics and the cases of its promqltest files."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 
 import pytest
 
 from scaler.query import Engine, QueryError, QueryLimits, Vector, parse_promql
-from scaler.query import engine as engine_module
+from scaler.query.engine import SLICE_SECONDS
 from scaler.query.printer import format_expr
 from tests.query.helpers import NOW_MS, engine_with, values
 
@@ -226,8 +227,8 @@ def test_evaluate_async_gives_the_loop_back_through_the_pause_it_is_given() -> N
     engine = engine_with(
         {f'wide{{i="{i}"}}': [(NOW_MS - k * 15_000, float(i + k)) for k in range(4)] for i in range(1000)}
     )
-    ticks = iter(range(10**9))
-    engine.clock = lambda: next(ticks) * engine_module.SLICE_SECONDS  # every checkpoint ends a slice
+    ticks = itertools.count()
+    engine.clock = lambda: next(ticks) * SLICE_SECONDS  # every checkpoint ends a slice
     pauses: list[int] = []
 
     async def pause() -> None:
