@@ -18,7 +18,9 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    (**pending**) — while some are pending, the queue that built up is not added again
    (the pods on their way will drain it, and if they never come, e.g. held back by
    ``maxReplicaCount``, asking for more would not help either), which is what keeps the planner
-   from piling on during start-up; then the **tolerance and band**: above what runs or is
+   from piling on during start-up (the queue expected when they arrive is drained instead:
+   prefill's after the middle of the profile's start-up range, decode's after its longest);
+   then the **tolerance and band**: above what runs or is
    pending the need applies at once — unless the SLO holds with no queue and the demand is
    within :attr:`Tuning.tolerance` of their capacity — and below it only when the demand would
    fit even at ``1 − band`` of the capacity (decode; prefill has no band);
@@ -88,6 +90,9 @@ class Plan:
     asked: int
     pending: int
     projected_backlog: float
+    arrival_s: float
+    """How long after an ask the queue is projected to grow: prefill's expected start-up (the
+    middle of the profile's range), decode's longest."""
     hold_s: float
     recurring: bool
     band: float
@@ -103,7 +108,7 @@ class Plan:
             f"demand={_g(self.demand)} {self.unit} (level {_g(self.level)}{', surging' if self.surging else ''}) "
             f"forecast={_g(self.forecast)} over {self.horizon_s:.0f}s "
             f"(slope {_g(self.slope_per_s)}/s, rising {self.rising_s:.0f}s) "
-            f"backlog={_g(self.backlog)} (at arrival {_g(self.projected_backlog)}) "
+            f"backlog={_g(self.backlog)} (at arrival {_g(self.projected_backlog)}, {self.arrival_s:.0f}s) "
             f"capacity/replica={_g(self.capacity)} (seed {_g(self.seed)}, learned {_g(self.learned_lower)}"
             f"..{_g(self.learned_upper)}, correction {self.correction:.2f}) "
             f"latency mean={_g(self.latency_mean_s)}s, {_pct(self.miss_share)} over target {_g(self.latency_target_s)}s"
@@ -142,7 +147,12 @@ class Plan:
                 "risingSeconds": self.rising_s,
                 "horizonSeconds": self.horizon_s,
             },
-            "pending": {"asked": self.asked, "pending": self.pending, "projectedBacklog": self.projected_backlog},
+            "pending": {
+                "asked": self.asked,
+                "pending": self.pending,
+                "projectedBacklog": self.projected_backlog,
+                "arrivalSeconds": self.arrival_s,
+            },
             "hysteresis": {"holdSeconds": self.hold_s, "recurring": self.recurring, "band": self.band},
         }
         out: dict[str, object] = {name: {k: _json(v) for k, v in group.items()} for name, group in groups.items()}
@@ -230,9 +240,11 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
     slope, rising = trend(times, view.demand, tuning.trend_segment_ms, int(horizon * 1000))
     expected = forecast(level, slope, horizon)
     hold_s = max(spec.startup_s, tuning.min_hold_s)
+    arrival_s = spec.startup_s
     if spec.role == "prefill":
         tuning = replace(tuning, band=tuning.prefill_band)
-    steps = forward(times, seen.pods, expected, surging, view, spec.startup_s, hold_s, tuning)
+        arrival_s = spec.arrival_s
+    steps = forward(times, seen.pods, expected, surging, view, spec.startup_s, hold_s, tuning, arrival_s)
     recurring = bool(steps.recurring[len(times) - 1])
     last = len(times) - 1
     return Plan(
@@ -264,6 +276,7 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
         pending=int(steps.pending[last]),
         drain=int(steps.drain[last]),
         projected_backlog=float(steps.projected[last]),
+        arrival_s=arrival_s,
         hold_s=float(steps.hold_ms[last]) / 1000 if recurring else hold_s,
         recurring=recurring,
         band=tuning.band,

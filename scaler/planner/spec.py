@@ -67,6 +67,16 @@ class PlannerSpec:
         return self.profile.startup_max_s if self.profile is not None else DEFAULT_STARTUP_S
 
     @property
+    def arrival_s(self) -> float:
+        """Expected pod start-up, the middle of the profile's range: how long prefill's queue
+        is projected to keep growing before a replica asked for arrives (see
+        :func:`~scaler.planner.steps.forward`)."""
+        if self.profile is None:
+            return DEFAULT_STARTUP_S
+        fastest, slowest = self.profile.startup_seconds
+        return (fastest + slowest) / 2
+
+    @property
     def ttft_budget_s(self) -> float:
         """This role's share of the end-to-end TTFT target (:data:`PREFILL_TTFT_SHARE`). A
         disaggregated request's TTFT is the prefill pod's TTFT plus the decode pod's wait (KV

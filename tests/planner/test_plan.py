@@ -15,16 +15,11 @@ from tests.planner.fleet import Fleet, Load
 PROFILE = "{base: opt125m-l4, decode_tokens_per_second: 5000, startup_seconds: 60}"
 
 
+_META = {"planner": "decode", "deployment": "dec", "ttftTarget": "1s", "itlTarget": "50ms"}
+
+
 def _plan(fleet: Fleet, profile: str = PROFILE) -> Plan:
-    spec = parse_spec(
-        {
-            "planner": "decode",
-            "deployment": fleet.deployment,
-            "ttftTarget": "1s",
-            "itlTarget": "50ms",
-            "profile": profile,
-        }
-    )
+    spec = parse_spec(_META | {"deployment": fleet.deployment, "profile": profile})
     result = plan(fleet.store, spec, fleet.now_ms)
     assert result is not None
     return result
@@ -67,6 +62,17 @@ def test_the_queue_expected_when_asked_for_replicas_arrive_is_asked_for_once() -
     # queue grows, the wait shrinks alike
     assert answers[:3] == [3, 5, 7]
     assert answers[2:] == [7] * 10
+
+
+def test_prefill_projects_its_queue_to_the_expected_start_up_and_decode_to_the_longest() -> None:
+    fleet = Fleet("dec")
+    fleet.add("a", "b")
+    fleet.run(120, _busy(90))
+    ranged = "{base: opt125m-l4, decode_tokens_per_second: 5000, startup_seconds: [30, 60]}"
+    assert _plan(fleet, ranged).arrival_s == 60.0
+    spec = parse_spec(_META | {"planner": "prefill", "deployment": fleet.deployment, "profile": ranged})
+    prefill = plan(fleet.store, spec, fleet.now_ms)
+    assert prefill is not None and prefill.arrival_s == 45.0
 
 
 def test_asked_for_replicas_that_never_come_stay_pending_and_the_queue_is_not_piled_on() -> None:

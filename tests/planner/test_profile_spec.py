@@ -74,6 +74,10 @@ def test_good_metadata_parses_durations_and_the_profile() -> None:
     assert spec.startup_s == 60.0 and spec.ttft_budget_s == pytest.approx(0.45)
     assert replace(spec, role="prefill").ttft_budget_s == pytest.approx(1.05)
     assert parse_spec(GOOD).profile is None and parse_spec(GOOD).startup_s == 60.0
+    # a queue is projected to the expected start-up: the middle of the profile's range
+    assert spec.arrival_s == 40.0 and parse_spec(GOOD).arrival_s == 60.0
+    ranged = parse_spec(GOOD | {"profile": "{base: llama8b-h100, startup_seconds: [60, 90]}"})
+    assert (ranged.startup_s, ranged.arrival_s) == (90.0, 75.0)
     assert parse_spec(GOOD | {"ttftTarget": "1.5s", "itlTarget": "0.5m"}).itl_target_s == 30.0
     assert parse_spec(GOOD | {"ttftTarget": "1m30s"}).ttft_target_s == 90.0
 

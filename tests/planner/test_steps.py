@@ -1,0 +1,60 @@
+"""The forward pass on a hand-built role view: the queue projected to the replicas' arrival."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scaler.planner import Tuning
+from scaler.planner.capacity import RoleView
+from scaler.planner.steps import Steps, forward
+
+
+def _run(arrival_s: float | None) -> Steps:
+    """Two pods fall 20 000 tokens/s short for 10 s (a 5-s grid): a replica takes 10 000
+    tokens/s, the demand is 21 000 and the queue, 100 000 tokens at first, grows 20 000 a second."""
+    n = 3
+    times = np.arange(n, dtype=np.int64) * 5_000
+    backlog = 100_000 + 20_000 * times / 1000
+    full = np.full(n, 10_000.0)
+    view = RoleView(
+        unit="tokens/s",
+        demand=np.full(n, 21_000.0),
+        served=np.full(n, 20_000.0),
+        backlog=backlog,
+        growth=np.full(n, 20_000.0),
+        seed=full,
+        lower=np.zeros(n),
+        upper=np.full(n, np.inf),
+        capacity=full,
+        correction=np.ones(n),
+        latency_mean=np.full(n, 2.0),
+        miss_share=np.ones(n),
+        held=np.zeros(n, dtype=np.bool_),
+        missed=np.ones(n, dtype=np.bool_),
+        busy=np.ones(n, dtype=np.bool_),
+    )
+    pods = np.full(n, 2.0)
+    return forward(times, pods, view.demand, np.zeros(n, dtype=np.bool_), view, 90.0, 90.0, Tuning(), arrival_s)
+
+
+def test_the_queue_grows_until_the_replicas_asked_for_arrive() -> None:
+    longest = _run(None)
+    # asked at 0 s (21 000 needs 3), the replicas are due 90 s later: 100 000 + 90 × 20 000
+    # tokens to drain within 60 s beside the demand, (21 000 + 1 900 000 / 60) / 10 000 = 5.3 → 6
+    assert longest.projected[0] == pytest.approx(1_900_000)
+    assert (longest.need[0], longest.drain[0], longest.answer[0]) == (3, 6, 6)
+    # 5 and 10 s later the queue is 100 000 and 200 000 tokens longer, and the replicas 5 and
+    # 10 s nearer: the same queue is expected at their arrival, and nothing more is asked for
+    assert list(longest.projected) == pytest.approx([1_900_000] * 3)
+    assert list(longest.answer) == [6, 6, 6] and list(longest.pending) == [0, 4, 4]
+
+
+def test_an_expected_start_up_shorter_than_the_longest_projects_a_shorter_queue() -> None:
+    expected = _run(60.0)
+    # the same, due 60 s after the ask: 100 000 + 60 × 20 000 = 1 300 000 tokens,
+    # (21 000 + 1 300 000 / 60) / 10 000 = 4.3 → 5
+    assert list(expected.projected) == pytest.approx([1_300_000] * 3)
+    assert list(expected.answer) == [5, 5, 5]
+    # still pending for the longest start-up: the ask is not repeated before 90 s
+    assert list(expected.asked) == [0, 5, 5]
