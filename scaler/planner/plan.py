@@ -20,10 +20,10 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    ``maxReplicaCount``, asking for more would not help either), which is what keeps the planner
    from piling on during start-up (the queue expected when they arrive is drained instead:
    prefill's after the middle of the profile's start-up range, decode's after its longest);
-   then the **tolerance and band**: above what runs or is
-   pending the need applies at once — unless the SLO holds with no queue and the demand is
-   within :attr:`Tuning.tolerance` of their capacity — and below it only when the demand would
-   fit even at ``1 − band`` of the capacity (decode; prefill has no band);
+   then the **tolerance and band**: above what runs or is pending the need applies at once —
+   unless the SLO holds with no queue and the demand is within :attr:`Tuning.tolerance` of
+   their capacity — and below it only when the demand would fit even at ``1 − band`` of the
+   capacity (decode; prefill has no band);
 4. **scale-down hysteresis in time**: the answer is the highest need of the last start-up
    (at least :attr:`Tuning.min_hold_s`); a level the need *returns* to — reached for a
    sustained while after its replicas had been released, twice within
