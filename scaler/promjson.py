@@ -4,10 +4,9 @@ sample values: ``"1.5"``, ``"NaN"``, ``"+Inf"``; timestamps in seconds with mill
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from fastapi import Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -52,7 +51,7 @@ _RENDER_SLICE = 250
 """Series rendered and sent between two turns of the event loop (~2 ms)."""
 
 
-async def result_response(result: query.Result, pause: Callable[[], Awaitable[None]] | None = None) -> Response:
+async def result_response(result: query.Result, pause: query.Pause = query.turn) -> Response:
     """The JSON answer. A vector or matrix of more than ``_RENDER_SLICE`` series is streamed
     (chunked): rendered a slice at a time with the event loop's turn between slices, and each
     slice sent as it is made, so neither rendering (~0.3 s for 40k series) nor copying one
@@ -67,9 +66,7 @@ async def result_response(result: query.Result, pause: Callable[[], Awaitable[No
     return ok(render(value), result.warnings, result.infos)
 
 
-async def _slices(
-    value: query.Vector | query.Matrix, head: str, tail: str, pause: Callable[[], Awaitable[None]] | None
-) -> AsyncIterator[bytes]:
+async def _slices(value: query.Vector | query.Matrix, head: str, tail: str, pause: query.Pause) -> AsyncIterator[bytes]:
     yield head.encode()
     items = value.samples if isinstance(value, query.Vector) else value.series
     for a in range(0, len(items), _RENDER_SLICE):
@@ -78,7 +75,7 @@ async def _slices(
         body = part[part.index('"result":[') + 10 : -2]
         yield (body if a == 0 else "," + body).encode()
         # the socket may take it all without a pause: the loop's turn (other ready work first)
-        await (asyncio.sleep(0) if pause is None else pause())
+        await pause()
     yield tail.encode()
 
 

@@ -20,7 +20,7 @@ from scaler.query.compat import (
     parse_compat,
     series_expr,
 )
-from scaler.query.engine import Engine, QueryLimits, Result, metric_names, selectors
+from scaler.query.engine import Engine, Pause, QueryLimits, Result, metric_names, selectors, turn
 from scaler.query.errors import QueryError
 from scaler.query.jsonast import translate_ast
 from scaler.query.parser import parse_metric_selector, parse_promql
@@ -44,6 +44,7 @@ __all__ = [
     "Engine",
     "Expr",
     "Matrix",
+    "Pause",
     "QueryError",
     "QueryLimits",
     "Result",
@@ -67,4 +68,5 @@ __all__ = [
     "selectors",
     "series_expr",
     "translate_ast",
+    "turn",
 ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from scaler import query
@@ -61,9 +60,7 @@ def evaluate(q: Query, engine: query.Engine, now_ms: int) -> Reading:
     return _noted(q, result)
 
 
-async def evaluate_async(
-    q: Query, engine: query.Engine, now_ms: int, pause: Callable[[], Awaitable[None]] | None = None
-) -> Reading:
+async def evaluate_async(q: Query, engine: query.Engine, now_ms: int, pause: query.Pause = query.turn) -> Reading:
     """:func:`evaluate` in slices that leave the event loop to other calls between them, with
     ``pause`` between slices (see :meth:`~scaler.query.Engine.evaluate_async`): KEDA's calls
     take a bare turn, the REST API's queries low-priority turns."""
