@@ -45,13 +45,12 @@ def forward(
     startup_s: float,
     hold_s: float,
     tuning: Tuning,
-    arrival_s: float | None = None,
+    arrival_s: float,
 ) -> Steps:
     """Oldest first, each instant using only the answers before it.
 
     A replica asked for counts as pending for ``startup_s`` (the longest start-up); the queue
-    is projected to grow until ``arrival_s`` after the ask (default: ``startup_s``)."""
-    grows_s = startup_s if arrival_s is None else arrival_s
+    is projected to grow until ``arrival_s`` after the ask."""
     n = len(times)
     need, drain, asked, pending, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
     projected = np.zeros(n)
@@ -80,12 +79,12 @@ def forward(
             calm = bool(view.held[k]) and float(view.backlog[k]) <= cap and pending[k] == 0
             need[k] = banded(demand, cap, running + int(pending[k]), tuning, bool(view.busy[k]), running, calm)
             # the queue keeps growing as fast as it grows now, until the replicas asked for
-            # arrive: ``grows_s`` after the oldest ask still not exporting
+            # arrive: ``arrival_s`` after the oldest ask still not exporting
             first = k
             while first > 0 and answer[first - 1] > running:
                 first -= 1
             waited_s = (times[k] - times[first]) / 1000
-            projected[k] = float(view.backlog[k]) + float(view.growth[k]) * max(grows_s - waited_s, 0.0)
+            projected[k] = float(view.backlog[k]) + float(view.growth[k]) * max(arrival_s - waited_s, 0.0)
             drain[k] = math.ceil((demand + projected[k] / tuning.drain_s) / cap - 1e-9) if demand > 0 else 0
             if waited_s > startup_s:
                 # the replicas asked for are overdue (held back by maxReplicaCount, a quota, a

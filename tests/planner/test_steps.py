@@ -10,7 +10,7 @@ from scaler.planner.capacity import RoleView
 from scaler.planner.steps import Steps, forward
 
 
-def _run(arrival_s: float | None) -> Steps:
+def _run(arrival_s: float) -> Steps:
     """Three instants 5 s apart at two pods: a replica takes 10 000 tokens/s, the demand is
     21 000, and the queue, 100 000 tokens at first, grows 20 000 a second."""
     n = 3
@@ -39,7 +39,7 @@ def _run(arrival_s: float | None) -> Steps:
 
 
 def test_the_queue_grows_until_the_replicas_asked_for_arrive() -> None:
-    longest = _run(None)
+    longest = _run(90.0)
     # asked at 0 s (21 000 needs 3), the replicas are due 90 s later: 100 000 + 90 × 20 000
     # tokens to drain within 60 s beside the demand, (21 000 + 1 900 000 / 60) / 10 000 = 5.3 → 6
     assert longest.projected[0] == pytest.approx(1_900_000)
