@@ -98,7 +98,8 @@ class RoleView:
     backlog: FloatArray
     """Work queued that still has to be done (tokens)."""
     growth: FloatArray
-    """How fast the backlog grows (tokens/s; 0 while it shrinks)."""
+    """How fast the backlog grows (tokens/s; 0 while it shrinks), net of what the pods that
+    joined within the rate window serve of it (see :func:`_net_of_joined`)."""
     seed: FloatArray
     lower: FloatArray
     upper: FloatArray
@@ -208,16 +209,17 @@ def _view(
     seed, per_pod, correction, shape = model
     mean, share, held, missed = slo
     lower, upper = bounds.learn(per_pod, held, missed, signals.times, signals.latency_window_ms, shape)
+    capacity = bounds.combine(seed, lower, upper)
     return RoleView(
         unit=unit,
         demand=demand,
         served=served,
-        growth=growth,
+        growth=_net_of_joined(growth, signals, capacity),
         backlog=backlog,
         seed=seed,
         lower=lower,
         upper=upper,
-        capacity=bounds.combine(seed, lower, upper),
+        capacity=capacity,
         correction=correction,
         latency_mean=mean,
         miss_share=share,
@@ -225,6 +227,19 @@ def _view(
         missed=missed,
         busy=_busy(signals),
     )
+
+
+def _net_of_joined(growth: FloatArray, signals: Signals, capacity: FloatArray) -> FloatArray:
+    """The queue's growth less what the pods that joined within the rate window serve of it:
+    it was measured while fewer pods served, and from now on each of them takes its share of
+    the arrivals. The planner carries the growth over a start-up; carried whole from the window
+    in which a pod arrived (azure-mix seed 1, 585 s: prefill's drained queue flooding decode as
+    decode's second pod joined), it asked for two more decode pods, which came after the queue
+    was gone. A pod counts as joined for the part of the window it did not export in (the
+    mean pods over the window, as in the per-pod load); an unknown capacity subtracts nothing."""
+    joined = np.maximum(signals.pods - _mean_pods(signals), 0.0)
+    serve = joined * np.nan_to_num(capacity, nan=0.0, posinf=0.0)
+    return np.asarray(np.maximum(growth - serve, 0.0), dtype=np.float64)
 
 
 def prefill(signals: Signals, spec: PlannerSpec) -> RoleView:

@@ -50,7 +50,11 @@ def forward(
     """Oldest first, each instant using only the answers before it.
 
     A replica asked for counts as pending for ``startup_s`` (the longest start-up); the queue
-    is projected to grow until ``arrival_s`` after the ask."""
+    is projected to grow until ``arrival_s`` after the ask. A scale-down goes straight to the
+    answer :attr:`Tuning.fuse_ms` later, if the need does not rise again in between: where the
+    need fell through several levels within a few seconds, the hold expires on each of them
+    that far apart, and stepping through them is one scale event per level for a few seconds
+    of one replica each."""
     n = len(times)
     need, drain, asked, pending, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
     projected = np.zeros(n)
@@ -58,6 +62,10 @@ def forward(
     hold_ms = np.zeros(n, dtype=np.int64)
     ask_lo = rolling.starts(times, int(startup_s * 1000))
     hold_lo = rolling.starts(times, int(hold_s * 1000))
+    # where the hold's window will begin one fuse later
+    fuse_ms = tuning.fuse_ms
+    hold_ahead = rolling.starts(times, max(int(hold_s * 1000) - fuse_ms, 0))
+    fused, fused_until = 0, -1  # the last scale-down's answer, and what was asked for since
     # the grid begins where the store's retention cut the history off
     recurrence = Recurrence(int(hold_s * 1000), int(tuning.recur_hold_s * 1000), tuning.sustain_ms, truncated=True)
     lowered = 0  # the last instant the answer went down: what was asked before it was released
@@ -97,7 +105,22 @@ def forward(
             held, recurring[k], hold_ms[k] = level, True, level_hold_ms
         # a replica asked for to drain a queue is not cancelled while it starts: cancelled and
         # asked for again, it would start over
-        answer[k] = max(held, int(drain[lo : k + 1].max()))
+        now = max(held, int(drain[lo : k + 1].max()))
+        if times[k] <= fused_until:
+            # the levels the last scale-down went past are not asked for again; what the need
+            # or a queue asks for since is, and held
+            fused = max(fused, int(need[k]), int(drain[k]))
+            now = min(now, fused)
+        elif k > 0 and now < answer[k - 1]:
+            # the answer one fuse later if the need stays as it is: the hold's highest need, a
+            # level still recurring then, and the drain asked for now (a scale-down ends the
+            # window of the drains asked for before it)
+            later_held = int(need[int(hold_ahead[k]) : k + 1].max())
+            later_level, _ = recurrence.level(int(times[k]) + fuse_ms, later_held)
+            later = max(later_held, later_level, int(drain[k]))
+            if later < now:
+                now, fused, fused_until = later, later, int(times[k]) + fuse_ms
+        answer[k] = now
     return Steps(need, drain, asked, pending, projected, answer, recurring, hold_ms)
 
 

@@ -47,6 +47,10 @@ class Tuning:
     sustain_ms: int = 30_000
     """How long the need must stay at a level for a return to it to count (a burst, not a blip
     of the rates): one SLO window."""
+    fuse_ms: int = 30_000
+    """A scale-down goes straight to the answer this much later (if the need does not rise in
+    between), not level by level as the hold expires on each level the need fell through: one
+    scale event, not one per level. One SLO window."""
     drain_s: float = 60.0
     """A queue expected when the replicas asked for arrive is asked to drain within this: the
     SLO is judged per 30-s window."""

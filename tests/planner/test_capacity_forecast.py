@@ -163,6 +163,28 @@ def test_decode_demand_adds_the_tokens_a_growing_queue_asks_for() -> None:
     assert view.backlog[-1] == pytest.approx(60 * 500)
 
 
+def test_a_queue_grows_net_of_what_the_pods_that_joined_within_the_window_serve() -> None:
+    def growing(joins: bool) -> capacity.RoleView:
+        fleet = Fleet("dec")
+        fleet.add("a")
+        fleet.run(60, Load(running=100, generation_tokens=5000, requests=10, itl=0.02))
+        for second in range(1, 31):  # the queue on pod a grows by 2 requests (1000 tokens) a second
+            if joins and second == 26:
+                fleet.add("b")  # exports for the last 5 s of the 15-s rate window
+            load = Load(running=100, waiting=2 * second, generation_tokens=5000, requests=10, itl=0.02)
+            fleet.run(1, {"a": load, "b": Load(running=10, generation_tokens=500, requests=1, itl=0.02)})
+        return _view(fleet, "decode", None)
+
+    alone = growing(joins=False)
+    assert alone.growth[-1] == pytest.approx(1000)
+    # pod b counts as joined for the 10 s of the window it did not export in: 1 - 5/15 of a pod
+    # whose capacity (the 5000 tokens/s pod a served within the SLO) more than covers the growth
+    joined = growing(joins=True)
+    assert joined.capacity[-1] == pytest.approx(5000)
+    assert joined.growth[-1] == 0
+    assert joined.backlog[-1] == pytest.approx(alone.backlog[-1])
+
+
 def test_trend_needs_a_steady_rise_in_three_segments_and_forecast_is_capped() -> None:
     times = np.arange(0, 125_000, 5_000, dtype=np.int64)
     ramp = 100 + 2.0 * times / 1000

@@ -56,3 +56,49 @@ def test_an_expected_start_up_shorter_than_the_longest_projects_a_shorter_queue(
     # (21 000 + 1 300 000 / 60) / 10 000 = 4.3 → 5
     assert list(expected.projected) == pytest.approx([1_300_000] * 3)
     assert list(expected.answer) == [5, 5, 5]
+
+
+def _falling(demand: list[float]) -> Steps:
+    """Instants 5 s apart at four pods that meet their SLO with no queue; a replica takes
+    10 000 tokens/s, no hysteresis band, a 60-s start-up and hold."""
+    n = len(demand)
+    times = np.arange(n, dtype=np.int64) * 5_000
+    full = np.full(n, 10_000.0)
+    view = RoleView(
+        unit="tokens/s",
+        demand=np.array(demand),
+        served=np.array(demand),
+        backlog=np.zeros(n),
+        growth=np.zeros(n),
+        seed=full,
+        lower=np.zeros(n),
+        upper=np.full(n, np.inf),
+        capacity=full,
+        correction=np.ones(n),
+        latency_mean=np.full(n, 0.1),
+        miss_share=np.zeros(n),
+        held=np.ones(n, dtype=np.bool_),
+        missed=np.zeros(n, dtype=np.bool_),
+        busy=np.ones(n, dtype=np.bool_),
+    )
+    pods = np.full(n, 4.0)
+    surging = np.zeros(n, dtype=np.bool_)
+    return forward(times, pods, view.demand, surging, view, 60.0, 60.0, Tuning(band=0.0), 60.0)
+
+
+def test_a_scale_down_goes_straight_to_the_answer_one_fuse_later() -> None:
+    # the need falls from 4 through 3 (55 s) to 2 (from 60 s on): the 60-s hold expires on 4
+    # at 110 s and on 3 at 115 s, and the answer goes from 4 to 2 at 110 s, one scale event
+    steps = _falling([40_000.0] * 11 + [30_000.0] + [20_000.0] * 28)
+    assert list(steps.need[10:13]) == [4, 3, 2]
+    assert list(steps.answer[:22]) == [4] * 22
+    assert list(steps.answer[22:]) == [2] * 18
+
+
+def test_a_need_that_rises_again_within_the_fuse_is_asked_for_and_held() -> None:
+    # the same fall, then the demand needs 3 again at 120 and 125 s only: the answer fused
+    # down to 2 at 110 s does not keep it from 3 (the fuse keeps away only the levels it went
+    # past), and the 3 is held like any need, not dropped back to the fused 2 within the fuse
+    steps = _falling([40_000.0] * 11 + [30_000.0] + [20_000.0] * 12 + [30_000.0] * 2 + [20_000.0] * 14)
+    assert list(steps.need[23:27]) == [2, 3, 3, 2]
+    assert list(steps.answer[21:]) == [4, 2, 2] + [3] * 13 + [2] * 3
