@@ -31,7 +31,9 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    there (bursts come back sooner than a released replica could); and a level the need came
    back to, with a surge of the demand, within one hold after a surge took it there is held
    for the hold plus that lull (a burst train: the next burst is expected after a lull like
-   the last; see :class:`~scaler.planner.recurrence.Recurrence`).
+   the last; see :class:`~scaler.planner.recurrence.Recurrence`). A scale-down goes straight
+   to the answer :attr:`Tuning.fuse_ms` later, not one level at a time as the hold expires on
+   each level the need fell through.
 
 Every instant beyond the data (before the retention, before the pods existed) contributes no
 demand, so missing data can only lower the answer, never raise it.
