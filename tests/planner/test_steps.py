@@ -1,4 +1,5 @@
-"""The forward pass on a hand-built role view: the queue projected to the replicas' arrival."""
+"""The forward pass on a hand-built role view: the queue projected to the replicas' arrival, and
+scale-downs straight to the answer one fuse later."""
 
 from __future__ import annotations
 
@@ -10,32 +11,38 @@ from scaler.planner.capacity import RoleView
 from scaler.planner.steps import Steps, forward
 
 
-def _run(arrival_s: float) -> Steps:
-    """Three instants 5 s apart at two pods: a replica takes 10 000 tokens/s, the demand is
-    21 000, and the queue, 100 000 tokens at first, grows 20 000 a second."""
-    n = 3
-    times = np.arange(n, dtype=np.int64) * 5_000
-    backlog = 100_000 + 20_000 * times / 1000
+def _view(demand: list[float], backlog: list[float], growth: float, slo_held: bool) -> RoleView:
+    """A role view whose replica takes 10 000 tokens/s, the queue growing ``growth`` tokens a
+    second; ``slo_held``: the SLO holds (latency 0.1 s, no miss), or it misses (2 s, every
+    request over target). What was served is the demand (the forward pass does not read it)."""
+    n = len(demand)
     full = np.full(n, 10_000.0)
-    view = RoleView(
+    return RoleView(
         unit="tokens/s",
-        demand=np.full(n, 21_000.0),
-        served=np.full(n, 20_000.0),
-        backlog=backlog,
-        growth=np.full(n, 20_000.0),
+        demand=np.array(demand),
+        served=np.array(demand),
+        backlog=np.array(backlog),
+        growth=np.full(n, growth),
         seed=full,
         lower=np.zeros(n),
         upper=np.full(n, np.inf),
         capacity=full,
         correction=np.ones(n),
-        latency_mean=np.full(n, 2.0),
-        miss_share=np.ones(n),
-        held=np.zeros(n, dtype=np.bool_),
-        missed=np.ones(n, dtype=np.bool_),
+        latency_mean=np.full(n, 0.1 if slo_held else 2.0),
+        miss_share=np.full(n, 0.0 if slo_held else 1.0),
+        held=np.full(n, slo_held),
+        missed=np.full(n, not slo_held),
         busy=np.ones(n, dtype=np.bool_),
     )
-    pods = np.full(n, 2.0)
-    return forward(times, pods, view.demand, np.zeros(n, dtype=np.bool_), view, 90.0, 90.0, Tuning(), arrival_s)
+
+
+def _run(arrival_s: float) -> Steps:
+    """Three instants 5 s apart at two pods: a replica takes 10 000 tokens/s, the demand is
+    21 000, and the queue, 100 000 tokens at first, grows 20 000 a second."""
+    times = np.arange(3, dtype=np.int64) * 5_000
+    view = _view([21_000.0] * 3, list(100_000 + 20_000 * times / 1000), 20_000.0, slo_held=False)
+    pods = np.full(3, 2.0)
+    return forward(times, pods, view.demand, np.zeros(3, dtype=np.bool_), view, 90.0, 90.0, Tuning(), arrival_s)
 
 
 def test_the_queue_grows_until_the_replicas_asked_for_arrive() -> None:
@@ -63,24 +70,7 @@ def _falling(demand: list[float]) -> Steps:
     10 000 tokens/s, no hysteresis band, a 60-s start-up and hold."""
     n = len(demand)
     times = np.arange(n, dtype=np.int64) * 5_000
-    full = np.full(n, 10_000.0)
-    view = RoleView(
-        unit="tokens/s",
-        demand=np.array(demand),
-        served=np.array(demand),
-        backlog=np.zeros(n),
-        growth=np.zeros(n),
-        seed=full,
-        lower=np.zeros(n),
-        upper=np.full(n, np.inf),
-        capacity=full,
-        correction=np.ones(n),
-        latency_mean=np.full(n, 0.1),
-        miss_share=np.zeros(n),
-        held=np.ones(n, dtype=np.bool_),
-        missed=np.zeros(n, dtype=np.bool_),
-        busy=np.ones(n, dtype=np.bool_),
-    )
+    view = _view(demand, [0.0] * n, 0.0, slo_held=True)
     pods = np.full(n, 4.0)
     surging = np.zeros(n, dtype=np.bool_)
     return forward(times, pods, view.demand, surging, view, 60.0, 60.0, Tuning(band=0.0), 60.0)
