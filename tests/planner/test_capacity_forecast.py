@@ -168,20 +168,20 @@ def test_a_queue_grows_net_of_what_the_pods_that_joined_within_the_window_serve(
         fleet = Fleet("dec")
         fleet.add("a")
         fleet.run(60, Load(running=100, generation_tokens=5000, requests=10, itl=0.02))
-        for second in range(1, 31):  # the queue on pod a grows by 2 requests (1000 tokens) a second
+        for second in range(1, 31):  # the queue on pod a grows by 10 requests (5000 tokens) a second
             if joins and second == 26:
                 fleet.add("b")  # exports for the last 5 s of the 15-s rate window
-            load = Load(running=100, waiting=2 * second, generation_tokens=5000, requests=10, itl=0.02)
+            load = Load(running=100, waiting=10 * second, generation_tokens=5000, requests=10, itl=0.02)
             fleet.run(1, {"a": load, "b": Load(running=10, generation_tokens=500, requests=1, itl=0.02)})
         return _view(fleet, "decode", None)
 
     alone = growing(joins=False)
-    assert alone.growth[-1] == pytest.approx(1000)
-    # pod b counts as joined for the 10 s of the window it did not export in: 1 - 5/15 of a pod
-    # whose capacity (the 5000 tokens/s pod a served within the SLO) more than covers the growth
+    assert alone.growth[-1] == pytest.approx(5000)
+    # pod b exported at one of the window's three instants (5 s apart): it counts as 1 - 1/3 of
+    # a pod joined, whose capacity is the 5000 tokens/s pod a served within the SLO
     joined = growing(joins=True)
     assert joined.capacity[-1] == pytest.approx(5000)
-    assert joined.growth[-1] == 0
+    assert joined.growth[-1] == pytest.approx(5000 - 2 / 3 * 5000)
     assert joined.backlog[-1] == pytest.approx(alone.backlog[-1])
 
 
