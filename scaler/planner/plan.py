@@ -97,6 +97,8 @@ class Plan:
     middle of the profile's range), decode's longest."""
     hold_s: float
     recurring: bool
+    fused: bool
+    """The answer is under the hold's: a scale-down went straight to the answer one fuse later."""
     band: float
     history_s: float
     series: int
@@ -106,7 +108,7 @@ class Plan:
         return (
             f"planner {self.role} {self.deployment}: desired={self.desired} (pods={self.pods} "
             f"pending={self.pending} asked={self.asked} need={self.need} drain={self.drain} "
-            f"hold={self.hold_s:.0f}s{' recurring' if self.recurring else ''}) "
+            f"hold={self.hold_s:.0f}s{' recurring' if self.recurring else ''}{' fused' if self.fused else ''}) "
             f"demand={_g(self.demand)} {self.unit} (level {_g(self.level)}{', surging' if self.surging else ''}) "
             f"forecast={_g(self.forecast)} over {self.horizon_s:.0f}s "
             f"(slope {_g(self.slope_per_s)}/s, rising {self.rising_s:.0f}s) "
@@ -155,7 +157,12 @@ class Plan:
                 "projectedBacklog": self.projected_backlog,
                 "arrivalSeconds": self.arrival_s,
             },
-            "hysteresis": {"holdSeconds": self.hold_s, "recurring": self.recurring, "band": self.band},
+            "hysteresis": {
+                "holdSeconds": self.hold_s,
+                "recurring": self.recurring,
+                "fused": self.fused,
+                "band": self.band,
+            },
         }
         out: dict[str, object] = {name: {k: _json(v) for k, v in group.items()} for name, group in groups.items()}
         return out | {"role": self.role, "deployment": self.deployment, "atMs": self.at_ms}
@@ -281,6 +288,7 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
         arrival_s=arrival_s,
         hold_s=float(steps.hold_ms[last]) / 1000 if recurring else hold_s,
         recurring=recurring,
+        fused=bool(steps.fused[last]),
         band=tuning.band,
         history_s=float(times[-1] - times[0]) / 1000,
         series=seen.series,

@@ -34,6 +34,9 @@ class Steps:
     burst train's (see :class:`Recurrence`)."""
     hold_ms: Int64Array
     """Where it recurred, how long after the need was last at the level it is held."""
+    fused: BoolArray
+    """The answer is under the hold's because a scale-down went straight to the answer one
+    fuse later (:attr:`Tuning.fuse_ms`), past levels whose hold was about to expire."""
 
 
 def forward(
@@ -58,7 +61,7 @@ def forward(
     n = len(times)
     need, drain, asked, pending, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
     projected = np.zeros(n)
-    recurring = np.zeros(n, dtype=np.bool_)
+    recurring, fused_at = np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_)
     hold_ms = np.zeros(n, dtype=np.int64)
     ask_lo = rolling.starts(times, int(startup_s * 1000))
     hold_lo = rolling.starts(times, int(hold_s * 1000))
@@ -120,8 +123,9 @@ def forward(
             later = max(later_held, later_level, int(drain[k]))
             if later < now:
                 now, fused, fused_until = later, later, int(times[k]) + fuse_ms
+        fused_at[k] = now < max(held, int(drain[lo : k + 1].max()))
         answer[k] = now
-    return Steps(need, drain, asked, pending, projected, answer, recurring, hold_ms)
+    return Steps(need, drain, asked, pending, projected, answer, recurring, hold_ms, fused_at)
 
 
 def banded(demand: float, cap: float, keep: int, tuning: Tuning, busy: bool, running: int, calm: bool) -> int:

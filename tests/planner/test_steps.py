@@ -83,6 +83,8 @@ def test_a_scale_down_goes_straight_to_the_answer_one_fuse_later() -> None:
     assert list(steps.need[10:13]) == [4, 3, 2]
     assert list(steps.answer[:22]) == [4] * 22
     assert list(steps.answer[22:]) == [2] * 18
+    # the decision says so while the hold alone would still have been 3 (110 s only)
+    assert [bool(x) for x in steps.fused[20:25]] == [False, False, True, False, False]
 
 
 def test_a_need_that_rises_again_within_the_fuse_is_asked_for_and_held() -> None:

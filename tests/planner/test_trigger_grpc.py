@@ -188,7 +188,7 @@ def test_the_status_api_shows_the_planners_state_grouped(start: Start, fleet: Fl
         "horizonSeconds": 65.0,
     }
     assert state["pending"] == {"asked": 2, "pending": 0, "projectedBacklog": 0.0, "arrivalSeconds": 60.0}
-    assert state["hysteresis"] == {"holdSeconds": 60.0, "recurring": False, "band": 0.1}
+    assert state["hysteresis"] == {"holdSeconds": 60.0, "recurring": False, "fused": False, "band": 0.1}
     assert (state["role"], state["deployment"], state["atMs"]) == ("decode", DECODE, fleet.now_ms)
     # `keda-otel-scaler status` shows the result and the inputs it came from
     assert "planner: desired=2, need=2, drain=2, pods=2" in statustable.render(reply.json())
