@@ -108,7 +108,7 @@ def forward(
             held, recurring[k], hold_ms[k] = level, True, level_hold_ms
         # a replica asked for to drain a queue is not cancelled while it starts: cancelled and
         # asked for again, it would start over
-        now = max(held, int(drain[lo : k + 1].max()))
+        now = by_hold = max(held, int(drain[lo : k + 1].max()))
         if times[k] <= fused_until:
             # the levels the last scale-down went past are not asked for again; what the need
             # or a queue asks for since is, and held
@@ -123,7 +123,7 @@ def forward(
             later = max(later_held, later_level, int(drain[k]))
             if later < now:
                 now, fused, fused_until = later, later, int(times[k]) + fuse_ms
-        fused_at[k] = now < max(held, int(drain[lo : k + 1].max()))
+        fused_at[k] = now < by_hold
         answer[k] = now
     return Steps(need, drain, asked, pending, projected, answer, recurring, hold_ms, fused_at)
 
