@@ -19,7 +19,9 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    (the pods on their way will drain it, and if they never come, e.g. held back by
    ``maxReplicaCount``, asking for more would not help either), which is what keeps the planner
    from piling on during start-up (the queue expected when they arrive is drained instead:
-   prefill's after the middle of the profile's start-up range, decode's after its longest);
+   prefill's after the middle of the profile's start-up range, decode's after its longest; at
+   a surge, a queue expected within one second of one replica's work asks for no more than the
+   need: it is the onset's);
    then the **tolerance and band**: above what runs or is pending the need applies at once —
    unless the SLO holds with no queue and the demand is within :attr:`Tuning.tolerance` of
    their capacity — and below it only when the demand would fit even at ``1 − band`` of the
@@ -28,7 +30,8 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    (at least :attr:`Tuning.min_hold_s`); a level the need *returns* to — reached for a
    sustained while after its replicas had been released, twice within
    :attr:`Tuning.recur_hold_s` — recurs and is held ``recur_hold_s`` after the need was last
-   there (bursts come back sooner than a released replica could); and a level the need came
+   there (bursts come back sooner than a released replica could; at a surge the level counted
+   is what the demand needs, not what the band held); and a level the need came
    back to, with a surge of the demand, within one hold after a surge took it there is held
    for the hold plus that lull (a burst train: the next burst is expected after a lull like
    the last; see :class:`~scaler.planner.recurrence.Recurrence`). A scale-down goes straight

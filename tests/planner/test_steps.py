@@ -94,3 +94,41 @@ def test_a_need_that_rises_again_within_the_fuse_is_asked_for_and_held() -> None
     steps = _falling([40_000.0] * 11 + [30_000.0] + [20_000.0] * 12 + [30_000.0] * 2 + [20_000.0] * 14)
     assert list(steps.need[23:27]) == [2, 3, 3, 2]
     assert list(steps.answer[21:]) == [4, 2, 2] + [3] * 13 + [2] * 3
+
+
+def _onset(backlog: float, surging: bool) -> Steps:
+    """One instant at two pods that meet their SLO: the demand, 19 950 tokens/s, needs 1.995
+    replicas of 10 000 tokens/s, and the queue grows 50 tokens a second for the 60 s until a
+    replica asked for would arrive."""
+    view = _view([19_950.0], [backlog], 50.0, slo_held=True)
+    times, pods = np.zeros(1, dtype=np.int64), np.full(1, 2.0)
+    return forward(times, pods, view.demand, np.full(1, surging), view, 60.0, 60.0, Tuning(), 60.0)
+
+
+def test_a_surge_drains_no_more_than_it_needs_while_its_queue_is_within_a_second_of_work() -> None:
+    # a 3 000-token queue is 6 000 tokens when a replica would arrive: (19 950 + 6 000 / 60) /
+    # 10 000 = 2.005 replicas drain it within 60 s, but at a surge that is the onset's queue
+    # (within one second of one replica's work) and the need, 2, is what is asked for
+    assert (_onset(3_000.0, surging=True).need[0], _onset(3_000.0, surging=True).drain[0]) == (2, 2)
+    # off a surge the queue is drained as ever (a ramp's first queue is its early warning)
+    assert _onset(3_000.0, surging=False).drain[0] == 3
+    # and a surge's queue of more than a second of one replica's work is drained
+    assert _onset(12_000.0, surging=True).drain[0] == 3
+
+
+def test_a_burst_recurs_at_the_level_its_demand_needs_not_the_band_held() -> None:
+    # three pods run throughout; bursts of 45 s (19 000 tokens/s: 1.9 replicas, which the 10 %
+    # band holds at the three that run) surge at 0, 300 and 600 s, in lulls of 5 000 tokens/s
+    n = 300
+    times = np.arange(n, dtype=np.int64) * 5_000
+    burst = (times % 300_000 < 45_000) & (times < 650_000)
+    demand = np.where(burst, 19_000.0, 5_000.0)
+    view = _view(list(demand), [0.0] * n, 0.0, slo_held=True)
+    steps = forward(times, np.full(n, 3.0), view.demand, burst, view, 60.0, 60.0, Tuning(), 60.0)
+    assert set(steps.need[burst]) == {3} and set(steps.need[~burst]) == {1}
+    # the second and third bursts are returns (the first began with the history), so the
+    # level recurs and is held 600 s after the need was last at it (640 s): at the two
+    # replicas the bursts' demand needs, not the three the band held
+    at = {int(t) // 1000: int(a) for t, a in zip(times, steps.answer, strict=True)}
+    assert at[900] == 2 and at[1235] == 2 and bool(steps.recurring[180])
+    assert at[1245] == 1
