@@ -109,7 +109,8 @@ def test_a_surge_drains_no_more_than_it_needs_while_its_queue_is_within_a_second
     # a 3 000-token queue is 6 000 tokens when a replica would arrive: (19 950 + 6 000 / 60) /
     # 10 000 = 2.005 replicas drain it within 60 s, but at a surge that is the onset's queue
     # (within one second of one replica's work) and the need, 2, is what is asked for
-    assert (_onset(3_000.0, surging=True).need[0], _onset(3_000.0, surging=True).drain[0]) == (2, 2)
+    onset = _onset(3_000.0, surging=True)
+    assert (onset.need[0], onset.drain[0]) == (2, 2)
     # off a surge the queue is drained as ever (a ramp's first queue is its early warning)
     assert _onset(3_000.0, surging=False).drain[0] == 3
     # and a surge's queue of more than a second of one replica's work is drained
