@@ -84,11 +84,13 @@ def forward(
         if not (math.isfinite(cap) and cap > 0):
             # nothing known about capacity yet: hold what runs (none without work to do)
             need[k] = drain[k] = running if demand > 0 or view.busy[k] else 0
+            reached = int(need[k])
         else:
             # calm: the SLO held over the latency window, with no more than a second of one
             # replica's work queued
             calm = bool(view.held[k]) and float(view.backlog[k]) <= cap and pending[k] == 0
             need[k] = banded(demand, cap, running + int(pending[k]), tuning, bool(view.busy[k]), running, calm)
+            reached = _reached(int(need[k]), demand, cap) if surging[k] else int(need[k])
             # the queue keeps growing as fast as it grows now, until the replicas asked for
             # arrive: ``arrival_s`` after the oldest ask still not exporting
             first = k
@@ -106,7 +108,7 @@ def forward(
                 # the replicas asked for are overdue (held back by maxReplicaCount, a quota, a
                 # slow node): asking for more would not bring them sooner
                 drain[k] = min(int(drain[k]), int(asked[k]))
-        recurrence.update(int(times[k]), _level_of(int(need[k]), demand, cap, bool(surging[k])), bool(surging[k]))
+        recurrence.update(int(times[k]), reached, bool(surging[k]))
         held = int(need[int(hold_lo[k]) : k + 1].max())
         level, level_hold_ms = recurrence.level(int(times[k]), held)
         if level > held:
@@ -133,16 +135,14 @@ def forward(
     return Steps(need, drain, asked, pending, projected, answer, recurring, hold_ms, fused_at)
 
 
-def _level_of(need: int, demand: float, cap: float, surging: bool) -> int:
-    """The level a surge of the demand reaches: what the demand needs, not more. The band
-    holds what runs or is pending, and at a burst's onset that is what its queue asked for: on
-    bursty every burst then needed a third decode pod again (1.93 replicas' demand within 10 %
-    of two), renewed that level's recurrence hold, and the lulls held three pods where the fixed
-    1P+2D fleet meets every window. Off a surge (a plateau wobbling at a level boundary) the
-    banded need counts, as it is what the answer held."""
-    if not surging or not (math.isfinite(cap) and cap > 0) or demand <= 0:
-        return need
-    return min(need, math.ceil(demand / cap - 1e-9))
+def _reached(need: int, demand: float, cap: float) -> int:
+    """The level a surge of the demand reaches, at a known capacity: what the demand needs,
+    not more. The band holds what runs or is pending, and at a burst's onset that is what its
+    queue asked for: on bursty every burst then needed a third decode pod again (1.93 replicas'
+    demand within 10 % of two), renewed that level's recurrence hold, and the lulls held three
+    pods where the fixed 1P+2D fleet meets every window. Off a surge (a plateau wobbling at a
+    level boundary) the banded need counts, as it is what the answer held."""
+    return min(need, math.ceil(demand / cap - 1e-9)) if demand > 0 else need
 
 
 def banded(demand: float, cap: float, keep: int, tuning: Tuning, busy: bool, running: int, calm: bool) -> int:
