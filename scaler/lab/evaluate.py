@@ -7,7 +7,10 @@ recipe, one seed. ``--full`` adds the other profiles and three seeds. ``--replic
 the scaler as N replicas (the high-availability layout: every replica gets every OTLP
 export, KEDA's calls go round-robin with one retry), ``--kill-replica-at F`` kills replica
 1 (the only one with N=1) at F × each scenario's duration and restarts it
-``--restart-after`` seconds later, warmed from a peer's snapshot (docs/lab.md). Exit code 0
+``--restart-after`` seconds later, warmed from a peer's snapshot (docs/lab.md). ``--seeds``
+takes a count (1..N), a range (``4-6``) or a list (``4,6``): held-out seeds run on their own.
+``--baseline`` pairs every run with an earlier report's run of the same scenario, recipe and
+seed and adds what changed to the summary (:mod:`scaler.lab.compare`). Exit code 0
 when every run completed, 1 when any failed (the report says which and why), 2 for bad
 arguments.
 """
@@ -24,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 
 from scaler import extras
-from scaler.lab import recipes
+from scaler.lab import compare, recipes
 from scaler.lab.replicas import Failover
 from scaler.sim import profiles
 
@@ -94,6 +97,23 @@ def resolve_recipes(args: list[str] | None) -> list[Path]:
     return out
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``N`` (1..N), ``A-B`` (A..B) or ``A,B,...``: the seeds, ascending, each >= 1."""
+    first, dash, last = text.partition("-")
+    try:
+        if "," in text:
+            seeds = {int(part) for part in text.split(",")}
+        elif dash and first:
+            seeds = set(range(int(first), int(last) + 1))
+        else:
+            seeds = set(range(1, int(text) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected N, A-B or A,B,... (whole numbers)") from None
+    if not seeds or min(seeds) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: no seeds (seeds are >= 1, and a range's first <= its last)")
+    return sorted(seeds)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scenarios",
@@ -108,7 +128,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="recipe directories, directories of recipes or built-in names (default: every built-in recipe)",
     )
     parser.add_argument(
-        "--seeds", type=int, default=None, metavar="N", help="seeds per run: 1..N (default 1; 3 with --full)"
+        "--seeds",
+        type=parse_seeds,
+        default=None,
+        metavar="N|A-B|A,B",
+        help="seeds: 1..N, A..B or a list, e.g. 4-6 for held-out seeds (default 1; 3 with --full)",
     )
     parser.add_argument(
         "--report",
@@ -127,6 +151,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"also run every scenario on these profiles ({', '.join(profiles.library())})",
     )
     parser.add_argument("--full", action="store_true", help=f"every scenario on every profile, {FULL_SEEDS} seeds")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="REPORT",
+        help="an earlier report.json (or its directory): pair each run with its run of the same seed there "
+        "and add what changed to summary.md",
+    )
     ha = parser.add_argument_group(
         "high availability", "ScaledObject recipes only: fixed fleets and the oracle ask no scaler"
     )
@@ -162,9 +194,14 @@ def main(args: argparse.Namespace) -> int:
     except (UsageError, profiles.ProfileError) as exc:
         print(f"keda-otel-scaler evaluate: {exc}", file=sys.stderr)
         return 2
-    seeds = args.seeds if args.seeds is not None else (FULL_SEEDS if args.full else 1)
-    if seeds < 1 or (args.jobs is not None and args.jobs < 1):
-        print("keda-otel-scaler evaluate: --seeds and --jobs must be >= 1", file=sys.stderr)
+    seeds = args.seeds if args.seeds is not None else list(range(1, (FULL_SEEDS if args.full else 1) + 1))
+    if args.jobs is not None and args.jobs < 1:
+        print("keda-otel-scaler evaluate: --jobs must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        baseline = compare.load(args.baseline) if args.baseline is not None else None
+    except compare.BaselineError as exc:
+        print(f"keda-otel-scaler evaluate: {exc}", file=sys.stderr)
         return 2
     try:
         failover = failover_of(args)
@@ -203,7 +240,8 @@ def main(args: argparse.Namespace) -> int:
     meta = {
         "runs": len(runs),
         "failed": sum(1 for r in runs if not r.ok),
-        "seeds": seeds,
+        "seeds": len(seeds),
+        "seed_numbers": seeds,
         "jobs": workers,
         "profiles": sorted({r.profile for r in runs if r.profile}),
         "scenario_files": scenario_paths,
@@ -216,8 +254,14 @@ def main(args: argparse.Namespace) -> int:
     }
     if failover is not None:
         meta["scaler"] = failover.describe()
-    paths = report.write(Path(args.report), runs, planned.scenarios, [p.name for p in recipe_dirs], meta)
+    against = None
+    if baseline is not None:
+        rows, unmatched = compare.compare([r.to_json() for r in runs], baseline)
+        against = compare.Against(rows, unmatched, str(args.baseline))
+    paths = report.write(Path(args.report), runs, planned.scenarios, [p.name for p in recipe_dirs], meta, against)
     if not args.quiet:
+        if against is not None:
+            print("\n".join(against.markdown()))
         print(f"report: {', '.join(str(p) for p in paths[:2])} (+{len(paths) - 2} plots)")
     for r in runs:
         if not r.ok:

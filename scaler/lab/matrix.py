@@ -69,7 +69,7 @@ def load_scenario(path: str, profile: str = "") -> Scenario:
 def plan(
     scenario_paths: Sequence[str],
     recipe_dirs: Sequence[Path],
-    seeds: int,
+    seeds: Sequence[int],
     extra_profiles: Sequence[str] = (),
     failover: Failover | None = None,
 ) -> Plan:
@@ -88,20 +88,18 @@ def plan(
         try:
             base = load_scenario(spath)
         except SpecError as exc:
-            failed += [_failure(stem, path.name, seed, "", str(exc)) for path, _ in loaded for seed in _seeds(seeds)]
+            failed += [_failure(stem, path.name, seed, "", str(exc)) for path, _ in loaded for seed in seeds]
             continue
         names = [base.profile.name] + [p for p in extra_profiles if p != base.profile.name]
         for pname in names:
             try:
                 s = load_scenario(spath, pname)
             except SpecError as exc:
-                failed += [
-                    _failure(stem, path.name, seed, pname, str(exc)) for path, _ in loaded for seed in _seeds(seeds)
-                ]
+                failed += [_failure(stem, path.name, seed, pname, str(exc)) for path, _ in loaded for seed in seeds]
                 continue
             scenarios[f"{s.name}@{pname}"] = s
             for path, recipe in loaded:
-                for seed in _seeds(seeds):
+                for seed in seeds:
                     if isinstance(recipe, str):
                         failed.append(_failure(s.name, path.name, seed, pname, recipe))
                     else:
@@ -110,10 +108,6 @@ def plan(
                         jobs.append(Job(spath, profile, str(path), seed, cost, failover))
     jobs.sort(key=lambda j: -j.cost)
     return Plan(jobs, failed, scenarios)
-
-
-def _seeds(n: int) -> range:
-    return range(1, n + 1)
 
 
 def _failure(scenario: str, recipe: str, seed: int, profile: str, message: str) -> RunResult:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from scaler import extras
+from scaler.lab.compare import Against
 from scaler.lab.runner import RunResult
 from scaler.sim.scenario import Scenario
 
@@ -96,14 +97,25 @@ def _cell(cell: dict[str, Any], key: str, fmt: Callable[[float], str], bold: boo
     return f"**{text}**" if bold else text
 
 
+def _seeds(meta: dict[str, Any]) -> str:
+    numbers = meta.get("seed_numbers") or list(range(1, meta["seeds"] + 1))
+    if numbers == list(range(1, len(numbers) + 1)):
+        return f"{len(numbers)} seed(s)"
+    return f"{len(numbers)} seed(s): {', '.join(str(n) for n in numbers)}"
+
+
 def markdown(
-    runs: Sequence[RunResult], scenarios: dict[str, Scenario], recipes: Sequence[str], meta: dict[str, Any]
+    runs: Sequence[RunResult],
+    scenarios: dict[str, Scenario],
+    recipes: Sequence[str],
+    meta: dict[str, Any],
+    against: Against | None = None,
 ) -> str:
     table = aggregate(runs)
     lines = [
         "# Evaluation lab: how good is the scaling?",
         "",
-        f"{meta['runs']} runs ({meta['failed']} failed), {meta['seeds']} seed(s), "
+        f"{meta['runs']} runs ({meta['failed']} failed), {_seeds(meta)}, "
         f"{meta['simulated_hours']:.1f} simulated hours in {meta['wall_seconds']:.0f} s of wall clock "
         f"with {meta['jobs']} worker(s) ({meta['speed']:.0f}x real time per core).",
         *(["", f"Scaler: {meta['scaler']} (`runs[].ha` in report.json)."] if meta.get("scaler") else []),
@@ -149,6 +161,8 @@ def markdown(
             values = [_cell(c, col, fmt, recipe in best[col]) for col, _, _, fmt in COLUMNS]
             meets = "yes" if c.get("meets_slo") else ("error" if not c.get("ok") else "no")
             lines.append(f"| {key} | {recipe} | " + " | ".join(values) + f" | {meets} |")
+    if against is not None:
+        lines += ["", *against.markdown()]
     errors = [r for r in runs if not r.ok]
     if errors:
         lines += ["", "## Errors", ""]
@@ -238,6 +252,7 @@ def write(
     scenarios: dict[str, Scenario],
     recipes: Sequence[str],
     meta: dict[str, Any],
+    against: Against | None = None,
 ) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     ordered = sorted(runs, key=lambda r: (r.scenario, r.profile, r.recipe, r.seed))
@@ -266,10 +281,11 @@ def write(
             for key, s in sorted(scenarios.items())
         },
         "summary": aggregate(ordered),
+        **({"baseline": against.to_json()} if against is not None else {}),
     }
     paths = [directory / "report.json", directory / "summary.md"]
     paths[0].write_text(json.dumps(_finite(doc), indent=1, default=_json_default, allow_nan=False) + "\n")
-    paths[1].write_text(markdown(ordered, scenarios, recipes, meta))
+    paths[1].write_text(markdown(ordered, scenarios, recipes, meta, against))
     return paths + [directory / p for p in meta.get("plots", [])]
 
 
