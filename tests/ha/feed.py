@@ -180,6 +180,10 @@ class Feed:
         self._thread.join(timeout=10)
 
 
+BIND_ATTEMPTS = 3
+"""Starts of a rotel collector that lost one of its ports to another process before binding it."""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -197,14 +201,24 @@ class Rotel:
 
         agent = Path(rotel.__file__).parent / "rotel-agent"
         assert agent.exists(), "rotel-agent binary missing from the rotel wheel"
-        self.grpc_in = _free_port()
+        self.log_path = log
+        for attempt in range(BIND_ATTEMPTS):
+            # a free port is free when picked, not when rotel binds it: another process may take
+            # it in between (a parallel test worker's client socket), so a bind failure picks again
+            self.grpc_in = _free_port()
+            self.process = self._start(agent, target, _free_port(), log)
+            if self._listening(log, last=attempt == BIND_ATTEMPTS - 1):
+                break
+        self.exporter = Exporter(f"127.0.0.1:{self.grpc_in}")
+
+    def _start(self, agent: Path, target: str, http_in: int, log: Path) -> subprocess.Popen[bytes]:
         command = [
             str(agent),
             "start",
             "--otlp-grpc-endpoint",
             f"127.0.0.1:{self.grpc_in}",
             "--otlp-http-endpoint",
-            f"127.0.0.1:{_free_port()}",
+            f"127.0.0.1:{http_in}",
             "--exporter",
             "otlp",
             "--otlp-exporter-endpoint",
@@ -220,17 +234,24 @@ class Rotel:
             "--batch-timeout",
             "100ms",
         ]
-        self.log_path = log
         self.log = log.open("w")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def _listening(self, log: Path, last: bool) -> bool:
+        """Whether rotel listens on its gRPC port within 20 s; False when it lost a port to
+        another process (and this is not the last attempt), which picks new ports."""
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, log.read_text()[-2000:]
+            if self.process.poll() is not None:
+                self.log.close()
+                text = log.read_text()
+                assert not last and "Address already in use" in text, text[-2000:]
+                return False
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.grpc_in)) == 0:
-                    break
+                    return True
             time.sleep(0.1)
-        self.exporter = Exporter(f"127.0.0.1:{self.grpc_in}")
+        return True
 
     def put(self, request: Request) -> None:
         self.exporter.put(request)
