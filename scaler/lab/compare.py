@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 Key = tuple[str, str, str]
-"""(scenario, profile, recipe); the profile is '' for the scenario's own."""
+"""(scenario, profile, recipe). A completed run names its profile; a run that failed names only
+a profile given with ``--profiles`` ('' for the scenario's own, as :func:`matrix._failure` does),
+so such a failure is keyed apart from its completed seeds."""
 
 
 class BaselineError(ValueError):

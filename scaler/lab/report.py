@@ -98,7 +98,7 @@ def _cell(cell: dict[str, Any], key: str, fmt: Callable[[float], str], bold: boo
 
 
 def _seeds(meta: dict[str, Any]) -> str:
-    numbers = meta.get("seed_numbers") or list(range(1, meta["seeds"] + 1))
+    numbers = meta["seed_numbers"]
     if numbers == list(range(1, len(numbers) + 1)):
         return f"{len(numbers)} seed(s)"
     return f"{len(numbers)} seed(s): {', '.join(str(n) for n in numbers)}"
