@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 Key = tuple[str, str, str]
-"""(scenario, profile, recipe). A completed run names its profile; a run that failed names only
-a profile given with ``--profiles`` ('' for the scenario's own, as :func:`matrix._failure` does),
-so such a failure is keyed apart from its completed seeds."""
+"""(scenario, profile, recipe). A run that failed once its scenario loaded is named as its
+completed seeds are; one whose scenario did not load names only a profile given with
+``--profiles`` ('' for the scenario's own; see :func:`matrix.run_job`)."""
 
 
 class BaselineError(ValueError):

@@ -115,16 +115,20 @@ def _failure(scenario: str, recipe: str, seed: int, profile: str, message: str) 
 
 
 def run_job(job: Job) -> RunResult:
-    """One run (in a worker process); any failure is reported, never raised."""
-    stem, name = Path(job.scenario).stem, Path(job.recipe).name
+    """One run (in a worker process); any failure is reported, never raised. A failure is named
+    as a completed run would be as far as the run got: by the scenario's own name and profile
+    once the scenario loaded (so ``--baseline`` and the summary key it with that scenario's
+    completed seeds), by its file's stem and the ``--profiles`` entry ('' for its own) if not."""
+    scenario, profile, name = Path(job.scenario).stem, job.profile, Path(job.recipe).name
     try:
         s = load_scenario(job.scenario, job.profile)
+        scenario, profile = s.name, s.profile.name
         return runner.simulate(s, recipes.load(Path(job.recipe)), job.seed, failover=job.failover)
     except (SpecError, RecipeError) as exc:
-        return _failure(stem, name, job.seed, job.profile, str(exc))
+        return _failure(scenario, name, job.seed, profile, str(exc))
     except Exception as exc:  # a bug must cost one run, not the matrix
         detail = traceback.format_exc(limit=6)
-        return _failure(stem, name, job.seed, job.profile, f"{type(exc).__name__}: {exc}\n{detail}")
+        return _failure(scenario, name, job.seed, profile, f"{type(exc).__name__}: {exc}\n{detail}")
 
 
 class Progress:

@@ -77,8 +77,11 @@ def test_a_matrix_with_a_broken_recipe_and_scenario(tmp_path: Path, capsys: pyte
         assert ok["ok"] and ok["error"] is None and 0 <= ok["window_attainment"] <= 1 and ok["gpu_hours"] > 0
     bad = by[("tiny", "bad-query")]
     assert not bad["ok"] and "decode.yaml" in bad["error"] and "'query'" in bad["error"]
+    # the recipe failed after the scenario loaded: keyed with the scenario's completed runs
+    assert bad["profile"] == by[("tiny", "shipped")]["profile"] == "opt125m-l4"
     typo = [r for r in runs if r["scenario"] == "typo"]
     assert len(typo) == 3 and all(not r["ok"] and "typo.yaml" in r["error"] and "'phasse'" in r["error"] for r in typo)
+    assert {r["profile"] for r in typo} == {""}  # the scenario never loaded: its profile is unknown
     summary = (report / "summary.md").read_text()
     assert "| tiny | opt125m-l4 |" in summary and "## Errors" in summary
     assert list(report.glob("pareto-*.png"))
