@@ -11,6 +11,9 @@ class Tuning:
 
     grid_ms: int = 5_000
     """Spacing of the instants the recommendation is evaluated at."""
+    origin_ms: int = 120_000
+    """The history the planner replays begins at a multiple of this (a multiple of
+    ``grid_ms``): the calls within it replay the same history (see :func:`~scaler.planner.plan.grid`)."""
     window_ms: int = 15_000
     """Window of the rates (the demand): short, so a step shows within one HPA sync."""
     latency_window_ms: int = 30_000

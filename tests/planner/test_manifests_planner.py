@@ -55,9 +55,11 @@ def test_the_scaler_overlay_keeps_the_history_every_builtin_profile_needs() -> N
     retention = float(env["METRIC_STORE_RETENTION_SECONDS"])
     tuning = planner.Tuning()
     for profile in planner.BUILTIN.values():
-        # the latency window, then the longest hold, then one start-up of asks before it
+        # the windows the replayed history's first instant reads back (the mean lengths'),
+        # its alignment, then the longest hold, then one start-up of asks before it
         hold = max(tuning.recur_hold_s, tuning.min_hold_s, profile.startup_max_s)
-        needed = tuning.latency_window_ms / 1000 + hold + profile.startup_max_s
+        warm = max(tuning.window_ms, tuning.latency_window_ms, tuning.long_window_ms) + tuning.origin_ms
+        needed = warm / 1000 + hold + profile.startup_max_s
         assert retention >= needed, profile.name
     # everything else is the scaler's own deployment
     base = scaler_env()

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from scaler.planner import Plan, Tuning, decide, parse_spec, plan, take
+from scaler.planner.plan import grid
 from scaler.planner.recurrence import Recurrence
 from scaler.planner.steps import banded
 from tests.planner.fleet import Fleet, Load
@@ -184,7 +185,7 @@ def _through(fleet: Fleet, seconds: int, load: Load) -> list[tuple[int, int, flo
 
 
 def test_a_burst_that_returns_after_its_replica_went_is_held_for_the_recurrence_hold() -> None:
-    fleet = Fleet("dec", retention_seconds=1200)
+    fleet = Fleet("dec", retention_seconds=1500)
     fleet.add("a", "b", "c")
     fleet.run(120, _busy(90))  # 13500 tokens/s: 3 replicas
     # a burst (21000 tokens/s: 4 replicas) for 60 s: the need is at 4 for longer than 30 s (its
@@ -207,7 +208,7 @@ def test_a_burst_that_returns_after_its_replica_went_is_held_for_the_recurrence_
 
 
 def test_a_blip_shorter_than_an_slo_window_does_not_recur() -> None:
-    fleet = Fleet("dec", retention_seconds=1200)
+    fleet = Fleet("dec", retention_seconds=1500)
     fleet.add("a", "b", "c")
     fleet.run(120, _busy(90))
     _through(fleet, 60, _busy(140))
@@ -221,7 +222,7 @@ def test_a_blip_shorter_than_an_slo_window_does_not_recur() -> None:
 
 
 def test_a_burst_train_keeps_its_replica_through_the_next_lull() -> None:
-    fleet = Fleet("dec", retention_seconds=1200)
+    fleet = Fleet("dec", retention_seconds=1500)
     fleet.add("a", "b", "c")
     fleet.run(120, _busy(90))  # 13500 tokens/s: 3 replicas
     # two bursts of 40 s (24000 tokens/s: a surge, 4 replicas) with a 30-s lull between them;
@@ -345,3 +346,26 @@ def test_a_burst_train_is_held_for_the_hold_plus_its_lull() -> None:
     # a lull longer than the hold (70 s) released the level: no train either
     apart = [(100, 3, False), (20, 4, True), (65, 3, False), (45, 4, True), (120, 3, False)]
     assert set(_held(apart)[-24:]) == {(3, 0)}
+
+
+def test_the_replayed_history_begins_where_every_window_is_full_and_moves_two_minutes_at_a_time() -> None:
+    tuning = Tuning()
+    retention = 1_500_000
+    now = 1_800_000_007_000
+    firsts = {int(grid(now + 5_000 * k, retention, tuning)[0]) for k in range(24)}
+    # the calls of two minutes replay the same history: one first instant, a multiple of
+    # 120 s, at which the mean lengths' 300-s window is inside the retention
+    assert len(firsts) in (1, 2)
+    for first in firsts:
+        assert first % tuning.origin_ms == 0
+    times = grid(now, retention, tuning)
+    assert times[0] >= now - retention + tuning.long_window_ms
+    assert times[0] - (now - retention + tuning.long_window_ms) < tuning.origin_ms
+    assert times[-1] == now and set(times[1:-1] % tuning.grid_ms) == {0}
+    # 24 calls 5 s apart span 115 s: the first instant moved at most once, by 120 s
+    if len(firsts) == 2:
+        assert max(firsts) - min(firsts) == tuning.origin_ms
+    # a retention too short for the mean lengths' window (the service's default 120 s) keeps
+    # the instants since the rate and latency windows are full, aligned to the grid
+    short = grid(now, 120_000, tuning)
+    assert short[0] == -(-(now - 120_000 + tuning.latency_window_ms) // tuning.grid_ms) * tuning.grid_ms
