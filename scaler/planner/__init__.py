@@ -7,7 +7,7 @@ replica count and the inputs, learned capacity, forecast and pending replicas it
 (pure, on the copies: a worker thread may run it).
 """
 
-from scaler.planner.plan import Plan, Snapshot, decide, plan, take
+from scaler.planner.plan import Plan, Snapshot, decide, history_needed_s, plan, take
 from scaler.planner.profile import BUILTIN, Profile, ProfileError, parse_profile
 from scaler.planner.selection import METRIC_NAMES, watched
 from scaler.planner.spec import KEYS, ROLES, PlannerSpec, Role, SpecError, parse_spec
@@ -27,6 +27,7 @@ __all__ = [
     "SpecError",
     "Tuning",
     "decide",
+    "history_needed_s",
     "parse_profile",
     "parse_spec",
     "plan",

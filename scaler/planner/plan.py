@@ -209,6 +209,16 @@ def grid(now_ms: int, retention_ms: int, tuning: Tuning) -> Int64Array:
     return times
 
 
+def history_needed_s(spec: PlannerSpec, tuning: Tuning = Tuning()) -> float:
+    """The retention the planner's history needs (see :func:`grid`): the longest window the
+    first instant reads back and its alignment, then the longest hold and one start-up of asks
+    before it. A shorter retention still plans, on a shorter history: the recurrences and the
+    holds longer than it are not seen."""
+    warm_ms = max(tuning.window_ms, tuning.latency_window_ms, tuning.long_window_ms) + tuning.origin_ms
+    hold_s = max(tuning.recur_hold_s, tuning.min_hold_s, spec.startup_s)
+    return warm_ms / 1000 + hold_s + spec.startup_s
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What one decision reads, taken from the store on the event loop (:func:`take`); the

@@ -43,7 +43,7 @@ _QUERY_ONLY = frozenset({"metricQuery", "operationOverTime", "window", "query", 
 _QUERY_ONLY |= {"activationThreshold", "activationTargetValue", "clampMin", "clampMax", "threshold"}
 
 
-def _planner(metadata: Mapping[str, str], defaults: TriggerDefaults) -> PlannerTrigger:
+def _planner(metadata: Mapping[str, str], defaults: TriggerDefaults, retention_seconds: float) -> PlannerTrigger:
     for key in sorted(_QUERY_ONLY & metadata.keys()):
         raise TriggerError(key, "does not apply to a planner trigger (it answers the desired replica count)")
     target = _number(metadata, "targetValue", positive=True)
@@ -53,6 +53,18 @@ def _planner(metadata: Mapping[str, str], defaults: TriggerDefaults) -> PlannerT
         spec = planner.parse_spec(metadata)
     except planner.SpecError as exc:
         raise TriggerError(exc.key, exc.problem) from None
+    needed = planner.history_needed_s(spec)
+    if retention_seconds < needed:
+        # a trigger is parsed once per distinct metadata (the trigger cache), so once per trigger
+        logger.warning(
+            "planner %s %s: the store keeps %gs of samples (METRIC_STORE_RETENTION_SECONDS) and the "
+            "planner's history needs %gs (its recurring levels and holds look back that far; "
+            "manifests/keda-planner/scaler sets 1500): it plans on the shorter history",
+            spec.role,
+            spec.deployment,
+            retention_seconds,
+            needed,
+        )
     value_if_not_found = _number(metadata, "valueIfNotFound")
     return PlannerTrigger(
         spec=spec,
@@ -67,7 +79,7 @@ def parse_any(
 ) -> AnyTrigger:
     """A planner trigger (metadata key ``planner``) or a query trigger; raises TriggerError."""
     if "planner" in metadata:
-        return _planner(metadata, defaults)
+        return _planner(metadata, defaults, retention_seconds)
     return parse(metadata, defaults, retention_seconds, queries)
 
 

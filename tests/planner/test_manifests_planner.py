@@ -61,6 +61,9 @@ def test_the_scaler_overlay_keeps_the_history_every_builtin_profile_needs() -> N
         warm = max(tuning.window_ms, tuning.latency_window_ms, tuning.long_window_ms) + tuning.origin_ms
         needed = warm / 1000 + hold + profile.startup_max_s
         assert retention >= needed, profile.name
+        meta = {"planner": "decode", "deployment": "d", "ttftTarget": "1s", "itlTarget": "50ms"}
+        spec = planner.parse_spec(meta | {"profile": profile.name})
+        assert planner.history_needed_s(spec) == needed  # what the trigger warns against
     # everything else is the scaler's own deployment
     base = scaler_env()
     assert {k: v for k, v in env.items() if k != "METRIC_STORE_RETENTION_SECONDS"} == {

@@ -24,6 +24,7 @@ from scaler.trigger import (
     compile_promql,
     evaluate,
     parse,
+    parse_any,
     parse_duration,
     read,
     sanitize_metric_name,
@@ -378,3 +379,22 @@ def test_a_compat_query_reads_the_names_its_tree_selects(metric_query: str, oper
     compiled = compile_compat(metric_query, operation, "1m", 600)
     names = {m.value for ms in query.selectors(compiled.expr) for m in ms if m.name == "__name__"}
     assert compiled.names == frozenset(names) and len(names) == 1
+
+
+def test_a_planner_trigger_on_a_store_shorter_than_its_history_is_parsed_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    meta = {"planner": "decode", "deployment": "dec", "ttftTarget": "1s", "itlTarget": "50ms", "profile": "opt125m-l4"}
+    with caplog.at_level("WARNING", logger="scaler.trigger"):
+        parse_any(meta, DEFAULTS, RETENTION)
+    # opt125m-l4 starts within 60 s: 300 s of lengths' window + 120 s of alignment + the 600-s
+    # recurrence hold + 60 s of asks
+    assert [r.getMessage() for r in caplog.records] == [
+        "planner decode dec: the store keeps 120s of samples (METRIC_STORE_RETENTION_SECONDS) and the planner's "
+        "history needs 1080s (its recurring levels and holds look back that far; manifests/keda-planner/scaler "
+        "sets 1500): it plans on the shorter history"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="scaler.trigger"):
+        parse_any(meta, DEFAULTS, 1500.0)
+    assert not caplog.records
