@@ -57,7 +57,7 @@ def _planner(metadata: Mapping[str, str], defaults: TriggerDefaults, retention_s
     if retention_seconds < needed:
         # a trigger is parsed once per distinct metadata (the trigger cache), so once per trigger
         logger.warning(
-            "planner %s %s: the store keeps %gs of samples (METRIC_STORE_RETENTION_SECONDS) and the "
+            "planner trigger %s %s: the store keeps %gs of samples (METRIC_STORE_RETENTION_SECONDS) and the "
             "planner's history needs %gs (its recurring levels and holds look back that far; "
             "manifests/keda-planner/scaler sets 1500): it plans on the shorter history",
             spec.role,
