@@ -94,6 +94,26 @@ def test_the_spec_is_a_replica_count_and_metrics_are_the_desired_replicas(start:
     assert not keda.active(**META)
 
 
+def test_a_store_shorter_than_the_planners_history_is_warned_about_once_and_still_answered(
+    start: Start, fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the service's default 120-s retention against the 1 080 s this profile's history needs
+    # (60-s start-up); the manifests' 1 500 s covers it
+    short, covered = start(fleet.clock), start(fleet.clock, retention_seconds=1500.0)
+    _fleet(short, covered, seconds=120, load=busy(90), fleet=fleet)
+    for svc, warnings in ((short, 1), (covered, 0)):
+        caplog.clear()
+        keda = Keda(svc)
+        with caplog.at_level("WARNING", logger="scaler.trigger"):
+            for _ in range(3):
+                assert keda.metrics(**META).metricValueFloat == 2.0
+            assert keda.active(**META)
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("planner trigger decode")]
+        assert len(said) == warnings
+        if warnings:
+            assert f"decode {DECODE}: the store keeps 120s" in said[0] and "needs 1080s" in said[0]
+
+
 def test_keda_calls_are_answered_while_a_planner_decision_is_computed(start: Start, fleet: Fleet) -> None:
     # the decision runs in a worker thread, held there until released: meanwhile the event
     # loop answers another trigger, and the planner's answer comes once the decision is done
