@@ -59,7 +59,8 @@ def _planner(metadata: Mapping[str, str], defaults: TriggerDefaults, retention_s
         logger.warning(
             "planner trigger %s %s: the store keeps %gs of samples (METRIC_STORE_RETENTION_SECONDS) and the "
             "planner's history needs %gs (its recurring levels and holds look back that far; "
-            "manifests/keda-planner/scaler sets 1500): it plans on the shorter history",
+            "the overlay manifests/keda-planner/scaler keeps enough for every built-in profile): it plans on the "
+            "shorter history",
             spec.role,
             spec.deployment,
             retention_seconds,

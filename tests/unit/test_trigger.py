@@ -392,7 +392,8 @@ def test_a_planner_trigger_on_a_store_shorter_than_its_history_is_parsed_with_a_
     assert [r.getMessage() for r in caplog.records] == [
         "planner trigger decode dec: the store keeps 120s of samples (METRIC_STORE_RETENTION_SECONDS) and the "
         "planner's history needs 1080s (its recurring levels and holds look back that far; "
-        "manifests/keda-planner/scaler sets 1500): it plans on the shorter history"
+        "the overlay manifests/keda-planner/scaler keeps enough for every built-in profile): it plans on the "
+        "shorter history"
     ]
     caplog.clear()
     with caplog.at_level("WARNING", logger="scaler.trigger"):
