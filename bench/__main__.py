@@ -1,11 +1,12 @@
 """``python -m bench [--quick] [--only FIGURE ...]`` → ``bench/RESULTS.md``.
 
 Figures: ingest, vllm, query, memory, reaction, prometheus, warmstart, streams, profile (see
-bench/phases.py), and the evaluation lab's evaluate (a one-hour scenario, the default matrix) and
-evaluate-full (the ``--full`` matrix; about ten times the default one) — see bench/evaluate.py. The
-service figures take several minutes on 2 cores, the lab's most of an hour; ``--quick`` uses small
-sizes for development, skips the matrices, and writes ``bench/RESULTS-dev.md`` unless ``--output``
-says otherwise (so does ``--only``).
+bench/phases.py), the planner's decision time (planner: see bench/planner.py), and the
+evaluation lab's evaluate (a one-hour scenario, the default matrix) and evaluate-full (the
+``--full`` matrix; about ten times the default one) — see bench/evaluate.py. The service
+figures take several minutes on 2 cores, the lab's most of an hour; ``--quick`` uses small
+sizes for development, skips the matrices, and writes ``bench/RESULTS-dev.md`` unless
+``--output`` says otherwise (so does ``--only``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import evaluate, phases
+from bench import evaluate, phases, planner
 from bench.profiling import py_spy
 from bench.report import Report
 
 FIGURES = (
-    "ingest", "vllm", "query", "memory", "reaction", "prometheus", "warmstart", "streams", "profile",
+    "ingest", "vllm", "query", "memory", "reaction", "prometheus", "warmstart", "streams", "profile", "planner",
     "evaluate", "evaluate-full",
 )  # fmt: skip
 HERE = Path(__file__).parent
@@ -76,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "streams" in figures:
         print(f"== {sizes.streams:,} StreamIsActive streams", flush=True)
         phases.streams_phase(report, sizes)
+    if "planner" in figures:
+        print("== the planner's decision time", flush=True)
+        planner.phase(report, sizes.planner_pods, sizes.planner_calls)
     if "evaluate" in figures:
         print("== evaluation lab: a one-hour scenario", flush=True)
         evaluate.speed_phase(report)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench import heavy, ingest, latency, prom, reaction, streams, vllmload, warmstart, workload
 from bench.ingest import SECOND_NS
@@ -59,6 +59,8 @@ class Sizes:
     background_series: int = 10_000
     clients: tuple[int, int] = (2, 2)
     """Load generator processes × client threads each (requests in flight)."""
+    planner_pods: tuple[int, ...] = (8, 32)
+    planner_calls: int = 30
 
     @property
     def workers(self) -> int:
@@ -67,7 +69,8 @@ class Sizes:
     @staticmethod
     def of(quick: bool) -> Sizes:
         if quick:
-            return Sizes(1_000, 2_000, 10_000, 8, 300, 60, 30, 100, 8, streams=2_000, stream_processes=2)
+            small = Sizes(1_000, 2_000, 10_000, 8, 300, 60, 30, 100, 8, streams=2_000, stream_processes=2)
+            return replace(small, planner_pods=(4,), planner_calls=5)
         return Sizes(1_000, 10_000, 100_000, 30, 2000, 300, 200, 200, 30)
 
 
