@@ -30,7 +30,8 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    (at least :attr:`Tuning.min_hold_s`); a level the need *returns* to — reached for a
    sustained while after its replicas had been released, twice within
    :attr:`Tuning.recur_hold_s` — recurs and is held ``recur_hold_s`` after the need was last
-   there (bursts come back sooner than a released replica could; at a surge the level counted
+   there, or after a surge of the demand last stayed there one rate window, however short the
+   burst (bursts come back sooner than a released replica could; at a surge the level counted
    is what the demand needs, not what the band held); and a level the need came
    back to, with a surge of the demand, within one hold after a surge took it there is held
    for the hold plus that lull (a burst train: the next burst is expected after a lull like

@@ -22,7 +22,13 @@ class Recurrence:
     :attr:`Tuning.sustain_ms` (a burst, not a blip of the rates); it *returns* to the level
     when that happens after the need, since it was last there, stayed below the level for
     longer than the sustain. Two returns within :attr:`Tuning.recur_hold_s` make the level
-    recurring, and it is held until ``recur_hold_s`` after the need was last at it. A need
+    recurring, and it is held until ``recur_hold_s`` after the need was last at it, or after a
+    surge of the demand last reached it for one rate window (``touch_ms``), if that was later:
+    a burst shorter than the sustain is still a burst (it surged, and the rate showed it over a
+    whole window), and the held replicas served it. Without that, a lull that bursts of 20–25 s
+    interrupted counted as one lull, and the level went 600 s after the last burst of 30 s or
+    more (bursty seed 1: a decode pod released at 2 130 s, 285 s after a 25-s burst had needed
+    it, and the burst at 2 190 s missed three windows while it started again). A need
     that wobbles within a burst does not recur (the ordinary hold covers it, and a wobble
     never released the level); a burst that comes back after its replicas went does. Where the
     history was cut off (``truncated``: the planner's grid begins at the store's retention), a
@@ -44,8 +50,13 @@ class Recurrence:
     Every figure comes from the needs fed in, oldest first: the planner recomputes it on every
     call from the stored series (no state is kept between calls)."""
 
-    def __init__(self, hold_ms: int, recur_ms: int, sustain_ms: int, truncated: bool = False) -> None:
+    def __init__(
+        self, hold_ms: int, recur_ms: int, sustain_ms: int, truncated: bool = False, touch_ms: int = 15_000
+    ) -> None:
         self.hold_ms = hold_ms
+        self.touch_ms = touch_ms
+        """How long a surge must stay at a recurring level to renew its hold (the planner passes
+        its rate window, :attr:`Tuning.window_ms`: a shorter one may be the rate's noise)."""
         self.truncated = truncated
         """The needs fed in begin inside the history (the store's retention cut it off): a
         stretch under way at the first instant began at an unknown time, and one that begins
@@ -57,6 +68,10 @@ class Recurrence:
         self.need = 0
         """The need at the last instant fed in: each level up to it has a stretch under way (the
         last of :attr:`runs`)."""
+        self.touched: dict[int, int] = {}
+        """When a surge of the demand was last at each level, after it had stayed there ``touch_ms``."""
+        self.surge_from: dict[int, int] = {}
+        """Where the surge under way reached each level it is at."""
         self.seen: dict[int, int] = {}
         """When the need was last at or above each level, however briefly."""
         self.released: set[int] = set()
@@ -77,6 +92,10 @@ class Recurrence:
             if level > need and t_ms - seen > self.sustain_ms:
                 self.released.add(level)
         for level in range(1, need + 1):
+            if level > self.need or not surging:
+                self.surge_from.pop(level, None)
+            if surging and t_ms - self.surge_from.setdefault(level, t_ms) >= self.touch_ms:
+                self.touched[level] = t_ms
             self.seen[level] = t_ms
             if level > self.need:
                 runs = self.runs.setdefault(level, [])
@@ -113,7 +132,9 @@ class Recurrence:
     def _recurs(self, level: int, t_ms: int) -> bool:
         times = self.returns.get(level, [])
         return (
-            len(times) >= 2 and times[-1] - times[-2] <= self.recur_ms and t_ms - self.last_at[level] <= self.recur_ms
+            len(times) >= 2
+            and times[-1] - times[-2] <= self.recur_ms
+            and t_ms - max(self.last_at[level], self.touched.get(level, self.last_at[level])) <= self.recur_ms
         )
 
     def _train_gap(self, level: int) -> int | None:

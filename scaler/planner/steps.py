@@ -70,7 +70,8 @@ def forward(
     hold_ahead = rolling.starts(times, max(int(hold_s * 1000) - fuse_ms, 0))
     fused, fused_until = 0, -1  # the last scale-down's answer, and what was asked for since
     # the grid begins where the store's retention cut the history off
-    recurrence = Recurrence(int(hold_s * 1000), int(tuning.recur_hold_s * 1000), tuning.sustain_ms, truncated=True)
+    recur_ms = int(tuning.recur_hold_s * 1000)
+    recurrence = Recurrence(int(hold_s * 1000), recur_ms, tuning.sustain_ms, truncated=True, touch_ms=tuning.window_ms)
     lowered = 0  # the last instant the answer went down: what was asked before it was released
     for k in range(n):
         running = int(pods[k])

@@ -44,9 +44,9 @@ class Tuning:
     later than that would take no longer to come back than one asked for anew."""
     recur_hold_s: float = 600.0
     """Hold for a need that came back: a level the need returned to twice within this recurs
-    (bursts, a periodic batch job) and is held this long after the need was last there, since
-    releasing it between bursts only buys a miss at the next one (a start-up is as long as a
-    burst)."""
+    (bursts, a periodic batch job) and is held this long after the need was last there (or a
+    surge of the demand last stayed there one :attr:`window_ms`), since releasing it between
+    bursts only buys a miss at the next one (a start-up is as long as a burst)."""
     sustain_ms: int = 30_000
     """How long the need must stay at a level for a return to it to count (a burst, not a blip
     of the rates): one SLO window."""

@@ -348,6 +348,26 @@ def test_a_burst_train_is_held_for_the_hold_plus_its_lull() -> None:
     assert set(_held(apart)[-24:]) == {(3, 0)}
 
 
+def test_a_recurring_levels_hold_is_renewed_by_a_surge_that_stays_at_it_one_rate_window() -> None:
+    # on a 5-s grid (index = seconds / 5): 4 recurs from 310 s, reached at 100 s and, after a
+    # release, again at 280 s (two returns within 600 s); the need was last at it at 335 s, so it
+    # is held until 935 s
+    recurs = [(100, 3, False), (60, 4, True), (120, 3, False), (60, 4, True)]
+    lull = (300, 3, False)  # 340-635 s
+    after = (600, 3, False)
+    plain = _held([*recurs, lull, after])
+    assert plain[62] == (4, 600) and plain[187] == (4, 600) and set(plain[188:]) == {(3, 0)}
+    # a 20-s burst at 640-655 s surged at 4 for 15 s (one rate window), shorter than the 30-s
+    # sustain, so no return; but it was a burst at the level, so the hold runs from 655 s: 1 255 s
+    touched = _held([*recurs, lull, (20, 4, True), *[after] * 2])
+    assert touched[251] == (4, 600) and set(touched[252:]) == {(3, 0)}  # 1 255 s, 1 260 s
+    # 10 s at 4 is within the rate's noise, and a need at 4 without a surge of the demand is a
+    # wobble at a level boundary: neither renews the hold
+    for blip in ((10, 4, True), (20, 4, False)):
+        held = _held([*recurs, lull, blip, *[after] * 2])
+        assert held[187] == (4, 600) and set(held[188:]) == {(3, 0)}, blip
+
+
 def test_the_replayed_history_begins_where_every_window_is_full_and_moves_two_minutes_at_a_time() -> None:
     tuning = Tuning()
     retention = 1_500_000
