@@ -32,6 +32,14 @@ def test_each_call_is_timed_both_ways_on_a_store_of_one_retention() -> None:
     assert timing.desired == 2
     report = Report(quick=True)
     planner_bench.phase(report, (2,), 2, retention_s=120.0)
-    (row,) = report.rows
-    assert row.figure.startswith("planner decision, 2 decode pods, 120-s retention")
-    assert row.ratio is not None and row.ratio > 0
+    held, lag = report.rows
+    assert held.figure.startswith("planner decision, 2 decode pods, 120-s retention")
+    assert held.ratio is not None and held.ratio > 0
+    assert lag.figure.startswith("planner decisions, 2 decode pods: event-loop lag")
+
+
+def test_the_loop_lag_is_sampled_while_decisions_are_answered_both_ways() -> None:
+    lag = planner_bench.loop_lag(pods=2, retention_s=120.0, calls=2, rounds=2)
+    # a 1-ms timer fires at least once per decision each way, and never early
+    assert len(lag.inline_ms) >= 4 and len(lag.threaded_ms) >= 4
+    assert (lag.inline_ms > -0.5).all() and (lag.threaded_ms > -0.5).all()
