@@ -58,25 +58,23 @@ def overlay_retention_s(path: Path = OVERLAY) -> float:
 
 @dataclass(frozen=True)
 class Timing:
-    pods: int
-    retention_s: float
     take_ms: np.ndarray[Any, np.dtype[np.float64]]
     decide_ms: np.ndarray[Any, np.dtype[np.float64]]
     inline_ms: np.ndarray[Any, np.dtype[np.float64]]
     desired: int
 
 
-def _fleet(pods: int, retention_s: float) -> Fleet:
+def busy_fleet(pods: int, retention_s: float) -> Fleet:
+    """``pods`` decode pods that exported :data:`BUSY` every second for one retention."""
     fleet = Fleet("dec", retention_seconds=retention_s)
     fleet.add(*(f"dec-{i}" for i in range(pods)))
     fleet.run(int(retention_s), BUSY)
     return fleet
 
 
-def measure(pods: int, retention_s: float, calls: int) -> Timing:
-    """``calls`` decisions each way, alternated, on a store ``pods`` decode pods filled for one
-    retention; the clock moves 5 s between calls (KEDA's polling), so the grid moves too."""
-    fleet = _fleet(pods, retention_s)
+def measure(fleet: Fleet, calls: int) -> Timing:
+    """``calls`` decisions each way, alternated, on ``fleet``'s store; the clock moves 5 s
+    between calls (KEDA's polling), so the grid moves too."""
     spec = planner.parse_spec(META)
     # one untimed decision first: the first one after the store was filled took up to 5× the
     # next ones' take at 32 pods (25 against 8 ms), a cost paid once, not per call
@@ -98,7 +96,7 @@ def measure(pods: int, retention_s: float, calls: int) -> Timing:
         take_ms.append((taken - started) * 1000)
         decide_ms.append((done - taken) * 1000)
         inline_ms.append((inline - done) * 1000)
-    return Timing(pods, retention_s, np.array(take_ms), np.array(decide_ms), np.array(inline_ms), desired)
+    return Timing(np.array(take_ms), np.array(decide_ms), np.array(inline_ms), desired)
 
 
 @dataclass(frozen=True)
@@ -133,10 +131,10 @@ async def _overshoot(fleet: Fleet, trigger: kinds.PlannerTrigger, offload: kinds
     return lags
 
 
-def loop_lag(pods: int, retention_s: float, calls: int, rounds: int = 3) -> Lag:
-    """The event loop's lag while ``calls`` decisions run, inline (the whole decision on the
-    loop) and with ``decide`` in a worker thread (the service), ``rounds`` rounds alternated."""
-    fleet = _fleet(pods, retention_s)
+def loop_lag(fleet: Fleet, calls: int, rounds: int = 3) -> Lag:
+    """The event loop's lag while ``calls`` decisions run on ``fleet``'s store, inline (the
+    whole decision on the loop) and with ``decide`` in a worker thread (the service), ``rounds``
+    rounds alternated."""
     trigger = kinds.PlannerTrigger(planner.parse_spec(META), "planner-dec", 0.0, False)
     trigger.read(fleet.store, fleet.now_ms)  # untimed, as in :func:`measure`
     inline: list[float] = []
@@ -150,7 +148,9 @@ def loop_lag(pods: int, retention_s: float, calls: int, rounds: int = 3) -> Lag:
 def phase(report: Report, pod_counts: tuple[int, ...], calls: int, retention_s: float | None = None) -> None:
     retention = overlay_retention_s() if retention_s is None else retention_s
     for pods in pod_counts:
-        t = measure(pods, retention, calls)
+        # filled once for both figures (the fill takes most of the figure's time)
+        fleet = busy_fleet(pods, retention)
+        t = measure(fleet, calls)
         take50, take99 = np.percentile(t.take_ms, [50, 99])
         whole50 = float(np.percentile(t.inline_ms, 50))
         report.add(
@@ -168,7 +168,7 @@ def phase(report: Report, pod_counts: tuple[int, ...], calls: int, retention_s: 
             f"decide (worker thread) p50 {np.percentile(t.decide_ms, 50):.1f} ms, whole inline p50 {whole50:.1f} ms "
             f"(p99 {np.percentile(t.inline_ms, 99):.1f}); {calls} calls each way, alternated; desired {t.desired}"
         )
-        lag = loop_lag(pods, retention, max(calls // 3, 1))
+        lag = loop_lag(fleet, max(calls // 3, 1))
         worst_thread, worst_inline = float(lag.threaded_ms.max()), float(lag.inline_ms.max())
         report.add(
             Row(

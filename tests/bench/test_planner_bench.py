@@ -25,7 +25,7 @@ def test_an_overlay_without_the_retention_patch_is_an_error(tmp_path: Path) -> N
 
 
 def test_each_call_is_timed_both_ways_on_a_store_of_one_retention() -> None:
-    timing = planner_bench.measure(pods=2, retention_s=120.0, calls=3)
+    timing = planner_bench.measure(planner_bench.busy_fleet(pods=2, retention_s=120.0), calls=3)
     assert len(timing.take_ms) == len(timing.decide_ms) == len(timing.inline_ms) == 3
     assert (timing.take_ms > 0).all() and (timing.inline_ms > 0).all()
     # two pods each generating 6000 tokens/s need about two llama8b-h100 decode replicas
@@ -39,7 +39,7 @@ def test_each_call_is_timed_both_ways_on_a_store_of_one_retention() -> None:
 
 
 def test_the_loop_lag_is_sampled_while_decisions_are_answered_both_ways() -> None:
-    lag = planner_bench.loop_lag(pods=2, retention_s=120.0, calls=2, rounds=2)
+    lag = planner_bench.loop_lag(planner_bench.busy_fleet(pods=2, retention_s=120.0), calls=2, rounds=2)
     # a 1-ms timer fires at least once per decision each way, and never early
     assert len(lag.inline_ms) >= 4 and len(lag.threaded_ms) >= 4
     assert (lag.inline_ms > -0.5).all() and (lag.threaded_ms > -0.5).all()
