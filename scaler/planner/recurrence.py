@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scaler.planner.tuning import Tuning
+
 
 @dataclass(slots=True)
 class _Run:
@@ -51,12 +53,12 @@ class Recurrence:
     call from the stored series (no state is kept between calls)."""
 
     def __init__(
-        self, hold_ms: int, recur_ms: int, sustain_ms: int, truncated: bool = False, touch_ms: int = 15_000
+        self, hold_ms: int, recur_ms: int, sustain_ms: int, truncated: bool = False, touch_ms: int = Tuning.window_ms
     ) -> None:
         self.hold_ms = hold_ms
         self.touch_ms = touch_ms
-        """How long a surge must stay at a recurring level to renew its hold (the planner passes
-        its rate window, :attr:`Tuning.window_ms`: a shorter one may be the rate's noise)."""
+        """How long a surge must stay at a recurring level to renew its hold: the rate window
+        (:attr:`Tuning.window_ms`), since a shorter one may be the rate's noise."""
         self.truncated = truncated
         """The needs fed in begin inside the history (the store's retention cut it off): a
         stretch under way at the first instant began at an unknown time, and one that begins
