@@ -113,6 +113,9 @@ class RoleView:
     missed: BoolArray
     busy: BoolArray
     """Requests were running or waiting at the instant."""
+    slot_bound: BoolArray
+    """The modelled batch is capped by the batch slots (``max_num_seqs``), not by the ITL or the
+    KV cache (decode only): see :attr:`~scaler.planner.tuning.Tuning.slot_headroom`."""
 
 
 def _fill_forward(values: FloatArray, default: float) -> FloatArray:
@@ -200,6 +203,7 @@ def _view(
     load: tuple[FloatArray, FloatArray, FloatArray],
     model: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
     slo: tuple[FloatArray, FloatArray, BoolArray, BoolArray],
+    slot_bound: BoolArray | None = None,
 ) -> RoleView:
     """A role's view from its ``load`` (demand, growth, backlog), its ``model`` (the seed, the
     work per pod, the correction) and its ``slo`` (latency mean, share over target, held,
@@ -226,6 +230,7 @@ def _view(
         held=held,
         missed=missed,
         busy=_busy(signals),
+        slot_bound=np.zeros(len(demand), dtype=np.bool_) if slot_bound is None else slot_bound,
     )
 
 
@@ -321,6 +326,7 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
     per_pod = signals.generation_rate / pods
     correction = np.ones(len(demand))
     seed = shape = np.full(len(demand), np.nan)
+    slot_bound = np.zeros(len(demand), dtype=np.bool_)
     profile = spec.profile
     if profile is not None:
         context = shape = isl + osl / 2
@@ -332,6 +338,8 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
         correction = _correction(np.where(measured, mean / expected, np.nan), signals.times)
         rows = zip(correction, context, isl, osl, strict=True)
         seed = np.array([_decode_seed(profile, spec.itl_target_s, *row) for row in rows])
+        rows = zip(correction, context, isl, osl, strict=True)
+        slot_bound = np.array([_slot_bound(profile, spec.itl_target_s, *row) for row in rows], dtype=np.bool_)
     return _view(
         signals,
         "generated tokens/s",
@@ -339,6 +347,7 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
         (demand, growth, backlog),
         (seed, per_pod, correction, shape),
         (mean, itl_share, held, missed),
+        slot_bound,
     )
 
 
@@ -354,3 +363,12 @@ def _decode_seed(profile: Profile, itl_s: float, correction: float, context: flo
         return profile.decode_tokens_per_second
     batch = profile.decode_sequences_within(ITL_MARGIN * itl_s / correction, context, isl + osl)
     return batch / (correction * profile.decode_step_s(batch, context)) if batch > 0 else 0.0
+
+
+def _slot_bound(profile: Profile, itl_s: float, correction: float, context: float, isl: float, osl: float) -> bool:
+    """The seed's batch is the batch slots (``max_num_seqs``): the ITL and the KV cache would
+    allow as many sequences or more. Not for a measured hint, which holds no batch."""
+    if profile.decode_tokens_per_second is not None:
+        return False
+    limit = profile.decode_sequences_within(ITL_MARGIN * itl_s / correction, context, isl + osl)
+    return profile.max_num_seqs <= limit + 1e-9

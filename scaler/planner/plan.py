@@ -50,14 +50,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from scaler.planner import capacity, selection, signals
+from scaler.planner import capacity, rolling, selection, signals
 from scaler.planner.forecast import forecast, settle, trend
 from scaler.planner.selection import Taken
+from scaler.planner.series import BoolArray
 from scaler.planner.signals import Signals
 from scaler.planner.spec import PlannerSpec
 from scaler.planner.steps import forward
 from scaler.planner.tuning import Tuning
-from scaler.series import Int64Array
+from scaler.series import FloatArray, Int64Array
 from scaler.store import Store
 
 
@@ -83,6 +84,9 @@ class Plan:
     forecast: float
     horizon_s: float
     capacity: float
+    scale_up_share: float
+    """The share of the capacity past which the need rises (below 1 where decode's batch is
+    capped by its slots and the demand is steady: :attr:`Tuning.slot_headroom`)."""
     seed: float
     learned_lower: float
     learned_upper: float
@@ -118,7 +122,8 @@ class Plan:
             f"(slope {_g(self.slope_per_s)}/s, rising {self.rising_s:.0f}s) "
             f"backlog={_g(self.backlog)} (at arrival {_g(self.projected_backlog)}, {self.arrival_s:.0f}s) "
             f"capacity/replica={_g(self.capacity)} (seed {_g(self.seed)}, learned {_g(self.learned_lower)}"
-            f"..{_g(self.learned_upper)}, correction {self.correction:.2f}) "
+            f"..{_g(self.learned_upper)}, correction {self.correction:.2f}"
+            f"{f', scale-up at {_pct(self.scale_up_share)}' if self.scale_up_share < 1 else ''}) "
             f"latency mean={_g(self.latency_mean_s)}s, {_pct(self.miss_share)} over target {_g(self.latency_target_s)}s"
         )
 
@@ -141,6 +146,7 @@ class Plan:
             },
             "capacity": {
                 "perReplica": self.capacity,
+                "scaleUpShare": self.scale_up_share,
                 "seed": self.seed,
                 "learnedLower": self.learned_lower,
                 "learnedUpper": self.learned_upper,
@@ -208,6 +214,16 @@ def grid(now_ms: int, retention_ms: int, tuning: Tuning) -> Int64Array:
     if not len(times) or times[-1] != now_ms:
         times = np.append(times, np.int64(now_ms))
     return times
+
+
+def scale_up_share(times: Int64Array, surging: BoolArray, slot_bound: BoolArray, tuning: Tuning) -> FloatArray:
+    """Per instant, the share of the capacity past which the need rises:
+    :attr:`Tuning.slot_headroom` where the batch is capped by its slots and the demand has not
+    surged for :attr:`Tuning.steady_ms`, else 1."""
+    lo = rolling.starts(times, tuning.steady_ms)
+    surges = np.concatenate(([0], np.cumsum(surging, dtype=np.int64)))
+    recent = (surges[np.arange(1, len(times) + 1)] - surges[lo]) > 0
+    return np.where(slot_bound & ~recent, tuning.slot_headroom, 1.0)
 
 
 def history_needed_s(spec: PlannerSpec, tuning: Tuning = Tuning()) -> float:
@@ -282,7 +298,8 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
     if spec.role == "prefill":
         tuning = replace(tuning, band=tuning.prefill_band)
         arrival_s = spec.arrival_s
-    steps = forward(times, seen.pods, expected, surging, view, spec.startup_s, hold_s, tuning, arrival_s)
+    up_share = scale_up_share(times, surging, view.slot_bound, tuning)
+    steps = forward(times, seen.pods, expected, surging, view, spec.startup_s, hold_s, tuning, arrival_s, up_share)
     recurring = bool(steps.recurring[len(times) - 1])
     last = len(times) - 1
     return Plan(
@@ -301,6 +318,7 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
         forecast=float(expected[last]),
         horizon_s=horizon,
         capacity=float(view.capacity[last]),
+        scale_up_share=float(up_share[last]),
         seed=float(view.seed[last]),
         learned_lower=float(view.lower[last]),
         learned_upper=float(view.upper[last]),

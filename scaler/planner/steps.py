@@ -49,6 +49,7 @@ def forward(
     hold_s: float,
     tuning: Tuning,
     arrival_s: float,
+    up_share: FloatArray | None = None,
 ) -> Steps:
     """Oldest first, each instant using only the answers before it.
 
@@ -57,7 +58,9 @@ def forward(
     answer :attr:`Tuning.fuse_ms` later, if the need does not rise again in between: where the
     need fell through several levels within a few seconds, the hold expires on each of them
     that far apart, and stepping through them is one scale event per level for a few seconds
-    of one replica each."""
+    of one replica each. ``up_share`` (default 1) is the share of the capacity past which the
+    need rises at each instant; a release still waits until the demand fits at ``1 − band`` of
+    the whole capacity."""
     n = len(times)
     need, drain, asked, pending, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
     projected = np.zeros(n)
@@ -80,7 +83,8 @@ def forward(
         lo = max(int(ask_lo[k]), lowered)
         asked[k] = int(answer[lo:k].max()) if k > lo else 0
         pending[k] = max(0, int(asked[k]) - running)
-        cap = float(view.capacity[k])
+        whole = float(view.capacity[k])
+        cap = whole * (1.0 if up_share is None else float(up_share[k]))
         demand = float(expected[k])
         if not (math.isfinite(cap) and cap > 0):
             # nothing known about capacity yet: hold what runs (none without work to do)
@@ -90,7 +94,7 @@ def forward(
             # calm: the SLO held over the latency window, with no more than a second of one
             # replica's work queued
             calm = bool(view.held[k]) and float(view.backlog[k]) <= cap and pending[k] == 0
-            need[k] = banded(demand, cap, running + int(pending[k]), tuning, bool(view.busy[k]), running, calm)
+            need[k] = banded(demand, cap, running + int(pending[k]), tuning, bool(view.busy[k]), running, calm, whole)
             reached = _reached(int(need[k]), demand, cap) if surging[k] else int(need[k])
             # the queue keeps growing as fast as it grows now, until the replicas asked for
             # arrive: ``arrival_s`` after the oldest ask still not exporting
@@ -146,10 +150,12 @@ def _reached(need: int, demand: float, cap: float) -> int:
     return min(need, math.ceil(demand / cap - 1e-9)) if demand > 0 else need
 
 
-def banded(demand: float, cap: float, keep: int, tuning: Tuning, busy: bool, running: int, calm: bool) -> int:
+def banded(
+    demand: float, cap: float, keep: int, tuning: Tuning, busy: bool, running: int, calm: bool, whole: float = 0.0
+) -> int:
     """``ceil(demand / capacity)`` above what runs or is pending (while ``calm``, only beyond
     ``1 + tolerance`` of their capacity); below it only once the demand fits even at
-    ``1 − band`` of the capacity."""
+    ``1 − band`` of the ``whole`` capacity (default ``cap``: the scale-up point may sit under it)."""
     if demand <= 0:
         return running if busy and cap <= 0 else 0
     up = math.ceil(demand / cap - 1e-9)
@@ -157,4 +163,4 @@ def banded(demand: float, cap: float, keep: int, tuning: Tuning, busy: bool, run
         if calm and keep > 0 and demand <= keep * cap * (1 + tuning.tolerance):
             return keep
         return up
-    return min(math.ceil(demand / (cap * (1 - tuning.band)) - 1e-9), keep)
+    return min(math.ceil(demand / ((whole or cap) * (1 - tuning.band)) - 1e-9), keep)

@@ -28,6 +28,17 @@ class Tuning:
     band: float = 0.1
     """Decode's hysteresis band: scale down only when the demand fits into fewer replicas at
     90 % of their capacity."""
+    slot_headroom: float = 0.92
+    """Decode's scale-up point where a replica's batch is capped by its slots
+    (``max_num_seqs``): the need rises once the demand passes 92 % of the modelled capacity,
+    not 100 %. Near the cap a step's time grows with the batch, so the token rate saturates:
+    at 92 % of it the batch fills ~60 % of the slots, at 97 % ~80 %, and the batch's random
+    swings reach the cap and queue requests for a slot (TTFT misses at a load the model says
+    one replica takes). Only the scale-up moves: a release still waits until the demand fits at
+    ``1 − band`` of the capacity. Not while the demand surged within :attr:`steady_ms`: a
+    burst's load is gone before a replica asked for it ahead of saturation would arrive."""
+    steady_ms: int = 120_000
+    """How long after the demand last surged :attr:`slot_headroom` applies again."""
     prefill_band: float = 0.0
     """Prefill's hysteresis band: none. A prefill replica's modelled capacity already holds the
     queueing margin of its TTFT share, and its demand sits within a few percent of a

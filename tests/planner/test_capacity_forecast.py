@@ -151,6 +151,23 @@ def test_decode_seed_is_the_token_rate_at_the_itl_bound_and_the_correction_scale
     assert slow.seed[-1] == pytest.approx(137.5 / 0.0475)
 
 
+def test_decode_is_slot_bound_only_where_the_batch_slots_cap_the_seeds_batch() -> None:
+    fleet = Fleet("slots")
+    fleet.add("a", "b")
+    fleet.run(120, Load(running=100, generation_tokens=5000, requests=10, prompt_tokens=5000, itl=0.02))
+    # the ITL allows 375 sequences (above): 1 024 slots leave the ITL to cap the batch, 256 cap
+    # it themselves, and so do 256 beside a KV cache of 200 000 tokens only if it holds more
+    # than 256 sequences of 500 + 500 tokens (it holds 200)
+    assert not _view(fleet, "decode", DECODE_PROFILE).slot_bound[-1]
+    slots = DECODE_PROFILE.replace("max_num_seqs: 1024", "max_num_seqs: 256")
+    view = _view(fleet, "decode", slots)
+    assert view.slot_bound[-1] and view.seed[-1] == pytest.approx(256 / (0.010 + 0.0001 * 256))
+    kv = slots.replace("kv_capacity_tokens: 1000000000", "kv_capacity_tokens: 200000")
+    assert not _view(fleet, "decode", kv).slot_bound[-1]
+    # prefill has no slots to speak of
+    assert not _view(fleet, "prefill", PREFILL_PROFILE).slot_bound.any()
+
+
 def test_decode_demand_adds_the_tokens_a_growing_queue_asks_for() -> None:
     fleet = Fleet("dec")
     fleet.add("a")

@@ -8,6 +8,7 @@ import pytest
 
 from scaler.planner import Tuning
 from scaler.planner.capacity import RoleView
+from scaler.planner.plan import scale_up_share
 from scaler.planner.steps import Steps, forward
 
 
@@ -33,6 +34,7 @@ def _view(demand: list[float], backlog: list[float], growth: float, slo_held: bo
         held=np.full(n, slo_held),
         missed=np.full(n, not slo_held),
         busy=np.ones(n, dtype=np.bool_),
+        slot_bound=np.zeros(n, dtype=np.bool_),
     )
 
 
@@ -133,3 +135,34 @@ def test_a_burst_recurs_at_the_level_its_demand_needs_not_the_band_held() -> Non
     at = {int(t) // 1000: int(a) for t, a in zip(times, steps.answer, strict=True)}
     assert at[900] == 2 and at[1235] == 2 and bool(steps.recurring[180])
     assert at[1245] == 1
+
+
+def _near_capacity(demand: float, pods: float, share: float) -> Steps:
+    """One instant at ``pods`` pods that miss their SLO with no queue (not calm: no scale-up
+    tolerance); a replica takes 10 000 tokens/s, and the need rises past ``share`` of that."""
+    view = _view([demand], [0.0], 0.0, slo_held=False)
+    times, running = np.zeros(1, dtype=np.int64), np.full(1, pods)
+    surging, up_share = np.zeros(1, dtype=np.bool_), np.full(1, share)
+    return forward(times, running, view.demand, surging, view, 60.0, 60.0, Tuning(), 60.0, up_share)
+
+
+def test_a_scale_up_share_under_one_asks_for_a_replica_before_the_capacity_and_releases_it_as_before() -> None:
+    # 9 500 tokens/s on one replica of 10 000: within its capacity, past 92 % of it (9 200)
+    assert _near_capacity(9_500.0, 1.0, 1.0).need[0] == 1
+    assert _near_capacity(9_500.0, 1.0, 0.92).need[0] == 2
+    # a release still waits until the demand fits at 90 % of the whole capacity: 8 500 fits into
+    # one replica at 9 000, not at 90 % of the 9 200 (8 280), and 9 100 fits in neither
+    assert _near_capacity(8_500.0, 2.0, 0.92).need[0] == 1
+    assert _near_capacity(9_100.0, 2.0, 0.92).need[0] == 2
+
+
+def test_the_scale_up_share_applies_where_the_slots_cap_the_batch_and_no_surge_came_for_two_minutes() -> None:
+    times = np.arange(61, dtype=np.int64) * 5_000  # 0 to 300 s
+    surging = times == 100_000
+    slot_bound = times != 250_000
+    shares = scale_up_share(times, surging, slot_bound, Tuning())
+    share = dict(zip((int(t) // 1000 for t in times), shares, strict=True))
+    # before the surge, and from 120 s after it on, but for the instant whose batch the slots
+    # do not cap
+    assert share[95] == share[220] == share[300] == pytest.approx(0.92)
+    assert share[100] == share[215] == share[250] == 1.0
