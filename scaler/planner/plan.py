@@ -25,7 +25,9 @@ aligned to absolute time (multiples of :attr:`Tuning.grid_ms`, plus "now"):
    then the **tolerance and band**: above what runs or is pending the need applies at once —
    unless the SLO holds with no queue and the demand is within :attr:`Tuning.tolerance` of
    their capacity — and below it only when the demand would fit even at ``1 − band`` of the
-   capacity (decode; prefill has no band);
+   capacity (decode; prefill has no band). Where decode's batch is capped by its slots and the
+   demand has not surged for :attr:`Tuning.steady_ms`, the need rises past
+   :attr:`Tuning.slot_headroom` of the capacity (:func:`scale_up_share`);
 4. **scale-down hysteresis in time**: the answer is the highest need of the last start-up
    (at least :attr:`Tuning.min_hold_s`); a level the need *returns* to — reached for a
    sustained while after its replicas had been released, twice within

@@ -39,6 +39,23 @@ def test_the_need_is_the_demand_over_the_capacity_per_replica() -> None:
     assert (result.need, result.desired, result.pending, result.capacity) == (2, 2, 0, 5000)
 
 
+def test_decode_rises_at_92_percent_of_its_capacity_where_its_slots_cap_the_batch_and_says_so() -> None:
+    fleet = Fleet("dec")
+    fleet.add("a", "b")
+    fleet.run(120, _busy(90))
+    # a hint holds no batch: the need rises at the whole capacity, and the line says nothing
+    hinted = _plan(fleet)
+    assert hinted.scale_up_share == 1.0 and "scale-up at" not in hinted.line()
+    # step 10 + 0.1·B ms: the ITL allows 350 sequences and more, 100 slots cap the batch
+    slots = "{base: opt125m-l4, max_num_seqs: 100, decode: {d_ms: 10, e_ms_per_seq: 0.1, f_ms_per_ctx_tok: 0}}"
+    # not within two minutes of the demand's surge from nothing, when the pods began
+    assert _plan(fleet, slots).scale_up_share == 1.0
+    fleet.run(60, _busy(90))
+    capped = _plan(fleet, slots)
+    assert capped.scale_up_share == pytest.approx(0.92) and "correction 1.05, scale-up at 92%)" in capped.line()
+    assert capped.explain()["capacity"]["scaleUpShare"] == pytest.approx(0.92)  # type: ignore[index]
+
+
 def test_the_queue_expected_when_asked_for_replicas_arrive_is_asked_for_once() -> None:
     fleet = Fleet("dec")
     fleet.add("a", "b")

@@ -199,6 +199,8 @@ def test_the_status_api_shows_the_planners_state_grouped(start: Start, fleet: Fl
         "generated tokens/s",
     )
     assert state["capacity"]["perReplica"] == 5000.0 and state["capacity"]["seed"] == 5000.0
+    # a measured hint holds no batch, so no slots cap it: the need rises at the whole capacity
+    assert state["capacity"]["scaleUpShare"] == 1.0
     assert state["forecast"] == {
         "level": 9000.0,
         "surging": False,
