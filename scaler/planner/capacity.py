@@ -337,9 +337,9 @@ def decode(signals: Signals, spec: PlannerSpec) -> RoleView:
         measured = np.isfinite(mean) & active & stable
         correction = _correction(np.where(measured, mean / expected, np.nan), signals.times)
         rows = zip(correction, context, isl, osl, strict=True)
-        seed = np.array([_decode_seed(profile, spec.itl_target_s, *row) for row in rows])
-        rows = zip(correction, context, isl, osl, strict=True)
-        slot_bound = np.array([_slot_bound(profile, spec.itl_target_s, *row) for row in rows], dtype=np.bool_)
+        seeds = [_decode_seed(profile, spec.itl_target_s, *row) for row in rows]
+        seed = np.array([tokens for tokens, _ in seeds])
+        slot_bound = np.array([slots for _, slots in seeds], dtype=np.bool_)
     return _view(
         signals,
         "generated tokens/s",
@@ -356,19 +356,15 @@ ITL_MARGIN = 0.95
 steps vary with the batch's composition and the prefill chunks a decode pod runs itself."""
 
 
-def _decode_seed(profile: Profile, itl_s: float, correction: float, context: float, isl: float, osl: float) -> float:
+def _decode_seed(
+    profile: Profile, itl_s: float, correction: float, context: float, isl: float, osl: float
+) -> tuple[float, bool]:
     """Tokens/s one decode replica generates at the largest batch its limits allow, with the
-    step time corrected by ``correction`` (observed/expected); a measured hint is taken as is."""
+    step time corrected by ``correction`` (observed/expected); a measured hint is taken as is.
+    And whether that batch is the batch slots (``max_num_seqs``: the ITL and the KV cache would
+    allow as many sequences or more); never for a hint, which holds no batch."""
     if profile.decode_tokens_per_second is not None:
-        return profile.decode_tokens_per_second
+        return profile.decode_tokens_per_second, False
     batch = profile.decode_sequences_within(ITL_MARGIN * itl_s / correction, context, isl + osl)
-    return batch / (correction * profile.decode_step_s(batch, context)) if batch > 0 else 0.0
-
-
-def _slot_bound(profile: Profile, itl_s: float, correction: float, context: float, isl: float, osl: float) -> bool:
-    """The seed's batch is the batch slots (``max_num_seqs``): the ITL and the KV cache would
-    allow as many sequences or more. Not for a measured hint, which holds no batch."""
-    if profile.decode_tokens_per_second is not None:
-        return False
-    limit = profile.decode_sequences_within(ITL_MARGIN * itl_s / correction, context, isl + osl)
-    return profile.max_num_seqs <= limit + 1e-9
+    tokens = batch / (correction * profile.decode_step_s(batch, context)) if batch > 0 else 0.0
+    return tokens, profile.max_num_seqs <= batch + 1e-9

@@ -222,9 +222,7 @@ def scale_up_share(times: Int64Array, surging: BoolArray, slot_bound: BoolArray,
     """Per instant, the share of the capacity past which the need rises:
     :attr:`Tuning.slot_headroom` where the batch is capped by its slots and the demand has not
     surged for :attr:`Tuning.steady_ms`, else 1."""
-    lo = rolling.starts(times, tuning.steady_ms)
-    surges = np.concatenate(([0], np.cumsum(surging, dtype=np.int64)))
-    recent = (surges[np.arange(1, len(times) + 1)] - surges[lo]) > 0
+    recent = rolling.mean(surging.astype(np.float64), rolling.starts(times, tuning.steady_ms)) > 0
     return np.where(slot_bound & ~recent, tuning.slot_headroom, 1.0)
 
 
