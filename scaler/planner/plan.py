@@ -299,10 +299,7 @@ def decide(snapshot: Snapshot, tuning: Tuning = Tuning()) -> Plan | None:
         tuning = replace(tuning, band=tuning.prefill_band)
         arrival_s = spec.arrival_s
     up_share = scale_up_share(times, surging, view.slot_bound, tuning)
-    confirm = spec.role == "prefill"  # a prefill queue comes and goes at random below saturation
-    steps = forward(
-        times, seen.pods, expected, surging, view, spec.startup_s, hold_s, tuning, arrival_s, up_share, confirm
-    )
+    steps = forward(times, seen.pods, expected, surging, view, spec.startup_s, hold_s, tuning, arrival_s, up_share)
     recurring = bool(steps.recurring[len(times) - 1])
     last = len(times) - 1
     return Plan(

@@ -20,8 +20,7 @@ class Steps:
     """The forward pass' figures at every grid instant."""
 
     need: Int64Array
-    """Replicas the forecast demand needs, within the hysteresis band (held over the window);
-    with ``confirm``, a rise off a surge only once seen at two instants in a row."""
+    """Replicas the forecast demand needs, within the hysteresis band (held over the window)."""
     drain: Int64Array
     """Replicas that also drain the queue expected when asked-for replicas arrive (not held)."""
     asked: Int64Array
@@ -51,7 +50,6 @@ def forward(
     tuning: Tuning,
     arrival_s: float,
     up_share: FloatArray | None = None,
-    confirm: bool = False,
 ) -> Steps:
     """Oldest first, each instant using only the answers before it.
 
@@ -62,16 +60,10 @@ def forward(
     that far apart, and stepping through them is one scale event per level for a few seconds
     of one replica each. ``up_share`` (default 1) is the share of the capacity past which the
     need rises at each instant; a release still waits until the demand fits at ``1 − band`` of
-    the whole capacity. With ``confirm`` (prefill), a need or a drain above what runs or is
-    pending counts, off a surge of the demand, only as far as the instant before asked too: a
-    pod queues a few prompts at random well below saturation (an M/G/1 queue at 90 % holds four
-    on average), and such a queue, or a 15-s rate's noise, lasts one instant where a ramp's
-    lasts. A decode queue forms only once the batch is full, so there it is evidence at once."""
+    the whole capacity."""
     n = len(times)
     need, drain, asked, pending, answer = (np.zeros(n, dtype=np.int64) for _ in range(5))
     projected = np.zeros(n)
-    # need and drain before the confirmation, which compares each instant with the one before
-    seen_need, seen_drain = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     recurring, fused_at = np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_)
     hold_ms = np.zeros(n, dtype=np.int64)
     ask_lo = rolling.starts(times, int(startup_s * 1000))
@@ -98,7 +90,6 @@ def forward(
             # nothing known about capacity yet: hold what runs (none without work to do)
             need[k] = drain[k] = running if demand > 0 or view.busy[k] else 0
             reached = int(need[k])
-            seen_need[k], seen_drain[k] = need[k], drain[k]
         else:
             # calm: the SLO held over the latency window, with no more than a second of one
             # replica's work queued
@@ -122,12 +113,6 @@ def forward(
                 # the replicas asked for are overdue (held back by maxReplicaCount, a quota, a
                 # slow node): asking for more would not bring them sooner
                 drain[k] = min(int(drain[k]), int(asked[k]))
-            seen_need[k], seen_drain[k] = need[k], drain[k]
-            if confirm and k > 0 and not surging[k]:
-                keep = running + int(pending[k])
-                need[k] = min(int(need[k]), max(int(seen_need[k - 1]), keep))
-                drain[k] = min(int(drain[k]), max(int(seen_drain[k - 1]), keep, int(asked[k])))
-                reached = int(need[k])
         recurrence.update(int(times[k]), reached, bool(surging[k]))
         held = int(need[int(hold_lo[k]) : k + 1].max())
         level, level_hold_ms = recurrence.level(int(times[k]), held)

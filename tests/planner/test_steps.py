@@ -12,7 +12,7 @@ from scaler.planner.plan import scale_up_share
 from scaler.planner.steps import Steps, forward
 
 
-def _view(demand: list[float], backlog: list[float], growth: float | list[float], slo_held: bool) -> RoleView:
+def _view(demand: list[float], backlog: list[float], growth: float, slo_held: bool) -> RoleView:
     """A role view whose replica takes 10 000 tokens/s, the queue growing ``growth`` tokens a
     second; ``slo_held``: the SLO holds (latency 0.1 s, no miss), or it misses (2 s, every
     request over target). What was served is the demand (the forward pass does not read it)."""
@@ -23,7 +23,7 @@ def _view(demand: list[float], backlog: list[float], growth: float | list[float]
         demand=np.array(demand),
         served=np.array(demand),
         backlog=np.array(backlog),
-        growth=np.full(n, growth) if isinstance(growth, float) else np.array(growth),
+        growth=np.full(n, growth),
         seed=full,
         lower=np.zeros(n),
         upper=np.full(n, np.inf),
@@ -166,37 +166,3 @@ def test_the_scale_up_share_applies_where_the_slots_cap_the_batch_and_no_surge_c
     # do not cap
     assert share[95] == share[220] == share[300] == pytest.approx(0.92)
     assert share[100] == share[215] == share[250] == 1.0
-
-
-def _blips(demand: list[float], queued: list[bool], surging: list[bool], confirm: bool) -> Steps:
-    """Instants 5 s apart at one pod of 10 000 tokens/s that misses its SLO (no tolerance);
-    where ``queued``, 30 000 tokens wait and grow 2 000 a second until a replica asked for
-    would arrive 60 s later: (9 000 + (30 000 + 120 000) / 60) / 10 000 = 1.15 replicas."""
-    n = len(demand)
-    times = np.arange(n, dtype=np.int64) * 5_000
-    backlog = [30_000.0 if q else 0.0 for q in queued]
-    view = _view(demand, backlog, [2_000.0 if q else 0.0 for q in queued], slo_held=False)
-    args = (np.ones(n), view.demand, np.array(surging), view, 60.0, 60.0, Tuning(), 60.0)
-    return forward(times, *args, confirm=confirm)
-
-
-def test_with_confirm_a_rise_off_a_surge_counts_once_seen_at_two_instants_in_a_row() -> None:
-    calm = [9_000.0] * 6
-    one = [False, False, True, False, False, False]
-    # a queue at one instant asks for a second replica at once without the confirmation
-    assert list(_blips(calm, one, [False] * 6, confirm=False).answer) == [1, 1, 2, 2, 2, 2]
-    # with it, the queue is gone the next instant: a prefill pod's random queue, not a rise
-    steps = _blips(calm, one, [False] * 6, confirm=True)
-    assert list(steps.drain) == [1] * 6 and list(steps.answer) == [1] * 6
-    # a queue at two instants in a row is asked for at the second
-    two = [False, False, True, True, False, False]
-    assert list(_blips(calm, two, [False] * 6, confirm=True).answer) == [1, 1, 1, 2, 2, 2]
-    # the demand's own noise: 11 000 tokens/s at one instant needs 2, and is not asked for
-    noisy = [9_000.0, 9_000.0, 11_000.0, 9_000.0, 9_000.0, 9_000.0]
-    none = [False] * 6
-    assert list(_blips(noisy, none, [False] * 6, confirm=False).need[:3]) == [1, 1, 2]
-    assert list(_blips(noisy, none, [False] * 6, confirm=True).answer) == [1] * 6
-    # at a surge of the demand the rise counts at once (a step does not wait 5 s)
-    surge = [False, False, True, False, False, False]
-    assert list(_blips(noisy, none, surge, confirm=True).answer) == [1, 1, 2, 2, 2, 2]
-    assert list(_blips(calm, one, surge, confirm=True).answer) == [1, 1, 2, 2, 2, 2]
