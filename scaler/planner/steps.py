@@ -151,7 +151,14 @@ def _reached(need: int, demand: float, cap: float) -> int:
 
 
 def banded(
-    demand: float, cap: float, keep: int, tuning: Tuning, busy: bool, running: int, calm: bool, whole: float = 0.0
+    demand: float,
+    cap: float,
+    keep: int,
+    tuning: Tuning,
+    busy: bool,
+    running: int,
+    calm: bool,
+    whole: float | None = None,
 ) -> int:
     """``ceil(demand / capacity)`` above what runs or is pending (while ``calm``, only beyond
     ``1 + tolerance`` of their capacity); below it only once the demand fits even at
@@ -163,4 +170,5 @@ def banded(
         if calm and keep > 0 and demand <= keep * cap * (1 + tuning.tolerance):
             return keep
         return up
-    return min(math.ceil(demand / ((whole or cap) * (1 - tuning.band)) - 1e-9), keep)
+    release_cap = cap if whole is None else whole
+    return min(math.ceil(demand / (release_cap * (1 - tuning.band)) - 1e-9), keep)
