@@ -66,6 +66,7 @@ from scaler.query.selection import (
     native_rate,
     rate_steps,
 )
+from scaler.query.terms import MAX_DURATION_MS
 from scaler.query.vec import RangeData, Vec, drop_name, joined, unique_steps
 from scaler.store import Series, Store
 
@@ -124,11 +125,21 @@ def go_div(a: int, b: int) -> int:
     return q if (a >= 0) == (b > 0) else -q
 
 
+REF_LIMIT_MS = 2**63 - 1 - 2 * MAX_DURATION_MS
+"""How far from the epoch a selector or subquery reads (either way): its reference time is held
+inside ``±REF_LIMIT_MS``, so it, and it less a range and a lookback (each at most
+:data:`MAX_DURATION_MS`), stay int64 milliseconds, which the store's C readers take. An ``@``
+modifier (``x @ 1.8e16`` is 1.8e19 ms) or a query time may lie beyond int64; no sample does (an
+OTLP timestamp is uint64 nanoseconds), so the held time reads the same samples: none."""
+
+
 def _ref_time(at: At | None, offset_ms: int, ctx: Context) -> int:
     if at is None:
-        return ctx.t - offset_ms
-    base = at.t_ms if at.kind == "time" else (ctx.start if at.kind == "start" else ctx.end)
-    return base - offset_ms
+        ref = ctx.t - offset_ms
+    else:
+        base = at.t_ms if at.kind == "time" else (ctx.start if at.kind == "start" else ctx.end)
+        ref = base - offset_ms
+    return min(max(ref, -REF_LIMIT_MS), REF_LIMIT_MS)
 
 
 class Evaluator:

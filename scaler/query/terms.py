@@ -56,7 +56,7 @@ MAX_DEPTH = 128
 recurses once or a few times per level in parsing and in every pass over the tree, and must stay
 well inside its recursion limit. Prometheus has no such limit; no real query comes near it."""
 TOO_DEEP = f"expression nests too deeply (more than {MAX_DEPTH} levels)"
-_MAX_DURATION_MS = (2**63 - 1) // 1_000_000
+MAX_DURATION_MS = (2**63 - 1) // 1_000_000
 """The longest duration Prometheus parses (a Go ``time.Duration``, ~292 years); longer is
 ``duration out of range`` there, and would overflow the store's int64 timestamps here."""
 
@@ -128,7 +128,7 @@ class TermParser(TokenStream):
         ``group_only`` reads one parenthesised group and stops at its ``)``."""
         start = self.tok.pos
         seconds, node = self._duration_unary() if group_only else self._duration_binary(0)
-        if not abs(seconds) * 1000 <= _MAX_DURATION_MS:  # also NaN
+        if not abs(seconds) * 1000 <= MAX_DURATION_MS:  # also NaN
             raise self.error(start, "duration out of range")
         return round(seconds * 1000), node if isinstance(node, DurationExpr) else None
 
@@ -195,13 +195,13 @@ class TermParser(TokenStream):
         tok = self.advance()
         if tok.type is T.NUMBER:
             seconds = self.number(tok)
-            if not abs(seconds) * 1000 <= _MAX_DURATION_MS:  # also NaN
+            if not abs(seconds) * 1000 <= MAX_DURATION_MS:  # also NaN
                 raise self.error(tok.pos, "duration out of range")
             return int(seconds * 1000)
         ms = parse_duration_ms(tok.text)
         if ms is None:
             raise self.error(tok.pos, f"not a valid duration string: {go_quote(tok.text)}")
-        if ms > _MAX_DURATION_MS:
+        if ms > MAX_DURATION_MS:
             raise self.error(tok.pos, "duration out of range")
         return ms
 

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 
-from scaler import otlp
+from scaler import otlp, query
 from scaler.httpbody import BodyError
 from scaler.model import STALE_NAN
 from scaler.query import QueryError, compat_to_promql_text, format_expr, parse_promql
@@ -289,6 +289,35 @@ def test_a_signed_offset_group_is_the_whole_offset() -> None:
         parse_promql(text)
     promql.test_one_input(b"x offset (1m)-(2 ^ 3) * +(1m)-(2 ^ 3)")
     assert format_expr(parse_promql("x offset (1m)-(2 ^ 3)")) == "x offset (1m - (2 ^ 3))"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # 1.8e19 ms is past int64: the store's C reader raised OverflowError (the 5-s fuzz run in CI)
+        "vllm:num_requests_waiting @ 18000000000000000.123 offset 15m6s7ms",
+        "vllm:num_requests_waiting @ -18000000000000000",
+        "vllm:num_requests_waiting[5m] @ 18000000000000000",
+        "rate(vllm:prompt_tokens_total[5m] @ 18000000000000000)",
+        "max_over_time(vllm:num_requests_waiting[5m:1m] @ 18000000000000000)",
+        "vllm:num_requests_waiting offset -292y @ 9223372036854775",
+        "vllm:num_requests_waiting[292y] @ -9223372036854775",
+    ],
+)
+def test_an_at_time_beyond_int64_milliseconds_reads_no_sample(text: str) -> None:
+    promql.test_one_input(text.encode())
+    value = promql.ENGINE.instant(text, common.NOW_MS)
+    assert isinstance(value, query.Vector | query.Matrix) and len(value) == 0
+
+
+def test_a_query_time_beyond_int64_milliseconds_reads_no_sample_but_keeps_its_time() -> None:
+    far = 10**25
+    for text in ("vllm:num_requests_waiting", "vllm:num_requests_waiting[5m]", "rate(vllm:prompt_tokens_total[5m])"):
+        value = promql.ENGINE.instant(text, far)
+        assert isinstance(value, query.Vector | query.Matrix) and len(value) == 0
+    assert promql.ENGINE.instant("time()", far) == query.Scalar(far, 1e22)
+    at_now = promql.ENGINE.instant("vllm:num_requests_waiting @ 1800000000", far)  # still reads at @
+    assert isinstance(at_now, query.Vector) and len(at_now) > 0
 
 
 # ----------------------------------------------------------------------------- compat
