@@ -147,6 +147,15 @@ TRIG: dict[str, Callable[[float], float]] = {
 }
 
 
+def exact_sum(values: list[float]) -> float:
+    """The correctly rounded sum (``math.fsum``), or IEEE 754's where fsum raises instead:
+    ``+Inf`` and ``-Inf`` together are ``NaN``, and partial sums past the float range ``±Inf``."""
+    try:
+        return math.fsum(values)
+    except (ValueError, OverflowError):
+        return sum(values, 0.0)
+
+
 def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
     """One step of Prometheus' Kahan–Neumaier summation."""
     t = total + inc

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scaler.query.gomath import NAN, div, duration_seconds, kahan_avg, kahan_inc, quantile, sqrt
+from scaler.query.gomath import NAN, div, duration_seconds, exact_sum, kahan_avg, kahan_inc, quantile, sqrt
 from scaler.query.vec import FloatArray, Int64Array, RangeData, Vec, drop_name
 
 RangeFunction = Callable[[RangeData, list[float], int], Vec]
@@ -59,7 +59,8 @@ def _extrapolated_rate(rd: RangeData, is_counter: bool, is_rate: bool) -> Vec:
     first, last = starts[idx], ends[idx] - 1
     vals, ts = rd.vals, rd.ts
     first_v = vals[first]
-    result = vals[last] - first_v
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in Go
+        result = vals[last] - first_v
     if is_counter and len(vals) > 1:
         dropped = _pair_counts(rd, vals[1:] < vals[:-1])[idx]
         for j in np.nonzero(dropped)[0].tolist():
@@ -96,7 +97,8 @@ def _instant_value(rd: RangeData, is_rate: bool) -> Vec:
     last = ends[idx] - 1
     prev_v, last_v = rd.vals[last - 1], rd.vals[last]
     interval = rd.ts[last] - rd.ts[last - 1]
-    result = last_v - prev_v
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in Go
+        result = last_v - prev_v
     if is_rate:
         result = np.where(last_v < prev_v, last_v, result) / (interval.astype(np.float64) / 1000)
     return _vec(rd, idx, result)
@@ -113,8 +115,9 @@ def _kedify_rate(rd: RangeData, _args: list[float], _t: int) -> Vec:
             out.append(0.0)
             continue
         seg = vals[a:b]
-        steps = np.where(seg[1:] < seg[:-1], seg[1:], seg[1:] - seg[:-1])
-        out.append(math.fsum(steps.tolist()) / (float(ts[b - 1] - ts[a]) / 1000))
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in Go
+            steps = np.where(seg[1:] < seg[:-1], seg[1:], seg[1:] - seg[:-1])
+        out.append(exact_sum(steps.tolist()) / (float(ts[b - 1] - ts[a]) / 1000))
     return _vec(rd, None, out)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from scaler import query
 from scaler.model import METRIC_NAME
+from scaler.query.gomath import exact_sum
 from scaler.trigger.queries import Query
 
 logger = logging.getLogger("scaler.trigger")
@@ -132,9 +133,9 @@ def _reduced(q: Query, result: query.Value) -> Reading:
 
 def _reduce(aggregate: str, values: list[float]) -> float:
     if aggregate == "sum":
-        return math.fsum(values)
+        return exact_sum(values)
     if aggregate == "avg":
-        return math.fsum(values) / len(values)
+        return exact_sum(values) / len(values)
     if aggregate == "max":
         return max(values)
     return min(values)

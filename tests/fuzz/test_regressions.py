@@ -320,6 +320,28 @@ def test_a_query_time_beyond_int64_milliseconds_reads_no_sample_but_keeps_its_ti
     assert isinstance(at_now, query.Vector) and len(at_now) > 0
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # +Inf and -Inf in one window: numpy's "invalid value encountered in subtract" (a warning,
+        # an error in the fuzzers and the tests) out of the general rate path (a 5-minute fuzz run)
+        "rate(sum_over_time(weird_values[30s:10s])[3m:])[2m:]",
+        "increase(sum_over_time(weird_values[30s:10s])[3m:])[2m:]",
+        "delta(sum_over_time(weird_values[30s:10s])[3m:])[2m:]",
+        # kedify's rate (the compat form's): ValueError out of math.fsum for -Inf + Inf
+        "kedify_rate(weird_values[5m])",
+        "kedify_rate(weird_values[5m:10s])",
+    ],
+)
+def test_infinities_of_both_signs_in_a_window_are_nan_as_in_go(text: str) -> None:
+    promql.test_one_input(text.encode())
+
+
+def test_kedify_rate_over_infinities_of_both_signs_is_nan() -> None:
+    value = promql.ENGINE.instant("kedify_rate(weird_values[5m])", common.NOW_MS)
+    assert isinstance(value, query.Vector) and len(value) == 1 and math.isnan(value.samples[0].value)
+
+
 # ----------------------------------------------------------------------------- compat
 
 

@@ -58,6 +58,14 @@ def test_kahan_summation_is_compensated() -> None:
     assert total + c == 1.0
 
 
+def test_exact_sum_is_fsum_or_ieee_where_fsum_raises() -> None:
+    assert g.exact_sum([0.1] * 10) == 1.0  # correctly rounded
+    assert math.isnan(g.exact_sum([math.inf, 1.0, -math.inf]))
+    assert g.exact_sum([1e308, 1e308]) == math.inf
+    assert g.exact_sum([-1e308, -1e308]) == -math.inf
+    assert g.exact_sum([]) == 0.0
+
+
 def test_quantile() -> None:
     assert g.quantile(0.5, [3.0, 1.0, 2.0]) == 2.0
     assert g.quantile(0.25, [1.0, 2.0]) == 1.25

@@ -166,6 +166,26 @@ def test_invalid_readings_and_bad_metadata_are_invalid_argument() -> None:
     assert s.errors("GetMetrics", "INVALID_ARGUMENT") == 2
 
 
+def test_a_trigger_aggregate_over_infinite_values_is_ieee_not_an_exception() -> None:
+    # math.fsum raises on +Inf with -Inf (ValueError) and on partial sums past the float range
+    # (OverflowError): GetMetrics failed with UNKNOWN. The sum is NaN (not found) and +Inf (bounded).
+    s = Servicer()
+    t = int((NOW_S - 5) * 1000)
+    s.store.append(
+        [
+            (make_labels("infinite", {"pod": "a"}), t, float("inf"), False),
+            (make_labels("infinite", {"pod": "b"}), t, float("-inf"), False),
+            (make_labels("huge", {"pod": "a"}), t, 1e308, False),
+            (make_labels("huge", {"pod": "b"}), t, 1e308, False),
+        ]
+    )
+    for aggregate in ("sum", "avg"):
+        nan = s.metrics_reply(query="infinite", targetValue="1", aggregate=aggregate, valueIfNotFound="7")
+        assert nan.metricValueFloat == 7.0
+        assert s.metrics_reply(query="huge", targetValue="1", aggregate=aggregate).metricValueFloat == KEDA_VALUE_LIMIT
+    assert s.errors("GetMetrics", "UNKNOWN") == 0
+
+
 def test_get_metric_spec_reads_only_the_metadata() -> None:
     s = Servicer()
     ref = pb.ScaledObjectRef(scalerMetadata={"metricQuery": "nothing_yet", "targetValue": "2.5", "metricName": "q"})
