@@ -610,7 +610,7 @@ static int request_samples(Ingest *self, Run *run, const uint8_t *data, Py_ssize
             first_rm = 0;
             while (ms.p < ms.end) {
                 const uint8_t *m_at = ms.p;
-                Rd metric;
+                Rd metric = {NULL, NULL}; /* set by rd_len before use; GCC cannot see it */
                 if (rd_tag(&ms, &f, &wt) < 0 ||
                     (f == 2 && wt == WT_LEN ? rd_len(&ms, &metric) : rd_skip(&ms, f, wt)) < 0) {
                     res_release(&res);

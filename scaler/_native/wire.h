@@ -22,12 +22,13 @@ typedef struct {
     const uint8_t *end;
 } Rd;
 
+/* A varint of up to 10 bytes; bits past the 64th are dropped, as protobuf (upb) drops them (a
+ * 10th byte above 1 is valid there), and an 11th byte is malformed. */
 static inline int rd_varint(Rd *r, uint64_t *out) {
     uint64_t v = 0;
     for (int shift = 0; shift < 70; shift += 7) {
         if (r->p >= r->end) return -1;
         uint8_t b = *r->p++;
-        if (shift == 63 && b > 1) return -1; /* an 11th byte or bits past 64 */
         v |= (uint64_t)(b & 0x7F) << shift;
         if (!(b & 0x80)) {
             *out = v;

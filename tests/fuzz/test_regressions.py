@@ -80,6 +80,41 @@ def test_field_number_zero_inside_an_unknown_group_is_skipped_as_protobuf_skips_
     assert _labels(body) == [{"__name__": "g"}]
 
 
+def _with_tenth_byte(body: bytes, canonical: bytes, tenth: int) -> bytes:
+    """``body`` with the 10-byte varint ``canonical`` (ending in 0x01) re-spelled with another
+    10th byte: upb drops the bits past the 64th, so the value is the same."""
+    assert body.count(canonical) == 1 and canonical[-1] == 0x01
+    return body.replace(canonical, canonical[:-1] + bytes([tenth]))
+
+
+def test_a_varints_bits_past_64_are_dropped_as_protobuf_drops_them() -> None:
+    # The native reader refused a 10th varint byte above 1, which upb accepts (its bits past the
+    # 64th are dropped): a request protobuf had validated failed in the native loop (a 5-minute
+    # fuzz run, in an exponential histogram's packed bucket counts).
+    point = m.NumberDataPoint(time_unix_nano=common.NOW_MS * 10**6, as_double=1.0, attributes=[KeyValue(key="k")])
+    point.attributes[0].value.int_value = -1
+    metric = m.Metric(name="g", gauge=m.Gauge(data_points=[point]))
+    body = ExportMetricsServiceRequest(
+        resource_metrics=[m.ResourceMetrics(scope_metrics=[m.ScopeMetrics(metrics=[metric])])]
+    ).SerializeToString()
+    for tenth in (0x01, 0x03, 0x27, 0x7F):
+        spelled = _with_tenth_byte(body, b"\xff" * 9 + b"\x01", tenth)
+        otlp_protobuf.test_one_input(spelled)  # native and reference agree
+        assert _labels(spelled) == [{"__name__": "g", "k": "-1"}]
+    buckets = m.ExponentialHistogramDataPoint.Buckets(offset=0, bucket_counts=[2**63 + 1])
+    histogram = m.Metric(
+        name="e",
+        exponential_histogram=m.ExponentialHistogram(
+            data_points=[m.ExponentialHistogramDataPoint(time_unix_nano=common.NOW_MS * 10**6, negative=buckets)]
+        ),
+    )
+    body = ExportMetricsServiceRequest(
+        resource_metrics=[m.ResourceMetrics(scope_metrics=[m.ScopeMetrics(metrics=[histogram])])]
+    ).SerializeToString()
+    for tenth in (0x01, 0x27):
+        otlp_protobuf.test_one_input(_with_tenth_byte(body, b"\x81" + b"\x80" * 8 + b"\x01", tenth))
+
+
 def test_quantiles_zero_and_minus_zero_keep_their_own_spelling_whatever_came_first() -> None:
     # format_float was cached by value, and -0.0 == 0.0: the first one formatted named both
     for first, second in ((-0.0, 0.0), (0.0, -0.0)):
