@@ -12,6 +12,13 @@ needed and keeps it while any need within that lead remains:
 (GPU-seconds count from pod creation) and for every drain, like any recipe, and applies
 its schedule straight to the Deployments (no KEDA, no HPA). Its GPU-hours are the lower
 bound the other recipes are compared with, at the attainment it reaches.
+
+**Oracle without foresight** (``foresight: false``). The same need, known exactly and at once,
+but only up to now: ``desired(t) = max(need(τ) for τ in [t - startup_max, t])``. It orders a
+pod the second the need rises, so the pod serves one start-up later, and keeps it as long as
+the oracle keeps one ahead (the same window, looking back). No scaler that measures the load
+can know it sooner or better, so its misses at a rise are the ones no reactive recipe avoids
+at its size: what is left to a reactive planner is standing headroom, which costs GPUs.
 """
 
 from __future__ import annotations
@@ -63,7 +70,11 @@ def workload_of(scenario: Scenario, seed: int) -> Workload:
 
 
 def oracle_schedule(
-    scenario: Scenario, seed: int, headroom: capacity.Headroom | None = None, step: float = 1.0
+    scenario: Scenario,
+    seed: int,
+    headroom: capacity.Headroom | None = None,
+    step: float = 1.0,
+    foresight: bool = True,
 ) -> Schedule:
     headroom = headroom or capacity.Headroom()
     workload = workload_of(scenario, seed)
@@ -80,7 +91,7 @@ def oracle_schedule(
     steps: dict[Role, list[tuple[float, int]]] = {}
     for role in ROLES:
         values = needs[role]
-        desired = _window_max(values, lead)
+        desired = _window_max(values, lead) if foresight else _window_max(values[::-1], lead)[::-1]
         points = [(0.0, desired[0])]
         for t, n in zip(grid[1:], desired[1:], strict=True):
             if n != points[-1][1]:

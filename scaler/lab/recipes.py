@@ -12,7 +12,8 @@ Two forms (``docs/lab.md`` has the details):
 * **Policies** — a ``lab.yaml`` with ``policy``: ``static`` (fixed ``replicas`` per role, a
   number or ``max``: the scenario's pod limit), ``static-best`` (the smallest fixed counts
   that meet the SLO, found by search) or ``oracle`` (clairvoyant: sized from the future
-  arrival rate, see :mod:`scaler.lab.policies`; optional ``headroom``).
+  arrival rate, see :mod:`scaler.lab.policies`; optional ``headroom``, and ``foresight: false``
+  for the same sizing from the present rate only).
 
 The lab holds every recipe to the scenario's pod limits (``fleet.limits``): each
 ScaledObject's ``minReplicaCount``/``maxReplicaCount`` are replaced by them, so recipes
@@ -39,7 +40,7 @@ from scaler.sim.validate import SpecError, mapping, number, strict, text
 LAB_FILE = "lab.yaml"
 Policy = Literal["scaledobjects", "static", "static-best", "oracle"]
 POLICIES: tuple[Policy, ...] = ("scaledobjects", "static", "static-best", "oracle")
-_LAB_KEYS = frozenset({"description", "policy", "replicas", "headroom", "calibration", "settings"})
+_LAB_KEYS = frozenset({"description", "policy", "replicas", "headroom", "foresight", "calibration", "settings"})
 
 
 class RecipeError(ValueError):
@@ -59,6 +60,8 @@ class Recipe:
     replicas: Mapping[Role, int | None] = field(default_factory=dict)
     """``static``: fixed replicas per role (None: the scenario's maximum)."""
     headroom: capacity.Headroom = field(default_factory=capacity.Headroom)
+    foresight: bool = True
+    """``oracle``: sized from the future rate (True) or from the rate up to now only."""
     settings: Mapping[str, str] = field(default_factory=dict)
     """The scaler's environment for this recipe (what its manifests deploy), e.g.
     ``METRIC_STORE_RETENTION_SECONDS``; the service defaults otherwise."""
@@ -175,6 +178,13 @@ def _settings(lab: Mapping[str, Any], where: Path) -> dict[str, str]:
     return out
 
 
+def _flag(lab: Mapping[str, Any], key: str, where: Path) -> bool:
+    value = lab.get(key, True)
+    if not isinstance(value, bool):
+        raise SpecError(f"{where}: {key}: {value!r} is not true or false")
+    return value
+
+
 def load(path: Path) -> Recipe:
     """Read and check a recipe directory; raises RecipeError naming the file and the key."""
     if not path.is_dir():
@@ -188,6 +198,8 @@ def load(path: Path) -> Recipe:
         policy = lab.get("policy", "scaledobjects")
         if policy not in POLICIES:
             raise SpecError(f"{lab_path}: policy: {policy!r} is not one of {', '.join(POLICIES)}")
+        if "foresight" in lab and policy != "oracle":
+            raise SpecError(f"{lab_path}: foresight: applies to policy: oracle only, not {policy}")
         recipe = Recipe(path.name, path, policy, text(lab, "description"), settings=_settings(lab, lab_path))
         if policy == "scaledobjects":
             docs = tuple((d, src) for d, src in manifests.render_sources(path) if Path(src).name != LAB_FILE)
@@ -196,15 +208,18 @@ def load(path: Path) -> Recipe:
             )
         elif policy == "static":
             recipe = replace(recipe, replicas=_replicas(lab.get("replicas", {}), f"{lab_path}: replicas"))
-        elif policy == "oracle" and "headroom" in lab:
-            h = mapping(lab["headroom"], f"{lab_path}: headroom")
-            strict(h, frozenset({"prefill", "decode"}), f"{lab_path}: headroom")
-            recipe = replace(
-                recipe,
-                headroom=capacity.Headroom(
-                    number(h, "prefill", "headroom", 0.75, positive=True), number(h, "decode", "headroom", 0.85, True)
-                ),
-            )
+        elif policy == "oracle":
+            recipe = replace(recipe, foresight=_flag(lab, "foresight", lab_path))
+            if "headroom" in lab:
+                h = mapping(lab["headroom"], f"{lab_path}: headroom")
+                strict(h, frozenset({"prefill", "decode"}), f"{lab_path}: headroom")
+                recipe = replace(
+                    recipe,
+                    headroom=capacity.Headroom(
+                        number(h, "prefill", "headroom", 0.75, positive=True),
+                        number(h, "decode", "headroom", 0.85, True),
+                    ),
+                )
     except yaml.YAMLError as exc:
         raise RecipeError(f"{lab_path}: invalid YAML: {exc}") from None
     except (SpecError, ManifestError) as exc:

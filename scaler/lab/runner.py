@@ -221,7 +221,11 @@ def simulate(
         objects = recipe.scaled_objects(scenario)
         sim = _keda_run(scenario, objects, seed, outcomes, result, recipe.settings, failover)
     elif recipe.policy == "oracle":
-        schedule = oracle if recipe.headroom == Headroom() else oracle_schedule(scenario, seed, recipe.headroom)
+        schedule = (
+            oracle
+            if recipe.headroom == Headroom() and recipe.foresight
+            else oracle_schedule(scenario, seed, recipe.headroom, foresight=recipe.foresight)
+        )
         first = {role: schedule.at(role, 0.0) for role in ROLES}
         fixed = replace(scenario, initial_prefill=first["prefill"], initial_decode=first["decode"])
         sim, _ = _scheduled_run(fixed, seed, outcomes, schedule)

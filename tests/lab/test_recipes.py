@@ -14,12 +14,23 @@ from tests.lab.helpers import load, recipe
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_builtin_recipes_are_the_issues_six_and_the_planner() -> None:
+def test_the_builtin_recipes_are_the_issues_six_the_planner_and_the_oracle_without_foresight() -> None:
     names = [p.name for p in recipes.builtin()]
-    assert names == ["kedify-vllm", "llmd-token-aware", "oracle", "planner", "shipped", "static-best", "static-peak"]
+    assert names == [
+        "kedify-vllm",
+        "llmd-token-aware",
+        "oracle",
+        "oracle-reactive",
+        "planner",
+        "shipped",
+        "static-best",
+        "static-peak",
+    ]
     kinds = {n: recipe(n).policy for n in names}
     assert kinds["static-peak"] == "static" and kinds["static-best"] == "static-best"
     assert kinds["oracle"] == "oracle" and kinds["shipped"] == "scaledobjects"
+    assert kinds["oracle-reactive"] == "oracle"
+    assert recipe("oracle").foresight and not recipe("oracle-reactive").foresight
 
 
 @pytest.mark.skipif(not (REPO / "manifests" / "keda").is_dir(), reason="not a checkout")
@@ -91,6 +102,12 @@ def test_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
         recipes.load(typo)
     (typo / "lab.yaml").write_text("polcy: static\n")
     with pytest.raises(RecipeError, match=r"lab\.yaml: unknown key 'polcy'"):
+        recipes.load(typo)
+    (typo / "lab.yaml").write_text("policy: oracle\nforesight: 'no'\n")
+    with pytest.raises(RecipeError, match=r"lab\.yaml: foresight: 'no' is not true or false"):
+        recipes.load(typo)
+    (typo / "lab.yaml").write_text("policy: static\nforesight: false\n")
+    with pytest.raises(RecipeError, match=r"lab\.yaml: foresight: applies to policy: oracle only, not static"):
         recipes.load(typo)
 
 

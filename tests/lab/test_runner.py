@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
-from scaler.lab import runner
+from scaler.lab import policies, runner
 from scaler.sim.scenario import Role
 from tests.lab.helpers import load, recipe
 
@@ -39,6 +40,28 @@ def test_the_oracle_never_costs_more_than_all_pods_all_the_time(tmp_path: Path) 
     assert oracle.gpu_hours <= peak.gpu_hours
     assert oracle.over_provisioned_gpu_hours <= 0.01 * oracle.gpu_hours + 1e-9
     assert peak.meets_slo and oracle.meets_slo
+
+
+def test_the_oracle_without_foresight_is_the_oracles_schedule_one_start_up_late(tmp_path: Path) -> None:
+    # ahead(t) is the most needed in [t, t + lead], behind(t) in [t - lead, t]: the same window, later
+    scenario = load(tmp_path)
+    ahead = policies.oracle_schedule(scenario, 1)
+    behind = policies.oracle_schedule(scenario, 1, foresight=False)
+    lead = math.ceil(scenario.profile.startup_seconds[1] * scenario.time_scale)
+    for role in policies.ROLES:
+        for t in range(lead, int(scenario.duration) + 1):
+            assert behind.at(role, t) == ahead.at(role, t - lead), (role, t)
+    assert len(behind.steps["decode"]) > 1  # the step moves decode
+
+
+@pytest.mark.timeout(120)
+def test_the_oracle_without_foresight_costs_the_same_and_misses_the_rise(tmp_path: Path) -> None:
+    scenario = load(tmp_path)
+    oracle = runner.simulate(scenario, recipe("oracle"), seed=1)
+    reactive = runner.simulate(scenario, recipe("oracle-reactive"), seed=1)
+    assert reactive.max_replicas == oracle.max_replicas  # the same sizing,
+    assert reactive.gpu_hours <= oracle.gpu_hours  # ordered later (the run ends as long after the step)
+    assert reactive.window_attainment < oracle.window_attainment  # so the pods serve the step late
 
 
 @pytest.mark.timeout(240)
