@@ -16,9 +16,11 @@ bound the other recipes are compared with, at the attainment it reaches.
 **Oracle without foresight** (``foresight: false``). The same need, known exactly and at once,
 but only up to now: ``desired(t) = max(need(τ) for τ in [t - startup_max, t])``. It orders a
 pod the second the need rises, so the pod serves one start-up later, and keeps it as long as
-the oracle keeps one ahead (the same window, looking back). No scaler that measures the load
-can know it sooner or better, so its misses at a rise are the ones no reactive recipe avoids
-at its size: what is left to a reactive planner is standing headroom, which costs GPUs.
+the oracle keeps one ahead (the same window, looking back). It starts as the recipes that
+measure the load start, at the scenario's initial fleet, and orders the first need at 0 s. No
+scaler that measures the load can know it sooner or better, so its misses at a rise are the
+ones no reactive recipe avoids at its size: what is left to a reactive planner is standing
+headroom, which costs GPUs.
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ class Schedule:
 
     def changes(self) -> list[tuple[float, Role, int]]:
         return sorted((t, role, n) for role in ROLES for t, n in self.steps[role][1:])
+
+    def starting_at(self, counts: dict[Role, int]) -> Schedule:
+        """This schedule for a fleet that starts at ``counts``: its first desired count becomes
+        a change at 0 s, so those pods start with the run instead of being there before it."""
+        steps = {role: [(0.0, counts[role]), *points] for role, points in self.steps.items()}
+        return Schedule(steps)
 
 
 def limits(scenario: Scenario, role: Role) -> tuple[int, int]:

@@ -226,9 +226,13 @@ def simulate(
             if recipe.headroom == Headroom() and recipe.foresight
             else oracle_schedule(scenario, seed, recipe.headroom, foresight=recipe.foresight)
         )
-        first = {role: schedule.at(role, 0.0) for role in ROLES}
-        fixed = replace(scenario, initial_prefill=first["prefill"], initial_decode=first["decode"])
-        sim, _ = _scheduled_run(fixed, seed, outcomes, schedule)
+        if recipe.foresight:  # the clairvoyant oracle's pods are up before the run
+            first = {role: schedule.at(role, 0.0) for role in ROLES}
+            fixed = replace(scenario, initial_prefill=first["prefill"], initial_decode=first["decode"])
+            sim, _ = _scheduled_run(fixed, seed, outcomes, schedule)
+        else:  # as a recipe that measures the load: the scenario's initial fleet, the need ordered at 0 s
+            initial: dict[Role, int] = {"prefill": scenario.initial_prefill, "decode": scenario.initial_decode}
+            sim, _ = _scheduled_run(scenario, seed, outcomes, schedule.starting_at(initial))
     else:
         sizes = counts or static_counts(scenario, dict(recipe.replicas))
         fixed = replace(scenario, initial_prefill=sizes["prefill"], initial_decode=sizes["decode"])

@@ -9,7 +9,7 @@ import pytest
 
 from scaler.lab import policies, runner
 from scaler.sim.scenario import Role
-from tests.lab.helpers import load, recipe
+from tests.lab.helpers import CHAT, load, recipe, short_step
 
 VOLATILE = ("wall_seconds", "cpu_seconds")
 
@@ -62,6 +62,22 @@ def test_the_oracle_without_foresight_costs_the_same_and_misses_the_rise(tmp_pat
     assert reactive.max_replicas == oracle.max_replicas  # the same sizing,
     assert reactive.gpu_hours <= oracle.gpu_hours  # ordered later (the run ends as long after the step)
     assert reactive.window_attainment < oracle.window_attainment  # so the pods serve the step late
+
+
+@pytest.mark.timeout(120)
+def test_the_oracle_without_foresight_starts_from_the_initial_fleet(tmp_path: Path) -> None:
+    # the load is high from the first second: the oracle's pods are up before it, the reactive
+    # oracle's are ordered at 0 s and serve one start-up later
+    scenario = load(tmp_path, short_step(phases=[{"name": "high", "seconds": 240, "rate": 80, **CHAT}]))
+    ahead = policies.oracle_schedule(scenario, 1)
+    assert ahead.at("decode", 0.0) >= 2 and scenario.initial_decode == 1
+    late = ahead.starting_at({"prefill": 1, "decode": 1})
+    assert late.at("decode", 0.0) == ahead.at("decode", 0.0)
+    assert (0.0, "decode", ahead.at("decode", 0.0)) in late.changes()
+    oracle = runner.simulate(scenario, recipe("oracle"), seed=1)
+    reactive = runner.simulate(scenario, recipe("oracle-reactive"), seed=1)
+    assert reactive.scale_events_decode == oracle.scale_events_decode + 1
+    assert reactive.window_attainment < oracle.window_attainment
 
 
 @pytest.mark.timeout(240)
