@@ -161,6 +161,7 @@ def markdown(
             values = [_cell(c, col, fmt, recipe in best[col]) for col, _, _, fmt in COLUMNS]
             meets = "yes" if c.get("meets_slo") else ("error" if not c.get("ok") else "no")
             lines.append(f"| {key} | {recipe} | " + " | ".join(values) + f" | {meets} |")
+    lines += beyond_reactive(runs)
     if against is not None:
         lines += ["", *against.markdown()]
     errors = [r for r in runs if not r.ok]
@@ -177,6 +178,43 @@ def markdown(
     elif meta.get("plots_missing"):
         lines += ["", f"No plots: {meta['plots_missing']}."]
     return "\n".join(lines) + "\n"
+
+
+REACTIVE = "oracle-reactive"
+"""The oracle without foresight: the windows it misses, no recipe that measures the load avoids
+at its size (:mod:`scaler.lab.policies`)."""
+
+
+def beyond_reactive(runs: Sequence[RunResult]) -> list[str]:
+    """``summary.md``'s section comparing each recipe's missed windows with those of
+    :data:`REACTIVE` on the same scenario and seed: the ones it met (where a reactive recipe can
+    still gain), the ones both missed, and the ones only it missed. Empty without its runs."""
+    reference = {(_key(r), r.seed): set(r.missed_windows) for r in runs if r.recipe == REACTIVE and r.ok}
+    groups: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
+    for r in runs:
+        theirs = reference.get((_key(r), r.seed))
+        if r.recipe == REACTIVE or not r.ok or theirs is None:
+            continue
+        mine = set(r.missed_windows)
+        groups[(_key(r), r.recipe)].append((len(mine - theirs), len(mine & theirs), len(theirs - mine)))
+    if not groups:
+        return []
+    lines = [
+        "",
+        f"## Against the oracle without foresight ({REACTIVE})",
+        "",
+        f"Missed 30-s windows per run, means over the seeds both ran: those {REACTIVE} met (knowing the "
+        "load as it comes and sized like the oracle, it met them, so a recipe that measures the load can "
+        "too), those both missed (lost to the start-up after a rise, short of standing headroom), and "
+        f"those only {REACTIVE} missed.",
+        "",
+        f"| scenario | recipe | seeds | missed, {REACTIVE} met | missed by both | met, {REACTIVE} missed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (key, recipe), rows in sorted(groups.items()):
+        a, b, c = (statistics.fmean(col) for col in zip(*rows, strict=True))
+        lines.append(f"| {key} | {recipe} | {len(rows)} | {a:.1f} | {b:.1f} | {c:.1f} |")
+    return lines
 
 
 def pareto_plots(runs: Sequence[RunResult], directory: Path) -> list[str]:

@@ -62,6 +62,8 @@ class RunResult:
     ttft_attainment: float = 0.0
     itl_attainment: float = 0.0
     window_attainment: float = 0.0
+    missed_windows: list[int] = field(default_factory=list)
+    """The start (seconds) of every 30-s window that missed the SLO."""
     itl_token_attainment: float = 0.0
     """Share of all output tokens whose inter-token latency met the target."""
     gpu_hours: float = 0.0
@@ -259,6 +261,7 @@ def _measure(result: RunResult, sim: Simulation, outcomes: Outcomes, oracle: Sch
     ttft, itl = outcomes.request_attainment()
     result.ttft_attainment, result.itl_attainment = ttft, itl
     result.window_attainment = outcomes.window_attainment()
+    result.missed_windows = outcomes.missed_windows()
     result.itl_token_attainment = outcomes.token_attainment()
     result.gpu_hours_prefill, result.gpu_hours_decode = gpu["prefill"] / 3600, gpu["decode"] / 3600
     result.gpu_hours = result.gpu_hours_prefill + result.gpu_hours_decode

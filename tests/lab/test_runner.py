@@ -29,6 +29,9 @@ def test_runs_are_deterministic_per_seed(tmp_path: Path) -> None:
     assert _figures(first) == _figures(again)
     assert _figures(first) != _figures(other)
     assert first.scale_events_decode >= 1 and first.max_replicas["decode"] >= 2  # it scaled for the step
+    windows = math.ceil(scenario.duration / 30)
+    assert first.missed_windows and all(t % 30 == 0 and 0 <= t < scenario.duration for t in first.missed_windows)
+    assert len(first.missed_windows) == round((1 - first.window_attainment) * windows)
 
 
 @pytest.mark.timeout(120)
