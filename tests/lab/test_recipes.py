@@ -97,18 +97,15 @@ def test_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
     (typo / "so.yaml").write_text("kind: ScaledObject\nspec: [1\n")
     with pytest.raises(RecipeError, match=r"so\.yaml"):
         recipes.load(typo)
-    (typo / "lab.yaml").write_text("policy: magic\n")
-    with pytest.raises(RecipeError, match=r"lab\.yaml: policy: 'magic'"):
-        recipes.load(typo)
-    (typo / "lab.yaml").write_text("polcy: static\n")
-    with pytest.raises(RecipeError, match=r"lab\.yaml: unknown key 'polcy'"):
-        recipes.load(typo)
-    (typo / "lab.yaml").write_text("policy: oracle\nforesight: 'no'\n")
-    with pytest.raises(RecipeError, match=r"lab\.yaml: foresight: 'no' is not true or false"):
-        recipes.load(typo)
-    (typo / "lab.yaml").write_text("policy: static\nforesight: false\n")
-    with pytest.raises(RecipeError, match=r"lab\.yaml: foresight: applies to policy: oracle only, not static"):
-        recipes.load(typo)
+    for lab, error in [
+        ("policy: magic", r"policy: 'magic'"),
+        ("polcy: static", r"unknown key 'polcy'"),
+        ("policy: oracle\nforesight: 'no'", r"foresight: 'no' is not true or false"),
+        ("policy: static\nforesight: false", r"foresight: applies to policy: oracle only, not static"),
+    ]:
+        (typo / "lab.yaml").write_text(lab + "\n")
+        with pytest.raises(RecipeError, match=r"lab\.yaml: " + error):
+            recipes.load(typo)
 
 
 @pytest.mark.parametrize("name", ["shipped", "kedify-vllm", "llmd-token-aware"])
