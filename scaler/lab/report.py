@@ -203,10 +203,10 @@ def beyond_reactive(runs: Sequence[RunResult]) -> list[str]:
         "",
         f"## Against the oracle without foresight ({REACTIVE})",
         "",
-        f"Missed 30-s windows per run, means over the seeds both ran: those {REACTIVE} met (knowing the "
-        "load as it comes and sized like the oracle, it met them, so a recipe that measures the load can "
-        "too), those both missed (lost to the start-up after a rise, short of standing headroom), and "
-        f"those only {REACTIVE} missed.",
+        f"Missed 30-s windows per run, means over the seeds both ran: those {REACTIVE} met (with no "
+        "foresight, only the present load known the moment it changes, and the oracle's sizing; a recipe "
+        "that measures the load learns a change a rate window and a sync later), those both missed (lost "
+        f"to the start-up after a rise, short of standing headroom), and those only {REACTIVE} missed.",
         "",
         f"| scenario | recipe | seeds | missed, {REACTIVE} met | missed by both | met, {REACTIVE} missed |",
         "|---|---|---|---|---|---|",
