@@ -146,6 +146,24 @@ def test_nan_and_infinities_are_stored_and_served_as_strict_json(hostile: Hostil
             assert value == spelled
 
 
+def test_a_series_holding_both_infinities_is_served_with_its_aggregates(hostile: Hostile) -> None:
+    # the memstore's "rate" aggregate (kedify's) summed +Inf and -Inf with math.fsum, which raises:
+    # /memstore/data answered 500 for the whole metric (found by a 5-minute fuzz run of PromQL)
+    name = "hostile_both_infinities"
+    t = now_ns()
+    for i, value in enumerate((math.inf, -math.inf, 1.0)):
+        req = request("hostile-nonfinite", "pod-0", gauge(name, value, t - (3 - i) * 10**9))
+        reply, delta = exchange(hostile, "grpc", req)
+        assert_all_accepted(reply, delta, "grpc", 1)
+    data = hostile.http.get("/memstore/data", params={"name": name})
+    assert data.status_code == 200, data.text
+    (series,) = strict_json(data.text)[name]
+    assert [p["value"] for p in series["data"]] == ["+Inf", "-Inf", 1.0]
+    aggregates = series["aggregatesOverTime"]
+    assert aggregates["rate"] == "NaN" and aggregates["count"] == 3
+    assert (aggregates["min"], aggregates["max"], aggregates["last_one"]) == ("-Inf", "+Inf", 1.0)
+
+
 # ---------------------------------------------------------------------------------- case 5
 
 
