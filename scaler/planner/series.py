@@ -21,6 +21,11 @@ from scaler.series import FloatArray, Int64Array, Series
 
 SPAN = 1 << 40
 """Key stride per series: larger than any timestamp offset a store can hold (~35 years in ms)."""
+MAX_VALUE = float(2**53)
+"""The largest magnitude the planner reads; a sample beyond it (±Inf, 1e308) is skipped, as if
+not sent. No vLLM gauge comes near it, and a counter past it no longer counts by ones; read, it
+would overflow the planner's sums into ±Inf (a pod's bad exporter must not take the role's
+answer with it)."""
 
 
 BoolArray = npt.NDArray[np.bool_]
@@ -80,11 +85,12 @@ class Block:
         ts_all = np.concatenate([s.ts[: s.n] for s in series])
         vals_all = np.concatenate([s.vals[: s.n] for s in series])
         index = np.repeat(np.arange(len(series), dtype=np.int64), counts)
+        keep = ~(np.abs(vals_all) > MAX_VALUE)  # NaN (a staleness marker) stays, for gauges
         if drop_stale:
-            keep = ~stale_mask(vals_all)
-            if not keep.all():
-                ts_all, vals_all, index = ts_all[keep], vals_all[keep], index[keep]
-                counts = np.bincount(index, minlength=len(series)).astype(np.int64)
+            keep &= ~stale_mask(vals_all)
+        if not keep.all():
+            ts_all, vals_all, index = ts_all[keep], vals_all[keep], index[keep]
+            counts = np.bincount(index, minlength=len(series)).astype(np.int64)
         starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
         base = int(ts_all.min()) if len(ts_all) else 0
         keys = index * SPAN + (ts_all - base)

@@ -85,7 +85,7 @@ def forward(
         pending[k] = max(0, int(asked[k]) - running)
         whole = float(view.capacity[k])
         cap = whole * (1.0 if up_share is None else float(up_share[k]))
-        demand = float(expected[k])
+        demand = min(float(expected[k]), whole * tuning.max_replicas)
         if not (math.isfinite(cap) and cap > 0):
             # nothing known about capacity yet: hold what runs (none without work to do)
             need[k] = drain[k] = running if demand > 0 or view.busy[k] else 0
@@ -102,7 +102,10 @@ def forward(
             while first > 0 and answer[first - 1] > running:
                 first -= 1
             waited_s = (times[k] - times[first]) / 1000
-            projected[k] = float(view.backlog[k]) + float(view.growth[k]) * max(arrival_s - waited_s, 0.0)
+            projected[k] = min(
+                float(view.backlog[k]) + float(view.growth[k]) * max(arrival_s - waited_s, 0.0),
+                whole * tuning.drain_s * tuning.max_replicas,
+            )
             drain[k] = math.ceil((demand + projected[k] / tuning.drain_s) / cap - 1e-9) if demand > 0 else 0
             if surging[k] and projected[k] <= cap:
                 # a surge's first seconds: the queue the fleet let build while its rate window
@@ -136,7 +139,7 @@ def forward(
             if later < now:
                 now, fused, fused_until = later, later, int(times[k]) + fuse_ms
         fused_at[k] = now < by_hold
-        answer[k] = now
+        answer[k] = min(now, tuning.max_replicas)
     return Steps(need, drain, asked, pending, projected, answer, recurring, hold_ms, fused_at)
 
 

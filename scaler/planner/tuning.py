@@ -65,6 +65,12 @@ class Tuning:
     """A scale-down goes straight to the answer this much later (if the need does not rise in
     between), not level by level as the hold expires on each level the need fell through: one
     scale event, not one per level. One SLO window."""
+    max_replicas: int = 1_000
+    """The most replicas of a role the planner asks for: a demand beyond that many replicas'
+    capacity is counted as that many. Real fleets stay far below it (the HPA's
+    ``maxReplicaCount`` caps the answer anyway); it bounds what a pod exporting an absurd value
+    (``vllm:num_requests_waiting`` = 1e15) can make the planner compute: every level up to the
+    need is tracked for its recurrence."""
     drain_s: float = 60.0
     """A queue expected when the replicas asked for arrive is asked to drain within this: the
     SLO is judged per 30-s window."""

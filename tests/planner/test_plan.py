@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -406,3 +407,32 @@ def test_the_replayed_history_begins_where_every_window_is_full_and_moves_two_mi
     # the instants since the rate and latency windows are full, aligned to the grid
     short = grid(now, 120_000, tuning)
     assert short[0] == -(-(now - 120_000 + tuning.latency_window_ms) // tuning.grid_ms) * tuning.grid_ms
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, 1e308, -1e308])
+@pytest.mark.parametrize("field", ["running", "waiting", "kv", "generation_tokens", "requests", "itl"])
+def test_values_past_2_53_a_pod_exports_are_skipped(field: str, value: float) -> None:
+    # +Inf in a gauge, or 1e308 in a counter, overflowed the planner's sums: OverflowError out
+    # of math.ceil, and numpy's overflow and invalid-value warnings on the way
+    fleet = Fleet("dec")
+    fleet.add("a", "b")
+    fleet.run(120, _busy(90))
+    bad = _busy(90)
+    setattr(bad, field, value)
+    fleet.run(10, bad)
+    fleet.run(20, _busy(90))
+    result = _plan(fleet)
+    assert 1 <= result.desired <= 4
+
+
+@pytest.mark.parametrize("role", ["prefill", "decode"])
+def test_an_absurd_queue_asks_for_at_most_max_replicas(role: str) -> None:
+    # every level up to the need is tracked for its recurrence: a pod exporting 1e15 waiting
+    # requests (finite, under 2**53) made that a loop of 1e13 levels and a MemoryError
+    fleet = Fleet("dec")
+    fleet.add("a", "b")
+    fleet.run(120, _busy(90))
+    fleet.run(10, replace(_busy(90), waiting=1e15, prompt_tokens=1000.0))
+    spec = parse_spec(_META | {"planner": role, "deployment": "dec", "profile": PROFILE})
+    result = plan(fleet.store, spec, fleet.now_ms)
+    assert result is not None and result.desired == Tuning().max_replicas
