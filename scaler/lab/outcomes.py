@@ -143,15 +143,9 @@ class Outcomes:
         result: np.ndarray = ttft_ok & itl_ok
         return result
 
-    def window_attainment(self) -> float:
-        return float(np.mean(self.windows_met()))
-
-    def missed_windows(self) -> list[int]:
-        """The start (seconds) of every 30-s window that missed the SLO."""
-        return [int(i) * int(WINDOW_SECONDS) for i in np.nonzero(~self.windows_met())[0]]
-
-    def windows_met(self) -> np.ndarray:
-        """Per 30-s window of the scenario, whether both p90 targets held in it."""
+    def windows(self) -> tuple[float, list[int]]:
+        """The share of the scenario's 30-s windows in which both p90 targets held, and the
+        start (seconds) of every window in which they did not."""
         per = int(WINDOW_SECONDS / BUCKET_SECONDS)
         windows = max(1, math.ceil(self.scenario.duration / WINDOW_SECONDS))
         ttft_met, ttft_total = self._ttft_buckets()
@@ -162,8 +156,8 @@ class Outcomes:
             np.add.at(out, np.arange(usable) // per, a[:usable])
             return out
 
-        ok: np.ndarray = self._meets(fold(ttft_met), fold(ttft_total), fold(self.itl_met), fold(self.itl_total))
-        return ok
+        ok = self._meets(fold(ttft_met), fold(ttft_total), fold(self.itl_met), fold(self.itl_total))
+        return float(np.mean(ok)), [int(i) * int(WINDOW_SECONDS) for i in np.nonzero(~ok)[0]]
 
     def recovery(self, steps: Sequence[tuple[float, float]]) -> list[float | None]:
         """Time to recover after each ``(step time, end of its span)``."""

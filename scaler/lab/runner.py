@@ -222,19 +222,15 @@ def simulate(
     if recipe.policy == "scaledobjects":
         objects = recipe.scaled_objects(scenario)
         sim = _keda_run(scenario, objects, seed, outcomes, result, recipe.settings, failover)
-    elif recipe.policy == "oracle":
-        schedule = (
-            oracle
-            if recipe.headroom == Headroom() and recipe.foresight
-            else oracle_schedule(scenario, seed, recipe.headroom, foresight=recipe.foresight)
-        )
-        if recipe.foresight:  # the clairvoyant oracle's pods are up before the run
-            first = {role: schedule.at(role, 0.0) for role in ROLES}
-            fixed = replace(scenario, initial_prefill=first["prefill"], initial_decode=first["decode"])
-            sim, _ = _scheduled_run(fixed, seed, outcomes, schedule)
-        else:  # as a recipe that measures the load: the scenario's initial fleet, the need ordered at 0 s
-            initial: dict[Role, int] = {"prefill": scenario.initial_prefill, "decode": scenario.initial_decode}
-            sim, _ = _scheduled_run(scenario, seed, outcomes, schedule.starting_at(initial))
+    elif recipe.policy == "oracle" and recipe.foresight:  # its pods are up before the run
+        schedule = oracle if recipe.headroom == Headroom() else oracle_schedule(scenario, seed, recipe.headroom)
+        first = {role: schedule.at(role, 0.0) for role in ROLES}
+        fixed = replace(scenario, initial_prefill=first["prefill"], initial_decode=first["decode"])
+        sim, _ = _scheduled_run(fixed, seed, outcomes, schedule)
+    elif recipe.policy == "oracle":  # as a recipe that measures the load: the initial fleet, the need ordered at 0 s
+        late = oracle_schedule(scenario, seed, recipe.headroom, foresight=False)
+        initial: dict[Role, int] = {"prefill": scenario.initial_prefill, "decode": scenario.initial_decode}
+        sim, _ = _scheduled_run(scenario, seed, outcomes, late.starting_at(initial))
     else:
         sizes = counts or static_counts(scenario, dict(recipe.replicas))
         fixed = replace(scenario, initial_prefill=sizes["prefill"], initial_decode=sizes["decode"])
@@ -260,8 +256,7 @@ def _measure(result: RunResult, sim: Simulation, outcomes: Outcomes, oracle: Sch
     sim.finish(scenario.tail_seconds)
     ttft, itl = outcomes.request_attainment()
     result.ttft_attainment, result.itl_attainment = ttft, itl
-    result.window_attainment = outcomes.window_attainment()
-    result.missed_windows = outcomes.missed_windows()
+    result.window_attainment, result.missed_windows = outcomes.windows()
     result.itl_token_attainment = outcomes.token_attainment()
     result.gpu_hours_prefill, result.gpu_hours_decode = gpu["prefill"] / 3600, gpu["decode"] / 3600
     result.gpu_hours = result.gpu_hours_prefill + result.gpu_hours_decode

@@ -58,7 +58,7 @@ def test_the_oracle_without_foresight_is_the_oracles_schedule_one_start_up_late(
 
 
 @pytest.mark.timeout(120)
-def test_the_oracle_without_foresight_costs_the_same_and_misses_the_rise(tmp_path: Path) -> None:
+def test_the_oracle_without_foresight_sizes_the_same_costs_no_more_and_misses_the_rise(tmp_path: Path) -> None:
     scenario = load(tmp_path)
     oracle = runner.simulate(scenario, recipe("oracle"), seed=1)
     reactive = runner.simulate(scenario, recipe("oracle-reactive"), seed=1)
