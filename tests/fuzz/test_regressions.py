@@ -44,11 +44,15 @@ def test_exponential_histogram_with_bounds_beyond_the_float_range() -> None:
     assert otlp.exponential_buckets(point) == [(0.0, 0), (2.0**1023, 1), (math.inf, 9)]
 
 
-def _summary(*points: m.SummaryDataPoint) -> bytes:
-    metric = m.Metric(name="s", summary=m.Summary(data_points=points))
+def _body(metric: m.Metric) -> bytes:
+    """An Export request of ``metric`` alone, with no resource or scope attributes."""
     return ExportMetricsServiceRequest(
         resource_metrics=[m.ResourceMetrics(scope_metrics=[m.ScopeMetrics(metrics=[metric])])]
     ).SerializeToString()
+
+
+def _summary(*points: m.SummaryDataPoint) -> bytes:
+    return _body(m.Metric(name="s", summary=m.Summary(data_points=points)))
 
 
 def test_an_empty_attribute_and_a_quantile_of_zero_are_different_points_to_the_native_cache() -> None:
@@ -73,9 +77,7 @@ def test_field_number_zero_inside_an_unknown_group_is_skipped_as_protobuf_skips_
         [0x63, 0x00, 0x00, 0x05, 0, 0, 0, 0, 0x03, 0x0B, 0x0C, 0x04, 0x64]
     )  # field 12: f0 varint, f0 i32, f0 group
     metric = m.Metric(name="g", gauge=m.Gauge(data_points=[m.NumberDataPoint.FromString(point + group)]))
-    body = ExportMetricsServiceRequest(
-        resource_metrics=[m.ResourceMetrics(scope_metrics=[m.ScopeMetrics(metrics=[metric])])]
-    ).SerializeToString()
+    body = _body(metric)
     otlp_protobuf.test_one_input(body)  # native and reference agree
     assert _labels(body) == [{"__name__": "g"}]
 
@@ -94,9 +96,7 @@ def test_a_varints_bits_past_64_are_dropped_as_protobuf_drops_them() -> None:
     point = m.NumberDataPoint(time_unix_nano=common.NOW_MS * 10**6, as_double=1.0, attributes=[KeyValue(key="k")])
     point.attributes[0].value.int_value = -1
     metric = m.Metric(name="g", gauge=m.Gauge(data_points=[point]))
-    body = ExportMetricsServiceRequest(
-        resource_metrics=[m.ResourceMetrics(scope_metrics=[m.ScopeMetrics(metrics=[metric])])]
-    ).SerializeToString()
+    body = _body(metric)
     for tenth in (0x01, 0x03, 0x27, 0x7F):
         spelled = _with_tenth_byte(body, b"\xff" * 9 + b"\x01", tenth)
         otlp_protobuf.test_one_input(spelled)  # native and reference agree
@@ -108,9 +108,7 @@ def test_a_varints_bits_past_64_are_dropped_as_protobuf_drops_them() -> None:
             data_points=[m.ExponentialHistogramDataPoint(time_unix_nano=common.NOW_MS * 10**6, negative=buckets)]
         ),
     )
-    body = ExportMetricsServiceRequest(
-        resource_metrics=[m.ResourceMetrics(scope_metrics=[m.ScopeMetrics(metrics=[histogram])])]
-    ).SerializeToString()
+    body = _body(histogram)
     for tenth in (0x01, 0x27):
         otlp_protobuf.test_one_input(_with_tenth_byte(body, b"\x81" + b"\x80" * 8 + b"\x01", tenth))
 
@@ -406,10 +404,7 @@ def test_a_delta_sum_carrying_the_stale_nan_bit_pattern_leaves_running_totals_fi
     metric = m.Metric(
         name="le", histogram=m.Histogram(aggregation_temporality=m.AGGREGATION_TEMPORALITY_DELTA, data_points=[point])
     )
-    request = ExportMetricsServiceRequest(
-        resource_metrics=[m.ResourceMetrics(scope_metrics=[m.ScopeMetrics(metrics=[metric])])]
-    )
-    otlp_protobuf.test_one_input(request.SerializeToString())
+    otlp_protobuf.test_one_input(_body(metric))
 
 
 def test_delta_sums_that_overflow_the_running_total_are_rejected() -> None:
