@@ -10,7 +10,8 @@ export, KEDA's calls go round-robin with one retry), ``--kill-replica-at F`` kil
 ``--restart-after`` seconds later, warmed from a peer's snapshot (docs/lab.md). ``--seeds``
 takes a count (1..N), a range (``4-6``) or a list (``4,6``): held-out seeds run on their own.
 ``--baseline`` pairs every run with an earlier report's run of the same scenario, recipe and
-seed and adds what changed to the summary (:mod:`scaler.lab.compare`). Exit code 0
+seed and adds what changed to the summary (:mod:`scaler.lab.compare`); its runs of the recipes
+not run again join the judge of the planner's goals (:mod:`scaler.lab.goals`). Exit code 0
 when every run completed, 1 when any failed (the report says which and why), 2 for bad
 arguments.
 """
@@ -183,7 +184,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from scaler.lab import matrix, report  # the scaler's core: only when evaluating
+    from scaler.lab import goals, matrix, report  # the scaler's core: only when evaluating
 
     try:
         scenario_paths = resolve_scenarios(args.scenarios)
@@ -254,11 +255,13 @@ def main(args: argparse.Namespace) -> int:
     }
     if failover is not None:
         meta["scaler"] = failover.describe()
-    against = None
+    against, borrowed = None, []
     if baseline is not None:
         rows, unmatched = compare.compare([r.to_json() for r in runs], baseline)
         against = compare.Against(rows, unmatched, str(args.baseline))
-    paths = report.write(Path(args.report), runs, planned.scenarios, [p.name for p in recipe_dirs], meta, against)
+        borrowed = goals.borrow(runs, baseline)
+    names = [p.name for p in recipe_dirs]
+    paths = report.write(Path(args.report), runs, planned.scenarios, names, meta, against, borrowed)
     if not args.quiet:
         if against is not None:
             print("\n".join(against.markdown()))

@@ -5,7 +5,10 @@ column per recipe, each cell the window attainment and the GPU-hours (means over
 The detail: one row per scenario and recipe with every figure; within each scenario the
 best value of each column is in bold — the highest attainments; the fewest GPU-hours,
 over-provisioned GPU-hours, scale events and recovery time among the recipes that meet the
-SLO (a recipe that lets the SLO go is not cheap, it is broken).
+SLO (a recipe that lets the SLO go is not cheap, it is broken). Then, where their runs are
+there: each recipe's missed windows against the oracle without foresight's
+(:func:`beyond_reactive`), the planner against its goals (:mod:`scaler.lab.goals`) and, with
+``--baseline``, what changed (:mod:`scaler.lab.compare`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from scaler import extras
+from scaler.lab import goals
 from scaler.lab.compare import Against
 from scaler.lab.runner import RunResult
 from scaler.sim.scenario import Scenario
@@ -37,10 +41,6 @@ COLUMNS: tuple[tuple[str, str, bool, Callable[[float], str]], ...] = (
 )
 
 
-def _key(r: RunResult) -> str:
-    return f"{r.scenario}@{r.profile}" if r.profile else r.scenario
-
-
 def _recovery(r: RunResult) -> float:
     """Mean time to recover over the scenario's load steps (inf if one never recovered)."""
     if not r.recovery_seconds:
@@ -54,7 +54,7 @@ def aggregate(runs: Sequence[RunResult]) -> dict[str, dict[str, dict[str, Any]]]
     """Means over seeds: ``{scenario@profile: {recipe: {figure: value, ...}}}``."""
     groups: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
     for r in runs:
-        groups[(_key(r), r.recipe)].append(r)
+        groups[(r.key, r.recipe)].append(r)
     out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for (scenario, recipe), rs in groups.items():
         ok = [r for r in rs if r.ok]
@@ -110,6 +110,7 @@ def markdown(
     recipes: Sequence[str],
     meta: dict[str, Any],
     against: Against | None = None,
+    borrowed: Sequence[RunResult] = (),
 ) -> str:
     table = aggregate(runs)
     lines = [
@@ -162,13 +163,14 @@ def markdown(
             meets = "yes" if c.get("meets_slo") else ("error" if not c.get("ok") else "no")
             lines.append(f"| {key} | {recipe} | " + " | ".join(values) + f" | {meets} |")
     lines += beyond_reactive(runs)
+    lines += goals.markdown(goals.judge([*runs, *borrowed]), borrowed)
     if against is not None:
         lines += ["", *against.markdown()]
     errors = [r for r in runs if not r.ok]
     if errors:
         lines += ["", "## Errors", ""]
-        lines += [f"- `{_key(r)}` / `{r.recipe}` / seed {r.seed}: {(r.error or '').splitlines()[0]}" for r in errors]
-    notes = sorted({f"`{_key(r)}` / `{r.recipe}`: {r.note}" for r in runs if r.note})
+        lines += [f"- `{r.key}` / `{r.recipe}` / seed {r.seed}: {(r.error or '').splitlines()[0]}" for r in errors]
+    notes = sorted({f"`{r.key}` / `{r.recipe}`: {r.note}" for r in runs if r.note})
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     if meta.get("plots"):
@@ -189,14 +191,14 @@ def beyond_reactive(runs: Sequence[RunResult]) -> list[str]:
     """``summary.md``'s section comparing each recipe's missed windows with those of
     :data:`REACTIVE` on the same scenario and seed: the ones it met (where a reactive recipe can
     still gain), the ones both missed, and the ones only it missed. Empty without its runs."""
-    reference = {(_key(r), r.seed): set(r.missed_windows) for r in runs if r.recipe == REACTIVE and r.ok}
+    reference = {(r.key, r.seed): set(r.missed_windows) for r in runs if r.recipe == REACTIVE and r.ok}
     groups: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
     for r in runs:
-        theirs = reference.get((_key(r), r.seed))
+        theirs = reference.get((r.key, r.seed))
         if r.recipe == REACTIVE or not r.ok or theirs is None:
             continue
         mine = set(r.missed_windows)
-        groups[(_key(r), r.recipe)].append((len(mine - theirs), len(mine & theirs), len(theirs - mine)))
+        groups[(r.key, r.recipe)].append((len(mine - theirs), len(mine & theirs), len(theirs - mine)))
     if not groups:
         return []
     lines = [
@@ -229,7 +231,7 @@ def pareto_plots(runs: Sequence[RunResult], directory: Path) -> list[str]:
     by_scenario: dict[str, list[RunResult]] = defaultdict(list)
     for r in runs:
         if r.ok:
-            by_scenario[_key(r)].append(r)
+            by_scenario[r.key].append(r)
     recipes = sorted({r.recipe for r in runs if r.ok})
     colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(recipes)}
     names: list[str] = []
@@ -291,6 +293,7 @@ def write(
     recipes: Sequence[str],
     meta: dict[str, Any],
     against: Against | None = None,
+    borrowed: Sequence[RunResult] = (),
 ) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     ordered = sorted(runs, key=lambda r: (r.scenario, r.profile, r.recipe, r.seed))
@@ -319,11 +322,12 @@ def write(
             for key, s in sorted(scenarios.items())
         },
         "summary": aggregate(ordered),
+        "goals": [v.to_json() for v in goals.judge([*ordered, *borrowed]) if v.pairs],
         **({"baseline": against.to_json()} if against is not None else {}),
     }
     paths = [directory / "report.json", directory / "summary.md"]
     paths[0].write_text(json.dumps(_finite(doc), indent=1, default=_json_default, allow_nan=False) + "\n")
-    paths[1].write_text(markdown(ordered, scenarios, recipes, meta, against))
+    paths[1].write_text(markdown(ordered, scenarios, recipes, meta, against, borrowed))
     return paths + [directory / p for p in meta.get("plots", [])]
 
 

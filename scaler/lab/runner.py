@@ -96,6 +96,11 @@ class RunResult:
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
 
+    @property
+    def key(self) -> str:
+        """The scenario and its profile (``scenario@profile``), as the report names them."""
+        return f"{self.scenario}@{self.profile}" if self.profile else self.scenario
+
     def to_json(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         for key, value in out.items():

@@ -129,3 +129,32 @@ def test_held_out_seeds_against_a_baseline_end_to_end(tmp_path: Path, capsys: py
     assert "## Against the baseline" in summary and "2 seed(s): 3, 4" in summary
     assert "2 compared, 1 identical, 1 changed." in summary
     assert "## Against the baseline" in capsys.readouterr().out  # printed too
+
+
+@pytest.mark.timeout(240)
+def test_a_recipe_run_again_alone_is_judged_against_the_baselines_other_recipes(tmp_path: Path) -> None:
+    doc = short_step(name="tiny", tail_seconds=60)
+    doc["phases"] = [{**doc["phases"][0], "seconds": 30}, {**doc["phases"][1], "seconds": 150, "rate": 20}]
+    scenario = str(write(tmp_path, doc, "tiny.yaml"))
+    planner = _fleet_recipe(tmp_path / "v1", 1).rename(tmp_path / "v1" / "planner")  # judged by its name
+    base, new = tmp_path / "base", tmp_path / "new"
+    common = ["evaluate", "--scenarios", scenario, "--jobs", "1", "--seeds", "1", "--quiet"]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*common, "--recipes", str(planner), "oracle", "static-peak", "--report", str(base)])
+    assert exit_.value.code == 0
+    (planner / "lab.yaml").write_text("policy: static\nreplicas: {prefill: 1, decode: 2}\n")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*common, "--recipes", str(planner), "--report", str(new), "--baseline", str(base)])
+    assert exit_.value.code == 0
+    runs = {r["recipe"]: r for r in json.loads((base / "report.json").read_text())["runs"]}
+    doc_new = json.loads((new / "report.json").read_text())
+    assert [r["recipe"] for r in doc_new["runs"]] == ["planner"]  # the others were not run again
+    (verdict,) = doc_new["goals"]
+    pairs = {p["recipe"]: p for p in verdict["pairs"]}
+    assert sorted(pairs) == ["oracle", "static-peak"]
+    assert pairs["oracle"]["their_gpu_hours"] == pytest.approx(runs["oracle"]["gpu_hours"])
+    assert verdict["cost"] == pytest.approx(doc_new["runs"][0]["gpu_hours"] / runs["oracle"]["gpu_hours"], rel=1e-5)
+    summary = (new / "summary.md").read_text()
+    assert (
+        "## Against the planner's goals" in summary and "The runs of oracle, static-peak are the baseline's." in summary
+    )

@@ -1,5 +1,6 @@
 """The planner recipe in the evaluation lab: on a short load step it beats the shipped
-threshold recipe on both axes (SLO windows met and GPU-hours), with fewer scale events."""
+threshold recipe on both axes (SLO windows met and GPU-hours), with fewer scale events, and
+the lab's judge of the issue's goals says so from the same runs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scaler.lab import recipes, runner
+from scaler.lab import goals, recipes, runner
 from scaler.sim import scenario as sc
 from tests.lab.helpers import load, recipe
 
@@ -22,6 +23,14 @@ def test_the_planner_beats_shipped_on_a_short_step(tmp_path: Path) -> None:
     assert planner.gpu_hours < shipped.gpu_hours
     assert planner.scale_events < shipped.scale_events
     assert planner.failed == 0
+    oracle = runner.simulate(scenario, recipe("oracle"), seed=1)
+    (verdict,) = goals.judge([planner, shipped, oracle])
+    pairs = {p.recipe: p for p in verdict.pairs}
+    assert pairs["shipped"].dominates
+    assert verdict.cost == planner.gpu_hours / oracle.gpu_hours
+    halved = planner.scale_events <= shipped.scale_events / 2
+    assert [(s.recipe, s.holds) for s in verdict.stability] == [("shipped", halved)]
+    assert verdict.windows is not None and verdict.windows >= planner.window_attainment
 
 
 def test_the_planner_recipe_takes_each_scenarios_slo_and_profile() -> None:
