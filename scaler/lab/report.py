@@ -24,6 +24,7 @@ from typing import Any
 from scaler import extras
 from scaler.lab import goals
 from scaler.lab.compare import Against
+from scaler.lab.goals import REACTIVE
 from scaler.lab.runner import RunResult
 from scaler.sim.scenario import Scenario
 
@@ -180,11 +181,6 @@ def markdown(
     elif meta.get("plots_missing"):
         lines += ["", f"No plots: {meta['plots_missing']}."]
     return "\n".join(lines) + "\n"
-
-
-REACTIVE = "oracle-reactive"
-"""The oracle without foresight: the windows it misses, no recipe that measures the load avoids
-at its size (:mod:`scaler.lab.policies`)."""
 
 
 def beyond_reactive(runs: Sequence[RunResult]) -> list[str]:

@@ -42,6 +42,7 @@ def test_each_goal_is_judged_on_the_seeds_both_recipes_completed() -> None:
         run("planner", 3, 0.50, 9.00, events=40),  # no other recipe ran seed 3
         run("oracle", 1, 0.95, 1.00, missed=[0]),  # its miss at 0 s is excused
         run("oracle", 2, 1.00, 1.00),
+        run("oracle-reactive", 2, 0.95, 1.00, missed=[300]),  # excuses seed 2's miss at 300 s, in brackets
         run("shipped", 1, 0.80, 1.50, events=20),
         run("shipped", 2, 0.80, 1.50, events=12),
         run("kedify-vllm", 1, 0.99, 2.00, events=10),
@@ -52,12 +53,14 @@ def test_each_goal_is_judged_on_the_seeds_both_recipes_completed() -> None:
     assert (verdict.scenario, verdict.seeds) == ("step@opt125m-l4", 3)
     pairs = {p.recipe: p for p in verdict.pairs}
     assert (pairs["oracle"].seeds, pairs["shipped"].seeds, pairs["kedify-vllm"].seeds) == (2, 2, 1)
+    assert pairs["oracle-reactive"].seeds == 1
     assert pairs["shipped"].attainment == pytest.approx(0.925) and pairs["shipped"].dominates
     assert not pairs["kedify-vllm"].dominates  # 0.95 against 0.99 at less: 4 points under
     assert not pairs["oracle"].dominates and not verdict.dominant
     assert verdict.cost == pytest.approx(1.15)
     # seed 1: its miss excused (the oracle missed it too), 20/20; seed 2: 2 of 20 missed
     assert verdict.windows == pytest.approx((1.0 + 0.9) / 2)
+    assert verdict.reactive_windows == pytest.approx(0.95)  # seed 2 alone: 19 of 20
     stability = {s.recipe: s for s in verdict.stability}
     assert stability["shipped"].holds and (stability["shipped"].events, stability["shipped"].their_events) == (7, 16)
     assert not stability["kedify-vllm"].holds  # 6 events against half of 10

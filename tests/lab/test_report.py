@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scaler.lab import report
+from scaler.lab import goals, report
 from scaler.lab.runner import RunResult
 
 
@@ -12,8 +12,8 @@ def run(recipe: str, seed: int, missed: list[int], scenario: str = "step", ok: b
 
 def test_missed_windows_are_split_by_whether_the_reactive_oracle_met_them() -> None:
     runs = [
-        run(report.REACTIVE, 1, [300, 330, 360]),
-        run(report.REACTIVE, 2, [300]),
+        run(goals.REACTIVE, 1, [300, 330, 360]),
+        run(goals.REACTIVE, 2, [300]),
         run("planner", 1, [300, 330, 1530]),  # 1 it met, 2 both missed, 1 only it missed
         run("planner", 2, [300, 600, 630]),  # 2 it met, 1 both missed, 0 only it missed
         run("planner", 3, [0]),  # no reactive run of seed 3: not paired
