@@ -83,7 +83,8 @@ def load(path: Path) -> list[dict[str, Any]]:
     runs = doc.get("runs") if isinstance(doc, dict) else None
     if not isinstance(runs, list) or not all(_is_run(r) for r in runs):
         raise BaselineError(
-            f"--baseline: {file} is not an evaluate report (expected runs[] with scenario, recipe, seed, ok)"
+            f"--baseline: {file} is not an evaluate report (expected runs[] with scenario, recipe, seed, ok "
+            f"and, for a completed run, the numbers {', '.join(FIGURES)})"
         )
     return runs
 
@@ -93,9 +94,15 @@ def _is_run(run: Any) -> bool:
         isinstance(run, dict)
         and isinstance(run.get("scenario"), str)
         and isinstance(run.get("recipe"), str)
+        and isinstance(run.get("profile", ""), str | None)
         and isinstance(run.get("seed"), int)
         and isinstance(run.get("ok"), bool)
+        and (not run["ok"] or all(_is_number(run.get(figure)) for figure in FIGURES))
     )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _by_key(runs: Iterable[Mapping[str, Any]]) -> dict[Key, dict[int, Mapping[str, Any]]]:

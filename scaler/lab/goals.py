@@ -118,9 +118,19 @@ def borrow(runs: Sequence[RunResult], baseline: Iterable[Mapping[str, Any]]) -> 
     """The baseline's runs (``report.json``'s ``runs[]``) of each scenario and recipe that
     ``runs`` has none of."""
     own = {(r.key, r.recipe) for r in runs}
-    names = {f.name for f in fields(RunResult)}
-    loaded = (RunResult(**{k: v for k, v in run.items() if k in names}) for run in baseline)
+    loaded = (_run(run) for run in baseline)
     return [r for r in loaded if (r.key, r.recipe) not in own]
+
+
+def _run(run: Mapping[str, Any]) -> RunResult:
+    """A run of a report that :func:`scaler.lab.compare.load` accepted; an older report's run
+    lacks the keys added since (``profile``, ``missed_windows``), which take their defaults."""
+    names = {f.name for f in fields(RunResult)}
+    known = {k: v for k, v in run.items() if k in names} | {"profile": run.get("profile") or ""}
+    missed = known.get("missed_windows")
+    if not (isinstance(missed, list) and all(isinstance(t, int | float) for t in missed)):
+        known.pop("missed_windows", None)
+    return RunResult(**known)
 
 
 def judge(runs: Sequence[RunResult], candidate: str = CANDIDATE) -> list[Verdict]:

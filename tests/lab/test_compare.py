@@ -75,10 +75,13 @@ def test_pairs_are_by_seed_and_the_means_only_over_the_seeds_both_ran() -> None:
 def test_a_baseline_that_is_not_a_report_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "broken.json").write_text("{")
+    figureless = _run("step", "shipped", 1, 0.9, 1.0, 3) | {"gpu_hours": "1.0"}  # a completed run needs its figures
+    (tmp_path / "figureless.json").write_text(json.dumps({"runs": [figureless]}))
     for path, says in (
         (tmp_path / "missing.json", "cannot read"),
         (tmp_path / "broken.json", "is not JSON"),
         (tmp_path / "list.json", "is not an evaluate report"),
+        (tmp_path / "figureless.json", "the numbers window_attainment, gpu_hours, scale_events"),
     ):
         with pytest.raises(SystemExit) as exit_:
             cli.main(["evaluate", "--baseline", str(path), "--report", str(tmp_path / "r"), "--quiet"])

@@ -95,3 +95,23 @@ def test_the_summary_section_counts_every_goal() -> None:
 def test_without_another_recipe_beside_the_planner_there_is_no_section() -> None:
     assert goals.markdown(goals.judge([run("planner", 1, 1.0, 1.0), run("shipped", 2, 1.0, 1.0)])) == []
     assert goals.judge([run("shipped", 1, 1.0, 1.0)]) == []
+
+
+def test_an_older_reports_runs_are_borrowed_with_the_keys_they_lack_defaulted() -> None:
+    mine = [run("planner", 1, 0.9, 1.0, missed=[0, 30])]
+    baseline = [
+        {"scenario": "step", "profile": "opt125m-l4", "recipe": "oracle", "seed": 1, "ok": True,
+         "window_attainment": 1.0, "gpu_hours": 1.0, "scale_events": 2, "missed_windows": [30]},
+        {"scenario": "step", "profile": "opt125m-l4", "recipe": "planner", "seed": 1, "ok": True,
+         "window_attainment": 0.1, "gpu_hours": 9.0, "scale_events": 2},  # this run has its own: not borrowed
+        {"scenario": "step", "recipe": "shipped", "seed": 1, "ok": True,  # no profile, no missed windows
+         "window_attainment": 0.8, "gpu_hours": 2.0, "scale_events": 9, "missed_windows": "all"},
+    ]  # fmt: skip
+    borrowed = goals.borrow(mine, baseline)
+    assert [(r.recipe, r.key, r.missed_windows) for r in borrowed] == [
+        ("oracle", "step@opt125m-l4", [30]),
+        ("shipped", "step", []),
+    ]
+    (verdict,) = goals.judge([*mine, *borrowed])
+    assert [p.recipe for p in verdict.pairs] == ["oracle"]  # the profile-less run is another scenario key
+    assert verdict.windows == pytest.approx(1 - 1 / 20)  # the miss at 30 s excused
