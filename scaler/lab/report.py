@@ -24,7 +24,7 @@ from typing import Any
 from scaler import extras
 from scaler.lab import goals
 from scaler.lab.compare import Against
-from scaler.lab.goals import REACTIVE
+from scaler.lab.goals import REACTIVE, Verdict
 from scaler.lab.runner import RunResult
 from scaler.sim.scenario import Scenario
 
@@ -111,6 +111,7 @@ def markdown(
     recipes: Sequence[str],
     meta: dict[str, Any],
     against: Against | None = None,
+    verdicts: Sequence[Verdict] = (),
     borrowed: Sequence[RunResult] = (),
 ) -> str:
     table = aggregate(runs)
@@ -164,7 +165,7 @@ def markdown(
             meets = "yes" if c.get("meets_slo") else ("error" if not c.get("ok") else "no")
             lines.append(f"| {key} | {recipe} | " + " | ".join(values) + f" | {meets} |")
     lines += beyond_reactive(runs)
-    lines += goals.markdown(goals.judge([*runs, *borrowed]), borrowed)
+    lines += goals.markdown(verdicts, borrowed)
     if against is not None:
         lines += ["", *against.markdown()]
     errors = [r for r in runs if not r.ok]
@@ -293,6 +294,7 @@ def write(
 ) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     ordered = sorted(runs, key=lambda r: (r.scenario, r.profile, r.recipe, r.seed))
+    verdicts = goals.judge([*ordered, *borrowed])  # the goals of summary.md and report.json, judged once
     if absent := extras.missing(extras.REPORT_PLOT):
         meta["plots_missing"] = f"{', '.join(absent)} (the demo extra) is not installed: {extras.DEMO_INSTALL}"
     else:
@@ -318,12 +320,12 @@ def write(
             for key, s in sorted(scenarios.items())
         },
         "summary": aggregate(ordered),
-        "goals": [v.to_json() for v in goals.judge([*ordered, *borrowed]) if v.pairs],
+        "goals": [v.to_json() for v in verdicts if v.pairs],
         **({"baseline": against.to_json()} if against is not None else {}),
     }
     paths = [directory / "report.json", directory / "summary.md"]
     paths[0].write_text(json.dumps(_finite(doc), indent=1, default=_json_default, allow_nan=False) + "\n")
-    paths[1].write_text(markdown(ordered, scenarios, recipes, meta, against, borrowed))
+    paths[1].write_text(markdown(ordered, scenarios, recipes, meta, against, verdicts, borrowed))
     return paths + [directory / p for p in meta.get("plots", [])]
 
 
